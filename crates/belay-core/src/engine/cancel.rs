@@ -1,0 +1,36 @@
+//! Cancelling jobs: the host-side script does the work (TERM the job's
+//! session, KILL after the grace period, record the exit) so a dropped link
+//! mid-cancel leaves nothing half-done; the engine records the outcome.
+
+use super::Engine;
+use crate::error::{CoreError, Result};
+use crate::job::Job;
+use crate::remote::{HostReport, scripts};
+
+/// Default seconds between TERM and KILL.
+pub const DEFAULT_GRACE_SECS: u32 = 10;
+
+impl Engine {
+    /// Stop a job. Ended jobs are returned unchanged.
+    pub fn cancel(&mut self, job: &Job, grace_secs: u32) -> Result<Job> {
+        if !job.state.is_live() {
+            return Ok(job.clone());
+        }
+        let transport = self.transport(&job.host)?;
+        let scheduler = Self::scheduler(job)?;
+        let dir = Self::dir_word(&*transport, job);
+        let out = transport.run_script(&scripts::cancel(&*scheduler, &job.id, &dir, grace_secs))?;
+        let report = HostReport::parse(&String::from_utf8_lossy(&out.stdout));
+        let Some(jr) = report.jobs.get(&job.id) else {
+            return Err(CoreError::Protocol {
+                host: job.host.clone(),
+                message: format!("cancelling job {} gave no report: {}", job.id, out.stderr_text()),
+            });
+        };
+        let current = self.store.get(&job.id)?;
+        if current.state.is_live() {
+            self.apply_report(&current, jr, report.now)?;
+        }
+        self.store.get(&job.id)
+    }
+}

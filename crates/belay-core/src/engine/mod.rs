@@ -1,0 +1,103 @@
+//! The engine: every job operation, in the order that keeps jobs safe.
+//!
+//! - [`submit`]: record intent (`queued`, then `submitting`) before staging
+//!   and launching on the host; both remote steps are idempotent and the
+//!   launch is guarded by `launch.lock`, so a retry adopts instead of
+//!   starting a second copy.
+//! - [`reconcile`]: one probe per host brings the store in line with the
+//!   job directories, finishes submits whose submitter died, and marks jobs
+//!   `lost` only on proof (the wrapper is gone and left no exit file).
+//! - [`cancel`] and [`output`]: stopping jobs and reading their output from
+//!   byte offsets.
+
+pub mod cancel;
+pub mod output;
+pub mod reconcile;
+pub mod submit;
+pub mod submitter;
+
+use std::sync::Arc;
+
+use crate::error::{CoreError, Result};
+use crate::home::BelayHome;
+use crate::hosts::Hosts;
+use crate::job::Job;
+use crate::remote::scripts::job_dir_word;
+use crate::scheduler::{self, Scheduler};
+use crate::store::Store;
+use crate::transport::Transport;
+
+pub use reconcile::HostProblem;
+
+/// How often the wrapper touches `heartbeat`.
+pub const HEARTBEAT_SECS: u32 = 15;
+
+/// A launch that has held `launch.lock` this long without the wrapper
+/// starting was interrupted: the job will never start.
+pub const LAUNCH_TIMEOUT_SECS: i64 = 60;
+
+pub struct Engine {
+    store: Store,
+    hosts: Hosts,
+}
+
+impl Engine {
+    /// Open the store under `home` (creating it) with the hosts belay knows.
+    pub fn open(home: &BelayHome) -> Result<Self> {
+        Ok(Self {
+            store: Store::open(&home.store_path())?,
+            hosts: Hosts::new(home),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn hosts(&self) -> &Hosts {
+        &self.hosts
+    }
+
+    fn transport(&self, host: &str) -> Result<Arc<dyn Transport>> {
+        self.hosts.get(host)
+    }
+
+    fn scheduler(job: &Job) -> Result<Box<dyn Scheduler>> {
+        scheduler::by_name(&job.scheduler).ok_or_else(|| CoreError::Protocol {
+            host: job.host.clone(),
+            message: format!(
+                "job {} uses scheduler '{}', which this build does not know",
+                job.id, job.scheduler
+            ),
+        })
+    }
+
+    /// The job directory as a shell word on its host.
+    fn dir_word(transport: &dyn Transport, job: &Job) -> String {
+        job_dir_word(&transport.workroot(), &job.key, job.remote_dir.as_deref())
+    }
+
+    /// Resolve a job reference (id, name or id prefix) and reconcile it.
+    pub fn job(&mut self, reference: &str) -> Result<(Job, Vec<HostProblem>)> {
+        let job = self.store.resolve(reference)?;
+        if !job.state.is_live() {
+            return Ok((job, Vec::new()));
+        }
+        let problems = self.reconcile(std::slice::from_ref(&job))?;
+        Ok((self.store.get(&job.id)?, problems))
+    }
+
+    /// Reconcile the live jobs among those listed, then list them afresh.
+    pub fn list(
+        &mut self,
+        filter: &crate::store::JobFilter,
+    ) -> Result<(Vec<Job>, Vec<HostProblem>)> {
+        let live_filter = crate::store::JobFilter {
+            all: false,
+            host: filter.host.clone(),
+        };
+        let live = self.store.list(&live_filter)?;
+        let problems = self.reconcile(&live)?;
+        Ok((self.store.list(filter)?, problems))
+    }
+}

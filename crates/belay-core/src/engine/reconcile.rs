@@ -1,0 +1,230 @@
+//! Reconciliation: bring the store in line with the job directories.
+//!
+//! One probe script per host covers all of that host's live jobs. What the
+//! host says wins, with two rules learnt the hard way elsewhere: a job is
+//! never "done" without its `exit` file, and never "lost" on a failed
+//! connection — only on proof that its wrapper is gone (pid + start time +
+//! boot id) without an `exit` file. A host that cannot be reached leaves its
+//! jobs as they were and is reported as a [`HostProblem`].
+
+use std::collections::BTreeMap;
+
+use super::{Engine, LAUNCH_TIMEOUT_SECS, submitter};
+use crate::error::{CoreError, Result};
+use crate::job::{Job, JobState};
+use crate::remote::scripts::{self, ProbeTarget};
+use crate::remote::{HostReport, JobReport, RemoteStatus};
+use crate::store::JobUpdate;
+use crate::time::now_ms;
+
+/// A host that could not be asked about its jobs, and why.
+#[derive(Debug, Clone)]
+pub struct HostProblem {
+    pub host: String,
+    pub error: String,
+}
+
+impl Engine {
+    /// Probe the hosts of `jobs` (live ones only) and record what they say.
+    pub fn reconcile(&mut self, jobs: &[Job]) -> Result<Vec<HostProblem>> {
+        let mut by_host: BTreeMap<&str, Vec<&Job>> = BTreeMap::new();
+        for job in jobs.iter().filter(|j| j.state.is_live()) {
+            by_host.entry(job.host.as_str()).or_default().push(job);
+        }
+        let mut problems = Vec::new();
+        for (host, jobs) in by_host {
+            if let Err(e) = self.reconcile_host(host, &jobs) {
+                match e {
+                    CoreError::Transport(t) => problems.push(HostProblem {
+                        host: host.to_string(),
+                        error: t.to_string(),
+                    }),
+                    other => return Err(other),
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    fn reconcile_host(&mut self, host: &str, jobs: &[&Job]) -> Result<()> {
+        let transport = self.transport(host)?;
+        // All jobs of one host share the probe; the scheduler is per job,
+        // but today every job is `direct`.
+        let scheduler = Self::scheduler(jobs[0])?;
+        let targets: Vec<ProbeTarget<'_>> = jobs
+            .iter()
+            .map(|j| ProbeTarget {
+                job_id: &j.id,
+                dir: Self::dir_word(&*transport, j),
+            })
+            .collect();
+        let out = transport.run_script(&scripts::probe(&*scheduler, &targets))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !text.lines().any(|l| l == "END") {
+            return Err(CoreError::Protocol {
+                host: host.to_string(),
+                message: format!("the status probe did not finish: {}", out.stderr_text()),
+            });
+        }
+        let report = HostReport::parse(&text);
+        for job in jobs {
+            let Some(jr) = report.jobs.get(&job.id) else {
+                continue;
+            };
+            // Re-read: another belay process may have moved it meanwhile.
+            let current = self.store.get(&job.id)?;
+            if !current.state.is_live() {
+                continue;
+            }
+            let resumable = matches!(jr.status, RemoteStatus::Staged | RemoteStatus::Absent)
+                && matches!(current.state, JobState::Queued | JobState::Submitting);
+            if resumable {
+                if current.submitter.as_deref().is_some_and(submitter::is_alive) {
+                    continue; // its submitter is alive and at work
+                }
+                self.store.set_submitter(&current.id, &submitter::current())?;
+                self.stage_and_launch(&current)?;
+                continue;
+            }
+            self.apply_report(&current, jr, report.now)?;
+        }
+        Ok(())
+    }
+
+    /// Record what the host said about one job.
+    pub(crate) fn apply_report(&mut self, job: &Job, jr: &JobReport, host_now: i64) -> Result<()> {
+        let seen = Some(now_ms());
+        let started_at = jr.time_ms("started_at");
+        let pid = jr.field("pid").map(str::to_string);
+        match jr.status {
+            RemoteStatus::Exit => {
+                let code = jr.int("code").map(|c| c as i32);
+                let (to, reason) = if jr.field("never_launched").is_some() {
+                    (JobState::Cancelled, "cancelled before it was launched".to_string())
+                } else if jr.field("cancel_requested").is_some() {
+                    (JobState::Cancelled, exit_reason("cancelled", code))
+                } else if code == Some(0) {
+                    (JobState::Succeeded, "exited with code 0".to_string())
+                } else {
+                    (JobState::Failed, exit_reason("failed", code))
+                };
+                let update = JobUpdate {
+                    exit_code: code,
+                    started_at,
+                    ended_at: jr.time_ms("ended_at"),
+                    scheduler_id: pid,
+                    last_seen: seen,
+                    ..Default::default()
+                };
+                self.move_job(job, to, &reason, update)
+            }
+            RemoteStatus::Running => {
+                let update = JobUpdate {
+                    started_at,
+                    scheduler_id: pid,
+                    last_seen: seen,
+                    ..Default::default()
+                };
+                if matches!(job.state, JobState::Running | JobState::Held) {
+                    self.store.touch(&job.id, &update)
+                } else {
+                    self.move_job(job, JobState::Running, "the wrapper started", update)
+                }
+            }
+            RemoteStatus::Dead => {
+                let why = jr.field("why").unwrap_or("its wrapper process is gone");
+                let reason = format!("{why}, and it left no exit file");
+                self.move_job(
+                    job,
+                    JobState::Lost,
+                    &reason,
+                    JobUpdate {
+                        reason: Some(reason.clone()),
+                        started_at,
+                        scheduler_id: pid,
+                        last_seen: seen,
+                        ..Default::default()
+                    },
+                )?;
+                self.kill_remnants(job)
+            }
+            RemoteStatus::Launching => {
+                let age = jr.int("lock_age").unwrap_or(0);
+                if age <= LAUNCH_TIMEOUT_SECS {
+                    return self.store.touch(
+                        &job.id,
+                        &JobUpdate {
+                            last_seen: seen,
+                            ..Default::default()
+                        },
+                    );
+                }
+                let reason = format!(
+                    "its launch was interrupted: launch.lock is {age} s old and the job never started"
+                );
+                self.move_job(
+                    job,
+                    JobState::Lost,
+                    &reason,
+                    JobUpdate {
+                        reason: Some(reason.clone()),
+                        last_seen: seen,
+                        ..Default::default()
+                    },
+                )
+            }
+            RemoteStatus::Staged | RemoteStatus::Absent => {
+                if matches!(job.state, JobState::Queued | JobState::Submitting) {
+                    return Ok(()); // a submit in progress; reconcile resumes it if orphaned
+                }
+                let _ = host_now;
+                let reason = format!(
+                    "its job directory {} is gone from the host",
+                    job.remote_dir.as_deref().unwrap_or(&job.key)
+                );
+                self.move_job(
+                    job,
+                    JobState::Lost,
+                    &reason,
+                    JobUpdate {
+                        reason: Some(reason.clone()),
+                        last_seen: seen,
+                        ..Default::default()
+                    },
+                )
+            }
+        }
+    }
+
+    /// Transition, passing through `submitting` when a queued job turns out
+    /// to have gone further (its submitter died before recording it).
+    fn move_job(&mut self, job: &Job, to: JobState, reason: &str, update: JobUpdate) -> Result<()> {
+        if job.state == JobState::Queued && !JobState::Queued.can_move_to(to) {
+            self.store.transition(
+                &job.id,
+                JobState::Submitting,
+                "found staged on the host",
+                &JobUpdate::default(),
+            )?;
+        }
+        self.store.transition(&job.id, to, reason, &update)?;
+        Ok(())
+    }
+
+    /// Stop processes a lost job left behind (its session, provably ours).
+    fn kill_remnants(&mut self, job: &Job) -> Result<()> {
+        let transport = self.transport(&job.host)?;
+        let scheduler = Self::scheduler(job)?;
+        let dir = Self::dir_word(&*transport, job);
+        transport.run_script(&scripts::kill_remnants(&*scheduler, &dir))?;
+        Ok(())
+    }
+}
+
+fn exit_reason(what: &str, code: Option<i32>) -> String {
+    match code {
+        Some(c) if c > 128 => format!("{what}: exited with code {c} (signal {})", c - 128),
+        Some(c) => format!("{what}: exited with code {c}"),
+        None => what.to_string(),
+    }
+}

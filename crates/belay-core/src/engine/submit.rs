@@ -1,0 +1,165 @@
+//! Submitting a job: intent first, then idempotent remote steps.
+//!
+//! ```text
+//! store: queued ─(failpoint after-record)─> submitting
+//! host:  stage (dir, spec.json, run.sh) ─(after-stage)─>
+//! host:  launch (launch.lock, scheduler) ─(after-launch)─>
+//! store: running / ended ─(after-store)
+//! ```
+//!
+//! A crash anywhere leaves a job that `reconcile` can finish: before the
+//! lock it stages and launches again (same files, same lock), after it the
+//! job is adopted. Never two launches.
+
+use serde_json::json;
+
+use super::{Engine, HEARTBEAT_SECS, submitter};
+use crate::error::{CoreError, Result};
+use crate::failpoint;
+use crate::job::{Job, JobSpec, JobState};
+use crate::remote::{HostReport, scripts, wrapper};
+use crate::store::JobUpdate;
+use crate::transport::Transport;
+
+impl Engine {
+    /// Record and launch a job. Bad input (unknown host) is refused before
+    /// anything is written.
+    pub fn submit(&mut self, spec: &JobSpec) -> Result<Job> {
+        self.hosts.validate(&spec.host)?;
+        let scheduler = "direct";
+        let job = self
+            .store
+            .insert_job(spec, scheduler, &submitter::current())?;
+        failpoint::hit("after-record");
+        self.stage_and_launch(&job)?;
+        failpoint::hit("after-store");
+        self.store.get(&job.id)
+    }
+
+    /// The remote half of a submit, safe to repeat: used by `submit` and by
+    /// reconcile when a submitter died mid-way.
+    pub(crate) fn stage_and_launch(&mut self, job: &Job) -> Result<()> {
+        let transport = self.transport(&job.host)?;
+        let scheduler = Self::scheduler(job)?;
+        if job.state == JobState::Queued {
+            self.store.transition(
+                &job.id,
+                JobState::Submitting,
+                "staging the job directory on the host",
+                &JobUpdate::default(),
+            )?;
+        }
+
+        let command = crate::job::Command::from_argv(job.command.clone());
+        let run_sh = wrapper::render(&wrapper::WrapperSpec {
+            job_id: &job.id,
+            command: &command,
+            workdir: job.workdir.as_deref(),
+            env: &job.env,
+            login_shell: true,
+            heartbeat_secs: HEARTBEAT_SECS,
+        });
+        let spec_json = serde_json::to_string_pretty(&json!({
+            "id": job.id,
+            "key": job.key,
+            "name": job.name,
+            "host": job.host,
+            "command": job.command,
+            "workdir": job.workdir,
+            "env": job.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            "scheduler": job.scheduler,
+            "created_at": job.created_at,
+            "belay_version": env!("CARGO_PKG_VERSION"),
+        }))
+        .expect("spec serialises");
+        let workdir_word = wrapper::workdir_word(job.workdir.as_deref());
+        let out = transport.run_script(&scripts::stage(
+            &transport.workroot(),
+            &job.key,
+            &spec_json,
+            &run_sh,
+            &workdir_word,
+        ))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let dir = text
+            .lines()
+            .find_map(|l| l.strip_prefix("dir="))
+            .map(str::to_string);
+        let Some(dir) = dir.filter(|_| out.status == 0) else {
+            return Err(protocol_error(
+                &*transport,
+                "staging the job directory failed",
+                &out.stderr_text(),
+            ));
+        };
+        self.store.touch(
+            &job.id,
+            &JobUpdate {
+                remote_dir: Some(dir.clone()),
+                ..Default::default()
+            },
+        )?;
+        if text.lines().any(|l| l == "workdir=missing") {
+            let wd = job.workdir.clone().unwrap_or_else(|| "~".into());
+            let reason = format!("working directory '{wd}' does not exist on {}", job.host);
+            self.store.transition(
+                &job.id,
+                JobState::Failed,
+                &reason,
+                &JobUpdate {
+                    reason: Some(reason.clone()),
+                    ..Default::default()
+                },
+            )?;
+            return Err(CoreError::BadInput(format!("bad --workdir: {reason}")));
+        }
+        failpoint::hit("after-stage");
+
+        let out = transport.run_script(&scripts::launch(
+            &*scheduler,
+            &job.id,
+            &crate::shell::quote(&dir),
+        ))?;
+        failpoint::hit("after-launch");
+        let report = HostReport::parse(&String::from_utf8_lossy(&out.stdout));
+        if let Some(why) = report.tagged("R").and_then(|r| r.strip_prefix("unsupported ")) {
+            let reason = format!("cannot launch on {}: {why}", job.host);
+            self.store.transition(
+                &job.id,
+                JobState::Failed,
+                &reason,
+                &JobUpdate {
+                    reason: Some(reason.clone()),
+                    ..Default::default()
+                },
+            )?;
+            return Err(CoreError::Protocol {
+                host: job.host.clone(),
+                message: why.to_string(),
+            });
+        }
+        match report.jobs.get(&job.id) {
+            Some(jr) => {
+                let current = self.store.get(&job.id)?;
+                self.apply_report(&current, jr, report.now)?;
+                Ok(())
+            }
+            None => Err(protocol_error(
+                &*transport,
+                "launching the job gave no report",
+                &out.stderr_text(),
+            )),
+        }
+    }
+}
+
+fn protocol_error(transport: &dyn Transport, what: &str, stderr: &str) -> CoreError {
+    CoreError::Protocol {
+        host: transport.host().to_string(),
+        message: if stderr.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what}: {stderr}")
+        },
+    }
+}

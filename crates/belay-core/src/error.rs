@@ -1,0 +1,63 @@
+//! The error type at belay-core's boundary.
+//!
+//! Variants are split by who must act: [`CoreError::is_bad_input`] marks the
+//! errors that are the caller's to fix (the CLI maps them to exit status 2);
+//! everything else is a failure of the machinery (exit status 1) and carries
+//! its real cause, never a paraphrase.
+
+use crate::job::{InvalidTransition, JobState};
+use crate::transport::TransportError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// Input that can never work: a malformed flag value, a missing command.
+    #[error("{0}")]
+    BadInput(String),
+    #[error("unknown job '{0}' (see `belay ps --all`)")]
+    UnknownJob(String),
+    #[error("job reference '{reference}' is ambiguous: it matches {candidates}")]
+    AmbiguousJob { reference: String, candidates: String },
+    #[error("unknown host '{host}'{hint}")]
+    UnknownHost { host: String, hint: String },
+    #[error("job {id} is {state}: {what}")]
+    WrongState {
+        id: String,
+        state: JobState,
+        what: String,
+    },
+    #[error("store {path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(transparent)]
+    Transition(#[from] InvalidTransition),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The host answered, but not in the protocol's terms (a corrupt job
+    /// directory, a missing POSIX tool).
+    #[error("host {host}: {message}")]
+    Protocol { host: String, message: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CoreError {
+    /// True when the caller's input is at fault (exit status 2).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            CoreError::BadInput(_)
+                | CoreError::UnknownJob(_)
+                | CoreError::AmbiguousJob { .. }
+                | CoreError::UnknownHost { .. }
+        )
+    }
+}
+
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;

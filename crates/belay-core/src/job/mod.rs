@@ -1,0 +1,75 @@
+//! The job model: what a job is ([`Job`]), what was asked ([`JobSpec`]),
+//! how it is named ([`id`]) and which states it may move between
+//! ([`state`]).
+
+pub mod id;
+pub mod spec;
+pub mod state;
+
+use serde::Serialize;
+
+pub use id::JobId;
+pub use spec::{Command, JobSpec};
+pub use state::{InvalidTransition, JobState};
+
+/// A job as the store knows it. Serialised as the stable `--json` shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    /// Short id, unique in this installation (8 hex digits).
+    pub id: String,
+    /// Directory name on the host: unique across installations sharing an
+    /// account (`<id>-<installation id>`).
+    pub key: String,
+    pub name: Option<String>,
+    pub host: String,
+    pub state: JobState,
+    /// The command as given (argv); see [`Command`] for how it is run.
+    pub command: Vec<String>,
+    pub workdir: Option<String>,
+    pub env: Vec<(String, String)>,
+    /// Scheduler that runs it on the host (`direct` today).
+    pub scheduler: String,
+    /// The scheduler's own id for the job (the process id under `direct`).
+    pub scheduler_id: Option<String>,
+    /// Absolute job directory on the host, once staged.
+    pub remote_dir: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Why the job is in its state, when that is not obvious (lost, failed
+    /// to submit, cancelled before launch).
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    /// Last time the host answered about this job.
+    pub last_seen: Option<i64>,
+    #[serde(skip)]
+    pub submitter: Option<String>,
+}
+
+impl Job {
+    /// The exit status `belay run`/`belay wait` finish with for this job:
+    /// the job's own code (128+N for signal N, as the shell reports it).
+    pub fn exit_status(&self) -> Option<i32> {
+        match self.state {
+            JobState::Succeeded => Some(0),
+            JobState::Failed | JobState::Cancelled => Some(self.exit_code.unwrap_or(1)),
+            JobState::Lost => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The command as one line for tables.
+    pub fn command_line(&self) -> String {
+        Command::from_argv(self.command.clone()).display()
+    }
+}
+
+/// One entry of a job's event log: every state transition, with its reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobEvent {
+    pub at: i64,
+    pub from: Option<JobState>,
+    pub to: JobState,
+    pub reason: String,
+}

@@ -1,0 +1,26 @@
+//! belay-core: the job system.
+//!
+//! Data flows one way: the CLI (or API) calls the [`engine`], which records
+//! intent in the [`store`] *before* every remote side effect and then acts on
+//! a host through a [`transport::Transport`], speaking the agentless
+//! [`remote`] protocol (POSIX sh scripts and a per-job directory). The remote
+//! job directory is the truth about what happened on the host; the engine's
+//! reconciler brings the store in line with it.
+//!
+//! Nothing here knows about SSH libraries: a transport runs a shell script on
+//! a host and returns its output, and that is all the job system needs.
+
+pub mod error;
+pub mod failpoint;
+pub mod home;
+pub mod hosts;
+pub mod job;
+pub mod engine;
+pub mod remote;
+pub mod scheduler;
+pub mod shell;
+pub mod store;
+pub mod time;
+pub mod transport;
+
+pub use error::CoreError;

@@ -1,0 +1,47 @@
+//! Schedulers: how a staged job is handed to the host and how its liveness
+//! is judged. Each contributes POSIX sh fragments to the remote protocol; the
+//! rest of the protocol (job directory, wrapper, exit file) is shared.
+//!
+//! `direct` starts the wrapper under `setsid` and judges liveness by pid +
+//! process start time + boot id. A batch scheduler (Slurm) fits the same
+//! shape: `submit` runs `sbatch run.sh` and prints the scheduler id, the job
+//! sits in `pending` until the wrapper writes `started`, and liveness asks
+//! the scheduler and the heartbeat instead of `/proc`.
+
+pub mod direct;
+
+pub use direct::Direct;
+
+pub trait Scheduler: Send + Sync {
+    /// The name stored with each job (`direct`, `slurm`).
+    fn name(&self) -> &'static str;
+
+    /// sh that checks the host has what `submit` needs; prints one line
+    /// `R unsupported <reason>` and exits if not. Runs before the launch
+    /// lock is taken, so a failure leaves the job launchable.
+    fn preflight(&self) -> String;
+
+    /// sh run in the job directory while holding `launch.lock`: hand
+    /// `./run.sh` to the scheduler, fully detached (all three standard
+    /// streams redirected, or the transport's channel would stay open).
+    /// May print `scheduler_id=ID` lines, which are recorded in `launched`.
+    fn submit(&self) -> String;
+
+    /// sh function `belay_alive DIR` for a job that has written `started`:
+    /// sets `alive` to `yes` or `no` and, when `no`, `why` to the reason.
+    /// `$boot` holds the host's current boot id.
+    fn liveness(&self) -> String;
+
+    /// sh that stops a started job whose `started` fields are loaded
+    /// (`st_pid`, `st_sid`, `st_ticks`, `st_boot`): signal TERM, wait up to
+    /// `$grace` seconds, then KILL whatever is left.
+    fn stop(&self) -> String;
+}
+
+/// The scheduler named `name`, if belay knows it.
+pub fn by_name(name: &str) -> Option<Box<dyn Scheduler>> {
+    match name {
+        "direct" => Some(Box::new(Direct)),
+        _ => None,
+    }
+}

@@ -1,0 +1,64 @@
+//! Schema migrations, applied in order and recorded in `PRAGMA user_version`.
+//! Append new steps; never edit a released one.
+
+use rusqlite::Connection;
+
+const STEPS: &[&str] = &[
+    // 1: jobs, their event log, and the installation's identity.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE jobs (
+        id           TEXT PRIMARY KEY,
+        key          TEXT NOT NULL UNIQUE,
+        name         TEXT,
+        host         TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        command      TEXT NOT NULL,          -- JSON array (argv)
+        workdir      TEXT,
+        env          TEXT NOT NULL,          -- JSON array of [name, value]
+        login_shell  INTEGER NOT NULL DEFAULT 1,
+        scheduler    TEXT NOT NULL,
+        scheduler_id TEXT,
+        remote_dir   TEXT,
+        exit_code    INTEGER,
+        reason       TEXT,
+        created_at   INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL,
+        started_at   INTEGER,
+        ended_at     INTEGER,
+        last_seen    INTEGER,
+        submitter    TEXT                    -- "pid:start" of the process submitting it
+    );
+    CREATE INDEX jobs_live ON jobs(state, host);
+    CREATE INDEX jobs_name ON jobs(name, created_at);
+    CREATE INDEX jobs_created ON jobs(created_at);
+    CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id     TEXT NOT NULL REFERENCES jobs(id),
+        at         INTEGER NOT NULL,
+        from_state TEXT,
+        to_state   TEXT NOT NULL,
+        reason     TEXT NOT NULL
+    );
+    CREATE INDEX events_job ON events(job_id, seq);
+    "#,
+];
+
+/// Bring the schema up to date inside one immediate transaction, so two
+/// processes opening a fresh store at once cannot both migrate.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, step) in STEPS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()
+}
+
+pub fn latest_version() -> i64 {
+    STEPS.len() as i64
+}

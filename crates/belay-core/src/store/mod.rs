@@ -1,0 +1,547 @@
+//! The local store: SQLite in WAL mode under `BELAY_HOME`.
+//!
+//! It holds what belay *intends* and what it last *saw*; the job directory on
+//! the host holds what *happened*. Every state change goes through
+//! [`Store::transition`], which checks the state machine and appends to the
+//! event log in the same transaction. Writers take the lock up front
+//! (`BEGIN IMMEDIATE`) and wait on a busy timeout, so concurrent `belay`
+//! processes queue instead of failing.
+
+mod migrations;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use crate::error::{CoreError, Result};
+use crate::job::{Job, JobEvent, JobId, JobSpec, JobState, id};
+use crate::time::now_ms;
+
+pub use migrations::latest_version;
+
+/// Fields a transition may set alongside the new state. `None` leaves the
+/// column as it is.
+#[derive(Debug, Default, Clone)]
+pub struct JobUpdate {
+    pub scheduler_id: Option<String>,
+    pub remote_dir: Option<String>,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub last_seen: Option<i64>,
+}
+
+/// Which jobs `list` returns.
+#[derive(Debug, Default, Clone)]
+pub struct JobFilter {
+    /// Include ended jobs.
+    pub all: bool,
+    pub host: Option<String>,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const JOB_COLUMNS: &str = "id, key, name, host, state, command, workdir, env, scheduler, \
+    scheduler_id, remote_dir, exit_code, reason, created_at, updated_at, started_at, ended_at, \
+    last_seen, submitter";
+
+impl Store {
+    /// Open (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            create_private_dir(dir)?;
+        }
+        let err = |source| CoreError::Store {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+        // WAL lets readers (`ps`) run while a writer (`run`) commits;
+        // NORMAL sync is durable across process crashes, which is the
+        // failure we design for (power loss may drop the last commit).
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
+        let current: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if current < migrations::latest_version() {
+            migrations::migrate(&mut conn).map_err(err)?;
+        }
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> CoreError {
+        CoreError::Store {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    /// This installation's random id, created on first use.
+    pub fn installation_id(&mut self) -> Result<String> {
+        let get = |c: &Connection| {
+            c.query_row("SELECT value FROM meta WHERE key = 'installation'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+        };
+        if let Some(v) = get(&self.conn).map_err(|e| self.err(e))? {
+            return Ok(v);
+        }
+        let fresh = id::random_hex(4)?;
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('installation', ?1)",
+                [&fresh],
+            )
+            .map_err(|e| self.err(e))?;
+        get(&self.conn)
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| self.err(rusqlite::Error::QueryReturnedNoRows))
+    }
+
+    /// Record a new job in state `queued`: the intent, before anything
+    /// touches a host.
+    pub fn insert_job(&mut self, spec: &JobSpec, scheduler: &str, submitter: &str) -> Result<Job> {
+        let installation = self.installation_id()?;
+        let now = now_ms();
+        let command = serde_json::to_string(&spec.command).expect("argv serialises");
+        let env = serde_json::to_string(&spec.env).expect("env serialises");
+        let path = self.path.display().to_string();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| CoreError::Store {
+                path: path.clone(),
+                source,
+            })?;
+        // Ids are random; a clash with an existing one just draws again.
+        let job_id = loop {
+            let candidate = JobId::random()?;
+            let taken: bool = tx
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM jobs WHERE id = ?1)",
+                    [candidate.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(|source| CoreError::Store {
+                    path: path.clone(),
+                    source,
+                })?;
+            if !taken {
+                break candidate;
+            }
+        };
+        let key = job_id.key(&installation);
+        let run = || -> rusqlite::Result<()> {
+            tx.execute(
+                "INSERT INTO jobs (id, key, name, host, state, command, workdir, env, login_shell, \
+                 scheduler, created_at, updated_at, submitter) \
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
+                params![
+                    job_id.as_str(),
+                    key,
+                    spec.name,
+                    spec.host,
+                    command,
+                    spec.workdir,
+                    env,
+                    spec.login_shell,
+                    scheduler,
+                    now,
+                    submitter,
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO events (job_id, at, from_state, to_state, reason) \
+                 VALUES (?1, ?2, NULL, 'queued', 'submitted by user')",
+                params![job_id.as_str(), now],
+            )?;
+            Ok(())
+        };
+        run().map_err(|source| CoreError::Store {
+            path: path.clone(),
+            source,
+        })?;
+        tx.commit().map_err(|source| CoreError::Store { path, source })?;
+        self.get(job_id.as_str())
+    }
+
+    /// Move a job to `to`, setting `update`'s fields, and log the event.
+    ///
+    /// Returns `Ok(false)` when nothing changed because another process got
+    /// there first (the job is already in `to`, or already ended). Any other
+    /// refused transition is an error: it would be a bug.
+    pub fn transition(
+        &mut self,
+        job_id: &str,
+        to: JobState,
+        reason: &str,
+        update: &JobUpdate,
+    ) -> Result<bool> {
+        let path = self.path.display().to_string();
+        let serr = |source| CoreError::Store {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(serr)?;
+        let from: String = tx
+            .query_row("SELECT state FROM jobs WHERE id = ?1", [job_id], |r| r.get(0))
+            .optional()
+            .map_err(serr)?
+            .ok_or_else(|| CoreError::UnknownJob(job_id.to_string()))?;
+        let from: JobState = from.parse().map_err(|m: String| CoreError::Protocol {
+            host: "store".into(),
+            message: m,
+        })?;
+        let lost_corrected = from == JobState::Lost && to.is_terminal();
+        if from == to || (from.is_terminal() && to.is_terminal() && !lost_corrected) {
+            return Ok(false);
+        }
+        from.check_move(to)?;
+        let now = now_ms();
+        tx.execute(
+            "UPDATE jobs SET state = ?2, updated_at = ?3, \
+               scheduler_id = COALESCE(?4, scheduler_id), \
+               remote_dir = COALESCE(?5, remote_dir), \
+               exit_code = COALESCE(?6, exit_code), \
+               reason = COALESCE(?7, reason), \
+               started_at = COALESCE(?8, started_at), \
+               ended_at = COALESCE(?9, ended_at), \
+               last_seen = COALESCE(?10, last_seen) \
+             WHERE id = ?1",
+            params![
+                job_id,
+                to.as_str(),
+                now,
+                update.scheduler_id,
+                update.remote_dir,
+                update.exit_code,
+                update.reason,
+                update.started_at,
+                update.ended_at,
+                update.last_seen,
+            ],
+        )
+        .map_err(serr)?;
+        tx.execute(
+            "INSERT INTO events (job_id, at, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![job_id, now, from.as_str(), to.as_str(), reason],
+        )
+        .map_err(serr)?;
+        tx.commit().map_err(serr)?;
+        Ok(true)
+    }
+
+    /// Update fields without a state change (e.g. `last_seen`, `remote_dir`).
+    pub fn touch(&mut self, job_id: &str, update: &JobUpdate) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET \
+                   scheduler_id = COALESCE(?2, scheduler_id), \
+                   remote_dir = COALESCE(?3, remote_dir), \
+                   last_seen = COALESCE(?4, last_seen) \
+                 WHERE id = ?1",
+                params![job_id, update.scheduler_id, update.remote_dir, update.last_seen],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Mark who is submitting a job (a process that may die mid-way).
+    pub fn set_submitter(&mut self, job_id: &str, submitter: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET submitter = ?2 WHERE id = ?1",
+                params![job_id, submitter],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn get(&self, job_id: &str) -> Result<Job> {
+        self.conn
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [job_id],
+                job_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| CoreError::UnknownJob(job_id.to_string()))
+    }
+
+    /// Find a job by exact id, then by name (the newest job of that name),
+    /// then by a unique id prefix.
+    pub fn resolve(&self, reference: &str) -> Result<Job> {
+        let by_id = self
+            .conn
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [reference],
+                job_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        if let Some(job) = by_id {
+            return Ok(job);
+        }
+        let by_name = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?1 \
+                     ORDER BY created_at DESC, rowid DESC LIMIT 1"
+                ),
+                [reference],
+                job_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        if let Some(job) = by_name {
+            return Ok(job);
+        }
+        if id::looks_like_id_prefix(reference) && reference.len() >= 3 {
+            let mut stmt = self
+                .conn
+                .prepare(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 6"
+                ))
+                .map_err(|e| self.err(e))?;
+            let upper = format!("{reference}\u{7f}");
+            let found: Vec<Job> = stmt
+                .query_map(params![reference, upper], job_from_row)
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.err(e))?;
+            match found.len() {
+                0 => {}
+                1 => return Ok(found.into_iter().next().expect("one")),
+                _ => {
+                    return Err(CoreError::AmbiguousJob {
+                        reference: reference.to_string(),
+                        candidates: found
+                            .iter()
+                            .map(|j| j.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+            }
+        }
+        Err(CoreError::UnknownJob(reference.to_string()))
+    }
+
+    /// Jobs, newest first. Without `all`, only jobs that have not ended.
+    pub fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        let live = JobState::ALL
+            .iter()
+            .filter(|s| s.is_live())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1=1");
+        if !filter.all {
+            sql.push_str(&format!(" AND state IN ({live})"));
+        }
+        if filter.host.is_some() {
+            sql.push_str(" AND host = ?1");
+        }
+        sql.push_str(" ORDER BY created_at DESC, rowid DESC");
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = match &filter.host {
+            Some(h) => stmt.query_map([h], job_from_row),
+            None => stmt.query_map([], job_from_row),
+        };
+        rows.and_then(|r| r.collect()).map_err(|e| self.err(e))
+    }
+
+    /// The event log of one job, oldest first.
+    pub fn events(&self, job_id: &str) -> Result<Vec<JobEvent>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT at, from_state, to_state, reason FROM events WHERE job_id = ?1 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([job_id], |r| {
+                let from: Option<String> = r.get(1)?;
+                let to: String = r.get(2)?;
+                Ok(JobEvent {
+                    at: r.get(0)?,
+                    from: from.and_then(|s| s.parse().ok()),
+                    to: to.parse().unwrap_or(JobState::Lost),
+                    reason: r.get(3)?,
+                })
+            })
+            .and_then(|r| r.collect())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Run `PRAGMA integrity_check` (tests and `belay doctor`).
+    pub fn integrity_check(&self) -> Result<String> {
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Bulk-insert ended jobs (benchmarks only: seeds a large store).
+    #[doc(hidden)]
+    pub fn seed_finished_jobs(&mut self, host: &str, count: usize) -> Result<()> {
+        let installation = self.installation_id()?;
+        let path = self.path.display().to_string();
+        let serr = |source| CoreError::Store {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(serr)?;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT OR IGNORE INTO jobs (id, key, host, state, command, env, scheduler, \
+                     exit_code, created_at, updated_at, started_at, ended_at) \
+                     VALUES (?1, ?2, ?3, 'succeeded', '[\"true\"]', '[]', 'direct', 0, ?4, ?4, ?4, ?4)",
+                )
+                .map_err(serr)?;
+            let base = now_ms() - count as i64 * 1000;
+            for i in 0..count {
+                let jid = JobId::random()?;
+                stmt.execute(params![
+                    jid.as_str(),
+                    jid.key(&installation),
+                    host,
+                    base + i as i64 * 1000
+                ])
+                .map_err(serr)?;
+            }
+        }
+        tx.commit().map_err(serr)
+    }
+}
+
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    let state: String = r.get(4)?;
+    let command: String = r.get(5)?;
+    let env: String = r.get(7)?;
+    let bad = |i: usize, what: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            Box::<dyn std::error::Error + Send + Sync>::from(what),
+        )
+    };
+    Ok(Job {
+        id: r.get(0)?,
+        key: r.get(1)?,
+        name: r.get(2)?,
+        host: r.get(3)?,
+        state: state.parse().map_err(|m| bad(4, m))?,
+        command: serde_json::from_str(&command).map_err(|e| bad(5, e.to_string()))?,
+        workdir: r.get(6)?,
+        env: serde_json::from_str(&env).map_err(|e| bad(7, e.to_string()))?,
+        scheduler: r.get(8)?,
+        scheduler_id: r.get(9)?,
+        remote_dir: r.get(10)?,
+        exit_code: r.get(11)?,
+        reason: r.get(12)?,
+        created_at: r.get(13)?,
+        updated_at: r.get(14)?,
+        started_at: r.get(15)?,
+        ended_at: r.get(16)?,
+        last_seen: r.get(17)?,
+        submitter: r.get(18)?,
+    })
+}
+
+/// Create `dir` (and parents) readable only by the user: the store and job
+/// directories may hold command lines and environment values.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| CoreError::Io {
+            what: format!("creating {}", dir.display()),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec::new("local", Some("n1".into()), vec!["true".into()], None, &[]).unwrap()
+    }
+
+    #[test]
+    fn insert_transition_and_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let job = store.insert_job(&spec(), "direct", "1:1").unwrap();
+        assert_eq!(job.state, JobState::Queued);
+        assert!(store
+            .transition(&job.id, JobState::Submitting, "staging", &JobUpdate::default())
+            .unwrap());
+        // Same state again: someone else got there first, not an error.
+        assert!(!store
+            .transition(&job.id, JobState::Submitting, "again", &JobUpdate::default())
+            .unwrap());
+        let err = store
+            .transition(&job.id, JobState::Queued, "back", &JobUpdate::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("submitting to queued"), "{err}");
+        let upd = JobUpdate {
+            exit_code: Some(3),
+            ..Default::default()
+        };
+        assert!(store.transition(&job.id, JobState::Failed, "exit 3", &upd).unwrap());
+        let got = store.get(&job.id).unwrap();
+        assert_eq!(got.exit_code, Some(3));
+        let ev = store.events(&job.id).unwrap();
+        let path: Vec<_> = ev.iter().map(|e| e.to.as_str()).collect();
+        assert_eq!(path, ["queued", "submitting", "failed"]);
+    }
+
+    #[test]
+    fn resolve_by_id_name_and_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let a = store.insert_job(&spec(), "direct", "1:1").unwrap();
+        let b = store.insert_job(&spec(), "direct", "1:1").unwrap();
+        assert_eq!(store.resolve(&a.id).unwrap().id, a.id);
+        assert_eq!(store.resolve("n1").unwrap().id, b.id, "newest of the name");
+        assert_eq!(store.resolve(&a.id[..7]).unwrap().id, a.id);
+        assert!(matches!(store.resolve("nope"), Err(CoreError::UnknownJob(_))));
+    }
+
+    #[test]
+    fn list_hides_ended_jobs_unless_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        store.seed_finished_jobs("local", 5).unwrap();
+        let live = store.insert_job(&spec(), "direct", "1:1").unwrap();
+        let shown = store.list(&JobFilter::default()).unwrap();
+        assert_eq!(shown.len(), 1);
+        assert_eq!(shown[0].id, live.id);
+        assert_eq!(store.list(&JobFilter { all: true, host: None }).unwrap().len(), 6);
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+}

@@ -1,0 +1,78 @@
+//! The seam between the job system and a host. A transport runs a POSIX sh
+//! script on its host and returns the script's output; the whole remote
+//! protocol is built from that one operation, so the embedded `local` host
+//! and SSH hosts exercise exactly the same protocol code.
+//!
+//! Implementations: [`local::LocalTransport`] (this machine, `/bin/sh`);
+//! the SSH transport lives beside belay-ssh.
+
+pub mod local;
+
+use std::fmt;
+
+/// What a script printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct ScriptOutput {
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl ScriptOutput {
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).trim().to_string()
+    }
+}
+
+/// Why a transport could not run a script. The message always carries the
+/// real underlying error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransportError {
+    /// The link to the host broke or could not be made; the host may be fine.
+    #[error("host {host} unreachable: {message}")]
+    Unreachable { host: String, message: String },
+    /// The host (or a hop) stopped answering within the keepalive bound.
+    #[error("host {host} not responding: {message}")]
+    NotResponding { host: String, message: String },
+    /// Authentication or host-key verification refused us: retrying will not
+    /// help until the user acts.
+    #[error("host {host}: {message}")]
+    Refused { host: String, message: String },
+    /// Could not even start the local machinery (spawn failed).
+    #[error("host {host}: {message}")]
+    Local { host: String, message: String },
+}
+
+impl TransportError {
+    /// Worth retrying later without user action?
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Unreachable { .. } | TransportError::NotResponding { .. }
+        )
+    }
+}
+
+/// Where a host keeps job directories, as a shell word evaluated there
+/// (`"$HOME"/.belay/jobs` by default on remote hosts).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Workroot(pub String);
+
+impl fmt::Debug for Workroot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub trait Transport: Send + Sync {
+    /// The host's name as the user gave it (`local`, an ssh alias).
+    fn host(&self) -> &str;
+
+    /// The job-directory root on this host, as a shell expression.
+    fn workroot(&self) -> Workroot;
+
+    /// Run `script` with `/bin/sh` on the host. Must not pay the user's
+    /// login-shell start-up. A non-zero exit status is not an error here:
+    /// protocol scripts report their own outcome.
+    fn run_script(&self, script: &str) -> Result<ScriptOutput, TransportError>;
+}

@@ -1,0 +1,646 @@
+//! Establishing one SSH connection through its whole chain: TCP (nodelay,
+//! ConnectTimeout) or ProxyCommand (`sh -c`, its stdio as the stream) to the
+//! first hop, then each further hop through a `direct-tcpip` channel of the
+//! previous one (`connect_stream`), key exchange with host-key verification
+//! ([`crate::known_hosts`]) and authentication ([`crate::auth`]) per hop.
+//!
+//! Defaults where ssh_config says nothing:
+//! * keepalive: [`DEFAULT_KEEPALIVE_INTERVAL`] × ServerAliveCountMax (ssh's
+//!   default 3), i.e. 15 s × 3 — belay always runs with keepalive, because
+//!   unattended jobs must notice a dead link; `ServerAliveInterval 0`
+//!   (which is also what `ssh -G` prints when unset) means this default;
+//! * connect deadline: [`DEFAULT_CONNECT_TIMEOUT`] per step (TCP, key
+//!   exchange), authentication [`AUTH_TIMEOUT`];
+//! * windows: [`WINDOW_SIZE`] per channel, [`MAX_PACKET`] packets.
+//!
+//! Every hop's handler reports why its link went down into one shared
+//! [`LinkMonitor`], so an operation failing on the target can say that the
+//! real cause was, e.g., the jump host not answering keepalives.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use russh::client::{self, DisconnectReason, Handle, Handler};
+use russh::keys::{PublicKey, PublicKeyOrCertificate};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::auth::{AuthFailure, authenticate};
+use crate::error::SshError;
+use crate::known_hosts::{self, HostKeyAccepted, HostKeyError};
+use crate::prompt::Prompter;
+use crate::resolve::{ResolvedChain, ResolvedHost};
+
+/// Keepalive interval when ServerAliveInterval is unset/0.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// Deadline for TCP connect and for key exchange when ConnectTimeout is unset.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Deadline for authentication of one hop (agent and server round trips).
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Channel window (bytes in flight per channel).
+pub const WINDOW_SIZE: u32 = 4 * 1024 * 1024;
+/// Largest SSH packet we accept.
+pub const MAX_PACKET: u32 = 32 * 1024;
+
+/// Why a link went down, as recorded by the hop that saw it.
+#[derive(Debug, Clone)]
+pub(crate) enum LinkDown {
+    NotResponding {
+        hop: String,
+        interval: Duration,
+        count_max: u32,
+    },
+    Closed {
+        hop: String,
+        detail: String,
+    },
+}
+
+/// Shared by every hop of one connection: the first cause of its death.
+#[derive(Debug, Default)]
+pub(crate) struct LinkMonitor {
+    cause: Mutex<Option<LinkDown>>,
+    notify: tokio::sync::Notify,
+}
+
+impl LinkMonitor {
+    fn set(&self, d: LinkDown) {
+        if let Ok(mut c) = self.cause.lock()
+            && c.is_none()
+        {
+            *c = Some(d);
+        }
+        self.notify.notify_waiters();
+    }
+
+    fn get(&self) -> Option<LinkDown> {
+        self.cause.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// The error for an operation on `host` that failed with `detail`:
+    /// the recorded cause if a hop saw one (waiting up to 300 ms for the
+    /// hop's task to report it), else a plain LinkLost.
+    pub(crate) async fn error(&self, host: &str, detail: impl ToString) -> SshError {
+        if self.get().is_none() {
+            let notified = self.notify.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(300), notified).await;
+        }
+        match self.get() {
+            Some(LinkDown::NotResponding {
+                hop,
+                interval,
+                count_max,
+            }) => SshError::HostNotResponding {
+                host: hop,
+                interval,
+                count_max,
+            },
+            Some(LinkDown::Closed { hop, detail: d }) => SshError::LinkLost {
+                host: host.to_string(),
+                detail: if hop == host {
+                    d
+                } else {
+                    format!("via {hop}: {d}")
+                },
+            },
+            None => SshError::LinkLost {
+                host: host.to_string(),
+                detail: detail.to_string(),
+            },
+        }
+    }
+
+    pub(crate) fn is_down(&self) -> bool {
+        self.get().is_some()
+    }
+}
+
+/// Per-hop russh handler: verifies the host key and reports link death.
+pub(crate) struct HopHandler {
+    host: Arc<ResolvedHost>,
+    alias: String,
+    prompter: Arc<dyn Prompter>,
+    /// Only record the presented key and refuse (for `host trust`).
+    scan_only: bool,
+    presented: Arc<Mutex<Option<PublicKey>>>,
+    verdict: Arc<Mutex<Option<Result<HostKeyAccepted, HostKeyError>>>>,
+    monitor: Arc<LinkMonitor>,
+    keepalive: (Duration, u32),
+}
+
+impl Handler for HopHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let plain = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(c) => PublicKey::new(c.public_key().clone(), ""),
+        };
+        if let Ok(mut p) = self.presented.lock() {
+            *p = Some(plain);
+        }
+        if self.scan_only {
+            return Ok(false);
+        }
+        let v = known_hosts::verify(&self.host, &self.alias, key, self.prompter.as_ref());
+        let ok = v.is_ok();
+        if let Ok(mut slot) = self.verdict.lock() {
+            *slot = Some(v);
+        }
+        Ok(ok)
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let hop = self.host.alias.clone();
+        match reason {
+            DisconnectReason::ReceivedDisconnect(info) => {
+                self.monitor.set(LinkDown::Closed {
+                    hop,
+                    detail: format!(
+                        "server disconnected: {} ({:?})",
+                        info.message, info.reason_code
+                    ),
+                });
+                Ok(())
+            }
+            DisconnectReason::Error(e) => {
+                let d = match &e {
+                    russh::Error::KeepaliveTimeout => LinkDown::NotResponding {
+                        hop,
+                        interval: self.keepalive.0,
+                        count_max: self.keepalive.1,
+                    },
+                    other => LinkDown::Closed {
+                        hop,
+                        detail: other.to_string(),
+                    },
+                };
+                self.monitor.set(d);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Timings and outcome for one hop.
+#[derive(Debug, Clone)]
+pub struct HopInfo {
+    /// The hop's name (alias / hop spec host).
+    pub alias: String,
+    /// `user@hostname:port`.
+    pub target: String,
+    /// How it was reached: `tcp ADDR`, `proxycommand`, `via HOP`.
+    pub via: String,
+    /// Time to get a byte stream (TCP connect, ProxyCommand spawn, or the
+    /// direct-tcpip channel through the previous hop).
+    pub stream: Duration,
+    /// Version exchange + key exchange + host-key check.
+    pub kex: Duration,
+    pub auth: Duration,
+    pub host_key: HostKeyAccepted,
+    /// The method that authenticated, e.g. `key ~/.ssh/id_ed25519`.
+    pub auth_method: String,
+}
+
+/// What a connection is, for `belay host check` / `host show`.
+#[derive(Debug, Clone)]
+pub struct ConnectInfo {
+    /// The chain as actually connected (with a fallback first hop, if one
+    /// was used).
+    pub chain: ResolvedChain,
+    /// The first hop actually used (`None` when connecting directly).
+    pub first_hop: Option<String>,
+    /// Set when `jump_fallbacks` replaced the configured first hop.
+    pub fallback_used: Option<String>,
+    pub hops: Vec<HopInfo>,
+    /// One SSH-level round trip (keepalive ping) right after auth.
+    pub first_round_trip: Option<Duration>,
+    pub total: Duration,
+    pub connected_at: SystemTime,
+    pub keepalive_interval: Duration,
+    pub keepalive_count_max: u32,
+}
+
+/// One live connection (target handle plus everything keeping it up).
+pub(crate) struct Connection {
+    pub handle: Handle<HopHandler>,
+    _jumps: Vec<Handle<HopHandler>>,
+    _proxy: Option<tokio::process::Child>,
+    pub monitor: Arc<LinkMonitor>,
+    pub info: ConnectInfo,
+}
+
+impl Connection {
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.handle.is_closed() && !self.monitor.is_down()
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+fn unreachable(hop: &str, msg: impl Into<String>) -> SshError {
+    SshError::Unreachable {
+        hop: hop.to_string(),
+        source: std::io::Error::other(msg.into()),
+    }
+}
+
+fn connect_timeout(h: &ResolvedHost) -> Duration {
+    h.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+}
+
+async fn tcp_stream(h: &ResolvedHost) -> Result<(tokio::net::TcpStream, String), SshError> {
+    let deadline = connect_timeout(h);
+    let addrs = match tokio::time::timeout(
+        deadline,
+        tokio::net::lookup_host((h.hostname.as_str(), h.port)),
+    )
+    .await
+    {
+        Ok(Ok(a)) => a.collect::<Vec<_>>(),
+        Ok(Err(e)) => {
+            return Err(SshError::Unreachable {
+                hop: h.alias.clone(),
+                source: std::io::Error::new(
+                    e.kind(),
+                    format!("cannot resolve {}: {e}", h.hostname),
+                ),
+            });
+        }
+        Err(_) => {
+            return Err(unreachable(
+                &h.alias,
+                format!("resolving {} timed out after {deadline:?}", h.hostname),
+            ));
+        }
+    };
+    let mut last = None;
+    for a in addrs {
+        match tokio::time::timeout(deadline, tokio::net::TcpStream::connect(a)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok((s, a.to_string()));
+            }
+            Ok(Err(e)) => {
+                last = Some(std::io::Error::new(
+                    e.kind(),
+                    format!("connect to {a}: {e}"),
+                ));
+            }
+            Err(_) => {
+                last = Some(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect to {a} timed out after {deadline:?} (ConnectTimeout)"),
+                ));
+            }
+        }
+    }
+    Err(SshError::Unreachable {
+        hop: h.alias.clone(),
+        source: last
+            .unwrap_or_else(|| std::io::Error::other(format!("{} has no addresses", h.hostname))),
+    })
+}
+
+/// Spawns `sh -c PROXYCOMMAND`; its stdout/stdin are the stream. Its
+/// stderr is kept (last 4 KiB) for error messages.
+fn proxy_stream(
+    h: &ResolvedHost,
+    cmd: &str,
+) -> Result<
+    (
+        impl Stream + use<>,
+        tokio::process::Child,
+        Arc<Mutex<Vec<u8>>>,
+    ),
+    SshError,
+> {
+    use std::process::Stdio;
+    let mut child = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| SshError::Unreachable {
+            hop: h.alias.clone(),
+            source: std::io::Error::new(e.kind(), format!("cannot start ProxyCommand: {e}")),
+        })?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(unreachable(&h.alias, "ProxyCommand has no stdio"));
+    };
+    let errbuf = Arc::new(Mutex::new(Vec::new()));
+    if let Some(mut stderr) = child.stderr.take() {
+        let buf = errbuf.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut chunk = [0u8; 1024];
+            while let Ok(n) = stderr.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut b) = buf.lock() {
+                    b.extend_from_slice(&chunk[..n]);
+                    let len = b.len();
+                    if len > 4096 {
+                        b.drain(..len - 4096);
+                    }
+                }
+            }
+        });
+    }
+    Ok((tokio::io::join(stdout, stdin), child, errbuf))
+}
+
+/// Options for [`connect_chain`].
+#[derive(Clone)]
+pub(crate) struct ConnectParams {
+    pub prompter: Arc<dyn Prompter>,
+    /// Alias the user typed (for remedies in host-key errors).
+    pub alias: String,
+    /// Only fetch the target's host key (for `host trust`).
+    pub scan_only: bool,
+}
+
+/// Result of a hop handshake.
+struct HopUp {
+    handle: Handle<HopHandler>,
+    kex: Duration,
+    host_key: Option<HostKeyAccepted>,
+}
+
+fn client_config(h: &ResolvedHost) -> (Arc<client::Config>, (Duration, u32)) {
+    let mut cfg = client::Config::default();
+    let interval = h
+        .server_alive_interval
+        .unwrap_or(DEFAULT_KEEPALIVE_INTERVAL);
+    let count = h.server_alive_count_max.max(1);
+    cfg.keepalive_interval = Some(interval);
+    cfg.keepalive_max = count as usize;
+    cfg.nodelay = true;
+    cfg.window_size = WINDOW_SIZE;
+    cfg.maximum_packet_size = MAX_PACKET;
+    cfg.inactivity_timeout = None;
+    cfg.client_id = russh::SshId::Standard(std::borrow::Cow::Borrowed(concat!(
+        "SSH-2.0-belay_",
+        env!("CARGO_PKG_VERSION")
+    )));
+    // Prefer key types already recorded for this host, as OpenSSH does.
+    let name = h.known_hosts_name();
+    let files = known_hosts::all_files(h);
+    let known = known_hosts::known_algorithms(&name, &files);
+    if !known.is_empty() {
+        let mut prefs: Vec<_> = known.clone();
+        for a in cfg.preferred.key.iter() {
+            if !prefs.contains(a) {
+                prefs.push(a.clone());
+            }
+        }
+        cfg.preferred.key = std::borrow::Cow::Owned(prefs);
+    }
+    if known_hosts::has_cert_authority(&name, &files) {
+        cfg.preferred.host_key_certificates = cfg.preferred.key.clone();
+    }
+    (Arc::new(cfg), (interval, count))
+}
+
+async fn handshake(
+    h: &Arc<ResolvedHost>,
+    stream: impl Stream,
+    params: &ConnectParams,
+    monitor: &Arc<LinkMonitor>,
+    scan_only: bool,
+    presented: Arc<Mutex<Option<PublicKey>>>,
+    proxy_err: Option<&Arc<Mutex<Vec<u8>>>>,
+) -> Result<HopUp, SshError> {
+    let (cfg, keepalive) = client_config(h);
+    let verdict = Arc::new(Mutex::new(None));
+    let handler = HopHandler {
+        host: h.clone(),
+        alias: if scan_only || h.alias == params.alias {
+            params.alias.clone()
+        } else {
+            h.alias.clone()
+        },
+        prompter: params.prompter.clone(),
+        scan_only,
+        presented,
+        verdict: verdict.clone(),
+        monitor: monitor.clone(),
+        keepalive,
+    };
+    let deadline = connect_timeout(h);
+    let t = Instant::now();
+    let res = tokio::time::timeout(deadline, client::connect_stream(cfg, stream, handler)).await;
+    let kex = t.elapsed();
+    let recorded = verdict.lock().ok().and_then(|mut v| v.take());
+    match res {
+        Ok(Ok(handle)) => {
+            let host_key = match recorded {
+                Some(Ok(a)) => Some(a),
+                Some(Err(e)) => return Err(e.into()),
+                None => None,
+            };
+            Ok(HopUp {
+                handle,
+                kex,
+                host_key,
+            })
+        }
+        Ok(Err(e)) => {
+            if let Some(Err(hk)) = recorded {
+                return Err(hk.into());
+            }
+            let mut msg = format!("SSH handshake failed: {e}");
+            if let Some(buf) = proxy_err
+                && let Ok(b) = buf.lock()
+                && !b.is_empty()
+            {
+                msg.push_str(&format!(
+                    "; ProxyCommand said: {}",
+                    String::from_utf8_lossy(&b).trim()
+                ));
+            }
+            Err(unreachable(&h.alias, msg))
+        }
+        Err(_) => Err(SshError::Timeout {
+            host: h.alias.clone(),
+            what: "SSH handshake (version + key exchange)".into(),
+            after: deadline,
+        }),
+    }
+}
+
+/// Fetches the server host key of `chain`'s target (authenticating through
+/// the jumps, which must already be trusted). Used by `belay host trust`.
+pub(crate) async fn scan_host_key(
+    chain: &ResolvedChain,
+    params: &ConnectParams,
+) -> Result<PublicKey, SshError> {
+    let presented = Arc::new(Mutex::new(None));
+    let mut p = params.clone();
+    p.scan_only = true;
+    let r = connect_inner(chain, &p, presented.clone()).await;
+    if let Some(k) = presented.lock().ok().and_then(|mut k| k.take()) {
+        return Ok(k);
+    }
+    match r {
+        Ok(_) => Err(SshError::Protocol {
+            host: chain.target.alias.clone(),
+            detail: "server presented no host key".into(),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Connects through the whole chain and authenticates every hop.
+pub(crate) async fn connect_chain(
+    chain: &ResolvedChain,
+    params: &ConnectParams,
+) -> Result<Connection, SshError> {
+    connect_inner(chain, params, Arc::new(Mutex::new(None))).await
+}
+
+async fn connect_inner(
+    chain: &ResolvedChain,
+    params: &ConnectParams,
+    target_presented: Arc<Mutex<Option<PublicKey>>>,
+) -> Result<Connection, SshError> {
+    let started = Instant::now();
+    let monitor = Arc::new(LinkMonitor::default());
+    let hops: Vec<Arc<ResolvedHost>> = chain.hops().cloned().map(Arc::new).collect();
+    let mut handles: Vec<Handle<HopHandler>> = Vec::new();
+    let mut infos = Vec::new();
+    let mut proxy_child = None;
+    let last = hops.len() - 1;
+    for (i, h) in hops.iter().enumerate() {
+        let scan = params.scan_only && i == last;
+        let presented = if i == last {
+            target_presented.clone()
+        } else {
+            Arc::new(Mutex::new(None))
+        };
+        let t = Instant::now();
+        let (up, via) = if i == 0 {
+            if let Some(pc) = &h.proxy_command {
+                let (stream, child, errbuf) = proxy_stream(h, pc)?;
+                proxy_child = Some(child);
+                let up =
+                    handshake(h, stream, params, &monitor, scan, presented, Some(&errbuf)).await?;
+                (up, "proxycommand".to_string())
+            } else {
+                let (stream, addr) = tcp_stream(h).await?;
+                let up = handshake(h, stream, params, &monitor, scan, presented, None).await?;
+                (up, format!("tcp {addr}"))
+            }
+        } else {
+            let prev = &handles[i - 1];
+            let prev_alias = &hops[i - 1].alias;
+            let deadline = connect_timeout(h);
+            let ch = match tokio::time::timeout(
+                deadline,
+                prev.channel_open_direct_tcpip(h.hostname.clone(), h.port as u32, "127.0.0.1", 0),
+            )
+            .await
+            {
+                Ok(Ok(ch)) => ch,
+                Ok(Err(e)) => {
+                    return Err(unreachable(
+                        &h.alias,
+                        format!(
+                            "{prev_alias} could not connect to {}:{}: {e}",
+                            h.hostname, h.port
+                        ),
+                    ));
+                }
+                Err(_) => {
+                    return Err(unreachable(
+                        &h.alias,
+                        format!(
+                            "{prev_alias} did not open a channel to {}:{} within {deadline:?}",
+                            h.hostname, h.port
+                        ),
+                    ));
+                }
+            };
+            let up =
+                handshake(h, ch.into_stream(), params, &monitor, scan, presented, None).await?;
+            (up, format!("via {prev_alias}"))
+        };
+        let stream_time = t.elapsed().saturating_sub(up.kex);
+        let mut handle = up.handle;
+        let ta = Instant::now();
+        let method = match tokio::time::timeout(
+            AUTH_TIMEOUT,
+            authenticate(&mut handle, h, params.prompter.as_ref()),
+        )
+        .await
+        {
+            Ok(Ok(m)) => m,
+            Ok(Err(AuthFailure::Rejected(e))) => return Err(e.into()),
+            Ok(Err(AuthFailure::Link(d))) => {
+                return Err(monitor
+                    .error(&h.alias, format!("during authentication: {d}"))
+                    .await);
+            }
+            Err(_) => {
+                return Err(SshError::Timeout {
+                    host: h.alias.clone(),
+                    what: "authentication".into(),
+                    after: AUTH_TIMEOUT,
+                });
+            }
+        };
+        infos.push(HopInfo {
+            alias: h.alias.clone(),
+            target: h.display_target(),
+            via,
+            stream: stream_time,
+            kex: up.kex,
+            auth: ta.elapsed(),
+            host_key: up.host_key.unwrap_or(HostKeyAccepted::Known {
+                file: Default::default(),
+                line: 0,
+            }),
+            auth_method: method,
+        });
+        handles.push(handle);
+    }
+    let Some(target) = handles.pop() else {
+        return Err(SshError::Protocol {
+            host: chain.alias.clone(),
+            detail: "empty chain".into(),
+        });
+    };
+    let tp = Instant::now();
+    let rtt = match tokio::time::timeout(connect_timeout(&chain.target), target.send_ping()).await {
+        Ok(Ok(())) => Some(tp.elapsed()),
+        _ => None,
+    };
+    let (_, (ka_i, ka_n)) = client_config(&chain.target);
+    Ok(Connection {
+        handle: target,
+        _jumps: handles,
+        _proxy: proxy_child,
+        monitor,
+        info: ConnectInfo {
+            chain: chain.clone(),
+            first_hop: chain.jumps.first().map(|j| j.alias.clone()),
+            fallback_used: None,
+            hops: infos,
+            first_round_trip: rtt,
+            total: started.elapsed(),
+            connected_at: SystemTime::now(),
+            keepalive_interval: ka_i,
+            keepalive_count_max: ka_n,
+        },
+    })
+}

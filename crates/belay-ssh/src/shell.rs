@@ -1,0 +1,374 @@
+//! A persistent remote `/bin/sh` per channel, so that protocol commands do
+//! not pay the user's login-shell start-up (a `.bashrc` loading modules can
+//! take a second) on every call.
+//!
+//! The exec request is `exec /bin/sh -c 'LOOP'` (the login shell runs once,
+//! when the channel opens). LOOP reads requests from stdin:
+//!
+//! ```text
+//! client → shell:  <sentinel> <length>\n<length bytes of script>
+//! shell  → client: <script stdout><sentinel> <status> <stderr length>\n<stderr bytes>
+//! ```
+//!
+//! The script is written to a private temp file with `head -c` (which,
+//! like the `read` builtin, never reads past what it was asked for) and run
+//! as `( . FILE ) </dev/null 2>ERRFILE` — a subshell, so `exit`, `cd`,
+//! `set -e` and traps cannot hurt the loop, and any text (heredocs, quotes,
+//! binary) is safe because it is never parsed by the loop itself. The
+//! sentinel is 128 random bits, fresh per request, so script output cannot
+//! forge the end of a frame. Background processes a script starts must
+//! redirect their standard streams, or their late output would be read as
+//! part of the next request's stdout.
+
+use std::time::Duration;
+
+use russh::ChannelMsg;
+use russh::client::{Handle, Msg};
+
+use crate::error::SshError;
+use crate::session::{HopHandler, LinkMonitor};
+
+/// What a script or command produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptOutput {
+    /// Exit status; 128+N when killed by signal N (as a shell reports it).
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    if getrandom::fill(&mut b).is_err() {
+        // Extremely unlikely; fall back to time + address entropy, still
+        // unpredictable enough for a framing marker (not a secret).
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (t >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(31);
+        }
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+const LOOP: &str = concat!(
+    "__belay_d=$(mktemp -d \"${TMPDIR:-/tmp}/belay-sh.XXXXXX\") || exit 97; ",
+    "trap \"rm -rf \\\"$__belay_d\\\"\" 0; ",
+    "printf \"%s\\n\" \"$1\"; ",
+    "while IFS=\" \" read -r __belay_s __belay_n; do ",
+    "head -c \"$__belay_n\" > \"$__belay_d/s\" || exit 98; ",
+    "( . \"$__belay_d/s\" ) < /dev/null 2> \"$__belay_d/e\"; ",
+    "__belay_r=$?; ",
+    "printf \"%s %s %s\\n\" \"$__belay_s\" \"$__belay_r\" \"$(wc -c < \"$__belay_d/e\")\"; ",
+    "cat \"$__belay_d/e\"; ",
+    "done"
+);
+
+/// One persistent shell on its own channel.
+pub(crate) struct Shell {
+    channel: russh::Channel<Msg>,
+    buf: Vec<u8>,
+    /// The loop's own stderr (diagnostics if it dies).
+    shell_err: Vec<u8>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+enum Failure {
+    /// The channel or link ended.
+    Closed(String),
+    /// The shell misbehaved.
+    Protocol(String),
+}
+
+impl Shell {
+    /// Opens the channel and starts the loop; returns when it is ready.
+    pub(crate) async fn open(
+        handle: &Handle<HopHandler>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        host: &str,
+        monitor: &LinkMonitor,
+        deadline: Duration,
+    ) -> Result<Shell, SshError> {
+        let fut = async {
+            let channel = handle
+                .channel_open_session()
+                .await
+                .map_err(|e| Failure::Closed(format!("cannot open a session channel: {e}")))?;
+            let ready = format!("BELAY-READY-{}", random_hex(8));
+            channel
+                .exec(true, format!("exec /bin/sh -c '{LOOP}' belay-sh {ready}"))
+                .await
+                .map_err(|e| Failure::Closed(e.to_string()))?;
+            let mut sh = Shell {
+                channel,
+                buf: Vec::new(),
+                shell_err: Vec::new(),
+                _permit: permit,
+            };
+            let marker = format!("{ready}\n");
+            let pos = sh.read_until(marker.as_bytes()).await?;
+            // Anything before the marker is login-shell chatter: drop it.
+            sh.buf.drain(..pos + marker.len());
+            Ok(sh)
+        };
+        match tokio::time::timeout(deadline, fut).await {
+            Ok(Ok(sh)) => Ok(sh),
+            Ok(Err(Failure::Closed(d))) => {
+                if monitor.is_down() {
+                    Err(monitor.error(host, d).await)
+                } else {
+                    Err(SshError::Channel {
+                        host: host.to_string(),
+                        detail: format!("starting /bin/sh: {d}"),
+                    })
+                }
+            }
+            Ok(Err(Failure::Protocol(d))) => Err(SshError::Protocol {
+                host: host.to_string(),
+                detail: d,
+            }),
+            Err(_) => Err(SshError::Timeout {
+                host: host.to_string(),
+                what: "starting the remote /bin/sh".into(),
+                after: deadline,
+            }),
+        }
+    }
+
+    /// Reads channel data until `needle` is in `buf`; returns its offset.
+    async fn read_until(&mut self, needle: &[u8]) -> Result<usize, Failure> {
+        let mut from = 0;
+        loop {
+            if self.buf.len() >= needle.len()
+                && let Some(p) = self.buf[from..]
+                    .windows(needle.len())
+                    .position(|w| w == needle)
+            {
+                return Ok(from + p);
+            }
+            from = self.buf.len().saturating_sub(needle.len() - 1);
+            self.fill().await?;
+        }
+    }
+
+    /// Reads until `buf` holds at least `n` bytes.
+    async fn read_exact(&mut self, n: usize) -> Result<(), Failure> {
+        while self.buf.len() < n {
+            self.fill().await?;
+        }
+        Ok(())
+    }
+
+    async fn fill(&mut self) -> Result<(), Failure> {
+        loop {
+            match self.channel.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    self.buf.extend_from_slice(&data);
+                    return Ok(());
+                }
+                Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    self.shell_err.extend_from_slice(&data);
+                    if self.shell_err.len() > 8192 {
+                        self.shell_err.drain(..self.shell_err.len() - 8192);
+                    }
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    return Err(Failure::Protocol(format!(
+                        "remote /bin/sh exited with status {exit_status}{}",
+                        self.err_suffix()
+                    )));
+                }
+                Some(ChannelMsg::Failure) => {
+                    return Err(Failure::Protocol(format!(
+                        "the server refused to run /bin/sh{}",
+                        self.err_suffix()
+                    )));
+                }
+                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => {
+                    return Err(Failure::Closed(format!(
+                        "channel closed{}",
+                        self.err_suffix()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn err_suffix(&self) -> String {
+        let e = String::from_utf8_lossy(&self.shell_err);
+        let e = e.trim();
+        if e.is_empty() {
+            String::new()
+        } else {
+            format!(": {e}")
+        }
+    }
+
+    /// Runs one script. On error the shell must be discarded.
+    pub(crate) async fn run(
+        &mut self,
+        script: &str,
+        host: &str,
+        monitor: &LinkMonitor,
+        deadline: Duration,
+    ) -> Result<ScriptOutput, SshError> {
+        match tokio::time::timeout(deadline, self.run_inner(script)).await {
+            Ok(Ok(o)) => Ok(o),
+            Ok(Err(Failure::Closed(d))) => Err(monitor.error(host, d).await),
+            Ok(Err(Failure::Protocol(d))) => {
+                if monitor.is_down() {
+                    Err(monitor.error(host, d).await)
+                } else {
+                    Err(SshError::Protocol {
+                        host: host.to_string(),
+                        detail: d,
+                    })
+                }
+            }
+            Err(_) => Err(SshError::Timeout {
+                host: host.to_string(),
+                what: "script".into(),
+                after: deadline,
+            }),
+        }
+    }
+
+    async fn run_inner(&mut self, script: &str) -> Result<ScriptOutput, Failure> {
+        let sentinel = format!("BELAY-{}", random_hex(16));
+        // Late output of earlier background processes is not ours to keep.
+        self.buf.clear();
+        let mut req = format!("{sentinel} {}\n", script.len()).into_bytes();
+        req.extend_from_slice(script.as_bytes());
+        self.channel
+            .data(&req[..])
+            .await
+            .map_err(|e| Failure::Closed(e.to_string()))?;
+        let needle = format!("{sentinel} ");
+        let pos = self.read_until(needle.as_bytes()).await?;
+        let stdout = self.buf[..pos].to_vec();
+        self.buf.drain(..pos + needle.len());
+        let nl = self.read_until(b"\n").await?;
+        let header = String::from_utf8_lossy(&self.buf[..nl]).into_owned();
+        self.buf.drain(..nl + 1);
+        let mut parts = header.split_whitespace();
+        let status: i32 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Failure::Protocol(format!("bad status line '{header}'")))?;
+        let errlen: usize = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Failure::Protocol(format!("bad status line '{header}'")))?;
+        self.read_exact(errlen).await?;
+        let stderr = self.buf.drain(..errlen).collect();
+        Ok(ScriptOutput {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// Runs `command` on a fresh exec channel (through the user's login shell),
+/// feeding `stdin`, and collects its output.
+pub(crate) async fn exec_once(
+    handle: &Handle<HopHandler>,
+    command: &str,
+    stdin: &[u8],
+    host: &str,
+    monitor: &LinkMonitor,
+    deadline: Duration,
+) -> Result<ScriptOutput, SshError> {
+    let fut = async {
+        let mut channel = handle
+            .channel_open_session()
+            .await
+            .map_err(|e| Failure::Closed(format!("cannot open a session channel: {e}")))?;
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|e| Failure::Closed(e.to_string()))?;
+        if !stdin.is_empty() {
+            channel
+                .data(stdin)
+                .await
+                .map_err(|e| Failure::Closed(e.to_string()))?;
+        }
+        channel
+            .eof()
+            .await
+            .map_err(|e| Failure::Closed(e.to_string()))?;
+        let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), None);
+        loop {
+            match channel.wait().await {
+                Some(ChannelMsg::Data { data }) => out.extend_from_slice(&data),
+                Some(ChannelMsg::ExtendedData { data, .. }) => err.extend_from_slice(&data),
+                Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status as i32),
+                Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                    status = Some(128 + signal_number(&signal_name))
+                }
+                Some(ChannelMsg::Failure) => {
+                    return Err(Failure::Protocol(
+                        "the server refused the exec request".into(),
+                    ));
+                }
+                Some(ChannelMsg::Close) | None => break,
+                Some(_) => {}
+            }
+        }
+        match status {
+            Some(s) => Ok(ScriptOutput {
+                status: s,
+                stdout: out,
+                stderr: err,
+            }),
+            None => Err(Failure::Closed(
+                "channel closed without an exit status".into(),
+            )),
+        }
+    };
+    match tokio::time::timeout(deadline, fut).await {
+        Ok(Ok(o)) => Ok(o),
+        Ok(Err(Failure::Closed(d))) => {
+            if monitor.is_down() || handle.is_closed() {
+                Err(monitor.error(host, d).await)
+            } else {
+                Err(SshError::Channel {
+                    host: host.to_string(),
+                    detail: d,
+                })
+            }
+        }
+        Ok(Err(Failure::Protocol(d))) => Err(SshError::Protocol {
+            host: host.to_string(),
+            detail: d,
+        }),
+        Err(_) => Err(SshError::Timeout {
+            host: host.to_string(),
+            what: format!("command `{}`", command.chars().take(60).collect::<String>()),
+            after: deadline,
+        }),
+    }
+}
+
+fn signal_number(s: &russh::Sig) -> i32 {
+    use russh::Sig::*;
+    match s {
+        HUP => 1,
+        INT => 2,
+        QUIT => 3,
+        ILL => 4,
+        ABRT => 6,
+        FPE => 8,
+        KILL => 9,
+        SEGV => 11,
+        PIPE => 13,
+        ALRM => 14,
+        TERM => 15,
+        USR1 => 10,
+        _ => 127,
+    }
+}

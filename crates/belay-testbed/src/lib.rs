@@ -1,0 +1,30 @@
+//! belay-testbed: real test hosts for belay's integration tests.
+//!
+//! Everything here starts *real* OpenSSH components, never mocks:
+//!
+//! * [`Sshd`] — an `sshd` on a free port in a private temporary directory,
+//!   optionally inside a network namespace, with a clean (tmpfs) home for the
+//!   login user so timings are not polluted by the machine's own `.bashrc`.
+//! * [`KeyPair`] / [`UserCa`] — keys made with `ssh-keygen`, and a user CA
+//!   that signs OpenSSH user certificates (for sshd `TrustedUserCAKeys`).
+//! * [`SshAgent`] — a private `ssh-agent` with its own socket.
+//! * [`NetLab`] — hosts as network namespaces: a jump host reachable from the
+//!   root namespace and isolated nodes behind it, each running its own sshd.
+//!
+//! Rules every type follows: unique temporary directories and per-run names
+//! (tests run concurrently), processes are killed by their own pid only, and
+//! `Drop` cleans up everything that was created. Missing prerequisites (root,
+//! `/usr/sbin/sshd`, `ip`) are reported by [`require`] as a clear error, never
+//! as a silent skip.
+
+mod agent;
+mod keys;
+mod netlab;
+mod process;
+mod sshd;
+
+pub use agent::SshAgent;
+pub use keys::{KeyKind, KeyPair, UserCa};
+pub use netlab::{NetLab, NsHost};
+pub use process::{Prerequisite, require};
+pub use sshd::{Sshd, SshdOptions};

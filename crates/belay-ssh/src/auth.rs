@@ -54,7 +54,7 @@ fn list_attempts(a: &[AuthAttempt]) -> String {
         return "nothing (no agent, no identity files)".into();
     }
     a.iter()
-        .map(|t| format!("{}: {}", t.method, t.outcome))
+        .map(|t| format!("{} {}", t.method, t.outcome))
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -1,0 +1,636 @@
+//! belay-ssh against a real OpenSSH sshd on loopback: authentication,
+//! host keys, configuration resolution, the persistent shell, and link
+//! faults. No part of the SSH layer is mocked.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use belay_ssh::{Client, ClientOptions, SshError, resolve, scan_host_key, trust_host_key};
+use belay_testbed::{KeyKind, KeyPair, SshAgent, SshdOptions, UserCa};
+use common::{Env, keygen_fingerprint, wait_for};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_file_auth_and_run_script_round_trip() {
+    let env = Env::new(SshdOptions::default());
+    let c = env.client("target");
+    let info = c.connect_info().await.expect("connect");
+    assert!(
+        info.hops[0].auth_method.contains("id_test"),
+        "{:?}",
+        info.hops[0]
+    );
+    eprintln!(
+        "connect timings: stream {:?} kex {:?} auth {:?} first rtt {:?} total {:?}",
+        info.hops[0].stream, info.hops[0].kex, info.hops[0].auth, info.first_round_trip, info.total
+    );
+
+    let out = c
+        .run_script("echo hi; echo err >&2; exit 3")
+        .await
+        .expect("run");
+    assert_eq!(out.status, 3);
+    assert_eq!(out.stdout, b"hi\n");
+    assert_eq!(out.stderr, b"err\n");
+
+    // Heredocs, quotes, no trailing newline, `cd`/`set -e`/`exit` isolation.
+    let script =
+        "cd /tmp\nset -e\ncat <<'EOF'\n'quoted' \"double\" $HOME `x`\nEOF\nprintf 'no newline'";
+    let out = c.run_script(script).await.expect("heredoc");
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "'quoted' \"double\" $HOME `x`\nno newline"
+    );
+    let out = c
+        .run_script("pwd; false; echo after")
+        .await
+        .expect("isolation");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "/root\nafter\n",
+        "cd/set -e leaked"
+    );
+    // stdin of a script is not the protocol stream.
+    let out = c.run_script("cat; echo done").await.expect("stdin");
+    assert_eq!(out.stdout, b"done\n");
+
+    // Concurrent calls are safe.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let o = c
+                .run_script(&format!("sleep 0.1; echo {i}"))
+                .await
+                .expect("concurrent");
+            assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{i}\n"));
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join");
+    }
+
+    // Warm round trip.
+    let n = 20;
+    let t = Instant::now();
+    for _ in 0..n {
+        c.run_script("true").await.expect("true");
+    }
+    eprintln!("run_script warm round trip: {:?}", t.elapsed() / n);
+
+    let out = c
+        .exec("cat; echo $0 >&2; exit 4", b"from stdin")
+        .await
+        .expect("exec");
+    assert_eq!(out.status, 4);
+    assert_eq!(out.stdout, b"from stdin");
+    assert_eq!(c.connect_count(), 1, "one connection for all of that");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bashrc_is_paid_by_exec_but_not_by_run_script() {
+    let env = Env::new(SshdOptions {
+        home_files: vec![(".bashrc".into(), "sleep 0.5\n".into())],
+        ..SshdOptions::default()
+    });
+    let c = env.client("target");
+    c.run_script("true").await.expect("warm up");
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        let t = Instant::now();
+        c.run_script("echo x").await.expect("run");
+        worst = worst.max(t.elapsed());
+    }
+    let t = Instant::now();
+    c.exec("true", b"").await.expect("exec");
+    let exec_time = t.elapsed();
+    eprintln!("with a 0.5 s .bashrc: run_script worst {worst:?}, exec {exec_time:?}");
+    assert!(
+        exec_time >= Duration::from_millis(500),
+        "the .bashrc did not run? {exec_time:?}"
+    );
+    assert!(
+        worst < Duration::from_millis(100),
+        "run_script paid the login shell: {worst:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_auth_with_real_ssh_agent() {
+    let env = Env::new(SshdOptions::default());
+    let agent = SshAgent::start().expect("agent");
+    agent.add(&env.key).expect("ssh-add");
+    // No usable identity file: only the agent can authenticate.
+    let block = env.host_block("viaagent", "").replace(
+        &format!("IdentityFile {}", env.key.private.display()),
+        "IdentityFile /nonexistent/key",
+    );
+    let block = block
+        .replace("IdentitiesOnly yes", "IdentitiesOnly no")
+        .replace(
+            "IdentityAgent none",
+            &format!("IdentityAgent {}", agent.socket().display()),
+        );
+    env.write_raw_config(&block);
+    let info = env
+        .client("viaagent")
+        .connect_info()
+        .await
+        .expect("agent auth");
+    assert!(
+        info.hops[0].auth_method.starts_with("agent key"),
+        "{:?}",
+        info.hops[0].auth_method
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_agent_keys_with_identities_only_pick_the_right_one() {
+    let env = Env::new(SshdOptions {
+        extra_config: vec!["MaxAuthTries 3".into()],
+        ..SshdOptions::default()
+    });
+    let agent = SshAgent::start().expect("agent");
+    for i in 0..6 {
+        let k =
+            KeyPair::generate(env.path(), &format!("other{i}"), KeyKind::Ed25519).expect("keygen");
+        agent.add(&k).expect("add");
+    }
+    agent.add(&env.key).expect("add right key last");
+    let block = env.host_block("t", "").replace(
+        "IdentityAgent none",
+        &format!("IdentityAgent {}", agent.socket().display()),
+    );
+    env.write_raw_config(&block);
+    let info = env
+        .client("t")
+        .connect_info()
+        .await
+        .expect("IdentitiesOnly auth");
+    assert!(
+        info.hops[0].auth_method.contains("(agent)"),
+        "{}",
+        info.hops[0].auth_method
+    );
+
+    // Without IdentitiesOnly and without an IdentityFile matching, the six
+    // wrong agent keys exhaust MaxAuthTries: the error lists every attempt.
+    let block = env
+        .host_block("t", "")
+        .replace(
+            "IdentityAgent none",
+            &format!("IdentityAgent {}", agent.socket().display()),
+        )
+        .replace("IdentitiesOnly yes", "IdentitiesOnly no")
+        .replace(
+            &format!("IdentityFile {}", env.key.private.display()),
+            "IdentityFile /nonexistent",
+        );
+    env.write_raw_config(&block);
+    // Put the right key's slot out of reach by removing it from the agent.
+    let _ = std::process::Command::new("ssh-add")
+        .arg("-d")
+        .arg(&env.key.private)
+        .env("SSH_AUTH_SOCK", agent.socket())
+        .output();
+    let err = env.client("t").connect_info().await.expect_err("must fail");
+    let msg = err.to_string();
+    assert!(matches!(err, SshError::Auth(_)), "{msg}");
+    assert!(
+        msg.contains("agent key ED25519") || msg.contains("agent key ssh-ed25519"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_auth_and_expired_certificate_message() {
+    prereq_dir_ca_test(false).await;
+    prereq_dir_ca_test(true).await;
+}
+
+async fn prereq_dir_ca_test(expired: bool) {
+    common::prereqs();
+    let cadir = tempfile::tempdir().expect("tmp");
+    let ca = UserCa::new(cadir.path()).expect("ca");
+    // No authorized_keys entry for the user key: only the certificate works.
+    let env_dir = tempfile::tempdir().expect("tmp");
+    let user_key = KeyPair::generate(env_dir.path(), "k", KeyKind::Ed25519).expect("keygen");
+    let validity = if expired { "-3h:-2h" } else { "-5m:+1h" };
+    let cert = ca.sign(&user_key, &["root"], validity).expect("sign");
+    let env = Env::new(SshdOptions {
+        trusted_user_ca: Some(ca.public().to_path_buf()),
+        ..SshdOptions::default()
+    });
+    let block = env.host_block("c", "").replace(
+        &env.key.private.display().to_string(),
+        &user_key.private.display().to_string(),
+    );
+    env.write_raw_config(&block);
+    let r = env.client("c").connect_info().await;
+    if expired {
+        let err = r.expect_err("expired certificate must fail");
+        let msg = err.to_string();
+        assert!(matches!(err, SshError::Auth(_)), "{msg}");
+        let expect = format!("certificate {} expired 2 h ago", cert.display());
+        assert!(msg.contains(&expect), "wanted '{expect}' in: {msg}");
+    } else {
+        let info = r.expect("certificate auth");
+        assert!(
+            info.hops[0].auth_method.starts_with("certificate"),
+            "{}",
+            info.hops[0].auth_method
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_host_key_refused_then_trust_then_forget() {
+    let env = Env::new(SshdOptions::default());
+    std::fs::write(&env.known_hosts, "").expect("empty known_hosts");
+    let err = env
+        .client("target")
+        .connect_info()
+        .await
+        .expect_err("unknown key");
+    let fp = keygen_fingerprint(env.sshd.host_key_line(), env.path());
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            SshError::HostKey(belay_ssh::HostKeyError::Unknown { .. })
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains(&fp), "fingerprint {fp} missing: {msg}");
+    assert!(msg.contains("belay host trust target"), "{msg}");
+
+    // `ask` without a terminal: refused with the remedy, never accepted.
+    env.write_raw_config(
+        &env.host_block("target", "")
+            .replace("StrictHostKeyChecking yes", "StrictHostKeyChecking ask"),
+    );
+    let err = env
+        .client("target")
+        .connect_info()
+        .await
+        .expect_err("ask, no tty");
+    assert!(err.to_string().contains("belay host trust target"), "{err}");
+    assert_eq!(std::fs::read_to_string(&env.known_hosts).expect("kh"), "");
+
+    // host trust: scan, show fingerprint, record.
+    let (chain, key) = scan_host_key("target", &env.options()).await.expect("scan");
+    assert_eq!(belay_ssh::fingerprint(&key), fp);
+    let (file, line) = trust_host_key(&chain.target, &key).expect("trust");
+    assert_eq!((file.as_path(), line), (env.known_hosts.as_path(), 1));
+    let kh = std::fs::read_to_string(&env.known_hosts).expect("kh");
+    assert!(
+        kh.starts_with(&format!("[127.0.0.1]:{} ssh-ed25519 ", env.sshd.port())),
+        "{kh}"
+    );
+    env.client("target")
+        .connect_info()
+        .await
+        .expect("trusted now");
+
+    // forget removes it again.
+    let removed = belay_ssh::forget_host_key(&chain.target).expect("forget");
+    assert_eq!(removed.len(), 1);
+    assert!(env.client("target").connect_info().await.is_err());
+
+    // accept-new records the key and says so.
+    env.write_raw_config(&env.host_block("target", "").replace(
+        "StrictHostKeyChecking yes",
+        "StrictHostKeyChecking accept-new",
+    ));
+    let info = env
+        .client("target")
+        .connect_info()
+        .await
+        .expect("accept-new");
+    assert!(matches!(
+        info.hops[0].host_key,
+        belay_ssh::HostKeyAccepted::Added { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_host_key_refused_with_file_and_line() {
+    let env = Env::new(SshdOptions::default());
+    let other = KeyPair::generate(env.path(), "otherhost", KeyKind::Ed25519).expect("keygen");
+    let other_line = other.public_line().expect("pub");
+    let other_key: Vec<&str> = other_line.split_whitespace().take(2).collect();
+    std::fs::write(
+        &env.known_hosts,
+        format!(
+            "# comment\n[127.0.0.1]:{} {}\n",
+            env.sshd.port(),
+            other_key.join(" ")
+        ),
+    )
+    .expect("kh");
+    let err = env
+        .client("target")
+        .connect_info()
+        .await
+        .expect_err("changed key");
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            SshError::HostKey(belay_ssh::HostKeyError::Changed { line: 2, .. })
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("{}:2", env.known_hosts.display())),
+        "{msg}"
+    );
+    // StrictHostKeyChecking no does not make belay accept a changed key.
+    env.write_raw_config(
+        &env.host_block("target", "")
+            .replace("StrictHostKeyChecking yes", "StrictHostKeyChecking no"),
+    );
+    assert!(env.client("target").connect_info().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_known_hosts_entry_accepted() {
+    let env = Env::new(SshdOptions::default());
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&env.known_hosts)
+        .output()
+        .expect("ssh-keygen -H");
+    assert!(out.status.success());
+    let kh = std::fs::read_to_string(&env.known_hosts).expect("kh");
+    assert!(kh.starts_with("|1|"), "not hashed: {kh}");
+    env.client("target")
+        .connect_info()
+        .await
+        .expect("hashed entry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_key_alias_is_honoured() {
+    let env = Env::new(SshdOptions::default());
+    std::fs::write(
+        &env.known_hosts,
+        format!("myalias {}\n", env.sshd.host_key_line()),
+    )
+    .expect("kh");
+    env.write_raw_config(&env.host_block("target", "  HostKeyAlias myalias\n"));
+    env.client("target")
+        .connect_info()
+        .await
+        .expect("HostKeyAlias");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_command_is_run_with_sh() {
+    let env = Env::new(SshdOptions::default());
+    let cfg = format!(
+        "{}{}",
+        env.host_block(
+            "viaproxy",
+            &format!(
+                "  ProxyCommand ssh -F {} -W %h:%p target\n",
+                env.config.display()
+            )
+        ),
+        env.host_block("target", "")
+    );
+    env.write_raw_config(&cfg);
+    let info = env
+        .client("viaproxy")
+        .connect_info()
+        .await
+        .expect("proxycommand");
+    assert_eq!(info.hops[0].via, "proxycommand");
+    let out = env
+        .client("viaproxy")
+        .run_script("echo through")
+        .await
+        .expect("run");
+    assert_eq!(out.stdout, b"through\n");
+
+    // A failing ProxyCommand: Unreachable with its stderr.
+    env.write_raw_config(&env.host_block("bad", "  ProxyCommand echo nope >&2; exit 1\n"));
+    let err = env
+        .client("bad")
+        .connect_info()
+        .await
+        .expect_err("bad proxy");
+    assert!(matches!(err, SshError::Unreachable { .. }), "{err}");
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn match_and_include_are_honoured() {
+    let env = Env::new(SshdOptions::default());
+    let inc = env.path().join("included.conf");
+    std::fs::write(&inc, env.host_block("included", "")).expect("include");
+    let cfg = format!(
+        "Include {}\n\nMatch originalhost matched\n  HostName 127.0.0.1\n  Port {}\n  User root\n  \
+         IdentityFile {}\n  IdentitiesOnly yes\n  IdentityAgent none\n  UserKnownHostsFile {}\n  \
+         StrictHostKeyChecking yes\n  ServerAliveInterval 7\n",
+        inc.display(),
+        env.sshd.port(),
+        env.key.private.display(),
+        env.known_hosts.display()
+    );
+    env.write_raw_config(&cfg);
+    let chain = resolve("matched", Some(&env.config))
+        .await
+        .expect("resolve");
+    assert_eq!(chain.target.port, env.sshd.port());
+    assert_eq!(
+        chain.target.server_alive_interval,
+        Some(Duration::from_secs(7))
+    );
+    env.client("matched").connect_info().await.expect("Match");
+    env.client("included")
+        .connect_info()
+        .await
+        .expect("Include");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_000_hop_named_by_hostname_gets_its_own_parameters() {
+    let env = Env::new(SshdOptions::default());
+    // The story: `Host ela` exists, but the ProxyJump names `ela.example`.
+    let ela = env.host_block("ela", "");
+    let cfg = format!(
+        "{ela}{}",
+        env.host_block("alps", "  ProxyJump ela.example\n")
+    );
+    env.write_raw_config(&cfg);
+    let chain = resolve("alps", Some(&env.config)).await.expect("resolve");
+    let hop = &chain.jumps[0];
+    // Same parameters as `ssh -G ela.example`: not ela's.
+    let out = std::process::Command::new("ssh")
+        .arg("-G")
+        .arg("-F")
+        .arg(&env.config)
+        .arg("ela.example")
+        .output()
+        .expect("ssh -G");
+    let g = String::from_utf8_lossy(&out.stdout);
+    let field = |k: &str| {
+        g.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} ")).map(str::to_string))
+            .unwrap_or_default()
+    };
+    assert_eq!(hop.hostname, field("hostname"));
+    assert_eq!(hop.user, field("user"));
+    assert_eq!(hop.port.to_string(), field("port"));
+    assert_eq!(
+        hop.hostname, "ela.example",
+        "hop must not borrow Host ela's HostName"
+    );
+    let err = env
+        .client("alps")
+        .connect_info()
+        .await
+        .expect_err("ela.example does not resolve");
+    assert!(
+        matches!(&err, SshError::Unreachable { hop, .. } if hop == "ela.example"),
+        "{err}"
+    );
+
+    // The fix from the story: `Host ela ela.example`.
+    let cfg = format!(
+        "{}{}",
+        env.host_block("ela ela.example", ""),
+        env.host_block("alps", "  ProxyJump ela.example\n")
+    );
+    env.write_raw_config(&cfg);
+    let info = env
+        .client("alps")
+        .connect_info()
+        .await
+        .expect("via ela.example");
+    assert_eq!(info.first_hop.as_deref(), Some("ela.example"));
+    assert_eq!(info.hops.len(), 2);
+    assert!(
+        info.hops[1].via.starts_with("via ela.example"),
+        "{:?}",
+        info.hops[1].via
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_config_is_a_resolve_error_with_ssh_stderr() {
+    let env = Env::new(SshdOptions::default());
+    env.write_raw_config("Host x\n  NoSuchOption yes\n");
+    let err = resolve("x", Some(&env.config))
+        .await
+        .expect_err("bad config");
+    assert!(matches!(err, SshError::Resolve { .. }), "{err}");
+    assert!(
+        err.to_string().contains("NoSuchOption") || err.to_string().contains("Bad configuration"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_sshd_gives_link_lost_and_the_client_reconnects() {
+    let mut env = Env::new(SshdOptions::default());
+    let c = env.client("target");
+    c.run_script("true").await.expect("first");
+    let c2 = c.clone();
+    let inflight = tokio::spawn(async move { c2.run_script("sleep 20").await });
+    let sshd_pid = env.sshd.pid();
+    wait_for("the sleep to start", Duration::from_secs(5), || {
+        belay_testbed_descendant_cmd(sshd_pid, "sleep")
+    })
+    .await;
+    env.sshd.kill();
+    let t = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), inflight)
+        .await
+        .expect("in-flight call must fail promptly")
+        .expect("join");
+    let err = r.expect_err("link lost");
+    assert!(matches!(err, SshError::LinkLost { .. }), "{err}");
+    eprintln!("LinkLost after {:?}: {err}", t.elapsed());
+    env.sshd.restart().expect("restart");
+    let out = c.run_script("echo back").await.expect("reconnected");
+    assert_eq!(out.stdout, b"back\n");
+    assert_eq!(c.connect_count(), 2);
+}
+
+/// Is there a process named `name` below `root`?
+fn belay_testbed_descendant_cmd(root: u32, name: &str) -> bool {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        // Walk up to see whether root is an ancestor.
+        let mut p = pid;
+        for _ in 0..32 {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let Some(i) = stat.rfind(')') else { break };
+            let pp: u32 = stat[i + 2..]
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            if pp == root {
+                return true;
+            }
+            if pp <= 1 {
+                break;
+            }
+            p = pp;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_sshd_gives_host_not_responding_within_keepalive_budget() {
+    let env = Env::new(SshdOptions::default());
+    env.write_config("  ServerAliveInterval 1\n  ServerAliveCountMax 2\n");
+    let c = env.client("target");
+    c.run_script("true").await.expect("first");
+    let c2 = c.clone();
+    let inflight = tokio::spawn(async move { c2.run_script("sleep 30").await });
+    let sshd_pid = env.sshd.pid();
+    wait_for("the sleep to start", Duration::from_secs(5), || {
+        belay_testbed_descendant_cmd(sshd_pid, "sleep")
+    })
+    .await;
+    let stopped = env.sshd.stop_sessions();
+    let t = Instant::now();
+    let budget = Duration::from_secs(1 * (2 + 1) + 2);
+    let r = tokio::time::timeout(budget, inflight).await;
+    env.sshd.continue_sessions(&stopped);
+    let err = r
+        .unwrap_or_else(|_| panic!("no error within {budget:?}"))
+        .expect("join")
+        .expect_err("must fail");
+    eprintln!("HostNotResponding after {:?}: {err}", t.elapsed());
+    assert!(matches!(err, SshError::HostNotResponding { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_gives_one_client_per_host() {
+    let env = Env::new(SshdOptions::default());
+    let pool = belay_ssh::Pool::new(env.options());
+    let a = pool.client("target");
+    let b = pool.client("target");
+    assert!(std::sync::Arc::ptr_eq(&a, &b));
+    a.run_script("true").await.expect("a");
+    b.run_script("true").await.expect("b");
+    assert_eq!(a.connect_count(), 1);
+    let _ = Client::new("x", ClientOptions::default());
+}

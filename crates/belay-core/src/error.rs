@@ -16,7 +16,10 @@ pub enum CoreError {
     #[error("unknown job '{0}' (see `belay ps --all`)")]
     UnknownJob(String),
     #[error("job reference '{reference}' is ambiguous: it matches {candidates}")]
-    AmbiguousJob { reference: String, candidates: String },
+    AmbiguousJob {
+        reference: String,
+        candidates: String,
+    },
     #[error("unknown host '{host}'{hint}")]
     UnknownHost { host: String, hint: String },
     #[error("job {id} is {state}: {what}")]

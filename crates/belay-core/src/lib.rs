@@ -10,12 +10,12 @@
 //! Nothing here knows about SSH libraries: a transport runs a shell script on
 //! a host and returns its output, and that is all the job system needs.
 
+pub mod engine;
 pub mod error;
 pub mod failpoint;
 pub mod home;
 pub mod hosts;
 pub mod job;
-pub mod engine;
 pub mod remote;
 pub mod scheduler;
 pub mod shell;

@@ -65,7 +65,17 @@ mod tests {
 
     #[test]
     fn quoting_survives_a_real_shell() {
-        for s in ["plain", "it's", "a b", "$HOME", "`x`", "\"q\"", "back\\slash", "", "\n"] {
+        for s in [
+            "plain",
+            "it's",
+            "a b",
+            "$HOME",
+            "`x`",
+            "\"q\"",
+            "back\\slash",
+            "",
+            "\n",
+        ] {
             assert_eq!(sh_echo(&quote(s)), s, "value {s:?}");
         }
     }

@@ -24,7 +24,11 @@ impl Engine {
         let Some(jr) = report.jobs.get(&job.id) else {
             return Err(CoreError::Protocol {
                 host: job.host.clone(),
-                message: format!("cancelling job {} gave no report: {}", job.id, out.stderr_text()),
+                message: format!(
+                    "cancelling job {} gave no report: {}",
+                    job.id,
+                    out.stderr_text()
+                ),
             });
         };
         let current = self.store.get(&job.id)?;

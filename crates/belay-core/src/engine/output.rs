@@ -34,12 +34,10 @@ impl Engine {
             host: job.host.clone(),
             message: format!("unreadable output of job {}: {}", job.id, out.stderr_text()),
         })?;
-        if with_state {
-            if let Some(jr) = chunk.report.jobs.get(&job.id) {
-                let current = self.store.get(&job.id)?;
-                if current.state.is_live() {
-                    self.apply_report(&current, jr, chunk.report.now)?;
-                }
+        if let Some(jr) = chunk.report.jobs.get(&job.id).filter(|_| with_state) {
+            let current = self.store.get(&job.id)?;
+            if current.state.is_live() {
+                self.apply_report(&current, jr, chunk.report.now)?;
             }
         }
         Ok(chunk)

@@ -79,10 +79,15 @@ impl Engine {
             let resumable = matches!(jr.status, RemoteStatus::Staged | RemoteStatus::Absent)
                 && matches!(current.state, JobState::Queued | JobState::Submitting);
             if resumable {
-                if current.submitter.as_deref().is_some_and(submitter::is_alive) {
+                if current
+                    .submitter
+                    .as_deref()
+                    .is_some_and(submitter::is_alive)
+                {
                     continue; // its submitter is alive and at work
                 }
-                self.store.set_submitter(&current.id, &submitter::current())?;
+                self.store
+                    .set_submitter(&current.id, &submitter::current())?;
                 self.stage_and_launch(&current)?;
                 continue;
             }
@@ -100,7 +105,10 @@ impl Engine {
             RemoteStatus::Exit => {
                 let code = jr.int("code").map(|c| c as i32);
                 let (to, reason) = if jr.field("never_launched").is_some() {
-                    (JobState::Cancelled, "cancelled before it was launched".to_string())
+                    (
+                        JobState::Cancelled,
+                        "cancelled before it was launched".to_string(),
+                    )
                 } else if jr.field("cancel_requested").is_some() {
                     (JobState::Cancelled, exit_reason("cancelled", code))
                 } else if code == Some(0) {

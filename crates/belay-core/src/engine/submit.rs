@@ -122,7 +122,10 @@ impl Engine {
         ))?;
         failpoint::hit("after-launch");
         let report = HostReport::parse(&String::from_utf8_lossy(&out.stdout));
-        if let Some(why) = report.tagged("R").and_then(|r| r.strip_prefix("unsupported ")) {
+        if let Some(why) = report
+            .tagged("R")
+            .and_then(|r| r.strip_prefix("unsupported "))
+        {
             let reason = format!("cannot launch on {}: {why}", job.host);
             self.store.transition(
                 &job.id,

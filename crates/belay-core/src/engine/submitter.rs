@@ -44,7 +44,10 @@ mod tests {
         let me = current();
         assert!(is_alive(&me));
         let (pid, _) = me.split_once(':').unwrap();
-        assert!(!is_alive(&format!("{pid}:1")), "other start time = other process");
+        assert!(
+            !is_alive(&format!("{pid}:1")),
+            "other start time = other process"
+        );
         assert!(!is_alive("4194304:1"), "no such pid");
         assert!(!is_alive("garbage"));
     }

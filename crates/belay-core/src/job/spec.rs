@@ -40,9 +40,8 @@ impl Command {
                 .iter()
                 .map(|a| {
                     if !a.is_empty()
-                        && a.bytes().all(|b| {
-                            b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)
-                        })
+                        && a.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
                     {
                         a.clone()
                     } else {
@@ -84,12 +83,16 @@ impl JobSpec {
         if let Some(n) = &name {
             validate_name(n)?;
         }
-        if let Some(w) = &workdir {
-            if w.is_empty() || w.contains('\0') || w.contains('\n') {
-                return Err(CoreError::BadInput(format!("bad --workdir '{w}'")));
-            }
+        if let Some(w) = workdir
+            .as_ref()
+            .filter(|w| w.is_empty() || w.contains('\0') || w.contains('\n'))
+        {
+            return Err(CoreError::BadInput(format!("bad --workdir '{w}'")));
         }
-        let env = env.iter().map(|e| parse_env(e)).collect::<Result<Vec<_>>>()?;
+        let env = env
+            .iter()
+            .map(|e| parse_env(e))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             host: host.to_string(),
             name,

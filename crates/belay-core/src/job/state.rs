@@ -78,15 +78,18 @@ impl JobState {
     /// May a job move from `self` to `to`?
     pub fn can_move_to(self, to: JobState) -> bool {
         use JobState::*;
-        match (self, to) {
-            (Queued, Submitting | Cancelled | Failed) => true,
-            (Submitting, Pending | Running | Succeeded | Failed | Cancelled | Lost) => true,
-            (Pending, Running | Succeeded | Failed | Cancelled | Lost) => true,
-            (Running, Held | Succeeded | Failed | Cancelled | Lost) => true,
-            (Held, Succeeded | Failed | Cancelled | Lost) => true,
-            (Lost, Succeeded | Failed | Cancelled) => true,
-            _ => false,
-        }
+        matches!(
+            (self, to),
+            (Queued, Submitting | Cancelled | Failed)
+                | (
+                    Submitting,
+                    Pending | Running | Succeeded | Failed | Cancelled | Lost
+                )
+                | (Pending, Running | Succeeded | Failed | Cancelled | Lost)
+                | (Running, Held | Succeeded | Failed | Cancelled | Lost)
+                | (Held, Succeeded | Failed | Cancelled | Lost)
+                | (Lost, Succeeded | Failed | Cancelled)
+        )
     }
 
     /// Check a transition, naming both ends when it is refused.

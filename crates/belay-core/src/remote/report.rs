@@ -44,7 +44,10 @@ pub struct JobReport {
 
 impl JobReport {
     pub fn field(&self, k: &str) -> Option<&str> {
-        self.fields.get(k).map(String::as_str).filter(|v| !v.is_empty())
+        self.fields
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn int(&self, k: &str) -> Option<i64> {
@@ -95,9 +98,12 @@ impl HostReport {
                         _ => {}
                     }
                 }
-            } else if let (Some((_, job)), Some((k, v))) = (current.as_mut(), line.split_once('=')) {
+            } else if let (Some((_, job)), Some((k, v))) = (current.as_mut(), line.split_once('='))
+            {
                 // First value wins: `exit` is printed before `started`.
-                job.fields.entry(k.to_string()).or_insert_with(|| v.to_string());
+                job.fields
+                    .entry(k.to_string())
+                    .or_insert_with(|| v.to_string());
             } else if !line.is_empty() && line != "END" {
                 report.other.push(line.to_string());
             }

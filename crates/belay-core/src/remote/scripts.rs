@@ -143,12 +143,7 @@ exit 0
 /// the job's session, KILL what is left after `grace` seconds, and if the
 /// wrapper did not record an exit itself, record one (`code=137`). Ends with
 /// the job's report.
-pub fn cancel(
-    scheduler: &dyn Scheduler,
-    job_id: &str,
-    dir_word: &str,
-    grace_secs: u32,
-) -> String {
+pub fn cancel(scheduler: &dyn Scheduler, job_id: &str, dir_word: &str, grace_secs: u32) -> String {
     format!(
         r#"{prelude}d={dir}
 grace={grace}

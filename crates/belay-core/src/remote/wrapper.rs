@@ -57,6 +57,11 @@ pub fn render(spec: &WrapperSpec<'_>) -> String {
 # are the record of what this job did.
 cd "$(dirname "$0")" || exit 120
 d=$(pwd -P)
+# belay's files are the user's alone; the job itself gets the user's umask.
+belay_umask=$(umask)
+umask 077
+: >> stdout
+: >> stderr
 boot=$(cat "${{BELAY_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}}" 2>/dev/null)
 read -r l < /proc/$$/stat
 l=${{l##*) }}
@@ -75,8 +80,10 @@ if cd {workdir} 2>/dev/null; then
 {env}  BELAY_JOB_ID={qid}; export BELAY_JOB_ID
   BELAY_JOB_DIR=$d; export BELAY_JOB_DIR
   {shell}
+  umask "$belay_umask"
   "$belay_sh" $belay_flags {line} </dev/null >>"$d/stdout" 2>>"$d/stderr"
   code=$?
+  umask 077
 else
   echo "belay: cannot enter working directory "{workdir} >>"$d/stderr"
   code=126
@@ -124,7 +131,11 @@ mod tests {
             .arg(&text)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(text.contains("A='it'\\''s'; export A"));
     }
 }

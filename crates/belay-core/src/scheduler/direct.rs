@@ -42,7 +42,7 @@ impl Scheduler for Direct {
   if [ "${20}" != "$st_ticks" ]; then
     why="its wrapper process $st_pid is gone (the pid now belongs to another process)"; return
   fi
-  if [ "$1" = Z ]; then why="its wrapper process $st_pid has exited"; return; fi
+  if [ "$1" = Z ]; then why="its wrapper process $st_pid is gone (exited, not yet reaped)"; return; fi
   alive=yes
 }
 "#

@@ -69,7 +69,8 @@ impl Store {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
         let current: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(err)?;
@@ -92,9 +93,11 @@ impl Store {
     /// This installation's random id, created on first use.
     pub fn installation_id(&mut self) -> Result<String> {
         let get = |c: &Connection| {
-            c.query_row("SELECT value FROM meta WHERE key = 'installation'", [], |r| {
-                r.get::<_, String>(0)
-            })
+            c.query_row(
+                "SELECT value FROM meta WHERE key = 'installation'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
             .optional()
         };
         if let Some(v) = get(&self.conn).map_err(|e| self.err(e))? {
@@ -175,7 +178,8 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        tx.commit().map_err(|source| CoreError::Store { path, source })?;
+        tx.commit()
+            .map_err(|source| CoreError::Store { path, source })?;
         self.get(job_id.as_str())
     }
 
@@ -201,7 +205,9 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(serr)?;
         let from: String = tx
-            .query_row("SELECT state FROM jobs WHERE id = ?1", [job_id], |r| r.get(0))
+            .query_row("SELECT state FROM jobs WHERE id = ?1", [job_id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(serr)?
             .ok_or_else(|| CoreError::UnknownJob(job_id.to_string()))?;
@@ -257,7 +263,12 @@ impl Store {
                    remote_dir = COALESCE(?3, remote_dir), \
                    last_seen = COALESCE(?4, last_seen) \
                  WHERE id = ?1",
-                params![job_id, update.scheduler_id, update.remote_dir, update.last_seen],
+                params![
+                    job_id,
+                    update.scheduler_id,
+                    update.remote_dir,
+                    update.last_seen
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -497,13 +508,27 @@ mod tests {
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
         let job = store.insert_job(&spec(), "direct", "1:1").unwrap();
         assert_eq!(job.state, JobState::Queued);
-        assert!(store
-            .transition(&job.id, JobState::Submitting, "staging", &JobUpdate::default())
-            .unwrap());
+        assert!(
+            store
+                .transition(
+                    &job.id,
+                    JobState::Submitting,
+                    "staging",
+                    &JobUpdate::default()
+                )
+                .unwrap()
+        );
         // Same state again: someone else got there first, not an error.
-        assert!(!store
-            .transition(&job.id, JobState::Submitting, "again", &JobUpdate::default())
-            .unwrap());
+        assert!(
+            !store
+                .transition(
+                    &job.id,
+                    JobState::Submitting,
+                    "again",
+                    &JobUpdate::default()
+                )
+                .unwrap()
+        );
         let err = store
             .transition(&job.id, JobState::Queued, "back", &JobUpdate::default())
             .unwrap_err();
@@ -512,7 +537,11 @@ mod tests {
             exit_code: Some(3),
             ..Default::default()
         };
-        assert!(store.transition(&job.id, JobState::Failed, "exit 3", &upd).unwrap());
+        assert!(
+            store
+                .transition(&job.id, JobState::Failed, "exit 3", &upd)
+                .unwrap()
+        );
         let got = store.get(&job.id).unwrap();
         assert_eq!(got.exit_code, Some(3));
         let ev = store.events(&job.id).unwrap();
@@ -529,7 +558,10 @@ mod tests {
         assert_eq!(store.resolve(&a.id).unwrap().id, a.id);
         assert_eq!(store.resolve("n1").unwrap().id, b.id, "newest of the name");
         assert_eq!(store.resolve(&a.id[..7]).unwrap().id, a.id);
-        assert!(matches!(store.resolve("nope"), Err(CoreError::UnknownJob(_))));
+        assert!(matches!(
+            store.resolve("nope"),
+            Err(CoreError::UnknownJob(_))
+        ));
     }
 
     #[test]
@@ -541,7 +573,16 @@ mod tests {
         let shown = store.list(&JobFilter::default()).unwrap();
         assert_eq!(shown.len(), 1);
         assert_eq!(shown[0].id, live.id);
-        assert_eq!(store.list(&JobFilter { all: true, host: None }).unwrap().len(), 6);
+        assert_eq!(
+            store
+                .list(&JobFilter {
+                    all: true,
+                    host: None
+                })
+                .unwrap()
+                .len(),
+            6
+        );
         assert_eq!(store.integrity_check().unwrap(), "ok");
     }
 }

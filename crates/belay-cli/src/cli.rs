@@ -1,0 +1,119 @@
+//! The command-line grammar (clap derive). Help texts carry examples; the
+//! contract is shared/DESIGN.md's "Command-line contract".
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "belay",
+    version,
+    about = "Run and track jobs on remote machines over SSH, safe when the link falls.",
+    after_help = "Examples:\n  belay run local -- echo hello\n  belay run -d --name train local -- python train.py\n  belay ps\n  belay logs -f train\n  belay cancel train\n\nState lives in $BELAY_HOME (default: the platform data directory)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a command as a tracked job on HOST.
+    #[command(
+        after_help = "Examples:\n  belay run local -- sh -c 'echo hi; exit 3'    # streams output, exits 3\n  belay run -d --name build local -- 'make -j4'   # one argument: a shell command line\n  belay run --env LR=0.1 --workdir ~/proj local -- python train.py\n\nOne argument after `--` is run as a shell command line; several are an\nexact argv. Attached runs stream output and exit with the job's code\n(128+N for signal N); Ctrl-C detaches and leaves the job running."
+    )]
+    Run(RunArgs),
+    /// List jobs (live ones; --all for every job).
+    #[command(
+        after_help = "Examples:\n  belay ps\n  belay ps --all --json | jq '.[] | select(.state==\"failed\")'"
+    )]
+    Ps(PsArgs),
+    /// Show one job in detail, with its event log.
+    #[command(after_help = "Examples:\n  belay show train\n  belay show 1a2b3c4d --json")]
+    Show(ShowArgs),
+    /// Print a job's output (stdout, or --stderr); -f follows until it ends.
+    #[command(after_help = "Examples:\n  belay logs train\n  belay logs -f --stderr 1a2b")]
+    Logs(LogsArgs),
+    /// Wait for a job to end; exit with its code.
+    #[command(after_help = "Example:\n  belay run -d --name t local -- sleep 5 && belay wait t")]
+    Wait(JobArg),
+    /// Stop jobs and everything they started (TERM, then KILL after --grace).
+    #[command(
+        after_help = "Examples:\n  belay cancel train\n  belay cancel --grace 30 1a2b3c4d 5e6f7a8b"
+    )]
+    Cancel(CancelArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Host: an ssh_config alias, [user@]host[:port], or `local`.
+    pub host: String,
+    /// A name to refer to the job by (newest job of that name wins).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Working directory on the host (default: the current directory on
+    /// `local`, the home directory elsewhere; `~/x` is relative to home).
+    #[arg(long)]
+    pub workdir: Option<String>,
+    /// Set an environment variable for the job (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Do not wait: print the job id and return.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// With -d: print the job as JSON instead of its id.
+    #[arg(long, requires = "detach")]
+    pub json: bool,
+    /// The command to run, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Include jobs that have ended.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only jobs on this host.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Print a JSON array of jobs.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Job id, id prefix or name.
+    pub job: String,
+    /// Print JSON (the job plus its events).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Job id, id prefix or name.
+    pub job: String,
+    /// Keep printing new output until the job ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Print the job's stderr instead of its stdout.
+    #[arg(long)]
+    pub stderr: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JobArg {
+    /// Job id, id prefix or name.
+    pub job: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    /// Jobs to cancel (ids, prefixes or names).
+    #[arg(required = true)]
+    pub jobs: Vec<String>,
+    /// Seconds between TERM and KILL.
+    #[arg(long, default_value_t = belay_core::engine::cancel::DEFAULT_GRACE_SECS)]
+    pub grace: u32,
+}

@@ -1,0 +1,36 @@
+//! `belay cancel`: stop jobs and everything they started. All references are
+//! resolved before anything is stopped, so a typo stops nothing.
+
+use anyhow::Result;
+use belay_core::home::BelayHome;
+
+use super::open_existing;
+use crate::cli::CancelArgs;
+
+pub fn cancel(home: &BelayHome, a: CancelArgs) -> Result<u8> {
+    let mut engine = open_existing(home, &a.jobs[0])?;
+    let jobs = a
+        .jobs
+        .iter()
+        .map(|r| engine.store().resolve(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut status = 0;
+    for job in jobs {
+        if !job.state.is_live() {
+            println!("{}: already {}", job.id, job.state);
+            continue;
+        }
+        match engine.cancel(&job, a.grace) {
+            Ok(after) if after.state.is_live() => {
+                eprintln!("belay: {}: still {} after cancel", after.id, after.state);
+                status = 1;
+            }
+            Ok(after) => println!("{}: {}", after.id, after.state),
+            Err(e) => {
+                eprintln!("belay: cancelling {}: {e}", job.id);
+                status = 1;
+            }
+        }
+    }
+    Ok(status)
+}

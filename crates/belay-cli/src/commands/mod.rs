@@ -1,0 +1,84 @@
+//! One module per command; `dispatch` opens the engine and routes.
+
+mod cancel;
+mod logs;
+mod ps;
+mod run;
+mod show;
+mod wait;
+
+use anyhow::Result;
+use belay_core::engine::{Engine, HostProblem};
+use belay_core::home::BelayHome;
+use belay_core::job::Job;
+
+use crate::cli::{Cli, Command};
+use crate::follow::Outcome;
+
+/// Bad usage detected at the CLI edge (exit status 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+pub fn dispatch(cli: Cli) -> Result<u8> {
+    let home = BelayHome::from_env()?;
+    match cli.command {
+        Command::Run(a) => run::run(&home, a),
+        Command::Ps(a) => ps::ps(&home, a),
+        Command::Show(a) => show::show(&home, a),
+        Command::Logs(a) => logs::logs(&home, a),
+        Command::Wait(a) => wait::wait(&home, a),
+        Command::Cancel(a) => cancel::cancel(&home, a),
+    }
+}
+
+/// Open the engine for a command that only reads jobs: with no store yet,
+/// every job reference is unknown, and no state is created to say so.
+fn open_existing(home: &BelayHome, reference: &str) -> Result<Engine> {
+    if !home.store_exists() {
+        return Err(belay_core::CoreError::UnknownJob(reference.to_string()).into());
+    }
+    Ok(Engine::open(home)?)
+}
+
+fn warn_problems(problems: &[HostProblem]) {
+    for p in problems {
+        eprintln!(
+            "belay: warning: {} (showing its jobs' last known state)",
+            p.error
+        );
+    }
+}
+
+/// Exit status for a job that ended (the job's own code), or after the user
+/// detached (130, with how to come back).
+fn finish(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::Ended(job) => {
+            if let (belay_core::job::JobState::Lost, Some(reason)) = (job.state, &job.reason) {
+                eprintln!("belay: job {} was lost: {reason}", job.id);
+            }
+            exit_byte(&job)
+        }
+        Outcome::Detached(job) => {
+            eprintln!(
+                "\nbelay: detached; job {id} keeps running on {host}. Re-attach with `belay logs -f {id}`, or `belay wait {id}`.",
+                id = job.id,
+                host = job.host
+            );
+            130
+        }
+    }
+}
+
+fn exit_byte(job: &Job) -> u8 {
+    let code = job.exit_status().unwrap_or(1);
+    u8::try_from(code.clamp(0, 255)).unwrap_or(1)
+}

@@ -1,0 +1,35 @@
+//! `belay ps`: reconcile live jobs (one probe per host), then list.
+
+use anyhow::Result;
+use belay_core::engine::Engine;
+use belay_core::home::BelayHome;
+use belay_core::store::JobFilter;
+use belay_core::time::now_ms;
+
+use super::warn_problems;
+use crate::cli::PsArgs;
+use crate::render;
+
+pub fn ps(home: &BelayHome, a: PsArgs) -> Result<u8> {
+    let jobs = if home.store_exists() {
+        let mut engine = Engine::open(home)?;
+        let (jobs, problems) = engine.list(&JobFilter {
+            all: a.all,
+            host: a.host.clone(),
+        })?;
+        warn_problems(&problems);
+        jobs
+    } else {
+        Vec::new()
+    };
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    if a.json {
+        let arr: Vec<_> = jobs.iter().map(render::job_json).collect();
+        serde_json::to_writer_pretty(&mut out, &arr)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(render::table(&jobs, now_ms()).as_bytes())?;
+    }
+    Ok(0)
+}

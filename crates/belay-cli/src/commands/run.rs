@@ -1,0 +1,48 @@
+//! `belay run`: submit a job, then stream it (or, with -d, print its id).
+
+use anyhow::Result;
+use belay_core::engine::Engine;
+use belay_core::home::BelayHome;
+use belay_core::job::JobSpec;
+
+use super::finish;
+use crate::cli::RunArgs;
+use crate::follow::{self, Streams};
+use crate::render;
+
+pub fn run(home: &BelayHome, a: RunArgs) -> Result<u8> {
+    let mut workdir = a.workdir.clone();
+    if a.host == "local" {
+        // On the embedded host a job runs where you are, like any command.
+        let cwd = std::env::current_dir()?;
+        workdir = Some(match workdir {
+            None => cwd.display().to_string(),
+            Some(w) if !w.starts_with('/') && !w.starts_with('~') => {
+                cwd.join(w).display().to_string()
+            }
+            Some(w) => w,
+        });
+    }
+    // Validate everything before the store is even opened.
+    let spec = JobSpec::new(&a.host, a.name.clone(), a.command.clone(), workdir, &a.env)?;
+    belay_core::hosts::Hosts::new(home).validate(&spec.host)?;
+    let mut engine = Engine::open(home)?;
+    let job = engine.submit(&spec)?;
+    if a.detach {
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&render::job_json(&job))?);
+        } else {
+            println!("{}", job.id);
+        }
+        return Ok(0);
+    }
+    let outcome = follow::follow(
+        &mut engine,
+        job,
+        Streams {
+            stdout: true,
+            stderr: true,
+        },
+    )?;
+    Ok(finish(outcome))
+}

@@ -1,0 +1,24 @@
+//! `belay show`: one job, reconciled, with its event log.
+
+use anyhow::Result;
+use belay_core::home::BelayHome;
+use belay_core::time::now_ms;
+
+use super::{open_existing, warn_problems};
+use crate::cli::ShowArgs;
+use crate::render;
+
+pub fn show(home: &BelayHome, a: ShowArgs) -> Result<u8> {
+    let mut engine = open_existing(home, &a.job)?;
+    let (job, problems) = engine.job(&a.job)?;
+    warn_problems(&problems);
+    let events = engine.store().events(&job.id)?;
+    if a.json {
+        let mut v = render::job_json(&job);
+        v["events"] = events.iter().map(render::event_json).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", render::detail(&job, &events, now_ms()));
+    }
+    Ok(0)
+}

@@ -1,0 +1,173 @@
+//! How jobs look: the `ps` table, `show`'s detail view, and the stable JSON
+//! shape (times as RFC 3339 UTC strings; see README "JSON output").
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use belay_core::job::{Job, JobEvent};
+use serde_json::{Value, json};
+
+pub fn rfc3339(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn opt_time(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, |m| Value::String(rfc3339(m)))
+}
+
+/// "5s ago", "3m ago", "2h ago", "4d ago".
+pub fn ago(ms: i64, now: i64) -> String {
+    let s = ((now - ms).max(0)) / 1000;
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m ago", s / 60),
+        3600..=86399 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+pub fn job_json(job: &Job) -> Value {
+    json!({
+        "id": job.id,
+        "name": job.name,
+        "host": job.host,
+        "state": job.state,
+        "exit_code": job.exit_code,
+        "reason": job.reason,
+        "command": job.command,
+        "workdir": job.workdir,
+        "env": job.env.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+        "scheduler": job.scheduler,
+        "scheduler_id": job.scheduler_id,
+        "job_dir": job.remote_dir,
+        "key": job.key,
+        "created_at": rfc3339(job.created_at),
+        "started_at": opt_time(job.started_at),
+        "ended_at": opt_time(job.ended_at),
+        "last_seen": opt_time(job.last_seen),
+    })
+}
+
+pub fn event_json(e: &JobEvent) -> Value {
+    json!({
+        "at": rfc3339(e.at),
+        "from": e.from,
+        "to": e.to,
+        "reason": e.reason,
+    })
+}
+
+/// The `ps` table: fixed columns, command last and unpadded.
+pub fn table(jobs: &[Job], now: i64) -> String {
+    let rows: Vec<[String; 6]> = jobs
+        .iter()
+        .map(|j| {
+            [
+                j.id.clone(),
+                j.name.clone().unwrap_or_else(|| "-".into()),
+                j.host.clone(),
+                j.state.to_string(),
+                j.exit_code.map_or("-".into(), |c| c.to_string()),
+                ago(j.created_at, now),
+            ]
+        })
+        .collect();
+    let header = ["ID", "NAME", "HOST", "STATE", "EXIT", "CREATED"];
+    let mut width = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::with_capacity(64 * (rows.len() + 1));
+    let mut line = |cells: [&str; 6], cmd: &str| {
+        for (cell, w) in cells.iter().zip(width) {
+            out.push_str(cell);
+            out.push_str(&" ".repeat(w - cell.chars().count() + 2));
+        }
+        out.push_str(cmd);
+        out.push('\n');
+    };
+    line(header, "COMMAND");
+    for (r, j) in rows.iter().zip(jobs) {
+        let cells = [
+            r[0].as_str(),
+            r[1].as_str(),
+            r[2].as_str(),
+            r[3].as_str(),
+            r[4].as_str(),
+            r[5].as_str(),
+        ];
+        line(cells, &j.command_line());
+    }
+    out
+}
+
+/// `show`'s human view.
+pub fn detail(job: &Job, events: &[JobEvent], now: i64) -> String {
+    let mut s = String::new();
+    let mut kv = |k: &str, v: String| s.push_str(&format!("{k:<10} {v}\n"));
+    kv("job", job.id.clone());
+    if let Some(n) = &job.name {
+        kv("name", n.clone());
+    }
+    kv("host", job.host.clone());
+    let state = match &job.reason {
+        Some(r) => format!("{} ({r})", job.state),
+        None => job.state.to_string(),
+    };
+    kv("state", state);
+    if let Some(c) = job.exit_code {
+        kv("exit code", c.to_string());
+    }
+    kv("command", job.command_line());
+    kv("workdir", job.workdir.clone().unwrap_or_else(|| "~".into()));
+    for (k, v) in &job.env {
+        kv("env", format!("{k}={v}"));
+    }
+    let when = |ms: i64| format!("{} ({})", rfc3339(ms), ago(ms, now));
+    kv("created", when(job.created_at));
+    if let Some(t) = job.started_at {
+        kv("started", when(t));
+    }
+    if let Some(t) = job.ended_at {
+        kv("ended", when(t));
+    }
+    if let Some(t) = job.last_seen {
+        kv("last seen", when(t));
+    }
+    if let Some(d) = &job.remote_dir {
+        kv("job dir", d.clone());
+    }
+    if let Some(p) = &job.scheduler_id {
+        kv("pid", format!("{p} ({})", job.scheduler));
+    }
+    s.push_str("events:\n");
+    for e in events {
+        s.push_str(&format!(
+            "  {}  {:<10}  {}\n",
+            rfc3339(e.at),
+            e.to,
+            e.reason
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(ago(0, 5_000), "5s ago");
+        assert_eq!(ago(0, 120_000), "2m ago");
+        assert_eq!(ago(0, 7_200_000), "2h ago");
+        assert_eq!(ago(10, 0), "0s ago");
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}

@@ -1,0 +1,127 @@
+//! The store under concurrency, and bad input: exit status 2, one line
+//! naming the bad value, nothing written.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+#[test]
+fn concurrent_submits_and_ps_neither_corrupt_nor_lock_the_store() {
+    let b = Belay::new();
+    let rounds = 8;
+    for round in 0..rounds {
+        let kids = vec![
+            b.spawn(&["run", "-d", "local", "--", "true"]),
+            b.spawn(&["run", "-d", "local", "--", "echo", &format!("r{round}")]),
+            b.spawn(&["ps", "--json"]),
+        ];
+        for k in kids {
+            let out = k.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", stderr_of(&out));
+        }
+    }
+    let jobs = b.jobs();
+    assert_eq!(jobs.len(), 2 * rounds);
+    for j in &jobs {
+        let id = j["id"].as_str().unwrap();
+        assert_eq!(b.run(&["wait", id]).status.code(), Some(0));
+    }
+    assert!(b.jobs().iter().all(|j| j["state"] == "succeeded"));
+    let conn = rusqlite::Connection::open(b.home.path().join("belay.db")).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    // Every job's log is a whole path: queued, submitting, …, succeeded.
+    for j in &jobs {
+        let id = j["id"].as_str().unwrap();
+        let mut stmt = conn
+            .prepare("SELECT to_state FROM events WHERE job_id = ?1 ORDER BY seq")
+            .unwrap();
+        let path: Vec<String> = stmt
+            .query_map([id], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            path.first().map(String::as_str),
+            Some("queued"),
+            "{id}: {path:?}"
+        );
+        assert_eq!(
+            path.get(1).map(String::as_str),
+            Some("submitting"),
+            "{id}: {path:?}"
+        );
+        assert_eq!(
+            path.last().map(String::as_str),
+            Some("succeeded"),
+            "{id}: {path:?}"
+        );
+    }
+}
+
+fn assert_bad_input(b: &Belay, args: &[&str], names: &str) {
+    let out = b.run(args);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "belay {args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains(names),
+        "belay {args:?} should name '{names}': {err}"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_names_the_value_and_writes_nothing() {
+    let b = Belay::new();
+    // On a fresh home: no store is created by refusals.
+    assert_bad_input(&b, &["show", "nope"], "nope");
+    assert_bad_input(&b, &["run", "nohost", "--", "true"], "nohost");
+    assert!(
+        !b.home.path().join("belay.db").exists(),
+        "a refusal created the store"
+    );
+
+    // With a store holding one job: nothing changes.
+    let id = b.submit(&["local", "--", "true"]);
+    b.ok(&["wait", &id]);
+    let before = b.jobs();
+    assert_bad_input(&b, &["show", "nope"], "nope");
+    assert_bad_input(&b, &["logs", "nope"], "nope");
+    assert_bad_input(&b, &["wait", "nope"], "nope");
+    assert_bad_input(&b, &["cancel", &id, "nope"], "nope");
+    assert_bad_input(&b, &["run", "nohost", "--", "true"], "nohost");
+    assert_bad_input(&b, &["run", "--env", "BAD", "local", "--", "true"], "BAD");
+    assert_bad_input(&b, &["run", "--env", "1X=y", "local", "--", "true"], "1X=y");
+    assert_bad_input(
+        &b,
+        &["run", "--name", "bad name", "local", "--", "true"],
+        "bad name",
+    );
+    assert_bad_input(&b, &["run", "local"], "missing command");
+    assert_bad_input(&b, &["run", "local", "--"], "missing command");
+    let after = b.jobs();
+    assert_eq!(before, after, "the store changed after bad input");
+}
+
+#[test]
+fn a_missing_workdir_is_bad_input_and_the_job_never_runs() {
+    let b = Belay::new();
+    let out = b.run(&[
+        "run",
+        "--name",
+        "wd",
+        "--workdir",
+        "/nonexistent/x",
+        "local",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("/nonexistent/x"));
+    let job = b.wait_state("wd", "failed", Duration::from_secs(5));
+    assert!(job["reason"].as_str().unwrap().contains("does not exist"));
+}

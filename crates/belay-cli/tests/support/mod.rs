@@ -1,0 +1,208 @@
+//! Test support: a private BELAY_HOME per test and the real `belay` binary,
+//! run as a user would run it. Every wait polls with a deadline.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Belay {
+    pub home: tempfile::TempDir,
+    pub scratch: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Belay {
+    pub fn new() -> Self {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(scratch.path().join("home")).expect("home dir");
+        Self {
+            home: tempfile::tempdir().expect("tempdir"),
+            scratch,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn with_env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.scratch.path().join(name)
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_belay"));
+        c.args(args)
+            .env("BELAY_HOME", self.home.path())
+            .env_remove("BELAY_FAILPOINT")
+            // Jobs run in a login shell: give them a clean, known one rather
+            // than whatever this machine's ~/.bashrc does at start-up.
+            .env("HOME", self.scratch.path().join("home"))
+            .current_dir(self.scratch.path())
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Run to completion (60 s deadline).
+    pub fn run(&self, args: &[&str]) -> Output {
+        run_with_deadline(self.command(args), Duration::from_secs(60))
+    }
+
+    pub fn run_env(&self, args: &[&str], k: &str, v: &str) -> Output {
+        let mut c = self.command(args);
+        c.env(k, v);
+        run_with_deadline(c, Duration::from_secs(60))
+    }
+
+    /// Run and insist on exit status 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "belay {args:?} failed: {:?}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn belay")
+    }
+
+    /// `ps --all --json`.
+    pub fn jobs(&self) -> Vec<Value> {
+        let v: Value = serde_json::from_str(&self.ok(&["ps", "--all", "--json"])).expect("json");
+        v.as_array().expect("array").clone()
+    }
+
+    pub fn job(&self, reference: &str) -> Value {
+        serde_json::from_str(&self.ok(&["show", "--json", reference])).expect("json")
+    }
+
+    /// Submit detached; returns the job id.
+    pub fn submit(&self, args: &[&str]) -> String {
+        let mut full = vec!["run", "-d"];
+        full.extend_from_slice(args);
+        self.ok(&full).trim().to_string()
+    }
+
+    pub fn job_dir(&self, reference: &str) -> PathBuf {
+        PathBuf::from(
+            self.job(reference)["job_dir"]
+                .as_str()
+                .expect("job has a job_dir"),
+        )
+    }
+
+    /// Poll `show` until the job is in `state` (or panic at the deadline).
+    pub fn wait_state(&self, reference: &str, state: &str, within: Duration) -> Value {
+        let mut last = Value::Null;
+        let ok = poll(within, || {
+            last = self.job(reference);
+            last["state"] == state
+        });
+        assert!(ok, "job {reference} never became {state}; last: {last:#}");
+        last
+    }
+}
+
+pub fn run_with_deadline(mut c: Command, deadline: Duration) -> Output {
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("command {c:?} did not finish within {deadline:?}");
+        }
+    }
+}
+
+/// Poll `f` every 20 ms until it returns true or `within` passes.
+pub fn poll(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `key=value` lines of a file in a job directory.
+pub fn kv_file(path: &Path) -> std::collections::HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A process is running if /proc has it and it is not a zombie.
+pub fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let after = &s[s.rfind(')').map_or(0, |i| i + 2)..];
+            !after.starts_with('Z')
+        }
+        Err(_) => false,
+    }
+}
+
+/// Live (non-zombie) processes whose session id is `sid`.
+pub fn session_members(sid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(i) = stat.rfind(')') else { continue };
+        let f: Vec<&str> = stat[i + 2..].split(' ').collect();
+        if f.len() > 3 && f[0] != "Z" && f[3] == sid.to_string() {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Kill every process of a session (test clean-up of deliberately orphaned jobs).
+pub fn kill_session(sid: u32) {
+    for pid in session_members(sid) {
+        // SAFETY: signalling processes of a session this test created.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+}

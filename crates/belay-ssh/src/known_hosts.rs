@@ -30,52 +30,45 @@ type HmacSha1 = hmac::Hmac<sha1::Sha1>;
 /// updated.
 #[derive(Debug, thiserror::Error)]
 pub enum HostKeyError {
-    /// No entry for this host. `remedy` is the command to run after
-    /// checking the fingerprint out of band.
+    /// No entry for this host. Record it (after checking the fingerprint
+    /// out of band) with `belay host trust ALIAS`.
     #[error(
-        "host key of {host} is not known: {key_type} {fingerprint} (checked {files}). \
-         If that fingerprint is right, record it with: {remedy}"
+        "host key of {host} is not known: {key} (checked {files}). \
+         If that fingerprint is right, record it with: belay host trust {alias}"
     )]
     Unknown {
         host: String,
-        key_type: String,
-        fingerprint: String,
+        alias: String,
+        /// `ssh-ed25519 SHA256:…`
+        key: String,
         files: String,
-        remedy: String,
     },
     /// An entry for this host holds a different key of the same type.
     #[error(
-        "HOST KEY OF {host} HAS CHANGED: the server offers {key_type} {fingerprint}, \
+        "HOST KEY OF {host} HAS CHANGED: the server offers {key}, \
          but {file}:{line} holds a different key. This may be an attack; if the host was \
-         really reinstalled, remove the old entry (line {line} of {file}, or: {remedy_forget}) \
-         and then run: {remedy_trust}",
+         really reinstalled, remove the old entry (line {line} of {file}, or: belay host forget {alias}) \
+         and then run: belay host trust {alias}",
         file = file.display()
     )]
     Changed {
         host: String,
-        key_type: String,
-        fingerprint: String,
+        alias: String,
+        key: String,
         file: PathBuf,
         line: usize,
-        remedy_forget: String,
-        remedy_trust: String,
     },
     /// The key is listed under `@revoked`.
-    #[error("host key of {host} ({key_type} {fingerprint}) is marked @revoked in {file}:{line}; refusing to connect", file = file.display())]
+    #[error("host key of {host} ({key}) is marked @revoked in {file}:{line}; refusing to connect", file = file.display())]
     Revoked {
         host: String,
-        key_type: String,
-        fingerprint: String,
+        key: String,
         file: PathBuf,
         line: usize,
     },
     /// The user was asked on a terminal and declined.
-    #[error("host key of {host} ({key_type} {fingerprint}) was not accepted")]
-    Declined {
-        host: String,
-        key_type: String,
-        fingerprint: String,
-    },
+    #[error("host key of {host} ({key}) was not accepted")]
+    Declined { host: String, key: String },
     /// A known_hosts file could not be written.
     #[error("cannot update {}: {source}", file.display())]
     Write {
@@ -362,23 +355,21 @@ pub fn verify(
     };
     let key_type = plain.algorithm().as_str().to_string();
     let fp = fingerprint(&plain);
+    let shown = format!("{key_type} {fp}");
     match lookup(&name, key, &files) {
         Lookup::Known { file, line } => Ok(HostKeyAccepted::Known { file, line }),
         Lookup::Revoked { file, line } => Err(HostKeyError::Revoked {
             host: name,
-            key_type,
-            fingerprint: fp,
+            key: shown,
             file,
             line,
         }),
         Lookup::Changed { file, line } => Err(HostKeyError::Changed {
             host: name,
-            key_type,
-            fingerprint: fp,
+            alias: alias.to_string(),
+            key: shown,
             file,
             line,
-            remedy_forget: format!("belay host forget {alias}"),
-            remedy_trust: format!("belay host trust {alias}"),
         }),
         Lookup::Unknown { .. } => {
             let add = match host.strict_host_key_checking {
@@ -389,8 +380,7 @@ pub fn verify(
                         if !prompter.confirm_host_key(&name, &key_type, &fp) {
                             return Err(HostKeyError::Declined {
                                 host: name,
-                                key_type,
-                                fingerprint: fp,
+                                key: shown,
                             });
                         }
                         true
@@ -402,10 +392,9 @@ pub fn verify(
             if !add {
                 return Err(HostKeyError::Unknown {
                     host: name,
-                    key_type,
-                    fingerprint: fp,
+                    alias: alias.to_string(),
+                    key: shown,
                     files: describe_files(&files),
-                    remedy: format!("belay host trust {alias}"),
                 });
             }
             let (file, line) = trust(host, &plain)?;

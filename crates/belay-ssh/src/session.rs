@@ -310,17 +310,12 @@ async fn tcp_stream(h: &ResolvedHost) -> Result<(tokio::net::TcpStream, String),
 
 /// Spawns `sh -c PROXYCOMMAND`; its stdout/stdin are the stream. Its
 /// stderr is kept (last 4 KiB) for error messages.
+type ProxyParts<S> = (S, tokio::process::Child, Arc<Mutex<Vec<u8>>>);
+
 fn proxy_stream(
     h: &ResolvedHost,
     cmd: &str,
-) -> Result<
-    (
-        impl Stream + use<>,
-        tokio::process::Child,
-        Arc<Mutex<Vec<u8>>>,
-    ),
-    SshError,
-> {
+) -> Result<ProxyParts<impl Stream + use<>>, Box<SshError>> {
     use std::process::Stdio;
     let mut child = tokio::process::Command::new("/bin/sh")
         .arg("-c")
@@ -330,12 +325,14 @@ fn proxy_stream(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| SshError::Unreachable {
-            hop: h.alias.clone(),
-            source: std::io::Error::new(e.kind(), format!("cannot start ProxyCommand: {e}")),
+        .map_err(|e| {
+            Box::new(SshError::Unreachable {
+                hop: h.alias.clone(),
+                source: std::io::Error::new(e.kind(), format!("cannot start ProxyCommand: {e}")),
+            })
         })?;
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(unreachable(&h.alias, "ProxyCommand has no stdio"));
+        return Err(Box::new(unreachable(&h.alias, "ProxyCommand has no stdio")));
     };
     let errbuf = Arc::new(Mutex::new(Vec::new()));
     if let Some(mut stderr) = child.stderr.take() {
@@ -531,7 +528,7 @@ async fn connect_inner(
         let t = Instant::now();
         let (up, via) = if i == 0 {
             if let Some(pc) = &h.proxy_command {
-                let (stream, child, errbuf) = proxy_stream(h, pc)?;
+                let (stream, child, errbuf) = proxy_stream(h, pc).map_err(|e| *e)?;
                 proxy_child = Some(child);
                 let up =
                     handshake(h, stream, params, &monitor, scan, presented, Some(&errbuf)).await?;

@@ -541,9 +541,8 @@ async fn killing_sshd_gives_link_lost_and_the_client_reconnects() {
     c.run_script("true").await.expect("first");
     let c2 = c.clone();
     let inflight = tokio::spawn(async move { c2.run_script("sleep 20").await });
-    let sshd_pid = env.sshd.pid();
     wait_for("the sleep to start", Duration::from_secs(5), || {
-        belay_testbed_descendant_cmd(sshd_pid, "sleep")
+        env.sshd.runs("sleep")
     })
     .await;
     env.sshd.kill();
@@ -561,41 +560,6 @@ async fn killing_sshd_gives_link_lost_and_the_client_reconnects() {
     assert_eq!(c.connect_count(), 2);
 }
 
-/// Is there a process named `name` below `root`?
-fn belay_testbed_descendant_cmd(root: u32, name: &str) -> bool {
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() != name {
-            continue;
-        }
-        // Walk up to see whether root is an ancestor.
-        let mut p = pid;
-        for _ in 0..32 {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            let Some(i) = stat.rfind(')') else { break };
-            let pp: u32 = stat[i + 2..]
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            if pp == root {
-                return true;
-            }
-            if pp <= 1 {
-                break;
-            }
-            p = pp;
-        }
-    }
-    false
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_sshd_gives_host_not_responding_within_keepalive_budget() {
     let env = Env::new(SshdOptions::default());
@@ -604,14 +568,15 @@ async fn stopped_sshd_gives_host_not_responding_within_keepalive_budget() {
     c.run_script("true").await.expect("first");
     let c2 = c.clone();
     let inflight = tokio::spawn(async move { c2.run_script("sleep 30").await });
-    let sshd_pid = env.sshd.pid();
     wait_for("the sleep to start", Duration::from_secs(5), || {
-        belay_testbed_descendant_cmd(sshd_pid, "sleep")
+        env.sshd.runs("sleep")
     })
     .await;
     let stopped = env.sshd.stop_sessions();
     let t = Instant::now();
-    let budget = Duration::from_secs(1 * (2 + 1) + 2);
+    // ServerAliveInterval × (CountMax + 1) + 2 s
+    let (interval, count_max) = (1, 2);
+    let budget = Duration::from_secs(interval * (count_max + 1) + 2);
     let r = tokio::time::timeout(budget, inflight).await;
     env.sshd.continue_sessions(&stopped);
     let err = r

@@ -245,6 +245,14 @@ impl Sshd {
         descendants(self.pid)
     }
 
+    /// Whether a process whose name (`/proc/PID/comm`) is `name` runs
+    /// below this sshd — e.g. to wait until a remote `sleep` has started.
+    pub fn runs(&self, name: &str) -> bool {
+        self.session_pids().iter().any(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+    }
+
     /// SIGKILLs every session process (the daemon keeps listening).
     pub fn kill_sessions(&self) {
         for p in self.session_pids() {

@@ -310,7 +310,29 @@ async fn tcp_stream(h: &ResolvedHost) -> Result<(tokio::net::TcpStream, String),
 
 /// Spawns `sh -c PROXYCOMMAND`; its stdout/stdin are the stream. Its
 /// stderr is kept (last 4 KiB) for error messages.
-type ProxyParts<S> = (S, tokio::process::Child, Arc<Mutex<Vec<u8>>>);
+/// The last 4 KiB of a ProxyCommand's stderr, and whether it has ended.
+#[derive(Default)]
+struct ProxyStderr {
+    buf: Mutex<Vec<u8>>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl ProxyStderr {
+    /// Its text, waiting up to 1 s for the command to finish writing it
+    /// (a failed ProxyCommand exits; its message may still be in flight).
+    async fn text(&self) -> String {
+        let end = Instant::now() + Duration::from_secs(1);
+        while !self.done.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.buf
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .unwrap_or_default()
+    }
+}
+
+type ProxyParts<S> = (S, tokio::process::Child, Arc<ProxyStderr>);
 
 fn proxy_stream(
     h: &ResolvedHost,
@@ -334,9 +356,9 @@ fn proxy_stream(
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(Box::new(unreachable(&h.alias, "ProxyCommand has no stdio")));
     };
-    let errbuf = Arc::new(Mutex::new(Vec::new()));
+    let errbuf = Arc::new(ProxyStderr::default());
     if let Some(mut stderr) = child.stderr.take() {
-        let buf = errbuf.clone();
+        let st = errbuf.clone();
         tokio::spawn(async move {
             use tokio::io::AsyncReadExt;
             let mut chunk = [0u8; 1024];
@@ -344,7 +366,7 @@ fn proxy_stream(
                 if n == 0 {
                     break;
                 }
-                if let Ok(mut b) = buf.lock() {
+                if let Ok(mut b) = st.buf.lock() {
                     b.extend_from_slice(&chunk[..n]);
                     let len = b.len();
                     if len > 4096 {
@@ -352,6 +374,7 @@ fn proxy_stream(
                     }
                 }
             }
+            st.done.store(true, std::sync::atomic::Ordering::Release);
         });
     }
     Ok((tokio::io::join(stdout, stdin), child, errbuf))
@@ -416,7 +439,7 @@ async fn handshake(
     monitor: &Arc<LinkMonitor>,
     scan_only: bool,
     presented: Arc<Mutex<Option<PublicKey>>>,
-    proxy_err: Option<&Arc<Mutex<Vec<u8>>>>,
+    proxy_err: Option<&Arc<ProxyStderr>>,
 ) -> Result<HopUp, SshError> {
     let (cfg, keepalive) = client_config(h);
     let verdict = Arc::new(Mutex::new(None));
@@ -457,14 +480,11 @@ async fn handshake(
                 return Err(hk.into());
             }
             let mut msg = format!("SSH handshake failed: {e}");
-            if let Some(buf) = proxy_err
-                && let Ok(b) = buf.lock()
-                && !b.is_empty()
-            {
-                msg.push_str(&format!(
-                    "; ProxyCommand said: {}",
-                    String::from_utf8_lossy(&b).trim()
-                ));
+            if let Some(pe) = proxy_err {
+                let text = pe.text().await;
+                if !text.is_empty() {
+                    msg.push_str(&format!("; ProxyCommand said: {text}"));
+                }
             }
             Err(unreachable(&h.alias, msg))
         }

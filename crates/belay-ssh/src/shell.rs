@@ -14,7 +14,9 @@
 //! like the `read` builtin, never reads past what it was asked for) and run
 //! as `( . FILE ) </dev/null 2>ERRFILE` — a subshell, so `exit`, `cd`,
 //! `set -e` and traps cannot hurt the loop, and any text (heredocs, quotes,
-//! binary) is safe because it is never parsed by the loop itself. The
+//! binary) is safe because it is never parsed by the loop itself. An empty
+//! stderr costs no extra process (`[ -s ]` is a builtin), so a request
+//! costs one fork plus `head`. The
 //! sentinel is 128 random bits, fresh per request, so script output cannot
 //! forge the end of a frame. Background processes a script starts must
 //! redirect their standard streams, or their late output would be read as
@@ -61,8 +63,10 @@ const LOOP: &str = concat!(
     "head -c \"$__belay_n\" > \"$__belay_d/s\" || exit 98; ",
     "( . \"$__belay_d/s\" ) < /dev/null 2> \"$__belay_d/e\"; ",
     "__belay_r=$?; ",
+    "if [ -s \"$__belay_d/e\" ]; then ",
     "printf \"%s %s %s\\n\" \"$__belay_s\" \"$__belay_r\" \"$(wc -c < \"$__belay_d/e\")\"; ",
     "cat \"$__belay_d/e\"; ",
+    "else printf \"%s %s 0\\n\" \"$__belay_s\" \"$__belay_r\"; fi; ",
     "done"
 );
 

@@ -599,3 +599,70 @@ async fn pool_gives_one_client_per_host() {
     assert_eq!(a.connect_count(), 1);
     let _ = Client::new("x", ClientOptions::default());
 }
+
+/// Measures belay against OpenSSH on the same sshd in the same run and
+/// prints the figures (the project's benchmark owns the targets; this test
+/// only guards against gross regressions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timings_against_openssh() {
+    let env = Env::new(SshdOptions::default());
+    let ssh = |args: &[&str]| {
+        let st = std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(&env.config)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .expect("ssh");
+        assert!(st.success(), "ssh {args:?} failed");
+    };
+    let n = 10u32;
+    // Cold: new connection + `true`.
+    let t = Instant::now();
+    for _ in 0..n {
+        ssh(&["target", "true"]);
+    }
+    let ssh_cold = t.elapsed() / n;
+    let t = Instant::now();
+    for _ in 0..n {
+        let c = env.client("target");
+        c.run_script("true").await.expect("cold");
+    }
+    let belay_cold = t.elapsed() / n;
+    // Warm: ControlMaster vs the persistent shell.
+    let ctl = env.path().join("ctl");
+    let ctl_s = ctl.display().to_string();
+    ssh(&[
+        "-o",
+        "ControlMaster=yes",
+        "-o",
+        &format!("ControlPath={ctl_s}"),
+        "-o",
+        "ControlPersist=60",
+        "-fN",
+        "target",
+    ]);
+    ssh(&["-S", &ctl_s, "target", "true"]);
+    let t = Instant::now();
+    for _ in 0..n {
+        ssh(&["-S", &ctl_s, "target", "true"]);
+    }
+    let ssh_warm = t.elapsed() / n;
+    ssh(&["-S", &ctl_s, "-O", "exit", "target"]);
+    let c = env.client("target");
+    c.run_script("true").await.expect("warm up");
+    let t = Instant::now();
+    for _ in 0..n {
+        c.run_script("true").await.expect("warm");
+    }
+    let belay_warm = t.elapsed() / n;
+    eprintln!(
+        "cold: ssh {ssh_cold:?} belay {belay_cold:?} ({:.2}x); warm: ssh -S ctl {ssh_warm:?} belay run_script {belay_warm:?} ({:.2}x)",
+        belay_cold.as_secs_f64() / ssh_cold.as_secs_f64(),
+        belay_warm.as_secs_f64() / ssh_warm.as_secs_f64()
+    );
+    assert!(
+        belay_warm < ssh_warm,
+        "persistent shell slower than ControlMaster"
+    );
+}

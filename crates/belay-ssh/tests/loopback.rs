@@ -666,3 +666,45 @@ async fn timings_against_openssh() {
         "persistent shell slower than ControlMaster"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_certificate_accepted_via_cert_authority_line() {
+    common::prereqs();
+    let cadir = tempfile::tempdir().expect("tmp");
+    let host_ca = KeyPair::generate(cadir.path(), "host_ca", KeyKind::Ed25519).expect("keygen");
+    let env = Env::new(SshdOptions {
+        host_ca: Some(host_ca.private.clone()),
+        ..SshdOptions::default()
+    });
+    // No plain entry for the host: only the CA line can vouch for it.
+    std::fs::write(
+        &env.known_hosts,
+        format!(
+            "@cert-authority * {}\n",
+            host_ca.public_line().expect("pub")
+        ),
+    )
+    .expect("kh");
+    let info = env
+        .client("target")
+        .connect_info()
+        .await
+        .expect("host certificate");
+    assert!(matches!(
+        info.hops[0].host_key,
+        belay_ssh::HostKeyAccepted::Known { line: 1, .. }
+    ));
+    // A CA line that does not match the signer: refused as unknown.
+    let other = KeyPair::generate(cadir.path(), "other_ca", KeyKind::Ed25519).expect("keygen");
+    std::fs::write(
+        &env.known_hosts,
+        format!("@cert-authority * {}\n", other.public_line().expect("pub")),
+    )
+    .expect("kh");
+    let err = env
+        .client("target")
+        .connect_info()
+        .await
+        .expect_err("wrong CA");
+    assert!(matches!(err, SshError::HostKey(_)), "{err}");
+}

@@ -39,6 +39,10 @@ pub struct SshdOptions {
     pub listen: Option<String>,
     /// Port; default a free port (loopback) or 22 (netns).
     pub port: Option<u16>,
+    /// A host CA private key: the host key is certified by it (principals:
+    /// the listen address and `localhost`) and served as HostCertificate,
+    /// for `@cert-authority` known_hosts entries.
+    pub host_ca: Option<PathBuf>,
 }
 
 /// A running sshd. Dropping it kills the daemon and its sessions.
@@ -78,6 +82,23 @@ impl Sshd {
             .take(2)
             .collect::<Vec<_>>()
             .join(" ");
+        if let Some(ca) = &opts.host_ca {
+            let listen = opts.listen.clone().unwrap_or_else(|| "127.0.0.1".into());
+            run(Command::new("ssh-keygen")
+                .args([
+                    "-q",
+                    "-h",
+                    "-I",
+                    "belay-testbed-host",
+                    "-V",
+                    "-5m:+1h",
+                    "-n",
+                ])
+                .arg(format!("{listen},localhost"))
+                .arg("-s")
+                .arg(ca)
+                .arg(d.join("ssh_host_ed25519_key.pub")))?;
+        }
         let mut keys = opts.authorized_keys.join("\n");
         keys.push('\n');
         std::fs::write(d.join("authorized_keys"), keys)?;
@@ -129,6 +150,12 @@ impl Sshd {
              Subsystem sftp /usr/lib/openssh/sftp-server\nLogLevel VERBOSE\n",
             d = d.display()
         );
+        if self.opts.host_ca.is_some() {
+            conf.push_str(&format!(
+                "HostCertificate {}/ssh_host_ed25519_key-cert.pub\n",
+                d.display()
+            ));
+        }
         if let Some(ca) = &self.opts.trusted_user_ca {
             let dst = d.join("trusted_user_ca.pub");
             std::fs::copy(ca, &dst)?;

@@ -30,22 +30,20 @@ pub fn heredoc_delimiter(body: &str) -> String {
     }
 }
 
-/// A shell command that writes `body` to `path` atomically (a temporary
-/// name in the same directory, then rename), with a quoted heredoc so
-/// nothing in `body` is expanded.
-pub fn write_file_atomically(path: &str, body: &str, mode: &str) -> String {
+/// A shell command that writes `body` to the file `name` in the current
+/// directory atomically (a temporary name, then rename), with a quoted
+/// heredoc so nothing in `body` is expanded. The copy uses shell builtins
+/// only; the file's mode comes from the script's umask.
+pub fn write_file_atomically(name: &str, body: &str) -> String {
+    debug_assert!(!name.contains('/') && !name.contains('\''));
     let tag = heredoc_delimiter(body);
-    let tmp = format!("{path}.tmp.$$");
     let nl = if body.ends_with('\n') || body.is_empty() {
         ""
     } else {
         "\n"
     };
-    // A heredoc always ends with a newline; `body` is text we generate, so a
-    // trailing newline is harmless and keeps the file POSIX text.
     format!(
-        "cat > \"{tmp}\" <<'{tag}'\n{body}{nl}{tag}\nchmod {mode} \"{tmp}\" && mv -f \"{tmp}\" {p}\n",
-        p = quote(path)
+        "while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done > '{name}.tmp' <<'{tag}'\n{body}{nl}{tag}\nmv -f '{name}.tmp' '{name}'\n"
     )
 }
 
@@ -61,6 +59,29 @@ mod tests {
             .output()
             .unwrap();
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn atomic_write_copies_text_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = "line one\n  indented \\ back\\slash $HOME `x` 'q'\n\nlast\n";
+        let script = write_file_atomically("f.txt", body);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("f.txt")).unwrap(),
+            body
+        );
+        assert!(!dir.path().join("f.txt.tmp").exists());
     }
 
     #[test]

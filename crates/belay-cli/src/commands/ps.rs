@@ -1,5 +1,7 @@
 //! `belay ps`: reconcile live jobs (one probe per host), then list.
 
+use std::io::Write;
+
 use anyhow::Result;
 use belay_core::engine::Engine;
 use belay_core::home::BelayHome;
@@ -22,14 +24,14 @@ pub fn ps(home: &BelayHome, a: PsArgs) -> Result<u8> {
     } else {
         Vec::new()
     };
-    let mut out = std::io::stdout().lock();
-    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if a.json {
-        let arr: Vec<_> = jobs.iter().map(render::job_json).collect();
-        serde_json::to_writer_pretty(&mut out, &arr)?;
+        let views: Vec<_> = jobs.iter().map(render::job_view).collect();
+        serde_json::to_writer_pretty(&mut out, &views)?;
         writeln!(out)?;
     } else {
         out.write_all(render::table(&jobs, now_ms()).as_bytes())?;
     }
+    out.flush()?;
     Ok(0)
 }

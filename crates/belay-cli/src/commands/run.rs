@@ -30,7 +30,7 @@ pub fn run(home: &BelayHome, a: RunArgs) -> Result<u8> {
     let job = engine.submit(&spec)?;
     if a.detach {
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&render::job_json(&job))?);
+            println!("{}", serde_json::to_string_pretty(&render::job_view(&job))?);
         } else {
             println!("{}", job.id);
         }

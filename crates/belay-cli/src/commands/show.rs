@@ -14,9 +14,8 @@ pub fn show(home: &BelayHome, a: ShowArgs) -> Result<u8> {
     warn_problems(&problems);
     let events = engine.store().events(&job.id)?;
     if a.json {
-        let mut v = render::job_json(&job);
-        v["events"] = events.iter().map(render::event_json).collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        let view = render::job_view_with_events(&job, &events);
+        println!("{}", serde_json::to_string_pretty(&view)?);
     } else {
         print!("{}", render::detail(&job, &events, now_ms()));
     }

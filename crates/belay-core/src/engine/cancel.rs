@@ -33,7 +33,7 @@ impl Engine {
         };
         let current = self.store.get(&job.id)?;
         if current.state.is_live() {
-            self.apply_report(&current, jr, report.now)?;
+            self.apply_report(&current, jr)?;
         }
         self.store.get(&job.id)
     }

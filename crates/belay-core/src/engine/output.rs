@@ -37,7 +37,7 @@ impl Engine {
         if let Some(jr) = chunk.report.jobs.get(&job.id).filter(|_| with_state) {
             let current = self.store.get(&job.id)?;
             if current.state.is_live() {
-                self.apply_report(&current, jr, chunk.report.now)?;
+                self.apply_report(&current, jr)?;
             }
         }
         Ok(chunk)

@@ -91,13 +91,13 @@ impl Engine {
                 self.stage_and_launch(&current)?;
                 continue;
             }
-            self.apply_report(&current, jr, report.now)?;
+            self.apply_report(&current, jr)?;
         }
         Ok(())
     }
 
     /// Record what the host said about one job.
-    pub(crate) fn apply_report(&mut self, job: &Job, jr: &JobReport, host_now: i64) -> Result<()> {
+    pub(crate) fn apply_report(&mut self, job: &Job, jr: &JobReport) -> Result<()> {
         let seen = Some(now_ms());
         let started_at = jr.time_ms("started_at");
         let pid = jr.field("pid").map(str::to_string);
@@ -158,6 +158,15 @@ impl Engine {
             }
             RemoteStatus::Launching => {
                 let age = jr.int("lock_age").unwrap_or(0);
+                let accepted = jr.field("scheduler").is_some();
+                if accepted && job.state == JobState::Submitting {
+                    let update = JobUpdate {
+                        scheduler_id: jr.field("scheduler_id").map(str::to_string),
+                        last_seen: seen,
+                        ..Default::default()
+                    };
+                    self.move_job(job, JobState::Pending, "handed to the scheduler", update)?;
+                }
                 if age <= LAUNCH_TIMEOUT_SECS {
                     return self.store.touch(
                         &job.id,
@@ -185,7 +194,6 @@ impl Engine {
                 if matches!(job.state, JobState::Queued | JobState::Submitting) {
                     return Ok(()); // a submit in progress; reconcile resumes it if orphaned
                 }
-                let _ = host_now;
                 let reason = format!(
                     "its job directory {} is gone from the host",
                     job.remote_dir.as_deref().unwrap_or(&job.key)

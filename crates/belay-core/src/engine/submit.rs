@@ -144,7 +144,7 @@ impl Engine {
         match report.jobs.get(&job.id) {
             Some(jr) => {
                 let current = self.store.get(&job.id)?;
-                self.apply_report(&current, jr, report.now)?;
+                self.apply_report(&current, jr)?;
                 Ok(())
             }
             None => Err(protocol_error(

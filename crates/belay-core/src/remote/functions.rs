@@ -8,8 +8,10 @@ use crate::scheduler::Scheduler;
 /// the `started` reader, the scheduler's liveness check and `belay_report`.
 pub fn prelude(scheduler: &dyn Scheduler) -> String {
     format!(
-        r#"boot=$(cat "${{BELAY_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}}" 2>/dev/null)
-now=$(date +%s)
+        r#"boot=
+read -r boot < "${{BELAY_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}}" 2>/dev/null
+# Builtins only on hot paths: every external command costs a fork+exec.
+belay_cat() {{ while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1"; }}
 belay_read_started() {{
   st_pid=; st_sid=; st_ticks=; st_boot=
   while IFS='=' read -r k v; do
@@ -18,32 +20,32 @@ belay_read_started() {{
     esac
   done < "$1/started"
 }}
-belay_mtime() {{ stat -c %Y "$1" 2>/dev/null || stat -f %m "$1" 2>/dev/null || echo "$now"; }}
+belay_mtime() {{ stat -c %Y "$1" 2>/dev/null || stat -f %m "$1" 2>/dev/null || date +%s; }}
 {liveness}
 # belay_report ID DIR: one section `J ID STATUS` followed by key=value lines.
 belay_report() {{
   d=$2
   if [ -f "$d/exit" ]; then
-    echo "J $1 exit"; cat "$d/exit"
-    [ -f "$d/started" ] && cat "$d/started"
+    echo "J $1 exit"; belay_cat "$d/exit"
+    [ -f "$d/started" ] && belay_cat "$d/started"
     [ -f "$d/cancel-requested" ] && echo "cancel_requested=1"
     return 0
   fi
   if [ -f "$d/started" ]; then
     belay_alive "$d"
-    if [ "$alive" = yes ]; then echo "J $1 running"; cat "$d/started"; return 0; fi
+    if [ "$alive" = yes ]; then echo "J $1 running"; belay_cat "$d/started"; return 0; fi
     if [ -f "$d/exit" ]; then belay_report "$1" "$d"; return 0; fi
-    echo "J $1 dead"; cat "$d/started"; echo "why=$why"; return 0
+    echo "J $1 dead"; belay_cat "$d/started"; echo "why=$why"; return 0
   fi
   if [ -f "$d/launch.lock" ]; then
-    echo "J $1 launching"; echo "lock_age=$((now - $(belay_mtime "$d/launch.lock")))"
-    [ -f "$d/launched" ] && cat "$d/launched"
+    echo "J $1 launching"; echo "lock_age=$(($(date +%s) - $(belay_mtime "$d/launch.lock")))"
+    [ -f "$d/launched" ] && belay_cat "$d/launched"
     return 0
   fi
   if [ -f "$d/run.sh" ]; then echo "J $1 staged"; return 0; fi
   echo "J $1 absent"
 }}
-echo "B boot_id=$boot now=$now"
+echo "B boot_id=$boot"
 "#,
         liveness = scheduler.liveness()
     )

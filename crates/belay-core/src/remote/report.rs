@@ -64,7 +64,6 @@ impl JobReport {
 #[derive(Debug, Clone, Default)]
 pub struct HostReport {
     pub boot_id: String,
-    pub now: i64,
     pub jobs: HashMap<String, JobReport>,
     /// Lines outside the grammar (`R …`, `C …`, `K …`, `S …`), in order.
     pub other: Vec<String>,
@@ -94,7 +93,6 @@ impl HostReport {
                 for kv in rest.split(' ') {
                     match kv.split_once('=') {
                         Some(("boot_id", v)) => report.boot_id = v.to_string(),
-                        Some(("now", v)) => report.now = v.parse().unwrap_or(0),
                         _ => {}
                     }
                 }
@@ -175,10 +173,9 @@ mod tests {
 
     #[test]
     fn parses_sections_and_first_value_wins() {
-        let text = "B boot_id=abc now=100\nR adopted\nJ j1 exit\ncode=3\nended_at=5\npid=9\ncode=99\nJ j2 running\npid=7\nEND\n";
+        let text = "B boot_id=abc\nR adopted\nJ j1 exit\ncode=3\nended_at=5\npid=9\ncode=99\nJ j2 running\npid=7\nEND\n";
         let r = HostReport::parse(text);
         assert_eq!(r.boot_id, "abc");
-        assert_eq!(r.now, 100);
         assert_eq!(r.tagged("R"), Some("adopted"));
         let j1 = &r.jobs["j1"];
         assert_eq!(j1.status, RemoteStatus::Exit);

@@ -25,24 +25,24 @@ pub fn stage(
     format!(
         r#"umask 077
 root={root}
-mkdir -p "$root/"{key} || exit 3
-cd "$root/"{key} || exit 3
+cd "$root/"{key} 2>/dev/null || {{ mkdir -p "$root/"{key} && cd "$root/"{key}; }} || exit 3
 if [ ! -e launch.lock ]; then
 {spec}{run}fi
-echo "dir=$(pwd -P)"
+printf 'dir='; pwd -P
 (cd "$HOME" 2>/dev/null; cd {workdir_word} 2>/dev/null) || echo "workdir=missing"
 "#,
         root = root.0,
         key = quote(key),
-        spec = write_file_atomically("spec.json", spec_json, "600"),
-        run = write_file_atomically("run.sh", wrapper, "700"),
+        spec = write_file_atomically("spec.json", spec_json),
+        run = write_file_atomically("run.sh", wrapper),
     )
 }
 
 /// Launch a staged job exactly once. Takes `launch.lock` with noclobber:
 /// the first caller hands `run.sh` to the scheduler (`R launched`), any later
-/// caller adopts what is there (`R adopted`). Then waits briefly for the
-/// wrapper to start and reports the job like the probe does.
+/// caller adopts what is there (`R adopted`). It does not wait for the
+/// wrapper to start: a launched job is `pending` until `started` appears.
+/// Ends with the job's report.
 pub fn launch(scheduler: &dyn Scheduler, job_id: &str, dir_word: &str) -> String {
     format!(
         r#"{prelude}d={dir}
@@ -53,17 +53,11 @@ if [ ! -e launch.lock ]; then
 if ( set -C; : > launch.lock ) 2>/dev/null; then
   belay_ids=$(
 {submit}  )
-  {{ printf 'scheduler={sched}\nlaunched_at=%s\n' "$(date +%s)"; printf '%s\n' "$belay_ids"; }} > launched.tmp &&
-    mv -f launched.tmp launched
+  printf 'scheduler={sched}\n%s\n' "$belay_ids" > launched
   echo "R launched"
 else
   echo "R adopted"
 fi
-i=0
-while [ ! -f started ] && [ ! -f exit ] && [ "$i" -lt 500 ]; do
-  sleep 0.01 2>/dev/null || sleep 1
-  i=$((i + 1))
-done
 belay_report {id} "$d"
 "#,
         prelude = prelude(scheduler),

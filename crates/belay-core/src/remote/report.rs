@@ -91,9 +91,8 @@ impl HostReport {
                 }
             } else if let Some(rest) = line.strip_prefix("B ") {
                 for kv in rest.split(' ') {
-                    match kv.split_once('=') {
-                        Some(("boot_id", v)) => report.boot_id = v.to_string(),
-                        _ => {}
+                    if let Some(("boot_id", v)) = kv.split_once('=') {
+                        report.boot_id = v.to_string();
                     }
                 }
             } else if let (Some((_, job)), Some((k, v))) = (current.as_mut(), line.split_once('='))

@@ -11,6 +11,10 @@ use clap::{Args, Parser, Subcommand};
     after_help = "Examples:\n  belay run local -- echo hello\n  belay run -d --name train local -- python train.py\n  belay ps\n  belay logs -f train\n  belay cancel train\n\nState lives in $BELAY_HOME (default: the platform data directory)."
 )]
 pub struct Cli {
+    /// Use this OpenSSH config file instead of ~/.ssh/config (as `ssh -F`;
+    /// also BELAY_SSH_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ssh_config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -41,6 +45,56 @@ pub enum Command {
         after_help = "Examples:\n  belay cancel train\n  belay cancel --grace 30 1a2b3c4d 5e6f7a8b"
     )]
     Cancel(CancelArgs),
+    /// Hosts: how belay reaches them (from your OpenSSH config) and their health.
+    #[command(subcommand)]
+    Host(HostCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HostCommand {
+    /// Hosts belay knows: with jobs, in config.toml, or seen before.
+    #[command(after_help = "Example:\n  belay host list --json")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// How belay will reach HOST: every hop as `ssh -G` resolves it.
+    #[command(
+        after_help = "Example:\n  belay host show gpu1      # hostname, user, port, keys, jump chain"
+    )]
+    Show {
+        host: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connect and run one round trip, with timings per hop.
+    #[command(after_help = "Examples:\n  belay host check gpu1 login2\n  belay host check --all")]
+    Check {
+        hosts: Vec<String>,
+        /// Every host belay knows.
+        #[arg(long, conflicts_with = "hosts")]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch HOST's key, show its fingerprint, and record it in known_hosts.
+    #[command(
+        after_help = "Examples:\n  belay host trust gpu1                       # asks on a terminal\n  belay host trust gpu1 --fingerprint SHA256:AbC…   # scripts: pin the expected key"
+    )]
+    Trust {
+        host: String,
+        /// Record the key without asking (check the printed fingerprint!).
+        #[arg(long)]
+        yes: bool,
+        /// Record the key only if its fingerprint is exactly this.
+        #[arg(long, value_name = "SHA256:…")]
+        fingerprint: Option<String>,
+    },
+    /// Remove HOST's entries from your known_hosts file(s).
+    #[command(
+        after_help = "Example:\n  belay host forget gpu1    # after the machine was re-created"
+    )]
+    Forget { host: String },
 }
 
 #[derive(Args, Debug)]

@@ -38,6 +38,17 @@ pub enum CoreError {
     Transition(#[from] InvalidTransition),
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The job is recorded but its host went away mid-submit; any later
+    /// belay command that reaches the host finishes the submit (never twice).
+    #[error(
+        "job {id} is recorded but not launched yet: {source}. belay finishes submitting it when {host} answers (run `belay ps`)"
+    )]
+    SubmitDeferred {
+        id: String,
+        host: String,
+        #[source]
+        source: TransportError,
+    },
     /// The host answered, but not in the protocol's terms (a corrupt job
     /// directory, a missing POSIX tool).
     #[error("host {host}: {message}")]
@@ -59,6 +70,7 @@ impl CoreError {
                 | CoreError::UnknownJob(_)
                 | CoreError::AmbiguousJob { .. }
                 | CoreError::UnknownHost { .. }
+                | CoreError::Transport(TransportError::BadHost { .. })
         )
     }
 }

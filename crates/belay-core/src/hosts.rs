@@ -1,39 +1,120 @@
 //! Host names to transports. `local` is the embedded host and always exists;
-//! every other name is an SSH destination resolved from the user's OpenSSH
-//! configuration (wired in with the SSH transport).
+//! every other name is an SSH destination (an ssh_config alias or
+//! `[user@]host[:port]`) resolved by OpenSSH itself (`ssh -G`), with
+//! belay's per-host extras from [`crate::config`].
+//!
+//! A name is checked before anything is recorded: `ssh -G` must accept it,
+//! and a direct destination (no ProxyJump/ProxyCommand) must resolve, so a
+//! typo is bad input (exit 2), not a job stuck in `submitting`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
+use belay_ssh::{ClientOptions, Pool, ResolvedChain};
+
+use crate::config::BelayConfig;
 use crate::error::{CoreError, Result};
 use crate::home::BelayHome;
-use crate::transport::Transport;
 use crate::transport::local::LocalTransport;
+use crate::transport::ssh::{SshTransport, map_error, runtime};
+use crate::transport::{Transport, TransportError};
+
+/// Process-wide choices that affect every host.
+#[derive(Debug, Default, Clone)]
+pub struct HostsOptions {
+    /// `--ssh-config FILE` (else `BELAY_SSH_CONFIG`, else OpenSSH's default).
+    pub ssh_config: Option<PathBuf>,
+}
 
 pub struct Hosts {
     local: Arc<LocalTransport>,
+    config: BelayConfig,
+    options: HostsOptions,
+    pool: Pool,
+    ssh: Mutex<HashMap<String, Arc<SshTransport>>>,
 }
 
 impl Hosts {
-    pub fn new(home: &BelayHome) -> Self {
-        Self {
+    pub fn new(home: &BelayHome, options: HostsOptions) -> Result<Self> {
+        Ok(Self {
             local: Arc::new(LocalTransport::new(home.local_workroot())),
-        }
-    }
-
-    /// Check a host name without connecting (bad names are refused before
-    /// anything is recorded).
-    pub fn validate(&self, host: &str) -> Result<()> {
-        self.get(host).map(|_| ())
-    }
-
-    /// The transport for `host`.
-    pub fn get(&self, host: &str) -> Result<Arc<dyn Transport>> {
-        if host == LocalTransport::NAME {
-            return Ok(self.local.clone());
-        }
-        Err(CoreError::UnknownHost {
-            host: host.to_string(),
-            hint: ": this build knows only the embedded host 'local'".into(),
+            config: BelayConfig::load(home)?,
+            options,
+            pool: Pool::new(ClientOptions::default()),
+            ssh: Mutex::new(HashMap::new()),
         })
+    }
+
+    pub fn config(&self) -> &BelayConfig {
+        &self.config
+    }
+
+    pub fn is_local(host: &str) -> bool {
+        host == LocalTransport::NAME
+    }
+
+    /// SSH client options for `host`: the shared config file choice and its
+    /// jump fallbacks.
+    pub fn client_options(&self, host: &str) -> ClientOptions {
+        ClientOptions {
+            config_file: self.options.ssh_config.clone(),
+            jump_fallbacks: self.config.host(host).jump_fallbacks,
+            ..ClientOptions::default()
+        }
+    }
+
+    /// Resolve `host` with `ssh -G` (and each ProxyJump hop), no connection.
+    pub fn resolve(&self, host: &str) -> Result<ResolvedChain> {
+        runtime()
+            .block_on(belay_ssh::resolve(host, self.options.ssh_config.as_deref()))
+            .map_err(|e| CoreError::Transport(map_error(host, e)))
+    }
+
+    /// Check a host name without connecting.
+    pub fn validate(&self, host: &str) -> Result<()> {
+        if Self::is_local(host) {
+            return Ok(());
+        }
+        let chain = self.resolve(host)?;
+        let target = &chain.target;
+        let direct = chain.jumps.is_empty() && target.proxy_command.is_none();
+        if let Some(Err(e)) =
+            direct.then(|| (target.hostname.as_str(), target.port).to_socket_addrs())
+        {
+            return Err(CoreError::Transport(TransportError::BadHost {
+                host: host.to_string(),
+                message: format!(
+                    "not a Host in your ssh config, and '{}' does not resolve ({e})",
+                    target.hostname
+                ),
+            }));
+        }
+        Ok(())
+    }
+
+    /// The transport for `host` (one SSH connection per host per process).
+    pub fn get(&self, host: &str) -> Result<Arc<dyn Transport>> {
+        Ok(if Self::is_local(host) {
+            self.local.clone()
+        } else {
+            self.ssh(host)
+        })
+    }
+
+    /// The SSH transport for a non-local `host`.
+    pub fn ssh(&self, host: &str) -> Arc<SshTransport> {
+        let mut map = self.ssh.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(host.to_string())
+            .or_insert_with(|| {
+                let client = self.pool.client_with(host, || self.client_options(host));
+                Arc::new(SshTransport::new(
+                    host,
+                    client,
+                    self.config.host(host).workroot(),
+                ))
+            })
+            .clone()
     }
 }

@@ -10,6 +10,7 @@
 //! Nothing here knows about SSH libraries: a transport runs a shell script on
 //! a host and returns its output, and that is all the job system needs.
 
+pub mod config;
 pub mod engine;
 pub mod error;
 pub mod failpoint;

@@ -2,13 +2,12 @@
 //! resolved before anything is stopped, so a typo stops nothing.
 
 use anyhow::Result;
-use belay_core::home::BelayHome;
 
-use super::open_existing;
+use super::Ctx;
 use crate::cli::CancelArgs;
 
-pub fn cancel(home: &BelayHome, a: CancelArgs) -> Result<u8> {
-    let mut engine = open_existing(home, &a.jobs[0])?;
+pub fn cancel(ctx: &Ctx, a: CancelArgs) -> Result<u8> {
+    let mut engine = ctx.existing_engine(&a.jobs[0])?;
     let jobs = a
         .jobs
         .iter()

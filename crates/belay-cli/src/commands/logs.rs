@@ -4,14 +4,13 @@
 use std::io::Write;
 
 use anyhow::Result;
-use belay_core::home::BelayHome;
 
-use super::{finish, open_existing, warn_problems};
+use super::{Ctx, finish, warn_problems};
 use crate::cli::LogsArgs;
 use crate::follow::{self, Outcome, Streams};
 
-pub fn logs(home: &BelayHome, a: LogsArgs) -> Result<u8> {
-    let mut engine = open_existing(home, &a.job)?;
+pub fn logs(ctx: &Ctx, a: LogsArgs) -> Result<u8> {
+    let mut engine = ctx.existing_engine(&a.job)?;
     let (job, problems) = engine.job(&a.job)?;
     warn_problems(&problems);
     let streams = Streams {

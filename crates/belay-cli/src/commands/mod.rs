@@ -1,6 +1,7 @@
 //! One module per command; `dispatch` opens the engine and routes.
 
 mod cancel;
+mod host;
 mod logs;
 mod ps;
 mod run;
@@ -10,6 +11,7 @@ mod wait;
 use anyhow::Result;
 use belay_core::engine::{Engine, HostProblem};
 use belay_core::home::BelayHome;
+use belay_core::hosts::HostsOptions;
 use belay_core::job::Job;
 
 use crate::cli::{Cli, Command};
@@ -27,25 +29,43 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-pub fn dispatch(cli: Cli) -> Result<u8> {
-    let home = BelayHome::from_env()?;
-    match cli.command {
-        Command::Run(a) => run::run(&home, a),
-        Command::Ps(a) => ps::ps(&home, a),
-        Command::Show(a) => show::show(&home, a),
-        Command::Logs(a) => logs::logs(&home, a),
-        Command::Wait(a) => wait::wait(&home, a),
-        Command::Cancel(a) => cancel::cancel(&home, a),
+/// What every command needs: where state lives and how to reach hosts.
+pub struct Ctx {
+    pub home: BelayHome,
+    pub hosts: HostsOptions,
+}
+
+impl Ctx {
+    pub fn engine(&self) -> Result<Engine> {
+        Ok(Engine::open(&self.home, self.hosts.clone())?)
+    }
+
+    /// Open the engine for a command that only reads jobs: with no store
+    /// yet, every job reference is unknown, and no state is created to say so.
+    pub fn existing_engine(&self, reference: &str) -> Result<Engine> {
+        if !self.home.store_exists() {
+            return Err(belay_core::CoreError::UnknownJob(reference.to_string()).into());
+        }
+        self.engine()
     }
 }
 
-/// Open the engine for a command that only reads jobs: with no store yet,
-/// every job reference is unknown, and no state is created to say so.
-fn open_existing(home: &BelayHome, reference: &str) -> Result<Engine> {
-    if !home.store_exists() {
-        return Err(belay_core::CoreError::UnknownJob(reference.to_string()).into());
+pub fn dispatch(cli: Cli) -> Result<u8> {
+    let ctx = Ctx {
+        home: BelayHome::from_env()?,
+        hosts: HostsOptions {
+            ssh_config: cli.ssh_config,
+        },
+    };
+    match cli.command {
+        Command::Run(a) => run::run(&ctx, a),
+        Command::Ps(a) => ps::ps(&ctx, a),
+        Command::Show(a) => show::show(&ctx, a),
+        Command::Logs(a) => logs::logs(&ctx, a),
+        Command::Wait(a) => wait::wait(&ctx, a),
+        Command::Cancel(a) => cancel::cancel(&ctx, a),
+        Command::Host(c) => host::host(&ctx, c),
     }
-    Ok(Engine::open(home)?)
 }
 
 fn warn_problems(problems: &[HostProblem]) {

@@ -3,18 +3,16 @@
 use std::io::Write;
 
 use anyhow::Result;
-use belay_core::engine::Engine;
-use belay_core::home::BelayHome;
 use belay_core::store::JobFilter;
 use belay_core::time::now_ms;
 
-use super::warn_problems;
+use super::{Ctx, warn_problems};
 use crate::cli::PsArgs;
 use crate::render;
 
-pub fn ps(home: &BelayHome, a: PsArgs) -> Result<u8> {
-    let jobs = if home.store_exists() {
-        let mut engine = Engine::open(home)?;
+pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
+    let jobs = if ctx.home.store_exists() {
+        let mut engine = ctx.engine()?;
         let (jobs, problems) = engine.list(&JobFilter {
             all: a.all,
             host: a.host.clone(),

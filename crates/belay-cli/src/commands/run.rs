@@ -1,16 +1,14 @@
 //! `belay run`: submit a job, then stream it (or, with -d, print its id).
 
 use anyhow::Result;
-use belay_core::engine::Engine;
-use belay_core::home::BelayHome;
 use belay_core::job::JobSpec;
 
-use super::finish;
+use super::{Ctx, finish};
 use crate::cli::RunArgs;
 use crate::follow::{self, Streams};
 use crate::render;
 
-pub fn run(home: &BelayHome, a: RunArgs) -> Result<u8> {
+pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     let mut workdir = a.workdir.clone();
     if a.host == "local" {
         // On the embedded host a job runs where you are, like any command.
@@ -25,8 +23,8 @@ pub fn run(home: &BelayHome, a: RunArgs) -> Result<u8> {
     }
     // Validate everything before the store is even opened.
     let spec = JobSpec::new(&a.host, a.name.clone(), a.command.clone(), workdir, &a.env)?;
-    belay_core::hosts::Hosts::new(home).validate(&spec.host)?;
-    let mut engine = Engine::open(home)?;
+    belay_core::hosts::Hosts::new(&ctx.home, ctx.hosts.clone())?.validate(&spec.host)?;
+    let mut engine = ctx.engine()?;
     let job = engine.submit(&spec)?;
     if a.detach {
         if a.json {

@@ -1,15 +1,14 @@
 //! `belay show`: one job, reconciled, with its event log.
 
 use anyhow::Result;
-use belay_core::home::BelayHome;
 use belay_core::time::now_ms;
 
-use super::{open_existing, warn_problems};
+use super::{Ctx, warn_problems};
 use crate::cli::ShowArgs;
 use crate::render;
 
-pub fn show(home: &BelayHome, a: ShowArgs) -> Result<u8> {
-    let mut engine = open_existing(home, &a.job)?;
+pub fn show(ctx: &Ctx, a: ShowArgs) -> Result<u8> {
+    let mut engine = ctx.existing_engine(&a.job)?;
     let (job, problems) = engine.job(&a.job)?;
     warn_problems(&problems);
     let events = engine.store().events(&job.id)?;

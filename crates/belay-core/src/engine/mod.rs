@@ -20,12 +20,12 @@ use std::sync::Arc;
 
 use crate::error::{CoreError, Result};
 use crate::home::BelayHome;
-use crate::hosts::Hosts;
+use crate::hosts::{Hosts, HostsOptions};
 use crate::job::Job;
 use crate::remote::scripts::job_dir_word;
 use crate::scheduler::{self, Scheduler};
 use crate::store::Store;
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
 
 pub use reconcile::HostProblem;
 
@@ -43,15 +43,33 @@ pub struct Engine {
 
 impl Engine {
     /// Open the store under `home` (creating it) with the hosts belay knows.
-    pub fn open(home: &BelayHome) -> Result<Self> {
+    pub fn open(home: &BelayHome, options: HostsOptions) -> Result<Self> {
+        let hosts = Hosts::new(home, options)?;
         Ok(Self {
             store: Store::open(&home.store_path())?,
-            hosts: Hosts::new(home),
+            hosts,
         })
+    }
+
+    /// Record how talking to `host` went (host health, the route used).
+    fn note_host(&mut self, host: &str, outcome: std::result::Result<(), &TransportError>) {
+        if Hosts::is_local(host) {
+            return;
+        }
+        let route = self.hosts.ssh(host).route();
+        // Health is advisory: failing to record it must not fail the command.
+        let _ = match outcome {
+            Ok(()) => self.store.record_host_ok(host, route.as_deref()),
+            Err(e) => self.store.record_host_error(host, &e.to_string()),
+        };
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
     }
 
     pub fn hosts(&self) -> &Hosts {

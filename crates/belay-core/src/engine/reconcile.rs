@@ -33,14 +33,16 @@ impl Engine {
         }
         let mut problems = Vec::new();
         for (host, jobs) in by_host {
-            if let Err(e) = self.reconcile_host(host, &jobs) {
-                match e {
-                    CoreError::Transport(t) => problems.push(HostProblem {
+            match self.reconcile_host(host, &jobs) {
+                Ok(()) => self.note_host(host, Ok(())),
+                Err(CoreError::Transport(t)) => {
+                    self.note_host(host, Err(&t));
+                    problems.push(HostProblem {
                         host: host.to_string(),
                         error: t.to_string(),
-                    }),
-                    other => return Err(other),
+                    });
                 }
+                Err(other) => return Err(other),
             }
         }
         Ok(problems)

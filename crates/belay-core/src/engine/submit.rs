@@ -26,12 +26,27 @@ impl Engine {
     /// anything is written.
     pub fn submit(&mut self, spec: &JobSpec) -> Result<Job> {
         self.hosts.validate(&spec.host)?;
+        // Reach the host before recording anything: a host that does not
+        // answer (or refuses us) gets no job stuck in `submitting`.
+        let transport = self.transport(&spec.host)?;
+        let reached = transport.connect();
+        self.note_host(&spec.host, reached.as_ref().map(|_| ()));
+        reached?;
         let scheduler = "direct";
         let job = self
             .store
             .insert_job(spec, scheduler, &submitter::current())?;
         failpoint::hit("after-record");
-        self.stage_and_launch(&job)?;
+        match self.stage_and_launch(&job) {
+            Err(CoreError::Transport(e)) if e.is_transient() => {
+                return Err(CoreError::SubmitDeferred {
+                    id: job.id.clone(),
+                    host: job.host.clone(),
+                    source: e,
+                });
+            }
+            other => other?,
+        }
         failpoint::hit("after-store");
         self.store.get(&job.id)
     }

@@ -45,6 +45,16 @@ const STEPS: &[&str] = &[
     );
     CREATE INDEX events_job ON events(job_id, seq);
     "#,
+    // 2: host health, as last seen by any belay command.
+    r#"
+    CREATE TABLE hosts (
+        name          TEXT PRIMARY KEY,
+        last_ok_at    INTEGER,
+        last_route    TEXT,
+        last_error    TEXT,
+        last_error_at INTEGER
+    );
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two

@@ -33,6 +33,15 @@ pub struct JobUpdate {
     pub last_seen: Option<i64>,
 }
 
+/// What belay last saw of a host (times in ms since the epoch).
+#[derive(Debug, Clone, Default)]
+pub struct HostHealth {
+    pub last_ok_at: Option<i64>,
+    pub last_route: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+}
+
 /// Which jobs `list` returns.
 #[derive(Debug, Default, Clone)]
 pub struct JobFilter {
@@ -403,6 +412,72 @@ impl Store {
             .and_then(|r| r.collect())
             .map_err(|e| self.err(e))?;
         Ok(rows)
+    }
+
+    /// The host answered (through `route`).
+    pub fn record_host_ok(&mut self, host: &str, route: Option<&str>) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO hosts (name, last_ok_at, last_route) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(name) DO UPDATE SET last_ok_at = ?2, last_route = COALESCE(?3, last_route)",
+                params![host, now_ms(), route],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The host could not be reached or refused us.
+    pub fn record_host_error(&mut self, host: &str, error: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO hosts (name, last_error, last_error_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(name) DO UPDATE SET last_error = ?2, last_error_at = ?3",
+                params![host, error, now_ms()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// What belay last saw of `host`.
+    pub fn host_health(&self, host: &str) -> Result<Option<HostHealth>> {
+        self.conn
+            .query_row(
+                "SELECT last_ok_at, last_route, last_error, last_error_at FROM hosts WHERE name = ?1",
+                [host],
+                |r| {
+                    Ok(HostHealth {
+                        last_ok_at: r.get(0)?,
+                        last_route: r.get(1)?,
+                        last_error: r.get(2)?,
+                        last_error_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every host name belay has met: hosts with jobs or a health record.
+    pub fn host_names(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT host FROM jobs UNION SELECT name FROM hosts ORDER BY 1")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| r.get(0))
+            .and_then(|r| r.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Job counts on `host`: (live, all).
+    pub fn host_job_counts(&self, host: &str) -> Result<(i64, i64)> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FILTER (WHERE state IN ('queued','submitting','pending','running','held')), \
+                 COUNT(*) FROM jobs WHERE host = ?1",
+                [host],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// Run `PRAGMA integrity_check` (tests and `belay doctor`).

@@ -3,10 +3,11 @@
 //! protocol is built from that one operation, so the embedded `local` host
 //! and SSH hosts exercise exactly the same protocol code.
 //!
-//! Implementations: [`local::LocalTransport`] (this machine, `/bin/sh`);
-//! the SSH transport lives beside belay-ssh.
+//! Implementations: [`local::LocalTransport`] (this machine, `/bin/sh`) and
+//! [`ssh::SshTransport`] (belay-ssh's persistent remote shell).
 
 pub mod local;
+pub mod ssh;
 
 use std::fmt;
 
@@ -38,6 +39,10 @@ pub enum TransportError {
     /// help until the user acts.
     #[error("host {host}: {message}")]
     Refused { host: String, message: String },
+    /// The host name itself is wrong: not an ssh_config alias and not a
+    /// resolvable name, or the ssh configuration rejects it.
+    #[error("unknown host '{host}': {message}")]
+    BadHost { host: String, message: String },
     /// Could not even start the local machinery (spawn failed).
     #[error("host {host}: {message}")]
     Local { host: String, message: String },
@@ -70,6 +75,18 @@ pub trait Transport: Send + Sync {
 
     /// The job-directory root on this host, as a shell expression.
     fn workroot(&self) -> Workroot;
+
+    /// Make sure the host can be reached (connecting if needed), so that a
+    /// job is only recorded for a host that answers. No side effects.
+    fn connect(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    /// How the last connection reached the host (`via jump2` when a jump
+    /// fallback was used); `None` for direct connections.
+    fn route(&self) -> Option<String> {
+        None
+    }
 
     /// Run `script` with `/bin/sh` on the host. Must not pay the user's
     /// login-shell start-up. A non-zero exit status is not an error here:

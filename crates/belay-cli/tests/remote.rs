@@ -1,0 +1,259 @@
+//! The job lifecycle on a real sshd over loopback, host keys, and bad
+//! input: the same behaviour as on `local`, through belay-ssh.
+
+mod support;
+
+use std::time::Duration;
+
+use support::remote::Loopback;
+use support::*;
+
+#[test]
+fn a_remote_job_streams_exits_and_is_tracked() {
+    let host = Loopback::start();
+    let b = host.belay();
+    let out = b.run(&[
+        "run",
+        "target",
+        "--",
+        "sh",
+        "-c",
+        "echo hi; echo oops >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr_of(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert!(stderr_of(&out).contains("oops"));
+    let jobs = b.jobs();
+    assert_eq!(jobs[0]["state"], "failed");
+    assert_eq!(jobs[0]["exit_code"], 3);
+    assert_eq!(jobs[0]["host"], "target");
+    let dir = jobs[0]["job_dir"].as_str().unwrap();
+    assert!(
+        dir.starts_with("/root/.belay/jobs/"),
+        "default workroot: {dir}"
+    );
+
+    // Environment, default workdir (the remote home) and a shell line.
+    let out = b.ok(&[
+        "run",
+        "--env",
+        "X=a b",
+        "target",
+        "--",
+        "echo \"$X\" in $(pwd)",
+    ]);
+    assert_eq!(out, "a b in /root\n");
+    // logs -f and wait on a remote job.
+    let id = b.submit(&[
+        "target",
+        "--",
+        "for i in 1 2 3; do echo $i; sleep 0.2; done; exit 4",
+    ]);
+    assert_eq!(b.run(&["logs", "-f", &id]).stdout, b"1\n2\n3\n");
+    assert_eq!(b.run(&["wait", &id]).status.code(), Some(4));
+    assert_eq!(b.run(&["logs", &id]).stdout, b"1\n2\n3\n");
+}
+
+#[test]
+fn cancel_on_a_remote_host_stops_the_whole_tree() {
+    let host = Loopback::start();
+    let b = host.belay();
+    let pids = b.scratch("pids");
+    let script = format!(
+        "sleep 300 & echo $! >> '{p}'; (sleep 300 & echo $! >> '{p}'; wait) & wait",
+        p = pids.display()
+    );
+    let id = b.submit(&["target", "--", &script]);
+    assert!(poll(Duration::from_secs(10), || {
+        std::fs::read_to_string(&pids).is_ok_and(|s| s.lines().count() == 2)
+    }));
+    let job = b.wait_state(&id, "running", Duration::from_secs(10));
+    let sid: u32 = job["scheduler_id"].as_str().unwrap().parse().unwrap();
+    assert!(!session_members(sid).is_empty());
+    b.ok(&["cancel", &id]);
+    assert_eq!(b.job(&id)["state"], "cancelled");
+    assert!(
+        poll(Duration::from_secs(5), || session_members(sid).is_empty()),
+        "left running: {:?}",
+        session_members(sid)
+    );
+    for p in std::fs::read_to_string(&pids).unwrap().lines() {
+        assert!(!is_running(p.parse().unwrap()), "grandchild {p} survived");
+    }
+}
+
+#[test]
+fn protocol_calls_do_not_pay_the_login_shell() {
+    // A .bashrc that sleeps 0.5 s: the job's own shell pays it (modules
+    // work), belay's protocol calls do not.
+    let dir = tempfile::tempdir().unwrap();
+    let key = belay_testbed::KeyPair::generate(dir.path(), "id", belay_testbed::KeyKind::Ed25519)
+        .unwrap();
+    let sshd = belay_testbed::Sshd::start(belay_testbed::SshdOptions {
+        authorized_keys: vec![key.public_line().unwrap()],
+        home_files: vec![
+            (
+                ".bashrc".into(),
+                "sleep 0.5\nexport FROM_PROFILE=yes\n".into(),
+            ),
+            (".profile".into(), ". ~/.bashrc\n".into()),
+        ],
+        extra_config: vec!["PermitUserEnvironment no".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let kh = dir.path().join("known_hosts");
+    std::fs::write(&kh, format!("{}\n", sshd.known_hosts_line("127.0.0.1"))).unwrap();
+    let cfg = dir.path().join("config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Host slow\n  HostName 127.0.0.1\n  Port {}\n{}",
+            sshd.port(),
+            support::remote::common_options(&key, &kh)
+        ),
+    )
+    .unwrap();
+    let b = Belay::new().with_env("BELAY_SSH_CONFIG", cfg.to_str().unwrap());
+    let out = b.ok(&["run", "slow", "--", "echo $FROM_PROFILE"]);
+    assert_eq!(out, "yes\n", "the job runs in a login shell");
+    // Protocol calls on an established connection do not pay it: `host
+    // check` times one round trip after connecting. (Each belay process
+    // connects once; the shell it keeps pays the .bashrc once, at start.)
+    for _ in 0..3 {
+        let out = b.ok(&["host", "check", "slow"]);
+        let rt: f64 = out
+            .split("round trip ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no round trip in: {out}"));
+        assert!(
+            rt < 100.0,
+            "a protocol call took {rt} ms: it paid the 500 ms .bashrc"
+        );
+    }
+    // Many calls in one process: five cancels cost far less than 5 x 0.5 s.
+    let ids: Vec<String> = (0..5)
+        .map(|_| b.submit(&["slow", "--", "sleep 300"]))
+        .collect();
+    let t = std::time::Instant::now();
+    let mut args = vec!["cancel", "--grace", "1"];
+    args.extend(ids.iter().map(String::as_str));
+    b.ok(&args);
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "5 cancels took {took:?}"
+    );
+}
+
+#[test]
+fn unknown_and_changed_host_keys_are_refused_until_trusted() {
+    let host = Loopback::start();
+    let b = host.belay();
+    std::fs::write(&host.known_hosts, "").unwrap();
+    let out = b.run(&["run", "target", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(err.contains("belay host trust"), "names the remedy: {err}");
+    assert!(b.jobs().is_empty(), "nothing recorded for a refused host");
+
+    // Without a terminal and without --yes/--fingerprint, trust refuses.
+    let out = b.run(&["host", "trust", "target"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    let fp = shown
+        .split("fingerprint ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(fp.starts_with("SHA256:"), "{shown}");
+    let wrong = b.run(&["host", "trust", "target", "--fingerprint", "SHA256:wrong"]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&host.known_hosts).unwrap(), "");
+    let ok = b.ok(&["host", "trust", "target", "--fingerprint", &fp]);
+    assert!(ok.contains("recorded in"), "{ok}");
+    assert_eq!(b.ok(&["run", "target", "--", "echo trusted"]), "trusted\n");
+
+    // A changed key: refused, naming the file and line to fix.
+    let other = belay_testbed::Sshd::start(Default::default()).unwrap();
+    let forged = format!(
+        "[127.0.0.1]:{} {}\n",
+        host.sshd.port(),
+        other.host_key_line()
+    );
+    std::fs::write(&host.known_hosts, forged).unwrap();
+    let out = b.run(&["run", "target", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!("{}:1", host.known_hosts.display())),
+        "{err}"
+    );
+    let forgot = b.ok(&["host", "forget", "target"]);
+    assert!(forgot.contains(":1"), "{forgot}");
+}
+
+#[test]
+fn bad_hosts_fail_with_the_real_ssh_error_and_record_nothing() {
+    let host = Loopback::start();
+    let b = host.belay();
+    // Unknown alias: not in the config and not resolvable -> bad input.
+    let out = b.run(&["run", "no-such-host-belay.invalid", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("no-such-host-belay.invalid"));
+    // Unreachable: a failure (1), with the OS's reason.
+    let out = b.run(&["run", "closed", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).to_lowercase().contains("refused"),
+        "{}",
+        stderr_of(&out)
+    );
+    // Refused auth: a failure (1), naming what was tried.
+    let stranger = belay_testbed::KeyPair::generate(
+        host.dir.path(),
+        "stranger",
+        belay_testbed::KeyKind::Ed25519,
+    )
+    .unwrap();
+    host.add_hosts(&format!(
+        "Host wrongkey\n  HostName 127.0.0.1\n  Port {}\n{}",
+        host.sshd.port(),
+        support::remote::common_options(&stranger, &host.known_hosts)
+    ));
+    let out = b.run(&["run", "wrongkey", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(err.contains("stranger"), "names the key tried: {err}");
+    assert!(b.jobs().is_empty());
+    // host check says the same, per host.
+    let out = b.run(&["host", "check", "target", "closed"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("target: ok") && text.contains("closed: FAILED"),
+        "{text}"
+    );
+}
+
+#[test]
+fn host_show_lists_what_ssh_resolves() {
+    let host = Loopback::start();
+    let b = host.belay();
+    let out = b.ok(&["host", "show", "target"]);
+    assert!(
+        out.contains(&format!("root@127.0.0.1:{}", host.sshd.port())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&host.key.private.display().to_string()),
+        "{out}"
+    );
+    assert!(out.contains("jump chain: none"), "{out}");
+    b.ok(&["host", "check", "target"]);
+    let list = b.ok(&["host", "list"]);
+    assert!(list.contains("target") && list.contains("local"), "{list}");
+}

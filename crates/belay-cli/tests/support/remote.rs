@@ -1,0 +1,147 @@
+//! Remote test hosts for the CLI tests: a real sshd (belay-testbed) and an
+//! OpenSSH config file that belay is pointed at with BELAY_SSH_CONFIG, the
+//! way a user's ~/.ssh/config would be used.
+
+use std::path::PathBuf;
+
+use belay_testbed::{KeyKind, KeyPair, NetLab, Prerequisite, Sshd, SshdOptions, require};
+
+use super::Belay;
+
+pub fn prerequisites() {
+    require(&[
+        Prerequisite::Root,
+        Prerequisite::OpenSsh,
+        Prerequisite::IpRoute,
+    ])
+    .expect("integration tests need root, OpenSSH and iproute2 (scripts/test.sh installs them)");
+}
+
+/// `Host` block options every test host shares: this key only, no agent,
+/// no prompts, our own known_hosts, strict checking.
+pub fn common_options(key: &KeyPair, known_hosts: &std::path::Path) -> String {
+    format!(
+        "  User root\n  IdentityFile {}\n  IdentitiesOnly yes\n  IdentityAgent none\n  BatchMode yes\n  \
+         UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  ConnectTimeout 5\n",
+        key.private.display(),
+        known_hosts.display()
+    )
+}
+
+/// One loopback sshd reachable as `target` (its key already trusted).
+pub struct Loopback {
+    pub dir: tempfile::TempDir,
+    pub sshd: Sshd,
+    pub key: KeyPair,
+    pub config: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
+impl Loopback {
+    pub fn start() -> Self {
+        prerequisites();
+        let dir = tempfile::Builder::new()
+            .prefix("belay-cli-remote.")
+            .tempdir()
+            .expect("tmp");
+        let key = KeyPair::generate(dir.path(), "id", KeyKind::Ed25519).expect("keygen");
+        let sshd = Sshd::start(SshdOptions {
+            authorized_keys: vec![key.public_line().expect("pub")],
+            ..SshdOptions::default()
+        })
+        .expect("sshd");
+        let known_hosts = dir.path().join("known_hosts");
+        std::fs::write(
+            &known_hosts,
+            format!("{}\n", sshd.known_hosts_line("127.0.0.1")),
+        )
+        .expect("known_hosts");
+        let common = common_options(&key, &known_hosts);
+        let port = sshd.port();
+        let config = dir.path().join("ssh_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Host target\n  HostName 127.0.0.1\n  Port {port}\n{common}\
+                 Host closed\n  HostName 127.0.0.1\n  Port 1\n{common}"
+            ),
+        )
+        .expect("config");
+        Self {
+            dir,
+            sshd,
+            key,
+            config,
+            known_hosts,
+        }
+    }
+
+    /// A belay whose OpenSSH config is this host's.
+    pub fn belay(&self) -> Belay {
+        Belay::new().with_env("BELAY_SSH_CONFIG", self.config.to_str().expect("utf8"))
+    }
+
+    /// Append `Host` blocks to the config.
+    pub fn add_hosts(&self, blocks: &str) {
+        let mut c = std::fs::read_to_string(&self.config).expect("config");
+        c.push_str(blocks);
+        std::fs::write(&self.config, c).expect("config");
+    }
+}
+
+/// A jump host and two isolated nodes in network namespaces.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    pub lab: NetLab,
+    pub config: PathBuf,
+}
+
+impl Lab {
+    pub fn start() -> Self {
+        prerequisites();
+        let dir = tempfile::Builder::new()
+            .prefix("belay-cli-netns.")
+            .tempdir()
+            .expect("tmp");
+        let key = KeyPair::generate(dir.path(), "id", KeyKind::Ed25519).expect("keygen");
+        let lab = NetLab::start(
+            2,
+            SshdOptions {
+                authorized_keys: vec![key.public_line().expect("pub")],
+                ..SshdOptions::default()
+            },
+        )
+        .expect("netlab");
+        let kh = dir.path().join("known_hosts");
+        let mut lines = format!("{}\n", lab.jump.sshd.known_hosts_line(&lab.jump.addr));
+        for n in &lab.nodes {
+            lines.push_str(&format!("{}\n", n.sshd.known_hosts_line(&n.addr)));
+        }
+        std::fs::write(&kh, lines).expect("known_hosts");
+        let common = common_options(&key, &kh);
+        let k = lab
+            .node_subnet()
+            .split('.')
+            .nth(2)
+            .unwrap_or("0")
+            .to_string();
+        let cfg = format!(
+            "Host jump\n  HostName {j}\n{common}\
+             Host deadjump\n  HostName 10.232.{k}.99\n{common}\
+             Host node1\n  HostName {n1}\n  ProxyJump jump\n{common}\
+             Host node1-direct\n  HostName {n1}\n{common}\
+             Host node2\n  HostName {n2}\n  ProxyJump jump,node1\n{common}\
+             Host node1-via-dead\n  HostName {n1}\n  ProxyJump deadjump\n{common}",
+            j = lab.jump.addr,
+            n1 = lab.nodes[0].addr,
+            n2 = lab.nodes[1].addr,
+        );
+        let config = dir.path().join("ssh_config");
+        std::fs::write(&config, cfg).expect("config");
+        Self { dir, lab, config }
+    }
+
+    pub fn belay(&self) -> Belay {
+        Belay::new().with_env("BELAY_SSH_CONFIG", self.config.to_str().expect("utf8"))
+    }
+}

@@ -1,0 +1,101 @@
+//! SSH hosts: a blocking adapter over belay-ssh's async [`Client`]. One
+//! client (one connection, reconnecting) per host per process; every
+//! protocol script goes through the client's persistent `/bin/sh`, so no
+//! call pays the user's login-shell start-up.
+//!
+//! belay's job system is synchronous (a CLI process does one thing at a
+//! time); a single current-thread tokio runtime per process drives all SSH
+//! I/O while a call is in progress.
+
+use std::sync::{Arc, OnceLock};
+
+use belay_ssh::{Client, SshError};
+
+use super::{ScriptOutput, Transport, TransportError, Workroot};
+
+/// The process's runtime for SSH I/O.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime can be built")
+    })
+}
+
+pub struct SshTransport {
+    alias: String,
+    client: Arc<Client>,
+    workroot: Workroot,
+}
+
+impl SshTransport {
+    pub fn new(alias: &str, client: Arc<Client>, workroot: Workroot) -> Self {
+        Self {
+            alias: alias.to_string(),
+            client,
+            workroot,
+        }
+    }
+
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+}
+
+impl Transport for SshTransport {
+    fn host(&self) -> &str {
+        &self.alias
+    }
+
+    fn workroot(&self) -> Workroot {
+        self.workroot.clone()
+    }
+
+    fn connect(&self) -> Result<(), TransportError> {
+        runtime()
+            .block_on(self.client.connect_info())
+            .map(|_| ())
+            .map_err(|e| map_error(&self.alias, e))
+    }
+
+    fn route(&self) -> Option<String> {
+        let info = self.client.last_connect_info()?;
+        match (&info.fallback_used, &info.first_hop) {
+            (Some(f), _) => Some(format!("via {f} (fallback)")),
+            (None, Some(h)) => Some(format!("via {h}")),
+            (None, None) => Some("direct".into()),
+        }
+    }
+
+    fn run_script(&self, script: &str) -> Result<ScriptOutput, TransportError> {
+        let out = runtime()
+            .block_on(self.client.run_script(script))
+            .map_err(|e| map_error(&self.alias, e))?;
+        Ok(ScriptOutput {
+            status: out.status,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+}
+
+/// Keep the real SSH error text; classify it by what the user can do.
+pub fn map_error(host: &str, e: SshError) -> TransportError {
+    let host = host.to_string();
+    let message = e.to_string();
+    match e {
+        SshError::Unreachable { .. } | SshError::LinkLost { .. } => {
+            TransportError::Unreachable { host, message }
+        }
+        SshError::HostNotResponding { .. } | SshError::Timeout { .. } => {
+            TransportError::NotResponding { host, message }
+        }
+        SshError::Resolve { .. } => TransportError::BadHost { host, message },
+        SshError::HostKey(_)
+        | SshError::Auth(_)
+        | SshError::Channel { .. }
+        | SshError::Protocol { .. } => TransportError::Refused { host, message },
+    }
+}

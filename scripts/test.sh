@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite: the README's test command and what CI runs.
+#
+# On a fresh Debian machine, run as root, it first installs what the tests
+# drive for real (OpenSSH server and client, iproute2 and nftables for
+# network-namespace hosts, rsync and Slurm for later suites). Tests that
+# need those parts fail, never skip, when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=()
+need() { command -v "$1" >/dev/null 2>&1 || [ -x "$1" ] || packages+=("$2"); }
+need /usr/sbin/sshd openssh-server
+need ssh openssh-client
+need ssh-keygen openssh-client
+need ip iproute2
+need nft nftables
+need rsync rsync
+if [ ${#packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: missing ${packages[*]}; run as root (or install them) first" >&2
+    exit 1
+  fi
+  echo "test.sh: installing ${packages[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+# sshd's privilege-separation directory (no service manager starts it here).
+if [ "$(id -u)" -eq 0 ]; then install -d -m 0755 /run/sshd; fi
+
+cargo test --workspace --locked "$@"

@@ -215,6 +215,13 @@ class NetLab:
                 break
         else:
             raise RuntimeError("no free 10.232.K.0/24 subnet")
+        try:
+            self._build(base, client_pub)
+        except BaseException:
+            self.close()  # undo a half-built lab
+            raise
+
+    def _build(self, base, client_pub):
         p, k = self.prefix, self.k
         jump, node = f"{p}-jump", f"{p}-n1"
         for ns in (jump, node):
@@ -247,6 +254,8 @@ class NetLab:
             for pid in r.stdout.split():
                 kill(int(pid))
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        # Gone with its peer's namespace, unless setup failed before the move.
+        subprocess.run(["ip", "link", "del", f"{self.prefix}j"], capture_output=True)
         if self.route:
             subprocess.run(["ip", "route", "del", "unreachable", self.route], capture_output=True)
 

@@ -17,6 +17,7 @@ mod client;
 mod error;
 pub mod known_hosts;
 mod prompt;
+mod quickack;
 pub mod resolve;
 pub mod session;
 mod shell;

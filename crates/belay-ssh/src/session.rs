@@ -28,6 +28,7 @@ use crate::auth::{AuthFailure, authenticate};
 use crate::error::SshError;
 use crate::known_hosts::{self, HostKeyAccepted, HostKeyError};
 use crate::prompt::Prompter;
+use crate::quickack::QuickAck;
 use crate::resolve::{ResolvedChain, ResolvedHost};
 
 /// Keepalive interval when ServerAliveInterval is unset/0.
@@ -255,7 +256,7 @@ fn connect_timeout(h: &ResolvedHost) -> Duration {
     h.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)
 }
 
-async fn tcp_stream(h: &ResolvedHost) -> Result<(tokio::net::TcpStream, String), SshError> {
+async fn tcp_stream(h: &ResolvedHost) -> Result<(QuickAck, String), SshError> {
     let deadline = connect_timeout(h);
     let addrs = match tokio::time::timeout(
         deadline,
@@ -285,7 +286,7 @@ async fn tcp_stream(h: &ResolvedHost) -> Result<(tokio::net::TcpStream, String),
         match tokio::time::timeout(deadline, tokio::net::TcpStream::connect(a)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
-                return Ok((s, a.to_string()));
+                return Ok((QuickAck::new(s), a.to_string()));
             }
             Ok(Err(e)) => {
                 last = Some(std::io::Error::new(

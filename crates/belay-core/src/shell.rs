@@ -31,7 +31,8 @@ pub fn heredoc_delimiter(body: &str) -> String {
 }
 
 /// A shell command that writes `body` to the file `name` in the current
-/// directory atomically (a temporary name, then rename), with a quoted
+/// directory atomically (a temporary name of this writer's own, then
+/// rename: two concurrent writers never share a half-written file), with a quoted
 /// heredoc so nothing in `body` is expanded. The copy uses shell builtins
 /// only; the file's mode comes from the script's umask.
 pub fn write_file_atomically(name: &str, body: &str) -> String {
@@ -43,7 +44,7 @@ pub fn write_file_atomically(name: &str, body: &str) -> String {
         "\n"
     };
     format!(
-        "while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done > '{name}.tmp' <<'{tag}'\n{body}{nl}{tag}\nmv -f '{name}.tmp' '{name}'\n"
+        "while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done > '{name}.tmp'.$$ <<'{tag}'\n{body}{nl}{tag}\nmv -f '{name}.tmp'.$$ '{name}'\n"
     )
 }
 
@@ -81,7 +82,8 @@ mod tests {
             std::fs::read_to_string(dir.path().join("f.txt")).unwrap(),
             body
         );
-        assert!(!dir.path().join("f.txt.tmp").exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left behind");
     }
 
     #[test]

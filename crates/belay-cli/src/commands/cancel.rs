@@ -2,6 +2,7 @@
 //! resolved before anything is stopped, so a typo stops nothing.
 
 use anyhow::Result;
+use belay_core::job::JobState;
 
 use super::Ctx;
 use crate::cli::CancelArgs;
@@ -20,8 +21,18 @@ pub fn cancel(ctx: &Ctx, a: CancelArgs) -> Result<u8> {
             continue;
         }
         match engine.cancel(&job, a.grace) {
+            Ok(after) if matches!(after.state, JobState::Pending | JobState::Submitting) => {
+                // Its wrapper has not started yet; when it does, it finds
+                // the cancel and exits without running the command.
+                println!("{}: cancel recorded; it will not start", after.id);
+            }
             Ok(after) if after.state.is_live() => {
-                eprintln!("belay: {}: still {} after cancel", after.id, after.state);
+                eprintln!(
+                    "belay: {}: still {} after cancel{}",
+                    after.id,
+                    after.state,
+                    after.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                );
                 status = 1;
             }
             Ok(after) => println!("{}: {}", after.id, after.state),

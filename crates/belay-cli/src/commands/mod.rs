@@ -70,10 +70,14 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 
 fn warn_problems(problems: &[HostProblem]) {
     for p in problems {
-        eprintln!(
-            "belay: warning: {} (showing its jobs' last known state)",
-            p.error
-        );
+        if p.job.is_some() {
+            eprintln!("belay: warning: {}", p.error);
+        } else {
+            eprintln!(
+                "belay: warning: {} (showing its jobs' last known state)",
+                p.error
+            );
+        }
     }
 }
 

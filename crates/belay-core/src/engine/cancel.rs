@@ -5,7 +5,7 @@
 use super::Engine;
 use crate::error::{CoreError, Result};
 use crate::job::Job;
-use crate::remote::{HostReport, scripts};
+use crate::remote::{HostReport, RemoteStatus, scripts};
 
 /// Default seconds between TERM and KILL.
 pub const DEFAULT_GRACE_SECS: u32 = 10;
@@ -19,7 +19,9 @@ impl Engine {
         let transport = self.transport(&job.host)?;
         let scheduler = Self::scheduler(job)?;
         let dir = Self::dir_word(&*transport, job);
-        let out = transport.run_script(&scripts::cancel(&*scheduler, &job.id, &dir, grace_secs))?;
+        let never_staged = job.remote_dir.is_none();
+        let script = scripts::cancel(&*scheduler, &job.id, &dir, grace_secs, never_staged);
+        let out = transport.run_script(&script)?;
         let report = HostReport::parse(&String::from_utf8_lossy(&out.stdout));
         let Some(jr) = report.jobs.get(&job.id) else {
             return Err(CoreError::Protocol {
@@ -31,6 +33,16 @@ impl Engine {
                 ),
             });
         };
+        if jr.status == RemoteStatus::Elsewhere {
+            return Err(CoreError::Protocol {
+                host: job.host.clone(),
+                message: format!(
+                    "cannot cancel job {} from here: {}",
+                    job.id,
+                    jr.field("why").unwrap_or("it runs elsewhere")
+                ),
+            });
+        }
         let current = self.store.get(&job.id)?;
         if current.state.is_live() {
             self.apply_report(&current, jr)?;

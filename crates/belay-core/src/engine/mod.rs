@@ -98,7 +98,7 @@ impl Engine {
     /// Resolve a job reference (id, name or id prefix) and reconcile it.
     pub fn job(&mut self, reference: &str) -> Result<(Job, Vec<HostProblem>)> {
         let job = self.store.resolve(reference)?;
-        if !job.state.is_live() {
+        if !reconcile::wanted(&job) {
             return Ok((job, Vec::new()));
         }
         let problems = self.reconcile(std::slice::from_ref(&job))?;
@@ -110,11 +110,9 @@ impl Engine {
         &mut self,
         filter: &crate::store::JobFilter,
     ) -> Result<(Vec<Job>, Vec<HostProblem>)> {
-        let live_filter = crate::store::JobFilter {
-            all: false,
-            host: filter.host.clone(),
-        };
-        let live = self.store.list(&live_filter)?;
+        let live = self
+            .store
+            .reconcilable(filter.host.as_deref(), reconcile::LOST_RECHECK_MS)?;
         let problems = self.reconcile(&live)?;
         Ok((self.store.list(filter)?, problems))
     }

@@ -17,10 +17,22 @@ use crate::remote::{HostReport, JobReport, RemoteStatus};
 use crate::store::JobUpdate;
 use crate::time::now_ms;
 
+/// How long a `lost` job is still probed for an exit file that turns up
+/// late (a host that came back with its files, a verdict from a stale view).
+pub const LOST_RECHECK_MS: i64 = 3 * 24 * 3600 * 1000;
+
+/// Does this job's truth still live on its host?
+pub fn wanted(job: &Job) -> bool {
+    job.state.is_live()
+        || (job.state == JobState::Lost && now_ms() - job.updated_at < LOST_RECHECK_MS)
+}
+
 /// A host that could not be asked about its jobs, and why.
 #[derive(Debug, Clone)]
 pub struct HostProblem {
     pub host: String,
+    /// Set when the problem is one job's, not the host's.
+    pub job: Option<String>,
     pub error: String,
 }
 
@@ -28,17 +40,21 @@ impl Engine {
     /// Probe the hosts of `jobs` (live ones only) and record what they say.
     pub fn reconcile(&mut self, jobs: &[Job]) -> Result<Vec<HostProblem>> {
         let mut by_host: BTreeMap<&str, Vec<&Job>> = BTreeMap::new();
-        for job in jobs.iter().filter(|j| j.state.is_live()) {
+        for job in jobs.iter().filter(|j| wanted(j)) {
             by_host.entry(job.host.as_str()).or_default().push(job);
         }
         let mut problems = Vec::new();
         for (host, jobs) in by_host {
             match self.reconcile_host(host, &jobs) {
-                Ok(()) => self.note_host(host, Ok(())),
+                Ok(job_problems) => {
+                    self.note_host(host, Ok(()));
+                    problems.extend(job_problems);
+                }
                 Err(CoreError::Transport(t)) => {
                     self.note_host(host, Err(&t));
                     problems.push(HostProblem {
                         host: host.to_string(),
+                        job: None,
                         error: t.to_string(),
                     });
                 }
@@ -48,7 +64,8 @@ impl Engine {
         Ok(problems)
     }
 
-    fn reconcile_host(&mut self, host: &str, jobs: &[&Job]) -> Result<()> {
+    fn reconcile_host(&mut self, host: &str, jobs: &[&Job]) -> Result<Vec<HostProblem>> {
+        let mut problems = Vec::new();
         let transport = self.transport(host)?;
         // All jobs of one host share the probe; the scheduler is per job,
         // but today every job is `direct`.
@@ -58,6 +75,10 @@ impl Engine {
             .map(|j| ProbeTarget {
                 job_id: &j.id,
                 dir: Self::dir_word(&*transport, j),
+                known: j
+                    .liveness
+                    .as_deref()
+                    .filter(|_| j.state == JobState::Running),
             })
             .collect();
         let out = transport.run_script(&scripts::probe(&*scheduler, &targets))?;
@@ -69,13 +90,25 @@ impl Engine {
             });
         }
         let report = HostReport::parse(&text);
+        let mut still_running: Vec<&str> = Vec::new();
         for job in jobs {
             let Some(jr) = report.jobs.get(&job.id) else {
                 continue;
             };
+            if jr.status == RemoteStatus::Running && job.state == JobState::Running {
+                still_running.push(&job.id); // nothing to record but "seen"
+                continue;
+            }
             // Re-read: another belay process may have moved it meanwhile.
             let current = self.store.get(&job.id)?;
-            if !current.state.is_live() {
+            if !wanted(&current) {
+                continue;
+            }
+            if current.state == JobState::Lost {
+                // Only an exit file can correct a lost verdict.
+                if jr.status == RemoteStatus::Exit {
+                    self.apply_report(&current, jr)?;
+                }
                 continue;
             }
             let resumable = matches!(jr.status, RemoteStatus::Staged | RemoteStatus::Absent)
@@ -88,14 +121,31 @@ impl Engine {
                 {
                     continue; // its submitter is alive and at work
                 }
-                self.store
-                    .set_submitter(&current.id, &submitter::current())?;
-                self.stage_and_launch(&current)?;
+                let me = submitter::current();
+                if !self
+                    .store
+                    .claim_submit(&current.id, current.submitter.as_deref(), &me)?
+                {
+                    continue; // another process took it over first
+                }
+                match self.stage_and_launch(&current) {
+                    Ok(()) => {}
+                    // The host went away: the host's problem, reported by the caller.
+                    Err(e @ CoreError::Transport(_)) => return Err(e),
+                    // Anything else is this job's alone (e.g. its workdir is
+                    // gone, so it was marked failed): the other jobs go on.
+                    Err(e) => problems.push(HostProblem {
+                        host: host.to_string(),
+                        job: Some(current.id.clone()),
+                        error: format!("job {}: {e}", current.id),
+                    }),
+                }
                 continue;
             }
             self.apply_report(&current, jr)?;
         }
-        Ok(())
+        self.store.touch_seen(&still_running)?;
+        Ok(problems)
     }
 
     /// Record what the host said about one job.
@@ -111,7 +161,7 @@ impl Engine {
                         JobState::Cancelled,
                         "cancelled before it was launched".to_string(),
                     )
-                } else if jr.field("cancel_requested").is_some() {
+                } else if jr.field("cancelled") == Some("1") {
                     (JobState::Cancelled, exit_reason("cancelled", code))
                 } else if code == Some(0) {
                     (JobState::Succeeded, "exited with code 0".to_string())
@@ -133,6 +183,7 @@ impl Engine {
                     started_at,
                     scheduler_id: pid,
                     last_seen: seen,
+                    liveness: liveness_token(jr),
                     ..Default::default()
                 };
                 if matches!(job.state, JobState::Running | JobState::Held) {
@@ -158,6 +209,7 @@ impl Engine {
                 )?;
                 self.kill_remnants(job)
             }
+            RemoteStatus::Elsewhere => Ok(()), // no verdict from here
             RemoteStatus::Launching => {
                 let age = jr.int("lock_age").unwrap_or(0);
                 let accepted = jr.field("scheduler").is_some();
@@ -237,6 +289,16 @@ impl Engine {
         transport.run_script(&scripts::kill_remnants(&*scheduler, &dir))?;
         Ok(())
     }
+}
+
+/// "pid ticks boot node pidns" from a `started` report, when complete
+/// (values never contain spaces: numbers, a uuid, a hostname).
+fn liveness_token(jr: &JobReport) -> Option<String> {
+    let parts = ["pid", "start_ticks", "boot_id", "node", "pidns"]
+        .map(|k| jr.fields.get(k).map(String::as_str).unwrap_or(""));
+    let complete =
+        parts[..3].iter().all(|p| !p.is_empty()) && !parts.iter().any(|p| p.contains(' '));
+    complete.then(|| parts.join(" "))
 }
 
 fn exit_reason(what: &str, code: Option<i32>) -> String {

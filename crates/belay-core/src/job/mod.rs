@@ -45,6 +45,10 @@ pub struct Job {
     pub last_seen: Option<i64>,
     #[serde(skip)]
     pub submitter: Option<String>,
+    /// The started job's identity on its host ("pid ticks boot node
+    /// pidns"): lets a probe check it with one /proc read.
+    #[serde(skip)]
+    pub liveness: Option<String>,
 }
 
 impl Job {

@@ -92,6 +92,20 @@ impl JobState {
         )
     }
 
+    /// How far along the submit/run path a state is. A transition from a
+    /// state that is as far or further than its target was decided from a
+    /// stale view (another process got there first) and is skipped.
+    pub fn progress(self) -> u8 {
+        match self {
+            JobState::Queued => 0,
+            JobState::Submitting => 1,
+            JobState::Pending => 2,
+            JobState::Running => 3,
+            JobState::Held => 4,
+            _ => 5,
+        }
+    }
+
     /// Check a transition, naming both ends when it is refused.
     pub fn check_move(self, to: JobState) -> Result<(), InvalidTransition> {
         if self.can_move_to(to) {
@@ -146,6 +160,13 @@ mod tests {
             assert_ne!(st.is_live(), st.is_terminal(), "{st}");
             assert_eq!(st.as_str().parse::<JobState>().unwrap(), st);
         }
+    }
+
+    #[test]
+    fn stale_moves_go_backwards_in_progress() {
+        assert!(JobState::Running.progress() > JobState::Pending.progress());
+        assert!(JobState::Cancelled.progress() > JobState::Running.progress());
+        assert!(JobState::Lost.progress() >= JobState::Succeeded.progress());
     }
 
     #[test]

@@ -8,15 +8,18 @@ use crate::scheduler::Scheduler;
 /// the `started` reader, the scheduler's liveness check and `belay_report`.
 pub fn prelude(scheduler: &dyn Scheduler) -> String {
     format!(
-        r#"boot=
-read -r boot < "${{BELAY_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}}" 2>/dev/null
+        r#"boot=; node=
+read -r boot 2>/dev/null < "${{BELAY_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}}"
+read -r node 2>/dev/null < /proc/sys/kernel/hostname
+pidns=$(stat -L -c %i /proc/$$/ns/pid 2>/dev/null)
 # Builtins only on hot paths: every external command costs a fork+exec.
 belay_cat() {{ while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1"; }}
 belay_read_started() {{
-  st_pid=; st_sid=; st_ticks=; st_boot=
+  st_pid=; st_sid=; st_ticks=; st_boot=; st_node=; st_pidns=
   while IFS='=' read -r k v; do
     case $k in
       pid) st_pid=$v ;; sid) st_sid=$v ;; start_ticks) st_ticks=$v ;; boot_id) st_boot=$v ;;
+      node) st_node=$v ;; pidns) st_pidns=$v ;;
     esac
   done < "$1/started"
 }}
@@ -28,22 +31,40 @@ belay_report() {{
   if [ -f "$d/exit" ]; then
     echo "J $1 exit"; belay_cat "$d/exit"
     [ -f "$d/started" ] && belay_cat "$d/started"
-    [ -f "$d/cancel-requested" ] && echo "cancel_requested=1"
     return 0
   fi
   if [ -f "$d/started" ]; then
     belay_alive "$d"
     if [ "$alive" = yes ]; then echo "J $1 running"; belay_cat "$d/started"; return 0; fi
+    if [ "$alive" = elsewhere ]; then echo "J $1 elsewhere"; echo "why=$why"; return 0; fi
     if [ -f "$d/exit" ]; then belay_report "$1" "$d"; return 0; fi
     echo "J $1 dead"; belay_cat "$d/started"; echo "why=$why"; return 0
   fi
   if [ -f "$d/launch.lock" ]; then
-    echo "J $1 launching"; echo "lock_age=$(($(date +%s) - $(belay_mtime "$d/launch.lock")))"
+    # Age on one clock: launched_at was written by this host's `date`.
+    la=
+    [ -f "$d/launched" ] && while IFS='=' read -r k v; do [ "$k" = launched_at ] && la=$v; done < "$d/launched"
+    [ -n "$la" ] || la=$(belay_mtime "$d/launch.lock")
+    echo "J $1 launching"; echo "lock_age=$(($(date +%s) - la))"
     [ -f "$d/launched" ] && belay_cat "$d/launched"
     return 0
   fi
   if [ -f "$d/run.sh" ]; then echo "J $1 staged"; return 0; fi
   echo "J $1 absent"
+}}
+# belay_quick ID DIR PID TICKS BOOT NODE PIDNS: a job the store knows is
+# running, with the identity it recorded. One /proc read when nothing
+# changed; anything else goes to the full report.
+belay_quick() {{
+  if [ ! -f "$2/exit" ] && [ "$5" = "$boot" ] && [ "$6" = "$node" ] && [ "$7" = "$pidns" ] &&
+     read -r l < "/proc/$3/stat" 2>/dev/null; then
+    q_id=$1; q_dir=$2; q_ticks=$4
+    l=${{l##*) }}
+    set -f; set -- $l; set +f
+    if [ "${{20}}" = "$q_ticks" ] && [ "$1" != Z ]; then echo "J $q_id running"; return 0; fi
+    set -- "$q_id" "$q_dir"
+  fi
+  belay_report "$1" "$2"
 }}
 echo "B boot_id=$boot"
 "#,

@@ -14,6 +14,9 @@ pub enum RemoteStatus {
     Running,
     /// The wrapper is gone and left no `exit` file.
     Dead,
+    /// It runs where this connection cannot see (another node sharing the
+    /// home directory, another container): no verdict.
+    Elsewhere,
     /// `launch.lock` exists but the wrapper has not started (yet).
     Launching,
     /// Staged, never launched.
@@ -28,6 +31,7 @@ impl RemoteStatus {
             "exit" => Self::Exit,
             "running" => Self::Running,
             "dead" => Self::Dead,
+            "elsewhere" => Self::Elsewhere,
             "launching" => Self::Launching,
             "staged" => Self::Staged,
             "absent" => Self::Absent,

@@ -53,7 +53,8 @@ if [ ! -e launch.lock ]; then
 if ( set -C; : > launch.lock ) 2>/dev/null; then
   belay_ids=$(
 {submit}  )
-  printf 'scheduler={sched}\n%s\n' "$belay_ids" > launched
+  printf 'scheduler={sched}\nlaunched_at=%s\n%s\n' "$(date +%s)" "$belay_ids" > "launched.tmp.$$" &&
+    mv -f "launched.tmp.$$" launched
   echo "R launched"
 else
   echo "R adopted"
@@ -73,6 +74,9 @@ belay_report {id} "$d"
 pub struct ProbeTarget<'a> {
     pub job_id: &'a str,
     pub dir: String,
+    /// For a job known to be running: the identity it recorded
+    /// ("pid ticks boot node pidns"), for the one-read fast path.
+    pub known: Option<&'a str>,
 }
 
 /// Where a job's directory is: the recorded absolute path, or (before
@@ -85,10 +89,77 @@ pub fn job_dir_word(root: &Workroot, key: &str, recorded: Option<&str>) -> Strin
 }
 
 /// One round trip that reports every listed job of a host.
+///
+/// Jobs the store already knows are running carry their recorded identity
+/// (`known`); they are checked in one `awk` pass (one read of
+/// `/proc/PID/stat` each, no exit file, same boot/node/pid namespace) and
+/// print `J ID running`. Every other job — and any known one that fails the
+/// quick check — gets the full `belay_report`. Without awk, all get the
+/// full report.
 pub fn probe(scheduler: &dyn Scheduler, targets: &[ProbeTarget<'_>]) -> String {
     let mut s = prelude(scheduler);
+    let mut quick_rows = String::new();
+    let mut quick_dirs = String::new();
+    let mut quick_ids = Vec::new();
     for t in targets {
-        s.push_str(&format!("belay_report {} {}\n", quote(t.job_id), t.dir));
+        let fields: Vec<&str> = t.known.map(|k| k.split(' ').collect()).unwrap_or_default();
+        let dir = t.dir.trim_matches('\'');
+        let plain = |v: &str| !v.contains(['\n', '\'', ' ']) && !v.is_empty();
+        let quick = fields.len() == 5
+            && fields[..3].iter().all(|f| plain(f))
+            && t.dir.starts_with('\'')
+            && !dir.contains(['\n', '\'']);
+        if quick {
+            let f: Vec<&str> = fields
+                .iter()
+                .map(|v| if v.is_empty() { "-" } else { v })
+                .collect();
+            quick_rows.push_str(&format!("{} {} {}\n", t.job_id, f.join(" "), dir));
+            quick_dirs.push_str(&format!("  {}) belay_qd={} ;;\n", t.job_id, t.dir));
+            quick_ids.push(t.job_id);
+        } else {
+            s.push_str(&format!("belay_report {} {}\n", quote(t.job_id), t.dir));
+        }
+    }
+    if !quick_ids.is_empty() {
+        let tag = crate::shell::heredoc_delimiter(&quick_rows);
+        s.push_str(&format!(
+            r#"belay_qdir() {{
+  case $1 in
+{quick_dirs}  esac
+}}
+if command -v awk >/dev/null 2>&1; then
+  belay_q=$(awk -v boot="${{boot:--}}" -v node="${{node:--}}" -v pidns="${{pidns:--}}" '
+    {{
+      id = $1; pid = $2; ticks = $3
+      dir = $0
+      for (k = 1; k <= 6; k++) sub(/^[^ ]* /, "", dir)
+      ok = 0
+      if ($4 == boot && $5 == node && $6 == pidns) {{
+        ex = dir "/exit"
+        has_exit = (getline e < ex) > 0
+        close(ex)
+        st = "/proc/" pid "/stat"
+        if (!has_exit && (getline line < st) > 0) {{
+          sub(/^.*\) /, "", line)
+          split(line, a, " ")
+          if (a[20] == ticks && a[1] != "Z") ok = 1
+        }}
+        close(st)
+      }}
+      if (ok) print "J " id " running"; else print "Q " id
+    }}' <<'{tag}'
+{quick_rows}{tag}
+)
+  printf '%s\n' "$belay_q" | grep '^J '
+  belay_rest=$(printf '%s\n' "$belay_q" | sed -n 's/^Q //p')
+else
+  belay_rest='{ids}'
+fi
+for belay_id in $belay_rest; do belay_qdir "$belay_id"; belay_report "$belay_id" "$belay_qd"; done
+"#,
+            ids = quick_ids.join(" "),
+        ));
     }
     s.push_str("echo END\n");
     s
@@ -137,35 +208,51 @@ exit 0
 /// the job's session, KILL what is left after `grace` seconds, and if the
 /// wrapper did not record an exit itself, record one (`code=137`). Ends with
 /// the job's report.
-pub fn cancel(scheduler: &dyn Scheduler, job_id: &str, dir_word: &str, grace_secs: u32) -> String {
+pub fn cancel(
+    scheduler: &dyn Scheduler,
+    job_id: &str,
+    dir_word: &str,
+    grace_secs: u32,
+    never_staged: bool,
+) -> String {
+    // A job never staged gets its directory now, so the lock below also
+    // stops a submitter still on its way. A staged job whose directory is
+    // gone is not re-created: the probe reports it absent (lost).
+    let make_dir = if never_staged {
+        "(umask 077; mkdir -p \"$d\") || exit 3\n"
+    } else {
+        ""
+    };
     format!(
         r#"{prelude}d={dir}
 grace={grace}
-# A job not staged yet gets its directory now, so the lock below also
-# stops a submitter that is still on its way.
-(umask 077; mkdir -p "$d") || exit 3
-cd "$d" || exit 3
+{make_dir}if ! cd "$d" 2>/dev/null; then echo "C absent"; belay_report {id} "$d"; exit 0; fi
 if [ -f exit ]; then echo "C ended"; belay_report {id} "$d"; exit 0; fi
 : > cancel-requested
 if ( set -C; : > launch.lock ) 2>/dev/null; then
-  printf 'code=\nended_at=%s\nnever_launched=1\n' "$(date +%s)" > exit.tmp && mv -f exit.tmp exit
+  printf 'code=\nended_at=%s\ncancelled=1\nnever_launched=1\n' "$(date +%s)" > "exit.tmp.$$" &&
+    mv -f "exit.tmp.$$" exit
   echo "C prevented"; belay_report {id} "$d"; exit 0
 fi
+# A wrapper that has not started yet finds cancel-requested itself and never
+# runs the command; wait only briefly so the common case ends decided.
 i=0
-while [ ! -f started ] && [ ! -f exit ] && [ "$i" -lt 500 ]; do
+while [ ! -f started ] && [ ! -f exit ] && [ "$i" -lt 100 ]; do
   sleep 0.01 2>/dev/null || sleep 1
   i=$((i + 1))
 done
 if [ -f started ] && [ ! -f exit ]; then
   belay_read_started "$d"
   killed=
-{stop}  i=0
-  while [ ! -f exit ] && [ "$i" -lt 100 ]; do
+{stop}  # The wrapper records the exit itself unless it had to be KILLed.
+  i=0
+  while [ ! -f exit ] && [ "$killed" != yes ] && [ "$i" -lt 100 ]; do
     sleep 0.01 2>/dev/null || sleep 1
     i=$((i + 1))
   done
-  if [ ! -f exit ]; then
-    printf 'code=137\nended_at=%s\n' "$(date +%s)" > exit.tmp && mv -f exit.tmp exit
+  if [ ! -f exit ] && [ "$ours" = yes ]; then
+    printf 'code=137\nended_at=%s\ncancelled=1\n' "$(date +%s)" > "exit.tmp.$$" &&
+      mv -f "exit.tmp.$$" exit
   fi
 fi
 echo "C stopped"
@@ -176,6 +263,7 @@ belay_report {id} "$d"
         grace = grace_secs,
         id = quote(job_id),
         stop = scheduler.stop(),
+        make_dir = make_dir,
     )
 }
 
@@ -195,4 +283,116 @@ echo "K done"
         dir = dir_word,
         stop = scheduler.stop(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::HostReport;
+    use crate::scheduler::Direct;
+    use std::process::Command;
+
+    fn sh(script: &str, path: &str) -> String {
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A job directory whose `started` names a live process, as run.sh writes it.
+    fn fake_running_job(root: &std::path::Path, name: &str, pid: u32) -> (String, String) {
+        let dir = root.join(name);
+        std::fs::create_dir(&dir).unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let ticks = stat[stat.rfind(')').unwrap() + 2..]
+            .split(' ')
+            .nth(19)
+            .unwrap()
+            .to_string();
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let pidns = Command::new("stat")
+            .args(["-L", "-c", "%i", "/proc/self/ns/pid"])
+            .output()
+            .unwrap();
+        let pidns = String::from_utf8(pidns.stdout).unwrap();
+        let (boot, node, pidns) = (boot.trim(), node.trim(), pidns.trim());
+        std::fs::write(
+            dir.join("started"),
+            format!("pid={pid}\nsid={pid}\nstart_ticks={ticks}\nboot_id={boot}\nnode={node}\npidns={pidns}\n"),
+        )
+        .unwrap();
+        (
+            dir.display().to_string(),
+            format!("{pid} {ticks} {boot} {node} {pidns}"),
+        )
+    }
+
+    #[test]
+    fn quick_probe_with_and_without_awk_agrees_with_the_full_report() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut alive = Command::new("sleep").arg("30").spawn().unwrap();
+        let (d1, k1) = fake_running_job(tmp.path(), "alive job", alive.id());
+        let (d2, k2) = fake_running_job(tmp.path(), "ended", alive.id());
+        std::fs::write(format!("{d2}/exit"), "code=0\nended_at=1\ncancelled=0\n").unwrap();
+        // The pid now names another process: the job recorded other ticks.
+        let (d3, _) = fake_running_job(tmp.path(), "recycled", alive.id());
+        let started = std::fs::read_to_string(format!("{d3}/started")).unwrap();
+        let ticks = started
+            .lines()
+            .find_map(|l| l.strip_prefix("start_ticks="))
+            .unwrap();
+        std::fs::write(
+            format!("{d3}/started"),
+            started.replace(&format!("start_ticks={ticks}"), "start_ticks=1"),
+        )
+        .unwrap();
+        let k3 = format!("{} 1 {}", alive.id(), k1.splitn(3, ' ').nth(2).unwrap());
+        let targets = [
+            ProbeTarget {
+                job_id: "a1",
+                dir: quote(&d1),
+                known: Some(&k1),
+            },
+            ProbeTarget {
+                job_id: "e2",
+                dir: quote(&d2),
+                known: Some(&k2),
+            },
+            ProbeTarget {
+                job_id: "r3",
+                dir: quote(&d3),
+                known: Some(&k3),
+            },
+            ProbeTarget {
+                job_id: "f4",
+                dir: quote(&d1),
+                known: None,
+            },
+        ];
+        let script = probe(&Direct, &targets);
+        let with_awk = HostReport::parse(&sh(&script, "/usr/bin:/bin"));
+        // A PATH with every tool the probe uses except awk.
+        let bin = tmp.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        for tool in ["stat", "grep", "sed", "date", "cat"] {
+            std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), bin.join(tool))
+                .or_else(|_| std::os::unix::fs::symlink(format!("/bin/{tool}"), bin.join(tool)))
+                .unwrap();
+        }
+        let no_awk = HostReport::parse(&sh(&script, bin.to_str().unwrap()));
+        alive.kill().unwrap();
+        alive.wait().unwrap();
+        for r in [&with_awk, &no_awk] {
+            use crate::remote::RemoteStatus::*;
+            assert_eq!(r.jobs["a1"].status, Running);
+            assert_eq!(r.jobs["e2"].status, Exit, "an exit file wins");
+            assert_eq!(r.jobs["r3"].status, Dead, "other start ticks: recycled pid");
+            assert_eq!(r.jobs["f4"].status, Running);
+            assert_eq!(r.jobs.len(), 4);
+        }
+    }
 }

@@ -30,6 +30,14 @@ impl Scheduler for Direct {
     fn liveness(&self) -> String {
         r#"belay_alive() {
   belay_read_started "$1"
+  # Another node (a shared home) or another container: nothing here can
+  # tell whether the job lives, so nothing here may call it dead.
+  if [ -n "$st_node" ] && [ "$st_node" != "$node" ]; then
+    alive=elsewhere; why="it runs on $st_node, and this connection reached $node"; return
+  fi
+  if [ -n "$st_pidns" ] && [ -n "$pidns" ] && [ "$st_pidns" != "$pidns" ]; then
+    alive=elsewhere; why="it runs in another pid namespace (container) than this connection"; return
+  fi
   alive=no
   if [ -n "$boot" ] && [ "$st_boot" != "$boot" ]; then
     why="the host rebooted since the job started (boot id changed)"; return
@@ -51,10 +59,20 @@ impl Scheduler for Direct {
 
     fn stop(&self) -> String {
         // Only processes of the job's own session are signalled, and only
-        // while that session can still be ours: if the session leader's pid
-        // now names a different process (other start time) or the host has
-        // rebooted, nothing of the job is left to stop.
+        // while that session can still be ours: same boot, same node, same
+        // pid namespace, and the leader's pid (if it still exists) names the
+        // same process (same start ticks). The process group is signalled
+        // with one syscall; the session's live members are listed with one
+        // `ps | awk` (a /proc scan where those are missing), which also
+        // catches processes that left the group, and stays fast on a login
+        // node running thousands of processes.
         r#"belay_members() {
+  # One `ps` filtered by one `awk`: a shell `read` loop over thousands of
+  # lines costs a second in dash (it reads pipes a byte at a time).
+  if belay_ps=$(ps -e -o sid= -o pid= -o stat= 2>/dev/null) && command -v awk >/dev/null 2>&1; then
+    printf '%s\n' "$belay_ps" | awk -v s="$st_sid" '$1 == s && $3 !~ /^Z/ { print $2 }'
+    return 0
+  fi
   for f in /proc/[0-9]*/stat; do
     read -r ml < "$f" 2>/dev/null || continue
     mp=${ml%% *}; ml=${ml##*) }
@@ -64,19 +82,26 @@ impl Scheduler for Direct {
 }
 ours=yes
 if [ -n "$boot" ] && [ "$st_boot" != "$boot" ]; then ours=no; fi
+if [ -n "$st_node" ] && [ "$st_node" != "$node" ]; then ours=no; fi
+if [ -n "$st_pidns" ] && [ -n "$pidns" ] && [ "$st_pidns" != "$pidns" ]; then ours=no; fi
 if read -r ll < "/proc/$st_sid/stat" 2>/dev/null; then
   ll=${ll##*) }; set -f; set -- $ll; set +f
   [ "${20}" = "$st_ticks" ] || ours=no
 fi
 if [ "$ours" = yes ] && [ -n "$st_sid" ]; then
+  kill -TERM -"$st_sid" 2>/dev/null
   m=$(belay_members)
   [ -n "$m" ] && kill -TERM $m 2>/dev/null
+  # Poll for live members, not `kill -0 -PGID`: that also succeeds for
+  # zombies, which an init that reaps slowly (containers) leaves around.
   waited=0
-  while [ -n "$m" ] && [ "$waited" -lt "$((grace * 10))" ]; do
-    sleep 0.1 2>/dev/null || sleep 1
+  while [ "$waited" -lt "$((grace * 20))" ]; do
+    sleep 0.05 2>/dev/null || sleep 1
+    [ -z "$(belay_members)" ] && break
     waited=$((waited + 1))
-    m=$(belay_members)
   done
+  kill -KILL -"$st_sid" 2>/dev/null && killed=yes
+  m=$(belay_members)
   if [ -n "$m" ]; then kill -KILL $m 2>/dev/null; killed=yes; fi
 fi
 "#

@@ -28,8 +28,10 @@ pub trait Scheduler: Send + Sync {
     fn submit(&self) -> String;
 
     /// sh function `belay_alive DIR` for a job that has written `started`:
-    /// sets `alive` to `yes` or `no` and, when `no`, `why` to the reason.
-    /// `$boot` holds the host's current boot id.
+    /// sets `alive` to `yes`, `no` or `elsewhere` (it runs where this host
+    /// cannot see: another node sharing the home, another container) and,
+    /// unless `yes`, `why` to the reason. `$boot`, `$node` and `$pidns`
+    /// describe where the probe runs.
     fn liveness(&self) -> String;
 
     /// sh that stops a started job whose `started` fields are loaded

@@ -55,6 +55,12 @@ const STEPS: &[&str] = &[
         last_error_at INTEGER
     );
     "#,
+    // 3: the started job's identity as the host recorded it
+    // ("pid ticks boot node pidns"), so a probe of a known-running job is a
+    // single /proc read on the host.
+    r#"
+    ALTER TABLE jobs ADD COLUMN liveness TEXT;
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two

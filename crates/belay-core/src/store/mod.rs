@@ -31,6 +31,7 @@ pub struct JobUpdate {
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub last_seen: Option<i64>,
+    pub liveness: Option<String>,
 }
 
 /// What belay last saw of a host (times in ms since the epoch).
@@ -57,7 +58,7 @@ pub struct Store {
 
 const JOB_COLUMNS: &str = "id, key, name, host, state, command, workdir, env, scheduler, \
     scheduler_id, remote_dir, exit_code, reason, created_at, updated_at, started_at, ended_at, \
-    last_seen, submitter";
+    last_seen, submitter, liveness";
 
 impl Store {
     /// Open (creating if needed) the store at `path`.
@@ -195,7 +196,7 @@ impl Store {
     /// Move a job to `to`, setting `update`'s fields, and log the event.
     ///
     /// Returns `Ok(false)` when nothing changed because another process got
-    /// there first (the job is already in `to`, or already ended). Any other
+    /// there first (the job is already in `to` or further along). Any other
     /// refused transition is an error: it would be a bug.
     pub fn transition(
         &mut self,
@@ -224,8 +225,9 @@ impl Store {
             host: "store".into(),
             message: m,
         })?;
-        let lost_corrected = from == JobState::Lost && to.is_terminal();
-        if from == to || (from.is_terminal() && to.is_terminal() && !lost_corrected) {
+        // A move decided from a stale view (another process moved the job
+        // as far or further meanwhile) is skipped, not an error.
+        if !from.can_move_to(to) && from.progress() >= to.progress() {
             return Ok(false);
         }
         from.check_move(to)?;
@@ -238,7 +240,8 @@ impl Store {
                reason = COALESCE(?7, reason), \
                started_at = COALESCE(?8, started_at), \
                ended_at = COALESCE(?9, ended_at), \
-               last_seen = COALESCE(?10, last_seen) \
+               last_seen = COALESCE(?10, last_seen), \
+               liveness = COALESCE(?11, liveness) \
              WHERE id = ?1",
             params![
                 job_id,
@@ -251,6 +254,7 @@ impl Store {
                 update.started_at,
                 update.ended_at,
                 update.last_seen,
+                update.liveness,
             ],
         )
         .map_err(serr)?;
@@ -270,28 +274,83 @@ impl Store {
                 "UPDATE jobs SET \
                    scheduler_id = COALESCE(?2, scheduler_id), \
                    remote_dir = COALESCE(?3, remote_dir), \
-                   last_seen = COALESCE(?4, last_seen) \
+                   last_seen = COALESCE(?4, last_seen), \
+                   liveness = COALESCE(?5, liveness) \
                  WHERE id = ?1",
                 params![
                     job_id,
                     update.scheduler_id,
                     update.remote_dir,
-                    update.last_seen
+                    update.last_seen,
+                    update.liveness
                 ],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
     }
 
-    /// Mark who is submitting a job (a process that may die mid-way).
-    pub fn set_submitter(&mut self, job_id: &str, submitter: &str) -> Result<()> {
-        self.conn
+    /// Record that the host answered for these jobs now (one transaction).
+    pub fn touch_seen(&mut self, job_ids: &[&str]) -> Result<()> {
+        if job_ids.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.display().to_string();
+        let serr = |source| CoreError::Store {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(serr)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("UPDATE jobs SET last_seen = ?2 WHERE id = ?1")
+                .map_err(serr)?;
+            let now = now_ms();
+            for id in job_ids {
+                stmt.execute(params![id, now]).map_err(serr)?;
+            }
+        }
+        tx.commit().map_err(serr)
+    }
+
+    /// Take over an orphaned submit: succeeds only if the recorded
+    /// submitter is still `expected`, so of several processes that found it
+    /// orphaned at once exactly one finishes it.
+    pub fn claim_submit(
+        &mut self,
+        job_id: &str,
+        expected: Option<&str>,
+        submitter: &str,
+    ) -> Result<bool> {
+        let changed = self
+            .conn
             .execute(
-                "UPDATE jobs SET submitter = ?2 WHERE id = ?1",
-                params![job_id, submitter],
+                "UPDATE jobs SET submitter = ?3 WHERE id = ?1 AND submitter IS ?2",
+                params![job_id, expected, submitter],
             )
             .map_err(|e| self.err(e))?;
-        Ok(())
+        Ok(changed == 1)
+    }
+
+    /// Live jobs, plus jobs marked lost in the last `lost_window_ms` (an
+    /// exit file that turns up late corrects them): what reconcile probes.
+    pub fn reconcilable(&self, host: Option<&str>, lost_window_ms: i64) -> Result<Vec<Job>> {
+        let mut sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE (state IN ('queued','submitting','pending','running','held') \
+             OR (state = 'lost' AND updated_at > ?1))"
+        );
+        if host.is_some() {
+            sql.push_str(" AND host = ?2");
+        }
+        let since = now_ms() - lost_window_ms;
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = match host {
+            Some(h) => stmt.query_map(params![since, h], job_from_row),
+            None => stmt.query_map(params![since], job_from_row),
+        };
+        rows.and_then(|r| r.collect()).map_err(|e| self.err(e))
     }
 
     pub fn get(&self, job_id: &str) -> Result<Job> {
@@ -552,6 +611,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         ended_at: r.get(16)?,
         last_seen: r.get(17)?,
         submitter: r.get(18)?,
+        liveness: r.get(19)?,
     })
 }
 
@@ -604,10 +664,16 @@ mod tests {
                 )
                 .unwrap()
         );
+        // Backwards is a stale view, skipped; an impossible forward move is a bug.
+        assert!(
+            !store
+                .transition(&job.id, JobState::Queued, "back", &JobUpdate::default())
+                .unwrap()
+        );
         let err = store
-            .transition(&job.id, JobState::Queued, "back", &JobUpdate::default())
+            .transition(&job.id, JobState::Held, "jump", &JobUpdate::default())
             .unwrap_err();
-        assert!(err.to_string().contains("submitting to queued"), "{err}");
+        assert!(err.to_string().contains("submitting to held"), "{err}");
         let upd = JobUpdate {
             exit_code: Some(3),
             ..Default::default()
@@ -622,6 +688,36 @@ mod tests {
         let ev = store.events(&job.id).unwrap();
         let path: Vec<_> = ev.iter().map(|e| e.to.as_str()).collect();
         assert_eq!(path, ["queued", "submitting", "failed"]);
+    }
+
+    #[test]
+    fn stale_moves_are_skipped_and_takeover_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Store::open(&dir.path().join("s.db")).unwrap();
+        let mut b = Store::open(&dir.path().join("s.db")).unwrap();
+        let job = a.insert_job(&spec(), "direct", "dead:1").unwrap();
+        let none = JobUpdate::default();
+        a.transition(&job.id, JobState::Submitting, "x", &none)
+            .unwrap();
+        a.transition(&job.id, JobState::Running, "x", &none)
+            .unwrap();
+        // b decided "pending" from an older view: skipped, not an error.
+        assert!(
+            !b.transition(&job.id, JobState::Pending, "stale", &none)
+                .unwrap()
+        );
+        a.transition(&job.id, JobState::Cancelled, "x", &none)
+            .unwrap();
+        assert!(
+            !b.transition(&job.id, JobState::Running, "stale", &none)
+                .unwrap()
+        );
+        assert_eq!(b.get(&job.id).unwrap().state, JobState::Cancelled);
+        // Of two processes taking over the same orphaned submit, one wins.
+        let other = a.insert_job(&spec(), "direct", "dead:1").unwrap();
+        assert!(a.claim_submit(&other.id, Some("dead:1"), "a:1").unwrap());
+        assert!(!b.claim_submit(&other.id, Some("dead:1"), "b:1").unwrap());
+        assert_eq!(b.get(&other.id).unwrap().submitter.as_deref(), Some("a:1"));
     }
 
     #[test]

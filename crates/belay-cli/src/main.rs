@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod follow;
 mod interrupt;
+mod prompt;
 mod render;
 
 use std::process::ExitCode;

@@ -257,3 +257,75 @@ fn host_show_lists_what_ssh_resolves() {
     let list = b.ok(&["host", "list"]);
     assert!(list.contains("target") && list.contains("local"), "{list}");
 }
+
+#[test]
+fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal_only() {
+    let host = Loopback::start();
+    let key = belay_testbed::KeyPair::generate_with_passphrase(
+        host.dir.path(),
+        "locked",
+        belay_testbed::KeyKind::Ed25519,
+        "s3cret phrase",
+    )
+    .unwrap();
+    let sshd = belay_testbed::Sshd::start(belay_testbed::SshdOptions {
+        authorized_keys: vec![key.public_line().unwrap()],
+        ..Default::default()
+    })
+    .unwrap();
+    std::fs::write(
+        &host.known_hosts,
+        format!("{}\n", sshd.known_hosts_line("127.0.0.1")),
+    )
+    .unwrap();
+    // No BatchMode: like a user's interactive config.
+    let opts =
+        support::remote::common_options(&key, &host.known_hosts).replace("  BatchMode yes\n", "");
+    host.add_hosts(&format!(
+        "Host locked\n  HostName 127.0.0.1\n  Port {}\n{opts}",
+        sshd.port()
+    ));
+    let b = host.belay();
+
+    // No terminal: no prompt, a clear failure naming the key.
+    let out = b.run(&["run", "locked", "--", "echo", "unlocked"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("locked"), "{}", stderr_of(&out));
+
+    // On a terminal (a real pty from `script`): asked, answered, connected.
+    let cmd = format!(
+        "{} run locked -- echo unlocked",
+        env!("CARGO_BIN_EXE_belay")
+    );
+    let mut c = std::process::Command::new("script");
+    c.args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .env("BELAY_HOME", b.home.path())
+        .env("BELAY_SSH_CONFIG", &host.config)
+        .env("HOME", b.scratch("home"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // Answer only once asked, as a person would (typed-ahead input is
+    // echoed by the terminal before belay can turn echo off).
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    use std::io::{Read, Write};
+    while !String::from_utf8_lossy(&seen).contains("Enter passphrase for key") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    stdin.write_all(b"s3cret phrase\n").unwrap();
+    stdout.read_to_end(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        !text.contains("s3cret"),
+        "the passphrase was echoed: {text}"
+    );
+    assert!(text.contains("unlocked"), "{text}");
+    assert_eq!(status.code(), Some(0), "{text}");
+}

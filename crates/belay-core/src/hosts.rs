@@ -12,7 +12,7 @@ use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use belay_ssh::{ClientOptions, Pool, ResolvedChain};
+use belay_ssh::{ClientOptions, Pool, Prompter, ResolvedChain};
 
 use crate::config::BelayConfig;
 use crate::error::{CoreError, Result};
@@ -22,10 +22,13 @@ use crate::transport::ssh::{SshTransport, map_error, runtime};
 use crate::transport::{Transport, TransportError};
 
 /// Process-wide choices that affect every host.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct HostsOptions {
     /// `--ssh-config FILE` (else `BELAY_SSH_CONFIG`, else OpenSSH's default).
     pub ssh_config: Option<PathBuf>,
+    /// Who answers passphrase / keyboard-interactive / host-key questions
+    /// (the CLI's terminal); `None`: nobody, never prompt.
+    pub prompter: Option<Arc<dyn Prompter>>,
 }
 
 pub struct Hosts {
@@ -58,11 +61,15 @@ impl Hosts {
     /// SSH client options for `host`: the shared config file choice and its
     /// jump fallbacks.
     pub fn client_options(&self, host: &str) -> ClientOptions {
-        ClientOptions {
+        let mut opts = ClientOptions {
             config_file: self.options.ssh_config.clone(),
             jump_fallbacks: self.config.host(host).jump_fallbacks,
             ..ClientOptions::default()
+        };
+        if let Some(p) = &self.options.prompter {
+            opts.prompter = p.clone();
         }
+        opts
     }
 
     /// Resolve `host` with `ssh -G` (and each ProxyJump hop), no connection.

@@ -55,6 +55,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         home: BelayHome::from_env()?,
         hosts: HostsOptions {
             ssh_config: cli.ssh_config,
+            prompter: Some(std::sync::Arc::new(crate::prompt::TtyPrompter)),
         },
     };
     match cli.command {

@@ -329,3 +329,60 @@ fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal_only() {
     assert!(text.contains("unlocked"), "{text}");
     assert_eq!(status.code(), Some(0), "{text}");
 }
+
+#[test]
+fn a_link_cut_under_logs_follow_repeats_and_loses_nothing() {
+    let host = Loopback::start();
+    let b = host.belay();
+    let id = b.submit(&[
+        "target",
+        "--",
+        "for i in $(seq 1 30); do echo line $i; sleep 0.1; done",
+    ]);
+    let mut child = b.spawn(&["logs", "-f", &id]);
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 64];
+    use std::io::Read;
+    while !String::from_utf8_lossy(&seen).contains("line 5\n") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "logs -f ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // Cut the link: kill the per-connection sshd processes (what a dropped
+    // network does to them), not the detached job.
+    let mut cut = 0;
+    for pid in host.sshd.session_pids() {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "sshd" && pid != host.sshd.pid() {
+            // SAFETY: killing sshd processes of the test's own sshd.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            cut += 1;
+        }
+    }
+    assert!(cut > 0, "no connection to cut");
+    stdout.read_to_end(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{}", String::from_utf8_lossy(&seen));
+    let want: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(
+        String::from_utf8_lossy(&seen),
+        want,
+        "every byte exactly once"
+    );
+    assert_eq!(b.job(&id)["state"], "succeeded");
+    // The idempotent read was re-run on a fresh connection by the
+    // transport: the user saw no failure, not even a retry warning.
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!err.contains("retrying"), "{err}");
+}

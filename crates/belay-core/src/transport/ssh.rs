@@ -70,9 +70,15 @@ impl Transport for SshTransport {
     }
 
     fn run_script(&self, script: &str) -> Result<ScriptOutput, TransportError> {
-        let out = runtime()
-            .block_on(self.client.run_script(script))
-            .map_err(|e| map_error(&self.alias, e))?;
+        // Every protocol script is idempotent, so a script cut by a dropped
+        // link is simply run again once on a fresh connection (the client
+        // reconnects, with its backoff). A host that stops answering is not
+        // retried here: that must fail within the keepalive bound.
+        let out = match runtime().block_on(self.client.run_script(script)) {
+            Err(SshError::LinkLost { .. }) => runtime().block_on(self.client.run_script(script)),
+            other => other,
+        }
+        .map_err(|e| map_error(&self.alias, e))?;
         Ok(ScriptOutput {
             status: out.status,
             stdout: out.stdout,

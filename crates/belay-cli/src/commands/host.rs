@@ -69,6 +69,7 @@ fn list(ctx: &Ctx, as_json: bool) -> Result<u8> {
             .map(|(name, live, total, h)| {
                 json!({
                     "host": name,
+                    "health": if name.as_str() == "local" { "healthy" } else { h.status(now) },
                     "live_jobs": live,
                     "jobs": total,
                     "last_ok": h.last_ok_at.map(rfc3339),
@@ -82,8 +83,8 @@ fn list(ctx: &Ctx, as_json: bool) -> Result<u8> {
         return Ok(0);
     }
     println!(
-        "{:<24} {:>10}  {:<12} LAST ERROR",
-        "HOST", "LIVE/JOBS", "LAST OK"
+        "{:<24} {:<12} {:>10}  {:<12} LAST ERROR",
+        "HOST", "HEALTH", "LIVE/JOBS", "LAST OK"
     );
     for (name, live, total, h) in rows {
         let ok = h.last_ok_at.map_or("-".into(), |t| ago(t, now));
@@ -93,8 +94,13 @@ fn list(ctx: &Ctx, as_json: bool) -> Result<u8> {
             }
             _ => "-".into(),
         };
+        let health = if name.as_str() == "local" {
+            "healthy"
+        } else {
+            h.status(now)
+        };
         println!(
-            "{name:<24} {:>10}  {ok:<12} {err}",
+            "{name:<24} {health:<12} {:>10}  {ok:<12} {err}",
             format!("{live}/{total}")
         );
     }

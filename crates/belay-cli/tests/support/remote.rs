@@ -39,6 +39,11 @@ pub struct Loopback {
 
 impl Loopback {
     pub fn start() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    /// With extra sshd_config lines (e.g. `SetEnv`).
+    pub fn start_with(extra_config: Vec<String>) -> Self {
         prerequisites();
         let dir = tempfile::Builder::new()
             .prefix("belay-cli-remote.")
@@ -47,6 +52,7 @@ impl Loopback {
         let key = KeyPair::generate(dir.path(), "id", KeyKind::Ed25519).expect("keygen");
         let sshd = Sshd::start(SshdOptions {
             authorized_keys: vec![key.public_line().expect("pub")],
+            extra_config,
             ..SshdOptions::default()
         })
         .expect("sshd");

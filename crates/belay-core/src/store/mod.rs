@@ -43,6 +43,31 @@ pub struct HostHealth {
     pub last_error_at: Option<i64>,
 }
 
+/// How long an error keeps an answering host `degraded`.
+pub const DEGRADED_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+impl HostHealth {
+    /// `unreachable`: the last contact failed. `degraded`: it answers, but
+    /// failed within the last ten minutes or only through a fallback jump
+    /// host. `healthy`: it answers. `unknown`: never contacted.
+    pub fn status(&self, now: i64) -> &'static str {
+        match (self.last_ok_at, self.last_error_at) {
+            (None, None) => "unknown",
+            (None, Some(_)) => "unreachable",
+            (Some(ok), Some(err)) if err > ok => "unreachable",
+            (Some(_), Some(err)) if now - err < DEGRADED_WINDOW_MS => "degraded",
+            _ if self
+                .last_route
+                .as_deref()
+                .is_some_and(|r| r.contains("fallback")) =>
+            {
+                "degraded"
+            }
+            _ => "healthy",
+        }
+    }
+}
+
 /// Which jobs `list` returns.
 #[derive(Debug, Default, Clone)]
 pub struct JobFilter {

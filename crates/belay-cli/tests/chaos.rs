@@ -287,3 +287,230 @@ fn s5_a_dead_jump_host_leaves_jobs_unreachable_not_failed_and_they_resume() {
         0,
     );
 }
+
+/// Drop every packet in and out of a namespace (a partition) or let them
+/// through again.
+fn partition(lab: &Lab, ns: &str, cut: bool) {
+    let script = if cut {
+        "nft -f - <<'EOF'\ntable inet belay_chaos {\n  chain in { type filter hook input priority 0; policy drop; }\n  chain out { type filter hook output priority 0; policy drop; }\n}\nEOF\n"
+    } else {
+        "nft delete table inet belay_chaos 2>/dev/null; true\n"
+    };
+    lab.lab
+        .exec_in(ns, script)
+        .expect("nft in the node namespace");
+}
+
+fn keepalive_host(lab: &Lab, alias: &str, via: &str, addr: &str) {
+    let mut cfg = std::fs::read_to_string(&lab.config).unwrap();
+    let common = cfg
+        .split("Host jump\n")
+        .nth(1)
+        .and_then(|r| r.split_once('\n').map(|(_, rest)| rest.to_string()))
+        .and_then(|r| r.split("Host ").next().map(str::to_string))
+        .unwrap();
+    cfg.push_str(&format!(
+        "Host {alias}\n  HostName {addr}\n  ProxyJump {via}\n  ServerAliveInterval 1\n  ServerAliveCountMax 2\n{common}"
+    ));
+    std::fs::write(&lab.config, cfg).unwrap();
+}
+
+#[test]
+fn s1_a_partition_mid_run_loses_nothing_and_heals_by_itself() {
+    let lab = Lab::start();
+    let node = lab.lab.nodes[0].netns.clone();
+    keepalive_host(&lab, "n1", "jump", &lab.lab.nodes[0].addr);
+    let b = lab.belay();
+    let counter = b.scratch("counter");
+    let cmd = format!(
+        "echo x >> '{}'; for i in $(seq 1 40); do echo line $i; sleep 1; done",
+        counter.display()
+    );
+    let id = b.submit(&["n1", "--", &cmd]);
+    b.wait_state(&id, "running", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(3));
+    partition(&lab, &node, true);
+    let t = Instant::now();
+    let ps = b.run(&["ps", "--json"]);
+    let detect = t.elapsed();
+    assert_eq!(ps.status.code(), Some(0));
+    assert!(
+        stderr_of(&ps).contains("n1"),
+        "ps warns about the host: {}",
+        stderr_of(&ps)
+    );
+    assert_eq!(
+        b.job(&id)["state"],
+        "running",
+        "a partition never fails a job"
+    );
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(t.elapsed()));
+    partition(&lab, &node, false);
+    let healed = Instant::now();
+    let job = b.wait_state(&id, "succeeded", Duration::from_secs(60));
+    let recover = healed.elapsed();
+    let want: String = (1..=40).map(|i| format!("line {i}\n")).collect();
+    let got = b.ok(&["logs", &id]);
+    assert_eq!(got, want);
+    assert_eq!(lines(&counter), 1);
+    assert_eq!(job["exit_code"], 0);
+    figures(
+        "S1 partition 30 s",
+        "node namespace drops all packets",
+        Some(detect),
+        Some(recover),
+        0,
+        0,
+        want.len() - got.len(),
+    );
+}
+
+#[test]
+fn s9_two_hundred_jobs_through_a_flapping_link_match_the_host_exactly() {
+    let lab = std::sync::Arc::new(Lab::start());
+    let node = lab.lab.nodes[0].netns.clone();
+    keepalive_host(&lab, "n1", "jump", &lab.lab.nodes[0].addr);
+    let b = std::sync::Arc::new(lab.belay());
+    let counter = b.scratch("counter");
+    std::fs::write(&counter, "").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flapper = {
+        let (lab, stop, node) = (lab.clone(), stop.clone(), node.clone());
+        std::thread::spawn(move || {
+            let mut flaps = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(3));
+                partition(&lab, &node, true);
+                std::thread::sleep(Duration::from_secs(2));
+                partition(&lab, &node, false);
+                flaps += 1;
+            }
+            flaps
+        })
+    };
+    let started = Instant::now();
+    let total = 200;
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (b, counter) = (b.clone(), counter.clone());
+            std::thread::spawn(move || {
+                let mut refused = 0;
+                for i in (w..total).step_by(4) {
+                    let cmd = format!(
+                        "echo $BELAY_JOB_ID >> '{}'; sleep $(( {i} % 4 )); exit $(( {i} % 3 ))",
+                        counter.display()
+                    );
+                    let name = format!("j{i}");
+                    // A submit the link refuses records nothing: try again.
+                    loop {
+                        let out = b.run(&["run", "-d", "--name", &name, "n1", "--", &cmd]);
+                        if out.status.success() || stderr_of(&out).contains("is recorded") {
+                            break;
+                        }
+                        refused += 1;
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+    let refused: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    // Keep reconciling through the flapping until every job has ended.
+    let all_ended = poll(Duration::from_secs(240), || {
+        let out = b.run(&["ps", "--all", "--json"]);
+        let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        jobs.as_array().is_some_and(|a| {
+            a.len() == total
+                && a.iter()
+                    .all(|j| j["state"] == "succeeded" || j["state"] == "failed")
+        })
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let flaps = flapper.join().unwrap();
+    partition(&lab, &node, false);
+    assert!(
+        all_ended,
+        "jobs did not all end: {}",
+        b.ok(&["ps", "--all"])
+    );
+
+    // The checker: every job in the store against the host's truth.
+    let jobs: Vec<serde_json::Value> =
+        serde_json::from_str(&b.ok(&["ps", "--all", "--json"])).unwrap();
+    let launches = std::fs::read_to_string(&counter).unwrap();
+    let mut doubled = 0;
+    for j in &jobs {
+        let id = j["id"].as_str().unwrap();
+        let i: u32 = j["name"].as_str().unwrap()[1..].parse().unwrap();
+        let want = (i % 3) as i64;
+        assert_eq!(j["exit_code"].as_i64(), Some(want), "{id}: {j:#}");
+        assert_eq!(j["state"], if want == 0 { "succeeded" } else { "failed" });
+        let n = launches.lines().filter(|l| *l == id).count();
+        assert_eq!(n, 1, "job {id} launched {n} times");
+        doubled += n.saturating_sub(1);
+    }
+    assert_eq!(
+        launches.lines().count(),
+        total,
+        "a launch the store does not know"
+    );
+    let names: std::collections::BTreeSet<_> = jobs
+        .iter()
+        .map(|j| j["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), total, "each job recorded exactly once");
+    println!(
+        "S9: {total} jobs, {flaps} flaps, {refused} submits refused and retried, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    figures(
+        "S9 200 jobs, flapping link",
+        "down 2 s every 5 s",
+        None,
+        Some(started.elapsed()),
+        0,
+        doubled,
+        0,
+    );
+}
+
+#[test]
+fn s4_thirty_percent_packet_loss_for_a_two_minute_job() {
+    let lab = Lab::start();
+    let node = lab.lab.nodes[0].netns.clone();
+    keepalive_host(&lab, "n1", "jump", &lab.lab.nodes[0].addr);
+    let b = lab.belay();
+    let id = b.submit(&["n1", "--", "for i in $(seq 1 120); do echo line $i; sleep 1; done; head -c 300000 /dev/zero | tr '\\0' x; exit 4"]);
+    b.wait_state(&id, "running", Duration::from_secs(15));
+    lab.lab
+        .exec_in(
+            &node,
+            "nft -f - <<'EOF'\ntable inet belay_chaos {\n  chain in { type filter hook input priority 0; policy accept; numgen random mod 100 < 30 drop; }\n  chain out { type filter hook output priority 0; policy accept; numgen random mod 100 < 30 drop; }\n}\nEOF\n",
+        )
+        .unwrap();
+    let t = Instant::now();
+    let followed = run_with_deadline(b.command(&["logs", "-f", &id]), Duration::from_secs(400));
+    let waited = b.run(&["wait", &id]);
+    let took = t.elapsed();
+    partition(&lab, &node, false);
+    let mut want: String = (1..=120).map(|i| format!("line {i}\n")).collect();
+    want.push_str(&"x".repeat(300_000));
+    let got = String::from_utf8_lossy(&followed.stdout).into_owned();
+    assert!(
+        got == want,
+        "output differs: {} bytes vs {}",
+        got.len(),
+        want.len()
+    );
+    assert_eq!(waited.status.code(), Some(4), "{}", stderr_of(&waited));
+    assert_eq!(b.ok(&["logs", &id]), want, "re-read after healing");
+    figures(
+        "S4 30% loss both ways",
+        "2-minute job followed with logs -f",
+        None,
+        Some(took),
+        0,
+        0,
+        want.len().saturating_sub(got.len()),
+    );
+}

@@ -195,15 +195,13 @@ impl Engine {
             RemoteStatus::Dead => {
                 let why = jr.field("why").unwrap_or("its wrapper process is gone");
                 let reason = format!("{why}, and it left no exit file");
-                self.move_job(
+                self.settle(
                     job,
                     JobState::Lost,
                     &reason,
                     JobUpdate {
-                        reason: Some(reason.clone()),
                         started_at,
                         scheduler_id: pid,
-                        last_seen: seen,
                         ..Default::default()
                     },
                 )?;
@@ -233,16 +231,7 @@ impl Engine {
                 let reason = format!(
                     "its launch was interrupted: launch.lock is {age} s old and the job never started"
                 );
-                self.move_job(
-                    job,
-                    JobState::Lost,
-                    &reason,
-                    JobUpdate {
-                        reason: Some(reason.clone()),
-                        last_seen: seen,
-                        ..Default::default()
-                    },
-                )
+                self.settle(job, JobState::Lost, &reason, JobUpdate::default())
             }
             RemoteStatus::Staged | RemoteStatus::Absent => {
                 if matches!(job.state, JobState::Queued | JobState::Submitting) {
@@ -252,16 +241,7 @@ impl Engine {
                     "its job directory {} is gone from the host",
                     job.remote_dir.as_deref().unwrap_or(&job.key)
                 );
-                self.move_job(
-                    job,
-                    JobState::Lost,
-                    &reason,
-                    JobUpdate {
-                        reason: Some(reason.clone()),
-                        last_seen: seen,
-                        ..Default::default()
-                    },
-                )
+                self.settle(job, JobState::Lost, &reason, JobUpdate::default())
             }
         }
     }
@@ -279,6 +259,23 @@ impl Engine {
         }
         self.store.transition(&job.id, to, reason, &update)?;
         Ok(())
+    }
+
+    /// End `job` in a state whose cause is not an exit code (lost, failed
+    /// to submit): the cause is both the event's and the job's reason.
+    pub(crate) fn settle(
+        &mut self,
+        job: &Job,
+        to: JobState,
+        reason: &str,
+        update: JobUpdate,
+    ) -> Result<()> {
+        let update = JobUpdate {
+            reason: Some(reason.to_string()),
+            last_seen: Some(now_ms()),
+            ..update
+        };
+        self.move_job(job, to, reason, update)
     }
 
     /// Stop processes a lost job left behind (its session, provably ours).

@@ -117,15 +117,8 @@ impl Engine {
         if text.lines().any(|l| l == "workdir=missing") {
             let wd = job.workdir.clone().unwrap_or_else(|| "~".into());
             let reason = format!("working directory '{wd}' does not exist on {}", job.host);
-            self.store.transition(
-                &job.id,
-                JobState::Failed,
-                &reason,
-                &JobUpdate {
-                    reason: Some(reason.clone()),
-                    ..Default::default()
-                },
-            )?;
+            let current = self.store.get(&job.id)?;
+            self.settle(&current, JobState::Failed, &reason, JobUpdate::default())?;
             return Err(CoreError::BadInput(format!("bad --workdir: {reason}")));
         }
         failpoint::hit("after-stage");
@@ -142,15 +135,8 @@ impl Engine {
             .and_then(|r| r.strip_prefix("unsupported "))
         {
             let reason = format!("cannot launch on {}: {why}", job.host);
-            self.store.transition(
-                &job.id,
-                JobState::Failed,
-                &reason,
-                &JobUpdate {
-                    reason: Some(reason.clone()),
-                    ..Default::default()
-                },
-            )?;
+            let current = self.store.get(&job.id)?;
+            self.settle(&current, JobState::Failed, &reason, JobUpdate::default())?;
             return Err(CoreError::Protocol {
                 host: job.host.clone(),
                 message: why.to_string(),

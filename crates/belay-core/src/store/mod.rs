@@ -119,10 +119,7 @@ impl Store {
     }
 
     fn err(&self, source: rusqlite::Error) -> CoreError {
-        CoreError::Store {
-            path: self.path.display().to_string(),
-            source,
-        }
+        store_error(&self.path)(source)
     }
 
     /// This installation's random id, created on first use.
@@ -157,14 +154,11 @@ impl Store {
         let now = now_ms();
         let command = serde_json::to_string(&spec.command).expect("argv serialises");
         let env = serde_json::to_string(&spec.env).expect("env serialises");
-        let path = self.path.display().to_string();
+        let serr = store_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|source| CoreError::Store {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(serr)?;
         // Ids are random; a clash with an existing one just draws again.
         let job_id = loop {
             let candidate = JobId::random()?;
@@ -174,10 +168,7 @@ impl Store {
                     [candidate.as_str()],
                     |r| r.get(0),
                 )
-                .map_err(|source| CoreError::Store {
-                    path: path.clone(),
-                    source,
-                })?;
+                .map_err(serr)?;
             if !taken {
                 break candidate;
             }
@@ -209,12 +200,8 @@ impl Store {
             )?;
             Ok(())
         };
-        run().map_err(|source| CoreError::Store {
-            path: path.clone(),
-            source,
-        })?;
-        tx.commit()
-            .map_err(|source| CoreError::Store { path, source })?;
+        run().map_err(serr)?;
+        tx.commit().map_err(serr)?;
         self.get(job_id.as_str())
     }
 
@@ -230,11 +217,7 @@ impl Store {
         reason: &str,
         update: &JobUpdate,
     ) -> Result<bool> {
-        let path = self.path.display().to_string();
-        let serr = |source| CoreError::Store {
-            path: path.clone(),
-            source,
-        };
+        let serr = store_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -319,11 +302,7 @@ impl Store {
         if job_ids.is_empty() {
             return Ok(());
         }
-        let path = self.path.display().to_string();
-        let serr = |source| CoreError::Store {
-            path: path.clone(),
-            source,
-        };
+        let serr = store_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -575,11 +554,7 @@ impl Store {
     #[doc(hidden)]
     pub fn seed_finished_jobs(&mut self, host: &str, count: usize) -> Result<()> {
         let installation = self.installation_id()?;
-        let path = self.path.display().to_string();
-        let serr = |source| CoreError::Store {
-            path: path.clone(),
-            source,
-        };
+        let serr = store_error(&self.path);
         let tx = self.conn.transaction().map_err(serr)?;
         {
             let mut stmt = tx
@@ -602,6 +577,15 @@ impl Store {
             }
         }
         tx.commit().map_err(serr)
+    }
+}
+
+/// Errors of the store at `path`, for use while a transaction holds the
+/// connection (so `self.err` cannot be borrowed).
+fn store_error(path: &Path) -> impl Fn(rusqlite::Error) -> CoreError + Copy + '_ {
+    move |source| CoreError::Store {
+        path: path.display().to_string(),
+        source,
     }
 }
 

@@ -114,6 +114,10 @@ pub struct RunArgs {
     /// Do not wait: print the job id and return.
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Run the command with /bin/sh instead of your login shell (skips
+    /// your profile: faster start, but no `module`/conda set-up).
+    #[arg(long)]
+    pub no_login_shell: bool,
     /// With -d: print the job as JSON instead of its id.
     #[arg(long, requires = "detach")]
     pub json: bool,

@@ -1,5 +1,6 @@
 //! Following a job: print its output from byte offsets as it grows, until
-//! the job ends, the user detaches (Ctrl-C), or the host stays away. Used by
+//! the job ends or the user detaches (Ctrl-C); a host that goes away is
+//! retried (with a warning at most every 30 s) until it answers. Used by
 //! attached `run`, `logs -f` and (without printing) `wait`.
 //!
 //! Each round trip reads the job's state *and* both streams; when the state
@@ -29,7 +30,7 @@ pub enum Outcome {
 }
 
 /// Offsets past any real file: the stream is not read at all.
-const SKIP: u64 = 1 << 62;
+pub const SKIP: u64 = 1 << 62;
 
 const MIN_DELAY: Duration = Duration::from_millis(20);
 const MAX_DELAY: Duration = Duration::from_millis(500);

@@ -22,7 +22,8 @@ fn main() -> ExitCode {
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("belay: {err:#}");
+            // Core errors carry their cause in their message already.
+            eprintln!("belay: {err}");
             let bad_input = err
                 .downcast_ref::<CoreError>()
                 .is_some_and(CoreError::is_bad_input)

@@ -240,3 +240,27 @@ fn wait_exits_with_the_jobs_code() {
     assert_eq!(b.run(&["wait", "fine"]).status.code(), Some(0));
     assert_eq!(b.job(&ok)["state"], "succeeded");
 }
+
+#[test]
+fn the_command_runs_in_the_login_shell_unless_asked_not_to() {
+    let b = Belay::new();
+    std::fs::write(
+        b.scratch("home").join(".profile"),
+        "FROM_PROFILE=yes; export FROM_PROFILE\n",
+    )
+    .unwrap();
+    assert_eq!(
+        b.ok(&["run", "local", "--", "echo \"[$FROM_PROFILE]\""]),
+        "[yes]\n"
+    );
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--no-login-shell",
+            "local",
+            "--",
+            "echo \"[$FROM_PROFILE]\""
+        ]),
+        "[]\n"
+    );
+}

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::*;
 
 #[test]
@@ -108,7 +106,7 @@ fn bad_input_exits_2_names_the_value_and_writes_nothing() {
 }
 
 #[test]
-fn a_missing_workdir_is_bad_input_and_the_job_never_runs() {
+fn a_missing_workdir_is_bad_input_and_nothing_is_recorded() {
     let b = Belay::new();
     let out = b.run(&[
         "run",
@@ -122,6 +120,37 @@ fn a_missing_workdir_is_bad_input_and_the_job_never_runs() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("/nonexistent/x"));
-    let job = b.wait_state("wd", "failed", Duration::from_secs(5));
-    assert!(job["reason"].as_str().unwrap().contains("does not exist"));
+    assert!(b.jobs().is_empty(), "a refused job was recorded");
+}
+
+#[test]
+fn a_host_that_refuses_the_job_directory_fails_the_job_once_with_the_cause() {
+    let b = Belay::new();
+    // The workroot is a file: staging can never succeed there.
+    std::fs::write(b.home.path().join("jobs"), "not a directory").unwrap();
+    let out = b.run(&["run", "-d", "--name", "nostage", "local", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let job = b.job("nostage");
+    assert_eq!(job["state"], "failed", "not stuck in submitting: {job:#}");
+    assert!(
+        job["reason"].as_str().unwrap().contains("staging"),
+        "{job:#}"
+    );
+    // Later commands do not try again and again.
+    let ps = b.run(&["ps"]);
+    assert!(
+        ps.status.success() && stderr_of(&ps).is_empty(),
+        "{}",
+        stderr_of(&ps)
+    );
+    assert_eq!(b.run(&["wait", "nostage"]).status.code(), Some(1));
+}
+
+#[test]
+fn host_check_refuses_bad_names_before_creating_anything() {
+    let b = Belay::new();
+    let out = b.run(&["host", "check", "local", "no-such-host.invalid"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("no-such-host.invalid"));
+    assert!(!b.home.path().join("belay.db").exists());
 }

@@ -11,7 +11,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
@@ -25,9 +25,6 @@ use crate::transport::Workroot;
 pub struct BelayConfig {
     #[serde(default)]
     pub hosts: BTreeMap<String, HostConfig>,
-    /// Where the file was read from (None: no file).
-    #[serde(skip)]
-    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -60,15 +57,13 @@ impl BelayConfig {
             what: format!("reading {}", path.display()),
             source,
         })?;
-        let mut cfg: BelayConfig = toml::from_str(&text).map_err(|e| {
+        toml::from_str(&text).map_err(|e| {
             CoreError::BadInput(format!(
                 "bad config {}: {}",
                 path.display(),
                 e.to_string().replace('\n', " ")
             ))
-        })?;
-        cfg.path = Some(path.to_path_buf());
-        Ok(cfg)
+        })
     }
 
     pub fn host(&self, name: &str) -> HostConfig {

@@ -9,7 +9,10 @@ use anyhow::{Result, bail};
 use belay_core::hosts::Hosts;
 use belay_core::time::now_ms;
 use belay_core::transport::ssh::{map_error, runtime};
-use belay_ssh::{ResolvedHost, fingerprint, forget_host_key, scan_host_key, trust_host_key};
+use belay_ssh::{
+    IdentityAgent, ResolvedHost, StrictHostKeyChecking, fingerprint, forget_host_key,
+    scan_host_key, trust_host_key,
+};
 use serde_json::{Value, json};
 
 use super::{Ctx, UsageError};
@@ -107,6 +110,25 @@ fn list(ctx: &Ctx, as_json: bool) -> Result<u8> {
     Ok(0)
 }
 
+/// StrictHostKeyChecking as ssh_config spells it.
+fn strict_word(s: &StrictHostKeyChecking) -> &'static str {
+    match s {
+        StrictHostKeyChecking::Yes => "yes",
+        StrictHostKeyChecking::AcceptNew => "accept-new",
+        StrictHostKeyChecking::No => "no",
+        StrictHostKeyChecking::Ask => "ask",
+    }
+}
+
+/// IdentityAgent as ssh_config spells it.
+fn agent_word(a: &IdentityAgent) -> String {
+    match a {
+        IdentityAgent::Environment => "SSH_AUTH_SOCK".into(),
+        IdentityAgent::Disabled => "none".into(),
+        IdentityAgent::Socket(p) => p.display().to_string(),
+    }
+}
+
 fn hop_json(h: &ResolvedHost) -> Value {
     json!({
         "alias": h.alias,
@@ -116,11 +138,11 @@ fn hop_json(h: &ResolvedHost) -> Value {
         "identity_files": h.identity_files,
         "certificate_files": h.certificate_files,
         "identities_only": h.identities_only,
-        "identity_agent": format!("{:?}", h.identity_agent),
+        "identity_agent": agent_word(&h.identity_agent),
         "proxy_jump": h.proxy_jump,
         "proxy_command": h.proxy_command,
         "user_known_hosts_files": h.user_known_hosts_files,
-        "strict_host_key_checking": format!("{:?}", h.strict_host_key_checking),
+        "strict_host_key_checking": strict_word(&h.strict_host_key_checking),
         "host_key_alias": h.host_key_alias,
         "server_alive_interval_s": h.server_alive_interval.map(|d| d.as_secs()),
         "server_alive_count_max": h.server_alive_count_max,
@@ -153,11 +175,14 @@ fn hop_lines(h: &ResolvedHost, indent: &str) -> String {
             files(&h.certificate_files)
         ));
     }
-    s.push_str(&format!("{indent}  agent        {:?}\n", h.identity_agent));
     s.push_str(&format!(
-        "{indent}  known_hosts  {} (StrictHostKeyChecking {:?})\n",
+        "{indent}  agent        {}\n",
+        agent_word(&h.identity_agent)
+    ));
+    s.push_str(&format!(
+        "{indent}  known_hosts  {} (StrictHostKeyChecking {})\n",
         files(&h.user_known_hosts_files),
-        h.strict_host_key_checking
+        strict_word(&h.strict_host_key_checking)
     ));
     if let Some(pc) = &h.proxy_command {
         s.push_str(&format!("{indent}  ProxyCommand {pc}\n"));
@@ -260,8 +285,12 @@ fn check(ctx: &Ctx, mut names: Vec<String>, all: bool, as_json: bool) -> Result<
     if names.is_empty() {
         bail!(UsageError("name hosts to check, or --all".into()));
     }
+    // Bad names are bad input: refused before anything is opened or recorded.
+    for name in &names {
+        hosts.validate(name)?;
+    }
     // A check is an action: its outcome is recorded as the host's health.
-    let mut engine = Some(ctx.engine()?);
+    let mut engine = ctx.engine()?;
     let mut failed = false;
     let mut results = Vec::new();
     for name in &names {
@@ -271,14 +300,6 @@ fn check(ctx: &Ctx, mut names: Vec<String>, all: bool, as_json: bool) -> Result<
             if !as_json {
                 println!("{name}: ok (embedded host)");
             }
-            continue;
-        }
-        if let Err(e) = hosts.validate(name) {
-            failed = true;
-            if !as_json {
-                println!("{name}: FAILED: {e}");
-            }
-            results.push(json!({"host": name, "ok": false, "error": e.to_string()}));
             continue;
         }
         let transport = hosts.ssh(name);
@@ -297,9 +318,7 @@ fn check(ctx: &Ctx, mut names: Vec<String>, all: bool, as_json: bool) -> Result<
         match outcome {
             Ok((info, first, round_trip)) => {
                 let route = belay_core::transport::Transport::route(&*transport);
-                if let Some(e) = engine.as_mut() {
-                    let _ = e.store_mut().record_host_ok(name, route.as_deref());
-                }
+                let _ = engine.store_mut().record_host_ok(name, route.as_deref());
                 let hops: Vec<Value> = info
                     .hops
                     .iter()
@@ -339,9 +358,7 @@ fn check(ctx: &Ctx, mut names: Vec<String>, all: bool, as_json: bool) -> Result<
             Err(e) => {
                 failed = true;
                 let err = map_error(name, e);
-                if let Some(eng) = engine.as_mut() {
-                    let _ = eng.store_mut().record_host_error(name, &err.to_string());
-                }
+                let _ = engine.store_mut().record_host_error(name, &err.to_string());
                 if !as_json {
                     println!("{name}: FAILED: {err}");
                 }

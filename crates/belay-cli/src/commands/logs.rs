@@ -24,22 +24,30 @@ pub fn logs(ctx: &Ctx, a: LogsArgs) -> Result<u8> {
             detached => finish(detached),
         });
     }
-    // Everything there is now, in bounded chunks.
-    let (mut out_off, mut err_off) = if a.stderr { (1 << 62, 0) } else { (0, 1 << 62) };
+    // Everything there is now, in bounded chunks: up to the size seen by
+    // the first read, so a job that writes fast cannot keep us here.
+    let mut offset = 0u64;
+    let mut end: Option<u64> = None;
     loop {
+        let (out_off, err_off) = if a.stderr {
+            (follow::SKIP, offset)
+        } else {
+            (offset, follow::SKIP)
+        };
         let chunk = engine.read_output(&job, out_off, err_off, false)?;
-        if chunk.stdout.is_empty() && chunk.stderr.is_empty() {
+        let (data, size) = if a.stderr {
+            (&chunk.stderr, chunk.err_size)
+        } else {
+            (&chunk.stdout, chunk.out_size)
+        };
+        let end = *end.get_or_insert(size);
+        let take = data.len().min(end.saturating_sub(offset) as usize);
+        if take == 0 {
             return Ok(0);
         }
-        let data = if a.stderr {
-            &chunk.stderr
-        } else {
-            &chunk.stdout
-        };
         let mut o = std::io::stdout().lock();
-        o.write_all(data)?;
+        o.write_all(&data[..take])?;
         o.flush()?;
-        out_off += chunk.stdout.len() as u64;
-        err_off += chunk.stderr.len() as u64;
+        offset += take as u64;
     }
 }

@@ -22,7 +22,8 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
         });
     }
     // Validate everything before the store is even opened.
-    let spec = JobSpec::new(&a.host, a.name.clone(), a.command.clone(), workdir, &a.env)?;
+    let mut spec = JobSpec::new(&a.host, a.name.clone(), a.command.clone(), workdir, &a.env)?;
+    spec.login_shell = !a.no_login_shell;
     belay_core::hosts::Hosts::new(&ctx.home, ctx.hosts.clone())?.validate(&spec.host)?;
     let mut engine = ctx.engine()?;
     let job = engine.submit(&spec)?;

@@ -4,7 +4,7 @@
 
 use super::Engine;
 use crate::error::{CoreError, Result};
-use crate::job::Job;
+use crate::job::{Job, JobState};
 use crate::remote::{HostReport, RemoteStatus, scripts};
 
 /// Default seconds between TERM and KILL.
@@ -44,6 +44,17 @@ impl Engine {
             });
         }
         let current = self.store.get(&job.id)?;
+        if jr.status == RemoteStatus::Absent && current.remote_dir.is_none() {
+            // Never staged, and its directory cannot even be created there:
+            // nothing can launch it; the intent is simply withdrawn.
+            self.settle(
+                &current,
+                JobState::Cancelled,
+                "cancelled before it was staged",
+                Default::default(),
+            )?;
+            return self.store.get(&job.id);
+        }
         if current.state.is_live() {
             self.apply_report(&current, jr)?;
         }

@@ -151,7 +151,8 @@ impl Engine {
     /// Record what the host said about one job.
     pub(crate) fn apply_report(&mut self, job: &Job, jr: &JobReport) -> Result<()> {
         let seen = Some(now_ms());
-        let started_at = jr.time_ms("started_at");
+        // Seconds from the host, truncated: never before the job existed.
+        let started_at = jr.time_ms("started_at").map(|t| t.max(job.created_at));
         let pid = jr.field("pid").map(str::to_string);
         match jr.status {
             RemoteStatus::Exit => {
@@ -171,7 +172,9 @@ impl Engine {
                 let update = JobUpdate {
                     exit_code: code,
                     started_at,
-                    ended_at: jr.time_ms("ended_at"),
+                    ended_at: jr
+                        .time_ms("ended_at")
+                        .map(|t| t.max(started_at.unwrap_or(job.created_at))),
                     scheduler_id: pid,
                     last_seen: seen,
                     ..Default::default()

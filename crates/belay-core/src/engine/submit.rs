@@ -4,7 +4,7 @@
 //! store: queued ─(failpoint after-record)─> submitting
 //! host:  stage (dir, spec.json, run.sh) ─(after-stage)─>
 //! host:  launch (launch.lock, scheduler) ─(after-launch)─>
-//! store: running / ended ─(after-store)
+//! store: pending (or running / ended, if the host says so) ─(after-store)
 //! ```
 //!
 //! A crash anywhere leaves a job that `reconcile` can finish: before the
@@ -32,6 +32,18 @@ impl Engine {
         let reached = transport.connect();
         self.note_host(&spec.host, reached.as_ref().map(|_| ()));
         reached?;
+        // A working directory that does not exist is bad input: refuse it
+        // before anything is recorded (one round trip, no side effect).
+        let word = wrapper::workdir_word(spec.workdir.as_deref());
+        let check = transport.run_script(&format!(
+            "(cd \"$HOME\" 2>/dev/null; cd {word} 2>/dev/null) && echo ok"
+        ))?;
+        if !String::from_utf8_lossy(&check.stdout).contains("ok") {
+            return Err(CoreError::BadInput(format!(
+                "bad --workdir: {}",
+                missing_workdir(spec.workdir.as_deref(), &spec.host)
+            )));
+        }
         let scheduler = "direct";
         let job = self
             .store
@@ -71,7 +83,7 @@ impl Engine {
             command: &command,
             workdir: job.workdir.as_deref(),
             env: &job.env,
-            login_shell: true,
+            login_shell: job.login_shell,
             heartbeat_secs: HEARTBEAT_SECS,
         });
         let spec_json = serde_json::to_string_pretty(&json!({
@@ -101,11 +113,22 @@ impl Engine {
             .find_map(|l| l.strip_prefix("dir="))
             .map(str::to_string);
         let Some(dir) = dir.filter(|_| out.status == 0) else {
-            return Err(protocol_error(
+            // Not a dropped link (that is an Err above, retried later): the
+            // host refuses the directory (a bad workroot, a full quota).
+            // Retrying cannot help, so the job ends here with the cause.
+            let err = protocol_error(
                 &*transport,
                 "staging the job directory failed",
                 &out.stderr_text(),
-            ));
+            );
+            let current = self.store.get(&job.id)?;
+            self.settle(
+                &current,
+                JobState::Failed,
+                &err.to_string(),
+                JobUpdate::default(),
+            )?;
+            return Err(err);
         };
         self.store.touch(
             &job.id,
@@ -115,11 +138,14 @@ impl Engine {
             },
         )?;
         if text.lines().any(|l| l == "workdir=missing") {
-            let wd = job.workdir.clone().unwrap_or_else(|| "~".into());
-            let reason = format!("working directory '{wd}' does not exist on {}", job.host);
+            // Checked before recording; gone since (a race): a failure.
+            let reason = missing_workdir(job.workdir.as_deref(), &job.host);
             let current = self.store.get(&job.id)?;
             self.settle(&current, JobState::Failed, &reason, JobUpdate::default())?;
-            return Err(CoreError::BadInput(format!("bad --workdir: {reason}")));
+            return Err(CoreError::Protocol {
+                host: job.host.clone(),
+                message: reason,
+            });
         }
         failpoint::hit("after-stage");
 
@@ -155,6 +181,13 @@ impl Engine {
             )),
         }
     }
+}
+
+fn missing_workdir(workdir: Option<&str>, host: &str) -> String {
+    format!(
+        "working directory '{}' does not exist on {host}",
+        workdir.unwrap_or("~")
+    )
 }
 
 fn protocol_error(transport: &dyn Transport, what: &str, stderr: &str) -> CoreError {

@@ -6,14 +6,12 @@ pub mod id;
 pub mod spec;
 pub mod state;
 
-use serde::Serialize;
-
 pub use id::JobId;
 pub use spec::{Command, JobSpec};
 pub use state::{InvalidTransition, JobState};
 
-/// A job as the store knows it. Serialised as the stable `--json` shape.
-#[derive(Debug, Clone, Serialize)]
+/// A job as the store knows it. (The CLI's `--json` shape is a view of it.)
+#[derive(Debug, Clone)]
 pub struct Job {
     /// Short id, unique in this installation (8 hex digits).
     pub id: String,
@@ -43,12 +41,12 @@ pub struct Job {
     pub ended_at: Option<i64>,
     /// Last time the host answered about this job.
     pub last_seen: Option<i64>,
-    #[serde(skip)]
     pub submitter: Option<String>,
     /// The started job's identity on its host ("pid ticks boot node
     /// pidns"): lets a probe check it with one /proc read.
-    #[serde(skip)]
     pub liveness: Option<String>,
+    /// Run the command in the user's login shell (profile, `module`).
+    pub login_shell: bool,
 }
 
 impl Job {
@@ -70,7 +68,7 @@ impl Job {
 }
 
 /// One entry of a job's event log: every state transition, with its reason.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct JobEvent {
     pub at: i64,
     pub from: Option<JobState>,

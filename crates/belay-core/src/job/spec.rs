@@ -2,8 +2,6 @@
 //! Validation lives here so that bad input is refused before anything is
 //! written to the store or a host.
 
-use serde::Serialize;
-
 use crate::error::{CoreError, Result};
 use crate::shell::quote;
 
@@ -18,10 +16,6 @@ pub struct Command {
 impl Command {
     pub fn from_argv(argv: Vec<String>) -> Self {
         Self { argv }
-    }
-
-    pub fn argv(&self) -> &[String] {
-        &self.argv
     }
 
     /// The command line the job's shell evaluates.
@@ -55,7 +49,7 @@ impl Command {
 }
 
 /// A validated request to run a job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct JobSpec {
     pub host: String,
     pub name: Option<String>,
@@ -101,10 +95,6 @@ impl JobSpec {
             env,
             login_shell: true,
         })
-    }
-
-    pub fn command(&self) -> Command {
-        Command::from_argv(self.command.clone())
     }
 }
 

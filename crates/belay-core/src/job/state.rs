@@ -5,7 +5,7 @@
 //! queued -> submitting -> pending -> running -> succeeded | failed | cancelled | lost
 //!                  \________\___________\____> (any end state)
 //! running -> held -> succeeded | failed | cancelled     (debug hold, later)
-//! lost -> succeeded | failed                            (an exit file appeared after all)
+//! lost -> succeeded | failed | cancelled                (an exit file appeared after all)
 //! ```
 
 use std::fmt;
@@ -118,7 +118,7 @@ impl JobState {
 
 impl fmt::Display for JobState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

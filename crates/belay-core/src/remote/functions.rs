@@ -4,7 +4,8 @@
 
 use crate::scheduler::Scheduler;
 
-/// Prelude for every script that inspects jobs: the host's boot id and clock,
+/// Prelude for every script that inspects jobs: where the probe runs (boot
+/// id, node, pid namespace),
 /// the `started` reader, the scheduler's liveness check and `belay_report`.
 pub fn prelude(scheduler: &dyn Scheduler) -> String {
     format!(
@@ -66,7 +67,6 @@ belay_quick() {{
   fi
   belay_report "$1" "$2"
 }}
-echo "B boot_id=$boot"
 "#,
         liveness = scheduler.liveness()
     )

@@ -67,9 +67,9 @@ impl JobReport {
 /// A host's answer to one probe.
 #[derive(Debug, Clone, Default)]
 pub struct HostReport {
-    pub boot_id: String,
     pub jobs: HashMap<String, JobReport>,
-    /// Lines outside the grammar (`R …`, `C …`, `K …`, `S …`), in order.
+    /// Lines outside the grammar (`R …` from launch, `C …` from cancel,
+    /// `Q …` from the quick probe), in order.
     pub other: Vec<String>,
 }
 
@@ -92,12 +92,6 @@ impl HostReport {
                             fields: HashMap::new(),
                         },
                     ));
-                }
-            } else if let Some(rest) = line.strip_prefix("B ") {
-                for kv in rest.split(' ') {
-                    if let Some(("boot_id", v)) = kv.split_once('=') {
-                        report.boot_id = v.to_string();
-                    }
                 }
             } else if let (Some((_, job)), Some((k, v))) = (current.as_mut(), line.split_once('='))
             {
@@ -176,9 +170,9 @@ mod tests {
 
     #[test]
     fn parses_sections_and_first_value_wins() {
-        let text = "B boot_id=abc\nR adopted\nJ j1 exit\ncode=3\nended_at=5\npid=9\ncode=99\nJ j2 running\npid=7\nEND\n";
+        let text =
+            "R adopted\nJ j1 exit\ncode=3\nended_at=5\npid=9\ncode=99\nJ j2 running\npid=7\nEND\n";
         let r = HostReport::parse(text);
-        assert_eq!(r.boot_id, "abc");
         assert_eq!(r.tagged("R"), Some("adopted"));
         let j1 = &r.jobs["j1"];
         assert_eq!(j1.status, RemoteStatus::Exit);
@@ -189,7 +183,7 @@ mod tests {
 
     #[test]
     fn output_chunk_keeps_raw_bytes_exact() {
-        let mut raw = b"B boot_id=x now=1\nJ a running\nS 10 3 4 2\n".to_vec();
+        let mut raw = b"J a running\nS 10 3 4 2\n".to_vec();
         raw.extend_from_slice(b"a\nb\x00");
         raw.extend_from_slice(b"\xffz");
         let c = OutputChunk::parse(&raw).unwrap();

@@ -219,13 +219,14 @@ pub fn cancel(
     // stops a submitter still on its way. A staged job whose directory is
     // gone is not re-created: the probe reports it absent (lost).
     let make_dir = if never_staged {
-        "(umask 077; mkdir -p \"$d\") || exit 3\n"
+        "(umask 077; mkdir -p \"$d\" 2>/dev/null) || { echo \"C absent\"; belay_report \"$belay_cid\" \"$d\"; exit 0; }\n"
     } else {
         ""
     };
     format!(
         r#"{prelude}d={dir}
 grace={grace}
+belay_cid={id}
 {make_dir}if ! cd "$d" 2>/dev/null; then echo "C absent"; belay_report {id} "$d"; exit 0; fi
 if [ -f exit ]; then echo "C ended"; belay_report {id} "$d"; exit 0; fi
 : > cancel-requested

@@ -18,7 +18,7 @@ pub trait Scheduler: Send + Sync {
 
     /// sh that checks the host has what `submit` needs; prints one line
     /// `R unsupported <reason>` and exits if not. Runs before the launch
-    /// lock is taken, so a failure leaves the job launchable.
+    /// lock is taken; the job then fails with that reason.
     fn preflight(&self) -> String;
 
     /// sh run in the job directory while holding `launch.lock`: hand

@@ -83,7 +83,7 @@ pub struct Store {
 
 const JOB_COLUMNS: &str = "id, key, name, host, state, command, workdir, env, scheduler, \
     scheduler_id, remote_dir, exit_code, reason, created_at, updated_at, started_at, ended_at, \
-    last_seen, submitter, liveness";
+    last_seen, submitter, liveness, login_shell";
 
 impl Store {
     /// Open (creating if needed) the store at `path`.
@@ -100,8 +100,25 @@ impl Store {
         // WAL lets readers (`ps`) run while a writer (`run`) commits;
         // NORMAL sync is durable across process crashes, which is the
         // failure we design for (power loss may drop the last commit).
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+        // WAL persists in the file, so only a new store switches to it; that
+        // needs an exclusive lock for which SQLite does not call the busy
+        // handler, so concurrent first opens retry here.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .map_err(err)?;
+            if mode.eq_ignore_ascii_case("wal") {
+                break;
+            }
+            match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+                Ok(_) => {}
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
@@ -580,6 +597,13 @@ impl Store {
     }
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// Errors of the store at `path`, for use while a transaction holds the
 /// connection (so `self.err` cannot be borrowed).
 fn store_error(path: &Path) -> impl Fn(rusqlite::Error) -> CoreError + Copy + '_ {
@@ -621,6 +645,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         last_seen: r.get(17)?,
         submitter: r.get(18)?,
         liveness: r.get(19)?,
+        login_shell: r.get(20)?,
     })
 }
 

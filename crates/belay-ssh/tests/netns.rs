@@ -35,17 +35,8 @@ fn lab() -> Lab {
     )
     .expect("netlab");
     let kh = dir.path().join("known_hosts");
-    let mut khs = format!("{}\n", lab.jump.sshd.known_hosts_line(&lab.jump.addr));
-    for n in &lab.nodes {
-        khs.push_str(&format!("{}\n", n.sshd.known_hosts_line(&n.addr)));
-    }
-    std::fs::write(&kh, khs).expect("kh");
-    let common = format!(
-        "  User root\n  IdentityFile {}\n  IdentitiesOnly yes\n  IdentityAgent none\n  BatchMode yes\n  \
-         UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  ConnectTimeout 5\n",
-        key.private.display(),
-        kh.display()
-    );
+    std::fs::write(&kh, lab.known_hosts_lines()).expect("kh");
+    let common = belay_testbed::host_options(&key, &kh);
     let n1 = &lab.nodes[0].addr;
     let n2 = &lab.nodes[1].addr;
     let cfg = format!(

@@ -18,12 +18,14 @@
 //! as a silent skip.
 
 mod agent;
+mod client;
 mod keys;
 mod netlab;
 mod process;
 mod sshd;
 
 pub use agent::SshAgent;
+pub use client::host_options;
 pub use keys::{KeyKind, KeyPair, UserCa};
 pub use netlab::{NetLab, NsHost};
 pub use process::{Prerequisite, require};

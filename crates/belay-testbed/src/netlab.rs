@@ -196,6 +196,14 @@ impl NetLab {
 
     /// Runs `sh -c script` inside namespace `ns` (e.g. to add nftables rules
     /// for packet loss or partitions) and returns its stdout.
+    /// known_hosts lines for the jump host and every node, by address.
+    pub fn known_hosts_lines(&self) -> String {
+        std::iter::once(&self.jump)
+            .chain(&self.nodes)
+            .map(|h| format!("{}\n", h.sshd.known_hosts_line(&h.addr)))
+            .collect()
+    }
+
     pub fn exec_in(&self, ns: &str, script: &str) -> io::Result<String> {
         let out = run(Command::new("ip").args(["netns", "exec", ns, "/bin/sh", "-c", script]))?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())

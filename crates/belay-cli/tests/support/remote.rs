@@ -17,15 +17,9 @@ pub fn prerequisites() {
     .expect("integration tests need root, OpenSSH and iproute2 (scripts/test.sh installs them)");
 }
 
-/// `Host` block options every test host shares: this key only, no agent,
-/// no prompts, our own known_hosts, strict checking.
+/// `Host` block options every test host shares (belay-testbed's).
 pub fn common_options(key: &KeyPair, known_hosts: &std::path::Path) -> String {
-    format!(
-        "  User root\n  IdentityFile {}\n  IdentitiesOnly yes\n  IdentityAgent none\n  BatchMode yes\n  \
-         UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  ConnectTimeout 5\n",
-        key.private.display(),
-        known_hosts.display()
-    )
+    belay_testbed::host_options(key, known_hosts)
 }
 
 /// One loopback sshd reachable as `target` (its key already trusted).
@@ -119,11 +113,7 @@ impl Lab {
         )
         .expect("netlab");
         let kh = dir.path().join("known_hosts");
-        let mut lines = format!("{}\n", lab.jump.sshd.known_hosts_line(&lab.jump.addr));
-        for n in &lab.nodes {
-            lines.push_str(&format!("{}\n", n.sshd.known_hosts_line(&n.addr)));
-        }
-        std::fs::write(&kh, lines).expect("known_hosts");
+        std::fs::write(&kh, lab.known_hosts_lines()).expect("known_hosts");
         let common = common_options(&key, &kh);
         let k = lab
             .node_subnet()

@@ -257,30 +257,10 @@ impl Store {
         }
         from.check_move(to)?;
         let now = now_ms();
+        apply_update(&tx, job_id, update).map_err(serr)?;
         tx.execute(
-            "UPDATE jobs SET state = ?2, updated_at = ?3, \
-               scheduler_id = COALESCE(?4, scheduler_id), \
-               remote_dir = COALESCE(?5, remote_dir), \
-               exit_code = COALESCE(?6, exit_code), \
-               reason = COALESCE(?7, reason), \
-               started_at = COALESCE(?8, started_at), \
-               ended_at = COALESCE(?9, ended_at), \
-               last_seen = COALESCE(?10, last_seen), \
-               liveness = COALESCE(?11, liveness) \
-             WHERE id = ?1",
-            params![
-                job_id,
-                to.as_str(),
-                now,
-                update.scheduler_id,
-                update.remote_dir,
-                update.exit_code,
-                update.reason,
-                update.started_at,
-                update.ended_at,
-                update.last_seen,
-                update.liveness,
-            ],
+            "UPDATE jobs SET state = ?2, updated_at = ?3 WHERE id = ?1",
+            params![job_id, to.as_str(), now],
         )
         .map_err(serr)?;
         tx.execute(
@@ -294,24 +274,7 @@ impl Store {
 
     /// Update fields without a state change (e.g. `last_seen`, `remote_dir`).
     pub fn touch(&mut self, job_id: &str, update: &JobUpdate) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE jobs SET \
-                   scheduler_id = COALESCE(?2, scheduler_id), \
-                   remote_dir = COALESCE(?3, remote_dir), \
-                   last_seen = COALESCE(?4, last_seen), \
-                   liveness = COALESCE(?5, liveness) \
-                 WHERE id = ?1",
-                params![
-                    job_id,
-                    update.scheduler_id,
-                    update.remote_dir,
-                    update.last_seen,
-                    update.liveness
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        apply_update(&self.conn, job_id, update).map_err(|e| self.err(e))
     }
 
     /// Record that the host answered for these jobs now (one transaction).
@@ -595,6 +558,35 @@ impl Store {
         }
         tx.commit().map_err(serr)
     }
+}
+
+/// Set the fields `update` carries (`None` keeps the column): the one
+/// place a job's columns other than its state are written.
+fn apply_update(conn: &Connection, job_id: &str, update: &JobUpdate) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE jobs SET \
+           scheduler_id = COALESCE(?2, scheduler_id), \
+           remote_dir = COALESCE(?3, remote_dir), \
+           exit_code = COALESCE(?4, exit_code), \
+           reason = COALESCE(?5, reason), \
+           started_at = COALESCE(?6, started_at), \
+           ended_at = COALESCE(?7, ended_at), \
+           last_seen = COALESCE(?8, last_seen), \
+           liveness = COALESCE(?9, liveness) \
+         WHERE id = ?1",
+        params![
+            job_id,
+            update.scheduler_id,
+            update.remote_dir,
+            update.exit_code,
+            update.reason,
+            update.started_at,
+            update.ended_at,
+            update.last_seen,
+            update.liveness,
+        ],
+    )?;
+    Ok(())
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {

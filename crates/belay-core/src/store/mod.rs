@@ -338,45 +338,33 @@ impl Store {
     }
 
     pub fn get(&self, job_id: &str) -> Result<Job> {
+        self.find_one("id = ?1", job_id)?
+            .ok_or_else(|| CoreError::UnknownJob(job_id.to_string()))
+    }
+
+    /// The first job matching `condition` (with `?1` bound to `param`).
+    fn find_one(&self, condition: &str, param: &str) -> Result<Option<Job>> {
         self.conn
             .query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
-                [job_id],
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} \
+                     ORDER BY created_at DESC, rowid DESC LIMIT 1"
+                ),
+                [param],
                 job_from_row,
             )
             .optional()
-            .map_err(|e| self.err(e))?
-            .ok_or_else(|| CoreError::UnknownJob(job_id.to_string()))
+            .map_err(|e| self.err(e))
     }
 
     /// Find a job by exact id, then by name (the newest job of that name),
     /// then by a unique id prefix.
     pub fn resolve(&self, reference: &str) -> Result<Job> {
-        let by_id = self
-            .conn
-            .query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
-                [reference],
-                job_from_row,
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        if let Some(job) = by_id {
+        if let Some(job) = self.find_one("id = ?1", reference)? {
             return Ok(job);
         }
-        let by_name = self
-            .conn
-            .query_row(
-                &format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?1 \
-                     ORDER BY created_at DESC, rowid DESC LIMIT 1"
-                ),
-                [reference],
-                job_from_row,
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        if let Some(job) = by_name {
+        // A name means the newest job of that name.
+        if let Some(job) = self.find_one("name = ?1", reference)? {
             return Ok(job);
         }
         if id::looks_like_id_prefix(reference) && reference.len() >= 3 {

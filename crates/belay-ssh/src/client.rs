@@ -28,6 +28,7 @@ use crate::session::{
     ConnectInfo, ConnectParams, Connection, connect_chain, scan_host_key as scan_chain_key,
 };
 use crate::shell::{ScriptOutput, Shell, exec_once};
+use crate::stream::ExecStream;
 
 /// Per-client settings.
 #[derive(Clone)]
@@ -324,6 +325,69 @@ impl Client {
             deadline,
         )
         .await
+    }
+
+    /// Starts a POSIX sh `script` with streaming stdin/stdout (bulk data).
+    /// It runs in one of the persistent shells (no login-shell start-up),
+    /// which it consumes; a replacement is opened in the background. Holds
+    /// one channel until the stream is dropped. `idle` bounds any wait for
+    /// progress.
+    pub async fn exec_stream(&self, script: &str, idle: Duration) -> Result<ExecStream, SshError> {
+        let live = self.ensure().await?;
+        let idle_shell = live.idle.lock().ok().and_then(|mut v| v.pop());
+        let shell = match idle_shell {
+            Some(s) => s,
+            None => {
+                let permit = tokio::time::timeout(idle, live.channels.clone().acquire_owned())
+                    .await
+                    .map_err(|_| self.timeout("waiting for a free channel", idle))?
+                    .map_err(|_| self.lost("client closed"))?;
+                Shell::open(
+                    &live.conn.handle,
+                    permit,
+                    &self.alias,
+                    &live.conn.monitor,
+                    idle,
+                )
+                .await?
+            }
+        };
+        let (channel, permit) = match shell.into_stream(script).await {
+            Ok(c) => c,
+            Err(d) => return Err(self.channel_err(&live, d).await),
+        };
+        self.replenish_shell(&live);
+        let watched = live.clone();
+        Ok(ExecStream::new(
+            channel,
+            &self.alias,
+            live.conn.monitor.clone(),
+            Box::new(move || watched.conn.is_alive()),
+            idle,
+            permit,
+        ))
+    }
+
+    /// Opens a persistent shell in the background (while a stream's data
+    /// flows), so the next script does not wait for a login shell.
+    fn replenish_shell(&self, live: &Arc<Live>) {
+        let Ok(permit) = live.channels.clone().try_acquire_owned() else {
+            return;
+        };
+        let (live, alias, deadline) = (live.clone(), self.alias.clone(), self.opts.op_timeout);
+        tokio::spawn(async move {
+            let opened = Shell::open(
+                &live.conn.handle,
+                permit,
+                &alias,
+                &live.conn.monitor,
+                deadline,
+            )
+            .await;
+            if let (Ok(shell), Ok(mut idle)) = (opened, live.idle.lock()) {
+                idle.push(shell);
+            }
+        });
     }
 
     /// Opens a `direct-tcpip` stream to `host:port` as seen from the remote

@@ -7,7 +7,8 @@
 //! * [`known_hosts`] — host-key verification, [`trust_host_key`], [`forget_host_key`].
 //! * [`auth`] — agent, identity files, certificates, keyboard-interactive.
 //! * [`Client`] / [`Pool`] — pooled, reconnecting connections with
-//!   [`Client::run_script`] (persistent `/bin/sh`) and [`Client::exec`].
+//!   [`Client::run_script`] (persistent `/bin/sh`), [`Client::exec`] and
+//!   [`Client::exec_stream`] (bulk data, [`ExecStream`]).
 //!
 //! Crypto backend: russh with `ring` (see README.md for the measurement).
 
@@ -21,6 +22,7 @@ mod quickack;
 pub mod resolve;
 pub mod session;
 mod shell;
+mod stream;
 mod tokens;
 
 pub use auth::{AuthAttempt, AuthError};
@@ -34,6 +36,7 @@ pub use resolve::{
 };
 pub use session::{ConnectInfo, HopInfo};
 pub use shell::ScriptOutput;
+pub use stream::{ExecStream, StreamEnd};
 
 /// A server public key (re-exported so callers need not depend on russh).
 pub type PublicKey = russh::keys::PublicKey;

@@ -10,6 +10,11 @@
 //! shell  → client: <script stdout><sentinel> <status> <stderr length>\n<stderr bytes>
 //! ```
 //!
+//! A request whose sentinel is the word `stream` turns the shell into a
+//! data stream ([`crate::ExecStream`]): its script runs with the channel's
+//! stdin and stdout, and the shell exits with the script's status — so a
+//! file transfer does not pay the login shell's start-up either.
+//!
 //! The script is written to a private temp file with `head -c` (which,
 //! like the `read` builtin, never reads past what it was asked for) and run
 //! as `( . FILE ) </dev/null 2>ERRFILE` — a subshell, so `exit`, `cd`,
@@ -61,6 +66,7 @@ const LOOP: &str = concat!(
     "printf \"%s\\n\" \"$1\"; ",
     "while IFS=\" \" read -r __belay_s __belay_n; do ",
     "head -c \"$__belay_n\" > \"$__belay_d/s\" || exit 98; ",
+    "if [ \"$__belay_s\" = stream ]; then /bin/sh \"$__belay_d/s\"; exit $?; fi; ",
     "( . \"$__belay_d/s\" ) < /dev/null 2> \"$__belay_d/e\"; ",
     "__belay_r=$?; ",
     "if [ -s \"$__belay_d/e\" ]; then ",
@@ -76,7 +82,7 @@ pub(crate) struct Shell {
     buf: Vec<u8>,
     /// The loop's own stderr (diagnostics if it dies).
     shell_err: Vec<u8>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 enum Failure {
@@ -109,7 +115,7 @@ impl Shell {
                 channel,
                 buf: Vec::new(),
                 shell_err: Vec::new(),
-                _permit: permit,
+                permit,
             };
             let marker = format!("{ready}\n");
             let pos = sh.read_until(marker.as_bytes()).await?;
@@ -209,6 +215,21 @@ impl Shell {
         } else {
             format!(": {e}")
         }
+    }
+
+    /// Hands the shell over to `script` as a data stream (see the module
+    /// header): returns the channel, now the script's, and its permit.
+    pub(crate) async fn into_stream(
+        self,
+        script: &str,
+    ) -> Result<(russh::Channel<Msg>, tokio::sync::OwnedSemaphorePermit), String> {
+        let mut req = format!("stream {}\n", script.len()).into_bytes();
+        req.extend_from_slice(script.as_bytes());
+        self.channel
+            .data(&req[..])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((self.channel, self.permit))
     }
 
     /// Runs one script. On error the shell must be discarded.
@@ -358,7 +379,7 @@ pub(crate) async fn exec_once(
     }
 }
 
-fn signal_number(s: &russh::Sig) -> i32 {
+pub(crate) fn signal_number(s: &russh::Sig) -> i32 {
     use russh::Sig::*;
     match s {
         HUP => 1,

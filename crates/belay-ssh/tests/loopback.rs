@@ -708,3 +708,43 @@ async fn host_certificate_accepted_via_cert_authority_line() {
         .expect_err("wrong CA");
     assert!(matches!(err, SshError::HostKey(_)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_stream_carries_bulk_data_both_ways_without_a_login_shell() {
+    let env = Env::new(SshdOptions {
+        home_files: vec![(".bashrc".into(), "sleep 1\n".into())],
+        ..SshdOptions::default()
+    });
+    let c = env.client("target");
+    c.run_script("true").await.expect("warm up");
+    let idle = Duration::from_secs(30);
+
+    // 8 MiB echoed back while it is still being written: the script's
+    // output is set aside during writes, so neither side stalls.
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i * 31 % 251) as u8).collect();
+    let t = Instant::now();
+    let mut s = c.exec_stream("cat; echo done >&2; exit 7", idle).await.expect("stream");
+    let started = t.elapsed();
+    for chunk in data.chunks(100_000) {
+        s.write_all(chunk).await.expect("write");
+    }
+    s.close_input().await.expect("eof");
+    let mut back = Vec::new();
+    while let Some(c) = s.read().await.expect("read") {
+        back.extend_from_slice(&c);
+    }
+    let end = s.finish().await.expect("finish");
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "echoed data differs");
+    assert_eq!(end.status, 7);
+    assert_eq!(String::from_utf8_lossy(&end.stderr).trim(), "done");
+    // The stream took over the warm persistent shell: no 1 s .bashrc.
+    assert!(
+        started < Duration::from_millis(800),
+        "exec_stream paid the login shell: {started:?}"
+    );
+
+    // The client replaced the shell in the background; scripts still work.
+    let out = c.run_script("echo still").await.expect("run after stream");
+    assert_eq!(out.stdout, b"still\n");
+}

@@ -1,0 +1,202 @@
+//! [`ExecStream`]: a remote `/bin/sh` script whose stdin and stdout are byte
+//! streams, for bulk data (file transfer). [`crate::Client::run_script`]
+//! buffers whole outputs; this does not, so a gigabyte flows through with
+//! bounded memory and SSH flow control.
+//!
+//! The script starts in one of the client's persistent shells, which hands
+//! its channel over ([`crate::shell`]: a `stream` request), so a stream
+//! does not pay the user's login-shell start-up; the client opens a
+//! replacement shell in the background while the data flows. The script
+//! text travels on stdin: it never appears in the remote process list and
+//! has no size limit.
+//!
+//! Reads and writes are plain async calls; while a write waits for the
+//! peer's window, messages arriving from the script (stderr, stdout, exit
+//! status) are set aside, so a chatty script cannot stall the connection.
+//! Protocols must still let the script finish reading before it writes a lot
+//! to stdout, or both ends wait on each other's buffers.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::ChannelMsg;
+use russh::client::Msg;
+use russh::{ChannelReadHalf, ChannelWriteHalf};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::error::SshError;
+use crate::session::LinkMonitor;
+
+/// Keeps stderr bounded: the head of it is what explains a failure.
+const MAX_STDERR: usize = 64 * 1024;
+
+/// How the script ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEnd {
+    /// Exit status; 128+N when killed by signal N.
+    pub status: i32,
+    pub stderr: Vec<u8>,
+}
+
+/// A running remote script with streaming stdin/stdout.
+pub struct ExecStream {
+    write: ChannelWriteHalf<Msg>,
+    read: ChannelReadHalf,
+    host: String,
+    monitor: Arc<LinkMonitor>,
+    alive: Box<dyn Fn() -> bool + Send + Sync>,
+    /// Longest wait for any progress (a hung remote side with a live link).
+    idle: Duration,
+    inbox: Inbox,
+    input_closed: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// What the script sent while we were busy elsewhere.
+#[derive(Default)]
+struct Inbox {
+    stdout: VecDeque<Vec<u8>>,
+    stderr: Vec<u8>,
+    status: Option<i32>,
+    /// The peer closed the channel.
+    out_done: bool,
+}
+
+impl Inbox {
+    fn take(&mut self, msg: Option<ChannelMsg>) {
+        match msg {
+            Some(ChannelMsg::Data { data }) => self.stdout.push_back(data.to_vec()),
+            Some(ChannelMsg::ExtendedData { data, .. }) => {
+                let room = MAX_STDERR.saturating_sub(self.stderr.len());
+                self.stderr.extend_from_slice(&data[..data.len().min(room)]);
+            }
+            Some(ChannelMsg::ExitStatus { exit_status }) => self.status = Some(exit_status as i32),
+            Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                self.status = Some(128 + crate::shell::signal_number(&signal_name))
+            }
+            Some(ChannelMsg::Close) | None => self.out_done = true,
+            Some(_) => {}
+        }
+    }
+}
+
+enum Failure {
+    Closed(String),
+    Idle,
+}
+
+impl ExecStream {
+    /// Wraps a channel on which the script already runs.
+    pub(crate) fn new(
+        channel: russh::Channel<Msg>,
+        host: &str,
+        monitor: Arc<LinkMonitor>,
+        alive: Box<dyn Fn() -> bool + Send + Sync>,
+        idle: Duration,
+        permit: OwnedSemaphorePermit,
+    ) -> ExecStream {
+        let (read, write) = channel.split();
+        ExecStream {
+            write,
+            read,
+            host: host.to_string(),
+            monitor,
+            alive,
+            idle,
+            inbox: Inbox::default(),
+            input_closed: false,
+            _permit: permit,
+        }
+    }
+
+    /// Sends `data` to the script's stdin (waiting for the peer's window).
+    pub async fn write_all(&mut self, data: &[u8]) -> Result<(), SshError> {
+        let bytes = data.to_vec();
+        let send = self.write.data_bytes(bytes);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                r = &mut send => {
+                    return match r {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(self.fail(Failure::Closed(e.to_string())).await),
+                    };
+                }
+                msg = self.read.wait(), if !self.inbox.out_done => self.inbox.take(msg),
+                _ = tokio::time::sleep(self.idle) => return Err(self.fail(Failure::Idle).await),
+            }
+        }
+    }
+
+    /// Closes the script's stdin.
+    pub async fn close_input(&mut self) -> Result<(), SshError> {
+        if self.input_closed {
+            return Ok(());
+        }
+        self.input_closed = true;
+        if let Err(e) = self.write.eof().await {
+            return Err(self.fail(Failure::Closed(e.to_string())).await);
+        }
+        Ok(())
+    }
+
+    /// The next piece of the script's stdout; `None` once it has ended.
+    pub async fn read(&mut self) -> Result<Option<Vec<u8>>, SshError> {
+        loop {
+            if let Some(chunk) = self.inbox.stdout.pop_front() {
+                return Ok(Some(chunk));
+            }
+            if self.inbox.out_done {
+                return Ok(None);
+            }
+            match tokio::time::timeout(self.idle, self.read.wait()).await {
+                Ok(msg) => self.inbox.take(msg),
+                Err(_) => return Err(self.fail(Failure::Idle).await),
+            }
+        }
+    }
+
+    /// Closes stdin, drains stdout (discarding it) and returns how the
+    /// script ended. An error means the link failed, not the script.
+    pub async fn finish(mut self) -> Result<StreamEnd, SshError> {
+        self.close_input().await?;
+        while self.read().await?.is_some() {}
+        match self.inbox.status {
+            Some(status) => Ok(StreamEnd {
+                status,
+                stderr: std::mem::take(&mut self.inbox.stderr),
+            }),
+            None => Err(self
+                .fail(Failure::Closed(
+                    "channel closed without an exit status".into(),
+                ))
+                .await),
+        }
+    }
+
+    /// What the script wrote to stderr so far.
+    pub fn stderr(&self) -> &[u8] {
+        &self.inbox.stderr
+    }
+
+    async fn fail(&self, f: Failure) -> SshError {
+        match f {
+            Failure::Idle => SshError::Timeout {
+                host: self.host.clone(),
+                what: "a data stream (no progress)".into(),
+                after: self.idle,
+            },
+            Failure::Closed(detail) => {
+                if self.monitor.is_down() || !(self.alive)() {
+                    self.monitor.error(&self.host, detail).await
+                } else {
+                    SshError::Channel {
+                        host: self.host.clone(),
+                        detail,
+                    }
+                }
+            }
+        }
+    }
+}

@@ -6,9 +6,14 @@
 /// Kill this process with SIGKILL if `BELAY_FAILPOINT` names `point`.
 pub fn hit(point: &str) {
     if std::env::var_os("BELAY_FAILPOINT").is_some_and(|v| v == point) {
-        // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
+        kill_now();
+    }
+}
+
+/// SIGKILL this process now (a failpoint that decided to fire).
+pub fn kill_now() {
+    // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
     }
 }

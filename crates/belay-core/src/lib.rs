@@ -22,6 +22,7 @@ pub mod scheduler;
 pub mod shell;
 pub mod store;
 pub mod time;
+pub mod transfer;
 pub mod transport;
 
 pub use error::CoreError;

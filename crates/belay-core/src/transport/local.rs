@@ -2,12 +2,12 @@
 //! `/bin/sh` as child processes, in their own process group so that a Ctrl-C
 //! at the terminal (aimed at belay) never interrupts a protocol step half-way.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use super::{ScriptOutput, Transport, TransportError, Workroot};
+use super::{DataStream, ScriptOutput, Transport, TransportError, Workroot};
 use crate::shell::quote;
 
 pub struct LocalTransport {
@@ -63,6 +63,100 @@ impl Transport for LocalTransport {
             status: out.status.code().unwrap_or(128),
             stdout: out.stdout,
             stderr: out.stderr,
+        })
+    }
+
+    fn open_stream(&self, script: &str) -> Result<Box<dyn DataStream>, TransportError> {
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| local_error("starting /bin/sh", e))?;
+        // stderr is drained by a thread so a chatty script never blocks.
+        let mut err = child.stderr.take().expect("stderr is piped");
+        let stderr = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = (&mut err).take(64 * 1024).read_to_end(&mut buf);
+            let _ = std::io::copy(&mut err, &mut std::io::sink());
+            buf
+        });
+        Ok(Box::new(LocalStream {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take().expect("stdout is piped"),
+            child,
+            stderr: Some(stderr),
+        }))
+    }
+}
+
+fn local_error(what: &str, e: std::io::Error) -> TransportError {
+    TransportError::Local {
+        host: LocalTransport::NAME.into(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+/// A local `/bin/sh -c SCRIPT` with piped standard streams.
+struct LocalStream {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::process::ChildStdout,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl DataStream for LocalStream {
+    fn write_all(&mut self, data: &[u8]) -> Result<(), TransportError> {
+        match self.stdin.as_mut() {
+            Some(w) => w
+                .write_all(data)
+                .map_err(|e| local_error("writing to the script", e)),
+            None => Err(local_error(
+                "writing to the script",
+                std::io::Error::other("input already closed"),
+            )),
+        }
+    }
+
+    fn close_input(&mut self) -> Result<(), TransportError> {
+        self.stdin = None;
+        Ok(())
+    }
+
+    fn read_chunk(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match self.stdout.read(&mut buf) {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(Some(buf));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(local_error("reading from the script", e)),
+            }
+        }
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<ScriptOutput, TransportError> {
+        self.stdin = None;
+        let _ = std::io::copy(&mut self.stdout, &mut std::io::sink());
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| local_error("waiting for /bin/sh", e))?;
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        Ok(ScriptOutput {
+            status: status.code().unwrap_or(128),
+            stdout: Vec::new(),
+            stderr,
         })
     }
 }

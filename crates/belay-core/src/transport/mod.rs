@@ -3,6 +3,10 @@
 //! protocol is built from that one operation, so the embedded `local` host
 //! and SSH hosts exercise exactly the same protocol code.
 //!
+//! Bulk data (file transfer) needs streams rather than buffered output:
+//! [`Transport::open_stream`] starts a script whose stdin and stdout are
+//! byte streams ([`DataStream`]).
+//!
 //! Implementations: [`local::LocalTransport`] (this machine, `/bin/sh`) and
 //! [`ssh::SshTransport`] (belay-ssh's persistent remote shell).
 
@@ -92,4 +96,23 @@ pub trait Transport: Send + Sync {
     /// login-shell start-up. A non-zero exit status is not an error here:
     /// protocol scripts report their own outcome.
     fn run_script(&self, script: &str) -> Result<ScriptOutput, TransportError>;
+
+    /// Start `script` with `/bin/sh` on the host, its stdin and stdout
+    /// streamed. Pays the login shell's start-up once (SSH exec channel).
+    fn open_stream(&self, script: &str) -> Result<Box<dyn DataStream>, TransportError>;
+}
+
+/// A running script with streaming stdin and stdout (see
+/// [`Transport::open_stream`]). The protocol on top must let the script
+/// read all of its input before it writes much output.
+pub trait DataStream: Send {
+    /// Feed the script's stdin.
+    fn write_all(&mut self, data: &[u8]) -> Result<(), TransportError>;
+    /// Close the script's stdin.
+    fn close_input(&mut self) -> Result<(), TransportError>;
+    /// The next piece of the script's stdout; `None` once it has ended.
+    fn read_chunk(&mut self) -> Result<Option<Vec<u8>>, TransportError>;
+    /// Close stdin, drain stdout and return how the script ended (its
+    /// status and the head of its stderr).
+    fn finish(self: Box<Self>) -> Result<ScriptOutput, TransportError>;
 }

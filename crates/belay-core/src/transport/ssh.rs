@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use belay_ssh::{Client, SshError};
 
-use super::{ScriptOutput, Transport, TransportError, Workroot};
+use super::{DataStream, ScriptOutput, Transport, TransportError, Workroot};
 
 /// The process's runtime for SSH I/O.
 pub fn runtime() -> &'static tokio::runtime::Runtime {
@@ -85,6 +85,21 @@ impl Transport for SshTransport {
             stderr: out.stderr,
         })
     }
+
+    fn open_stream(&self, script: &str) -> Result<Box<dyn DataStream>, TransportError> {
+        let open = |client: &Client| runtime().block_on(client.exec_stream(script, STREAM_IDLE));
+        // Opening is idempotent: a link that dropped since the last call is
+        // re-made once, as for scripts.
+        let stream = match open(&self.client) {
+            Err(SshError::LinkLost { .. }) => open(&self.client),
+            other => other,
+        }
+        .map_err(|e| map_error(&self.alias, e))?;
+        Ok(Box::new(SshStream {
+            alias: self.alias.clone(),
+            inner: Some(stream),
+        }))
+    }
 }
 
 /// Keep the real SSH error text; classify it by what the user can do.
@@ -103,5 +118,56 @@ pub fn map_error(host: &str, e: SshError) -> TransportError {
         | SshError::Auth(_)
         | SshError::Channel { .. }
         | SshError::Protocol { .. } => TransportError::Refused { host, message },
+    }
+}
+
+/// How long a data stream may make no progress before it is abandoned
+/// (a hung remote command on a live link; a dead link is caught sooner by
+/// keepalive).
+const STREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(120);
+
+struct SshStream {
+    alias: String,
+    inner: Option<belay_ssh::ExecStream>,
+}
+
+impl SshStream {
+    fn inner(&mut self) -> &mut belay_ssh::ExecStream {
+        self.inner.as_mut().expect("stream used after finish")
+    }
+}
+
+impl DataStream for SshStream {
+    fn write_all(&mut self, data: &[u8]) -> Result<(), TransportError> {
+        let alias = self.alias.clone();
+        runtime()
+            .block_on(self.inner().write_all(data))
+            .map_err(|e| map_error(&alias, e))
+    }
+
+    fn close_input(&mut self) -> Result<(), TransportError> {
+        let alias = self.alias.clone();
+        runtime()
+            .block_on(self.inner().close_input())
+            .map_err(|e| map_error(&alias, e))
+    }
+
+    fn read_chunk(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
+        let alias = self.alias.clone();
+        runtime()
+            .block_on(self.inner().read())
+            .map_err(|e| map_error(&alias, e))
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<ScriptOutput, TransportError> {
+        let inner = self.inner.take().expect("stream finished once");
+        let end = runtime()
+            .block_on(inner.finish())
+            .map_err(|e| map_error(&self.alias, e))?;
+        Ok(ScriptOutput {
+            status: end.status,
+            stdout: Vec::new(),
+            stderr: end.stderr,
+        })
     }
 }

@@ -1,0 +1,146 @@
+//! What a tree holds, on either side: the entries a transfer plans from.
+//! Remote trees are listed by one `find -printf` (NUL-separated fields, so
+//! any name parses), local trees by walking the file system; both give the
+//! same [`Entry`] records with paths relative to the tree's root.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+/// Fields of one remote entry: type, size, mtime, mode, relative path,
+/// symlink target — each NUL-terminated.
+pub const FIND_FORMAT: &str = "'%y\\0%s\\0%T@\\0%m\\0%P\\0%l\\0'";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    /// Devices, sockets, fifos: never copied.
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative to the listed root; empty for the root itself.
+    pub rel: String,
+    pub kind: Kind,
+    pub size: u64,
+    /// Whole seconds since the epoch.
+    pub mtime: i64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Symlink target.
+    pub link: String,
+}
+
+/// Parses `find ROOT -printf FIND_FORMAT` output.
+pub fn parse_find(out: &[u8]) -> Result<Vec<Entry>, String> {
+    let mut fields = out.split(|b| *b == 0);
+    let mut entries = Vec::new();
+    while let Some(kind) = fields.next() {
+        if kind.is_empty() {
+            break;
+        }
+        let mut next = || {
+            fields
+                .next()
+                .ok_or_else(|| "truncated listing".to_string())
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+        };
+        let (size, mtime, mode, rel, link) = (next()?, next()?, next()?, next()?, next()?);
+        let kind = match kind {
+            b"f" => Kind::File,
+            b"d" => Kind::Dir,
+            b"l" => Kind::Symlink,
+            _ => Kind::Other,
+        };
+        let mtime = mtime.split('.').next().unwrap_or("0");
+        entries.push(Entry {
+            rel,
+            kind,
+            size: size.parse().map_err(|_| format!("bad size '{size}'"))?,
+            mtime: mtime.parse().map_err(|_| format!("bad mtime '{mtime}'"))?,
+            mode: u32::from_str_radix(&mode, 8).map_err(|_| format!("bad mode '{mode}'"))?,
+            link,
+        });
+    }
+    Ok(entries)
+}
+
+/// Lists a local tree (the root followed if it is a symlink, nothing below
+/// it followed). Names that are not UTF-8 are refused with the path.
+pub fn walk_local(root: &Path) -> std::io::Result<Vec<Entry>> {
+    let meta = std::fs::metadata(root)?;
+    let mut out = vec![entry("", &meta, root)?];
+    if meta.is_dir() {
+        walk_dir(root, "", &mut out)?;
+    }
+    Ok(out)
+}
+
+fn walk_dir(dir: &Path, rel: &str, out: &mut Vec<Entry>) -> std::io::Result<()> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    names.sort_by_key(|d| d.file_name());
+    for d in names {
+        let name = d.file_name();
+        let name = name.to_str().ok_or_else(|| {
+            std::io::Error::other(format!(
+                "'{}': names that are not UTF-8 are not supported",
+                d.path().display()
+            ))
+        })?;
+        let child_rel = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let meta = std::fs::symlink_metadata(d.path())?;
+        out.push(entry(&child_rel, &meta, &d.path())?);
+        if meta.is_dir() {
+            walk_dir(&d.path(), &child_rel, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn entry(rel: &str, meta: &std::fs::Metadata, path: &Path) -> std::io::Result<Entry> {
+    let ft = meta.file_type();
+    let kind = if ft.is_file() {
+        Kind::File
+    } else if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_symlink() {
+        Kind::Symlink
+    } else {
+        Kind::Other
+    };
+    let link = if kind == Kind::Symlink {
+        std::fs::read_link(path)?.to_string_lossy().into_owned()
+    } else {
+        String::new()
+    };
+    Ok(Entry {
+        rel: rel.to_string(),
+        kind,
+        size: if kind == Kind::File { meta.len() } else { 0 },
+        mtime: meta.mtime(),
+        mode: meta.permissions().mode() & 0o7777,
+        link,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_find_output_with_odd_names() {
+        let out = b"d\x004096\x001700000000.5\x00755\x00\x00\x00f\x003\x001700000001.0000000000\x00600\x00a\nb c\x00\x00l\x001\x001700000002\x00777\x00l\x00../x\x00";
+        let e = parse_find(out).unwrap();
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].kind, Kind::Dir);
+        assert_eq!(e[1].rel, "a\nb c");
+        assert_eq!((e[1].size, e[1].mtime, e[1].mode), (3, 1700000001, 0o600));
+        assert_eq!((e[2].kind, e[2].link.as_str()), (Kind::Symlink, "../x"));
+    }
+}

@@ -1,0 +1,188 @@
+//! File transfer: `push`, `pull`, job inputs and outputs. Resumable,
+//! verified, atomic, and built on nothing but POSIX sh, coreutils, GNU find
+//! and tar on the host, through [`Transport::open_stream`] — so it works on
+//! endpoints without an SFTP subsystem, and on the embedded `local` host.
+//!
+//! How a copy goes (either direction):
+//!
+//! 1. **Plan** — list both sides ([`listing`]); a file whose destination has
+//!    the same size and mtime is complete and skipped.
+//! 2. **Small files** (< [`BIG_FILE`]) travel in batches, each one tar
+//!    stream (no round trip per file). Pushed batches land in a staging
+//!    directory beside the destination; pulled entries are checked one by
+//!    one ([`paths`]) before anything is written.
+//! 3. **Big files** are streamed one by one into `.NAME.belay-part` beside
+//!    the final name. A partial left by an earlier run is compared by
+//!    checksum of its bytes on both sides and extended, not restarted.
+//! 4. **Verify and land** — every file's [`checksum`] is computed on both
+//!    ends; only a match is renamed to its final name (with its mode and
+//!    mtime). Nothing half-written ever carries a final name.
+//!
+//! A lost link is retried (the client reconnects with backoff); each retry
+//! plans again, so completed files are skipped and partials resumed.
+
+pub mod checksum;
+pub mod listing;
+pub mod paths;
+pub mod progress;
+mod pull;
+mod push;
+mod streamio;
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::{CoreError, Result};
+use crate::transport::Transport;
+pub use progress::{Progress, Quiet};
+
+/// Files at least this big are streamed alone and resumable mid-file.
+pub const BIG_FILE: u64 = 4 << 20;
+/// Small files per tar batch, and bytes per batch.
+const BATCH_FILES: usize = 2000;
+const BATCH_BYTES: u64 = 64 << 20;
+/// Attempts of one copy when the link drops (the first included).
+const ATTEMPTS: u32 = 4;
+
+/// What a copy did (the `--json` summary).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub direction: &'static str,
+    pub host: String,
+    pub source: String,
+    pub destination: String,
+    pub method: &'static str,
+    /// Regular files in the source.
+    pub files: u64,
+    pub files_transferred: u64,
+    pub files_skipped: u64,
+    /// Total size of the source's regular files.
+    pub bytes: u64,
+    /// File content that crossed the link in this run.
+    pub bytes_sent: u64,
+    /// Bytes of partials from an earlier run, verified and kept.
+    pub bytes_resumed: u64,
+    /// Remote entries refused because they would leave the destination.
+    pub refused: Vec<String>,
+    pub elapsed_ms: u64,
+}
+
+/// Copies a local file or tree to `remote` on the transport's host.
+pub fn push(
+    t: &dyn Transport,
+    local: &Path,
+    remote: &str,
+    progress: &mut dyn Progress,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let mut summary = Summary {
+        direction: "push",
+        host: t.host().to_string(),
+        source: local.display().to_string(),
+        method: "exec",
+        ..Summary::default()
+    };
+    with_retries(&mut summary, |s| push::run(t, local, remote, progress, s))?;
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}
+
+/// Copies a local file or tree to exactly `remote` (never into it, even
+/// when a directory of that name exists: a re-run updates the same copy).
+/// The parent of `remote` must exist.
+pub fn push_exact(
+    t: &dyn Transport,
+    local: &Path,
+    remote: &str,
+    progress: &mut dyn Progress,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let mut summary = Summary {
+        direction: "push",
+        host: t.host().to_string(),
+        source: local.display().to_string(),
+        method: "exec",
+        ..Summary::default()
+    };
+    with_retries(&mut summary, |s| {
+        push::run_exact(t, local, remote, progress, s)
+    })?;
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}
+
+/// Copies a remote file or tree to `local`.
+pub fn pull(
+    t: &dyn Transport,
+    remote: &str,
+    local: &Path,
+    progress: &mut dyn Progress,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let mut summary = Summary {
+        direction: "pull",
+        host: t.host().to_string(),
+        source: remote.to_string(),
+        method: "exec",
+        ..Summary::default()
+    };
+    with_retries(&mut summary, |s| pull::run(t, remote, local, progress, s))?;
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}
+
+fn with_retries(
+    summary: &mut Summary,
+    mut attempt: impl FnMut(&mut Summary) -> Result<()>,
+) -> Result<()> {
+    let mut n = 1;
+    loop {
+        // Counters describe the last plan; bytes moved add up over attempts.
+        let sent = summary.bytes_sent;
+        match attempt(summary) {
+            Err(CoreError::Transport(e)) if e.is_transient() && n < ATTEMPTS => {
+                n += 1;
+                summary.bytes_sent = summary.bytes_sent.max(sent);
+                summary.refused.clear();
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A warning for scripts with Windows line endings, which a shell on the
+/// host would fail on with baffling errors (`$'\r': command not found`).
+pub fn crlf_warning(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let name = path.file_name()?.to_string_lossy();
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut head)
+        .ok()?;
+    let script = name.ends_with(".sh") || name.ends_with(".bash") || head.starts_with(b"#!");
+    let crlf = head.windows(2).any(|w| w == b"\r\n");
+    (script && crlf).then(|| {
+        format!(
+            "warning: '{}' has CRLF (Windows) line endings; a shell will fail on it — fix: sed -i 's/\\r$//' {}",
+            path.display(),
+            crate::shell::quote(&path.display().to_string())
+        )
+    })
+}
+
+fn remote_failure(host: &str, what: &str, stderr: &[u8]) -> CoreError {
+    let detail = String::from_utf8_lossy(stderr);
+    let detail = detail.trim();
+    CoreError::Protocol {
+        host: host.to_string(),
+        message: if detail.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what}: {}", detail.lines().next().unwrap_or(detail))
+        },
+    }
+}

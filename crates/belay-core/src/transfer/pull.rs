@@ -1,0 +1,653 @@
+//! Pull: a remote file or tree into a local destination. The host's
+//! listing and archive are untrusted: every name is checked before it
+//! touches the disk ([`super::paths`]), nothing is written through a
+//! symlink, and each file is written as `.NAME.belay-part`, verified
+//! against the host's checksum, then renamed with its mode and mtime.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::checksum::{Cksum, Sum, file_sum};
+use super::listing::{self, Entry, FIND_FORMAT, Kind};
+use super::paths::{
+    base_name, is_temporary, partial_name, remote_word, safe_relative, symlink_stays_inside,
+};
+use super::progress::{Meter, Progress};
+use super::push::{cksum_lines, parse_cksum_lines};
+use super::streamio::StreamReader;
+use super::{BATCH_BYTES, BATCH_FILES, BIG_FILE, Summary, remote_failure};
+use crate::error::{CoreError, Result};
+use crate::shell::quote;
+use crate::transport::Transport;
+
+const TAR_MARK: &str = "BELAY-TAR-FOLLOWS";
+
+/// One thing to fetch.
+#[derive(Clone)]
+struct Item {
+    entry: Entry,
+    /// Name relative to the remote base directory (what scripts use).
+    remote: String,
+    /// Path relative to the local destination root (empty: the root).
+    local_rel: PathBuf,
+}
+
+pub(super) fn run(
+    t: &dyn Transport,
+    remote: &str,
+    local: &Path,
+    progress: &mut dyn Progress,
+    summary: &mut Summary,
+) -> Result<()> {
+    let (src_abs, entries) = list_source(t, remote)?;
+    let root = entries.first().ok_or_else(|| CoreError::Protocol {
+        host: t.host().into(),
+        message: format!("empty listing for '{remote}'"),
+    })?;
+    if !matches!(root.kind, Kind::File | Kind::Dir) {
+        return Err(CoreError::BadInput(format!(
+            "'{remote}' on {} is not a regular file or directory",
+            t.host()
+        )));
+    }
+    let src_base = base_name(&src_abs).unwrap_or("root").to_string();
+    let dest = local_destination(local, &src_base)?;
+    summary.destination = dest.display().to_string();
+    let tree = root.kind == Kind::Dir;
+    let remote_base = if tree {
+        src_abs.clone()
+    } else {
+        parent_of(&src_abs)
+    };
+    if tree {
+        match fs::symlink_metadata(&dest) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(CoreError::BadInput(format!(
+                    "'{}' exists and is not a directory",
+                    dest.display()
+                )));
+            }
+            Err(_) => fs::create_dir(&dest).map_err(|e| io_error(&dest, e))?,
+        }
+    }
+
+    let (mut small, mut big, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
+    summary.files = 0;
+    summary.bytes = 0;
+    summary.files_skipped = 0;
+    summary.refused.clear();
+    let mut to_copy = 0;
+    for e in &entries {
+        let item = if e.rel.is_empty() {
+            Item {
+                entry: e.clone(),
+                remote: if tree {
+                    String::new()
+                } else {
+                    src_base.clone()
+                },
+                local_rel: PathBuf::new(),
+            }
+        } else {
+            if is_temporary(&e.rel) {
+                continue;
+            }
+            match safe_relative(&e.rel) {
+                Ok(rel) => Item {
+                    entry: e.clone(),
+                    remote: e.rel.clone(),
+                    local_rel: rel,
+                },
+                Err(why) => {
+                    refuse(summary, progress, &e.rel, why);
+                    continue;
+                }
+            }
+        };
+        match e.kind {
+            Kind::Dir => dirs.push(item),
+            Kind::Symlink => {
+                if symlink_stays_inside(&item.local_rel, &e.link) {
+                    small.push(item);
+                } else {
+                    refuse(
+                        summary,
+                        progress,
+                        &e.rel,
+                        "symlink pointing outside the destination",
+                    );
+                }
+            }
+            Kind::Other => refuse(
+                summary,
+                progress,
+                &e.rel,
+                "not a regular file, directory or symlink",
+            ),
+            Kind::File => {
+                summary.files += 1;
+                summary.bytes += e.size;
+                let target = dest.join(&item.local_rel);
+                let complete = fs::symlink_metadata(&target).is_ok_and(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    m.is_file() && m.len() == e.size && m.mtime() == e.mtime
+                });
+                if complete {
+                    summary.files_skipped += 1;
+                } else {
+                    to_copy += e.size;
+                    if e.size >= BIG_FILE {
+                        big.push(item);
+                    } else {
+                        small.push(item);
+                    }
+                }
+            }
+        }
+    }
+    progress.begin(
+        (small.iter().filter(|i| i.entry.kind == Kind::File).count() + big.len()) as u64,
+        to_copy,
+    );
+
+    let mut meter = Meter::new(progress);
+    let result: Result<()> = (|| {
+        for d in &dirs {
+            safe_dir(&dest, &d.local_rel)?;
+        }
+        for batch in batches(&small) {
+            pull_batch(t, &remote_base, &dest, batch, &mut meter, summary)?;
+        }
+        for item in &big {
+            pull_big(t, &remote_base, &dest, item, &mut meter, summary)?;
+        }
+        // Directory modes last: a read-only directory is filled first.
+        for d in dirs.iter().rev() {
+            let path = dest.join(&d.local_rel);
+            fs::set_permissions(&path, fs::Permissions::from_mode(d.entry.mode & 0o777))
+                .map_err(|e| io_error(&path, e))?;
+        }
+        Ok(())
+    })();
+    summary.bytes_sent += meter.sent;
+    result?;
+    if !summary.refused.is_empty() {
+        return Err(CoreError::Protocol {
+            host: t.host().into(),
+            message: format!(
+                "refused {} remote entr{} that would have left '{}' (see above); the rest was copied",
+                summary.refused.len(),
+                if summary.refused.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                },
+                dest.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn refuse(summary: &mut Summary, progress: &mut dyn Progress, name: &str, why: &str) {
+    progress.warn(&format!(
+        "refused remote entry '{}': {why}",
+        name.escape_debug()
+    ));
+    summary.refused.push(name.to_string());
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> CoreError {
+    CoreError::Io {
+        what: format!("writing '{}'", path.display()),
+        source: e,
+    }
+}
+
+fn parent_of(abs: &str) -> String {
+    match abs.rsplit_once('/') {
+        Some(("", _)) | None => "/".into(),
+        Some((p, _)) => p.to_string(),
+    }
+}
+
+/// The source's absolute path and its listing.
+fn list_source(t: &dyn Transport, remote: &str) -> Result<(String, Vec<Entry>)> {
+    let word = remote_word(remote);
+    let script = format!(
+        r#"cd "$HOME" || exit 1
+s={word}
+if [ -e "$s" ]; then
+  printf '%s\0' "$(cd -- "$(dirname -- "$s")" && pwd -P)/$(basename -- "$s")"
+  find -H "$s" -printf {FIND_FORMAT}
+else exit 3; fi"#
+    );
+    let out = t.run_script(&script)?;
+    if out.status == 3 {
+        return Err(CoreError::BadInput(format!(
+            "no such file or directory '{remote}' on {}",
+            t.host()
+        )));
+    }
+    if out.status != 0 {
+        return Err(remote_failure(
+            t.host(),
+            &format!("cannot list '{remote}'"),
+            &out.stderr,
+        ));
+    }
+    let split = out.stdout.iter().position(|b| *b == 0).unwrap_or(0);
+    let abs = String::from_utf8_lossy(&out.stdout[..split]).into_owned();
+    let abs = abs.replace("//", "/");
+    let entries =
+        listing::parse_find(&out.stdout[(split + 1).min(out.stdout.len())..]).map_err(|m| {
+            CoreError::Protocol {
+                host: t.host().into(),
+                message: format!("listing '{remote}': {m}"),
+            }
+        })?;
+    Ok((abs, entries))
+}
+
+/// `cp -r` rules on the local side.
+fn local_destination(local: &Path, src_base: &str) -> Result<PathBuf> {
+    let text = local.to_string_lossy();
+    if local.is_dir() {
+        return Ok(local.join(src_base));
+    }
+    if text.ends_with('/') {
+        return Err(CoreError::BadInput(format!(
+            "no such local directory '{}'",
+            local.display()
+        )));
+    }
+    let parent = match local.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        return Err(CoreError::BadInput(format!(
+            "no such local directory '{}' (the destination's parent must exist)",
+            parent.display()
+        )));
+    }
+    Ok(local.to_path_buf())
+}
+
+/// Makes `root/rel` a directory, creating missing components, refusing to
+/// go through anything that is not a real directory (a symlink planted by
+/// the remote side, or a file).
+fn safe_dir(root: &Path, rel: &Path) -> Result<PathBuf> {
+    let mut cur = root.to_path_buf();
+    for c in rel.components() {
+        cur.push(c);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(CoreError::Protocol {
+                    host: "local".into(),
+                    message: format!(
+                        "refusing to write through '{}': not a directory",
+                        cur.display()
+                    ),
+                });
+            }
+            Err(_) => {
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&cur)
+                    .map_err(|e| io_error(&cur, e))?;
+            }
+        }
+    }
+    Ok(cur)
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+/// The partial beside `target`, and the directory both live in (checked).
+fn partial_for(dest: &Path, rel: &Path) -> Result<(PathBuf, PathBuf)> {
+    let (dir, target) = if rel.as_os_str().is_empty() {
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        (parent, dest.to_path_buf())
+    } else {
+        let dir = safe_dir(dest, rel.parent().unwrap_or(Path::new("")))?;
+        (dir, dest.join(rel))
+    };
+    let base = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((dir.join(partial_name(&base)), target))
+}
+
+fn open_partial(path: &Path, append: bool) -> Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW);
+    if append {
+        o.append(true);
+    } else {
+        o.truncate(true);
+    }
+    o.open(path).map_err(|e| io_error(path, e))
+}
+
+/// Gives the verified partial its mode and mtime and its final name.
+fn land(partial: &Path, target: &Path, e: &Entry, file: File) -> Result<()> {
+    file.set_permissions(fs::Permissions::from_mode(e.mode & 0o777))
+        .map_err(|er| io_error(partial, er))?;
+    let mtime = UNIX_EPOCH + Duration::from_secs(e.mtime.max(0) as u64);
+    file.set_times(fs::FileTimes::new().set_modified(mtime).set_accessed(mtime))
+        .map_err(|er| io_error(partial, er))?;
+    file.sync_all().map_err(|er| io_error(partial, er))?;
+    drop(file);
+    if fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
+        return Err(CoreError::Io {
+            what: format!("writing '{}'", target.display()),
+            source: std::io::Error::other("a directory is in the way"),
+        });
+    }
+    fs::rename(partial, target).map_err(|er| io_error(target, er))
+}
+
+fn batches(items: &[Item]) -> Vec<&[Item]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, it) in items.iter().enumerate() {
+        if i > start && (i - start >= BATCH_FILES || bytes + it.entry.size > BATCH_BYTES) {
+            out.push(&items[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += it.entry.size;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
+fn pull_batch(
+    t: &dyn Transport,
+    remote_base: &str,
+    dest: &Path,
+    batch: &[Item],
+    meter: &mut Meter,
+    summary: &mut Summary,
+) -> Result<()> {
+    let files: Vec<String> = batch
+        .iter()
+        .filter(|i| i.entry.kind == Kind::File)
+        .map(|i| i.remote.clone())
+        .collect();
+    let names: Vec<String> = batch
+        .iter()
+        .map(|i| quote(&format!("./{}", i.remote)))
+        .collect();
+    let script = format!(
+        "cd {} || exit 1\n{}echo {TAR_MARK}\nexec tar -cf - --no-recursion -- {}",
+        quote(remote_base),
+        cksum_lines(&files),
+        names.join(" ")
+    );
+    let mut stream = t.open_stream(&script)?;
+    stream.close_input()?;
+    let wanted: HashMap<&str, &Item> = batch.iter().map(|i| (i.remote.as_str(), i)).collect();
+    let received = {
+        let mut reader = StreamReader::new(stream.as_mut());
+        let r = receive_batch(&mut reader, &files, &wanted, dest, meter, summary);
+        match (r, reader.failed.take()) {
+            (Err(_), Some(te)) => Err(CoreError::Transport(te)),
+            (r, _) => r,
+        }
+    };
+    let out = stream.finish()?;
+    if out.status != 0 {
+        return Err(remote_failure(
+            t.host(),
+            &format!("cannot read '{remote_base}'"),
+            &out.stderr,
+        ));
+    }
+    received
+}
+
+fn receive_batch(
+    reader: &mut StreamReader,
+    files: &[String],
+    wanted: &HashMap<&str, &Item>,
+    dest: &Path,
+    meter: &mut Meter,
+    summary: &mut Summary,
+) -> Result<()> {
+    let proto = |m: String| CoreError::Protocol {
+        host: "remote".into(),
+        message: m,
+    };
+    let mut lines = Vec::new();
+    loop {
+        let line = reader
+            .line()
+            .map_err(|e| proto(format!("reading checksums: {e}")))?
+            .ok_or_else(|| proto("the host sent no archive".into()))?;
+        if line == TAR_MARK.as_bytes() {
+            break;
+        }
+        lines.push(line);
+    }
+    let sums = parse_cksum_lines(files, &lines).map_err(|m| proto(m.to_string()))?;
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive
+        .entries()
+        .map_err(|e| proto(format!("reading the archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| proto(format!("reading the archive: {e}")))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let name = raw.strip_prefix("./").unwrap_or(&raw).to_string();
+        let Some(item) = wanted.get(name.as_str()) else {
+            refuse(
+                summary,
+                meter.progress,
+                &raw,
+                "not an entry that was asked for",
+            );
+            continue;
+        };
+        match entry.header().entry_type() {
+            tar::EntryType::Regular if item.entry.kind == Kind::File => {
+                let (partial, target) = partial_for(dest, &item.local_rel)?;
+                let mut file = open_partial(&partial, false)?;
+                let mut sum = Cksum::default();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = entry
+                        .read(&mut buf)
+                        .map_err(|e| proto(format!("reading '{name}': {e}")))?;
+                    if n == 0 {
+                        break;
+                    }
+                    sum.update(&buf[..n]);
+                    file.write_all(&buf[..n])
+                        .map_err(|e| io_error(&partial, e))?;
+                    meter.moved(n as u64);
+                }
+                if sums.get(&item.remote) != Some(&sum.sum()) {
+                    let _ = fs::remove_file(&partial);
+                    return Err(proto(format!(
+                        "'{}' arrived damaged (checksum mismatch; was it changing?)",
+                        target.display()
+                    )));
+                }
+                land(&partial, &target, &item.entry, file)?;
+                summary.files_transferred += 1;
+                meter.progress.file_done();
+            }
+            tar::EntryType::Symlink if item.entry.kind == Kind::Symlink => {
+                let link = entry
+                    .link_name_bytes()
+                    .map(|l| String::from_utf8_lossy(&l).into_owned())
+                    .unwrap_or_default();
+                if !symlink_stays_inside(&item.local_rel, &link) {
+                    refuse(
+                        summary,
+                        meter.progress,
+                        &name,
+                        "symlink pointing outside the destination",
+                    );
+                    continue;
+                }
+                let (partial, target) = partial_for(dest, &item.local_rel)?;
+                let _ = fs::remove_file(&partial);
+                std::os::unix::fs::symlink(&link, &partial).map_err(|e| io_error(&partial, e))?;
+                fs::rename(&partial, &target).map_err(|e| io_error(&target, e))?;
+            }
+            other => refuse(
+                summary,
+                meter.progress,
+                &name,
+                &format!(
+                    "archive entry of type {other:?} where a {:?} was listed",
+                    item.entry.kind
+                ),
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn pull_big(
+    t: &dyn Transport,
+    remote_base: &str,
+    dest: &Path,
+    item: &Item,
+    meter: &mut Meter,
+    summary: &mut Summary,
+) -> Result<()> {
+    let (partial, target) = partial_for(dest, &item.local_rel)?;
+    let remote_file = if item.remote.is_empty() {
+        remote_base.to_string()
+    } else if remote_base == "/" {
+        format!("/{}", item.remote)
+    } else {
+        format!("{remote_base}/{}", item.remote)
+    };
+    let mut allow_resume = true;
+    for _attempt in 0..2 {
+        let have = fs::symlink_metadata(&partial)
+            .ok()
+            .filter(|m| m.is_file() && allow_resume)
+            .map(|m| m.len())
+            .filter(|n| *n > 0 && *n <= item.entry.size);
+        let prefix = match have {
+            Some(n) => Some(file_sum(&partial, Some(n)).map_err(|e| io_error(&partial, e))?),
+            None => None,
+        };
+        let (p, expect) = match &prefix {
+            Some(c) => (c.len(), c.sum().to_string()),
+            None => (0, String::new()),
+        };
+        let script = format!(
+            "f={}\n[ -f \"$f\" ] || {{ echo \"$f vanished\" >&2; exit 3; }}\ncksum < \"$f\" || exit 1\nif [ {p} -gt 0 ] && [ \"$(head -c {p} \"$f\" | cksum)\" = {} ]; then echo resume; exec tail -c +{} \"$f\"; else echo restart; exec cat \"$f\"; fi",
+            quote(&remote_file),
+            quote(&expect),
+            p + 1
+        );
+        let mut stream = t.open_stream(&script)?;
+        stream.close_input()?;
+        let received = {
+            let mut reader = StreamReader::new(stream.as_mut());
+            let r = receive_big(&mut reader, &partial, prefix, meter, summary);
+            match (r, reader.failed.take()) {
+                (Err(_), Some(te)) => Err(CoreError::Transport(te)),
+                (r, _) => r,
+            }
+        };
+        let out = stream.finish()?;
+        if out.status != 0 {
+            return Err(remote_failure(
+                t.host(),
+                &format!("cannot read '{remote_file}'"),
+                &out.stderr,
+            ));
+        }
+        let (file, got, whole, resumed) = received?;
+        if got == whole {
+            land(&partial, &target, &item.entry, file)?;
+            summary.files_transferred += 1;
+            meter.progress.file_done();
+            return Ok(());
+        }
+        drop(file);
+        let _ = fs::remove_file(&partial);
+        if !resumed {
+            break;
+        }
+        allow_resume = false;
+    }
+    Err(CoreError::Protocol {
+        host: t.host().into(),
+        message: format!(
+            "'{}' arrived damaged (checksum mismatch; was '{remote_file}' changing?)",
+            target.display()
+        ),
+    })
+}
+
+/// Receives one big file into its partial: (file, our sum, host's sum,
+/// whether the partial was extended).
+fn receive_big(
+    reader: &mut StreamReader,
+    partial: &Path,
+    prefix: Option<Cksum>,
+    meter: &mut Meter,
+    summary: &mut Summary,
+) -> Result<(File, Sum, Sum, bool)> {
+    let proto = |m: String| CoreError::Protocol {
+        host: "remote".into(),
+        message: m,
+    };
+    let head = reader
+        .line()
+        .map_err(|e| proto(format!("reading '{}': {e}", partial.display())))?
+        .unwrap_or_default();
+    let whole = Sum::parse(&String::from_utf8_lossy(&head))
+        .ok_or_else(|| proto("the host sent no checksum".into()))?;
+    let mode = reader
+        .line()
+        .map_err(|e| proto(format!("reading '{}': {e}", partial.display())))?
+        .unwrap_or_default();
+    let resumed = mode == b"resume";
+    let (mut file, mut sum) = match (resumed, prefix) {
+        (true, Some(c)) => {
+            meter.kept(c.len());
+            summary.bytes_resumed += c.len();
+            (open_partial(partial, true)?, c)
+        }
+        _ => (open_partial(partial, false)?, Cksum::default()),
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| proto(format!("reading '{}': {e}", partial.display())))?;
+        if n == 0 {
+            break;
+        }
+        sum.update(&buf[..n]);
+        file.write_all(&buf[..n])
+            .map_err(|e| io_error(partial, e))?;
+        meter.moved(n as u64);
+    }
+    Ok((file, sum.sum(), whole, resumed))
+}

@@ -1,0 +1,809 @@
+//! Push: a local file or tree onto the host. Small files go in tar batches
+//! into a staging directory beside the destination, are verified there and
+//! then moved into place (one `mv` per directory); big files are appended
+//! to `.NAME.belay-part` on the host, verified, then renamed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::checksum::{Cksum, Sum, file_sum};
+use super::listing::{self, Entry, FIND_FORMAT, Kind};
+use super::paths::{base_name, is_temporary, partial_name, remote_word};
+use super::progress::{Meter, Progress};
+use super::streamio::StreamWriter;
+use super::{BATCH_BYTES, BATCH_FILES, BIG_FILE, Summary, remote_failure};
+use crate::error::{CoreError, Result};
+use crate::shell::quote;
+use crate::transport::Transport;
+
+/// One thing to place on the host.
+struct Item<'a> {
+    entry: &'a Entry,
+    local: PathBuf,
+    /// Path relative to the destination base directory.
+    name: String,
+}
+
+pub(super) fn run(
+    t: &dyn Transport,
+    local: &Path,
+    remote: &str,
+    progress: &mut dyn Progress,
+    summary: &mut Summary,
+) -> Result<()> {
+    run_with(t, local, remote, false, progress, summary)
+}
+
+/// As [`run`], but `remote` names the copy even if it is a directory.
+pub(super) fn run_exact(
+    t: &dyn Transport,
+    local: &Path,
+    remote: &str,
+    progress: &mut dyn Progress,
+    summary: &mut Summary,
+) -> Result<()> {
+    run_with(t, local, remote, true, progress, summary)
+}
+
+fn run_with(
+    t: &dyn Transport,
+    local: &Path,
+    remote: &str,
+    exact: bool,
+    progress: &mut dyn Progress,
+    summary: &mut Summary,
+) -> Result<()> {
+    let entries = listing::walk_local(local).map_err(|e| local_error(local, e))?;
+    let root = &entries[0];
+    if !matches!(root.kind, Kind::File | Kind::Dir) {
+        return Err(CoreError::BadInput(format!(
+            "'{}' is not a regular file or directory",
+            local.display()
+        )));
+    }
+    let local_base = local_base_name(local)?;
+    let dest = resolve_destination(t, remote, &local_base, root.kind, exact)?;
+    summary.destination = dest.path.clone();
+
+    let tree = root.kind == Kind::Dir;
+    // The base directory everything is named relative to on the host.
+    let base = if tree {
+        dest.path.clone()
+    } else {
+        dest.parent.clone()
+    };
+    let remote_entries = list_remote(t, &dest, &local_base, tree)?;
+    let remote_map: HashMap<&str, &Entry> =
+        remote_entries.iter().map(|e| (e.rel.as_str(), e)).collect();
+    clear_stale_stages(t, &base, &remote_entries)?;
+
+    let name_of = |e: &Entry| -> String {
+        if tree {
+            e.rel.clone()
+        } else {
+            dest.base.clone()
+        }
+    };
+    let (mut small, mut big, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
+    summary.files = 0;
+    summary.bytes = 0;
+    summary.files_skipped = 0;
+    let mut to_copy = 0u64;
+    for e in &entries {
+        let name = name_of(e);
+        let item = Item {
+            entry: e,
+            local: if e.rel.is_empty() {
+                local.to_path_buf()
+            } else {
+                local.join(&e.rel)
+            },
+            name: name.clone(),
+        };
+        let there = remote_map.get(name.as_str());
+        match e.kind {
+            Kind::File => {
+                summary.files += 1;
+                summary.bytes += e.size;
+                if let Some(crlf) = super::crlf_warning(&item.local) {
+                    progress.warn(&crlf);
+                }
+                let complete = there.is_some_and(|r| {
+                    r.kind == Kind::File && r.size == e.size && r.mtime == e.mtime
+                });
+                if complete {
+                    summary.files_skipped += 1;
+                } else if e.size >= BIG_FILE {
+                    to_copy += e.size;
+                    big.push(item);
+                } else {
+                    to_copy += e.size;
+                    small.push(item);
+                }
+            }
+            Kind::Symlink => {
+                let same = there.is_some_and(|r| r.kind == Kind::Symlink && r.link == e.link);
+                if !same {
+                    small.push(item);
+                }
+            }
+            Kind::Dir => dirs.push(item),
+            Kind::Other => progress.warn(&format!(
+                "skipping '{}': not a regular file, directory or symlink",
+                item.local.display()
+            )),
+        }
+    }
+    progress.begin((small.len() + big.len()) as u64, to_copy);
+
+    let mut meter = Meter::new(progress);
+    let result = (|| {
+        make_dirs(t, &base, &dirs)?;
+        for batch in batches(&small) {
+            push_batch(t, &base, batch, &mut meter, summary)?;
+        }
+        for item in &big {
+            let partial = remote_map
+                .get(partial_key(&item.name).as_str())
+                .filter(|p| p.kind == Kind::File)
+                .map(|p| p.size);
+            push_big(t, &base, item, partial, &mut meter, summary)?;
+        }
+        set_dir_modes(t, &base, &dirs)
+    })();
+    summary.bytes_sent += meter.sent;
+    result
+}
+
+fn local_error(path: &Path, e: std::io::Error) -> CoreError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        CoreError::BadInput(format!(
+            "no such local file or directory '{}'",
+            path.display()
+        ))
+    } else {
+        CoreError::Io {
+            what: format!("reading '{}'", path.display()),
+            source: e,
+        }
+    }
+}
+
+fn local_base_name(local: &Path) -> Result<String> {
+    let s = local.to_string_lossy();
+    if let Some(b) = base_name(&s) {
+        return Ok(b.to_string());
+    }
+    let abs = std::fs::canonicalize(local).map_err(|e| local_error(local, e))?;
+    abs.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| CoreError::BadInput(format!("cannot copy '{}' itself", local.display())))
+}
+
+/// Where the copy lands on the host.
+struct Destination {
+    /// Absolute path of the copy.
+    path: String,
+    /// Its parent directory (absolute) and its own name.
+    parent: String,
+    base: String,
+}
+
+/// `cp -r` rules: into an existing directory under the source's name,
+/// else as the named path, whose parent must exist.
+fn resolve_destination(
+    t: &dyn Transport,
+    remote: &str,
+    local_base: &str,
+    kind: Kind,
+    exact: bool,
+) -> Result<Destination> {
+    let word = remote_word(remote);
+    let script = format!(
+        r#"cd "$HOME" || exit 1
+d={word}
+if [ -d "$d" ]; then printf 'dir\0%s\0' "$(cd -- "$d" && pwd -P)"
+else p=$(dirname -- "$d")
+  if [ -d "$p" ]; then
+    if [ -e "$d" ] || [ -L "$d" ]; then k=file; else k=absent; fi
+    printf '%s\0%s\0' "$k" "$(cd -- "$p" && pwd -P)"
+  else printf 'noparent\0%s\0' "$p"; fi
+fi"#
+    );
+    let out = t.run_script(&script)?;
+    if out.status != 0 {
+        return Err(remote_failure(
+            t.host(),
+            &format!("cannot look up '{remote}'"),
+            &out.stderr,
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut f = text.split('\0');
+    let (kind_there, path) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
+    let join = |dir: &str, name: &str| {
+        if dir == "/" {
+            format!("/{name}")
+        } else {
+            format!("{dir}/{name}")
+        }
+    };
+    let host = t.host();
+    match kind_there {
+        "dir" if exact => {
+            if kind != Kind::Dir {
+                return Err(CoreError::BadInput(format!(
+                    "'{remote}' on {host} is a directory: cannot put a file there"
+                )));
+            }
+            let (parent, base) = match path.rsplit_once('/') {
+                Some(("", b)) => ("/".to_string(), b.to_string()),
+                Some((p, b)) => (p.to_string(), b.to_string()),
+                None => (path.to_string(), String::new()),
+            };
+            Ok(Destination {
+                path: path.to_string(),
+                parent,
+                base,
+            })
+        }
+        "dir" => Ok(Destination {
+            path: join(path, local_base),
+            parent: path.to_string(),
+            base: local_base.to_string(),
+        }),
+        _ if remote.ends_with('/') => Err(CoreError::BadInput(format!(
+            "no such directory '{remote}' on {host}"
+        ))),
+        "file" if kind == Kind::Dir => Err(CoreError::BadInput(format!(
+            "'{remote}' on {host} is a file: cannot put a directory there"
+        ))),
+        "file" | "absent" => {
+            let base = base_name(remote).unwrap_or(local_base).to_string();
+            Ok(Destination {
+                path: join(path, &base),
+                parent: path.to_string(),
+                base,
+            })
+        }
+        "noparent" => Err(CoreError::BadInput(format!(
+            "no such directory '{path}' on {host} (the destination's parent must exist)"
+        ))),
+        other => Err(CoreError::Protocol {
+            host: host.to_string(),
+            message: format!("unexpected answer '{other}' looking up '{remote}'"),
+        }),
+    }
+}
+
+/// The destination as it is: the whole tree (directory copies), or the
+/// file, its partial and stale staging directories beside it.
+fn list_remote(
+    t: &dyn Transport,
+    dest: &Destination,
+    base: &str,
+    tree: bool,
+) -> Result<Vec<Entry>> {
+    let script = if tree {
+        format!(
+            "t={}\nif [ -d \"$t\" ]; then find \"$t\" -printf {FIND_FORMAT}; fi",
+            quote(&dest.path)
+        )
+    } else {
+        let _ = base;
+        format!(
+            "cd {} || exit 1\nfind . -mindepth 1 -maxdepth 1 \\( -name {} -o -name {} -o -name '.belay-stage.*' \\) -printf {FIND_FORMAT}",
+            quote(&dest.parent),
+            quote(&glob_escape(&dest.base)),
+            quote(&glob_escape(&partial_name(&dest.base)))
+        )
+    };
+    let out = t.run_script(&script)?;
+    if out.status != 0 {
+        return Err(remote_failure(
+            t.host(),
+            &format!("cannot list '{}'", dest.path),
+            &out.stderr,
+        ));
+    }
+    listing::parse_find(&out.stdout).map_err(|m| CoreError::Protocol {
+        host: t.host().to_string(),
+        message: format!("listing '{}': {m}", dest.path),
+    })
+}
+
+fn glob_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn partial_key(name: &str) -> String {
+    match name.rsplit_once('/') {
+        Some((dir, base)) => format!("{dir}/{}", partial_name(base)),
+        None => partial_name(name),
+    }
+}
+
+/// Staging directories left by an interrupted run are ours to remove.
+fn clear_stale_stages(t: &dyn Transport, base: &str, there: &[Entry]) -> Result<()> {
+    let stale: Vec<String> = there
+        .iter()
+        .filter(|e| e.kind == Kind::Dir && !e.rel.contains('/') && is_temporary(&e.rel))
+        .map(|e| quote(&format!("{base}/{}", e.rel)))
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let out = t.run_script(&format!("rm -rf -- {}", stale.join(" ")))?;
+    if out.status != 0 {
+        return Err(remote_failure(
+            t.host(),
+            "cannot remove an old staging directory",
+            &out.stderr,
+        ));
+    }
+    Ok(())
+}
+
+fn make_dirs(t: &dyn Transport, base: &str, dirs: &[Item]) -> Result<()> {
+    for chunk in dirs.chunks(500) {
+        let args: Vec<String> = chunk
+            .iter()
+            .map(|d| quote(&join_rel(base, &d.name)))
+            .collect();
+        let out = t.run_script(&format!("mkdir -p -- {}", args.join(" ")))?;
+        if out.status != 0 {
+            return Err(remote_failure(
+                t.host(),
+                &format!("cannot create directories under '{base}'"),
+                &out.stderr,
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn set_dir_modes(t: &dyn Transport, base: &str, dirs: &[Item]) -> Result<()> {
+    let mut by_mode: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for d in dirs {
+        by_mode
+            .entry(d.entry.mode & 0o7777)
+            .or_default()
+            .push(quote(&join_rel(base, &d.name)));
+    }
+    for (mode, paths) in by_mode {
+        for chunk in paths.chunks(500) {
+            let out = t.run_script(&format!("chmod {mode:o} -- {}", chunk.join(" ")))?;
+            if out.status != 0 {
+                return Err(remote_failure(
+                    t.host(),
+                    &format!("cannot set modes under '{base}'"),
+                    &out.stderr,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn join_rel(base: &str, name: &str) -> String {
+    if name.is_empty() {
+        base.to_string()
+    } else if base == "/" {
+        format!("/{name}")
+    } else {
+        format!("{base}/{name}")
+    }
+}
+
+fn batches<'b, 'a>(items: &'b [Item<'a>]) -> Vec<&'b [Item<'a>]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, it) in items.iter().enumerate() {
+        if i > start && (i - start >= BATCH_FILES || bytes + it.entry.size > BATCH_BYTES) {
+            out.push(&items[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += it.entry.size;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
+/// `cksum` lines for files, in order. Names with a newline or backslash
+/// (which `cksum` would escape) get a call of their own on stdin.
+pub(super) fn cksum_lines(names: &[String]) -> String {
+    let mut script = String::new();
+    let mut plain = Vec::new();
+    let flush = |plain: &mut Vec<String>, script: &mut String| {
+        for chunk in plain.chunks(200) {
+            script.push_str("cksum -- ");
+            script.push_str(&chunk.join(" "));
+            script.push_str(" || exit 1\n");
+        }
+        plain.clear();
+    };
+    for (i, n) in names.iter().enumerate() {
+        let word = quote(&format!("./{n}"));
+        if n.contains('\n') || n.contains('\\') {
+            flush(&mut plain, &mut script);
+            script.push_str(&format!("printf 'ODD{i} '; cksum < {word} || exit 1\n"));
+        } else {
+            plain.push(word);
+        }
+    }
+    flush(&mut plain, &mut script);
+    script
+}
+
+/// Reads what [`cksum_lines`] printed into one sum per name.
+pub(super) fn parse_cksum_lines(
+    names: &[String],
+    lines: &[Vec<u8>],
+) -> std::result::Result<HashMap<String, Sum>, String> {
+    let index: HashMap<String, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("./{n}"), i))
+        .collect();
+    let mut out = HashMap::new();
+    for line in lines {
+        let text = String::from_utf8_lossy(line);
+        let (i, sum) = if let Some(rest) = text.strip_prefix("ODD") {
+            let (i, sum) = rest.split_once(' ').ok_or("bad checksum line")?;
+            (
+                i.parse::<usize>().map_err(|_| "bad checksum line")?,
+                Sum::parse(sum),
+            )
+        } else {
+            let mut parts = text.splitn(3, ' ');
+            let (c, l, n) = (parts.next(), parts.next(), parts.next());
+            let i = n
+                .and_then(|n| index.get(n))
+                .ok_or("checksum for an unknown name")?;
+            (
+                *i,
+                Sum::parse(&format!("{} {}", c.unwrap_or(""), l.unwrap_or(""))),
+            )
+        };
+        let name = names.get(i).ok_or("checksum for an unknown name")?;
+        out.insert(name.clone(), sum.ok_or("bad checksum line")?);
+    }
+    Ok(out)
+}
+
+fn push_batch(
+    t: &dyn Transport,
+    base: &str,
+    batch: &[Item],
+    meter: &mut Meter,
+    summary: &mut Summary,
+) -> Result<()> {
+    let stage = format!("{base}/.belay-stage.{}", crate::job::id::random_hex(6)?);
+    let files: Vec<String> = batch
+        .iter()
+        .filter(|i| i.entry.kind == Kind::File)
+        .map(|i| i.name.clone())
+        .collect();
+    let script = format!(
+        "umask 077\ns={}\nmkdir -p \"$s\" && cd \"$s\" || exit 1\ntar -xpof - || exit 1\n{}",
+        quote(&stage),
+        cksum_lines(&files)
+    );
+    let mut stream = t.open_stream(&script)?;
+    let mut sums: HashMap<String, Sum> = HashMap::new();
+    let written = {
+        let mut writer = StreamWriter::new(stream.as_mut());
+        let r = write_tar(&mut writer, batch, meter, &mut sums);
+        let r = r.and_then(|()| std::io::Write::flush(&mut writer));
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) => match writer.failed.take() {
+                Some(te) => Err(CoreError::Transport(te)),
+                None => Err(CoreError::Io {
+                    what: "reading local files".into(),
+                    source: e,
+                }),
+            },
+        }
+    };
+    if let Err(e) = written {
+        // The host's own complaint (disk full) explains a refused stream
+        // better than the broken pipe we saw.
+        if let Ok(out) = stream.finish()
+            && out.status != 0
+        {
+            return Err(remote_failure(
+                t.host(),
+                &format!("cannot write into '{base}'"),
+                &out.stderr,
+            ));
+        }
+        return Err(e);
+    }
+    stream.close_input()?;
+    let mut lines = Vec::new();
+    {
+        let mut reader = super::streamio::StreamReader::new(stream.as_mut());
+        loop {
+            match reader.line() {
+                Ok(Some(l)) => lines.push(l),
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(match reader.failed.take() {
+                        Some(te) => CoreError::Transport(te),
+                        None => CoreError::Io {
+                            what: "reading checksums".into(),
+                            source: e,
+                        },
+                    });
+                }
+            }
+        }
+    }
+    let out = stream.finish()?;
+    if out.status != 0 {
+        let _ = t.run_script(&format!("rm -rf -- {}", quote(&stage)));
+        return Err(remote_failure(
+            t.host(),
+            &format!("cannot write into '{base}'"),
+            &out.stderr,
+        ));
+    }
+    let there = parse_cksum_lines(&files, &lines).map_err(|m| CoreError::Protocol {
+        host: t.host().into(),
+        message: m.to_string(),
+    })?;
+    for name in &files {
+        if there.get(name) != sums.get(name) {
+            let _ = t.run_script(&format!("rm -rf -- {}", quote(&stage)));
+            return Err(CoreError::Protocol {
+                host: t.host().into(),
+                message: format!(
+                    "'{}' arrived damaged (checksum mismatch); run the same command again",
+                    join_rel(base, name)
+                ),
+            });
+        }
+    }
+    place(t, base, &stage, batch)?;
+    for it in batch {
+        if it.entry.kind == Kind::File {
+            summary.files_transferred += 1;
+            meter.progress.file_done();
+        }
+    }
+    Ok(())
+}
+
+fn write_tar(
+    writer: &mut StreamWriter,
+    batch: &[Item],
+    meter: &mut Meter,
+    sums: &mut HashMap<String, Sum>,
+) -> std::io::Result<()> {
+    let mut builder = tar::Builder::new(writer);
+    builder.mode(tar::HeaderMode::Complete);
+    for it in batch {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(it.entry.mode & 0o7777);
+        h.set_mtime(it.entry.mtime.max(0) as u64);
+        h.set_uid(0);
+        h.set_gid(0);
+        match it.entry.kind {
+            Kind::File => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(it.entry.size);
+                let file = std::fs::File::open(&it.local)?;
+                let mut reader = Counting {
+                    inner: file.take(it.entry.size),
+                    sum: Cksum::default(),
+                    meter,
+                };
+                builder.append_data(&mut h, &it.name, &mut reader)?;
+                if reader.sum.len() != it.entry.size {
+                    return Err(std::io::Error::other(format!(
+                        "'{}' changed while being copied",
+                        it.local.display()
+                    )));
+                }
+                sums.insert(it.name.clone(), reader.sum.sum());
+            }
+            Kind::Symlink => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                builder.append_link(&mut h, &it.name, &it.entry.link)?;
+            }
+            _ => {}
+        }
+    }
+    builder.finish()
+}
+
+/// Reads a file for the archive, summing and metering what passes.
+struct Counting<'m, 'p, R> {
+    inner: R,
+    sum: Cksum,
+    meter: &'m mut Meter<'p>,
+}
+
+impl<R: Read> Read for Counting<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sum.update(&buf[..n]);
+        self.meter.moved(n as u64);
+        Ok(n)
+    }
+}
+
+/// Moves a verified batch from its staging directory into place: one `mv`
+/// per destination directory (renames: atomic per file).
+fn place(t: &dyn Transport, base: &str, stage: &str, batch: &[Item]) -> Result<()> {
+    let mut by_dir: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for it in batch {
+        let dir = match it.name.rsplit_once('/') {
+            Some((d, _)) => join_rel(base, d),
+            None => base.to_string(),
+        };
+        by_dir
+            .entry(dir)
+            .or_default()
+            .push(quote(&format!("{stage}/{}", it.name)));
+    }
+    let mut script = String::new();
+    for (dir, sources) in by_dir {
+        for chunk in sources.chunks(500) {
+            script.push_str(&format!(
+                "mv -f -- {} {} || exit 1\n",
+                chunk.join(" "),
+                quote(&format!("{dir}/"))
+            ));
+        }
+    }
+    script.push_str(&format!("rm -rf -- {}\n", quote(stage)));
+    let out = t.run_script(&script)?;
+    if out.status != 0 {
+        return Err(remote_failure(
+            t.host(),
+            &format!("cannot move files into '{base}'"),
+            &out.stderr,
+        ));
+    }
+    Ok(())
+}
+
+fn push_big(
+    t: &dyn Transport,
+    base: &str,
+    item: &Item,
+    partial: Option<u64>,
+    meter: &mut Meter,
+    summary: &mut Summary,
+) -> Result<()> {
+    let final_path = join_rel(base, &item.name);
+    let part = join_rel(base, &partial_key(&item.name));
+    let size = item.entry.size;
+    let mut resume = partial.filter(|p| *p > 0 && *p <= size);
+    for _attempt in 0..2 {
+        let (offset, mut sum) = match resume.take() {
+            Some(p) => {
+                let prefix =
+                    file_sum(&item.local, Some(p)).map_err(|e| local_error(&item.local, e))?;
+                let out = t.run_script(&format!("cksum < {}", quote(&part)))?;
+                let there = Sum::parse(&String::from_utf8_lossy(&out.stdout));
+                if out.status == 0 && there == Some(prefix.sum()) {
+                    meter.kept(p);
+                    summary.bytes_resumed += p;
+                    (p, prefix)
+                } else {
+                    (0, Cksum::default())
+                }
+            }
+            None => (0, Cksum::default()),
+        };
+        let there = stream_file(t, item, &part, offset, &mut sum, meter)?;
+        if there == sum.sum() && sum.len() == size {
+            let out = t.run_script(&format!(
+                "p={}\nchmod {:o} \"$p\" && touch -d @{} \"$p\" && mv -f -- \"$p\" {}",
+                quote(&part),
+                item.entry.mode & 0o7777,
+                item.entry.mtime,
+                quote(&final_path)
+            ))?;
+            if out.status != 0 {
+                return Err(remote_failure(
+                    t.host(),
+                    &format!("cannot finish '{final_path}'"),
+                    &out.stderr,
+                ));
+            }
+            summary.files_transferred += 1;
+            meter.progress.file_done();
+            return Ok(());
+        }
+        if offset == 0 {
+            break;
+        }
+        // The resumed copy does not match after all: start it over once.
+    }
+    Err(CoreError::Protocol {
+        host: t.host().into(),
+        message: format!(
+            "'{final_path}' arrived damaged (checksum mismatch; was '{}' changing?)",
+            item.local.display()
+        ),
+    })
+}
+
+/// Appends the file from `offset` to the partial; returns the host's sum
+/// of the whole partial.
+fn stream_file(
+    t: &dyn Transport,
+    item: &Item,
+    part: &str,
+    offset: u64,
+    sum: &mut Cksum,
+    meter: &mut Meter,
+) -> Result<Sum> {
+    let script = format!(
+        "umask 077\np={}\nif [ {offset} -eq 0 ]; then : > \"$p\" || exit 1\nelse [ \"$(wc -c < \"$p\")\" -eq {offset} ] || {{ echo \"partial $p changed during the copy\" >&2; exit 1; }}; fi\ncat >> \"$p\" || exit 1\ncksum < \"$p\"",
+        quote(part)
+    );
+    let mut file = std::fs::File::open(&item.local).map_err(|e| local_error(&item.local, e))?;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| local_error(&item.local, e))?;
+    let mut stream = t.open_stream(&script)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut remaining = item.entry.size - offset;
+    while remaining > 0 {
+        let want = remaining.min(buf.len() as u64) as usize;
+        let n = file
+            .read(&mut buf[..want])
+            .map_err(|e| local_error(&item.local, e))?;
+        if n == 0 {
+            break;
+        }
+        sum.update(&buf[..n]);
+        if let Err(e) = stream.write_all(&buf[..n]) {
+            if let Ok(out) = stream.finish()
+                && out.status != 0
+            {
+                return Err(remote_failure(
+                    t.host(),
+                    &format!("cannot write '{part}'"),
+                    &out.stderr,
+                ));
+            }
+            return Err(e.into());
+        }
+        meter.moved(n as u64);
+        remaining -= n as u64;
+    }
+    stream.close_input()?;
+    let mut text = Vec::new();
+    while let Some(c) = stream.read_chunk()? {
+        text.extend_from_slice(&c);
+    }
+    let out = stream.finish()?;
+    if out.status != 0 {
+        return Err(remote_failure(
+            t.host(),
+            &format!("cannot write '{part}'"),
+            &out.stderr,
+        ));
+    }
+    Sum::parse(&String::from_utf8_lossy(&text)).ok_or_else(|| CoreError::Protocol {
+        host: t.host().into(),
+        message: format!("no checksum for '{part}'"),
+    })
+}

@@ -1,0 +1,136 @@
+//! `std::io` adaptors over a [`DataStream`], so the tar codec can write to
+//! and read from a remote script directly. The transport's own error is
+//! kept aside: an I/O error coming out of the codec is turned back into the
+//! real cause (a lost link stays a lost link, and stays retryable).
+
+use std::io;
+
+use crate::transport::{DataStream, TransportError};
+
+const CHUNK: usize = 256 * 1024;
+
+/// Buffers writes into large channel messages.
+pub struct StreamWriter<'s> {
+    pub stream: &'s mut dyn DataStream,
+    buf: Vec<u8>,
+    pub failed: Option<TransportError>,
+}
+
+impl<'s> StreamWriter<'s> {
+    pub fn new(stream: &'s mut dyn DataStream) -> Self {
+        StreamWriter {
+            stream,
+            buf: Vec::with_capacity(CHUNK),
+            failed: None,
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let r = self.stream.write_all(&self.buf);
+        self.buf.clear();
+        r.map_err(|e| {
+            let io = io::Error::other(e.to_string());
+            self.failed = Some(e);
+            io
+        })
+    }
+}
+
+impl io::Write for StreamWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > CHUNK {
+            self.send()?;
+        }
+        if data.len() >= CHUNK {
+            self.stream.write_all(data).map_err(|e| {
+                let io = io::Error::other(e.to_string());
+                self.failed = Some(e);
+                io
+            })?;
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// Reads a script's stdout as a byte stream.
+pub struct StreamReader<'s> {
+    pub stream: &'s mut dyn DataStream,
+    chunk: Vec<u8>,
+    pos: usize,
+    pub failed: Option<TransportError>,
+    /// Bytes handed out so far.
+    pub consumed: u64,
+}
+
+impl<'s> StreamReader<'s> {
+    pub fn new(stream: &'s mut dyn DataStream) -> Self {
+        StreamReader {
+            stream,
+            chunk: Vec::new(),
+            pos: 0,
+            failed: None,
+            consumed: 0,
+        }
+    }
+
+    /// Reads one `\n`-terminated line (without it); `None` at the end.
+    pub fn line(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut out = Vec::new();
+        loop {
+            if self.pos == self.chunk.len() && !self.refill()? {
+                return Ok((!out.is_empty()).then_some(out));
+            }
+            let rest = &self.chunk[self.pos..];
+            if let Some(i) = rest.iter().position(|b| *b == b'\n') {
+                out.extend_from_slice(&rest[..i]);
+                self.pos += i + 1;
+                self.consumed += i as u64 + 1;
+                return Ok(Some(out));
+            }
+            out.extend_from_slice(rest);
+            self.consumed += rest.len() as u64;
+            self.pos = self.chunk.len();
+        }
+    }
+
+    fn refill(&mut self) -> io::Result<bool> {
+        loop {
+            match self.stream.read_chunk() {
+                Ok(Some(c)) if c.is_empty() => continue,
+                Ok(Some(c)) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                    return Ok(true);
+                }
+                Ok(None) => return Ok(false),
+                Err(e) => {
+                    let io = io::Error::other(e.to_string());
+                    self.failed = Some(e);
+                    return Err(io);
+                }
+            }
+        }
+    }
+}
+
+impl io::Read for StreamReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.chunk.len() && !self.refill()? {
+            return Ok(0);
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        self.consumed += n as u64;
+        Ok(n)
+    }
+}

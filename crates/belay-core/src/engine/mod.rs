@@ -39,6 +39,8 @@ pub const LAUNCH_TIMEOUT_SECS: i64 = 60;
 pub struct Engine {
     store: Store,
     hosts: Hosts,
+    /// Shown while a submit copies its inputs (a terminal's progress bar).
+    progress: Option<Box<dyn crate::transfer::Progress>>,
 }
 
 impl Engine {
@@ -48,7 +50,13 @@ impl Engine {
         Ok(Self {
             store: Store::open(&home.store_path())?,
             hosts,
+            progress: None,
         })
+    }
+
+    /// Report input copies of later submits to `progress`.
+    pub fn set_transfer_progress(&mut self, progress: Box<dyn crate::transfer::Progress>) {
+        self.progress = Some(progress);
     }
 
     /// Record how talking to `host` went (host health, the route used).

@@ -34,11 +34,14 @@ impl Engine {
         reached?;
         // A working directory that does not exist is bad input: refuse it
         // before anything is recorded (one round trip, no side effect).
+        // (A job with inputs and no working directory runs in its own
+        // inputs directory, which staging creates.)
         let word = wrapper::workdir_word(spec.workdir.as_deref());
+        let in_inputs = spec.workdir.is_none() && !spec.inputs.is_empty();
         let check = transport.run_script(&format!(
             "(cd \"$HOME\" 2>/dev/null; cd {word} 2>/dev/null) && echo ok"
         ))?;
-        if !String::from_utf8_lossy(&check.stdout).contains("ok") {
+        if !in_inputs && !String::from_utf8_lossy(&check.stdout).contains("ok") {
             return Err(CoreError::BadInput(format!(
                 "bad --workdir: {}",
                 missing_workdir(spec.workdir.as_deref(), &spec.host)
@@ -85,6 +88,7 @@ impl Engine {
             env: &job.env,
             login_shell: job.login_shell,
             heartbeat_secs: HEARTBEAT_SECS,
+            run_in_inputs: job.runs_in_inputs(),
         });
         let spec_json = serde_json::to_string_pretty(&json!({
             "id": job.id,
@@ -95,17 +99,24 @@ impl Engine {
             "workdir": job.workdir,
             "env": job.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
             "scheduler": job.scheduler,
+            "inputs": job.inputs,
+            "outputs": job.outputs,
             "created_at": job.created_at,
             "belay_version": env!("CARGO_PKG_VERSION"),
         }))
         .expect("spec serialises");
-        let workdir_word = wrapper::workdir_word(job.workdir.as_deref());
+        let workdir_word = if job.runs_in_inputs() {
+            "\"$belay_jd/inputs\"".to_string()
+        } else {
+            wrapper::workdir_word(job.workdir.as_deref())
+        };
         let out = transport.run_script(&scripts::stage(
             &transport.workroot(),
             &job.key,
             &spec_json,
             &run_sh,
             &workdir_word,
+            !job.inputs.is_empty(),
         ))?;
         let text = String::from_utf8_lossy(&out.stdout);
         let dir = text
@@ -148,6 +159,7 @@ impl Engine {
             });
         }
         failpoint::hit("after-stage");
+        self.copy_inputs(&*transport, job, &dir)?;
 
         let out = transport.run_script(&scripts::launch(
             &*scheduler,
@@ -180,6 +192,56 @@ impl Engine {
                 &out.stderr_text(),
             )),
         }
+    }
+}
+
+impl Engine {
+    /// Copies the job's inputs into `DIR/inputs/` — resumable and
+    /// idempotent like every submit step (complete files are skipped), so
+    /// a submit resumed after a crash just finishes the copy. An input that
+    /// has vanished locally fails the job with the path named.
+    fn copy_inputs(&mut self, transport: &dyn Transport, job: &Job, dir: &str) -> Result<()> {
+        if job.inputs.is_empty() || self.store.get(&job.id)?.state != JobState::Submitting {
+            return Ok(());
+        }
+        for input in &job.inputs {
+            let target = format!("{dir}/inputs/{}", input.name);
+            if let Some((parent, _)) = input.name.rsplit_once('/') {
+                let out = transport.run_script(&format!(
+                    "mkdir -p -- {}",
+                    crate::shell::quote(&format!("{dir}/inputs/{parent}"))
+                ))?;
+                if out.status != 0 {
+                    return Err(protocol_error(
+                        transport,
+                        "creating the inputs directory failed",
+                        &out.stderr_text(),
+                    ));
+                }
+            }
+            let mut quiet = crate::transfer::Quiet;
+            let progress: &mut dyn crate::transfer::Progress = match self.progress.as_mut() {
+                Some(p) => p.as_mut(),
+                None => &mut quiet,
+            };
+            match crate::transfer::push_exact(
+                transport,
+                std::path::Path::new(&input.local),
+                &target,
+                progress,
+            ) {
+                Ok(_) => {}
+                Err(CoreError::Transport(e)) => return Err(CoreError::Transport(e)),
+                Err(e) => {
+                    let reason = format!("copying input '{}' failed: {e}", input.local);
+                    let current = self.store.get(&job.id)?;
+                    self.settle(&current, JobState::Failed, &reason, JobUpdate::default())?;
+                    return Err(e);
+                }
+            }
+        }
+        failpoint::hit("after-inputs");
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ pub mod spec;
 pub mod state;
 
 pub use id::JobId;
-pub use spec::{Command, JobSpec};
+pub use spec::{Command, Input, JobSpec};
 pub use state::{InvalidTransition, JobState};
 
 /// A job as the store knows it. (The CLI's `--json` shape is a view of it.)
@@ -47,6 +47,10 @@ pub struct Job {
     pub liveness: Option<String>,
     /// Run the command in the user's login shell (profile, `module`).
     pub login_shell: bool,
+    /// Copied into the job directory's `inputs/` before launch.
+    pub inputs: Vec<Input>,
+    /// Declared outputs, relative to the working directory.
+    pub outputs: Vec<String>,
 }
 
 impl Job {
@@ -58,6 +62,30 @@ impl Job {
             JobState::Failed | JobState::Cancelled => Some(self.exit_code.unwrap_or(1)),
             JobState::Lost => Some(1),
             _ => None,
+        }
+    }
+
+    /// The job runs in its `inputs/` directory: it has inputs and no
+    /// working directory of its own.
+    pub fn runs_in_inputs(&self) -> bool {
+        self.workdir.is_none() && !self.inputs.is_empty()
+    }
+
+    /// Where a declared output is on the host, as a path for
+    /// `transfer::pull` (absolute, or relative to the home directory).
+    pub fn output_path(&self, output: &str) -> String {
+        if output.starts_with('/') || output == "~" || output.starts_with("~/") {
+            return output.to_string();
+        }
+        let base = match (&self.workdir, &self.remote_dir) {
+            (None, Some(dir)) if !self.inputs.is_empty() => format!("{dir}/inputs"),
+            (None, _) => "~".to_string(),
+            (Some(w), _) => w.trim_end_matches('/').to_string(),
+        };
+        if base.is_empty() {
+            format!("/{output}")
+        } else {
+            format!("{base}/{output}")
         }
     }
 

@@ -58,6 +58,64 @@ pub struct JobSpec {
     pub env: Vec<(String, String)>,
     /// Run the command in the user's login shell (so `module load` works).
     pub login_shell: bool,
+    /// Copied into the job's `inputs/` directory before launch.
+    pub inputs: Vec<Input>,
+    /// Paths (relative to the working directory) `belay fetch` copies back.
+    pub outputs: Vec<String>,
+}
+
+/// `--input LOCAL[:NAME]`: a local file or tree, and its name under the
+/// job's `inputs/` directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Input {
+    /// Absolute local path (a resumed submit may run from anywhere).
+    pub local: String,
+    pub name: String,
+}
+
+impl Input {
+    /// Parses and checks `LOCAL[:NAME]`; LOCAL must exist. A `:` belongs to
+    /// LOCAL when the whole argument names an existing path.
+    pub fn parse(arg: &str) -> Result<Input> {
+        let whole = std::path::Path::new(arg);
+        let (local, name) = match arg.rsplit_once(':') {
+            Some((l, n)) if !whole.exists() && !l.is_empty() => (l, Some(n)),
+            _ => (arg, None),
+        };
+        let path = std::path::Path::new(local);
+        let abs = std::fs::canonicalize(path).map_err(|_| {
+            CoreError::BadInput(format!(
+                "bad --input: no such local file or directory '{local}'"
+            ))
+        })?;
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => abs
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        let clean = crate::transfer::paths::safe_relative(&name).map_err(|why| {
+            CoreError::BadInput(format!(
+                "bad --input '{arg}': name '{name}' must be a relative path inside the job ({why})"
+            ))
+        })?;
+        let local = abs.to_str().ok_or_else(|| {
+            CoreError::BadInput(format!("bad --input '{arg}': the path is not UTF-8"))
+        })?;
+        Ok(Input {
+            local: local.to_string(),
+            name: clean.to_string_lossy().into_owned(),
+        })
+    }
+}
+
+/// Checks `--output PATH` values.
+pub fn check_output(path: &str) -> Result<()> {
+    if path.trim().is_empty() || path.contains('\0') || path.contains('\n') {
+        return Err(CoreError::BadInput(format!("bad --output '{path}'")));
+    }
+    Ok(())
 }
 
 impl JobSpec {
@@ -94,6 +152,8 @@ impl JobSpec {
             workdir,
             env,
             login_shell: true,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
         })
     }
 }

@@ -14,13 +14,17 @@ pub const MAX_CHUNK: u64 = 4 << 20;
 /// Stage a job: create its directory and write `spec.json` and `run.sh`.
 /// Once `launch.lock` exists the files are left alone (the launched job's
 /// record must not change under it). Prints `dir=ABSOLUTE_DIR`, then
-/// `workdir=missing` if the working directory does not exist.
+/// `workdir=missing` if the working directory does not exist. With
+/// `inputs`, creates `inputs/` for the files to be copied in (the working
+/// directory is then checked by the caller's choice of `workdir_word`;
+/// `$belay_jd` names the job directory there).
 pub fn stage(
     root: &Workroot,
     key: &str,
     spec_json: &str,
     wrapper: &str,
     workdir_word: &str,
+    inputs: bool,
 ) -> String {
     format!(
         r#"umask 077
@@ -28,9 +32,15 @@ root={root}
 cd "$root/"{key} 2>/dev/null || {{ mkdir -p "$root/"{key} && cd "$root/"{key}; }} || exit 3
 if [ ! -e launch.lock ]; then
 {spec}{run}fi
-printf 'dir='; pwd -P
+{mk_inputs}belay_jd=$(pwd -P)
+printf 'dir=%s\n' "$belay_jd"
 (cd "$HOME" 2>/dev/null; cd {workdir_word} 2>/dev/null) || echo "workdir=missing"
 "#,
+        mk_inputs = if inputs {
+            "mkdir -p inputs || exit 3\n"
+        } else {
+            ""
+        },
         root = root.0,
         key = quote(key),
         spec = write_file_atomically("spec.json", spec_json),

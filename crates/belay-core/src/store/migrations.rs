@@ -61,6 +61,12 @@ const STEPS: &[&str] = &[
     r#"
     ALTER TABLE jobs ADD COLUMN liveness TEXT;
     "#,
+    // 4: files: inputs copied in before launch (JSON array of
+    // {local, name}) and declared outputs (JSON array of paths).
+    r#"
+    ALTER TABLE jobs ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE jobs ADD COLUMN outputs TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two

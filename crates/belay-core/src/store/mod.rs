@@ -83,7 +83,7 @@ pub struct Store {
 
 const JOB_COLUMNS: &str = "id, key, name, host, state, command, workdir, env, scheduler, \
     scheduler_id, remote_dir, exit_code, reason, created_at, updated_at, started_at, ended_at, \
-    last_seen, submitter, liveness, login_shell";
+    last_seen, submitter, liveness, login_shell, inputs, outputs";
 
 impl Store {
     /// Open (creating if needed) the store at `path`.
@@ -171,6 +171,8 @@ impl Store {
         let now = now_ms();
         let command = serde_json::to_string(&spec.command).expect("argv serialises");
         let env = serde_json::to_string(&spec.env).expect("env serialises");
+        let inputs = serde_json::to_string(&spec.inputs).expect("inputs serialise");
+        let outputs = serde_json::to_string(&spec.outputs).expect("outputs serialise");
         let serr = store_error(&self.path);
         let tx = self
             .conn
@@ -194,8 +196,8 @@ impl Store {
         let run = || -> rusqlite::Result<()> {
             tx.execute(
                 "INSERT INTO jobs (id, key, name, host, state, command, workdir, env, login_shell, \
-                 scheduler, created_at, updated_at, submitter) \
-                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
+                 scheduler, created_at, updated_at, submitter, inputs, outputs) \
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13)",
                 params![
                     job_id.as_str(),
                     key,
@@ -208,6 +210,8 @@ impl Store {
                     scheduler,
                     now,
                     submitter,
+                    inputs,
+                    outputs,
                 ],
             )?;
             tx.execute(
@@ -626,6 +630,10 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         submitter: r.get(18)?,
         liveness: r.get(19)?,
         login_shell: r.get(20)?,
+        inputs: serde_json::from_str(&r.get::<_, String>(21)?)
+            .map_err(|e| bad(21, e.to_string()))?,
+        outputs: serde_json::from_str(&r.get::<_, String>(22)?)
+            .map_err(|e| bad(22, e.to_string()))?,
     })
 }
 

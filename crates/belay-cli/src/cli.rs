@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
     name = "belay",
     version,
     about = "Run and track jobs on remote machines over SSH, safe when the link falls.",
-    after_help = "Examples:\n  belay run local -- echo hello\n  belay run -d --name train local -- python train.py\n  belay ps\n  belay logs -f train\n  belay cancel train\n\nState lives in $BELAY_HOME (default: the platform data directory)."
+    after_help = "Examples:\n  belay run local -- echo hello\n  belay run -d --name train local -- python train.py\n  belay run gpu1 --input train.py --output ckpt -- python train.py\n  belay push gpu1 ./data /scratch/data\n  belay ps\n  belay logs -f train\n  belay cancel train\n\nState lives in $BELAY_HOME (default: the platform data directory)."
 )]
 pub struct Cli {
     /// Use this OpenSSH config file instead of ~/.ssh/config (as `ssh -F`;
@@ -45,6 +45,21 @@ pub enum Command {
         after_help = "Examples:\n  belay cancel train\n  belay cancel --grace 30 1a2b3c4d 5e6f7a8b"
     )]
     Cancel(CancelArgs),
+    /// Copy a local file or directory tree to HOST (resumable, verified).
+    #[command(
+        after_help = "Examples:\n  belay push gpu1 ./data /scratch/data        # a tree; re-run to resume\n  belay push gpu1 train.py '~/proj/'          # into an existing directory\n  belay push gpu1 ckpt.pt /scratch/ckpt.pt --json\n\nLike `cp -r`: into DEST if it is a directory, else as DEST (whose parent\nmust exist). An interrupted copy resumes when run again: complete files are\nskipped, a partial big file is verified and extended. Every file is checked\n(cksum on both ends) and appears under its final name only when complete."
+    )]
+    Push(PushArgs),
+    /// Copy a file or directory tree from HOST to here (resumable, verified).
+    #[command(
+        after_help = "Examples:\n  belay pull gpu1 /scratch/run7/checkpoints ./ckpt\n  belay pull gpu1 '~/results/metrics.csv' .\n\nLike `cp -r`, resumable and verified as `push`. Remote entries that would\nwrite outside LOCAL (`..`, absolute names, symlinks pointing out) are refused."
+    )]
+    Pull(PullArgs),
+    /// Copy a job's declared outputs (`run --output`) to this machine.
+    #[command(
+        after_help = "Examples:\n  belay fetch train                  # into $BELAY_HOME/results/<id>/\n  belay fetch train --to ./results\n\nAn attached `belay run` fetches its outputs by itself when the job ends."
+    )]
+    Fetch(FetchArgs),
     /// Hosts: how belay reaches them (from your OpenSSH config) and their health.
     #[command(subcommand)]
     Host(HostCommand),
@@ -118,12 +133,61 @@ pub struct RunArgs {
     /// your profile: faster start, but no `module`/conda set-up).
     #[arg(long)]
     pub no_login_shell: bool,
+    /// Copy LOCAL (file or directory) into the job's inputs directory before
+    /// it starts, as NAME (default: LOCAL's name). Without --workdir the
+    /// job then runs in that directory ($BELAY_INPUTS). Repeatable.
+    #[arg(long = "input", value_name = "LOCAL[:NAME]")]
+    pub inputs: Vec<String>,
+    /// A file or directory the job produces (relative to its working
+    /// directory), fetched when an attached run ends or by `belay fetch`.
+    /// Repeatable.
+    #[arg(long = "output", value_name = "PATH")]
+    pub outputs: Vec<String>,
     /// With -d: print the job as JSON instead of its id.
     #[arg(long, requires = "detach")]
     pub json: bool,
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Host: an ssh_config alias, [user@]host[:port], or `local`.
+    pub host: String,
+    /// Local file or directory.
+    pub local: std::path::PathBuf,
+    /// Destination on the host (absolute, `~/…`, or relative to home).
+    pub remote: String,
+    /// Print a JSON summary (files, bytes sent, bytes resumed…).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Host: an ssh_config alias, [user@]host[:port], or `local`.
+    pub host: String,
+    /// File or directory on the host (absolute, `~/…`, or relative to home).
+    pub remote: String,
+    /// Local destination.
+    pub local: std::path::PathBuf,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    /// Job id, id prefix or name.
+    pub job: String,
+    /// Directory to copy the outputs into (default:
+    /// $BELAY_HOME/results/<job id>).
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<std::path::PathBuf>,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod follow;
 mod interrupt;
+mod progress;
 mod prompt;
 mod render;
 

@@ -1,11 +1,13 @@
 //! One module per command; `dispatch` opens the engine and routes.
 
 mod cancel;
+mod fetch;
 mod host;
 mod logs;
 mod ps;
 mod run;
 mod show;
+mod transfer;
 mod wait;
 
 use anyhow::Result;
@@ -65,6 +67,9 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Logs(a) => logs::logs(&ctx, a),
         Command::Wait(a) => wait::wait(&ctx, a),
         Command::Cancel(a) => cancel::cancel(&ctx, a),
+        Command::Push(a) => transfer::push(&ctx, a),
+        Command::Pull(a) => transfer::pull(&ctx, a),
+        Command::Fetch(a) => fetch::fetch(&ctx, a),
         Command::Host(c) => host::host(&ctx, c),
     }
 }

@@ -1,16 +1,20 @@
 //! `belay run`: submit a job, then stream it (or, with -d, print its id).
 
 use anyhow::Result;
+use belay_core::job::Input;
 use belay_core::job::JobSpec;
+use belay_core::job::spec::check_output;
 
 use super::{Ctx, finish};
 use crate::cli::RunArgs;
-use crate::follow::{self, Streams};
+use crate::follow::{self, Outcome, Streams};
+use crate::progress::TransferBar;
 use crate::render;
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     let mut workdir = a.workdir.clone();
-    if a.host == "local" {
+    // With inputs and no --workdir the job runs in its inputs directory.
+    if a.host == "local" && (workdir.is_some() || a.inputs.is_empty()) {
         // On the embedded host a job runs where you are, like any command.
         let cwd = std::env::current_dir()?;
         workdir = Some(match workdir {
@@ -24,8 +28,23 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     // Validate everything before the store is even opened.
     let mut spec = JobSpec::new(&a.host, a.name.clone(), a.command.clone(), workdir, &a.env)?;
     spec.login_shell = !a.no_login_shell;
+    spec.inputs = a
+        .inputs
+        .iter()
+        .map(|i| Input::parse(i))
+        .collect::<Result<_, _>>()?;
+    for o in &a.outputs {
+        check_output(o)?;
+    }
+    spec.outputs = a.outputs.clone();
     belay_core::hosts::Hosts::new(&ctx.home, ctx.hosts.clone())?.validate(&spec.host)?;
     let mut engine = ctx.engine()?;
+    if !spec.inputs.is_empty() {
+        engine.set_transfer_progress(Box::new(TransferBar::new(&format!(
+            "inputs → {}",
+            spec.host
+        ))));
+    }
     let job = engine.submit(&spec)?;
     if a.detach {
         if a.json {
@@ -43,5 +62,22 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
             stderr: true,
         },
     )?;
+    if let Outcome::Ended(job) = &outcome
+        && !job.outputs.is_empty()
+    {
+        let to = super::fetch::default_dir(ctx, &job.id);
+        match super::fetch::fetch_outputs(&mut engine, job, &to) {
+            Ok(report) => {
+                for missing in &report.missing {
+                    eprintln!("belay: warning: {missing}");
+                }
+                eprintln!("belay: outputs of {} in {}", job.id, to.display());
+            }
+            Err(e) => eprintln!(
+                "belay: warning: fetching outputs of {} failed: {e:#}",
+                job.id
+            ),
+        }
+    }
     Ok(finish(outcome))
 }

@@ -123,7 +123,26 @@ impl ExecStream {
                         Err(e) => Err(self.fail(Failure::Closed(e.to_string())).await),
                     };
                 }
-                msg = self.read.wait(), if !self.inbox.out_done => self.inbox.take(msg),
+                msg = self.read.wait(), if !self.inbox.out_done => {
+                    self.inbox.take(msg);
+                    if self.inbox.status.is_some() {
+                        // The script ended without reading all of its
+                        // input (a full disk, a missing file): no point
+                        // waiting for window; `finish` tells why.
+                        return Err(SshError::Channel {
+                            host: self.host.clone(),
+                            detail: "the remote command ended before reading all of its input".into(),
+                        });
+                    }
+                    if self.inbox.out_done {
+                        // Closed without an exit status: the channel or the
+                        // link died under the script.
+                        return Err(self
+                            .monitor
+                            .error(&self.host, "the channel closed during a transfer")
+                            .await);
+                    }
+                }
                 _ = tokio::time::sleep(self.idle) => return Err(self.fail(Failure::Idle).await),
             }
         }
@@ -160,8 +179,20 @@ impl ExecStream {
     /// Closes stdin, drains stdout (discarding it) and returns how the
     /// script ended. An error means the link failed, not the script.
     pub async fn finish(mut self) -> Result<StreamEnd, SshError> {
-        self.close_input().await?;
-        while self.read().await?.is_some() {}
+        let ended = |s: &Self| s.inbox.status.is_some() || s.inbox.out_done;
+        if let Err(e) = self.close_input().await
+            && !ended(&self)
+        {
+            return Err(e);
+        }
+        loop {
+            match self.read().await {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) if self.inbox.status.is_some() => break,
+                Err(e) => return Err(e),
+            }
+        }
         match self.inbox.status {
             Some(status) => Ok(StreamEnd {
                 status,

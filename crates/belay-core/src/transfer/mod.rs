@@ -139,12 +139,15 @@ fn with_retries(
 ) -> Result<()> {
     let mut n = 1;
     loop {
-        // Counters describe the last plan; bytes moved add up over attempts.
-        let sent = summary.bytes_sent;
-        match attempt(summary) {
+        // Bytes and files moved add up over attempts; a retry's plan counts
+        // the files an earlier attempt landed as complete, which they are
+        // for the caller only because this run copied them.
+        let landed_before = summary.files_transferred;
+        let r = attempt(summary);
+        summary.files_skipped = summary.files_skipped.saturating_sub(landed_before);
+        match r {
             Err(CoreError::Transport(e)) if e.is_transient() && n < ATTEMPTS => {
                 n += 1;
-                summary.bytes_sent = summary.bytes_sent.max(sent);
                 summary.refused.clear();
             }
             other => return other,

@@ -28,6 +28,8 @@ struct OutputView {
 
 pub struct FetchReport {
     outputs: Vec<OutputView>,
+    /// Problems that make `fetch` exit 1: outputs not found, remote
+    /// entries refused.
     pub missing: Vec<String>,
     total: Summary,
 }
@@ -101,6 +103,9 @@ pub fn fetch_outputs(engine: &mut Engine, job: &Job, to: &Path) -> Result<FetchR
         let mut bar = TransferBar::new(&format!("fetch {output}"));
         match transfer::pull(t.as_ref(), &remote, to, &mut bar) {
             Ok(s) => {
+                if let Some(line) = super::transfer::refused_line(&s) {
+                    report.missing.push(format!("output '{output}': {line}"));
+                }
                 let total = &mut report.total;
                 total.files += s.files;
                 total.files_transferred += s.files_transferred;

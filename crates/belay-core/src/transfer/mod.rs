@@ -113,7 +113,9 @@ pub fn push_exact(
     Ok(summary)
 }
 
-/// Copies a remote file or tree to `local`.
+/// Copies a remote file or tree to `local`. Remote entries that would
+/// leave `local` are not an error here: they are skipped, reported through
+/// `progress`, and listed in [`Summary::refused`] for the caller to judge.
 pub fn pull(
     t: &dyn Transport,
     remote: &str,

@@ -723,7 +723,10 @@ async fn exec_stream_carries_bulk_data_both_ways_without_a_login_shell() {
     // output is set aside during writes, so neither side stalls.
     let data: Vec<u8> = (0..8u32 << 20).map(|i| (i * 31 % 251) as u8).collect();
     let t = Instant::now();
-    let mut s = c.exec_stream("cat; echo done >&2; exit 7", idle).await.expect("stream");
+    let mut s = c
+        .exec_stream("cat; echo done >&2; exit 7", idle)
+        .await
+        .expect("stream");
     let started = t.elapsed();
     for chunk in data.chunks(100_000) {
         s.write_all(chunk).await.expect("write");

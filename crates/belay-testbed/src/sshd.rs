@@ -21,8 +21,8 @@ use std::time::Duration;
 use crate::process::{alive, descendants, run, signal, wait_until};
 
 /// How to start an [`Sshd`]. `Default` gives a loopback sshd with no
-/// authorized keys.
-#[derive(Debug, Clone, Default)]
+/// authorized keys and the SFTP subsystem enabled.
+#[derive(Debug, Clone)]
 pub struct SshdOptions {
     /// authorized_keys lines (public keys, e.g. from [`crate::KeyPair::public_line`]).
     pub authorized_keys: Vec<String>,
@@ -43,6 +43,25 @@ pub struct SshdOptions {
     /// the listen address and `localhost`) and served as HostCertificate,
     /// for `@cert-authority` known_hosts entries.
     pub host_ca: Option<PathBuf>,
+    /// Serve the SFTP subsystem (`Subsystem sftp …`); default true. False
+    /// omits the line, as on hosts whose admins disabled SFTP.
+    pub sftp: bool,
+}
+
+impl Default for SshdOptions {
+    fn default() -> Self {
+        SshdOptions {
+            authorized_keys: Vec::new(),
+            trusted_user_ca: None,
+            extra_config: Vec::new(),
+            home_files: Vec::new(),
+            netns: None,
+            listen: None,
+            port: None,
+            host_ca: None,
+            sftp: true,
+        }
+    }
 }
 
 /// A running sshd. Dropping it kills the daemon and its sessions.
@@ -146,10 +165,12 @@ impl Sshd {
             "Port {port}\nListenAddress {listen}\nHostKey {d}/ssh_host_ed25519_key\n\
              PidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-             StrictModes no\nPermitRootLogin prohibit-password\n\
-             Subsystem sftp /usr/lib/openssh/sftp-server\nLogLevel VERBOSE\n",
+             StrictModes no\nPermitRootLogin prohibit-password\nLogLevel VERBOSE\n",
             d = d.display()
         );
+        if self.opts.sftp {
+            conf.push_str("Subsystem sftp /usr/lib/openssh/sftp-server\n");
+        }
         if self.opts.host_ca.is_some() {
             conf.push_str(&format!(
                 "HostCertificate {}/ssh_host_ed25519_key-cert.pub\n",

@@ -38,18 +38,30 @@ impl Loopback {
 
     /// With extra sshd_config lines (e.g. `SetEnv`).
     pub fn start_with(extra_config: Vec<String>) -> Self {
+        Self::start_options(SshdOptions {
+            extra_config,
+            ..SshdOptions::default()
+        })
+    }
+
+    /// An sshd without the `Subsystem sftp` line: SFTP is refused.
+    pub fn start_without_sftp() -> Self {
+        Self::start_options(SshdOptions {
+            sftp: false,
+            ..SshdOptions::default()
+        })
+    }
+
+    /// With these sshd options (the test key is added to `authorized_keys`).
+    pub fn start_options(mut opts: SshdOptions) -> Self {
         prerequisites();
         let dir = tempfile::Builder::new()
             .prefix("belay-cli-remote.")
             .tempdir()
             .expect("tmp");
         let key = KeyPair::generate(dir.path(), "id", KeyKind::Ed25519).expect("keygen");
-        let sshd = Sshd::start(SshdOptions {
-            authorized_keys: vec![key.public_line().expect("pub")],
-            extra_config,
-            ..SshdOptions::default()
-        })
-        .expect("sshd");
+        opts.authorized_keys.push(key.public_line().expect("pub"));
+        let sshd = Sshd::start(opts).expect("sshd");
         let known_hosts = dir.path().join("known_hosts");
         std::fs::write(
             &known_hosts,
@@ -79,6 +91,47 @@ impl Loopback {
     /// A belay whose OpenSSH config is this host's.
     pub fn belay(&self) -> Belay {
         Belay::new().with_env("BELAY_SSH_CONFIG", self.config.to_str().expect("utf8"))
+    }
+
+    /// Run a command inside the sshd's private mount namespace (what every
+    /// SSH session on this host sees: its `/root` is a tmpfs, and mounts made
+    /// here are invisible outside). Panics unless it succeeds.
+    pub fn in_namespace(&self, args: &[&str]) -> std::process::Output {
+        let mut c = std::process::Command::new("nsenter");
+        c.arg("-t")
+            .arg(self.sshd.pid().to_string())
+            .arg("-m")
+            .arg("--")
+            .args(args);
+        let out = super::run_with_deadline(c, std::time::Duration::from_secs(30));
+        assert!(
+            out.status.success(),
+            "nsenter {args:?}: {:?}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `path` (absolute) as the remote host's sessions see it, readable from
+    /// the test (`/proc/PID/root` of the sshd, which follows its mounts).
+    pub fn remote_view(&self, path: &std::path::Path) -> PathBuf {
+        let rel = path.strip_prefix("/").expect("an absolute path");
+        PathBuf::from(format!("/proc/{}/root", self.sshd.pid())).join(rel)
+    }
+
+    /// Wait (10 s) until no session process is left below the sshd: after
+    /// a killed client, the remote side of its connection has finished.
+    pub fn wait_sessions_gone(&self) {
+        let ok = super::poll(std::time::Duration::from_secs(10), || {
+            self.sshd.session_pids().is_empty()
+        });
+        assert!(
+            ok,
+            "sshd sessions still running: {:?}",
+            self.sshd.session_pids()
+        );
     }
 
     /// Append `Host` blocks to the config.

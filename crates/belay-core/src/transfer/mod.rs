@@ -159,16 +159,23 @@ fn with_retries(
 
 /// A warning for scripts with Windows line endings, which a shell on the
 /// host would fail on with baffling errors (`$'\r': command not found`).
-pub fn crlf_warning(path: &Path) -> Option<String> {
+/// Scripts are files named `*.sh`/`*.bash`, or — when `sniff` — any file
+/// starting with `#!` (only worth opening for a file copied on its own: a
+/// tree of 10,000 files is not read twice for this).
+pub fn crlf_warning(path: &Path, sniff: bool) -> Option<String> {
     use std::io::Read;
     let name = path.file_name()?.to_string_lossy();
+    let named_script = name.ends_with(".sh") || name.ends_with(".bash");
+    if !named_script && !sniff {
+        return None;
+    }
     let mut head = Vec::new();
     std::fs::File::open(path)
         .ok()?
         .take(64 * 1024)
         .read_to_end(&mut head)
         .ok()?;
-    let script = name.ends_with(".sh") || name.ends_with(".bash") || head.starts_with(b"#!");
+    let script = named_script || head.starts_with(b"#!");
     let crlf = head.windows(2).any(|w| w == b"\r\n");
     (script && crlf).then(|| {
         format!(

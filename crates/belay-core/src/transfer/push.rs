@@ -106,7 +106,7 @@ fn run_with(
             Kind::File => {
                 summary.files += 1;
                 summary.bytes += e.size;
-                if let Some(crlf) = super::crlf_warning(&item.local) {
+                if let Some(crlf) = super::crlf_warning(&item.local, !tree) {
                     progress.warn(&crlf);
                 }
                 let complete = there.is_some_and(|r| {

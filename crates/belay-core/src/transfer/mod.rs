@@ -7,7 +7,8 @@
 //!
 //! 1. **Plan** — list both sides ([`listing`]); a file whose destination has
 //!    the same size and mtime is complete and skipped.
-//! 2. **Small files** (< [`BIG_FILE`]) travel in batches, each one tar
+//! 2. **Small files** (< [`BIG_FILE`]) travel in batches (up to 10,000
+//!    files or 64 MiB), each one tar
 //!    stream (no round trip per file). Pushed batches land in a staging
 //!    directory beside the destination; pulled entries are checked one by
 //!    one ([`paths`]) before anything is written.
@@ -41,7 +42,7 @@ pub use progress::{Progress, Quiet};
 /// Files at least this big are streamed alone and resumable mid-file.
 pub const BIG_FILE: u64 = 4 << 20;
 /// Small files per tar batch, and bytes per batch.
-const BATCH_FILES: usize = 2000;
+const BATCH_FILES: usize = 10_000;
 const BATCH_BYTES: u64 = 64 << 20;
 /// Attempts of one copy when the link drops (the first included).
 const ATTEMPTS: u32 = 4;

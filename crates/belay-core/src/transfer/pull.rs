@@ -24,7 +24,8 @@ use crate::error::{CoreError, Result};
 use crate::shell::quote;
 use crate::transport::Transport;
 
-const TAR_MARK: &str = "BELAY-TAR-FOLLOWS";
+/// Ends a pulled batch's archive; the host's checksums follow it.
+const SUMS_MARK: &str = "BELAY-SUMS-FOLLOW";
 
 /// One thing to fetch.
 #[derive(Clone)]
@@ -160,15 +161,32 @@ pub(super) fn run(
     );
 
     let mut meter = Meter::new(progress);
+    let mut checked = Checked::new();
     let result: Result<()> = (|| {
         for d in &dirs {
-            safe_dir(&dest, &d.local_rel)?;
+            safe_dir(&dest, &d.local_rel, &mut checked)?;
         }
         for batch in batches(&small) {
-            pull_batch(t, &remote_base, &dest, batch, &mut meter, summary)?;
+            pull_batch(
+                t,
+                &remote_base,
+                &dest,
+                batch,
+                &mut meter,
+                summary,
+                &mut checked,
+            )?;
         }
         for item in &big {
-            pull_big(t, &remote_base, &dest, item, &mut meter, summary)?;
+            pull_big(
+                t,
+                &remote_base,
+                &dest,
+                item,
+                &mut meter,
+                summary,
+                &mut checked,
+            )?;
         }
         // Directory modes last: a read-only directory is filled first.
         for d in dirs.iter().rev() {
@@ -269,13 +287,22 @@ fn local_destination(local: &Path, src_base: &str) -> Result<PathBuf> {
     Ok(local.to_path_buf())
 }
 
+/// Directories under the destination already checked (or made) by
+/// [`safe_dir`] in this run: each is looked at once, not once per file.
+type Checked = std::collections::HashSet<PathBuf>;
+
 /// Makes `root/rel` a directory, creating missing components, refusing to
 /// go through anything that is not a real directory (a symlink planted by
-/// the remote side, or a file).
-fn safe_dir(root: &Path, rel: &Path) -> Result<PathBuf> {
+/// the remote side, or a file). Only belay creates entries under the
+/// destination during a pull, and it never replaces a directory, so a
+/// component once checked stays a directory.
+fn safe_dir(root: &Path, rel: &Path, checked: &mut Checked) -> Result<PathBuf> {
     let mut cur = root.to_path_buf();
     for c in rel.components() {
         cur.push(c);
+        if checked.contains(&cur) {
+            continue;
+        }
         match fs::symlink_metadata(&cur) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -294,6 +321,7 @@ fn safe_dir(root: &Path, rel: &Path) -> Result<PathBuf> {
                     .map_err(|e| io_error(&cur, e))?;
             }
         }
+        checked.insert(cur.clone());
     }
     Ok(cur)
 }
@@ -301,7 +329,7 @@ fn safe_dir(root: &Path, rel: &Path) -> Result<PathBuf> {
 use std::os::unix::fs::DirBuilderExt;
 
 /// The partial beside `target`, and the directory both live in (checked).
-fn partial_for(dest: &Path, rel: &Path) -> Result<(PathBuf, PathBuf)> {
+fn partial_for(dest: &Path, rel: &Path, checked: &mut Checked) -> Result<(PathBuf, PathBuf)> {
     let (dir, target) = if rel.as_os_str().is_empty() {
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -309,7 +337,7 @@ fn partial_for(dest: &Path, rel: &Path) -> Result<(PathBuf, PathBuf)> {
         };
         (parent, dest.to_path_buf())
     } else {
-        let dir = safe_dir(dest, rel.parent().unwrap_or(Path::new("")))?;
+        let dir = safe_dir(dest, rel.parent().unwrap_or(Path::new("")), checked)?;
         (dir, dest.join(rel))
     };
     let base = target
@@ -402,6 +430,7 @@ fn pull_batch(
     batch: &[Item],
     meter: &mut Meter,
     summary: &mut Summary,
+    checked: &mut Checked,
 ) -> Result<()> {
     let files: Vec<String> = batch
         .iter()
@@ -412,18 +441,32 @@ fn pull_batch(
         .iter()
         .map(|i| quote(&format!("./{}", i.remote)))
         .collect();
+    // The host sums the files while tar reads them (both from its page
+    // cache), and sends the sums after the archive: nothing waits for a
+    // checksum pass before the first byte moves.
     let script = format!(
-        "cd {} || exit 1\n{}echo {TAR_MARK}\nexec tar -cf - --no-recursion --hard-dereference -- {}",
-        quote(remote_base),
-        cksum_lines(&files),
-        names.join(" ")
+        r#"cd {base} || exit 1
+d=$(mktemp -d "${{TMPDIR:-/tmp}}/belay-pull.XXXXXX") || exit 1
+trap 'rm -rf "$d"' 0
+( {sums} ) > "$d/sums" 2> "$d/err" &
+tar -cf - --no-recursion --hard-dereference -- {names} || exit 1
+wait $! || {{ cat "$d/err" >&2; exit 1; }}
+printf '\n{SUMS_MARK}\n'
+cat "$d/sums""#,
+        base = quote(remote_base),
+        sums = if files.is_empty() {
+            ":".to_string()
+        } else {
+            cksum_lines(&files)
+        },
+        names = names.join(" ")
     );
     let mut stream = t.open_stream(&script)?;
     stream.close_input()?;
     let wanted: HashMap<&str, &Item> = batch.iter().map(|i| (i.remote.as_str(), i)).collect();
     let received = {
         let mut reader = StreamReader::new(stream.as_mut());
-        let r = receive_batch(&mut reader, &files, &wanted, dest, meter, summary);
+        let r = receive_batch(&mut reader, &files, &wanted, dest, meter, summary, checked);
         match (r, reader.failed.take()) {
             (Err(_), Some(te)) => Err(CoreError::Transport(te)),
             (r, _) => r,
@@ -447,26 +490,16 @@ fn receive_batch(
     dest: &Path,
     meter: &mut Meter,
     summary: &mut Summary,
+    checked: &mut Checked,
 ) -> Result<()> {
     let proto = |m: String| CoreError::Protocol {
         host: "remote".into(),
         message: m,
     };
-    let mut lines = Vec::new();
-    loop {
-        let line = reader
-            .line()
-            .map_err(|e| proto(format!("reading checksums: {e}")))?
-            .ok_or_else(|| proto("the host sent no archive".into()))?;
-        if line == TAR_MARK.as_bytes() {
-            break;
-        }
-        lines.push(line);
-    }
-    let sums = parse_cksum_lines(files, &lines).map_err(|m| proto(m.to_string()))?;
-    // Files are renamed once the whole batch is on disk (see make_durable).
-    let mut written: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let mut archive = tar::Archive::new(reader);
+    // Files are verified and renamed once the whole batch is on disk and
+    // the host's sums are in (see make_durable).
+    let mut written: Vec<(PathBuf, PathBuf, &str, Sum)> = Vec::new();
+    let mut archive = tar::Archive::new(&mut *reader);
     let entries = archive
         .entries()
         .map_err(|e| proto(format!("reading the archive: {e}")))?;
@@ -485,7 +518,7 @@ fn receive_batch(
         };
         match entry.header().entry_type() {
             tar::EntryType::Regular if item.entry.kind == Kind::File => {
-                let (partial, target) = partial_for(dest, &item.local_rel)?;
+                let (partial, target) = partial_for(dest, &item.local_rel, checked)?;
                 let mut file = open_partial(&partial, false)?;
                 let mut sum = Cksum::default();
                 let mut buf = vec![0u8; 64 * 1024];
@@ -501,16 +534,9 @@ fn receive_batch(
                         .map_err(|e| io_error(&partial, e))?;
                     meter.moved(n as u64);
                 }
-                if sums.get(&item.remote) != Some(&sum.sum()) {
-                    let _ = fs::remove_file(&partial);
-                    return Err(proto(format!(
-                        "'{}' arrived damaged (checksum mismatch; was it changing?)",
-                        target.display()
-                    )));
-                }
                 finish_partial(&partial, &item.entry, &file)?;
                 drop(file);
-                written.push((partial, target));
+                written.push((partial, target, item.remote.as_str(), sum.sum()));
             }
             tar::EntryType::Symlink if item.entry.kind == Kind::Symlink => {
                 let link = entry
@@ -526,7 +552,7 @@ fn receive_batch(
                     );
                     continue;
                 }
-                let (partial, target) = partial_for(dest, &item.local_rel)?;
+                let (partial, target) = partial_for(dest, &item.local_rel, checked)?;
                 let _ = fs::remove_file(&partial);
                 std::os::unix::fs::symlink(&link, &partial).map_err(|e| io_error(&partial, e))?;
                 fs::rename(&partial, &target).map_err(|e| io_error(&target, e))?;
@@ -542,8 +568,41 @@ fn receive_batch(
             ),
         }
     }
-    make_durable(&written)?;
-    for (partial, target) in &written {
+    // After the archive: zero padding, then the marker line, then the sums.
+    let mut lines = Vec::new();
+    let mut marked = false;
+    while let Some(line) = reader
+        .line()
+        .map_err(|e| proto(format!("reading checksums: {e}")))?
+    {
+        let start = line.iter().position(|b| *b != 0).unwrap_or(line.len());
+        if marked {
+            lines.push(line);
+        } else if &line[start..] == SUMS_MARK.as_bytes() {
+            marked = true;
+        }
+    }
+    if !marked {
+        return Err(proto("the host sent no checksums".into()));
+    }
+    let sums = parse_cksum_lines(files, &lines).map_err(|m| proto(m.to_string()))?;
+    for (_, target, remote, sum) in &written {
+        if sums.get(*remote) != Some(sum) {
+            for (p, ..) in &written {
+                let _ = fs::remove_file(p);
+            }
+            return Err(proto(format!(
+                "'{}' arrived damaged (checksum mismatch; was it changing?)",
+                target.display()
+            )));
+        }
+    }
+    let paths: Vec<(PathBuf, PathBuf)> = written
+        .iter()
+        .map(|(p, t, ..)| (p.clone(), t.clone()))
+        .collect();
+    make_durable(&paths)?;
+    for (partial, target) in &paths {
         rename_into_place(partial, target)?;
         summary.files_transferred += 1;
         meter.progress.file_done();
@@ -558,8 +617,9 @@ fn pull_big(
     item: &Item,
     meter: &mut Meter,
     summary: &mut Summary,
+    checked: &mut Checked,
 ) -> Result<()> {
-    let (partial, target) = partial_for(dest, &item.local_rel)?;
+    let (partial, target) = partial_for(dest, &item.local_rel, checked)?;
     let remote_file = if item.remote.is_empty() {
         remote_base.to_string()
     } else if remote_base == "/" {

@@ -139,10 +139,12 @@ fn run_with(
 
     let mut meter = Meter::new(progress);
     let result = (|| {
-        make_dirs(t, &base, &dirs)?;
+        // Small files first: directories still missing at the destination
+        // then arrive whole from the staging area (see `place`).
         for batch in batches(&small) {
             push_batch(t, &base, batch, &mut meter, summary)?;
         }
+        make_dirs(t, &base, &dirs)?;
         for item in &big {
             let partial = remote_map
                 .get(partial_key(&item.name).as_str())
@@ -426,7 +428,8 @@ pub(super) fn cksum_lines(names: &[String]) -> String {
     let mut script = String::new();
     let mut plain = Vec::new();
     let flush = |plain: &mut Vec<String>, script: &mut String| {
-        for chunk in plain.chunks(200) {
+        // Few processes: one `cksum` per 2,000 names (well inside ARG_MAX).
+        for chunk in plain.chunks(2000) {
             script.push_str("cksum -- ");
             script.push_str(&chunk.join(" "));
             script.push_str(" || exit 1\n");
@@ -646,31 +649,61 @@ impl<R: Read> Read for Counting<'_, '_, R> {
     }
 }
 
-/// Moves a verified batch from its staging directory into place: one `mv`
-/// per destination directory (renames: atomic per file).
+/// Moves a verified batch from its staging directory into place. A
+/// directory missing at the destination moves whole (one rename carries all
+/// it holds; directories with the same parent share one `mv`); files of
+/// directories that exist move with one `mv` per directory. Renames only:
+/// every file appears under its final name complete.
 fn place(t: &dyn Transport, base: &str, stage: &str, batch: &[Item]) -> Result<()> {
-    let mut by_dir: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut files_by_dir: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut dirs: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
     for it in batch {
-        let dir = match it.name.rsplit_once('/') {
-            Some((d, _)) => join_rel(base, d),
-            None => base.to_string(),
-        };
-        by_dir
+        let dir = it.name.rsplit_once('/').map_or("", |(d, _)| d);
+        files_by_dir
             .entry(dir)
             .or_default()
             .push(quote(&format!("{stage}/{}", it.name)));
+        let mut d = dir;
+        while !d.is_empty() {
+            dirs.insert(d);
+            d = d.rsplit_once('/').map_or("", |(p, _)| p);
+        }
     }
-    let mut script = String::new();
-    for (dir, sources) in by_dir {
+    let depth = |d: &str| d.matches('/').count();
+    let mut by_parent: BTreeMap<(usize, &str), Vec<&str>> = BTreeMap::new();
+    for d in &dirs {
+        let parent = d.rsplit_once('/').map_or("", |(p, _)| p);
+        by_parent.entry((depth(d), parent)).or_default().push(d);
+    }
+    let mut script = format!("s={}\nt={}\n", quote(stage), quote(base));
+    for ((_, parent), children) in &by_parent {
+        script.push_str("set --\n");
+        for d in children {
+            let (from, to) = (quote(&format!("{stage}/{d}")), quote(&join_rel(base, d)));
+            script.push_str(&format!(
+                "[ -d {from} ] && ! [ -e {to} ] && ! [ -L {to} ] && set -- \"$@\" {from}\n"
+            ));
+        }
+        script.push_str(&format!(
+            "[ $# -eq 0 ] || mv -f -- \"$@\" {} || exit 1\n",
+            quote(&format!("{}/", join_rel(base, parent)))
+        ));
+    }
+    for (dir, sources) in files_by_dir {
+        let test = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("[ ! -d {} ] || ", quote(&format!("{stage}/{dir}")))
+        };
         for chunk in sources.chunks(500) {
             script.push_str(&format!(
-                "mv -f -- {} {} || exit 1\n",
+                "{test}mv -f -- {} {} || exit 1\n",
                 chunk.join(" "),
-                quote(&format!("{dir}/"))
+                quote(&format!("{}/", join_rel(base, dir)))
             ));
         }
     }
-    script.push_str(&format!("rm -rf -- {}\n", quote(stage)));
+    script.push_str("rm -rf -- \"$s\"\n");
     let out = t.run_script(&script)?;
     if out.status != 0 {
         return Err(remote_failure(

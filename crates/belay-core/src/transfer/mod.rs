@@ -15,9 +15,10 @@
 //! 3. **Big files** are streamed one by one into `.NAME.belay-part` beside
 //!    the final name. A partial left by an earlier run is compared by
 //!    checksum of its bytes on both sides and extended, not restarted.
-//! 4. **Verify and land** — every file's [`checksum`] is computed on both
-//!    ends; only a match is renamed to its final name (with its mode and
-//!    mtime). Nothing half-written ever carries a final name.
+//! 4. **Verify and land** — a [`checksum`] is computed on both ends, per
+//!    big file and per small-file archive (which holds every byte of every
+//!    file in it); only a match is renamed to its final name (with its mode
+//!    and mtime). Nothing half-written ever carries a final name.
 //!
 //! A lost link is retried (the client reconnects with backoff); each retry
 //! plans again, so completed files are skipped and partials resumed.

@@ -17,7 +17,6 @@ use super::paths::{
     base_name, is_temporary, partial_name, remote_word, safe_relative, symlink_stays_inside,
 };
 use super::progress::{Meter, Progress};
-use super::push::{cksum_lines, parse_cksum_lines};
 use super::streamio::StreamReader;
 use super::{BATCH_BYTES, BATCH_FILES, BIG_FILE, Summary, remote_failure};
 use crate::error::{CoreError, Result};
@@ -432,33 +431,26 @@ fn pull_batch(
     summary: &mut Summary,
     checked: &mut Checked,
 ) -> Result<()> {
-    let files: Vec<String> = batch
-        .iter()
-        .filter(|i| i.entry.kind == Kind::File)
-        .map(|i| i.remote.clone())
-        .collect();
     let names: Vec<String> = batch
         .iter()
         .map(|i| quote(&format!("./{}", i.remote)))
         .collect();
-    // The host sums the files while tar reads them (both from its page
-    // cache), and sends the sums after the archive: nothing waits for a
-    // checksum pass before the first byte moves.
+    // The host sums the archive as tar writes it (tee into a fifo: no
+    // second pass over its files) and sends the sum after it; the sum of
+    // what arrived must match. It covers every byte of every file and every
+    // header naming them. (Big files are summed one by one.)
     let script = format!(
         r#"cd {base} || exit 1
 d=$(mktemp -d "${{TMPDIR:-/tmp}}/belay-pull.XXXXXX") || exit 1
 trap 'rm -rf "$d"' 0
-( {sums} ) > "$d/sums" 2> "$d/err" &
-tar -cf - --no-recursion --hard-dereference -- {names} || exit 1
-wait $! || {{ cat "$d/err" >&2; exit 1; }}
+mkfifo "$d/f" || exit 1
+cksum < "$d/f" > "$d/sum" &
+{{ tar -cf - --no-recursion --hard-dereference -- {names} || : > "$d/failed"; }} | tee "$d/f" || exit 1
+wait $! || exit 1
+[ ! -e "$d/failed" ] || exit 1
 printf '\n{SUMS_MARK}\n'
-cat "$d/sums""#,
+cat "$d/sum""#,
         base = quote(remote_base),
-        sums = if files.is_empty() {
-            ":".to_string()
-        } else {
-            cksum_lines(&files)
-        },
         names = names.join(" ")
     );
     let mut stream = t.open_stream(&script)?;
@@ -466,7 +458,7 @@ cat "$d/sums""#,
     let wanted: HashMap<&str, &Item> = batch.iter().map(|i| (i.remote.as_str(), i)).collect();
     let received = {
         let mut reader = StreamReader::new(stream.as_mut());
-        let r = receive_batch(&mut reader, &files, &wanted, dest, meter, summary, checked);
+        let r = receive_batch(&mut reader, &wanted, dest, meter, summary, checked);
         match (r, reader.failed.take()) {
             (Err(_), Some(te)) => Err(CoreError::Transport(te)),
             (r, _) => r,
@@ -485,7 +477,6 @@ cat "$d/sums""#,
 
 fn receive_batch(
     reader: &mut StreamReader,
-    files: &[String],
     wanted: &HashMap<&str, &Item>,
     dest: &Path,
     meter: &mut Meter,
@@ -498,7 +489,7 @@ fn receive_batch(
     };
     // Files are verified and renamed once the whole batch is on disk and
     // the host's sums are in (see make_durable).
-    let mut written: Vec<(PathBuf, PathBuf, &str, Sum)> = Vec::new();
+    let mut written: Vec<(PathBuf, PathBuf)> = Vec::new();
     let mut archive = tar::Archive::new(&mut *reader);
     let entries = archive
         .entries()
@@ -520,7 +511,12 @@ fn receive_batch(
             tar::EntryType::Regular if item.entry.kind == Kind::File => {
                 let (partial, target) = partial_for(dest, &item.local_rel, checked)?;
                 let mut file = open_partial(&partial, false)?;
-                let mut sum = Cksum::default();
+                // Mode and mtime as tar read the file (it may have changed
+                // since the listing; the archive's sum covers what came).
+                let mut landed = item.entry.clone();
+                let header = entry.header();
+                landed.mtime = header.mtime().map_or(landed.mtime, |m| m as i64);
+                landed.mode = header.mode().map_or(landed.mode, |m| m & 0o777);
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
                     let n = entry
@@ -529,14 +525,13 @@ fn receive_batch(
                     if n == 0 {
                         break;
                     }
-                    sum.update(&buf[..n]);
                     file.write_all(&buf[..n])
                         .map_err(|e| io_error(&partial, e))?;
                     meter.moved(n as u64);
                 }
-                finish_partial(&partial, &item.entry, &file)?;
+                finish_partial(&partial, &landed, &file)?;
                 drop(file);
-                written.push((partial, target, item.remote.as_str(), sum.sum()));
+                written.push((partial, target));
             }
             tar::EntryType::Symlink if item.entry.kind == Kind::Symlink => {
                 let link = entry
@@ -568,41 +563,39 @@ fn receive_batch(
             ),
         }
     }
-    // After the archive: zero padding, then the marker line, then the sums.
-    let mut lines = Vec::new();
+    // After the archive: the rest of tar's zero padding, the marker line,
+    // then the host's sum of the whole archive.
+    let mut archive_sum = reader.read_sum.clone();
     let mut marked = false;
+    let mut there = None;
     while let Some(line) = reader
         .line()
-        .map_err(|e| proto(format!("reading checksums: {e}")))?
+        .map_err(|e| proto(format!("reading the checksum: {e}")))?
     {
-        let start = line.iter().position(|b| *b != 0).unwrap_or(line.len());
         if marked {
-            lines.push(line);
-        } else if &line[start..] == SUMS_MARK.as_bytes() {
+            there = Sum::parse(&String::from_utf8_lossy(&line));
+            break;
+        }
+        if line == SUMS_MARK.as_bytes() {
             marked = true;
+        } else if line.iter().all(|b| *b == 0) {
+            archive_sum.update(&line);
+        } else {
+            return Err(proto("unexpected data after the archive".into()));
         }
     }
-    if !marked {
-        return Err(proto("the host sent no checksums".into()));
-    }
-    let sums = parse_cksum_lines(files, &lines).map_err(|m| proto(m.to_string()))?;
-    for (_, target, remote, sum) in &written {
-        if sums.get(*remote) != Some(sum) {
-            for (p, ..) in &written {
-                let _ = fs::remove_file(p);
-            }
-            return Err(proto(format!(
-                "'{}' arrived damaged (checksum mismatch; was it changing?)",
-                target.display()
-            )));
+    if there != Some(archive_sum.sum()) {
+        for (p, ..) in &written {
+            let _ = fs::remove_file(p);
         }
+        return Err(proto(format!(
+            "a batch of {} files for '{}' arrived damaged (checksum mismatch); run the same command again",
+            wanted.len(),
+            dest.display()
+        )));
     }
-    let paths: Vec<(PathBuf, PathBuf)> = written
-        .iter()
-        .map(|(p, t, ..)| (p.clone(), t.clone()))
-        .collect();
-    make_durable(&paths)?;
-    for (partial, target) in &paths {
+    make_durable(&written)?;
+    for (partial, target) in &written {
         rename_into_place(partial, target)?;
         summary.files_transferred += 1;
         meter.progress.file_done();

@@ -422,69 +422,6 @@ fn batches<'b, 'a>(items: &'b [Item<'a>]) -> Vec<&'b [Item<'a>]> {
     out
 }
 
-/// `cksum` lines for files, in order. Names with a newline or backslash
-/// (which `cksum` would escape) get a call of their own on stdin.
-pub(super) fn cksum_lines(names: &[String]) -> String {
-    let mut script = String::new();
-    let mut plain = Vec::new();
-    let flush = |plain: &mut Vec<String>, script: &mut String| {
-        // Few processes: one `cksum` per 2,000 names (well inside ARG_MAX).
-        for chunk in plain.chunks(2000) {
-            script.push_str("cksum -- ");
-            script.push_str(&chunk.join(" "));
-            script.push_str(" || exit 1\n");
-        }
-        plain.clear();
-    };
-    for (i, n) in names.iter().enumerate() {
-        let word = quote(&format!("./{n}"));
-        if n.contains('\n') || n.contains('\\') {
-            flush(&mut plain, &mut script);
-            script.push_str(&format!("printf 'ODD{i} '; cksum < {word} || exit 1\n"));
-        } else {
-            plain.push(word);
-        }
-    }
-    flush(&mut plain, &mut script);
-    script
-}
-
-/// Reads what [`cksum_lines`] printed into one sum per name.
-pub(super) fn parse_cksum_lines(
-    names: &[String],
-    lines: &[Vec<u8>],
-) -> std::result::Result<HashMap<String, Sum>, String> {
-    let index: HashMap<String, usize> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (format!("./{n}"), i))
-        .collect();
-    let mut out = HashMap::new();
-    for line in lines {
-        let text = String::from_utf8_lossy(line);
-        let (i, sum) = if let Some(rest) = text.strip_prefix("ODD") {
-            let (i, sum) = rest.split_once(' ').ok_or("bad checksum line")?;
-            (
-                i.parse::<usize>().map_err(|_| "bad checksum line")?,
-                Sum::parse(sum),
-            )
-        } else {
-            let mut parts = text.splitn(3, ' ');
-            let (c, l, n) = (parts.next(), parts.next(), parts.next());
-            let i = n
-                .and_then(|n| index.get(n))
-                .ok_or("checksum for an unknown name")?;
-            (
-                *i,
-                Sum::parse(&format!("{} {}", c.unwrap_or(""), l.unwrap_or(""))),
-            )
-        };
-        let name = names.get(i).ok_or("checksum for an unknown name")?;
-        out.insert(name.clone(), sum.ok_or("bad checksum line")?);
-    }
-    Ok(out)
-}
-
 fn push_batch(
     t: &dyn Transport,
     base: &str,
@@ -493,23 +430,29 @@ fn push_batch(
     summary: &mut Summary,
 ) -> Result<()> {
     let stage = format!("{base}/.belay-stage.{}", crate::job::id::random_hex(6)?);
-    let files: Vec<String> = batch
-        .iter()
-        .filter(|i| i.entry.kind == Kind::File)
-        .map(|i| i.name.clone())
-        .collect();
+    // The host sums the archive as tar reads it (tee into a fifo: no second
+    // pass over the files); it must equal the sum of what was sent, which
+    // covers every byte of every file and every header naming them.
     let script = format!(
-        "umask 077\ns={}\nmkdir -p \"$s\" && cd \"$s\" || exit 1\ntar -xpof - || exit 1\n{}",
-        quote(&stage),
-        cksum_lines(&files)
+        r#"umask 077
+s={stage}
+mkdir -p "$s" && cd "$s" || exit 1
+d=$(mktemp -d "${{TMPDIR:-/tmp}}/belay-push.XXXXXX") || exit 1
+trap 'rm -rf "$d"' 0
+mkfifo "$d/f" || exit 1
+cksum < "$d/f" > "$d/sum" &
+tee "$d/f" | tar -xpof - || exit 1
+wait $! || exit 1
+cat "$d/sum""#,
+        stage = quote(&stage),
     );
     let mut stream = t.open_stream(&script)?;
-    let mut sums: HashMap<String, Sum> = HashMap::new();
-    let written = {
+    let (written, sent) = {
         let mut writer = StreamWriter::new(stream.as_mut());
-        let r = write_tar(&mut writer, batch, meter, &mut sums);
+        let r = write_tar(&mut writer, batch, meter);
         let r = r.and_then(|()| std::io::Write::flush(&mut writer));
-        match r {
+        let sent = writer.sum();
+        let r = match r {
             Ok(()) => Ok(()),
             Err(e) => match writer.failed.take() {
                 Some(te) => Err(CoreError::Transport(te)),
@@ -518,7 +461,8 @@ fn push_batch(
                     source: e,
                 }),
             },
-        }
+        };
+        (r, sent)
     };
     if let Err(e) = written {
         // The host's own complaint (disk full) explains a refused stream
@@ -535,24 +479,9 @@ fn push_batch(
         return Err(e);
     }
     stream.close_input()?;
-    let mut lines = Vec::new();
-    {
-        let mut reader = super::streamio::StreamReader::new(stream.as_mut());
-        loop {
-            match reader.line() {
-                Ok(Some(l)) => lines.push(l),
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(match reader.failed.take() {
-                        Some(te) => CoreError::Transport(te),
-                        None => CoreError::Io {
-                            what: "reading checksums".into(),
-                            source: e,
-                        },
-                    });
-                }
-            }
-        }
+    let mut text = Vec::new();
+    while let Some(c) = stream.read_chunk()? {
+        text.extend_from_slice(&c);
     }
     let out = stream.finish()?;
     if out.status != 0 {
@@ -563,21 +492,15 @@ fn push_batch(
             &out.stderr,
         ));
     }
-    let there = parse_cksum_lines(&files, &lines).map_err(|m| CoreError::Protocol {
-        host: t.host().into(),
-        message: m.to_string(),
-    })?;
-    for name in &files {
-        if there.get(name) != sums.get(name) {
-            let _ = t.run_script(&format!("rm -rf -- {}", quote(&stage)));
-            return Err(CoreError::Protocol {
-                host: t.host().into(),
-                message: format!(
-                    "'{}' arrived damaged (checksum mismatch); run the same command again",
-                    join_rel(base, name)
-                ),
-            });
-        }
+    if Sum::parse(&String::from_utf8_lossy(&text)) != Some(sent) {
+        let _ = t.run_script(&format!("rm -rf -- {}", quote(&stage)));
+        return Err(CoreError::Protocol {
+            host: t.host().into(),
+            message: format!(
+                "a batch of {} files for '{base}' arrived damaged (checksum mismatch); run the same command again",
+                batch.len()
+            ),
+        });
     }
     place(t, base, &stage, batch)?;
     for it in batch {
@@ -589,12 +512,7 @@ fn push_batch(
     Ok(())
 }
 
-fn write_tar(
-    writer: &mut StreamWriter,
-    batch: &[Item],
-    meter: &mut Meter,
-    sums: &mut HashMap<String, Sum>,
-) -> std::io::Result<()> {
+fn write_tar(writer: &mut StreamWriter, batch: &[Item], meter: &mut Meter) -> std::io::Result<()> {
     let mut builder = tar::Builder::new(writer);
     builder.mode(tar::HeaderMode::Complete);
     for it in batch {
@@ -610,17 +528,16 @@ fn write_tar(
                 let file = std::fs::File::open(&it.local)?;
                 let mut reader = Counting {
                     inner: file.take(it.entry.size),
-                    sum: Cksum::default(),
+                    read: 0,
                     meter,
                 };
                 builder.append_data(&mut h, &it.name, &mut reader)?;
-                if reader.sum.len() != it.entry.size {
+                if reader.read != it.entry.size {
                     return Err(std::io::Error::other(format!(
                         "'{}' changed while being copied",
                         it.local.display()
                     )));
                 }
-                sums.insert(it.name.clone(), reader.sum.sum());
             }
             Kind::Symlink => {
                 h.set_entry_type(tar::EntryType::Symlink);
@@ -633,17 +550,17 @@ fn write_tar(
     builder.finish()
 }
 
-/// Reads a file for the archive, summing and metering what passes.
+/// Reads a file for the archive, metering what passes.
 struct Counting<'m, 'p, R> {
     inner: R,
-    sum: Cksum,
+    read: u64,
     meter: &'m mut Meter<'p>,
 }
 
 impl<R: Read> Read for Counting<'_, '_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.sum.update(&buf[..n]);
+        self.read += n as u64;
         self.meter.moved(n as u64);
         Ok(n)
     }

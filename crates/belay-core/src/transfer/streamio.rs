@@ -5,15 +5,17 @@
 
 use std::io;
 
+use super::checksum::{Cksum, Sum};
 use crate::transport::{DataStream, TransportError};
 
 const CHUNK: usize = 256 * 1024;
 
-/// Buffers writes into large channel messages.
+/// Buffers writes into large channel messages, and sums what it sends.
 pub struct StreamWriter<'s> {
     pub stream: &'s mut dyn DataStream,
     buf: Vec<u8>,
     pub failed: Option<TransportError>,
+    sum: Cksum,
 }
 
 impl<'s> StreamWriter<'s> {
@@ -22,7 +24,13 @@ impl<'s> StreamWriter<'s> {
             stream,
             buf: Vec::with_capacity(CHUNK),
             failed: None,
+            sum: Cksum::default(),
         }
+    }
+
+    /// `cksum` of every byte written so far.
+    pub fn sum(&self) -> Sum {
+        self.sum.sum()
     }
 
     fn send(&mut self) -> io::Result<()> {
@@ -41,6 +49,7 @@ impl<'s> StreamWriter<'s> {
 
 impl io::Write for StreamWriter<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.sum.update(data);
         if self.buf.len() + data.len() > CHUNK {
             self.send()?;
         }
@@ -69,6 +78,8 @@ pub struct StreamReader<'s> {
     pub failed: Option<TransportError>,
     /// Bytes handed out so far.
     pub consumed: u64,
+    /// `cksum` of the bytes handed out by `read` (not by `line`).
+    pub read_sum: Cksum,
 }
 
 impl<'s> StreamReader<'s> {
@@ -79,6 +90,7 @@ impl<'s> StreamReader<'s> {
             pos: 0,
             failed: None,
             consumed: 0,
+            read_sum: Cksum::default(),
         }
     }
 
@@ -129,6 +141,7 @@ impl io::Read for StreamReader<'_> {
         }
         let n = out.len().min(self.chunk.len() - self.pos);
         out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.read_sum.update(&out[..n]);
         self.pos += n;
         self.consumed += n as u64;
         Ok(n)

@@ -1090,3 +1090,127 @@ fn run_inputs_and_outputs_on_local_are_copied_and_fetched() {
     let b = Belay::new();
     inputs_and_outputs(&b, "local");
 }
+
+// ---------------------------------------------------------------------------
+// Review findings: read-only files mid-batch, chained symlinks, inputs.
+// ---------------------------------------------------------------------------
+
+/// A batch of read-only files cut mid-way leaves partials that stay 0600
+/// (the final mode is applied at the rename), so a re-run (as any user)
+/// can replace them; the re-run lands every file with its own mode.
+#[test]
+fn read_only_files_cut_mid_batch_leave_writable_partials_and_resume() {
+    let host = Loopback::start();
+    let b = host.belay();
+    let remote = shared_dir("belay-remote.");
+    let src = remote.path().join("ro");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..200 {
+        write_file(
+            &src.join(format!("f{i:03}")),
+            &random_bytes(64 * 1024),
+            0o444,
+            1_700_000_000,
+        );
+    }
+    let dst = b.scratch("ro-dst");
+    std::fs::create_dir(&dst).unwrap();
+    let args = ["pull", "target", p(&src), p(&dst)];
+    let mut c = b.command(&args);
+    c.env("BELAY_FAILPOINT", "transfer-bytes:4000000");
+    let out = run_with_deadline(c, Duration::from_secs(120));
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "{}",
+        describe(&args, &out)
+    );
+    let partials: Vec<PathBuf> = all_names(&dst)
+        .into_iter()
+        .filter(|n| n.to_string_lossy().ends_with(".belay-part"))
+        .collect();
+    assert!(!partials.is_empty(), "the cut left no partials");
+    for part in &partials {
+        let mode = std::fs::metadata(dst.join(part)).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", part.display());
+    }
+    let out = run_long(&b, &args);
+    assert_ok(&args, &out);
+    assert_same_tree(&src, &dst.join("ro"));
+    assert_eq!(mode_of(&dst.join("ro/f000")), 0o444);
+}
+
+/// `s -> x/up/x/up/../../..` climbs out through the symlink `x/up -> ..`
+/// although its text never leaves the tree: refused, like any `..` after a
+/// name.
+#[test]
+fn pull_refuses_symlinks_that_climb_out_through_other_symlinks() {
+    let host = Loopback::start();
+    let b = host.belay();
+    let remote = shared_dir("belay-remote.");
+    let src = remote.path().join("src");
+    std::fs::create_dir_all(src.join("x")).unwrap();
+    std::os::unix::fs::symlink("..", src.join("x/up")).unwrap();
+    std::os::unix::fs::symlink("x/up/x/up/../../..", src.join("s")).unwrap();
+    std::fs::write(src.join("ok.txt"), b"fine\n").unwrap();
+    let dst = b.scratch("chain-dst");
+    std::fs::create_dir(&dst).unwrap();
+    let args = ["pull", "target", p(&src), p(&dst), "--json"];
+    let out = run_long(&b, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+    let v = parse_json(&args, &out);
+    let refused: Vec<&str> = v["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x.as_str())
+        .collect();
+    assert!(refused.contains(&"s"), "{v:#}");
+    assert!(!exists(&dst.join("src/s")));
+    assert_eq!(std::fs::read(dst.join("src/ok.txt")).unwrap(), b"fine\n");
+}
+
+/// An input keeps the name it was given (not its symlink target's), and two
+/// inputs that would land on the same name are refused before anything is
+/// recorded.
+#[test]
+fn inputs_keep_their_given_names_and_may_not_collide() {
+    let b = Belay::new();
+    let real = b.scratch("dataset_v3.csv");
+    std::fs::write(&real, b"a,b\n").unwrap();
+    let link = b.scratch("train.csv");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let args = [
+        "run",
+        "local",
+        "--input",
+        p(&link),
+        "--",
+        "cat",
+        "train.csv",
+    ];
+    let out = b.run(&args);
+    assert_ok(&args, &out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a,b\n");
+
+    for d in ["a", "b"] {
+        std::fs::create_dir_all(b.scratch(d)).unwrap();
+        std::fs::write(b.scratch(d).join("x"), d).unwrap();
+    }
+    let before = b.jobs().len();
+    let (ax, bx) = (b.scratch("a/x"), b.scratch("b/x"));
+    let args = [
+        "run",
+        "local",
+        "--input",
+        p(&ax),
+        "--input",
+        p(&bx),
+        "--",
+        "true",
+    ];
+    let out = b.run(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&args, &out));
+    assert!(stderr_of(&out).contains("'x'"), "{}", stderr_of(&out));
+    assert_eq!(b.jobs().len(), before, "nothing may be recorded");
+}

@@ -334,38 +334,53 @@ impl Client {
     /// progress.
     pub async fn exec_stream(&self, script: &str, idle: Duration) -> Result<ExecStream, SshError> {
         let live = self.ensure().await?;
+        // An idle shell may have died since it was last used (its loop
+        // killed, its temp dir cleaned): then a fresh one is opened.
         let idle_shell = live.idle.lock().ok().and_then(|mut v| v.pop());
-        let shell = match idle_shell {
-            Some(s) => s,
-            None => {
-                let permit = tokio::time::timeout(idle, live.channels.clone().acquire_owned())
-                    .await
-                    .map_err(|_| self.timeout("waiting for a free channel", idle))?
-                    .map_err(|_| self.lost("client closed"))?;
-                Shell::open(
-                    &live.conn.handle,
-                    permit,
-                    &self.alias,
-                    &live.conn.monitor,
-                    idle,
-                )
-                .await?
-            }
-        };
-        let (channel, permit) = match shell.into_stream(script).await {
+        if let Some(shell) = idle_shell
+            && let Ok(stream) = self.start_stream(&live, shell, script, idle).await
+        {
+            return Ok(stream);
+        }
+        let permit = tokio::time::timeout(idle, live.channels.clone().acquire_owned())
+            .await
+            .map_err(|_| self.timeout("waiting for a free channel", idle))?
+            .map_err(|_| self.lost("client closed"))?;
+        let shell = Shell::open(
+            &live.conn.handle,
+            permit,
+            &self.alias,
+            &live.conn.monitor,
+            idle,
+        )
+        .await?;
+        self.start_stream(&live, shell, script, idle).await
+    }
+
+    async fn start_stream(
+        &self,
+        live: &Arc<Live>,
+        shell: Shell,
+        script: &str,
+        idle: Duration,
+    ) -> Result<ExecStream, SshError> {
+        let token = format!("stream-{}", crate::shell::random_hex(8));
+        let (channel, permit) = match shell.into_stream(script, &token).await {
             Ok(c) => c,
-            Err(d) => return Err(self.channel_err(&live, d).await),
+            Err(d) => return Err(self.channel_err(live, d).await),
         };
-        self.replenish_shell(&live);
         let watched = live.clone();
-        Ok(ExecStream::new(
+        let mut stream = ExecStream::new(
             channel,
             &self.alias,
             live.conn.monitor.clone(),
             Box::new(move || watched.conn.is_alive()),
             idle,
             permit,
-        ))
+        );
+        stream.expect_token(&token).await?;
+        self.replenish_shell(live);
+        Ok(stream)
     }
 
     /// Opens a persistent shell in the background (while a stream's data

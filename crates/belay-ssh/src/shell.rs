@@ -10,10 +10,12 @@
 //! shell  → client: <script stdout><sentinel> <status> <stderr length>\n<stderr bytes>
 //! ```
 //!
-//! A request whose sentinel is the word `stream` turns the shell into a
-//! data stream ([`crate::ExecStream`]): its script runs with the channel's
-//! stdin and stdout, and the shell exits with the script's status — so a
-//! file transfer does not pay the login shell's start-up either.
+//! A request whose sentinel is `stream-<random>` turns the shell into a
+//! data stream ([`crate::ExecStream`]): the shell echoes the sentinel (so
+//! stray output queued before it is told apart from the stream), runs the
+//! script with the channel's stdin and stdout, and exits with the script's
+//! status — so a file transfer does not pay the login shell's start-up
+//! either.
 //!
 //! The script is written to a private temp file with `head -c` (which,
 //! like the `read` builtin, never reads past what it was asked for) and run
@@ -66,7 +68,7 @@ const LOOP: &str = concat!(
     "printf \"%s\\n\" \"$1\"; ",
     "while IFS=\" \" read -r __belay_s __belay_n; do ",
     "head -c \"$__belay_n\" > \"$__belay_d/s\" || exit 98; ",
-    "if [ \"$__belay_s\" = stream ]; then /bin/sh \"$__belay_d/s\"; exit $?; fi; ",
+    "case $__belay_s in stream-*) printf \"%s\\n\" \"$__belay_s\"; /bin/sh \"$__belay_d/s\"; exit $?;; esac; ",
     "( . \"$__belay_d/s\" ) < /dev/null 2> \"$__belay_d/e\"; ",
     "__belay_r=$?; ",
     "if [ -s \"$__belay_d/e\" ]; then ",
@@ -222,8 +224,9 @@ impl Shell {
     pub(crate) async fn into_stream(
         self,
         script: &str,
+        token: &str,
     ) -> Result<(russh::Channel<Msg>, tokio::sync::OwnedSemaphorePermit), String> {
-        let mut req = format!("stream {}\n", script.len()).into_bytes();
+        let mut req = format!("{token} {}\n", script.len()).into_bytes();
         req.extend_from_slice(script.as_bytes());
         self.channel
             .data(&req[..])

@@ -110,6 +110,38 @@ impl ExecStream {
         }
     }
 
+    /// Waits for the shell's echo of `token`, dropping anything queued
+    /// before it (late output of an earlier script's background process).
+    pub(crate) async fn expect_token(&mut self, token: &str) -> Result<(), SshError> {
+        let needle = format!("{token}\n").into_bytes();
+        let mut seen: Vec<u8> = Vec::new();
+        loop {
+            if let Some(p) = seen
+                .windows(needle.len())
+                .position(|w| w == needle.as_slice())
+            {
+                let rest = seen.split_off(p + needle.len());
+                if !rest.is_empty() {
+                    self.inbox.stdout.push_front(rest);
+                }
+                return Ok(());
+            }
+            match self.inbox.stdout.pop_front() {
+                Some(chunk) => seen.extend_from_slice(&chunk),
+                None if self.inbox.out_done || self.inbox.status.is_some() => {
+                    return Err(SshError::Channel {
+                        host: self.host.clone(),
+                        detail: "the remote shell ended before starting the transfer".into(),
+                    });
+                }
+                None => match tokio::time::timeout(self.idle, self.read.wait()).await {
+                    Ok(msg) => self.inbox.take(msg),
+                    Err(_) => return Err(self.fail(Failure::Idle).await),
+                },
+            }
+        }
+    }
+
     /// Sends `data` to the script's stdin (waiting for the peer's window).
     pub async fn write_all(&mut self, data: &[u8]) -> Result<(), SshError> {
         let bytes = data.to_vec();
@@ -204,6 +236,12 @@ impl ExecStream {
                 ))
                 .await),
         }
+    }
+
+    /// Gives up on the stream: closes the channel (sshd then hangs up on
+    /// the script) without reading what is left.
+    pub async fn abort(self) {
+        let _ = self.write.close().await;
     }
 
     /// What the script wrote to stderr so far.

@@ -119,7 +119,7 @@ pub fn fetch_outputs(engine: &mut Engine, job: &Job, to: &Path) -> Result<FetchR
                     found: true,
                 });
             }
-            Err(e) if e.is_bad_input() => {
+            Err(e @ belay_core::CoreError::BadInput(_)) => {
                 report
                     .missing
                     .push(format!("output '{output}' not found on {} ({e})", job.host));

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use belay_core::job::Input;
 use belay_core::job::JobSpec;
-use belay_core::job::spec::check_output;
+use belay_core::job::spec::{check_inputs, check_output};
 
 use super::{Ctx, finish};
 use crate::cli::RunArgs;
@@ -33,6 +33,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
         .iter()
         .map(|i| Input::parse(i))
         .collect::<Result<_, _>>()?;
+    check_inputs(&spec.inputs)?;
     for o in &a.outputs {
         check_output(o)?;
     }

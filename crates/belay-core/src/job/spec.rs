@@ -88,12 +88,17 @@ impl Input {
                 "bad --input: no such local file or directory '{local}'"
             ))
         })?;
+        // The default name is the one typed (`train.csv`), not that of
+        // what a symlink points to; `.` or `/` take the real directory's.
         let name = match name {
             Some(n) => n.to_string(),
-            None => abs
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            None => match crate::transfer::paths::base_name(local) {
+                Some(b) => b.to_string(),
+                None => abs
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            },
         };
         let clean = crate::transfer::paths::safe_relative(&name).map_err(|why| {
             CoreError::BadInput(format!(
@@ -108,6 +113,25 @@ impl Input {
             name: clean.to_string_lossy().into_owned(),
         })
     }
+}
+
+/// Refuses inputs that would land on each other (`a/x` and `b/x` both as
+/// `x`, or `d` and `d/f`): one would silently replace the other.
+pub fn check_inputs(inputs: &[Input]) -> Result<()> {
+    for (i, a) in inputs.iter().enumerate() {
+        for b in &inputs[i + 1..] {
+            let under = |x: &str, y: &str| y.starts_with(&format!("{x}/"));
+            if a.name == b.name || under(&a.name, &b.name) || under(&b.name, &a.name) {
+                return Err(CoreError::BadInput(format!(
+                    "bad --input: '{}' and '{}' would both land as '{}'; name one with LOCAL:NAME",
+                    a.local,
+                    b.local,
+                    a.name.as_str().min(b.name.as_str())
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks `--output PATH` values.

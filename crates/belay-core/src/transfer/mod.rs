@@ -188,6 +188,21 @@ pub fn crlf_warning(path: &Path, sniff: bool) -> Option<String> {
     })
 }
 
+/// Runs a script that may take long without output (summing a big file)
+/// on a stream, whose idle limit is generous, rather than as a protocol
+/// script with its fixed deadline.
+fn long_script(t: &dyn Transport, script: &str) -> Result<crate::transport::ScriptOutput> {
+    let mut stream = t.open_stream(script)?;
+    stream.close_input()?;
+    let mut stdout = Vec::new();
+    while let Some(c) = stream.read_chunk()? {
+        stdout.extend_from_slice(&c);
+    }
+    let mut out = stream.finish()?;
+    out.stdout = stdout;
+    Ok(out)
+}
+
 fn remote_failure(host: &str, what: &str, stderr: &[u8]) -> CoreError {
     let detail = String::from_utf8_lossy(stderr);
     let detail = detail.trim();

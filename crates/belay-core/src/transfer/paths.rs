@@ -53,7 +53,10 @@ pub fn safe_relative(name: &str) -> Result<PathBuf, &'static str> {
 }
 
 /// Does a symlink at `link` (relative to the destination root) pointing to
-/// `target` resolve inside the destination, by its text alone?
+/// `target` resolve inside the destination, by its text alone? `..` is
+/// allowed only before the first name: `a/..` could climb through another
+/// symlink (`a -> ../..`), so a target like `x/../..` is refused, and by
+/// induction every accepted link resolves inside.
 pub fn symlink_stays_inside(link: &Path, target: &str) -> bool {
     if target.is_empty() || target.starts_with('/') {
         return false;
@@ -69,12 +72,16 @@ pub fn symlink_stays_inside(link: &Path, target: &str) -> bool {
                 .collect()
         })
         .unwrap_or_default();
+    let mut named = false;
     for c in Path::new(target).components() {
         match c {
-            Component::Normal(s) => depth.push(s),
+            Component::Normal(s) => {
+                named = true;
+                depth.push(s)
+            }
             Component::CurDir => {}
             Component::ParentDir => {
-                if depth.pop().is_none() {
+                if named || depth.pop().is_none() {
                     return false;
                 }
             }
@@ -89,10 +96,11 @@ pub fn partial_name(base: &str) -> String {
     format!(".{base}.belay-part")
 }
 
-/// Is this name one of belay's own temporaries?
+/// Is this name one of belay's own temporaries (or inside one)?
 pub fn is_temporary(name: &str) -> bool {
-    let base = name.rsplit('/').next().unwrap_or(name);
-    (base.starts_with('.') && base.ends_with(".belay-part")) || base.starts_with(".belay-stage.")
+    let last = name.rsplit('/').next().unwrap_or(name);
+    (last.starts_with('.') && last.ends_with(".belay-part"))
+        || name.split('/').any(|c| c.starts_with(".belay-stage."))
 }
 
 #[cfg(test)]
@@ -125,6 +133,9 @@ mod tests {
         assert!(!symlink_stays_inside(Path::new("a/l"), "../../b"));
         assert!(!symlink_stays_inside(Path::new("a/l"), "/etc"));
         assert!(!symlink_stays_inside(Path::new("a/l"), "x/../../../y"));
+        // `x` may itself be a symlink climbing out (x -> ..).
+        assert!(!symlink_stays_inside(Path::new("s"), "x/up/../.."));
+        assert!(!symlink_stays_inside(Path::new("a/l"), "b/.."));
     }
 
     #[test]

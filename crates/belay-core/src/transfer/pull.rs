@@ -54,8 +54,12 @@ pub(super) fn run(
             t.host()
         )));
     }
-    let src_base = base_name(&src_abs).unwrap_or("root").to_string();
-    let dest = local_destination(local, &src_base)?;
+    // The name the copy lands under comes from what the user typed, never
+    // from the host's answer: a hostile host must not pick `.bashrc`.
+    let landing = landing_name(remote, &src_abs);
+    let dest = local_destination(local, landing.as_deref(), remote)?;
+    // The source's own name on the host, for the host's scripts only.
+    let src_base = src_abs.rsplit('/').next().unwrap_or_default().to_string();
     summary.destination = dest.display().to_string();
     let tree = root.kind == Kind::Dir;
     let remote_base = if tree {
@@ -82,8 +86,14 @@ pub(super) fn run(
     summary.files_skipped = 0;
     summary.refused.clear();
     let mut to_copy = 0;
-    for e in &entries {
-        let item = if e.rel.is_empty() {
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 && (!tree || e.rel.is_empty()) {
+            // A file has no entries below it, and only the first is the
+            // root: anything else is a listing we did not ask for.
+            refuse(summary, progress, &e.rel, "not part of what was asked for");
+            continue;
+        }
+        let item = if i == 0 {
             Item {
                 entry: e.clone(),
                 remote: if tree {
@@ -261,11 +271,31 @@ else exit 3; fi"#
     Ok((abs, entries))
 }
 
+/// The name a pulled copy takes inside a local directory: the last
+/// component of REMOTE as typed; for `~`, `/` or `.`, the host's name for it
+/// if that is a plain name (no dot-names, no separators).
+fn landing_name(remote: &str, src_abs: &str) -> Option<String> {
+    if let Some(b) = base_name(remote) {
+        return Some(b.to_string());
+    }
+    let answer = src_abs.rsplit('/').next()?;
+    let plain = !answer.is_empty()
+        && !answer.starts_with('.')
+        && safe_relative(answer).is_ok_and(|p| p.components().count() == 1);
+    plain.then(|| answer.to_string())
+}
+
 /// `cp -r` rules on the local side.
-fn local_destination(local: &Path, src_base: &str) -> Result<PathBuf> {
+fn local_destination(local: &Path, landing: Option<&str>, remote: &str) -> Result<PathBuf> {
     let text = local.to_string_lossy();
     if local.is_dir() {
-        return Ok(local.join(src_base));
+        let name = landing.ok_or_else(|| {
+            CoreError::BadInput(format!(
+                "cannot name a copy of '{remote}' inside '{}': give the destination's own name",
+                local.display()
+            ))
+        })?;
+        return Ok(local.join(name));
     }
     if text.ends_with('/') {
         return Err(CoreError::BadInput(format!(
@@ -346,6 +376,8 @@ fn partial_for(dest: &Path, rel: &Path, checked: &mut Checked) -> Result<(PathBu
     Ok((dir.join(partial_name(&base)), target))
 }
 
+/// Opens a partial (0600, never through a symlink). A fresh copy first
+/// removes whatever an older run left under that name.
 fn open_partial(path: &Path, append: bool) -> Result<File> {
     let mut o = OpenOptions::new();
     o.write(true)
@@ -355,49 +387,60 @@ fn open_partial(path: &Path, append: bool) -> Result<File> {
     if append {
         o.append(true);
     } else {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error(path, e)),
+            _ => {}
+        }
         o.truncate(true);
     }
     o.open(path).map_err(|e| io_error(path, e))
 }
 
-/// Gives a verified partial its mode and mtime (through its open handle).
+/// Gives a partial its final mtime (through its open handle). Its mode
+/// stays 0600 until the rename, so a run cut here can still extend or
+/// replace it, whatever the final mode (0444, 0040) is.
 fn finish_partial(partial: &Path, e: &Entry, file: &File) -> Result<()> {
-    file.set_permissions(fs::Permissions::from_mode(e.mode & 0o777))
-        .map_err(|er| io_error(partial, er))?;
     let mtime = UNIX_EPOCH + Duration::from_secs(e.mtime.max(0) as u64);
     file.set_times(fs::FileTimes::new().set_modified(mtime).set_accessed(mtime))
         .map_err(|er| io_error(partial, er))
 }
 
-/// Renames a finished partial to its final name. rename(2) replaces a
-/// file or symlink itself (never what a symlink points to) and refuses to
-/// replace a directory.
-fn rename_into_place(partial: &Path, target: &Path) -> Result<()> {
+/// Gives a verified partial its mode and its final name. rename(2)
+/// replaces a file or symlink itself (never what a symlink points to) and
+/// refuses to replace a directory.
+fn rename_into_place(partial: &Path, target: &Path, mode: u32) -> Result<()> {
+    fs::set_permissions(partial, fs::Permissions::from_mode(mode & 0o777))
+        .map_err(|er| io_error(partial, er))?;
     fs::rename(partial, target).map_err(|er| io_error(target, er))
 }
 
-/// A big file: mode, mtime, on disk, then its final name.
+/// A big file: mtime, on disk, then its mode and final name.
 fn land(partial: &Path, target: &Path, e: &Entry, file: File) -> Result<()> {
     finish_partial(partial, e, &file)?;
     file.sync_all().map_err(|er| io_error(partial, er))?;
     drop(file);
-    rename_into_place(partial, target)
+    rename_into_place(partial, target, e.mode)
 }
 
 /// Makes a batch of written files durable before any of them is renamed:
 /// one file-system sync instead of one fsync (one journal commit) per file.
-fn make_durable(files: &[(PathBuf, PathBuf)]) -> Result<()> {
+fn make_durable(files: &[(PathBuf, PathBuf, u32)]) -> Result<()> {
     #[cfg(target_os = "linux")]
-    if let Some((first, _)) = files.first() {
+    if let Some(dir) = files.first().and_then(|(first, ..)| first.parent()) {
         use std::os::fd::AsRawFd;
-        let f = File::open(first).map_err(|e| io_error(first, e))?;
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let f = File::open(dir).map_err(|e| io_error(dir, e))?;
         // SAFETY: syncfs(2) on a descriptor we own; no memory is passed.
         if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-            return Err(io_error(first, std::io::Error::last_os_error()));
+            return Err(io_error(dir, std::io::Error::last_os_error()));
         }
     }
     #[cfg(not(target_os = "linux"))]
-    for (partial, _) in files {
+    for (partial, ..) in files {
         File::open(partial)
             .and_then(|f| f.sync_all())
             .map_err(|e| io_error(partial, e))?;
@@ -464,6 +507,11 @@ cat "$d/sum""#,
             (r, _) => r,
         }
     };
+    if let Err(e @ CoreError::Io { .. }) = received {
+        // Our side failed (a full disk): stop the host sending the rest.
+        stream.abort();
+        return Err(e);
+    }
     let out = stream.finish()?;
     if out.status != 0 {
         return Err(remote_failure(
@@ -489,7 +537,8 @@ fn receive_batch(
     };
     // Files are verified and renamed once the whole batch is on disk and
     // the host's sums are in (see make_durable).
-    let mut written: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut written: Vec<(PathBuf, PathBuf, u32)> = Vec::new();
+    let mut links: Vec<(String, PathBuf, PathBuf)> = Vec::new();
     let mut archive = tar::Archive::new(&mut *reader);
     let entries = archive
         .entries()
@@ -531,7 +580,7 @@ fn receive_batch(
                 }
                 finish_partial(&partial, &landed, &file)?;
                 drop(file);
-                written.push((partial, target));
+                written.push((partial, target, landed.mode));
             }
             tar::EntryType::Symlink if item.entry.kind == Kind::Symlink => {
                 let link = entry
@@ -548,9 +597,7 @@ fn receive_batch(
                     continue;
                 }
                 let (partial, target) = partial_for(dest, &item.local_rel, checked)?;
-                let _ = fs::remove_file(&partial);
-                std::os::unix::fs::symlink(&link, &partial).map_err(|e| io_error(&partial, e))?;
-                fs::rename(&partial, &target).map_err(|e| io_error(&target, e))?;
+                links.push((link, partial, target));
             }
             other => refuse(
                 summary,
@@ -595,8 +642,13 @@ fn receive_batch(
         )));
     }
     make_durable(&written)?;
-    for (partial, target) in &written {
-        rename_into_place(partial, target)?;
+    for (link, partial, target) in &links {
+        let _ = fs::remove_file(partial);
+        std::os::unix::fs::symlink(link, partial).map_err(|e| io_error(partial, e))?;
+        fs::rename(partial, target).map_err(|e| io_error(target, e))?;
+    }
+    for (partial, target, mode) in &written {
+        rename_into_place(partial, target, *mode)?;
         summary.files_transferred += 1;
         meter.progress.file_done();
     }
@@ -651,6 +703,11 @@ fn pull_big(
                 (r, _) => r,
             }
         };
+        if let Err(e @ CoreError::Io { .. }) = received {
+            // Our side failed (a full disk): stop the host sending the rest.
+            stream.abort();
+            return Err(e);
+        }
         let out = stream.finish()?;
         if out.status != 0 {
             return Err(remote_failure(
@@ -728,4 +785,23 @@ fn receive_big(
         meter.moved(n as u64);
     }
     Ok((file, sum.sum(), whole, resumed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_landing_name_comes_from_what_the_user_typed() {
+        // A host answering `/x/.bashrc` for `notes.txt` does not choose it.
+        assert_eq!(
+            landing_name("notes.txt", "/x/.bashrc").as_deref(),
+            Some("notes.txt")
+        );
+        assert_eq!(landing_name("a/run7/", "/x/.ssh").as_deref(), Some("run7"));
+        // Only `~`, `/`, `.` ask the host, and only a plain name is taken.
+        assert_eq!(landing_name("~", "/home/me").as_deref(), Some("me"));
+        assert_eq!(landing_name("~", "/x/.ssh"), None);
+        assert_eq!(landing_name(".", "/"), None);
+    }
 }

@@ -333,17 +333,22 @@ fn partial_key(name: &str) -> String {
     }
 }
 
-/// Staging directories left by an interrupted run are ours to remove.
+/// Staging directories left by an interrupted run are ours to remove —
+/// once they are a day old: a younger one may belong to a push running
+/// right now into the same directory (`xargs -P` pushes are normal).
 fn clear_stale_stages(t: &dyn Transport, base: &str, there: &[Entry]) -> Result<()> {
-    let stale: Vec<String> = there
+    let stages: Vec<String> = there
         .iter()
         .filter(|e| e.kind == Kind::Dir && !e.rel.contains('/') && is_temporary(&e.rel))
         .map(|e| quote(&format!("{base}/{}", e.rel)))
         .collect();
-    if stale.is_empty() {
+    if stages.is_empty() {
         return Ok(());
     }
-    let out = t.run_script(&format!("rm -rf -- {}", stale.join(" ")))?;
+    let out = t.run_script(&format!(
+        "find {} -maxdepth 0 -type d -mmin +1440 -exec rm -rf {{}} + 2>/dev/null; :",
+        stages.join(" ")
+    ))?;
     if out.status != 0 {
         return Err(remote_failure(
             t.host(),
@@ -649,7 +654,7 @@ fn push_big(
             Some(p) => {
                 let prefix =
                     file_sum(&item.local, Some(p)).map_err(|e| local_error(&item.local, e))?;
-                let out = t.run_script(&format!("cksum < {}", quote(&part)))?;
+                let out = super::long_script(t, &format!("cksum < {}", quote(&part)))?;
                 let there = Sum::parse(&String::from_utf8_lossy(&out.stdout));
                 if out.status == 0 && there == Some(prefix.sum()) {
                     meter.kept(p);

@@ -141,6 +141,16 @@ impl DataStream for LocalStream {
         }
     }
 
+    fn abort(mut self: Box<Self>) {
+        self.stdin = None;
+        // The script runs in its own process group (process_group(0)).
+        // SAFETY: kill(2) on the group of a child we started and still own.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+
     fn finish(mut self: Box<Self>) -> Result<ScriptOutput, TransportError> {
         self.stdin = None;
         let _ = std::io::copy(&mut self.stdout, &mut std::io::sink());

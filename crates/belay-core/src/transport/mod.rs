@@ -115,4 +115,7 @@ pub trait DataStream: Send {
     /// Close stdin, drain stdout and return how the script ended (its
     /// status and the head of its stderr).
     fn finish(self: Box<Self>) -> Result<ScriptOutput, TransportError>;
+    /// Give up: stop the script without reading the rest of its output (a
+    /// local disk filled up; there is no point receiving 40 GB more).
+    fn abort(self: Box<Self>);
 }

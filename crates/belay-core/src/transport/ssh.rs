@@ -121,10 +121,11 @@ pub fn map_error(host: &str, e: SshError) -> TransportError {
     }
 }
 
-/// How long a data stream may make no progress before it is abandoned
-/// (a hung remote command on a live link; a dead link is caught sooner by
-/// keepalive).
-const STREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long a data stream may make no progress before it is abandoned: a
+/// hung remote command on a live link. Generous, because a host may sum a
+/// 50 GB file on a slow file system before it answers; a dead link or host
+/// is caught much sooner by keepalive.
+const STREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 struct SshStream {
     alias: String,
@@ -157,6 +158,12 @@ impl DataStream for SshStream {
         runtime()
             .block_on(self.inner().read())
             .map_err(|e| map_error(&alias, e))
+    }
+
+    fn abort(mut self: Box<Self>) {
+        if let Some(inner) = self.inner.take() {
+            runtime().block_on(inner.abort());
+        }
     }
 
     fn finish(mut self: Box<Self>) -> Result<ScriptOutput, TransportError> {

@@ -78,17 +78,7 @@ pub fn push(
     remote: &str,
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
-    let started = Instant::now();
-    let mut summary = Summary {
-        direction: "push",
-        host: t.host().to_string(),
-        source: local.display().to_string(),
-        method: "exec",
-        ..Summary::default()
-    };
-    with_retries(&mut summary, |s| push::run(t, local, remote, progress, s))?;
-    summary.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(summary)
+    push_with(t, local, remote, false, progress)
 }
 
 /// Copies a local file or tree to exactly `remote` (never into it, even
@@ -100,6 +90,16 @@ pub fn push_exact(
     remote: &str,
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
+    push_with(t, local, remote, true, progress)
+}
+
+fn push_with(
+    t: &dyn Transport,
+    local: &Path,
+    remote: &str,
+    exact: bool,
+    progress: &mut dyn Progress,
+) -> Result<Summary> {
     let started = Instant::now();
     let mut summary = Summary {
         direction: "push",
@@ -109,7 +109,7 @@ pub fn push_exact(
         ..Summary::default()
     };
     with_retries(&mut summary, |s| {
-        push::run_exact(t, local, remote, progress, s)
+        push::run(t, local, remote, exact, progress, s)
     })?;
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
@@ -135,6 +135,25 @@ pub fn pull(
     with_retries(&mut summary, |s| pull::run(t, remote, local, progress, s))?;
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
+}
+
+/// Splits items into batches of at most [`BATCH_FILES`] items and
+/// [`BATCH_BYTES`] bytes (a single bigger item makes a batch of its own).
+fn batches<T>(items: &[T], size: impl Fn(&T) -> u64) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, it) in items.iter().enumerate() {
+        if i > start && (i - start >= BATCH_FILES || bytes + size(it) > BATCH_BYTES) {
+            out.push(&items[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size(it);
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
 }
 
 fn with_retries(

@@ -18,7 +18,7 @@ use super::paths::{
 };
 use super::progress::{Meter, Progress};
 use super::streamio::StreamReader;
-use super::{BATCH_BYTES, BATCH_FILES, BIG_FILE, Summary, remote_failure};
+use super::{BIG_FILE, Summary, remote_failure};
 use crate::error::{CoreError, Result};
 use crate::shell::quote;
 use crate::transport::Transport;
@@ -175,7 +175,7 @@ pub(super) fn run(
         for d in &dirs {
             safe_dir(&dest, &d.local_rel, &mut checked)?;
         }
-        for batch in batches(&small) {
+        for batch in super::batches(&small, |i| i.entry.size) {
             pull_batch(
                 t,
                 &remote_base,
@@ -448,23 +448,6 @@ fn make_durable(files: &[(PathBuf, PathBuf, u32)]) -> Result<()> {
     Ok(())
 }
 
-fn batches(items: &[Item]) -> Vec<&[Item]> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0u64);
-    for (i, it) in items.iter().enumerate() {
-        if i > start && (i - start >= BATCH_FILES || bytes + it.entry.size > BATCH_BYTES) {
-            out.push(&items[start..i]);
-            start = i;
-            bytes = 0;
-        }
-        bytes += it.entry.size;
-    }
-    if start < items.len() {
-        out.push(&items[start..]);
-    }
-    out
-}
-
 fn pull_batch(
     t: &dyn Transport,
     remote_base: &str,
@@ -499,16 +482,30 @@ cat "$d/sum""#,
     let mut stream = t.open_stream(&script)?;
     stream.close_input()?;
     let wanted: HashMap<&str, &Item> = batch.iter().map(|i| (i.remote.as_str(), i)).collect();
+    receive(t, stream, remote_base, |reader| {
+        receive_batch(reader, &wanted, dest, meter, summary, checked)
+    })
+}
+
+/// Reads a script's output with `read`, then ends the stream: a lost link
+/// stays a (retryable) transport error, a failure on our side (a full
+/// disk) stops the host at once, and the host's own failure is reported
+/// with its stderr.
+fn receive<T>(
+    t: &dyn Transport,
+    mut stream: Box<dyn crate::transport::DataStream>,
+    what: &str,
+    read: impl FnOnce(&mut StreamReader) -> Result<T>,
+) -> Result<T> {
     let received = {
         let mut reader = StreamReader::new(stream.as_mut());
-        let r = receive_batch(&mut reader, &wanted, dest, meter, summary, checked);
+        let r = read(&mut reader);
         match (r, reader.failed.take()) {
             (Err(_), Some(te)) => Err(CoreError::Transport(te)),
             (r, _) => r,
         }
     };
     if let Err(e @ CoreError::Io { .. }) = received {
-        // Our side failed (a full disk): stop the host sending the rest.
         stream.abort();
         return Err(e);
     }
@@ -516,7 +513,7 @@ cat "$d/sum""#,
     if out.status != 0 {
         return Err(remote_failure(
             t.host(),
-            &format!("cannot read '{remote_base}'"),
+            &format!("cannot read '{what}'"),
             &out.stderr,
         ));
     }
@@ -695,28 +692,9 @@ fn pull_big(
         );
         let mut stream = t.open_stream(&script)?;
         stream.close_input()?;
-        let received = {
-            let mut reader = StreamReader::new(stream.as_mut());
-            let r = receive_big(&mut reader, &partial, prefix, meter, summary);
-            match (r, reader.failed.take()) {
-                (Err(_), Some(te)) => Err(CoreError::Transport(te)),
-                (r, _) => r,
-            }
-        };
-        if let Err(e @ CoreError::Io { .. }) = received {
-            // Our side failed (a full disk): stop the host sending the rest.
-            stream.abort();
-            return Err(e);
-        }
-        let out = stream.finish()?;
-        if out.status != 0 {
-            return Err(remote_failure(
-                t.host(),
-                &format!("cannot read '{remote_file}'"),
-                &out.stderr,
-            ));
-        }
-        let (file, got, whole, resumed) = received?;
+        let (file, got, whole, resumed) = receive(t, stream, &remote_file, |reader| {
+            receive_big(reader, &partial, prefix, meter, summary)
+        })?;
         if got == whole {
             land(&partial, &target, &item.entry, file)?;
             summary.files_transferred += 1;

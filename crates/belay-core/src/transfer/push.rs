@@ -12,7 +12,7 @@ use super::listing::{self, Entry, FIND_FORMAT, Kind};
 use super::paths::{base_name, is_temporary, partial_name, remote_word};
 use super::progress::{Meter, Progress};
 use super::streamio::StreamWriter;
-use super::{BATCH_BYTES, BATCH_FILES, BIG_FILE, Summary, remote_failure};
+use super::{BIG_FILE, Summary, remote_failure};
 use crate::error::{CoreError, Result};
 use crate::shell::quote;
 use crate::transport::Transport;
@@ -25,28 +25,9 @@ struct Item<'a> {
     name: String,
 }
 
+/// Pushes `local` to `remote`: into it if it is a directory (`cp -r`), or,
+/// when `exact`, as it.
 pub(super) fn run(
-    t: &dyn Transport,
-    local: &Path,
-    remote: &str,
-    progress: &mut dyn Progress,
-    summary: &mut Summary,
-) -> Result<()> {
-    run_with(t, local, remote, false, progress, summary)
-}
-
-/// As [`run`], but `remote` names the copy even if it is a directory.
-pub(super) fn run_exact(
-    t: &dyn Transport,
-    local: &Path,
-    remote: &str,
-    progress: &mut dyn Progress,
-    summary: &mut Summary,
-) -> Result<()> {
-    run_with(t, local, remote, true, progress, summary)
-}
-
-fn run_with(
     t: &dyn Transport,
     local: &Path,
     remote: &str,
@@ -141,7 +122,7 @@ fn run_with(
     let result = (|| {
         // Small files first: directories still missing at the destination
         // then arrive whole from the staging area (see `place`).
-        for batch in batches(&small) {
+        for batch in super::batches(&small, |i| i.entry.size) {
             push_batch(t, &base, batch, &mut meter, summary)?;
         }
         make_dirs(t, &base, &dirs)?;
@@ -408,23 +389,6 @@ fn join_rel(base: &str, name: &str) -> String {
     } else {
         format!("{base}/{name}")
     }
-}
-
-fn batches<'b, 'a>(items: &'b [Item<'a>]) -> Vec<&'b [Item<'a>]> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0u64);
-    for (i, it) in items.iter().enumerate() {
-        if i > start && (i - start >= BATCH_FILES || bytes + it.entry.size > BATCH_BYTES) {
-            out.push(&items[start..i]);
-            start = i;
-            bytes = 0;
-        }
-        bytes += it.entry.size;
-    }
-    if start < items.len() {
-        out.push(&items[start..]);
-    }
-    out
 }
 
 fn push_batch(

@@ -29,8 +29,6 @@ impl TtyPrompter {
     /// when `secret`.
     fn ask(prompt: &str, secret: bool) -> Option<String> {
         let mut tty = Self::tty()?;
-        tty.write_all(prompt.as_bytes()).ok()?;
-        tty.flush().ok()?;
         let fd = tty.as_raw_fd();
         // SAFETY: termios calls on a terminal fd we opened; the struct is
         // filled by tcgetattr before use.
@@ -47,6 +45,16 @@ impl TtyPrompter {
             quiet.c_lflag |= libc::ECHONL;
             // SAFETY: as above.
             unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+        }
+        // Echo goes off before the prompt appears: an answer typed (or
+        // pasted) the moment the prompt shows must not be echoed.
+        let shown = tty.write_all(prompt.as_bytes()).and_then(|()| tty.flush());
+        if shown.is_err() {
+            if secret {
+                // SAFETY: restoring the settings read above.
+                unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+            }
+            return None;
         }
         let mut line = String::new();
         let read = BufReader::new(&tty).read_line(&mut line);

@@ -414,6 +414,18 @@ fn client_config(h: &ResolvedHost) -> (Arc<client::Config>, (Duration, u32)) {
         "SSH-2.0-belay_",
         env!("CARGO_PKG_VERSION")
     )));
+    // Ciphers in the order the user's config gives (ssh -G prints OpenSSH's
+    // default list when unset, so the default order matches `ssh`'s),
+    // limited to those russh implements.
+    if let Some(list) = h.raw.get("ciphers").and_then(|v| v.first()) {
+        let wanted: Vec<russh::cipher::Name> = list
+            .split(',')
+            .filter_map(|n| russh::cipher::Name::try_from(n).ok())
+            .collect();
+        if !wanted.is_empty() {
+            cfg.preferred.cipher = std::borrow::Cow::Owned(wanted);
+        }
+    }
     // Prefer key types already recorded for this host, as OpenSSH does.
     let name = h.known_hosts_name();
     let files = known_hosts::all_files(h);

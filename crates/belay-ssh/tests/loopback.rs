@@ -751,3 +751,39 @@ async fn exec_stream_carries_bulk_data_both_ways_without_a_login_shell() {
     let out = c.run_script("echo still").await.expect("run after stream");
     assert_eq!(out.stdout, b"still\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ciphers_from_the_config_are_honoured() {
+    // The server speaks only aes128-gcm, which russh's own default list
+    // lacks but OpenSSH's (printed by `ssh -G`) has: belay connects, as
+    // `ssh` does.
+    let env = Env::new(SshdOptions {
+        extra_config: vec!["Ciphers aes128-gcm@openssh.com".into()],
+        ..SshdOptions::default()
+    });
+    let c = env.client("target");
+    let out = c
+        .run_script("echo gcm")
+        .await
+        .expect("aes128-gcm from ssh -G");
+    assert_eq!(out.stdout, b"gcm\n");
+
+    // A user who allows only chacha20 gets no connection here, as with
+    // `ssh`: their restriction is honoured, not widened.
+    env.write_config("  Ciphers chacha20-poly1305@openssh.com\n");
+    let c = env.client("target");
+    let refused = c.run_script("true").await;
+    assert!(
+        refused.is_err(),
+        "connected with a cipher the config excludes"
+    );
+    let ssh = std::process::Command::new("ssh")
+        .args(["-F", env.config.to_str().unwrap(), "target", "true"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh");
+    assert!(
+        !ssh.status.success(),
+        "ssh itself connected: the test is wrong"
+    );
+}

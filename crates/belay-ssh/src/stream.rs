@@ -244,11 +244,6 @@ impl ExecStream {
         let _ = self.write.close().await;
     }
 
-    /// What the script wrote to stderr so far.
-    pub fn stderr(&self) -> &[u8] {
-        &self.inbox.stderr
-    }
-
     async fn fail(&self, f: Failure) -> SshError {
         match f {
             Failure::Idle => SshError::Timeout {

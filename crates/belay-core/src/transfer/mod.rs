@@ -171,7 +171,6 @@ fn with_retries(
         match r {
             Err(CoreError::Transport(e)) if e.is_transient() && n < ATTEMPTS => {
                 n += 1;
-                summary.refused.clear();
             }
             other => return other,
         }
@@ -211,15 +210,7 @@ pub fn crlf_warning(path: &Path, sniff: bool) -> Option<String> {
 /// on a stream, whose idle limit is generous, rather than as a protocol
 /// script with its fixed deadline.
 fn long_script(t: &dyn Transport, script: &str) -> Result<crate::transport::ScriptOutput> {
-    let mut stream = t.open_stream(script)?;
-    stream.close_input()?;
-    let mut stdout = Vec::new();
-    while let Some(c) = stream.read_chunk()? {
-        stdout.extend_from_slice(&c);
-    }
-    let mut out = stream.finish()?;
-    out.stdout = stdout;
-    Ok(out)
+    Ok(streamio::finish_with_output(t.open_stream(script)?)?)
 }
 
 fn remote_failure(host: &str, what: &str, stderr: &[u8]) -> CoreError {

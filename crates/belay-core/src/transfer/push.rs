@@ -11,7 +11,7 @@ use super::checksum::{Cksum, Sum, file_sum};
 use super::listing::{self, Entry, FIND_FORMAT, Kind};
 use super::paths::{base_name, is_temporary, partial_name, remote_word};
 use super::progress::{Meter, Progress};
-use super::streamio::StreamWriter;
+use super::streamio::{StreamWriter, finish_with_output};
 use super::{BIG_FILE, Summary, remote_failure};
 use crate::error::{CoreError, Result};
 use crate::shell::quote;
@@ -341,21 +341,16 @@ fn clear_stale_stages(t: &dyn Transport, base: &str, there: &[Entry]) -> Result<
 }
 
 fn make_dirs(t: &dyn Transport, base: &str, dirs: &[Item]) -> Result<()> {
-    for chunk in dirs.chunks(500) {
-        let args: Vec<String> = chunk
-            .iter()
-            .map(|d| quote(&join_rel(base, &d.name)))
-            .collect();
-        let out = t.run_script(&format!("mkdir -p -- {}", args.join(" ")))?;
-        if out.status != 0 {
-            return Err(remote_failure(
-                t.host(),
-                &format!("cannot create directories under '{base}'"),
-                &out.stderr,
-            ));
-        }
-    }
-    Ok(())
+    let paths: Vec<String> = dirs
+        .iter()
+        .map(|d| quote(&join_rel(base, &d.name)))
+        .collect();
+    run_per_chunk(
+        t,
+        "mkdir -p --",
+        &paths,
+        &format!("cannot create directories under '{base}'"),
+    )
 }
 
 fn set_dir_modes(t: &dyn Transport, base: &str, dirs: &[Item]) -> Result<()> {
@@ -367,16 +362,30 @@ fn set_dir_modes(t: &dyn Transport, base: &str, dirs: &[Item]) -> Result<()> {
             .push(quote(&join_rel(base, &d.name)));
     }
     for (mode, paths) in by_mode {
-        for chunk in paths.chunks(500) {
-            let out = t.run_script(&format!("chmod {mode:o} -- {}", chunk.join(" ")))?;
-            if out.status != 0 {
-                return Err(remote_failure(
-                    t.host(),
-                    &format!("cannot set modes under '{base}'"),
-                    &out.stderr,
-                ));
-            }
-        }
+        let command = format!("chmod {mode:o} --");
+        run_per_chunk(
+            t,
+            &command,
+            &paths,
+            &format!("cannot set modes under '{base}'"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs `command` over `words` (already quoted), 500 at a time (well
+/// inside ARG_MAX), all in one script: one round trip however many.
+fn run_per_chunk(t: &dyn Transport, command: &str, words: &[String], what: &str) -> Result<()> {
+    let script: String = words
+        .chunks(500)
+        .map(|c| format!("{command} {} || exit 1\n", c.join(" ")))
+        .collect();
+    if script.is_empty() {
+        return Ok(());
+    }
+    let out = t.run_script(&script)?;
+    if out.status != 0 {
+        return Err(remote_failure(t.host(), what, &out.stderr));
     }
     Ok(())
 }
@@ -447,12 +456,8 @@ cat "$d/sum""#,
         }
         return Err(e);
     }
-    stream.close_input()?;
-    let mut text = Vec::new();
-    while let Some(c) = stream.read_chunk()? {
-        text.extend_from_slice(&c);
-    }
-    let out = stream.finish()?;
+    let out = finish_with_output(stream)?;
+    let text = &out.stdout;
     if out.status != 0 {
         let _ = t.run_script(&format!("rm -rf -- {}", quote(&stage)));
         return Err(remote_failure(
@@ -461,7 +466,7 @@ cat "$d/sum""#,
             &out.stderr,
         ));
     }
-    if Sum::parse(&String::from_utf8_lossy(&text)) != Some(sent) {
+    if Sum::parse(&String::from_utf8_lossy(text)) != Some(sent) {
         let _ = t.run_script(&format!("rm -rf -- {}", quote(&stage)));
         return Err(CoreError::Protocol {
             host: t.host().into(),
@@ -708,12 +713,8 @@ fn stream_file(
         meter.moved(n as u64);
         remaining -= n as u64;
     }
-    stream.close_input()?;
-    let mut text = Vec::new();
-    while let Some(c) = stream.read_chunk()? {
-        text.extend_from_slice(&c);
-    }
-    let out = stream.finish()?;
+    let out = finish_with_output(stream)?;
+    let text = &out.stdout;
     if out.status != 0 {
         return Err(remote_failure(
             t.host(),
@@ -721,7 +722,7 @@ fn stream_file(
             &out.stderr,
         ));
     }
-    Sum::parse(&String::from_utf8_lossy(&text)).ok_or_else(|| CoreError::Protocol {
+    Sum::parse(&String::from_utf8_lossy(text)).ok_or_else(|| CoreError::Protocol {
         host: t.host().into(),
         message: format!("no checksum for '{part}'"),
     })

@@ -6,9 +6,23 @@
 use std::io;
 
 use super::checksum::{Cksum, Sum};
-use crate::transport::{DataStream, TransportError};
+use crate::transport::{DataStream, ScriptOutput, TransportError};
 
 const CHUNK: usize = 256 * 1024;
+
+/// Closes the script's stdin, reads the rest of its (small) stdout and
+/// returns how it ended, stdout included. For scripts that answer with a
+/// line or two; a bulk stream is read with [`StreamReader`].
+pub fn finish_with_output(mut stream: Box<dyn DataStream>) -> Result<ScriptOutput, TransportError> {
+    stream.close_input()?;
+    let mut stdout = Vec::new();
+    while let Some(c) = stream.read_chunk()? {
+        stdout.extend_from_slice(&c);
+    }
+    let mut out = stream.finish()?;
+    out.stdout = stdout;
+    Ok(out)
+}
 
 /// Buffers writes into large channel messages, and sums what it sends.
 pub struct StreamWriter<'s> {
@@ -76,8 +90,6 @@ pub struct StreamReader<'s> {
     chunk: Vec<u8>,
     pos: usize,
     pub failed: Option<TransportError>,
-    /// Bytes handed out so far.
-    pub consumed: u64,
     /// `cksum` of the bytes handed out by `read` (not by `line`).
     pub read_sum: Cksum,
 }
@@ -89,7 +101,6 @@ impl<'s> StreamReader<'s> {
             chunk: Vec::new(),
             pos: 0,
             failed: None,
-            consumed: 0,
             read_sum: Cksum::default(),
         }
     }
@@ -105,11 +116,9 @@ impl<'s> StreamReader<'s> {
             if let Some(i) = rest.iter().position(|b| *b == b'\n') {
                 out.extend_from_slice(&rest[..i]);
                 self.pos += i + 1;
-                self.consumed += i as u64 + 1;
                 return Ok(Some(out));
             }
             out.extend_from_slice(rest);
-            self.consumed += rest.len() as u64;
             self.pos = self.chunk.len();
         }
     }
@@ -143,7 +152,6 @@ impl io::Read for StreamReader<'_> {
         out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
         self.read_sum.update(&out[..n]);
         self.pos += n;
-        self.consumed += n as u64;
         Ok(n)
     }
 }

@@ -27,6 +27,7 @@ use crate::resolve::{ResolvedChain, resolve};
 use crate::session::{
     ConnectInfo, ConnectParams, Connection, connect_chain, scan_host_key as scan_chain_key,
 };
+use crate::sftp::Sftp;
 use crate::shell::{ScriptOutput, Shell, exec_once};
 use crate::stream::ExecStream;
 
@@ -403,6 +404,55 @@ impl Client {
                 idle.push(shell);
             }
         });
+    }
+
+    /// Opens the host's SFTP subsystem on a new channel (held until the
+    /// session is dropped). For hosts that refuse commands; everything else
+    /// goes through the persistent shells.
+    pub async fn open_sftp(&self) -> Result<Sftp, SshError> {
+        let live = self.ensure().await?;
+        let deadline = self.opts.op_timeout;
+        let permit = tokio::time::timeout(deadline, live.channels.clone().acquire_owned())
+            .await
+            .map_err(|_| self.timeout("waiting for a free channel", deadline))?
+            .map_err(|_| self.lost("client closed"))?;
+        let opening = async {
+            let mut channel = live
+                .conn
+                .handle
+                .channel_open_session()
+                .await
+                .map_err(|e| format!("cannot open a session channel: {e}"))?;
+            channel
+                .request_subsystem(true, "sftp")
+                .await
+                .map_err(|e| format!("requesting the sftp subsystem: {e}"))?;
+            loop {
+                match channel.wait().await {
+                    Some(russh::ChannelMsg::Success) => return Ok(channel),
+                    Some(russh::ChannelMsg::Failure) => {
+                        return Err("the server refused the sftp subsystem (no Subsystem sftp line in its sshd_config?)".to_string());
+                    }
+                    Some(russh::ChannelMsg::Eof | russh::ChannelMsg::Close) | None => {
+                        return Err("the sftp channel closed before it started".to_string());
+                    }
+                    Some(_) => {}
+                }
+            }
+        };
+        let channel = match tokio::time::timeout(deadline, opening).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(detail)) => return Err(self.channel_err(&live, detail).await),
+            Err(_) => return Err(self.timeout("starting sftp", deadline)),
+        };
+        match tokio::time::timeout(deadline, Sftp::start(channel.into_stream(), permit)).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(SshError::Protocol {
+                host: self.alias.clone(),
+                detail: format!("sftp: {e}"),
+            }),
+            Err(_) => Err(self.timeout("starting sftp", deadline)),
+        }
     }
 
     /// Opens a `direct-tcpip` stream to `host:port` as seen from the remote

@@ -62,6 +62,12 @@ pub enum SshError {
     #[error("{host}: {detail}")]
     Channel { host: String, detail: String },
 
+    /// The host will not run `/bin/sh` for this account: the session ended
+    /// or was refused before the shell started (`ForceCommand
+    /// internal-sftp`, a `nologin` shell). `detail` has what it printed.
+    #[error("{host}: cannot run commands there: {detail}")]
+    NoShell { host: String, detail: String },
+
     /// The remote side broke belay's framing protocol (e.g. no `/bin/sh`).
     #[error("{host}: protocol error: {detail}")]
     Protocol { host: String, detail: String },

@@ -21,6 +21,7 @@ mod prompt;
 mod quickack;
 pub mod resolve;
 pub mod session;
+pub mod sftp;
 mod shell;
 mod stream;
 mod tokens;
@@ -34,7 +35,10 @@ pub use prompt::{NoTerminal, Prompter};
 pub use resolve::{
     CONFIG_ENV, HopSpec, IdentityAgent, ResolvedChain, ResolvedHost, StrictHostKeyChecking, resolve,
 };
+/// The SFTP protocol types [`Sftp::raw`] speaks.
+pub use russh_sftp;
 pub use session::{ConnectInfo, HopInfo};
+pub use sftp::Sftp;
 pub use shell::ScriptOutput;
 pub use stream::{ExecStream, StreamEnd};
 

@@ -92,6 +92,8 @@ enum Failure {
     Closed(String),
     /// The shell misbehaved.
     Protocol(String),
+    /// The host ended or refused `/bin/sh` before it started.
+    NoShell(String),
 }
 
 impl Shell {
@@ -120,7 +122,14 @@ impl Shell {
                 permit,
             };
             let marker = format!("{ready}\n");
-            let pos = sh.read_until(marker.as_bytes()).await?;
+            let pos = match sh.read_until(marker.as_bytes()).await {
+                Ok(p) => p,
+                // The shell never started: say what the host printed
+                // instead ("This service allows sftp connections only.").
+                Err(Failure::Closed(d) | Failure::Protocol(d) | Failure::NoShell(d)) => {
+                    return Err(Failure::NoShell(format!("{d}{}", sh.printed())));
+                }
+            };
             // Anything before the marker is login-shell chatter: drop it.
             sh.buf.drain(..pos + marker.len());
             Ok(sh)
@@ -141,6 +150,16 @@ impl Shell {
                 host: host.to_string(),
                 detail: d,
             }),
+            Ok(Err(Failure::NoShell(d))) => {
+                if monitor.is_down() {
+                    Err(monitor.error(host, d).await)
+                } else {
+                    Err(SshError::NoShell {
+                        host: host.to_string(),
+                        detail: d,
+                    })
+                }
+            }
             Err(_) => Err(SshError::Timeout {
                 host: host.to_string(),
                 what: "starting the remote /bin/sh".into(),
@@ -209,6 +228,18 @@ impl Shell {
         }
     }
 
+    /// What the host printed on stdout (its last lines), for an error.
+    fn printed(&self) -> String {
+        let out = String::from_utf8_lossy(&self.buf);
+        let out = out.trim();
+        if out.is_empty() {
+            return String::new();
+        }
+        let tail: Vec<&str> = out.lines().rev().take(3).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("; the host said: {}", tail.join(" / "))
+    }
+
     fn err_suffix(&self) -> String {
         let e = String::from_utf8_lossy(&self.shell_err);
         let e = e.trim();
@@ -246,7 +277,7 @@ impl Shell {
         match tokio::time::timeout(deadline, self.run_inner(script)).await {
             Ok(Ok(o)) => Ok(o),
             Ok(Err(Failure::Closed(d))) => Err(monitor.error(host, d).await),
-            Ok(Err(Failure::Protocol(d))) => {
+            Ok(Err(Failure::Protocol(d) | Failure::NoShell(d))) => {
                 if monitor.is_down() {
                     Err(monitor.error(host, d).await)
                 } else {
@@ -370,7 +401,7 @@ pub(crate) async fn exec_once(
                 })
             }
         }
-        Ok(Err(Failure::Protocol(d))) => Err(SshError::Protocol {
+        Ok(Err(Failure::Protocol(d) | Failure::NoShell(d))) => Err(SshError::Protocol {
             host: host.to_string(),
             detail: d,
         }),

@@ -47,6 +47,10 @@ pub enum TransportError {
     /// resolvable name, or the ssh configuration rejects it.
     #[error("unknown host '{host}': {message}")]
     BadHost { host: String, message: String },
+    /// The host serves this account but will not run commands for it
+    /// (an sftp-only account); what it printed is in the message.
+    #[error("host {host}: {message}")]
+    NoShell { host: String, message: String },
     /// Could not even start the local machinery (spawn failed).
     #[error("host {host}: {message}")]
     Local { host: String, message: String },
@@ -100,6 +104,12 @@ pub trait Transport: Send + Sync {
     /// Start `script` with `/bin/sh` on the host, its stdin and stdout
     /// streamed. Pays the login shell's start-up once (SSH exec channel).
     fn open_stream(&self, script: &str) -> Result<Box<dyn DataStream>, TransportError>;
+
+    /// The host's SFTP subsystem, for hosts that refuse commands. `None`
+    /// where there is no such thing (the embedded `local` host).
+    fn open_sftp(&self) -> Result<Option<belay_ssh::Sftp>, TransportError> {
+        Ok(None)
+    }
 }
 
 /// A running script with streaming stdin and stdout (see

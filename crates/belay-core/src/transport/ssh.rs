@@ -100,6 +100,23 @@ impl Transport for SshTransport {
             inner: Some(stream),
         }))
     }
+
+    fn open_sftp(&self) -> Result<Option<belay_ssh::Sftp>, TransportError> {
+        self.sftp_session().map(Some)
+    }
+}
+
+impl SshTransport {
+    /// The SFTP session is opened like a stream: a link that dropped since
+    /// the last call is re-made once.
+    fn sftp_session(&self) -> Result<belay_ssh::Sftp, TransportError> {
+        let open = || runtime().block_on(self.client.open_sftp());
+        match open() {
+            Err(SshError::LinkLost { .. }) => open(),
+            other => other,
+        }
+        .map_err(|e| map_error(&self.alias, e))
+    }
 }
 
 /// Keep the real SSH error text; classify it by what the user can do.
@@ -114,6 +131,7 @@ pub fn map_error(host: &str, e: SshError) -> TransportError {
             TransportError::NotResponding { host, message }
         }
         SshError::Resolve { .. } => TransportError::BadHost { host, message },
+        SshError::NoShell { .. } => TransportError::NoShell { host, message },
         SshError::HostKey(_)
         | SshError::Auth(_)
         | SshError::Channel { .. }

@@ -47,12 +47,12 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Copy a local file or directory tree to HOST (resumable, verified).
     #[command(
-        after_help = "Examples:\n  belay push gpu1 ./data /scratch/data        # a tree; re-run to resume\n  belay push gpu1 train.py '~/proj/'          # into an existing directory\n  belay push gpu1 ckpt.pt /scratch/ckpt.pt --json\n\nLike `cp -r`: into DEST if it is a directory, else as DEST (whose parent\nmust exist). An interrupted copy resumes when run again: complete files are\nskipped, a partial big file is verified and extended. Every file is checked\n(cksum on both ends) and appears under its final name only when complete."
+        after_help = "Examples:\n  belay push gpu1 ./data /scratch/data        # a tree; re-run to resume\n  belay push gpu1 train.py '~/proj/'          # into an existing directory\n  belay push gpu1 ckpt.pt /scratch/ckpt.pt --json\n\nLike `cp -r`: into DEST if it is a directory, else as DEST (whose parent\nmust exist). An interrupted copy resumes when run again: complete files are\nskipped, a partial big file is verified and extended. Every file is checked\n(cksum on both ends) and appears under its final name only when complete.\n\nHosts that refuse commands but serve SFTP (sftp-only accounts) are copied\nto over SFTP, found out automatically; there each file is read back to be\nverified. `--via sftp` asks for SFTP, `--via exec` for the shell only."
     )]
     Push(PushArgs),
     /// Copy a file or directory tree from HOST to here (resumable, verified).
     #[command(
-        after_help = "Examples:\n  belay pull gpu1 /scratch/run7/checkpoints ./ckpt\n  belay pull gpu1 '~/results/metrics.csv' .\n\nLike `cp -r`, resumable and verified as `push`. Remote entries that would\nwrite outside LOCAL (`..`, absolute names, symlinks pointing out) are refused."
+        after_help = "Examples:\n  belay pull gpu1 /scratch/run7/checkpoints ./ckpt\n  belay pull gpu1 '~/results/metrics.csv' .\n\nLike `cp -r`, resumable and verified as `push`. Remote entries that would\nwrite outside LOCAL (`..`, absolute names, symlinks pointing out) are refused.\nSFTP-only hosts work too (see `belay push --help`)."
     )]
     Pull(PullArgs),
     /// Copy a job's declared outputs (`run --output`) to this machine.
@@ -162,6 +162,10 @@ pub struct PushArgs {
     /// Print a JSON summary (files, bytes sent, bytes resumed…).
     #[arg(long)]
     pub json: bool,
+    /// How to reach the host's files: `auto` (the shell; SFTP if the host
+    /// refuses commands), `exec` (the shell only) or `sftp`.
+    #[arg(long, value_name = "auto|exec|sftp", default_value = "auto")]
+    pub via: belay_core::transfer::Via,
 }
 
 #[derive(Args, Debug)]
@@ -175,6 +179,10 @@ pub struct PullArgs {
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
+    /// How to reach the host's files: `auto` (the shell; SFTP if the host
+    /// refuses commands), `exec` (the shell only) or `sftp`.
+    #[arg(long, value_name = "auto|exec|sftp", default_value = "auto")]
+    pub via: belay_core::transfer::Via,
 }
 
 #[derive(Args, Debug)]

@@ -145,8 +145,9 @@ fn corrupt(path: &Path, offset: u64, len: usize) {
 // ---------------------------------------------------------------------------
 
 /// Push and pull single files and a tree on `host`, checking contents,
-/// permission bits, mtimes, symlinks and cp-like destinations.
-fn copies_keep_everything(b: &Belay, host: &str) {
+/// permission bits, mtimes, symlinks and cp-like destinations; every copy
+/// is made the way `method` says (`exec` or `sftp`).
+fn copies_keep_everything(b: &Belay, host: &str, method: &str) {
     let src_parent = b.scratch("src");
     std::fs::create_dir(&src_parent).unwrap();
     let tree = make_tree(&src_parent.join("tree"));
@@ -167,7 +168,7 @@ fn copies_keep_everything(b: &Belay, host: &str) {
     assert_eq!(mode_of(&r.join("secret-copy")), 0o600);
     assert_eq!(v["direction"], "push", "{v:#}");
     assert_eq!(v["host"], host, "{v:#}");
-    assert_eq!(v["method"], "exec", "{v:#}");
+    assert_eq!(v["method"], method, "{v:#}");
     assert_eq!(num(&v, "files"), 1, "{v:#}");
     assert_eq!(num(&v, "files_transferred"), 1, "{v:#}");
     assert_eq!(num(&v, "files_skipped"), 0, "{v:#}");
@@ -200,6 +201,7 @@ fn copies_keep_everything(b: &Belay, host: &str) {
     // A tree into an existing directory lands under its own name...
     let args = ["push", host, p(t), p(r), "--json"];
     let v = ok_json(b, &args);
+    assert_eq!(v["method"], method, "{v:#}");
     assert_same_tree(t, &r.join("tree"));
     assert_eq!(num(&v, "files"), tree.files as u64, "{v:#}");
     assert_eq!(num(&v, "files_transferred"), tree.files as u64, "{v:#}");
@@ -258,6 +260,7 @@ fn copies_keep_everything(b: &Belay, host: &str) {
         "--json",
     ];
     let v = ok_json(b, &args);
+    assert_eq!(v["method"], method, "{v:#}");
     assert_same_tree(t, &l.join("copy"));
     assert!(!exists(&l.join("copy/named")));
     assert_eq!(num(&v, "files"), tree.files as u64, "{v:#}");
@@ -279,9 +282,12 @@ fn copies_keep_everything(b: &Belay, host: &str) {
 fn push_and_pull_over_ssh_keep_bytes_modes_mtimes_and_symlinks() {
     let host = Loopback::start();
     let b = host.belay();
-    copies_keep_everything(&b, "target");
+    copies_keep_everything(&b, "target", "exec");
+    home_paths_work(&host, &b);
+}
 
-    // Remote paths relative to the remote home, and `~/`.
+/// Remote paths relative to the remote home, and `~/`, both ways.
+fn home_paths_work(host: &Loopback, b: &Belay) -> PathBuf {
     let f = b.scratch("homefile");
     write_file(&f, b"at home\n", 0o600, 1_600_000_000);
     b.ok(&["push", "target", p(&f), "rel-copy"]);
@@ -293,12 +299,13 @@ fn push_and_pull_over_ssh_keep_bytes_modes_mtimes_and_symlinks() {
     assert_same_file(&f, &back);
     b.ok(&["pull", "target", "rel-copy", p(&b.scratch("from-rel"))]);
     assert_same_file(&f, &b.scratch("from-rel"));
+    f
 }
 
 #[test]
 fn push_and_pull_on_local_keep_bytes_modes_mtimes_and_symlinks() {
     let b = Belay::new();
-    copies_keep_everything(&b, "local");
+    copies_keep_everything(&b, "local", "exec");
 }
 
 // ---------------------------------------------------------------------------
@@ -373,6 +380,24 @@ fn everything_works_against_an_sshd_without_sftp() {
     std::fs::create_dir(&to).unwrap();
     b.ok(&["fetch", &id, "--to", p(&to)]);
     assert!(std::fs::read(to.join("out.txt")).unwrap() == want);
+
+    // Asked for SFTP, the server's refusal is the error.
+    let args = [
+        "push",
+        "target",
+        p(&tree.root),
+        p(&r.join("s")),
+        "--via",
+        "sftp",
+    ];
+    let out = b.run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+    assert!(
+        stderr_of(&out).contains("refused the sftp subsystem"),
+        "{}",
+        describe(&args, &out)
+    );
+    assert!(!exists(&r.join("s")));
 }
 
 // ---------------------------------------------------------------------------
@@ -420,9 +445,9 @@ fn assert_resumed(v: &Value) {
     assert_eq!(num(v, "files_transferred"), 1, "{v:#}");
 }
 
-#[test]
-fn a_push_killed_mid_file_resumes_from_its_partial() {
-    let host = Loopback::start();
+/// Push a big file, SIGKILL belay half-way, push again: the partial is
+/// verified and extended; then pushing once more sends nothing.
+fn push_resumes(host: &Loopback, method: &str) {
     let b = host.belay();
     let src = b.scratch("big.bin");
     write_file(&src, &random_bytes(BIG), 0o644, 1_600_000_000);
@@ -435,6 +460,7 @@ fn a_push_killed_mid_file_resumes_from_its_partial() {
     assert_partial_only(&dst, &partial);
 
     let v = ok_json(&b, &["push", "target", p(&src), p(&dst), "--json"]);
+    assert_eq!(v["method"], method, "{v:#}");
     assert_resumed(&v);
     assert_same_file(&src, &dst);
     assert!(!exists(&partial), "partial renamed away");
@@ -446,9 +472,8 @@ fn a_push_killed_mid_file_resumes_from_its_partial() {
     assert_eq!(num(&v, "bytes_sent"), 0, "{v:#}");
 }
 
-#[test]
-fn a_pull_killed_mid_file_resumes_from_its_partial() {
-    let host = Loopback::start();
+/// The same for a pull.
+fn pull_resumes(host: &Loopback, method: &str) {
     let b = host.belay();
     let remote = shared_dir("belay-remote.");
     let src = remote.path().join("big.bin");
@@ -461,6 +486,7 @@ fn a_pull_killed_mid_file_resumes_from_its_partial() {
     assert_partial_only(&dst, &partial);
 
     let v = ok_json(&b, &["pull", "target", p(&src), p(&dst), "--json"]);
+    assert_eq!(v["method"], method, "{v:#}");
     assert_resumed(&v);
     assert_same_file(&src, &dst);
     assert!(!exists(&partial), "partial renamed away");
@@ -468,6 +494,16 @@ fn a_pull_killed_mid_file_resumes_from_its_partial() {
     let v = ok_json(&b, &["pull", "target", p(&src), p(&dst), "--json"]);
     assert_eq!(num(&v, "files_skipped"), 1, "{v:#}");
     assert_eq!(num(&v, "bytes_sent"), 0, "{v:#}");
+}
+
+#[test]
+fn a_push_killed_mid_file_resumes_from_its_partial() {
+    push_resumes(&Loopback::start(), "exec");
+}
+
+#[test]
+fn a_pull_killed_mid_file_resumes_from_its_partial() {
+    pull_resumes(&Loopback::start(), "exec");
 }
 
 #[test]
@@ -519,7 +555,14 @@ fn a_complete_tree_is_skipped_when_pushed_or_pulled_again() {
 
 #[test]
 fn a_corrupt_partial_is_detected_and_the_copy_is_still_exact() {
-    let host = Loopback::start();
+    // The host sums partials whole: damage anywhere is found.
+    corrupt_partials_are_not_extended(&Loopback::start(), "exec", |_| 2 * MIB as u64);
+}
+
+/// A partial damaged after a kill is not extended, on push (the host's
+/// partial, damaged at 1 MiB) and on pull (the local one, damaged where
+/// `pull_damage(partial length)` says); both copies still end exact.
+fn corrupt_partials_are_not_extended(host: &Loopback, method: &str, pull_damage: fn(u64) -> u64) {
     let b = host.belay();
     let src = b.scratch("big.bin");
     write_file(&src, &random_bytes(BIG), 0o644, 1_600_000_000);
@@ -532,18 +575,21 @@ fn a_corrupt_partial_is_detected_and_the_copy_is_still_exact() {
     assert_partial_only(&dst, &partial);
     corrupt(&partial, MIB as u64, 4096);
     let v = ok_json(&b, &["push", "target", p(&src), p(&dst), "--json"]);
+    assert_eq!(v["method"], method, "{v:#}");
+    assert_eq!(num(&v, "bytes_resumed"), 0, "{v:#}");
+    assert_eq!(num(&v, "files_transferred"), 1, "{v:#}");
     assert_same_file(&src, &dst);
     assert!(!exists(&partial));
-    assert_eq!(num(&v, "files_transferred"), 1, "{v:#}");
 
-    // The same on pull, with the local partial corrupted.
     let back = b.scratch("back.bin");
     let local_partial = b.scratch(".back.bin.belay-part");
     killed_mid_transfer(&b, &["pull", "target", p(&dst), p(&back)]);
     host.wait_sessions_gone();
-    assert_partial_only(&back, &local_partial);
-    corrupt(&local_partial, 2 * MIB as u64, 4096);
-    b.ok(&["pull", "target", p(&dst), p(&back)]);
+    let len = assert_partial_only(&back, &local_partial);
+    corrupt(&local_partial, pull_damage(len), 4096);
+    let v = ok_json(&b, &["pull", "target", p(&dst), p(&back), "--json"]);
+    assert_eq!(v["method"], method, "{v:#}");
+    assert_eq!(num(&v, "bytes_resumed"), 0, "{v:#}");
     assert_same_file(&src, &back);
     assert!(!exists(&local_partial));
 }
@@ -563,7 +609,12 @@ fn strays(base: &Path, inside: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn pull_refuses_symlinks_that_leave_the_destination() {
-    let host = Loopback::start();
+    refuses_symlinks_out(&Loopback::start(), &[]);
+}
+
+/// A pull (with `extra` arguments) of a tree whose symlinks point out of
+/// it: those are refused by name, exit 1, the rest is copied.
+fn refuses_symlinks_out(host: &Loopback, extra: &[&str]) {
     let b = host.belay();
     let sentinel = shared_dir("belay-sentinel.");
     let remote = shared_dir("belay-remote.");
@@ -579,7 +630,8 @@ fn pull_refuses_symlinks_that_leave_the_destination() {
     let base = b.scratch("base");
     std::fs::create_dir_all(base.join("a/b")).unwrap();
     let dst = base.join("a/b/dst");
-    let args = ["pull", "target", p(&h), p(&dst), "--json"];
+    let mut args = vec!["pull", "target", p(&h), p(&dst), "--json"];
+    args.extend_from_slice(extra);
     let out = run_long(&b, &args);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
     let err = stderr_of(&out);
@@ -1213,4 +1265,116 @@ fn inputs_keep_their_given_names_and_may_not_collide() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&args, &out));
     assert!(stderr_of(&out).contains("'x'"), "{}", stderr_of(&out));
     assert_eq!(b.jobs().len(), before, "nothing may be recorded");
+}
+
+// ---------------------------------------------------------------------------
+// 9. SFTP: hosts that refuse commands, and `--via`.
+// ---------------------------------------------------------------------------
+
+/// An sftp-only account: every session but the SFTP subsystem is refused
+/// with OpenSSH's own message.
+fn sftp_only_host() -> Loopback {
+    let host = Loopback::start_with(vec!["ForceCommand internal-sftp".into()]);
+    let mut ssh = std::process::Command::new("ssh");
+    ssh.args(["-F", p(&host.config), "target", "true"])
+        .stdin(std::process::Stdio::null());
+    let out = run_with_deadline(ssh, Duration::from_secs(30));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr_of(&out)
+    );
+    assert!(
+        !out.status.success() && said.contains("sftp connections only"),
+        "ssh should be refused a command: {said}"
+    );
+    host
+}
+
+#[test]
+fn an_sftp_only_host_is_copied_to_and_from_over_sftp() {
+    let host = sftp_only_host();
+    let b = host.belay();
+    copies_keep_everything(&b, "target", "sftp");
+    let f = home_paths_work(&host, &b);
+
+    // Bad input is still exit 2 naming the path, with nothing written.
+    let gone = b.scratch("never");
+    let args = ["pull", "target", "/nonexistent/belay-nothing", p(&gone)];
+    let out = b.run(&args);
+    assert_bad_input(&args, &out, &["/nonexistent/belay-nothing"]);
+    assert!(!exists(&gone));
+    let args = ["push", "target", p(&f), "/nonexistent/dir/x"];
+    let out = b.run(&args);
+    assert_bad_input(&args, &out, &["/nonexistent/dir"]);
+
+    // Asked for the shell only, the host's own refusal is shown.
+    let args = ["push", "target", p(&f), "shell-copy", "--via", "exec"];
+    let out = b.run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+    assert!(
+        stderr_of(&out).contains("This service allows sftp connections only"),
+        "the host's words should be shown: {}",
+        describe(&args, &out)
+    );
+    assert!(!exists(&host.remote_view(Path::new("/root/shell-copy"))));
+}
+
+#[test]
+fn sftp_copies_killed_mid_file_resume_from_their_partials() {
+    let host = sftp_only_host();
+    push_resumes(&host, "sftp");
+    pull_resumes(&host, "sftp");
+}
+
+#[test]
+fn via_sftp_on_a_host_with_a_shell_refuses_symlinks_out_too() {
+    let host = Loopback::start();
+    refuses_symlinks_out(&host, &["--via", "sftp"]);
+    // A tree pushed the same way, then pulled back.
+    let b = host.belay();
+    let tree = make_tree(&b.scratch("tree"));
+    let remote = shared_dir("belay-remote.");
+    let there = remote.path().join("t");
+    let v = ok_json(
+        &b,
+        &[
+            "push",
+            "target",
+            p(&tree.root),
+            p(&there),
+            "--json",
+            "--via",
+            "sftp",
+        ],
+    );
+    assert_eq!(v["method"], "sftp", "{v:#}");
+    assert_same_tree(&tree.root, &there);
+    let back = b.scratch("back");
+    let v = ok_json(
+        &b,
+        &[
+            "pull",
+            "target",
+            p(&there),
+            p(&back),
+            "--json",
+            "--via",
+            "sftp",
+        ],
+    );
+    assert_eq!(v["method"], "sftp", "{v:#}");
+    assert_same_tree(&tree.root, &back);
+    // A bad --via value is exit 2 naming it.
+    let args = ["pull", "target", p(&there), p(&back), "--via", "ftp"];
+    let out = b.run(&args);
+    assert_bad_input(&args, &out, &["ftp"]);
+}
+
+#[test]
+fn sftp_partials_that_do_not_match_are_not_extended() {
+    // Push: the host's partial is read back and summed whole. Pull: the
+    // local partial's last MiB is compared with the host's (a crash leaves
+    // its damage at the end of what was written).
+    corrupt_partials_are_not_extended(&sftp_only_host(), "sftp", |len| len - 4096);
 }

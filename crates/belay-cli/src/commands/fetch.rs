@@ -101,7 +101,7 @@ pub fn fetch_outputs(engine: &mut Engine, job: &Job, to: &Path) -> Result<FetchR
     for output in &job.outputs {
         let remote = job.output_path(output);
         let mut bar = TransferBar::new(&format!("fetch {output}"));
-        match transfer::pull(t.as_ref(), &remote, to, &mut bar) {
+        match transfer::pull(t.as_ref(), &remote, to, transfer::Via::Auto, &mut bar) {
             Ok(s) => {
                 if let Some(line) = super::transfer::refused_line(&s) {
                     report.missing.push(format!("output '{output}': {line}"));

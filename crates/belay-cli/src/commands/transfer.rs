@@ -20,7 +20,7 @@ pub fn push(ctx: &Ctx, a: PushArgs) -> Result<u8> {
         a.host,
         a.remote
     ));
-    let summary = transfer::push(t.as_ref(), &a.local, &remote, &mut bar)?;
+    let summary = transfer::push(t.as_ref(), &a.local, &remote, a.via, &mut bar)?;
     bar.finish();
     report(&summary, a.json)
 }
@@ -36,7 +36,7 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> Result<u8> {
         a.remote,
         a.local.display()
     ));
-    let summary = transfer::pull(t.as_ref(), &remote, &a.local, &mut bar)?;
+    let summary = transfer::pull(t.as_ref(), &remote, &a.local, a.via, &mut bar)?;
     bar.finish();
     report(&summary, a.json)?;
     if let Some(line) = refused_line(&summary) {

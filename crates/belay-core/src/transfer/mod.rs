@@ -22,6 +22,13 @@
 //!
 //! A lost link is retried (the client reconnects with backoff); each retry
 //! plans again, so completed files are skipped and partials resumed.
+//!
+//! **Two ways to the host** ([`Via`]). The host's shell (`exec`) is the
+//! default: the host sums what it received, and small files travel as one
+//! archive. Hosts that refuse commands but serve SFTP (sftp-only accounts:
+//! `ForceCommand internal-sftp`, storage boxes) are reached over SFTP
+//! ([`sftp_push`], [`sftp_pull`]), found out automatically the first time
+//! the shell is refused, or chosen with `--via sftp`.
 
 pub mod checksum;
 pub mod listing;
@@ -29,6 +36,9 @@ pub mod paths;
 pub mod progress;
 mod pull;
 mod push;
+mod sftp_files;
+mod sftp_pull;
+mod sftp_push;
 mod streamio;
 
 use std::path::Path;
@@ -37,7 +47,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::error::{CoreError, Result};
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
 pub use progress::{Progress, Quiet};
 
 /// Files at least this big are streamed alone and resumable mid-file.
@@ -71,14 +81,39 @@ pub struct Summary {
     pub elapsed_ms: u64,
 }
 
+/// How a copy reaches the host's files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Via {
+    /// The shell; SFTP when the host refuses to run the shell.
+    #[default]
+    Auto,
+    /// The host's `/bin/sh`, coreutils, find and tar.
+    Exec,
+    /// The SFTP subsystem only.
+    Sftp,
+}
+
+impl std::str::FromStr for Via {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Via, String> {
+        match s {
+            "auto" => Ok(Via::Auto),
+            "exec" => Ok(Via::Exec),
+            "sftp" => Ok(Via::Sftp),
+            other => Err(format!("'{other}' is not one of auto, exec, sftp")),
+        }
+    }
+}
+
 /// Copies a local file or tree to `remote` on the transport's host.
 pub fn push(
     t: &dyn Transport,
     local: &Path,
     remote: &str,
+    via: Via,
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
-    push_with(t, local, remote, false, progress)
+    push_with(t, local, remote, false, via, progress)
 }
 
 /// Copies a local file or tree to exactly `remote` (never into it, even
@@ -90,7 +125,7 @@ pub fn push_exact(
     remote: &str,
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
-    push_with(t, local, remote, true, progress)
+    push_with(t, local, remote, true, Via::Auto, progress)
 }
 
 fn push_with(
@@ -98,6 +133,7 @@ fn push_with(
     local: &Path,
     remote: &str,
     exact: bool,
+    via: Via,
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
     let started = Instant::now();
@@ -105,12 +141,18 @@ fn push_with(
         direction: "push",
         host: t.host().to_string(),
         source: local.display().to_string(),
-        method: "exec",
         ..Summary::default()
     };
-    with_retries(&mut summary, |s| {
-        push::run(t, local, remote, exact, progress, s)
-    })?;
+    copy(
+        t,
+        via,
+        &mut summary,
+        progress,
+        &mut |m, s, progress| match m {
+            Method::Exec => push::run(t, local, remote, exact, progress, s),
+            Method::Sftp(sftp) => sftp_push::run(sftp, t.host(), local, remote, exact, progress, s),
+        },
+    )?;
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
 }
@@ -122,6 +164,7 @@ pub fn pull(
     t: &dyn Transport,
     remote: &str,
     local: &Path,
+    via: Via,
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
     let started = Instant::now();
@@ -129,12 +172,78 @@ pub fn pull(
         direction: "pull",
         host: t.host().to_string(),
         source: remote.to_string(),
-        method: "exec",
         ..Summary::default()
     };
-    with_retries(&mut summary, |s| pull::run(t, remote, local, progress, s))?;
+    copy(
+        t,
+        via,
+        &mut summary,
+        progress,
+        &mut |m, s, progress| match m {
+            Method::Exec => pull::run(t, remote, local, progress, s),
+            Method::Sftp(sftp) => sftp_pull::run(sftp, t.host(), remote, local, progress, s),
+        },
+    )?;
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
+}
+
+/// The way a copy attempt runs.
+enum Method<'a> {
+    Exec,
+    Sftp(&'a belay_ssh::Sftp),
+}
+
+type Attempt<'p> = dyn FnMut(&Method, &mut Summary, &mut dyn Progress) -> Result<()> + 'p;
+
+/// Runs a copy the way `via` says, with retries; `Auto` switches to SFTP
+/// when the host will not run the shell (nothing was done on it then: the
+/// shell is the first thing every exec copy needs).
+fn copy(
+    t: &dyn Transport,
+    via: Via,
+    summary: &mut Summary,
+    progress: &mut dyn Progress,
+    attempt: &mut Attempt,
+) -> Result<()> {
+    let mut probed = None;
+    if via != Via::Sftp {
+        summary.method = "exec";
+        let r = with_retries(summary, |s| attempt(&Method::Exec, s, progress));
+        match r {
+            Err(CoreError::Transport(TransportError::NoShell { host, message }))
+                if via == Via::Auto =>
+            {
+                match t.open_sftp() {
+                    Ok(Some(sftp)) => probed = Some(sftp),
+                    Ok(None) => {
+                        return Err(TransportError::NoShell { host, message }.into());
+                    }
+                    Err(e) => {
+                        return Err(TransportError::NoShell {
+                            host,
+                            message: format!("{message}; SFTP failed too: {e}"),
+                        }
+                        .into());
+                    }
+                }
+            }
+            other => return other,
+        }
+    }
+    summary.method = "sftp";
+    with_retries(summary, |s| {
+        let sftp = match probed.take() {
+            Some(sftp) => sftp,
+            None => t.open_sftp()?.ok_or_else(|| {
+                CoreError::BadInput(format!(
+                    "host {} has no SFTP (only SSH hosts do): use --via exec",
+                    t.host()
+                ))
+            })?,
+        };
+        attempt(&Method::Sftp(&sftp), s, progress)
+    })
 }
 
 /// Splits items into batches of at most [`BATCH_FILES`] items and

@@ -23,6 +23,8 @@ impl Progress for Quiet {}
 pub struct Meter<'a> {
     pub progress: &'a mut dyn Progress,
     pub sent: u64,
+    /// Bytes kept from verified partials.
+    pub resumed: u64,
     kill_after: Option<u64>,
 }
 
@@ -35,6 +37,7 @@ impl<'a> Meter<'a> {
         Meter {
             progress,
             sent: 0,
+            resumed: 0,
             kill_after,
         }
     }
@@ -50,6 +53,7 @@ impl<'a> Meter<'a> {
 
     /// `n` bytes were already in place (a verified partial).
     pub fn kept(&mut self, n: u64) {
+        self.resumed += n;
         self.progress.advance(n);
     }
 }

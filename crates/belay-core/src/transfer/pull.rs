@@ -211,7 +211,7 @@ pub(super) fn run(
     result
 }
 
-fn refuse(summary: &mut Summary, progress: &mut dyn Progress, name: &str, why: &str) {
+pub(super) fn refuse(summary: &mut Summary, progress: &mut dyn Progress, name: &str, why: &str) {
     progress.warn(&format!(
         "refused remote entry '{}': {why}",
         name.escape_debug()
@@ -219,14 +219,14 @@ fn refuse(summary: &mut Summary, progress: &mut dyn Progress, name: &str, why: &
     summary.refused.push(name.to_string());
 }
 
-fn io_error(path: &Path, e: std::io::Error) -> CoreError {
+pub(super) fn io_error(path: &Path, e: std::io::Error) -> CoreError {
     CoreError::Io {
         what: format!("writing '{}'", path.display()),
         source: e,
     }
 }
 
-fn parent_of(abs: &str) -> String {
+pub(super) fn parent_of(abs: &str) -> String {
     match abs.rsplit_once('/') {
         Some(("", _)) | None => "/".into(),
         Some((p, _)) => p.to_string(),
@@ -274,7 +274,7 @@ else exit 3; fi"#
 /// The name a pulled copy takes inside a local directory: the last
 /// component of REMOTE as typed; for `~`, `/` or `.`, the host's name for it
 /// if that is a plain name (no dot-names, no separators).
-fn landing_name(remote: &str, src_abs: &str) -> Option<String> {
+pub(super) fn landing_name(remote: &str, src_abs: &str) -> Option<String> {
     if let Some(b) = base_name(remote) {
         return Some(b.to_string());
     }
@@ -286,7 +286,11 @@ fn landing_name(remote: &str, src_abs: &str) -> Option<String> {
 }
 
 /// `cp -r` rules on the local side.
-fn local_destination(local: &Path, landing: Option<&str>, remote: &str) -> Result<PathBuf> {
+pub(super) fn local_destination(
+    local: &Path,
+    landing: Option<&str>,
+    remote: &str,
+) -> Result<PathBuf> {
     let text = local.to_string_lossy();
     if local.is_dir() {
         let name = landing.ok_or_else(|| {
@@ -318,14 +322,14 @@ fn local_destination(local: &Path, landing: Option<&str>, remote: &str) -> Resul
 
 /// Directories under the destination already checked (or made) by
 /// [`safe_dir`] in this run: each is looked at once, not once per file.
-type Checked = std::collections::HashSet<PathBuf>;
+pub(super) type Checked = std::collections::HashSet<PathBuf>;
 
 /// Makes `root/rel` a directory, creating missing components, refusing to
 /// go through anything that is not a real directory (a symlink planted by
 /// the remote side, or a file). Only belay creates entries under the
 /// destination during a pull, and it never replaces a directory, so a
 /// component once checked stays a directory.
-fn safe_dir(root: &Path, rel: &Path, checked: &mut Checked) -> Result<PathBuf> {
+pub(super) fn safe_dir(root: &Path, rel: &Path, checked: &mut Checked) -> Result<PathBuf> {
     let mut cur = root.to_path_buf();
     for c in rel.components() {
         cur.push(c);
@@ -358,7 +362,11 @@ fn safe_dir(root: &Path, rel: &Path, checked: &mut Checked) -> Result<PathBuf> {
 use std::os::unix::fs::DirBuilderExt;
 
 /// The partial beside `target`, and the directory both live in (checked).
-fn partial_for(dest: &Path, rel: &Path, checked: &mut Checked) -> Result<(PathBuf, PathBuf)> {
+pub(super) fn partial_for(
+    dest: &Path,
+    rel: &Path,
+    checked: &mut Checked,
+) -> Result<(PathBuf, PathBuf)> {
     let (dir, target) = if rel.as_os_str().is_empty() {
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -378,7 +386,7 @@ fn partial_for(dest: &Path, rel: &Path, checked: &mut Checked) -> Result<(PathBu
 
 /// Opens a partial (0600, never through a symlink). A fresh copy first
 /// removes whatever an older run left under that name.
-fn open_partial(path: &Path, append: bool) -> Result<File> {
+pub(super) fn open_partial(path: &Path, append: bool) -> Result<File> {
     let mut o = OpenOptions::new();
     o.write(true)
         .create(true)
@@ -399,7 +407,7 @@ fn open_partial(path: &Path, append: bool) -> Result<File> {
 /// Gives a partial its final mtime (through its open handle). Its mode
 /// stays 0600 until the rename, so a run cut here can still extend or
 /// replace it, whatever the final mode (0444, 0040) is.
-fn finish_partial(partial: &Path, e: &Entry, file: &File) -> Result<()> {
+pub(super) fn finish_partial(partial: &Path, e: &Entry, file: &File) -> Result<()> {
     let mtime = UNIX_EPOCH + Duration::from_secs(e.mtime.max(0) as u64);
     file.set_times(fs::FileTimes::new().set_modified(mtime).set_accessed(mtime))
         .map_err(|er| io_error(partial, er))
@@ -408,14 +416,14 @@ fn finish_partial(partial: &Path, e: &Entry, file: &File) -> Result<()> {
 /// Gives a verified partial its mode and its final name. rename(2)
 /// replaces a file or symlink itself (never what a symlink points to) and
 /// refuses to replace a directory.
-fn rename_into_place(partial: &Path, target: &Path, mode: u32) -> Result<()> {
+pub(super) fn rename_into_place(partial: &Path, target: &Path, mode: u32) -> Result<()> {
     fs::set_permissions(partial, fs::Permissions::from_mode(mode & 0o777))
         .map_err(|er| io_error(partial, er))?;
     fs::rename(partial, target).map_err(|er| io_error(target, er))
 }
 
 /// A big file: mtime, on disk, then its mode and final name.
-fn land(partial: &Path, target: &Path, e: &Entry, file: File) -> Result<()> {
+pub(super) fn land(partial: &Path, target: &Path, e: &Entry, file: File) -> Result<()> {
     finish_partial(partial, e, &file)?;
     file.sync_all().map_err(|er| io_error(partial, er))?;
     drop(file);
@@ -424,7 +432,7 @@ fn land(partial: &Path, target: &Path, e: &Entry, file: File) -> Result<()> {
 
 /// Makes a batch of written files durable before any of them is renamed:
 /// one file-system sync instead of one fsync (one journal commit) per file.
-fn make_durable(files: &[(PathBuf, PathBuf, u32)]) -> Result<()> {
+pub(super) fn make_durable(files: &[(PathBuf, PathBuf, u32)]) -> Result<()> {
     #[cfg(target_os = "linux")]
     if let Some(dir) = files.first().and_then(|(first, ..)| first.parent()) {
         use std::os::fd::AsRawFd;

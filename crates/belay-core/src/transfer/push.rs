@@ -35,15 +35,8 @@ pub(super) fn run(
     progress: &mut dyn Progress,
     summary: &mut Summary,
 ) -> Result<()> {
-    let entries = listing::walk_local(local).map_err(|e| local_error(local, e))?;
+    let (entries, local_base) = local_source(local)?;
     let root = &entries[0];
-    if !matches!(root.kind, Kind::File | Kind::Dir) {
-        return Err(CoreError::BadInput(format!(
-            "'{}' is not a regular file or directory",
-            local.display()
-        )));
-    }
-    let local_base = local_base_name(local)?;
     let dest = resolve_destination(t, remote, &local_base, root.kind, exact)?;
     summary.destination = dest.path.clone();
 
@@ -139,7 +132,20 @@ pub(super) fn run(
     result
 }
 
-fn local_error(path: &Path, e: std::io::Error) -> CoreError {
+/// The local tree to push (root first) and the name it is known by; only
+/// a regular file or a directory can be pushed.
+pub(super) fn local_source(local: &Path) -> Result<(Vec<Entry>, String)> {
+    let entries = listing::walk_local(local).map_err(|e| local_error(local, e))?;
+    if !matches!(entries[0].kind, Kind::File | Kind::Dir) {
+        return Err(CoreError::BadInput(format!(
+            "'{}' is not a regular file or directory",
+            local.display()
+        )));
+    }
+    Ok((entries, local_base_name(local)?))
+}
+
+pub(super) fn local_error(path: &Path, e: std::io::Error) -> CoreError {
     if e.kind() == std::io::ErrorKind::NotFound {
         CoreError::BadInput(format!(
             "no such local file or directory '{}'",
@@ -165,12 +171,12 @@ fn local_base_name(local: &Path) -> Result<String> {
 }
 
 /// Where the copy lands on the host.
-struct Destination {
+pub(super) struct Destination {
     /// Absolute path of the copy.
-    path: String,
+    pub path: String,
     /// Its parent directory (absolute) and its own name.
-    parent: String,
-    base: String,
+    pub parent: String,
+    pub base: String,
 }
 
 /// `cp -r` rules: into an existing directory under the source's name,
@@ -307,7 +313,7 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
-fn partial_key(name: &str) -> String {
+pub(super) fn partial_key(name: &str) -> String {
     match name.rsplit_once('/') {
         Some((dir, base)) => format!("{dir}/{}", partial_name(base)),
         None => partial_name(name),

@@ -1,0 +1,283 @@
+//! Pull over SFTP, for hosts that refuse commands. Same rules as the exec
+//! pull ([`super::pull`]) and the same local code for everything that
+//! touches the disk: names checked before use, nothing written through a
+//! symlink, `.NAME.belay-part` (0600) made durable before it is renamed.
+//!
+//! What differs, because the host can run nothing:
+//! - Nothing on the host can sum a file. Each file's bytes are protected
+//!   on the way by SSH's own integrity check (every packet is
+//!   authenticated), and the source is checked not to have changed during
+//!   the copy (size and mtime, before and after).
+//! - A big file's partial is checked before it is extended by comparing
+//!   its last [`RESUME_CHECK`] bytes with the host's (re-read, which is at
+//!   most one chunk sent again), not by a sum of the whole prefix, which
+//!   would cost as much as sending it again.
+
+use std::cell::RefCell;
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use belay_ssh::Sftp;
+use futures_util::stream::{self, StreamExt};
+
+use super::listing::{Entry, Kind};
+use super::paths::{is_temporary, safe_relative, symlink_stays_inside};
+use super::progress::{Meter, Progress};
+use super::pull::{
+    Checked, finish_partial, io_error, land, landing_name, local_destination, make_durable,
+    open_partial, partial_for, refuse, rename_into_place, safe_dir,
+};
+use super::sftp_files::{Files, Listing, join};
+use super::sftp_push::{FILES_IN_FLIGHT, sftp_path};
+use super::{BIG_FILE, Summary};
+use crate::error::{CoreError, Result};
+use crate::transport::ssh::runtime;
+
+/// Bytes at the end of a partial compared with the host's before resuming.
+const RESUME_CHECK: u64 = 1 << 20;
+
+/// One file to fetch.
+struct Item {
+    entry: Entry,
+    /// Absolute path on the host.
+    remote: String,
+    partial: PathBuf,
+    target: PathBuf,
+}
+
+pub(super) fn run(
+    sftp: &Sftp,
+    host: &str,
+    remote: &str,
+    local: &Path,
+    progress: &mut dyn Progress,
+    summary: &mut Summary,
+) -> Result<()> {
+    let fs = Files::new(sftp, host);
+    runtime().block_on(async {
+        let path = sftp_path(remote);
+        let Some(root) = fs.stat(&path, true).await? else {
+            return Err(CoreError::BadInput(format!(
+                "no such file or directory '{remote}' on {host}"
+            )));
+        };
+        if !matches!(root.kind, Kind::File | Kind::Dir) {
+            return Err(CoreError::BadInput(format!(
+                "'{remote}' on {host} is not a regular file or directory"
+            )));
+        }
+        let src_abs = fs.realpath(&path).await?;
+        let tree = root.kind == Kind::Dir;
+        let listing = if tree {
+            fs.list_tree(&src_abs, root).await?
+        } else {
+            Listing {
+                entries: vec![root],
+                bad_names: Vec::new(),
+            }
+        };
+        // The landing name comes from what the user typed (see pull.rs).
+        let landing = landing_name(remote, &src_abs);
+        let dest = local_destination(local, landing.as_deref(), remote)?;
+        summary.destination = dest.display().to_string();
+        if tree {
+            match fs::symlink_metadata(&dest) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(CoreError::BadInput(format!(
+                        "'{}' exists and is not a directory",
+                        dest.display()
+                    )));
+                }
+                Err(_) => fs::create_dir(&dest).map_err(|e| io_error(&dest, e))?,
+            }
+        }
+
+        summary.files = 0;
+        summary.bytes = 0;
+        summary.files_skipped = 0;
+        summary.refused.clear();
+        for bad in &listing.bad_names {
+            refuse(summary, progress, bad, "a name with '/' in it");
+        }
+        let mut checked = Checked::new();
+        let (mut small, mut big, mut links, mut dirs) = (vec![], vec![], vec![], vec![]);
+        let mut to_copy = 0;
+        for e in listing.entries {
+            let rel = if e.rel.is_empty() {
+                PathBuf::new()
+            } else if is_temporary(&e.rel) {
+                continue;
+            } else {
+                match safe_relative(&e.rel) {
+                    Ok(rel) => rel,
+                    Err(why) => {
+                        refuse(summary, progress, &e.rel, why);
+                        continue;
+                    }
+                }
+            };
+            match e.kind {
+                Kind::Dir => {
+                    safe_dir(&dest, &rel, &mut checked)?;
+                    dirs.push((dest.join(&rel), e.mode));
+                }
+                Kind::Symlink if symlink_stays_inside(&rel, &e.link) => {
+                    let (partial, target) = partial_for(&dest, &rel, &mut checked)?;
+                    links.push((e.link, partial, target));
+                }
+                Kind::Symlink => refuse(
+                    summary,
+                    progress,
+                    &e.rel,
+                    "symlink pointing outside the destination",
+                ),
+                Kind::Other => refuse(
+                    summary,
+                    progress,
+                    &e.rel,
+                    "not a regular file, directory or symlink",
+                ),
+                Kind::File => {
+                    summary.files += 1;
+                    summary.bytes += e.size;
+                    let (partial, target) = partial_for(&dest, &rel, &mut checked)?;
+                    let complete = fs::symlink_metadata(&target).is_ok_and(|m| {
+                        use std::os::unix::fs::MetadataExt;
+                        m.is_file() && m.len() == e.size && m.mtime() == e.mtime
+                    });
+                    if complete {
+                        summary.files_skipped += 1;
+                        continue;
+                    }
+                    to_copy += e.size;
+                    let item = Item {
+                        remote: join(&src_abs, &e.rel),
+                        entry: e,
+                        partial,
+                        target,
+                    };
+                    if item.entry.size >= BIG_FILE {
+                        big.push(item);
+                    } else {
+                        small.push(item);
+                    }
+                }
+            }
+        }
+        progress.begin((small.len() + big.len()) as u64, to_copy);
+        let meter = RefCell::new(Meter::new(progress));
+        let result = async {
+            let mut fetches = stream::iter(small.iter().map(|i| pull_file(&fs, i, false, &meter)))
+                .buffer_unordered(FILES_IN_FLIGHT);
+            let mut written = Vec::new();
+            while let Some(done) = fetches.next().await {
+                let (item, file) = done?;
+                finish_partial(&item.partial, &item.entry, &file)?;
+                written.push((item.partial.clone(), item.target.clone(), item.entry.mode));
+            }
+            drop(fetches);
+            // One sync for all small files, then their final names.
+            make_durable(&written)?;
+            for (partial, target, mode) in &written {
+                rename_into_place(partial, target, *mode)?;
+                summary.files_transferred += 1;
+                meter.borrow_mut().progress.file_done();
+            }
+            for item in &big {
+                let (item, file) = pull_file(&fs, item, true, &meter).await?;
+                land(&item.partial, &item.target, &item.entry, file)?;
+                summary.files_transferred += 1;
+                meter.borrow_mut().progress.file_done();
+            }
+            for (link, partial, target) in &links {
+                let _ = fs::remove_file(partial);
+                std::os::unix::fs::symlink(link, partial).map_err(|e| io_error(partial, e))?;
+                fs::rename(partial, target).map_err(|e| io_error(target, e))?;
+            }
+            // Directory modes last, deepest first.
+            for (path, mode) in dirs.iter().rev() {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o777))
+                    .map_err(|e| io_error(path, e))?;
+            }
+            Ok(())
+        }
+        .await;
+        summary.bytes_sent += meter.borrow().sent;
+        summary.bytes_resumed += meter.borrow().resumed;
+        result
+    })
+}
+
+/// Fetches one file into its partial (extending it when `resumable` and
+/// its tail matches the host's), checking the source did not change.
+async fn pull_file<'i>(
+    fs: &Files<'_>,
+    item: &'i Item,
+    resumable: bool,
+    meter: &RefCell<Meter<'_>>,
+) -> Result<(&'i Item, File)> {
+    let handle = fs.open_read(&item.remote).await?;
+    let fetched = async {
+        let changed = || CoreError::Protocol {
+            host: fs.host.to_string(),
+            message: format!(
+                "'{}' changed while being copied; run the same command again",
+                item.remote
+            ),
+        };
+        let size = item.entry.size;
+        if fs.fstat(&handle, &item.remote).await? != (size, item.entry.mtime) {
+            return Err(changed());
+        }
+        let offset = if resumable {
+            resumable_prefix(fs, &handle, item).await?
+        } else {
+            0
+        };
+        if offset > 0 {
+            meter.borrow_mut().kept(offset);
+        }
+        let mut file = open_partial(&item.partial, offset > 0)?;
+        fs.read_into(&handle, &item.remote, offset, size - offset, |d| {
+            file.write_all(d).map_err(|e| io_error(&item.partial, e))?;
+            meter.borrow_mut().moved(d.len() as u64);
+            Ok(())
+        })
+        .await?;
+        if fs.fstat(&handle, &item.remote).await? != (size, item.entry.mtime) {
+            return Err(changed());
+        }
+        Ok(file)
+    }
+    .await;
+    let _ = fs.close(&handle, &item.remote, false).await;
+    Ok((item, fetched?))
+}
+
+/// How much of a partial left by an earlier run can be kept: all of it
+/// when its last [`RESUME_CHECK`] bytes are the host's, else none.
+async fn resumable_prefix(fs: &Files<'_>, handle: &str, item: &Item) -> Result<u64> {
+    let have = match fs::symlink_metadata(&item.partial) {
+        Ok(m) if m.is_file() && m.len() > 0 && m.len() <= item.entry.size => m.len(),
+        _ => return Ok(0),
+    };
+    let from = have - have.min(RESUME_CHECK);
+    let mut mine = vec![0u8; (have - from) as usize];
+    let read_mine = File::open(&item.partial).and_then(|mut f| {
+        f.seek(SeekFrom::Start(from))?;
+        f.read_exact(&mut mine)
+    });
+    if read_mine.is_err() {
+        return Ok(0);
+    }
+    let mut theirs = Vec::with_capacity(mine.len());
+    fs.read_into(handle, &item.remote, from, have - from, |d| {
+        theirs.extend_from_slice(d);
+        Ok(())
+    })
+    .await?;
+    Ok(if theirs == mine { have } else { 0 })
+}

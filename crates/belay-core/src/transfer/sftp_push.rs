@@ -1,0 +1,389 @@
+//! Push over SFTP, for hosts that refuse commands. Same rules as the exec
+//! push ([`super::push`]): `cp -r` destinations, complete files skipped,
+//! each file written to `.NAME.belay-part`, verified, given its mode and
+//! mtime, then renamed over the final name (OpenSSH's `posix-rename`).
+//!
+//! What differs, because the host can run nothing: the host cannot sum a
+//! file, so every written file is read back and summed here (that doubles
+//! the bytes on the link, downstream); a partial is checked the same way
+//! before it is extended. Small files are not archived: up to
+//! [`FILES_IN_FLIGHT`] are written at once, each with its requests
+//! pipelined.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use belay_ssh::Sftp;
+use futures_util::stream::{self, FuturesUnordered, StreamExt};
+
+use super::checksum::{Cksum, file_sum};
+use super::listing::{Entry, Kind};
+use super::paths::{base_name, partial_name};
+use super::progress::{Meter, Progress};
+use super::push::{Destination, local_error, local_source, partial_key};
+use super::sftp_files::{Files, join};
+use super::{BIG_FILE, Summary};
+use crate::error::{CoreError, Result};
+use crate::transport::ssh::runtime;
+
+/// Small files written at once.
+pub(super) const FILES_IN_FLIGHT: usize = 16;
+
+/// One file or symlink to place.
+struct Item<'a> {
+    entry: &'a Entry,
+    local: PathBuf,
+    /// Absolute path of the final name on the host.
+    target: String,
+    /// Size of a partial already there.
+    partial: Option<u64>,
+}
+
+pub(super) fn run(
+    sftp: &Sftp,
+    host: &str,
+    local: &Path,
+    remote: &str,
+    exact: bool,
+    progress: &mut dyn Progress,
+    summary: &mut Summary,
+) -> Result<()> {
+    let (entries, local_base) = local_source(local)?;
+    let root = &entries[0];
+    let fs = Files::new(sftp, host);
+    runtime().block_on(async {
+        let dest = destination(&fs, remote, &local_base, root.kind, exact).await?;
+        summary.destination = dest.path.clone();
+        let tree = root.kind == Kind::Dir;
+        let there = list_there(&fs, &dest, tree).await?;
+        let there: HashMap<&str, &Entry> = there.iter().map(|e| (e.rel.as_str(), e)).collect();
+
+        let (mut small, mut big, mut links, mut dirs) = (vec![], vec![], vec![], vec![]);
+        summary.files = 0;
+        summary.bytes = 0;
+        summary.files_skipped = 0;
+        let mut to_copy = 0;
+        for e in &entries {
+            let name = if tree {
+                e.rel.clone()
+            } else {
+                dest.base.clone()
+            };
+            let item = Item {
+                entry: e,
+                local: if e.rel.is_empty() {
+                    local.to_path_buf()
+                } else {
+                    local.join(&e.rel)
+                },
+                target: if tree {
+                    join(&dest.path, &e.rel)
+                } else {
+                    dest.path.clone()
+                },
+                partial: there
+                    .get(partial_key(&name).as_str())
+                    .filter(|p| p.kind == Kind::File)
+                    .map(|p| p.size),
+            };
+            let now = there.get(name.as_str());
+            match e.kind {
+                Kind::File => {
+                    summary.files += 1;
+                    summary.bytes += e.size;
+                    if let Some(crlf) = super::crlf_warning(&item.local, !tree) {
+                        progress.warn(&crlf);
+                    }
+                    if now.is_some_and(|r| {
+                        r.kind == Kind::File && r.size == e.size && r.mtime == e.mtime
+                    }) {
+                        summary.files_skipped += 1;
+                    } else {
+                        to_copy += e.size;
+                        if e.size >= BIG_FILE {
+                            big.push(item);
+                        } else {
+                            small.push(item);
+                        }
+                    }
+                }
+                Kind::Symlink => {
+                    if !now.is_some_and(|r| r.kind == Kind::Symlink && r.link == e.link) {
+                        links.push(item);
+                    }
+                }
+                Kind::Dir => {
+                    if now.is_some_and(|r| r.kind != Kind::Dir) {
+                        return Err(CoreError::BadInput(format!(
+                            "'{}' on {host} exists and is not a directory",
+                            item.target
+                        )));
+                    }
+                    dirs.push((item, now.is_some()));
+                }
+                Kind::Other => progress.warn(&format!(
+                    "skipping '{}': not a regular file, directory or symlink",
+                    item.local.display()
+                )),
+            }
+        }
+        progress.begin((small.len() + big.len() + links.len()) as u64, to_copy);
+        let meter = RefCell::new(Meter::new(progress));
+        let result = async {
+            make_dirs(&fs, &dirs).await?;
+            let mut writes = stream::iter(small.iter().map(|i| push_file(&fs, i, false, &meter)))
+                .buffer_unordered(FILES_IN_FLIGHT);
+            while let Some(done) = writes.next().await {
+                done?;
+                landed(summary, &meter);
+            }
+            drop(writes);
+            for item in &big {
+                push_file(&fs, item, true, &meter).await?;
+                landed(summary, &meter);
+            }
+            for item in &links {
+                let partial = partial_beside(&item.target);
+                fs.remove(&partial).await?;
+                fs.symlink(&partial, &item.entry.link).await?;
+                fs.replace(&partial, &item.target).await?;
+                meter.borrow_mut().progress.file_done();
+            }
+            // Directory modes last, deepest first: a read-only directory is
+            // filled before it becomes read-only.
+            for (d, _) in dirs.iter().rev() {
+                fs.set_attrs(&d.target, d.entry.mode, None).await?;
+            }
+            Ok(())
+        }
+        .await;
+        summary.bytes_sent += meter.borrow().sent;
+        summary.bytes_resumed += meter.borrow().resumed;
+        result
+    })
+}
+
+fn landed(summary: &mut Summary, meter: &RefCell<Meter<'_>>) {
+    summary.files_transferred += 1;
+    meter.borrow_mut().progress.file_done();
+}
+
+/// A remote path as SFTP takes it: relative paths are relative to the
+/// login directory already, so `~` and `~/` only need stripping.
+pub(super) fn sftp_path(remote: &str) -> String {
+    match remote {
+        "~" | "~/" | "" => ".".to_string(),
+        r => r.strip_prefix("~/").unwrap_or(r).to_string(),
+    }
+}
+
+/// `dir/.NAME.belay-part` for `dir/NAME`.
+fn partial_beside(target: &str) -> String {
+    match target.rsplit_once('/') {
+        Some((dir, name)) => format!("{dir}/{}", partial_name(name)),
+        None => partial_name(target),
+    }
+}
+
+/// `cp -r` rules, as in the exec push.
+async fn destination(
+    fs: &Files<'_>,
+    remote: &str,
+    local_base: &str,
+    kind: Kind,
+    exact: bool,
+) -> Result<Destination> {
+    let host = fs.host;
+    let path = sftp_path(remote);
+    let there = fs.stat(&path, true).await?;
+    if there.as_ref().is_some_and(|e| e.kind == Kind::Dir) {
+        let abs = fs.realpath(&path).await?;
+        if !exact {
+            return Ok(Destination {
+                path: join(&abs, local_base),
+                parent: abs,
+                base: local_base.to_string(),
+            });
+        }
+        if kind != Kind::Dir {
+            return Err(CoreError::BadInput(format!(
+                "'{remote}' on {host} is a directory: cannot put a file there"
+            )));
+        }
+        let (parent, base) = split(&abs);
+        return Ok(Destination {
+            path: abs.clone(),
+            parent,
+            base,
+        });
+    }
+    if remote.ends_with('/') {
+        return Err(CoreError::BadInput(format!(
+            "no such directory '{remote}' on {host}"
+        )));
+    }
+    if there.is_some() && kind == Kind::Dir {
+        return Err(CoreError::BadInput(format!(
+            "'{remote}' on {host} is a file: cannot put a directory there"
+        )));
+    }
+    let parent = match path.rsplit_once('/') {
+        Some(("", _)) => "/".to_string(),
+        Some((p, _)) => p.to_string(),
+        None => ".".to_string(),
+    };
+    if !fs
+        .stat(&parent, true)
+        .await?
+        .is_some_and(|e| e.kind == Kind::Dir)
+    {
+        return Err(CoreError::BadInput(format!(
+            "no such directory '{parent}' on {host} (the destination's parent must exist)"
+        )));
+    }
+    let abs = fs.realpath(&parent).await?;
+    let base = base_name(remote).unwrap_or(local_base).to_string();
+    Ok(Destination {
+        path: join(&abs, &base),
+        parent: abs,
+        base,
+    })
+}
+
+fn split(abs: &str) -> (String, String) {
+    match abs.rsplit_once('/') {
+        Some(("", b)) => ("/".to_string(), b.to_string()),
+        Some((p, b)) => (p.to_string(), b.to_string()),
+        None => (abs.to_string(), String::new()),
+    }
+}
+
+/// What the destination holds: the tree (names relative to it), or the
+/// file and its partial (by their names).
+async fn list_there(fs: &Files<'_>, dest: &Destination, tree: bool) -> Result<Vec<Entry>> {
+    if tree {
+        return Ok(match fs.stat(&dest.path, false).await? {
+            Some(root) if root.kind == Kind::Dir => fs.list_tree(&dest.path, root).await?.entries,
+            Some(root) => vec![root],
+            None => Vec::new(),
+        });
+    }
+    let mut there = Vec::new();
+    for name in [dest.base.clone(), partial_name(&dest.base)] {
+        if let Some(mut e) = fs.stat(&join(&dest.parent, &name), false).await? {
+            e.rel = name;
+            there.push(e);
+        }
+    }
+    Ok(there)
+}
+
+/// Creates the missing directories (0700 until their modes are set at the
+/// end), a level at a time: parents before children.
+async fn make_dirs(fs: &Files<'_>, dirs: &[(Item<'_>, bool)]) -> Result<()> {
+    let depth = |i: &Item| i.entry.rel.matches('/').count() + usize::from(!i.entry.rel.is_empty());
+    let deepest = dirs.iter().map(|(i, _)| depth(i)).max().unwrap_or(0);
+    for level in 0..=deepest {
+        let mut made: FuturesUnordered<_> = dirs
+            .iter()
+            .filter(|(i, exists)| !exists && depth(i) == level)
+            .map(|(i, _)| fs.mkdir(&i.target, 0o700))
+            .collect();
+        while let Some(r) = made.next().await {
+            r?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes one file to its partial (extending a verified one), reads it
+/// back to verify, then gives it its mode and mtime and its final name.
+async fn push_file(
+    fs: &Files<'_>,
+    item: &Item<'_>,
+    flush: bool,
+    meter: &RefCell<Meter<'_>>,
+) -> Result<()> {
+    let size = item.entry.size;
+    let partial = partial_beside(&item.target);
+    let mut resume = item.partial.filter(|p| *p > 0 && *p <= size);
+    for _attempt in 0..2 {
+        let (offset, mut sum) = match resume.take() {
+            Some(p) => {
+                let prefix =
+                    file_sum(&item.local, Some(p)).map_err(|e| local_error(&item.local, e))?;
+                let there = fs.sum(&partial, p).await?;
+                if there.sum() == prefix.sum() {
+                    meter.borrow_mut().kept(p);
+                    (p, prefix)
+                } else {
+                    (0, Cksum::default())
+                }
+            }
+            None => (0, Cksum::default()),
+        };
+        let mut file = std::fs::File::open(&item.local).map_err(|e| local_error(&item.local, e))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| local_error(&item.local, e))?;
+        let handle = fs.open_write(&partial, offset > 0).await?;
+        let written = async {
+            fs.write_from(
+                &handle,
+                &partial,
+                &mut file,
+                offset,
+                size - offset,
+                &mut sum,
+                meter,
+            )
+            .await?;
+            let (now, _) = fs.fstat(&handle, &partial).await?;
+            Ok::<u64, CoreError>(now)
+        }
+        .await;
+        let closed = fs.close(&handle, &partial, flush).await;
+        let now = written?;
+        closed?;
+        let back = fs.sum(&partial, size).await?;
+        if now == size && back.sum() == sum.sum() {
+            fs.set_attrs(&partial, item.entry.mode, Some(item.entry.mtime))
+                .await?;
+            fs.replace(&partial, &item.target).await?;
+            return Ok(());
+        }
+        if offset == 0 {
+            break;
+        }
+        // The resumed copy does not read back right after all: start over.
+    }
+    fs.remove(&partial).await?;
+    Err(CoreError::Protocol {
+        host: fs.host.into(),
+        message: format!(
+            "'{}' arrived damaged (checksum mismatch reading it back; was '{}' changing?)",
+            item.target,
+            item.local.display()
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sftp_paths_are_relative_to_the_login_directory() {
+        assert_eq!(sftp_path("~"), ".");
+        assert_eq!(sftp_path("~/a/b"), "a/b");
+        assert_eq!(sftp_path("a"), "a");
+        assert_eq!(sftp_path("/x/y"), "/x/y");
+    }
+
+    #[test]
+    fn partials_sit_beside_their_file() {
+        assert_eq!(partial_beside("/d/f"), "/d/.f.belay-part");
+        assert_eq!(partial_beside("f"), ".f.belay-part");
+    }
+}

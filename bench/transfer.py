@@ -57,6 +57,7 @@ Run as root on Debian 12 (~5 GiB free needed in --dir):
     python3 bench/transfer.py [--reps 3] [--sections 1,2,3] [--json FILE]
     python3 bench/transfer.py --skip-belay   # only the scp/rsync side
     python3 bench/transfer.py --tmpfs        # files on a tmpfs: no disk noise
+    python3 bench/transfer.py --sftp         # also `belay --via sftp` rows (info)
 """
 import argparse
 import json
@@ -330,8 +331,9 @@ class Bench:
         """argv for one copy. src/dst are absolute paths; the remote one is
         given as target:PATH to scp/rsync and as a bare path to belay."""
         r = (lambda p: f"target:{p}")
-        if tool == "belay":
-            return [self.belay, direction, "target", src, dst, "--json"]
+        if tool.startswith("belay"):
+            via = ["--via", "sftp"] if tool == "belay-sftp" else []
+            return [self.belay, direction, "target", src, dst, "--json"] + via
         if tool == "scp":
             c = ["scp", "-F", self.cfg, "-q"] + (["-o", f"Ciphers={cipher}"] if cipher else [])
             c += ["-r"] if tree else []
@@ -456,15 +458,16 @@ class Bench:
         files = a.dirs * a.files if tree else 1
         nbytes = files * a.file_kib * 1024 if tree else a.size_mib * MiB
         plan = [(t, None) for t in tools] + [(t, c) for c in ciphers for t in tools
-                                             if t != "belay"]
+                                             if not t.startswith("belay")]
         out = {}
         for rep in range(a.reps):
             for direction in ("push", "pull"):
                 k = (rep + (direction == "pull")) % len(plan)
                 for tool, cipher in plan[k:] + plan[:k]:
-                    if tool == "belay" and not self.belay:
+                    if tool.startswith("belay") and not self.belay:
                         continue
-                    label = tool + (" -r" if tool == "scp" and tree else "") + \
+                    label = "belay --via sftp" if tool == "belay-sftp" else \
+                        tool + (" -r" if tool == "scp" and tree else "") + \
                         (" -a" if tool == "rsync" else "") + \
                         (f" (-o Ciphers={cipher})" if cipher else "")
                     ddir = self.remote if direction == "push" else self.local
@@ -474,7 +477,8 @@ class Bench:
                     cmd = self.command(tool, direction, src, dst, tree, cipher)
                     r, dt = self.run(cmd)
                     what = f"{'tree' if tree else 'big file'} {direction} {label} rep {rep + 1}"
-                    ok = self.verify(what, r, src, dst, tree, tool == "belay", files, nbytes)
+                    ok = self.verify(what, r, src, dst, tree, tool.startswith("belay"), files,
+                                     nbytes)
                     out.setdefault((direction, label), []).append(dt if ok else None)
                     print(f"  {what}: {dt:.2f} s{'' if ok else '  FAILED'}", file=sys.stderr,
                           flush=True)
@@ -680,7 +684,7 @@ def report_copies(title, res, amount, unit, target, info):
             runs = " ".join("FAIL" if x is None else f"{x:.2f}" for x in xs)
             mbs = amount / m if m else None
             ratio = (m / b) if (m and b and label != "belay") else None
-            forced = "Ciphers=" in label
+            forced = "Ciphers=" in label or "--via" in label
             verdict = ""
             if ratio is not None:
                 verdict = "(info)" if forced else (
@@ -741,6 +745,9 @@ def main():
                          "file-creation noise out")
     ap.add_argument("--belay", help="belay binary to use (default: build the release one)")
     ap.add_argument("--skip-belay", action="store_true", help="measure only scp/rsync")
+    ap.add_argument("--sftp", action="store_true",
+                    help="sections 1 and 2 also time `belay --via sftp` (informational rows: "
+                         "the path for hosts that refuse commands)")
     ap.add_argument("--json", help="also write the results as JSON to this file")
     a = ap.parse_args()
     a.sections = {int(s) for s in a.sections.split(",") if s}
@@ -789,9 +796,10 @@ def main():
 
         b.make_sources()
         size = a.size_mib * MiB
+        sftp_row = ["belay-sftp"] if a.sftp else []
         if 1 in a.sections:
             print("\nsection 1: big file", file=sys.stderr)
-            res = b.timed_copies(False, ["belay", "scp", "rsync"], forced)
+            res = b.timed_copies(False, ["belay", "scp", "rsync"] + sftp_row, forced)
             info = [f"  same cipher on both sides ({ssh_c}): no forced-cipher row needed"] \
                 if not forced else [f"  rows with -o Ciphers={belay_c}: OpenSSH forced to "
                                     f"belay's cipher (belay does not read Ciphers)"]
@@ -800,7 +808,7 @@ def main():
                 "belay ratio = belay MB/s / other MB/s)", res, size / 1e6, "MB/s", 0.9, info)
         if 2 in a.sections:
             print("\nsection 2: tree", file=sys.stderr)
-            res = b.timed_copies(True, ["belay", "rsync", "scp"], [])
+            res = b.timed_copies(True, ["belay", "rsync", "scp"] + sftp_row, [])
             n = a.dirs * a.files
             result["tree"] = report_copies(
                 f"2. tree of {n} files x {a.file_kib} KiB ({a.dirs} dirs), first copy "

@@ -1325,6 +1325,59 @@ fn sftp_copies_killed_mid_file_resume_from_their_partials() {
     let host = sftp_only_host();
     push_resumes(&host, "sftp");
     pull_resumes(&host, "sftp");
+
+    // A source edited in place after the cut (same size, new mtime) is not
+    // resumed from the old partial: its beginning changed.
+    let b = host.belay();
+    let remote = shared_dir("belay-remote.");
+    let src = remote.path().join("db.bin");
+    write_file(&src, &random_bytes(BIG), 0o644, 1_600_000_000);
+    let dst = b.scratch("db.bin");
+    killed_mid_transfer(&b, &["pull", "target", p(&src), p(&dst)]);
+    host.wait_sessions_gone();
+    assert_partial_only(&dst, &b.scratch(".db.bin.belay-part"));
+    corrupt(&src, 0, 4096);
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&src)
+        .and_then(|f| f.set_modified(t))
+        .unwrap();
+    let v = ok_json(&b, &["pull", "target", p(&src), p(&dst), "--json"]);
+    assert_eq!(num(&v, "bytes_resumed"), 0, "{v:#}");
+    assert_same_file(&src, &dst);
+}
+
+#[test]
+fn sftp_copies_trees_wider_than_the_servers_small_handle_numbers() {
+    // 300 directories on one level: more than russh-sftp can name handles
+    // for at once (it reads OpenSSH's 4-byte handles as UTF-8).
+    let host = sftp_only_host();
+    let b = host.belay();
+    let remote = shared_dir("belay-remote.");
+    let wide = remote.path().join("wide");
+    for i in 0..300 {
+        let d = wide.join(format!("d{i:03}"));
+        std::fs::create_dir_all(&d).unwrap();
+        write_file(
+            &d.join("f"),
+            format!("{i}\n").as_bytes(),
+            0o644,
+            1_600_000_000,
+        );
+    }
+    let back = b.scratch("wide");
+    let v = ok_json(&b, &["pull", "target", p(&wide), p(&back), "--json"]);
+    assert_eq!(num(&v, "files_transferred"), 300, "{v:#}");
+    assert_same_tree(&wide, &back);
+    // Pushed twice: the second push lists the whole destination.
+    let into = remote.path().join("again");
+    std::fs::create_dir(&into).unwrap();
+    for round in 0..2 {
+        let v = ok_json(&b, &["push", "target", p(&back), p(&into), "--json"]);
+        assert_eq!(num(&v, "files_skipped"), 300 * round, "{v:#}");
+    }
+    assert_same_tree(&back, &into.join("wide"));
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::io::Read;
 use belay_ssh::Sftp;
 use belay_ssh::russh_sftp::client::error::Error as SftpError;
 use belay_ssh::russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
-use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
+use futures_util::stream::{self, FuturesOrdered, FuturesUnordered, StreamExt};
 
 use super::checksum::Cksum;
 use super::listing::{Entry, Kind};
@@ -24,6 +24,8 @@ use crate::transport::TransportError;
 
 /// Read or write requests of one file in flight at once.
 const WINDOW: usize = 32;
+/// Directories listed at once (each holds a handle while it is read).
+const DIRS_IN_FLIGHT: usize = 16;
 
 /// The host's files, through one SFTP session.
 pub(super) struct Files<'a> {
@@ -125,13 +127,17 @@ impl<'a> Files<'a> {
         };
         let mut level = vec![String::new()];
         while !level.is_empty() {
-            let reads: FuturesOrdered<_> =
-                level.iter().map(|rel| self.read_dir(root, rel)).collect();
-            let found: Vec<_> = reads.collect().await;
+            // A bounded number of directories open at once: OpenSSH's
+            // handles are small numbers, and russh-sftp mangles those
+            // above 127 (it reads handles as UTF-8 text).
+            let found: Vec<_> = stream::iter(level.iter().map(|rel| self.read_dir(root, rel)))
+                .buffered(DIRS_IN_FLIGHT)
+                .collect()
+                .await;
             let mut next = Vec::new();
             for (rel, children) in level.iter().zip(found) {
                 for (name, attrs) in children? {
-                    if name.contains('/') {
+                    if name.is_empty() || name.contains('/') {
                         listing.bad_names.push(join(rel, &name));
                         continue;
                     }
@@ -147,11 +153,14 @@ impl<'a> Files<'a> {
         let links: Vec<usize> = (0..listing.entries.len())
             .filter(|i| listing.entries[*i].kind == Kind::Symlink)
             .collect();
-        let reads: FuturesOrdered<_> = links
-            .iter()
-            .map(|i| self.readlink_owned(join(root, &listing.entries[*i].rel)))
-            .collect();
-        let targets: Vec<_> = reads.collect().await;
+        let targets: Vec<_> = stream::iter(
+            links
+                .iter()
+                .map(|i| self.readlink_owned(join(root, &listing.entries[*i].rel))),
+        )
+        .buffered(DIRS_IN_FLIGHT)
+        .collect()
+        .await;
         for (i, target) in links.into_iter().zip(targets) {
             listing.entries[i].link = target?;
         }

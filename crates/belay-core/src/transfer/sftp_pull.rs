@@ -8,10 +8,11 @@
 //!   on the way by SSH's own integrity check (every packet is
 //!   authenticated), and the source is checked not to have changed during
 //!   the copy (size and mtime, before and after).
-//! - A big file's partial is checked before it is extended by comparing
-//!   its last [`RESUME_CHECK`] bytes with the host's (re-read, which is at
-//!   most one chunk sent again), not by a sum of the whole prefix, which
-//!   would cost as much as sending it again.
+//! - A big file's partial is extended only if it was made from the same
+//!   version of the file (size and mtime, recorded on the partial) and its
+//!   last [`RESUME_CHECK`] bytes equal the host's (re-read: at most one
+//!   chunk sent again) — not by a sum of the whole prefix, which would cost
+//!   as much as sending it again.
 
 use std::cell::RefCell;
 use std::fs::{self, File};
@@ -169,21 +170,26 @@ pub(super) fn run(
         progress.begin((small.len() + big.len()) as u64, to_copy);
         let meter = RefCell::new(Meter::new(progress));
         let result = async {
-            let mut fetches = stream::iter(small.iter().map(|i| pull_file(&fs, i, false, &meter)))
-                .buffer_unordered(FILES_IN_FLIGHT);
-            let mut written = Vec::new();
-            while let Some(done) = fetches.next().await {
-                let (item, file) = done?;
-                finish_partial(&item.partial, &item.entry, &file)?;
-                written.push((item.partial.clone(), item.target.clone(), item.entry.mode));
-            }
-            drop(fetches);
-            // One sync for all small files, then their final names.
-            make_durable(&written)?;
-            for (partial, target, mode) in &written {
-                rename_into_place(partial, target, *mode)?;
-                summary.files_transferred += 1;
-                meter.borrow_mut().progress.file_done();
+            // Small files land a batch at a time (as on the exec path), so a
+            // cut link loses at most one batch's work.
+            for batch in super::batches(&small, |i| i.entry.size) {
+                let mut fetches =
+                    stream::iter(batch.iter().map(|i| pull_file(&fs, i, false, &meter)))
+                        .buffer_unordered(FILES_IN_FLIGHT);
+                let mut written = Vec::new();
+                while let Some(done) = fetches.next().await {
+                    let (item, file) = done?;
+                    finish_partial(&item.partial, &item.entry, &file)?;
+                    written.push((item.partial.clone(), item.target.clone(), item.entry.mode));
+                }
+                drop(fetches);
+                // One sync for the batch, then the final names.
+                make_durable(&written)?;
+                for (partial, target, mode) in &written {
+                    rename_into_place(partial, target, *mode)?;
+                    summary.files_transferred += 1;
+                    meter.borrow_mut().progress.file_done();
+                }
             }
             for item in &big {
                 let (item, file) = pull_file(&fs, item, true, &meter).await?;
@@ -241,6 +247,10 @@ async fn pull_file<'i>(
             meter.borrow_mut().kept(offset);
         }
         let mut file = open_partial(&item.partial, offset > 0)?;
+        if offset == 0 && resumable {
+            // What the partial is a copy of, for the next run to check.
+            tag(&file, &version(&item.entry));
+        }
         fs.read_into(&handle, &item.remote, offset, size - offset, |d| {
             file.write_all(d).map_err(|e| io_error(&item.partial, e))?;
             meter.borrow_mut().moved(d.len() as u64);
@@ -258,12 +268,18 @@ async fn pull_file<'i>(
 }
 
 /// How much of a partial left by an earlier run can be kept: all of it
-/// when its last [`RESUME_CHECK`] bytes are the host's, else none.
+/// when it was made from this version of the file (size and mtime, kept
+/// in an extended attribute of the partial) and its last [`RESUME_CHECK`]
+/// bytes are the host's, else none. A file edited in place since keeps
+/// its size but not its mtime; a torn write at a crash shows in the tail.
 async fn resumable_prefix(fs: &Files<'_>, handle: &str, item: &Item) -> Result<u64> {
     let have = match fs::symlink_metadata(&item.partial) {
         Ok(m) if m.is_file() && m.len() > 0 && m.len() <= item.entry.size => m.len(),
         _ => return Ok(0),
     };
+    if tag_of(&item.partial).as_deref() != Some(version(&item.entry).as_str()) {
+        return Ok(0);
+    }
     let from = have - have.min(RESUME_CHECK);
     let mut mine = vec![0u8; (have - from) as usize];
     let read_mine = File::open(&item.partial).and_then(|mut f| {
@@ -280,4 +296,46 @@ async fn resumable_prefix(fs: &Files<'_>, handle: &str, item: &Item) -> Result<u
     })
     .await?;
     Ok(if theirs == mine { have } else { 0 })
+}
+
+/// The extended attribute naming the source version a partial copies.
+const SOURCE_ATTR: &std::ffi::CStr = c"user.belay.source";
+
+fn version(e: &Entry) -> String {
+    format!("{} {}", e.size, e.mtime)
+}
+
+/// Tags a partial with its source version. Where the file system has no
+/// user attributes the partial is simply not resumable (it is restarted).
+fn tag(file: &File, value: &str) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fsetxattr(2) on a descriptor we own, with a NUL-terminated
+    // name and a buffer of the given length.
+    unsafe {
+        libc::fsetxattr(
+            file.as_raw_fd(),
+            SOURCE_ATTR.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        );
+    }
+}
+
+/// A partial's source version, if it has one (never through a symlink).
+fn tag_of(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut buf = [0u8; 64];
+    // SAFETY: lgetxattr(2) with NUL-terminated strings and a buffer of the
+    // length given; it writes at most that many bytes.
+    let n = unsafe {
+        libc::lgetxattr(
+            c_path.as_ptr(),
+            SOURCE_ATTR.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n > 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
 }

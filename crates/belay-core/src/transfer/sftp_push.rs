@@ -173,9 +173,16 @@ fn landed(summary: &mut Summary, meter: &RefCell<Meter<'_>>) {
 /// A remote path as SFTP takes it: relative paths are relative to the
 /// login directory already, so `~` and `~/` only need stripping.
 pub(super) fn sftp_path(remote: &str) -> String {
-    match remote {
-        "~" | "~/" | "" => ".".to_string(),
-        r => r.strip_prefix("~/").unwrap_or(r).to_string(),
+    let rest = match remote.strip_prefix("~/") {
+        // `~//x` is `$HOME/x` to a shell, not `/x`.
+        Some(r) => r.trim_start_matches('/'),
+        None if remote == "~" => "",
+        None => remote,
+    };
+    if rest.is_empty() {
+        ".".to_string()
+    } else {
+        rest.to_string()
     }
 }
 
@@ -327,6 +334,11 @@ async fn push_file(
         let mut file = std::fs::File::open(&item.local).map_err(|e| local_error(&item.local, e))?;
         file.seek(SeekFrom::Start(offset))
             .map_err(|e| local_error(&item.local, e))?;
+        if item.partial.is_some() {
+            // A run cut between giving the partial its final mode and the
+            // rename left it read-only, maybe: writable again first.
+            fs.set_attrs(&partial, 0o600, None).await?;
+        }
         let handle = fs.open_write(&partial, offset > 0).await?;
         let written = async {
             fs.write_from(
@@ -350,7 +362,11 @@ async fn push_file(
         if now == size && back.sum() == sum.sum() {
             fs.set_attrs(&partial, item.entry.mode, Some(item.entry.mtime))
                 .await?;
-            fs.replace(&partial, &item.target).await?;
+            if let Err(e) = fs.replace(&partial, &item.target).await {
+                // Partials stay writable (0600) until they are renamed.
+                let _ = fs.set_attrs(&partial, 0o600, None).await;
+                return Err(e);
+            }
             return Ok(());
         }
         if offset == 0 {
@@ -379,6 +395,8 @@ mod tests {
         assert_eq!(sftp_path("~/a/b"), "a/b");
         assert_eq!(sftp_path("a"), "a");
         assert_eq!(sftp_path("/x/y"), "/x/y");
+        assert_eq!(sftp_path("~//x"), "x");
+        assert_eq!(sftp_path("~/"), ".");
     }
 
     #[test]

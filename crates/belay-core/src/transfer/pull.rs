@@ -67,6 +67,9 @@ pub(super) fn run(
     } else {
         parent_of(&src_abs)
     };
+    // A tree destination this run creates holds nothing yet: no file in it
+    // needs looking at to know it is not complete.
+    let mut fresh = false;
     if tree {
         match fs::symlink_metadata(&dest) {
             Ok(m) if m.is_dir() => {}
@@ -76,7 +79,10 @@ pub(super) fn run(
                     dest.display()
                 )));
             }
-            Err(_) => fs::create_dir(&dest).map_err(|e| io_error(&dest, e))?,
+            Err(_) => {
+                fs::create_dir(&dest).map_err(|e| io_error(&dest, e))?;
+                fresh = true;
+            }
         }
     }
 
@@ -147,10 +153,11 @@ pub(super) fn run(
                 } else {
                     dest.join(&item.local_rel)
                 };
-                let complete = fs::symlink_metadata(&target).is_ok_and(|m| {
-                    use std::os::unix::fs::MetadataExt;
-                    m.is_file() && m.len() == e.size && m.mtime() == e.mtime
-                });
+                let complete = !fresh
+                    && fs::symlink_metadata(&target).is_ok_and(|m| {
+                        use std::os::unix::fs::MetadataExt;
+                        m.is_file() && m.len() == e.size && m.mtime() == e.mtime
+                    });
                 if complete {
                     summary.files_skipped += 1;
                 } else {
@@ -376,24 +383,32 @@ fn partial_for(dest: &Path, rel: &Path, checked: &mut Checked) -> Result<(PathBu
     Ok((dir.join(partial_name(&base)), target))
 }
 
-/// Opens a partial (0600, never through a symlink). A fresh copy first
-/// removes whatever an older run left under that name.
+/// Opens a partial (0600, never through a symlink). A fresh copy is a new
+/// file (`O_EXCL`: not a symlink or hard link planted there); whatever an
+/// older run left under that name is removed first, only when it is there.
 fn open_partial(path: &Path, append: bool) -> Result<File> {
     let mut o = OpenOptions::new();
-    o.write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW);
+    o.write(true).mode(0o600).custom_flags(libc::O_NOFOLLOW);
     if append {
-        o.append(true);
-    } else {
-        match fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error(path, e)),
-            _ => {}
-        }
-        o.truncate(true);
+        return o
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| io_error(path, e));
     }
-    o.open(path).map_err(|e| io_error(path, e))
+    o.create_new(true);
+    match o.open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            match fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_error(path, e));
+                }
+                _ => {}
+            }
+            o.open(path).map_err(|e| io_error(path, e))
+        }
+        r => r.map_err(|e| io_error(path, e)),
+    }
 }
 
 /// Gives a partial its final mtime (through its open handle). Its mode
@@ -536,6 +551,9 @@ fn receive_batch(
     // the host's sums are in (see make_durable).
     let mut written: Vec<(PathBuf, PathBuf, u32)> = Vec::new();
     let mut links: Vec<(String, PathBuf, PathBuf)> = Vec::new();
+    // One buffer for the whole batch: a small file goes to disk in one
+    // write. Bounded, whatever size the (untrusted) archive claims.
+    let mut data = Vec::new();
     let mut archive = tar::Archive::new(&mut *reader);
     let entries = archive
         .entries()
@@ -563,16 +581,16 @@ fn receive_batch(
                 let header = entry.header();
                 landed.mtime = header.mtime().map_or(landed.mtime, |m| m as i64);
                 landed.mode = header.mode().map_or(landed.mode, |m| m & 0o777);
-                let mut buf = vec![0u8; 64 * 1024];
                 loop {
-                    let n = entry
-                        .read(&mut buf)
+                    data.clear();
+                    let n = (&mut entry)
+                        .take(1 << 20)
+                        .read_to_end(&mut data)
                         .map_err(|e| proto(format!("reading '{name}': {e}")))?;
                     if n == 0 {
                         break;
                     }
-                    file.write_all(&buf[..n])
-                        .map_err(|e| io_error(&partial, e))?;
+                    file.write_all(&data).map_err(|e| io_error(&partial, e))?;
                     meter.moved(n as u64);
                 }
                 finish_partial(&partial, &landed, &file)?;

@@ -103,9 +103,10 @@ fn walk_dir(dir: &Path, rel: &str, out: &mut Vec<Entry>) -> std::io::Result<()> 
     Ok(())
 }
 
-fn entry(rel: &str, meta: &std::fs::Metadata, path: &Path) -> std::io::Result<Entry> {
+/// What `meta` describes.
+pub fn kind_of(meta: &std::fs::Metadata) -> Kind {
     let ft = meta.file_type();
-    let kind = if ft.is_file() {
+    if ft.is_file() {
         Kind::File
     } else if ft.is_dir() {
         Kind::Dir
@@ -113,7 +114,11 @@ fn entry(rel: &str, meta: &std::fs::Metadata, path: &Path) -> std::io::Result<En
         Kind::Symlink
     } else {
         Kind::Other
-    };
+    }
+}
+
+fn entry(rel: &str, meta: &std::fs::Metadata, path: &Path) -> std::io::Result<Entry> {
+    let kind = kind_of(meta);
     let link = if kind == Kind::Symlink {
         std::fs::read_link(path)?.to_string_lossy().into_owned()
     } else {

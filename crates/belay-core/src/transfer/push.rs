@@ -35,19 +35,47 @@ pub(super) fn run(
     progress: &mut dyn Progress,
     summary: &mut Summary,
 ) -> Result<()> {
-    let (entries, local_base) = local_source(local)?;
+    let root_kind = listing::kind_of(&std::fs::metadata(local).map_err(|e| local_error(local, e))?);
+    if !matches!(root_kind, Kind::File | Kind::Dir) {
+        return Err(CoreError::BadInput(format!(
+            "'{}' is not a regular file or directory",
+            local.display()
+        )));
+    }
+    let local_base = local_base_name(local)?;
+    let tree = root_kind == Kind::Dir;
+    // The tree is walked while the host is reached (the first script
+    // connects) and asked where the copy goes and what is there already.
+    let (walked, there) = std::thread::scope(|s| {
+        let walk = s.spawn(|| listing::walk_local(local));
+        let there = resolve_destination(t, remote, &local_base, root_kind, exact).and_then(
+            |(dest, listed)| match listed {
+                Some(entries) => Ok((dest, entries)),
+                None => list_remote(t, &dest).map(|entries| (dest, entries)),
+            },
+        );
+        let walked = walk
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (walked, there)
+    });
+    let entries = walked.map_err(|e| local_error(local, e))?;
+    let (dest, remote_entries) = there?;
     let root = &entries[0];
-    let dest = resolve_destination(t, remote, &local_base, root.kind, exact)?;
+    if root.kind != root_kind {
+        return Err(CoreError::BadInput(format!(
+            "'{}' changed while being copied",
+            local.display()
+        )));
+    }
     summary.destination = dest.path.clone();
 
-    let tree = root.kind == Kind::Dir;
     // The base directory everything is named relative to on the host.
     let base = if tree {
         dest.path.clone()
     } else {
         dest.parent.clone()
     };
-    let remote_entries = list_remote(t, &dest, &local_base, tree)?;
     let remote_map: HashMap<&str, &Entry> =
         remote_entries.iter().map(|e| (e.rel.as_str(), e)).collect();
     clear_stale_stages(t, &base, &remote_entries)?;
@@ -118,7 +146,16 @@ pub(super) fn run(
         for batch in super::batches(&small, |i| i.entry.size) {
             push_batch(t, &base, batch, &mut meter, summary)?;
         }
-        make_dirs(t, &base, &dirs)?;
+        // Directory modes last (a read-only directory is filled first); with
+        // no big files to come, in the same round trip as the mkdirs.
+        let (mkdirs, modes) = (
+            make_dirs_script(&base, &dirs),
+            dir_modes_script(&base, &dirs),
+        );
+        if big.is_empty() {
+            return run_dir_script(t, &base, &(mkdirs + &modes));
+        }
+        run_dir_script(t, &base, &mkdirs)?;
         for item in &big {
             let partial = remote_map
                 .get(partial_key(&item.name).as_str())
@@ -126,7 +163,7 @@ pub(super) fn run(
                 .map(|p| p.size);
             push_big(t, &base, item, partial, &mut meter, summary)?;
         }
-        set_dir_modes(t, &base, &dirs)
+        run_dir_script(t, &base, &modes)
     })();
     summary.bytes_sent += meter.sent;
     result
@@ -180,19 +217,34 @@ pub(super) struct Destination {
 }
 
 /// `cp -r` rules: into an existing directory under the source's name,
-/// else as the named path, whose parent must exist.
+/// else as the named path, whose parent must exist. For a tree, the same
+/// script lists what is already at the destination (one round trip, not
+/// two): `Some(entries)` then, empty when nothing is there yet.
 fn resolve_destination(
     t: &dyn Transport,
     remote: &str,
     local_base: &str,
     kind: Kind,
     exact: bool,
-) -> Result<Destination> {
+) -> Result<(Destination, Option<Vec<Entry>>)> {
     let word = remote_word(remote);
+    // Status 4: the destination exists but cannot be listed.
+    let list = if kind == Kind::Dir {
+        let target = if exact {
+            "$r".to_string()
+        } else {
+            format!("$r/{}", quote(local_base))
+        };
+        format!(
+            "\n  t={target}\n  if [ -d \"$t\" ]; then find \"$t\" -printf {FIND_FORMAT} || exit 4; fi"
+        )
+    } else {
+        String::new()
+    };
     let script = format!(
         r#"cd "$HOME" || exit 1
 d={word}
-if [ -d "$d" ]; then printf 'dir\0%s\0' "$(cd -- "$d" && pwd -P)"
+if [ -d "$d" ]; then r=$(cd -- "$d" && pwd -P); printf 'dir\0%s\0' "$r"{list}
 else p=$(dirname -- "$d")
   if [ -d "$p" ]; then
     if [ -e "$d" ] || [ -L "$d" ]; then k=file; else k=absent; fi
@@ -201,6 +253,13 @@ else p=$(dirname -- "$d")
 fi"#
     );
     let out = t.run_script(&script)?;
+    if out.status == 4 {
+        return Err(remote_failure(
+            t.host(),
+            &format!("cannot list '{remote}'"),
+            &out.stderr,
+        ));
+    }
     if out.status != 0 {
         return Err(remote_failure(
             t.host(),
@@ -208,9 +267,11 @@ fi"#
             &out.stderr,
         ));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut f = text.split('\0');
-    let (kind_there, path) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
+    let mut f = out.stdout.splitn(3, |b| *b == 0);
+    let mut field = || String::from_utf8_lossy(f.next().unwrap_or_default()).into_owned();
+    let (kind_there, path) = (field(), field());
+    let rest = f.next().unwrap_or_default();
+    let (kind_there, path) = (kind_there.as_str(), path.as_str());
     let join = |dir: &str, name: &str| {
         if dir == "/" {
             format!("/{name}")
@@ -219,7 +280,7 @@ fi"#
         }
     };
     let host = t.host();
-    match kind_there {
+    let dest = match kind_there {
         "dir" if exact => {
             if kind != Kind::Dir {
                 return Err(CoreError::BadInput(format!(
@@ -263,31 +324,30 @@ fi"#
             host: host.to_string(),
             message: format!("unexpected answer '{other}' looking up '{remote}'"),
         }),
-    }
+    }?;
+    // A tree's listing came along; an absent destination has none.
+    let listed = if kind == Kind::Dir {
+        let entries = listing::parse_find(rest).map_err(|m| CoreError::Protocol {
+            host: host.to_string(),
+            message: format!("listing '{}': {m}", dest.path),
+        })?;
+        Some(entries)
+    } else {
+        None
+    };
+    Ok((dest, listed))
 }
 
-/// The destination as it is: the whole tree (directory copies), or the
-/// file, its partial and stale staging directories beside it.
-fn list_remote(
-    t: &dyn Transport,
-    dest: &Destination,
-    base: &str,
-    tree: bool,
-) -> Result<Vec<Entry>> {
-    let script = if tree {
-        format!(
-            "t={}\nif [ -d \"$t\" ]; then find \"$t\" -printf {FIND_FORMAT}; fi",
-            quote(&dest.path)
-        )
-    } else {
-        let _ = base;
-        format!(
-            "cd {} || exit 1\nfind . -mindepth 1 -maxdepth 1 \\( -name {} -o -name {} -o -name '.belay-stage.*' \\) -printf {FIND_FORMAT}",
-            quote(&dest.parent),
-            quote(&glob_escape(&dest.base)),
-            quote(&glob_escape(&partial_name(&dest.base)))
-        )
-    };
+/// What is beside a single file's destination: the file, its partial and
+/// stale staging directories. (A tree's listing comes with
+/// [`resolve_destination`].)
+fn list_remote(t: &dyn Transport, dest: &Destination) -> Result<Vec<Entry>> {
+    let script = format!(
+        "cd {} || exit 1\nfind . -mindepth 1 -maxdepth 1 \\( -name {} -o -name {} -o -name '.belay-stage.*' \\) -printf {FIND_FORMAT}",
+        quote(&dest.parent),
+        quote(&glob_escape(&dest.base)),
+        quote(&glob_escape(&partial_name(&dest.base)))
+    );
     let out = t.run_script(&script)?;
     if out.status != 0 {
         return Err(remote_failure(
@@ -346,20 +406,18 @@ fn clear_stale_stages(t: &dyn Transport, base: &str, there: &[Entry]) -> Result<
     Ok(())
 }
 
-fn make_dirs(t: &dyn Transport, base: &str, dirs: &[Item]) -> Result<()> {
+/// `mkdir -p` for every directory of the copy (most exist already: they
+/// arrived whole from the staging area).
+fn make_dirs_script(base: &str, dirs: &[Item]) -> String {
     let paths: Vec<String> = dirs
         .iter()
         .map(|d| quote(&join_rel(base, &d.name)))
         .collect();
-    run_per_chunk(
-        t,
-        "mkdir -p --",
-        &paths,
-        &format!("cannot create directories under '{base}'"),
-    )
+    per_chunk("mkdir -p --", &paths)
 }
 
-fn set_dir_modes(t: &dyn Transport, base: &str, dirs: &[Item]) -> Result<()> {
+/// Gives every directory of the copy its mode.
+fn dir_modes_script(base: &str, dirs: &[Item]) -> String {
     let mut by_mode: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for d in dirs {
         by_mode
@@ -367,31 +425,33 @@ fn set_dir_modes(t: &dyn Transport, base: &str, dirs: &[Item]) -> Result<()> {
             .or_default()
             .push(quote(&join_rel(base, &d.name)));
     }
-    for (mode, paths) in by_mode {
-        let command = format!("chmod {mode:o} --");
-        run_per_chunk(
-            t,
-            &command,
-            &paths,
-            &format!("cannot set modes under '{base}'"),
-        )?;
-    }
-    Ok(())
+    by_mode
+        .into_iter()
+        .map(|(mode, paths)| per_chunk(&format!("chmod {mode:o} --"), &paths))
+        .collect()
 }
 
-/// Runs `command` over `words` (already quoted), 500 at a time (well
-/// inside ARG_MAX), all in one script: one round trip however many.
-fn run_per_chunk(t: &dyn Transport, command: &str, words: &[String], what: &str) -> Result<()> {
-    let script: String = words
+/// `command` over `words` (already quoted), 500 at a time (well inside
+/// ARG_MAX), each line ending the script on failure.
+fn per_chunk(command: &str, words: &[String]) -> String {
+    words
         .chunks(500)
         .map(|c| format!("{command} {} || exit 1\n", c.join(" ")))
-        .collect();
+        .collect()
+}
+
+/// Runs directory scripts (one round trip however many lines).
+fn run_dir_script(t: &dyn Transport, base: &str, script: &str) -> Result<()> {
     if script.is_empty() {
         return Ok(());
     }
-    let out = t.run_script(&script)?;
+    let out = t.run_script(script)?;
     if out.status != 0 {
-        return Err(remote_failure(t.host(), what, &out.stderr));
+        return Err(remote_failure(
+            t.host(),
+            &format!("cannot create directories or set their modes under '{base}'"),
+            &out.stderr,
+        ));
     }
     Ok(())
 }
@@ -548,18 +608,17 @@ impl<R: Read> Read for Counting<'_, '_, R> {
 
 /// Moves a verified batch from its staging directory into place. A
 /// directory missing at the destination moves whole (one rename carries all
-/// it holds; directories with the same parent share one `mv`); files of
-/// directories that exist move with one `mv` per directory. Renames only:
+/// it holds; directories with the same parent share one `mv`); what is left
+/// in a staged directory that exists at the destination (this batch's files
+/// and links in it) moves with one `find … -exec mv` per directory, so the
+/// script stays small however many files the batch has. Renames only:
 /// every file appears under its final name complete.
 fn place(t: &dyn Transport, base: &str, stage: &str, batch: &[Item]) -> Result<()> {
-    let mut files_by_dir: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut file_dirs: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
     let mut dirs: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
     for it in batch {
         let dir = it.name.rsplit_once('/').map_or("", |(d, _)| d);
-        files_by_dir
-            .entry(dir)
-            .or_default()
-            .push(quote(&format!("{stage}/{}", it.name)));
+        file_dirs.insert(dir);
         let mut d = dir;
         while !d.is_empty() {
             dirs.insert(d);
@@ -586,19 +645,14 @@ fn place(t: &dyn Transport, base: &str, stage: &str, batch: &[Item]) -> Result<(
             quote(&format!("{}/", join_rel(base, parent)))
         ));
     }
-    for (dir, sources) in files_by_dir {
-        let test = if dir.is_empty() {
-            String::new()
-        } else {
-            format!("[ ! -d {} ] || ", quote(&format!("{stage}/{dir}")))
-        };
-        for chunk in sources.chunks(500) {
-            script.push_str(&format!(
-                "{test}mv -f -- {} {} || exit 1\n",
-                chunk.join(" "),
-                quote(&format!("{}/", join_rel(base, dir)))
-            ));
-        }
+    for dir in file_dirs {
+        // Gone from the stage: it moved whole above. Directories still in
+        // it exist at the destination and are emptied by their own line.
+        let from = quote(&join_rel(stage, dir));
+        script.push_str(&format!(
+            "[ ! -d {from} ] || find {from} -mindepth 1 -maxdepth 1 ! -type d -exec sh -c 'mv -f -- \"$@\" \"$0\"' {} {{}} + || exit 1\n",
+            quote(&format!("{}/", join_rel(base, dir)))
+        ));
     }
     script.push_str("rm -rf -- \"$s\"\n");
     let out = t.run_script(&script)?;

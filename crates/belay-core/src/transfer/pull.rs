@@ -153,11 +153,7 @@ pub(super) fn run(
                 } else {
                     dest.join(&item.local_rel)
                 };
-                let complete = !fresh
-                    && fs::symlink_metadata(&target).is_ok_and(|m| {
-                        use std::os::unix::fs::MetadataExt;
-                        m.is_file() && m.len() == e.size && m.mtime() == e.mtime
-                    });
+                let complete = !fresh && already_there(&target, e);
                 if complete {
                     summary.files_skipped += 1;
                 } else {
@@ -216,6 +212,14 @@ pub(super) fn run(
     // Refused entries are in the summary; the caller decides what they
     // mean (the CLI exits 1 after printing it).
     result
+}
+
+/// A local file with the entry's size and mtime is a complete copy.
+pub(super) fn already_there(target: &Path, e: &Entry) -> bool {
+    fs::symlink_metadata(target).is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.is_file() && m.len() == e.size && m.mtime() == e.mtime
+    })
 }
 
 pub(super) fn refuse(summary: &mut Summary, progress: &mut dyn Progress, name: &str, why: &str) {

@@ -26,8 +26,8 @@ use super::listing::{Entry, Kind};
 use super::paths::{is_temporary, safe_relative, symlink_stays_inside};
 use super::progress::{Meter, Progress};
 use super::pull::{
-    Checked, finish_partial, io_error, land, landing_name, local_destination, make_durable,
-    open_partial, partial_for, refuse, rename_into_place, safe_dir,
+    Checked, already_there, finish_partial, io_error, land, landing_name, local_destination,
+    make_durable, open_partial, partial_for, refuse, rename_into_place, safe_dir,
 };
 use super::sftp_files::{Files, Listing, join};
 use super::sftp_push::{FILES_IN_FLIGHT, sftp_path};
@@ -144,11 +144,7 @@ pub(super) fn run(
                     summary.files += 1;
                     summary.bytes += e.size;
                     let (partial, target) = partial_for(&dest, &rel, &mut checked)?;
-                    let complete = fs::symlink_metadata(&target).is_ok_and(|m| {
-                        use std::os::unix::fs::MetadataExt;
-                        m.is_file() && m.len() == e.size && m.mtime() == e.mtime
-                    });
-                    if complete {
+                    if already_there(&target, &e) {
                         summary.files_skipped += 1;
                         continue;
                     }

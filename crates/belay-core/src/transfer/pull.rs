@@ -686,7 +686,7 @@ fn receive_batch(
 /// (a rename costs the kernel more than anything else left here, and the
 /// host has nothing to do meanwhile). Returns how many landed, and the
 /// first failure.
-fn land_all(written: &[(PathBuf, PathBuf, u32)]) -> (u64, Result<()>) {
+pub(super) fn land_all(written: &[(PathBuf, PathBuf, u32)]) -> (u64, Result<()>) {
     let land = |part: &[(PathBuf, PathBuf, u32)]| {
         let mut landed = 0;
         for (partial, target, mode) in part {

@@ -26,8 +26,8 @@ use super::listing::{Entry, Kind};
 use super::paths::{is_temporary, safe_relative, symlink_stays_inside};
 use super::progress::{Meter, Progress};
 use super::pull::{
-    Checked, already_there, finish_partial, io_error, land, landing_name, local_destination,
-    make_durable, open_partial, partial_for, refuse, rename_into_place, safe_dir,
+    Checked, already_there, finish_partial, io_error, land, land_all, landing_name,
+    local_destination, make_durable, open_partial, partial_for, refuse, safe_dir,
 };
 use super::sftp_files::{Files, Listing, join};
 use super::sftp_push::{FILES_IN_FLIGHT, sftp_path};
@@ -181,11 +181,12 @@ pub(super) fn run(
                 drop(fetches);
                 // One sync for the batch, then the final names.
                 make_durable(&written)?;
-                for (partial, target, mode) in &written {
-                    rename_into_place(partial, target, *mode)?;
-                    summary.files_transferred += 1;
+                let (landed, result) = land_all(&written);
+                summary.files_transferred += landed;
+                for _ in 0..landed {
                     meter.borrow_mut().progress.file_done();
                 }
+                result?;
             }
             for item in &big {
                 let (item, file) = pull_file(&fs, item, true, &meter).await?;

@@ -8,7 +8,8 @@
 //! * [`auth`] — agent, identity files, certificates, keyboard-interactive.
 //! * [`Client`] / [`Pool`] — pooled, reconnecting connections with
 //!   [`Client::run_script`] (persistent `/bin/sh`), [`Client::exec`] and
-//!   [`Client::exec_stream`] (bulk data, [`ExecStream`]).
+//!   [`Client::exec_stream`] (bulk data, [`ExecStream`]), and
+//!   [`Client::open_sftp`] ([`Sftp`]) for hosts that refuse commands.
 //!
 //! Crypto backend: russh with `ring` (see README.md for the measurement).
 

@@ -33,6 +33,20 @@ pub struct Entry {
     pub link: String,
 }
 
+impl Entry {
+    /// Whether `there` already is this entry's copy: a file of the same
+    /// size and mtime, or a symlink with the same target.
+    pub fn is_copied_as(&self, there: &Entry) -> bool {
+        match self.kind {
+            Kind::File => {
+                there.kind == Kind::File && there.size == self.size && there.mtime == self.mtime
+            }
+            Kind::Symlink => there.kind == Kind::Symlink && there.link == self.link,
+            Kind::Dir | Kind::Other => false,
+        }
+    }
+}
+
 /// Parses `find ROOT -printf FIND_FORMAT` output.
 pub fn parse_find(out: &[u8]) -> Result<Vec<Entry>, String> {
     let mut fields = out.split(|b| *b == 0);
@@ -137,6 +151,28 @@ fn entry(rel: &str, meta: &std::fs::Metadata, path: &Path) -> std::io::Result<En
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_is_a_file_of_the_same_size_and_mtime_or_the_same_link() {
+        let e = |kind, size, mtime, link: &str| Entry {
+            rel: "x".into(),
+            kind,
+            size,
+            mtime,
+            mode: 0o644,
+            link: link.into(),
+        };
+        let f = e(Kind::File, 3, 10, "");
+        assert!(f.is_copied_as(&e(Kind::File, 3, 10, "")));
+        assert!(!f.is_copied_as(&e(Kind::File, 3, 11, "")));
+        assert!(!f.is_copied_as(&e(Kind::File, 4, 10, "")));
+        assert!(!f.is_copied_as(&e(Kind::Symlink, 3, 10, "")));
+        let l = e(Kind::Symlink, 0, 10, "a");
+        assert!(l.is_copied_as(&e(Kind::Symlink, 0, 99, "a")));
+        assert!(!l.is_copied_as(&e(Kind::Symlink, 0, 10, "b")));
+        let d = e(Kind::Dir, 0, 10, "");
+        assert!(!d.is_copied_as(&d.clone()));
+    }
 
     #[test]
     fn parses_find_output_with_odd_names() {

@@ -136,25 +136,18 @@ fn push_with(
     via: Via,
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
-    let started = Instant::now();
-    let mut summary = Summary {
-        direction: "push",
-        host: t.host().to_string(),
-        source: local.display().to_string(),
-        ..Summary::default()
-    };
+    let source = local.display().to_string();
     copy(
         t,
         via,
-        &mut summary,
+        "push",
+        &source,
         progress,
         &mut |m, s, progress| match m {
             Method::Exec => push::run(t, local, remote, exact, progress, s),
             Method::Sftp(sftp) => sftp_push::run(sftp, t.host(), local, remote, exact, progress, s),
         },
-    )?;
-    summary.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(summary)
+    )
 }
 
 /// Copies a remote file or tree to `local`. Remote entries that would
@@ -167,25 +160,17 @@ pub fn pull(
     via: Via,
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
-    let started = Instant::now();
-    let mut summary = Summary {
-        direction: "pull",
-        host: t.host().to_string(),
-        source: remote.to_string(),
-        ..Summary::default()
-    };
     copy(
         t,
         via,
-        &mut summary,
+        "pull",
+        remote,
         progress,
         &mut |m, s, progress| match m {
             Method::Exec => pull::run(t, remote, local, progress, s),
             Method::Sftp(sftp) => sftp_pull::run(sftp, t.host(), remote, local, progress, s),
         },
-    )?;
-    summary.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(summary)
+    )
 }
 
 /// The way a copy attempt runs.
@@ -196,10 +181,31 @@ enum Method<'a> {
 
 type Attempt<'p> = dyn FnMut(&Method, &mut Summary, &mut dyn Progress) -> Result<()> + 'p;
 
-/// Runs a copy the way `via` says, with retries; `Auto` switches to SFTP
-/// when the host will not run the shell (nothing was done on it then: the
-/// shell is the first thing every exec copy needs).
+/// Runs a copy the way `via` says, with retries, and returns its summary;
+/// `Auto` switches to SFTP when the host will not run the shell (nothing
+/// was done on it then: the shell is the first thing every exec copy
+/// needs).
 fn copy(
+    t: &dyn Transport,
+    via: Via,
+    direction: &'static str,
+    source: &str,
+    progress: &mut dyn Progress,
+    attempt: &mut Attempt,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let mut summary = Summary {
+        direction,
+        host: t.host().to_string(),
+        source: source.to_string(),
+        ..Summary::default()
+    };
+    run_via(t, via, &mut summary, progress, attempt)?;
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}
+
+fn run_via(
     t: &dyn Transport,
     via: Via,
     summary: &mut Summary,

@@ -111,10 +111,7 @@ pub(super) fn run(
                 if let Some(crlf) = super::crlf_warning(&item.local, !tree) {
                     progress.warn(&crlf);
                 }
-                let complete = there.is_some_and(|r| {
-                    r.kind == Kind::File && r.size == e.size && r.mtime == e.mtime
-                });
-                if complete {
+                if there.is_some_and(|r| e.is_copied_as(r)) {
                     summary.files_skipped += 1;
                 } else if e.size >= BIG_FILE {
                     to_copy += e.size;
@@ -125,8 +122,7 @@ pub(super) fn run(
                 }
             }
             Kind::Symlink => {
-                let same = there.is_some_and(|r| r.kind == Kind::Symlink && r.link == e.link);
-                if !same {
+                if !there.is_some_and(|r| e.is_copied_as(r)) {
                     small.push(item);
                 }
             }

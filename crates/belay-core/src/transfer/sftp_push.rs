@@ -96,9 +96,7 @@ pub(super) fn run(
                     if let Some(crlf) = super::crlf_warning(&item.local, !tree) {
                         progress.warn(&crlf);
                     }
-                    if now.is_some_and(|r| {
-                        r.kind == Kind::File && r.size == e.size && r.mtime == e.mtime
-                    }) {
+                    if now.is_some_and(|r| e.is_copied_as(r)) {
                         summary.files_skipped += 1;
                     } else {
                         to_copy += e.size;
@@ -110,7 +108,7 @@ pub(super) fn run(
                     }
                 }
                 Kind::Symlink => {
-                    if !now.is_some_and(|r| r.kind == Kind::Symlink && r.link == e.link) {
+                    if !now.is_some_and(|r| e.is_copied_as(r)) {
                         links.push(item);
                     }
                 }

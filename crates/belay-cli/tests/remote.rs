@@ -386,3 +386,21 @@ fn a_link_cut_under_logs_follow_repeats_and_loses_nothing() {
         .unwrap();
     assert!(!err.contains("retrying"), "{err}");
 }
+
+#[test]
+fn a_non_root_account_runs_jobs_in_its_own_home() {
+    let host = Loopback::start();
+    let user = belay_testbed::TestUser::create().expect("test user");
+    host.add_user_host("asuser", &user);
+    let b = host.belay();
+    let out = b.ok(&["run", "asuser", "--", "sh", "-c", "id -u; pwd"]);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some(user.uid().to_string().as_str()));
+    assert_eq!(lines.next(), Some(user.home().to_str().unwrap()));
+    let jobs = b.jobs();
+    let dir = jobs[0]["job_dir"].as_str().unwrap();
+    assert!(
+        dir.starts_with(user.path(".belay/jobs").to_str().unwrap()),
+        "the user's own workroot: {dir}"
+    );
+}

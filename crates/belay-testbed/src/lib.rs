@@ -8,6 +8,8 @@
 //! * [`KeyPair`] / [`UserCa`] — keys made with `ssh-keygen`, and a user CA
 //!   that signs OpenSSH user certificates (for sshd `TrustedUserCAKeys`).
 //! * [`SshAgent`] — a private `ssh-agent` with its own socket.
+//! * [`TestUser`] — a unique non-root login user (what an ordinary account
+//!   can and cannot read), accepted by every testbed sshd.
 //! * [`NetLab`] — hosts as network namespaces: a jump host reachable from the
 //!   root namespace and isolated nodes behind it, each running its own sshd.
 //!
@@ -23,6 +25,7 @@ mod keys;
 mod netlab;
 mod process;
 mod sshd;
+mod user;
 
 pub use agent::SshAgent;
 pub use client::host_options;
@@ -30,3 +33,4 @@ pub use keys::{KeyKind, KeyPair, UserCa};
 pub use netlab::{NetLab, NsHost};
 pub use process::{Prerequisite, require};
 pub use sshd::{Sshd, SshdOptions};
+pub use user::TestUser;

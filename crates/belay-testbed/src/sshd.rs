@@ -121,6 +121,15 @@ impl Sshd {
         let mut keys = opts.authorized_keys.join("\n");
         keys.push('\n');
         std::fs::write(d.join("authorized_keys"), keys)?;
+        // sshd reads authorized_keys as the user logging in: a
+        // [`crate::TestUser`] must be able to reach it (public keys only;
+        // the host key stays 0600).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711))?;
+        std::fs::set_permissions(
+            d.join("authorized_keys"),
+            std::fs::Permissions::from_mode(0o644),
+        )?;
         for (rel, contents) in &opts.home_files {
             let p = d.join("home").join(rel);
             if let Some(parent) = p.parent() {

@@ -134,6 +134,17 @@ impl Loopback {
         );
     }
 
+    /// A `Host ALIAS` block for this sshd that logs in as `user` (a
+    /// non-root account: what an ordinary user can and cannot read).
+    pub fn add_user_host(&self, alias: &str, user: &belay_testbed::TestUser) {
+        let common = common_options(&self.key, &self.known_hosts);
+        self.add_hosts(&format!(
+            "Host {alias}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n{common}",
+            self.sshd.port(),
+            user.name()
+        ));
+    }
+
     /// Append `Host` blocks to the config.
     pub fn add_hosts(&self, blocks: &str) {
         let mut c = std::fs::read_to_string(&self.config).expect("config");

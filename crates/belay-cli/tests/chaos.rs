@@ -5,14 +5,12 @@
 //! with the figures it measured (RELIABILITY.md is written from them; run
 //! with `--nocapture` to see them).
 
-mod support;
-
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use support::remote::{Lab, Loopback};
-use support::*;
+use crate::support::remote::{Lab, Loopback};
+use crate::support::*;
 
 fn figures(
     scenario: &str,
@@ -154,11 +152,11 @@ fn s7_a_rebooted_node_makes_its_jobs_lost_with_the_reason() {
 #[test]
 fn s8_a_hung_sshd_is_detected_within_the_keepalive_bound() {
     let host = Loopback::start();
-    host.add_hosts(&format!(
-        "Host hung\n  HostName 127.0.0.1\n  Port {}\n  ServerAliveInterval 1\n  ServerAliveCountMax 2\n{}",
-        host.sshd.port(),
-        support::remote::common_options(&host.key, &host.known_hosts)
-    ));
+    host.add_host(
+        belay_testbed::HostBlock::new("hung")
+            .option("ServerAliveInterval", 1)
+            .option("ServerAliveCountMax", 2),
+    );
     let b = host.belay();
     let id = b.submit(&[
         "hung",
@@ -302,17 +300,14 @@ fn partition(lab: &Lab, ns: &str, cut: bool) {
 }
 
 fn keepalive_host(lab: &Lab, alias: &str, via: &str, addr: &str) {
-    let mut cfg = std::fs::read_to_string(&lab.config).unwrap();
-    let common = cfg
-        .split("Host jump\n")
-        .nth(1)
-        .and_then(|r| r.split_once('\n').map(|(_, rest)| rest.to_string()))
-        .and_then(|r| r.split("Host ").next().map(str::to_string))
-        .unwrap();
-    cfg.push_str(&format!(
-        "Host {alias}\n  HostName {addr}\n  ProxyJump {via}\n  ServerAliveInterval 1\n  ServerAliveCountMax 2\n{common}"
-    ));
-    std::fs::write(&lab.config, cfg).unwrap();
+    lab.add_host(
+        belay_testbed::HostBlock::new(alias)
+            .hostname(addr)
+            .proxy_jump(via)
+            .option("ServerAliveInterval", 1)
+            .option("ServerAliveCountMax", 2),
+    )
+    .expect("config");
 }
 
 #[test]

@@ -2,13 +2,11 @@
 //! exit codes, streaming, cancel of whole process trees, `logs -f` offsets,
 //! and Ctrl-C detaching.
 
-mod support;
-
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn failed_job_prints_both_streams_and_exits_with_its_code() {

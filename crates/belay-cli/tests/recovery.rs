@@ -1,12 +1,10 @@
 //! Crash safety on the embedded host: belay SIGKILLed at every step of a
 //! submit, wrappers killed without an exit file, recycled pids, reboots.
 
-mod support;
-
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn a_submit_killed_at_any_step_launches_exactly_once() {

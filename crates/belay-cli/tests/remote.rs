@@ -1,12 +1,10 @@
 //! The job lifecycle on a real sshd over loopback, host keys, and bad
 //! input: the same behaviour as on `local`, through belay-ssh.
 
-mod support;
-
 use std::time::Duration;
 
-use support::remote::Loopback;
-use support::*;
+use crate::support::remote::Loopback;
+use crate::support::*;
 
 #[test]
 fn a_remote_job_streams_exits_and_is_tracked() {
@@ -107,11 +105,11 @@ fn protocol_calls_do_not_pay_the_login_shell() {
     let cfg = dir.path().join("config");
     std::fs::write(
         &cfg,
-        format!(
-            "Host slow\n  HostName 127.0.0.1\n  Port {}\n{}",
-            sshd.port(),
-            support::remote::common_options(&key, &kh)
-        ),
+        belay_testbed::HostBlock::new("slow")
+            .hostname("127.0.0.1")
+            .port(sshd.port())
+            .test_client(&key, &kh)
+            .to_string(),
     )
     .unwrap();
     let b = Belay::new().with_env("BELAY_SSH_CONFIG", cfg.to_str().unwrap());
@@ -219,11 +217,13 @@ fn bad_hosts_fail_with_the_real_ssh_error_and_record_nothing() {
         belay_testbed::KeyKind::Ed25519,
     )
     .unwrap();
-    host.add_hosts(&format!(
-        "Host wrongkey\n  HostName 127.0.0.1\n  Port {}\n{}",
-        host.sshd.port(),
-        support::remote::common_options(&stranger, &host.known_hosts)
-    ));
+    host.add_hosts(
+        &belay_testbed::HostBlock::new("wrongkey")
+            .hostname("127.0.0.1")
+            .port(host.sshd.port())
+            .test_client(&stranger, &host.known_hosts)
+            .to_string(),
+    );
     let out = b.run(&["run", "wrongkey", "--", "true"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr_of(&out);
@@ -279,12 +279,14 @@ fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal_only() {
     )
     .unwrap();
     // No BatchMode: like a user's interactive config.
-    let opts =
-        support::remote::common_options(&key, &host.known_hosts).replace("  BatchMode yes\n", "");
-    host.add_hosts(&format!(
-        "Host locked\n  HostName 127.0.0.1\n  Port {}\n{opts}",
-        sshd.port()
-    ));
+    host.add_hosts(
+        &belay_testbed::HostBlock::new("locked")
+            .hostname("127.0.0.1")
+            .port(sshd.port())
+            .test_client(&key, &host.known_hosts)
+            .without("BatchMode")
+            .to_string(),
+    );
     let b = host.belay();
 
     // No terminal: no prompt, a clear failure naming the key.

@@ -2,12 +2,10 @@
 //! cannot be reached directly; belay goes through the chain exactly as
 //! OpenSSH would, and through a fallback jump host when the first is down.
 
-mod support;
-
 use std::time::Duration;
 
-use support::remote::Lab;
-use support::*;
+use crate::support::remote::Lab;
+use crate::support::*;
 
 #[test]
 fn jobs_run_on_an_isolated_node_two_hops_away() {

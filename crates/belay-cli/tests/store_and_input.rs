@@ -1,9 +1,7 @@
 //! The store under concurrency, and bad input: exit status 2, one line
 //! naming the bad value, nothing written.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[test]
 fn concurrent_submits_and_ps_neither_corrupt_nor_lock_the_store() {
@@ -61,23 +59,12 @@ fn concurrent_submits_and_ps_neither_corrupt_nor_lock_the_store() {
     }
 }
 
-fn assert_bad_input(b: &Belay, args: &[&str], names: &str) {
-    let out = b.run(args);
-    let err = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(2), "belay {args:?}: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(
-        err.contains(names),
-        "belay {args:?} should name '{names}': {err}"
-    );
-}
-
 #[test]
 fn bad_input_exits_2_names_the_value_and_writes_nothing() {
     let b = Belay::new();
     // On a fresh home: no store is created by refusals.
-    assert_bad_input(&b, &["show", "nope"], "nope");
-    assert_bad_input(&b, &["run", "nohost", "--", "true"], "nohost");
+    b.cmd(["show", "nope"]).bad_input("nope");
+    b.cmd(["run", "nohost", "--", "true"]).bad_input("nohost");
     assert!(
         !b.home.path().join("belay.db").exists(),
         "a refusal created the store"
@@ -87,20 +74,19 @@ fn bad_input_exits_2_names_the_value_and_writes_nothing() {
     let id = b.submit(&["local", "--", "true"]);
     b.ok(&["wait", &id]);
     let before = b.jobs();
-    assert_bad_input(&b, &["show", "nope"], "nope");
-    assert_bad_input(&b, &["logs", "nope"], "nope");
-    assert_bad_input(&b, &["wait", "nope"], "nope");
-    assert_bad_input(&b, &["cancel", &id, "nope"], "nope");
-    assert_bad_input(&b, &["run", "nohost", "--", "true"], "nohost");
-    assert_bad_input(&b, &["run", "--env", "BAD", "local", "--", "true"], "BAD");
-    assert_bad_input(&b, &["run", "--env", "1X=y", "local", "--", "true"], "1X=y");
-    assert_bad_input(
-        &b,
-        &["run", "--name", "bad name", "local", "--", "true"],
-        "bad name",
-    );
-    assert_bad_input(&b, &["run", "local"], "missing command");
-    assert_bad_input(&b, &["run", "local", "--"], "missing command");
+    b.cmd(["show", "nope"]).bad_input("nope");
+    b.cmd(["logs", "nope"]).bad_input("nope");
+    b.cmd(["wait", "nope"]).bad_input("nope");
+    b.cmd(["cancel", &id, "nope"]).bad_input("nope");
+    b.cmd(["run", "nohost", "--", "true"]).bad_input("nohost");
+    b.cmd(["run", "--env", "BAD", "local", "--", "true"])
+        .bad_input("BAD");
+    b.cmd(["run", "--env", "1X=y", "local", "--", "true"])
+        .bad_input("1X=y");
+    b.cmd(["run", "--name", "bad name", "local", "--", "true"])
+        .bad_input("bad name");
+    b.cmd(["run", "local"]).bad_input("missing command");
+    b.cmd(["run", "local", "--"]).bad_input("missing command");
     let after = b.jobs();
     assert_eq!(before, after, "the store changed after bad input");
 }

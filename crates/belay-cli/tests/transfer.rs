@@ -9,18 +9,16 @@
 //! their `/root` is a private tmpfs (read it through `Loopback::remote_view`)
 //! and mounts made with `Loopback::in_namespace` are theirs alone.
 
-mod support;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use crate::support::files::*;
+use crate::support::remote::Loopback;
+use crate::support::*;
 use serde_json::Value;
-use support::files::*;
-use support::remote::Loopback;
-use support::*;
 
 const BIG: usize = 64 * MIB;
 const FAIL_AT: usize = 32 * MIB;

@@ -2,13 +2,11 @@
 //! host keys, configuration resolution, the persistent shell, and link
 //! faults. No part of the SSH layer is mocked.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{Env, keygen_fingerprint, wait_for};
 use belay_ssh::{Client, ClientOptions, SshError, resolve, scan_host_key, trust_host_key};
 use belay_testbed::{KeyKind, KeyPair, SshAgent, SshdOptions, UserCa};
-use common::{Env, keygen_fingerprint, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_file_auth_and_run_script_round_trip() {
@@ -210,7 +208,7 @@ async fn certificate_auth_and_expired_certificate_message() {
 }
 
 async fn prereq_dir_ca_test(expired: bool) {
-    common::prereqs();
+    crate::common::prereqs();
     let cadir = tempfile::tempdir().expect("tmp");
     let ca = UserCa::new(cadir.path()).expect("ca");
     // No authorized_keys entry for the user key: only the certificate works.
@@ -669,7 +667,7 @@ async fn timings_against_openssh() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_certificate_accepted_via_cert_authority_line() {
-    common::prereqs();
+    crate::common::prereqs();
     let cadir = tempfile::tempdir().expect("tmp");
     let host_ca = KeyPair::generate(cadir.path(), "host_ca", KeyKind::Ed25519).expect("keygen");
     let env = Env::new(SshdOptions {

@@ -1,65 +1,23 @@
 //! Jump chains through real sshds in network namespaces: a jump host and
 //! isolated nodes that the root namespace cannot reach directly.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use belay_ssh::{Client, ClientOptions, SshError};
-use belay_testbed::{KeyKind, KeyPair, NetLab, Prerequisite, SshdOptions, require};
+use belay_testbed::{HostBlock, LabHosts, Prerequisite, require};
 
-struct Lab {
-    _dir: tempfile::TempDir,
-    lab: NetLab,
-    config: std::path::PathBuf,
-}
-
-fn lab() -> Lab {
+/// The lab and its client side (aliases: see `belay_testbed::LabHosts`).
+fn lab() -> LabHosts {
     require(&[
         Prerequisite::Root,
         Prerequisite::OpenSsh,
         Prerequisite::IpRoute,
     ])
     .expect("prerequisites");
-    let dir = tempfile::Builder::new()
-        .prefix("belay-netns-test.")
-        .tempdir()
-        .expect("tmp");
-    let key = KeyPair::generate(dir.path(), "id", KeyKind::Ed25519).expect("keygen");
-    let lab = NetLab::start(
-        2,
-        SshdOptions {
-            authorized_keys: vec![key.public_line().expect("pub")],
-            ..SshdOptions::default()
-        },
-    )
-    .expect("netlab");
-    let kh = dir.path().join("known_hosts");
-    std::fs::write(&kh, lab.known_hosts_lines()).expect("kh");
-    let common = belay_testbed::host_options(&key, &kh);
-    let n1 = &lab.nodes[0].addr;
-    let n2 = &lab.nodes[1].addr;
-    let cfg = format!(
-        "Host jump\n  HostName {j}\n{common}\
-         Host deadjump\n  HostName 10.232.{k}.99\n{common}\
-         Host node1\n  HostName {n1}\n  ProxyJump jump\n{common}\
-         Host node1-direct\n  HostName {n1}\n{common}\
-         Host node2-chain\n  HostName {n2}\n  ProxyJump jump,node1\n{common}\
-         Host node1-via-dead\n  HostName {n1}\n  ProxyJump deadjump\n{common}\
-         ",
-        j = lab.jump.addr,
-        k = lab.node_subnet().split('.').nth(2).unwrap_or("0"),
-    );
-    let config = dir.path().join("ssh_config");
-    std::fs::write(&config, cfg).expect("config");
-    Lab {
-        _dir: dir,
-        lab,
-        config,
-    }
+    LabHosts::start().expect("netlab")
 }
 
-fn client(l: &Lab, alias: &str, fallbacks: &[&str]) -> Client {
+fn client(l: &LabHosts, alias: &str, fallbacks: &[&str]) -> Client {
     Client::new(
         alias,
         ClientOptions {
@@ -108,10 +66,10 @@ async fn jump_chains_reach_isolated_nodes() {
     assert_eq!(out.status, 0, "{out:?}");
 
     // Two jumps: jump, then node1, then node2.
-    let c = client(&l, "node2-chain", &[]);
+    let c = client(&l, "node2", &[]);
     let info = c.connect_info().await.expect("two jumps");
     let names: Vec<_> = info.hops.iter().map(|h| h.alias.as_str()).collect();
-    assert_eq!(names, ["jump", "node1", "node2-chain"]);
+    assert_eq!(names, ["jump", "node1", "node2"]);
     let out = c.run_script("ip -4 -o addr show").await.expect("run");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&l.lab.nodes[1].addr),
@@ -144,14 +102,19 @@ async fn stopped_jump_host_gives_host_not_responding() {
     let cfg = std::fs::read_to_string(&l.config).expect("cfg");
     std::fs::write(
         &l.config,
-        format!("Host *\n  ServerAliveInterval 1\n  ServerAliveCountMax 2\n{cfg}"),
+        format!(
+            "{}{cfg}",
+            HostBlock::new("*")
+                .option("ServerAliveInterval", 1)
+                .option("ServerAliveCountMax", 2)
+        ),
     )
     .expect("cfg");
     let c = std::sync::Arc::new(client(&l, "node1", &[]));
     c.run_script("true").await.expect("first");
     let c2 = c.clone();
     let inflight = tokio::spawn(async move { c2.run_script("sleep 30").await });
-    common::wait_for("the sleep to start", Duration::from_secs(5), || {
+    crate::common::wait_for("the sleep to start", Duration::from_secs(5), || {
         l.lab.nodes[0].sshd.runs("sleep")
     })
     .await;

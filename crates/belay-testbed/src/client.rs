@@ -5,14 +5,16 @@
 
 use std::path::Path;
 
-use crate::KeyPair;
+use crate::{HostBlock, KeyPair};
 
-/// Options for a `Host` block (indented, one per line), after `HostName`.
+/// Options for a `Host` block (indented, one per line), after `HostName`:
+/// [`HostBlock::test_client`]'s, as text to append to a block of one's own.
 pub fn host_options(key: &KeyPair, known_hosts: &Path) -> String {
-    format!(
-        "  User root\n  IdentityFile {}\n  IdentitiesOnly yes\n  IdentityAgent none\n  BatchMode yes\n  \
-         UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  ConnectTimeout 5\n",
-        key.private.display(),
-        known_hosts.display()
-    )
+    let block = HostBlock::new("-")
+        .test_client(key, known_hosts)
+        .to_string();
+    block
+        .split_once('\n')
+        .map(|(_, options)| options.to_string())
+        .unwrap_or_default()
 }

@@ -11,7 +11,9 @@
 //! * [`TestUser`] — a unique non-root login user (what an ordinary account
 //!   can and cannot read), accepted by every testbed sshd.
 //! * [`NetLab`] — hosts as network namespaces: a jump host reachable from the
-//!   root namespace and isolated nodes behind it, each running its own sshd.
+//!   root namespace and isolated nodes behind it, each running its own sshd;
+//!   [`LabHosts`] adds the client side (key, known_hosts, ssh_config).
+//! * [`HostBlock`] — ssh_config `Host` stanzas built, not pasted.
 //!
 //! Rules every type follows: unique temporary directories and per-run names
 //! (tests run concurrently), processes are killed by their own pid only, and
@@ -21,7 +23,9 @@
 
 mod agent;
 mod client;
+mod host_block;
 mod keys;
+mod lab_hosts;
 mod netlab;
 mod process;
 mod sshd;
@@ -29,7 +33,9 @@ mod user;
 
 pub use agent::SshAgent;
 pub use client::host_options;
+pub use host_block::HostBlock;
 pub use keys::{KeyKind, KeyPair, UserCa};
+pub use lab_hosts::LabHosts;
 pub use netlab::{NetLab, NsHost};
 pub use process::{Prerequisite, require};
 pub use sshd::{Sshd, SshdOptions};

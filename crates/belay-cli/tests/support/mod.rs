@@ -1,11 +1,17 @@
 //! Test support: a private BELAY_HOME per test and the real `belay` binary,
 //! run as a user would run it. Every wait polls with a deadline.
+//!
+//! Command lines read as what they check:
+//! `b.cmd(["push", "target"]).arg(&src).arg("/tmp/x").json()` (exit 0,
+//! stdout parsed), `.ok()` (exit 0, stdout), `.bad_input("NAME")` (exit 2,
+//! one line naming the bad value), `.output()` (anything).
 
 #![allow(dead_code)]
 
 pub mod files;
 pub mod remote;
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -52,6 +58,16 @@ impl Belay {
             c.env(k, v);
         }
         c
+    }
+
+    /// A command line to build on; see the module docs.
+    pub fn cmd<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Cmd<'_> {
+        Cmd {
+            belay: self,
+            args: args.into_iter().map(|a| a.as_ref().to_owned()).collect(),
+            env: Vec::new(),
+            deadline: Duration::from_secs(60),
+        }
     }
 
     /// Run to completion (60 s deadline).
@@ -120,6 +136,79 @@ impl Belay {
         });
         assert!(ok, "job {reference} never became {state}; last: {last:#}");
         last
+    }
+}
+
+/// A `belay` command line being built: see the module docs.
+pub struct Cmd<'a> {
+    belay: &'a Belay,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    deadline: Duration,
+}
+
+impl Cmd<'_> {
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {
+        self.args.push(a.as_ref().to_owned());
+        self
+    }
+
+    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
+        self.env
+            .push((k.as_ref().to_owned(), v.as_ref().to_owned()));
+        self
+    }
+
+    /// Allow this long before the command is killed and the test fails.
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.deadline = d;
+        self
+    }
+
+    fn describe(&self, out: &Output) -> String {
+        format!(
+            "belay {:?}: {:?}\nstdout: {}\nstderr: {}",
+            self.args,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            stderr_of(out)
+        )
+    }
+
+    /// Run to completion, whatever the exit status.
+    pub fn output(&self) -> Output {
+        let mut c = self.belay.command(&[]);
+        c.args(&self.args);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        run_with_deadline(c, self.deadline)
+    }
+
+    /// Insist on exit status 0; stdout.
+    pub fn ok(&self) -> String {
+        let out = self.output();
+        assert!(out.status.success(), "{}", self.describe(&out));
+        String::from_utf8(out.stdout).expect("utf8")
+    }
+
+    /// Insist on exit status 0; stdout parsed as one JSON value.
+    pub fn json(&self) -> Value {
+        let out = self.output();
+        assert!(out.status.success(), "{}", self.describe(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}); {}", self.describe(&out)))
+    }
+
+    /// Insist on bad input: exit status 2 and one line on stderr that
+    /// contains `names` (the offending value). Returns that line.
+    pub fn bad_input(&self, names: &str) -> String {
+        let out = self.output();
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{}", self.describe(&out));
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(names), "should name '{names}': {err}");
+        err.trim_end().to_string()
     }
 }
 

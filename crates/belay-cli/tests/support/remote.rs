@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use belay_testbed::{KeyKind, KeyPair, NetLab, Prerequisite, Sshd, SshdOptions, require};
+use belay_testbed::{
+    HostBlock, KeyKind, KeyPair, LabHosts, Prerequisite, Sshd, SshdOptions, require,
+};
 
 use super::Belay;
 
@@ -15,11 +17,6 @@ pub fn prerequisites() {
         Prerequisite::IpRoute,
     ])
     .expect("integration tests need root, OpenSSH and iproute2 (scripts/test.sh installs them)");
-}
-
-/// `Host` block options every test host shares (belay-testbed's).
-pub fn common_options(key: &KeyPair, known_hosts: &std::path::Path) -> String {
-    belay_testbed::host_options(key, known_hosts)
 }
 
 /// One loopback sshd reachable as `target` (its key already trusted).
@@ -68,14 +65,20 @@ impl Loopback {
             format!("{}\n", sshd.known_hosts_line("127.0.0.1")),
         )
         .expect("known_hosts");
-        let common = common_options(&key, &known_hosts);
         let port = sshd.port();
         let config = dir.path().join("ssh_config");
         std::fs::write(
             &config,
             format!(
-                "Host target\n  HostName 127.0.0.1\n  Port {port}\n{common}\
-                 Host closed\n  HostName 127.0.0.1\n  Port 1\n{common}"
+                "{}{}",
+                HostBlock::new("target")
+                    .hostname("127.0.0.1")
+                    .port(port)
+                    .test_client(&key, &known_hosts),
+                HostBlock::new("closed")
+                    .hostname("127.0.0.1")
+                    .port(1)
+                    .test_client(&key, &known_hosts)
             ),
         )
         .expect("config");
@@ -134,15 +137,23 @@ impl Loopback {
         );
     }
 
+    /// A `Host ALIAS` block for this sshd with the shared client options,
+    /// as `block` has them otherwise (user, extra options).
+    pub fn add_host(&self, block: HostBlock) {
+        self.add_hosts(
+            &block
+                .hostname("127.0.0.1")
+                .port(self.sshd.port())
+                .test_client(&self.key, &self.known_hosts)
+                .to_string(),
+        );
+    }
+
     /// A `Host ALIAS` block for this sshd that logs in as `user` (a
     /// non-root account: what an ordinary user can and cannot read).
     pub fn add_user_host(&self, alias: &str, user: &belay_testbed::TestUser) {
-        let common = common_options(&self.key, &self.known_hosts);
-        self.add_hosts(&format!(
-            "Host {alias}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n{common}",
-            self.sshd.port(),
-            user.name()
-        ));
+        // The block's own `User` comes first, so it wins over the shared root.
+        self.add_host(HostBlock::new(alias).user(user.name()));
     }
 
     /// Append `Host` blocks to the config.
@@ -153,52 +164,28 @@ impl Loopback {
     }
 }
 
-/// A jump host and two isolated nodes in network namespaces.
-pub struct Lab {
-    pub dir: tempfile::TempDir,
-    pub lab: NetLab,
-    pub config: PathBuf,
+/// A jump host and two isolated nodes in network namespaces, with the
+/// client side (belay-testbed's [`LabHosts`]: aliases `jump`, `node1`,
+/// `node2`, `node1-direct`, `deadjump`, `node1-via-dead`).
+pub struct Lab(LabHosts);
+
+impl std::ops::Deref for Lab {
+    type Target = LabHosts;
+    fn deref(&self) -> &LabHosts {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Lab {
+    fn deref_mut(&mut self) -> &mut LabHosts {
+        &mut self.0
+    }
 }
 
 impl Lab {
     pub fn start() -> Self {
         prerequisites();
-        let dir = tempfile::Builder::new()
-            .prefix("belay-cli-netns.")
-            .tempdir()
-            .expect("tmp");
-        let key = KeyPair::generate(dir.path(), "id", KeyKind::Ed25519).expect("keygen");
-        let lab = NetLab::start(
-            2,
-            SshdOptions {
-                authorized_keys: vec![key.public_line().expect("pub")],
-                ..SshdOptions::default()
-            },
-        )
-        .expect("netlab");
-        let kh = dir.path().join("known_hosts");
-        std::fs::write(&kh, lab.known_hosts_lines()).expect("known_hosts");
-        let common = common_options(&key, &kh);
-        let k = lab
-            .node_subnet()
-            .split('.')
-            .nth(2)
-            .unwrap_or("0")
-            .to_string();
-        let cfg = format!(
-            "Host jump\n  HostName {j}\n{common}\
-             Host deadjump\n  HostName 10.232.{k}.99\n{common}\
-             Host node1\n  HostName {n1}\n  ProxyJump jump\n{common}\
-             Host node1-direct\n  HostName {n1}\n{common}\
-             Host node2\n  HostName {n2}\n  ProxyJump jump,node1\n{common}\
-             Host node1-via-dead\n  HostName {n1}\n  ProxyJump deadjump\n{common}",
-            j = lab.jump.addr,
-            n1 = lab.nodes[0].addr,
-            n2 = lab.nodes[1].addr,
-        );
-        let config = dir.path().join("ssh_config");
-        std::fs::write(&config, cfg).expect("config");
-        Self { dir, lab, config }
+        Lab(LabHosts::start().expect("netlab"))
     }
 
     pub fn belay(&self) -> Belay {

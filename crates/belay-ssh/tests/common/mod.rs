@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use belay_ssh::{Client, ClientOptions};
-use belay_testbed::{KeyKind, KeyPair, Prerequisite, Sshd, SshdOptions, require};
+use belay_testbed::{HostBlock, KeyKind, KeyPair, Prerequisite, Sshd, SshdOptions, require};
 
 pub fn prereqs() {
     require(&[Prerequisite::Root, Prerequisite::OpenSsh]).expect("test prerequisites");
@@ -60,14 +60,12 @@ impl Env {
     /// The `Host target` block plus `extra` (more blocks or options for
     /// `Host *` at the end).
     pub fn host_block(&self, alias: &str, extra_opts: &str) -> String {
-        format!(
-            "Host {alias}\n  HostName 127.0.0.1\n  Port {}\n  User root\n  IdentityFile {}\n  \
-             IdentitiesOnly yes\n  IdentityAgent none\n  BatchMode yes\n  UserKnownHostsFile {}\n  \
-             GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n{extra_opts}",
-            self.sshd.port(),
-            self.key.private.display(),
-            self.known_hosts.display()
-        )
+        let block = HostBlock::new(alias)
+            .hostname("127.0.0.1")
+            .port(self.sshd.port())
+            .test_client(&self.key, &self.known_hosts)
+            .without("ConnectTimeout");
+        format!("{block}{extra_opts}")
     }
 
     pub fn write_config(&self, extra: &str) {

@@ -1,0 +1,17 @@
+//! belay's integration tests: the real `belay` binary against real
+//! processes — a real OpenSSH sshd on loopback, hosts as network
+//! namespaces, real files and SIGKILLs. One test binary (one link step on
+//! a 2-core CI machine instead of seven); each module is one area and its
+//! test names read as specs. Shared set-up lives in [`support`].
+//!
+//! Run one area with `cargo test -p belay-cli --test integration remote::`.
+
+mod support;
+
+mod chaos;
+mod lifecycle;
+mod recovery;
+mod remote;
+mod remote_netns;
+mod store_and_input;
+mod transfer;

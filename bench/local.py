@@ -35,7 +35,7 @@ def main():
     ap.add_argument("--runs", type=int, default=30)
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "belay-cli", "-p", "belay-core",
-                    "--example", "seed_store", "--bin", "belay"], cwd=ROOT, check=True)
+                    "--features", "belay-core/bench", "--example", "seed_store", "--bin", "belay"], cwd=ROOT, check=True)
     belay = os.path.join(ROOT, "target/release/belay")
     seed = os.path.join(ROOT, "target/release/examples/seed_store")
     tmp = tempfile.mkdtemp(prefix="belay-bench-")

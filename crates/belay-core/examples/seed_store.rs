@@ -1,5 +1,5 @@
 //! Benchmark helper: fill a store with N ended jobs on `local`.
-//! Usage: BELAY_HOME=DIR cargo run --release -p belay-core --example seed_store -- N
+//! Usage: BELAY_HOME=DIR cargo run --release -p belay-core --features bench --example seed_store -- N
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args()

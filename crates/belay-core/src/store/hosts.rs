@@ -1,0 +1,111 @@
+//! The `hosts` table: what belay last saw of each host — when it last
+//! answered and through which route, the last error — from which `host
+//! list` derives healthy / degraded / unreachable.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::Store;
+use crate::error::Result;
+use crate::time::now_ms;
+
+/// What belay last saw of a host (times in ms since the epoch).
+#[derive(Debug, Clone, Default)]
+pub struct HostHealth {
+    pub last_ok_at: Option<i64>,
+    pub last_route: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+}
+
+/// How long an error keeps an answering host `degraded`.
+pub const DEGRADED_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+impl HostHealth {
+    /// `unreachable`: the last contact failed. `degraded`: it answers, but
+    /// failed within the last ten minutes or only through a fallback jump
+    /// host. `healthy`: it answers. `unknown`: never contacted.
+    pub fn status(&self, now: i64) -> &'static str {
+        match (self.last_ok_at, self.last_error_at) {
+            (None, None) => "unknown",
+            (None, Some(_)) => "unreachable",
+            (Some(ok), Some(err)) if err > ok => "unreachable",
+            (Some(_), Some(err)) if now - err < DEGRADED_WINDOW_MS => "degraded",
+            _ if self
+                .last_route
+                .as_deref()
+                .is_some_and(|r| r.contains("fallback")) =>
+            {
+                "degraded"
+            }
+            _ => "healthy",
+        }
+    }
+}
+
+impl Store {
+    /// The host answered (through `route`).
+    pub fn record_host_ok(&mut self, host: &str, route: Option<&str>) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO hosts (name, last_ok_at, last_route) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(name) DO UPDATE SET last_ok_at = ?2, last_route = COALESCE(?3, last_route)",
+                params![host, now_ms(), route],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The host could not be reached or refused us.
+    pub fn record_host_error(&mut self, host: &str, error: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO hosts (name, last_error, last_error_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(name) DO UPDATE SET last_error = ?2, last_error_at = ?3",
+                params![host, error, now_ms()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// What belay last saw of `host`.
+    pub fn host_health(&self, host: &str) -> Result<Option<HostHealth>> {
+        self.conn
+            .query_row(
+                "SELECT last_ok_at, last_route, last_error, last_error_at FROM hosts WHERE name = ?1",
+                [host],
+                |r| {
+                    Ok(HostHealth {
+                        last_ok_at: r.get(0)?,
+                        last_route: r.get(1)?,
+                        last_error: r.get(2)?,
+                        last_error_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every host name belay has met: hosts with jobs or a health record.
+    pub fn host_names(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT host FROM jobs UNION SELECT name FROM hosts ORDER BY 1")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| r.get(0))
+            .and_then(|r| r.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Job counts on `host`: (live, all).
+    pub fn host_job_counts(&self, host: &str) -> Result<(i64, i64)> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FILTER (WHERE state IN ('queued','submitting','pending','running','held')), \
+                 COUNT(*) FROM jobs WHERE host = ?1",
+                [host],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e))
+    }
+}

@@ -27,6 +27,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::SshError;
 use crate::session::LinkMonitor;
+use crate::shell::MAX_CHATTER;
 
 /// Keeps stderr bounded: the head of it is what explains a failure.
 const MAX_STDERR: usize = 64 * 1024;
@@ -125,6 +126,15 @@ impl ExecStream {
                     self.inbox.stdout.push_front(rest);
                 }
                 return Ok(());
+            }
+            if seen.len() > MAX_CHATTER + needle.len() {
+                return Err(SshError::Protocol {
+                    host: self.host.clone(),
+                    detail: format!(
+                        "the host sent more than {MAX_CHATTER} bytes before the transfer started \
+                         (a broken or hostile host?)"
+                    ),
+                });
             }
             match self.inbox.stdout.pop_front() {
                 Some(chunk) => seen.extend_from_slice(&chunk),

@@ -412,6 +412,7 @@ impl Client {
             Box::new(move || watched.conn.is_alive()),
             idle,
             permit,
+            self.opts.reply_limits.stdout,
         );
         stream.expect_token(&token).await?;
         self.replenish_shell(live);

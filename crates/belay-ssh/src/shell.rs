@@ -31,7 +31,8 @@
 //!
 //! Everything read from the host is bounded ([`ReplyLimits`]): login-shell
 //! chatter before the ready marker, a script's stdout and stderr, the
-//! status line. A host that sends more is a protocol error naming the host
+//! status line (and, in [`crate::ExecStream`], output held while a write
+//! waits). A host that sends more is a protocol error naming the host
 //! and the bound, never an allocation without end.
 
 use std::time::Duration;

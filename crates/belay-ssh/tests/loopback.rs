@@ -928,3 +928,29 @@ async fn a_host_flooding_before_the_shell_starts_is_cut_off() {
     );
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_script_that_floods_without_reading_is_cut_off() {
+    let env = Env::new(SshdOptions::default());
+    let c = Client::new("target", small_limits(&env));
+    let mut s = c
+        .exec_stream("head -c 3000000 /dev/zero; sleep 10", Duration::from_secs(15))
+        .await
+        .expect("stream");
+    let data = vec![7u8; 100_000];
+    let t = Instant::now();
+    let mut err = None;
+    for _ in 0..80 {
+        if let Err(e) = s.write_all(&data).await {
+            err = Some(e);
+            break;
+        }
+    }
+    let err = err.expect("8 MB into a script that does not read");
+    assert!(
+        matches!(&err, SshError::Protocol { host, .. } if host == "target"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("without reading"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+}

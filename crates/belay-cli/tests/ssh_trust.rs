@@ -232,6 +232,12 @@ fn host_text_reaches_the_terminal_without_control_sequences() {
         "raw control bytes: {err:?}"
     );
     assert!(err.contains("\\033]0;pwned\\007"), "shown escaped: {err:?}");
+    // `host check` prints per-host failures on stdout: the same.
+    let out = b.run(&["host", "check", "target"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAILED") && text.contains("hostile"), "{text}");
+    assert!(!text.contains('\x1b'), "raw control bytes: {text:?}");
 }
 
 #[test]

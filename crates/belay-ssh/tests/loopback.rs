@@ -934,7 +934,10 @@ async fn a_stream_script_that_floods_without_reading_is_cut_off() {
     let env = Env::new(SshdOptions::default());
     let c = Client::new("target", small_limits(&env));
     let mut s = c
-        .exec_stream("head -c 3000000 /dev/zero; sleep 10", Duration::from_secs(15))
+        .exec_stream(
+            "head -c 3000000 /dev/zero; sleep 10",
+            Duration::from_secs(15),
+        )
         .await
         .expect("stream");
     let data = vec![7u8; 100_000];

@@ -236,7 +236,10 @@ fn host_text_reaches_the_terminal_without_control_sequences() {
     let out = b.run(&["host", "check", "target"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("FAILED") && text.contains("hostile"), "{text}");
+    assert!(
+        text.contains("FAILED") && text.contains("hostile"),
+        "{text}"
+    );
     assert!(!text.contains('\x1b'), "raw control bytes: {text:?}");
 }
 

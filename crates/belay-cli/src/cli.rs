@@ -15,6 +15,10 @@ pub struct Cli {
     /// also BELAY_SSH_CONFIG).
     #[arg(long, global = true, value_name = "FILE")]
     pub ssh_config: Option<std::path::PathBuf>,
+    /// Show what belay does on stderr: -v each hop's steps, -vv also each
+    /// authentication attempt and protocol script (also BELAY_LOG=debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -50,6 +50,7 @@ pub fn follow(engine: &mut Engine, job: Job, streams: Streams) -> Result<Outcome
             Ok(c) => c,
             Err(CoreError::Transport(t)) if t.is_transient() => {
                 if warned_at.is_none_or(|w| w.elapsed() > Duration::from_secs(30)) {
+                    let t = belay_ssh::terminal_safe(&t.to_string());
                     eprintln!("belay: {t}; retrying (Ctrl-C detaches, the job keeps running)");
                     warned_at = Some(Instant::now());
                 }

@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod follow;
 mod interrupt;
+mod logging;
 mod progress;
 mod prompt;
 mod render;
@@ -24,11 +25,17 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    if let Err(line) = logging::init(cli.verbose) {
+        eprintln!("belay: {line}");
+        return ExitCode::from(2);
+    }
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            // Core errors carry their cause in their message already.
-            eprintln!("belay: {err}");
+            // Core errors carry their cause in their message already. Parts
+            // of it may come from the host (its stderr, its messages): no
+            // terminal control sequence of theirs reaches the terminal.
+            eprintln!("belay: {}", belay_ssh::terminal_safe(&err.to_string()));
             let bad_input = err
                 .downcast_ref::<CoreError>()
                 .is_some_and(CoreError::is_bad_input)

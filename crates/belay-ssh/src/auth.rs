@@ -6,9 +6,12 @@
 //! named by CertificateFile), (2) the agent's other keys unless
 //! IdentitiesOnly — so an agent full of keys cannot trigger "Too many
 //! authentication failures" when IdentitiesOnly is set, (3) IdentityFile
-//! keys read from disk (certificate first), asking for a passphrase only
-//! through a [`Prompter`] with a terminal, (4) keyboard-interactive, again
-//! only with a terminal. Passwords are never tried.
+//! keys read from disk (certificate first; see [`crate::key_file`]: a file
+//! group or others may read is refused as OpenSSH refuses it, and a
+//! passphrase is asked only through a [`Prompter`] with a terminal and
+//! without BatchMode), (4) keyboard-interactive, again only with a terminal
+//! and without BatchMode. Passwords are never tried. Each phase is one
+//! method of [`Authenticator`].
 //!
 //! Certificates are checked client-side before use: an expired one is not
 //! offered and the error says e.g. `certificate ~/.ssh/k-cert.pub expired
@@ -24,9 +27,11 @@ use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 
+use crate::key_file::{PassphrasePolicy, load_private};
 use crate::known_hosts::fingerprint;
 use crate::prompt::Prompter;
 use crate::resolve::{IdentityAgent, ResolvedHost};
+use crate::sanitize::terminal_safe;
 use crate::tokens::home_dir;
 
 /// One authentication attempt and its outcome.
@@ -236,328 +241,373 @@ pub(crate) async fn authenticate<H: Handler>(
     host: &ResolvedHost,
     prompter: &dyn Prompter,
 ) -> Result<String, AuthFailure> {
-    let user = host.user.clone();
-    let mut attempts = Vec::new();
-    let mut server_methods: Option<Vec<MethodKind>> = None;
-    let now = now_secs();
-    let mut ids = load_identities(host, &mut attempts);
-    let mut agent = connect_agent(host, &mut attempts).await;
-    let agent_ids: Vec<AgentIdentity> = match agent.as_mut() {
-        Some(a) => match a.request_identities().await {
-            Ok(v) => v,
-            Err(e) => {
-                attempts.push(AuthAttempt {
-                    method: "agent".into(),
-                    outcome: format!("cannot list keys: {e}"),
-                });
-                Vec::new()
-            }
-        },
-        None => Vec::new(),
-    };
-    let rsa_hash: Option<HashAlg> = handle
-        .best_supported_rsa_hash()
-        .await
-        .ok()
-        .flatten()
-        .flatten();
-    let hash_for = |alg: &russh::keys::Algorithm| {
+    let mut a = Authenticator::new(handle, host, prompter).await;
+    if let Some(m) = a.agent_configured_keys().await? {
+        return Ok(m);
+    }
+    if let Some(m) = a.agent_other_keys().await? {
+        return Ok(m);
+    }
+    if let Some(m) = a.identity_files().await? {
+        return Ok(m);
+    }
+    if let Some(m) = a.keyboard_interactive().await? {
+        return Ok(m);
+    }
+    Err(AuthFailure::Rejected(a.into_error()))
+}
+
+/// One hop's authentication in progress: what there is to offer, what the
+/// server still accepts, and every attempt so far. One method per phase
+/// (see the module header); each returns `Some(method)` once one worked.
+struct Authenticator<'a, H: Handler> {
+    handle: &'a mut Handle<H>,
+    host: &'a ResolvedHost,
+    prompter: &'a dyn Prompter,
+    user: String,
+    now: u64,
+    attempts: Vec<AuthAttempt>,
+    /// What the server said it still accepts (`None`: not asked yet).
+    server_methods: Option<Vec<MethodKind>>,
+    ids: Vec<LocalIdentity>,
+    agent: Option<Agent>,
+    agent_ids: Vec<AgentIdentity>,
+    /// Agent identities already offered in phase 1.
+    used_agent: Vec<bool>,
+    rsa_hash: Option<HashAlg>,
+}
+
+impl<'a, H: Handler> Authenticator<'a, H> {
+    /// Gathers identity files, the agent and its keys, and the server's
+    /// preferred RSA hash.
+    async fn new(
+        handle: &'a mut Handle<H>,
+        host: &'a ResolvedHost,
+        prompter: &'a dyn Prompter,
+    ) -> Self {
+        let mut attempts = Vec::new();
+        let ids = load_identities(host, &mut attempts);
+        let mut agent = connect_agent(host, &mut attempts).await;
+        let agent_ids: Vec<AgentIdentity> = match agent.as_mut() {
+            Some(a) => match a.request_identities().await {
+                Ok(v) => v,
+                Err(e) => {
+                    attempts.push(AuthAttempt {
+                        method: "agent".into(),
+                        outcome: format!("cannot list keys: {e}"),
+                    });
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        tracing::debug!(
+            hop = %host.alias,
+            identity_files = ids.len(),
+            agent_keys = agent_ids.len(),
+            "authentication: identities gathered"
+        );
+        let rsa_hash: Option<HashAlg> = handle
+            .best_supported_rsa_hash()
+            .await
+            .ok()
+            .flatten()
+            .flatten();
+        Authenticator {
+            handle,
+            host,
+            prompter,
+            user: host.user.clone(),
+            now: now_secs(),
+            attempts,
+            server_methods: None,
+            used_agent: vec![false; agent_ids.len()],
+            ids,
+            agent,
+            agent_ids,
+            rsa_hash,
+        }
+    }
+
+    fn hash_for(&self, alg: &russh::keys::Algorithm) -> Option<HashAlg> {
         if matches!(alg, russh::keys::Algorithm::Rsa { .. }) {
-            rsa_hash
+            self.rsa_hash
         } else {
             None
         }
-    };
+    }
 
-    // Macro-like helper: interpret an AuthResult; returns true on success.
-    fn outcome(
-        r: AuthResult,
-        server_methods: &mut Option<Vec<MethodKind>>,
-    ) -> Result<bool, String> {
+    fn publickey_allowed(&self) -> bool {
+        self.server_methods
+            .as_ref()
+            .is_none_or(|v| v.contains(&MethodKind::PublicKey))
+    }
+
+    /// Records an attempt that was not made or failed before the server.
+    fn note(&mut self, method: String, outcome: String) {
+        tracing::debug!(hop = %self.host.alias, %method, %outcome, "authentication attempt");
+        self.attempts.push(AuthAttempt { method, outcome });
+    }
+
+    /// Interprets the server's answer to `method`; true on success.
+    fn judge(&mut self, r: AuthResult, method: &str) -> bool {
         match r {
-            AuthResult::Success => Ok(true),
+            AuthResult::Success => {
+                tracing::debug!(hop = %self.host.alias, %method, outcome = "accepted", "authentication attempt");
+                true
+            }
             AuthResult::Failure {
                 remaining_methods,
                 partial_success,
             } => {
-                *server_methods = Some(remaining_methods.to_vec());
-                if partial_success {
-                    Err("accepted, but the server requires another factor".into())
+                self.server_methods = Some(remaining_methods.to_vec());
+                let why = if partial_success {
+                    "accepted, but the server requires another factor"
                 } else {
-                    Err("rejected by server".into())
-                }
+                    "rejected by server"
+                };
+                self.note(method.to_string(), why.into());
+                false
             }
         }
     }
-    let publickey_allowed = |m: &Option<Vec<MethodKind>>| {
-        m.as_ref()
-            .is_none_or(|v| v.contains(&MethodKind::PublicKey))
-    };
 
-    let mut used_agent = vec![false; agent_ids.len()];
-    let agent_index = |k: &PublicKey| {
-        agent_ids.iter().position(
+    fn agent_index(&self, k: &PublicKey) -> Option<usize> {
+        self.agent_ids.iter().position(
             |a| matches!(a, AgentIdentity::PublicKey { key, .. } if key.key_data() == k.key_data()),
         )
-    };
+    }
 
-    // (1) agent keys matching configured identities, certificate first.
-    if let Some(agent) = agent.as_mut() {
-        for id in ids.iter_mut() {
-            let Some(public) = id.public.clone() else {
+    /// (1) agent keys matching configured identities, certificate first.
+    async fn agent_configured_keys(&mut self) -> Result<Option<String>, AuthFailure> {
+        if self.agent.is_none() {
+            return Ok(None);
+        }
+        for i in 0..self.ids.len() {
+            let Some(public) = self.ids[i].public.clone() else {
                 continue;
             };
-            let Some(ai) = agent_index(&public) else {
+            let Some(ai) = self.agent_index(&public) else {
                 continue;
             };
-            used_agent[ai] = true;
-            if let Some((cpath, cert)) = id.cert.take() {
-                if let Some(p) = cert_time_problem(&cert, now) {
-                    attempts.push(AuthAttempt {
-                        method: format!("certificate {}", tilde(&cpath)),
-                        outcome: p,
-                    });
-                } else if publickey_allowed(&server_methods) {
-                    let alg = public.algorithm();
-                    match handle
-                        .authenticate_certificate_with(user.clone(), cert, hash_for(&alg), agent)
+            self.used_agent[ai] = true;
+            let alg = public.algorithm();
+            let hash = self.hash_for(&alg);
+            if let Some((cpath, cert)) = self.ids[i].cert.take() {
+                if let Some(p) = cert_time_problem(&cert, self.now) {
+                    self.note(format!("certificate {}", tilde(&cpath)), p);
+                } else if self.publickey_allowed() {
+                    let Some(agent) = self.agent.as_mut() else {
+                        return Ok(None);
+                    };
+                    let r = self
+                        .handle
+                        .authenticate_certificate_with(self.user.clone(), cert, hash, agent)
                         .await
-                    {
-                        Ok(r) => match outcome(r, &mut server_methods) {
-                            Ok(true) => {
-                                return Ok(format!("certificate {} (agent)", tilde(&cpath)));
-                            }
-                            Ok(false) => {}
-                            Err(why) => attempts.push(AuthAttempt {
-                                method: format!("certificate {} (agent)", tilde(&cpath)),
-                                outcome: why,
-                            }),
-                        },
-                        Err(e) => return Err(signer_failure(e)),
+                        .map_err(signer_failure)?;
+                    let method = format!("certificate {} (agent)", tilde(&cpath));
+                    if self.judge(r, &method) {
+                        return Ok(Some(method));
                     }
                 }
             }
-            if !publickey_allowed(&server_methods) {
+            if !self.publickey_allowed() {
                 break;
             }
-            let alg = public.algorithm();
-            match handle
-                .authenticate_publickey_with(user.clone(), public.clone(), hash_for(&alg), agent)
+            let Some(agent) = self.agent.as_mut() else {
+                return Ok(None);
+            };
+            let r = self
+                .handle
+                .authenticate_publickey_with(self.user.clone(), public.clone(), hash, agent)
                 .await
-            {
-                Ok(r) => match outcome(r, &mut server_methods) {
-                    Ok(true) => return Ok(format!("key {} (agent)", tilde(&id.path))),
-                    Ok(false) => {}
-                    Err(why) => attempts.push(AuthAttempt {
-                        method: format!("key {} (agent)", tilde(&id.path)),
-                        outcome: why,
-                    }),
-                },
-                Err(e) => return Err(signer_failure(e)),
+                .map_err(signer_failure)?;
+            let method = format!("key {} (agent)", tilde(&self.ids[i].path));
+            if self.judge(r, &method) {
+                return Ok(Some(method));
             }
             // Tried through the agent: do not load it from disk again.
-            id.public = None;
-            id.path = PathBuf::new();
+            self.ids[i].public = None;
+            self.ids[i].path = PathBuf::new();
         }
-        // (2) the agent's other identities, unless IdentitiesOnly.
-        if host.identities_only {
-            let skipped = used_agent.iter().filter(|u| !**u).count();
-            if skipped > 0 {
-                attempts.push(AuthAttempt {
-                    method: format!("{skipped} other agent key(s)"),
-                    outcome: "not offered (IdentitiesOnly yes)".into(),
-                });
-            }
-        } else {
-            for (i, aid) in agent_ids.iter().enumerate() {
-                if used_agent[i] || !publickey_allowed(&server_methods) {
-                    continue;
-                }
-                let (desc, res) = match aid {
-                    AgentIdentity::PublicKey { key, .. } => {
-                        let alg = key.algorithm();
-                        (
-                            format!("agent key {}", describe_key(key)),
-                            handle
-                                .authenticate_publickey_with(
-                                    user.clone(),
-                                    key.clone(),
-                                    hash_for(&alg),
-                                    agent,
-                                )
-                                .await,
-                        )
-                    }
-                    AgentIdentity::Certificate {
-                        certificate,
-                        comment,
-                    } => {
-                        let desc = format!("agent certificate {comment}");
-                        if let Some(p) = cert_time_problem(certificate, now) {
-                            attempts.push(AuthAttempt {
-                                method: desc,
-                                outcome: p,
-                            });
-                            continue;
-                        }
-                        (
-                            desc,
-                            handle
-                                .authenticate_certificate_with(
-                                    user.clone(),
-                                    certificate.clone(),
-                                    None,
-                                    agent,
-                                )
-                                .await,
-                        )
-                    }
-                };
-                match res {
-                    Ok(r) => match outcome(r, &mut server_methods) {
-                        Ok(true) => return Ok(desc),
-                        Ok(false) => {}
-                        Err(why) => attempts.push(AuthAttempt {
-                            method: desc,
-                            outcome: why,
-                        }),
-                    },
-                    Err(e) => return Err(signer_failure(e)),
-                }
-            }
-        }
+        Ok(None)
     }
 
-    // (3) identity files from disk.
-    for id in ids.iter_mut() {
-        if id.path.as_os_str().is_empty() || !publickey_allowed(&server_methods) {
-            continue;
+    /// (2) the agent's other identities, unless IdentitiesOnly.
+    async fn agent_other_keys(&mut self) -> Result<Option<String>, AuthFailure> {
+        if self.agent.is_none() {
+            return Ok(None);
         }
-        let shown = tilde(&id.path);
-        let key: Arc<PrivateKey> = match load_private(&id.path, prompter) {
-            Ok(k) => Arc::new(k),
-            Err(why) => {
-                if let Some((cpath, _)) = &id.cert {
-                    attempts.push(AuthAttempt {
-                        method: format!("certificate {}", tilde(cpath)),
-                        outcome: format!("no usable private key ({why})"),
-                    });
-                }
-                attempts.push(AuthAttempt {
-                    method: format!("key {shown}"),
-                    outcome: why,
-                });
+        if self.host.identities_only {
+            let skipped = self.used_agent.iter().filter(|u| !**u).count();
+            if skipped > 0 {
+                self.note(
+                    format!("{skipped} other agent key(s)"),
+                    "not offered (IdentitiesOnly yes)".into(),
+                );
+            }
+            return Ok(None);
+        }
+        for i in 0..self.agent_ids.len() {
+            if self.used_agent[i] || !self.publickey_allowed() {
                 continue;
             }
-        };
-        if let Some((cpath, cert)) = id.cert.take() {
-            if let Some(p) = cert_time_problem(&cert, now) {
-                attempts.push(AuthAttempt {
-                    method: format!("certificate {}", tilde(&cpath)),
-                    outcome: p,
-                });
-            } else {
-                let r = handle
-                    .authenticate_openssh_cert(user.clone(), key.clone(), cert)
-                    .await
-                    .map_err(|e| AuthFailure::Link(e.to_string()))?;
-                match outcome(r, &mut server_methods) {
-                    Ok(true) => return Ok(format!("certificate {}", tilde(&cpath))),
-                    Ok(false) => {}
-                    Err(why) => attempts.push(AuthAttempt {
-                        method: format!("certificate {}", tilde(&cpath)),
-                        outcome: why,
-                    }),
+            let (desc, res) = match self.agent_ids[i].clone() {
+                AgentIdentity::PublicKey { key, .. } => {
+                    let hash = self.hash_for(&key.algorithm());
+                    let Some(agent) = self.agent.as_mut() else {
+                        return Ok(None);
+                    };
+                    (
+                        format!("agent key {}", describe_key(&key)),
+                        self.handle
+                            .authenticate_publickey_with(self.user.clone(), key, hash, agent)
+                            .await,
+                    )
+                }
+                AgentIdentity::Certificate {
+                    certificate,
+                    comment,
+                } => {
+                    let desc = format!("agent certificate {comment}");
+                    if let Some(p) = cert_time_problem(&certificate, self.now) {
+                        self.note(desc, p);
+                        continue;
+                    }
+                    let Some(agent) = self.agent.as_mut() else {
+                        return Ok(None);
+                    };
+                    (
+                        desc,
+                        self.handle
+                            .authenticate_certificate_with(
+                                self.user.clone(),
+                                certificate,
+                                None,
+                                agent,
+                            )
+                            .await,
+                    )
+                }
+            };
+            let r = res.map_err(signer_failure)?;
+            if self.judge(r, &desc) {
+                return Ok(Some(desc));
+            }
+        }
+        Ok(None)
+    }
+
+    /// (3) identity files from disk.
+    async fn identity_files(&mut self) -> Result<Option<String>, AuthFailure> {
+        let link = |e: russh::Error| AuthFailure::Link(e.to_string());
+        for i in 0..self.ids.len() {
+            if self.ids[i].path.as_os_str().is_empty() || !self.publickey_allowed() {
+                continue;
+            }
+            let shown = tilde(&self.ids[i].path);
+            let policy = PassphrasePolicy {
+                prompter: self.prompter,
+                batch_mode: self.host.batch_mode,
+            };
+            let key: Arc<PrivateKey> = match load_private(&self.ids[i].path, &policy) {
+                Ok(k) => Arc::new(k),
+                Err(why) => {
+                    if let Some((cpath, _)) = &self.ids[i].cert {
+                        let method = format!("certificate {}", tilde(cpath));
+                        self.note(method, format!("no usable private key ({why})"));
+                    }
+                    self.note(format!("key {shown}"), why);
+                    continue;
+                }
+            };
+            if let Some((cpath, cert)) = self.ids[i].cert.take() {
+                if let Some(p) = cert_time_problem(&cert, self.now) {
+                    self.note(format!("certificate {}", tilde(&cpath)), p);
+                } else {
+                    let r = self
+                        .handle
+                        .authenticate_openssh_cert(self.user.clone(), key.clone(), cert)
+                        .await
+                        .map_err(link)?;
+                    let method = format!("certificate {}", tilde(&cpath));
+                    if self.judge(r, &method) {
+                        return Ok(Some(method));
+                    }
                 }
             }
-        }
-        if !publickey_allowed(&server_methods) {
-            break;
-        }
-        let alg = key.algorithm();
-        let r = handle
-            .authenticate_publickey(
-                user.clone(),
-                PrivateKeyWithHashAlg::new(key, hash_for(&alg)),
-            )
-            .await
-            .map_err(|e| AuthFailure::Link(e.to_string()))?;
-        match outcome(r, &mut server_methods) {
-            Ok(true) => return Ok(format!("key {shown}")),
-            Ok(false) => {}
-            Err(why) => attempts.push(AuthAttempt {
-                method: format!("key {shown}"),
-                outcome: why,
-            }),
-        }
-    }
-
-    // (4) keyboard-interactive, only with a terminal.
-    let kbd_allowed = server_methods
-        .as_ref()
-        .is_some_and(|v| v.contains(&MethodKind::KeyboardInteractive));
-    if kbd_allowed && host.kbd_interactive_authentication {
-        if prompter.has_terminal() && !host.batch_mode {
-            match keyboard_interactive(handle, &user, prompter).await? {
-                Ok(()) => return Ok("keyboard-interactive".into()),
-                Err(why) => attempts.push(AuthAttempt {
-                    method: "keyboard-interactive".into(),
-                    outcome: why,
-                }),
+            if !self.publickey_allowed() {
+                break;
             }
-        } else {
-            attempts.push(AuthAttempt {
-                method: "keyboard-interactive".into(),
-                outcome: "not tried: no terminal to answer prompts".into(),
-            });
+            let hash = self.hash_for(&key.algorithm());
+            let r = self
+                .handle
+                .authenticate_publickey(self.user.clone(), PrivateKeyWithHashAlg::new(key, hash))
+                .await
+                .map_err(link)?;
+            let method = format!("key {shown}");
+            if self.judge(r, &method) {
+                return Ok(Some(method));
+            }
+        }
+        Ok(None)
+    }
+
+    /// (4) keyboard-interactive, only with a terminal and without
+    /// BatchMode.
+    async fn keyboard_interactive(&mut self) -> Result<Option<String>, AuthFailure> {
+        let kbd_allowed = self
+            .server_methods
+            .as_ref()
+            .is_some_and(|v| v.contains(&MethodKind::KeyboardInteractive));
+        if !kbd_allowed || !self.host.kbd_interactive_authentication {
+            return Ok(None);
+        }
+        let method = "keyboard-interactive".to_string();
+        if self.host.batch_mode {
+            self.note(method, "not tried: BatchMode yes (no prompts)".into());
+            return Ok(None);
+        }
+        if !self.prompter.has_terminal() {
+            self.note(method, "not tried: no terminal to answer prompts".into());
+            return Ok(None);
+        }
+        match keyboard_interactive(self.handle, &self.user, self.prompter).await? {
+            Ok(()) => {
+                tracing::debug!(hop = %self.host.alias, %method, outcome = "accepted", "authentication attempt");
+                Ok(Some(method))
+            }
+            Err(why) => {
+                self.note(method, why);
+                Ok(None)
+            }
         }
     }
 
-    let server_methods = match server_methods {
-        Some(v) if !v.is_empty() => v
-            .iter()
-            .map(|m| <&str>::from(m).to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-        Some(_) => "nothing more (too many failures?)".into(),
-        None => "unknown (nothing was offered)".into(),
-    };
-    Err(AuthFailure::Rejected(AuthError {
-        host: host.display_target(),
-        user,
-        attempts,
-        server_methods,
-    }))
+    /// Everything that was tried, for the error.
+    fn into_error(self) -> AuthError {
+        let server_methods = match self.server_methods {
+            Some(v) if !v.is_empty() => v
+                .iter()
+                .map(|m| <&str>::from(m).to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            Some(_) => "nothing more (too many failures?)".into(),
+            None => "unknown (nothing was offered)".into(),
+        };
+        AuthError {
+            host: self.host.display_target(),
+            user: self.user,
+            attempts: self.attempts,
+            server_methods,
+        }
+    }
 }
 
 fn signer_failure(e: russh::AgentAuthError) -> AuthFailure {
     match e {
         russh::AgentAuthError::Send(e) => AuthFailure::Link(e.to_string()),
         russh::AgentAuthError::Key(e) => AuthFailure::Link(format!("agent failed to sign: {e}")),
-    }
-}
-
-/// Loads a private key, asking for a passphrase only with a terminal.
-fn load_private(path: &Path, prompter: &dyn Prompter) -> Result<PrivateKey, String> {
-    match russh::keys::load_secret_key(path, None) {
-        Ok(k) => Ok(k),
-        Err(russh::keys::Error::KeyIsEncrypted) => {
-            if !prompter.has_terminal() {
-                return Err(
-                    "encrypted, and no terminal to ask for its passphrase (add it to ssh-agent)"
-                        .into(),
-                );
-            }
-            let Some(pass) = prompter.passphrase(path) else {
-                return Err("encrypted; no passphrase given".into());
-            };
-            russh::keys::load_secret_key(path, Some(&pass))
-                .map_err(|e| format!("cannot decrypt: {e}"))
-        }
-        Err(russh::keys::Error::IO(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err("private key file not found (only the .pub exists)".into())
-        }
-        Err(e) => Err(format!("unreadable: {e}")),
     }
 }
 
@@ -582,8 +632,13 @@ async fn keyboard_interactive<H: Handler>(
                 instructions,
                 prompts,
             } => {
-                let ps: Vec<(String, bool)> =
-                    prompts.into_iter().map(|p| (p.prompt, p.echo)).collect();
+                // The server wrote these: no terminal control sequences
+                // reach the user's terminal (as in OpenSSH).
+                let ps: Vec<(String, bool)> = prompts
+                    .into_iter()
+                    .map(|p| (terminal_safe(&p.prompt), p.echo))
+                    .collect();
+                let (name, instructions) = (terminal_safe(&name), terminal_safe(&instructions));
                 let answers = if ps.is_empty() {
                     Vec::new()
                 } else {

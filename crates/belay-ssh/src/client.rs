@@ -28,7 +28,7 @@ use crate::session::{
     ConnectInfo, ConnectParams, Connection, connect_chain, scan_host_key as scan_chain_key,
 };
 use crate::sftp::Sftp;
-use crate::shell::{ScriptOutput, Shell, exec_once};
+use crate::shell::{ReplyLimits, ScriptOutput, Shell, exec_once};
 use crate::stream::ExecStream;
 
 /// Per-client settings.
@@ -48,6 +48,8 @@ pub struct ClientOptions {
     pub backoff: Backoff,
     /// Asked for host-key confirmation / passphrases; default: never.
     pub prompter: Arc<dyn Prompter>,
+    /// The most a host may send in reply to one script or command.
+    pub reply_limits: ReplyLimits,
 }
 
 impl Default for ClientOptions {
@@ -60,6 +62,7 @@ impl Default for ClientOptions {
             op_timeout: Duration::from_secs(300),
             backoff: Backoff::default(),
             prompter: Arc::new(NoTerminal),
+            reply_limits: ReplyLimits::default(),
         }
     }
 }
@@ -73,6 +76,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("max_shells", &self.max_shells)
             .field("op_timeout", &self.op_timeout)
             .field("backoff", &self.backoff)
+            .field("reply_limits", &self.reply_limits)
             .finish()
     }
 }
@@ -184,6 +188,7 @@ impl Client {
                 let next = last + wait;
                 let now = Instant::now();
                 if next > now {
+                    tracing::info!(host = %self.alias, failures = st.failures, wait = ?(next - now), "reconnecting after a backoff");
                     tokio::time::sleep(next - now).await;
                 }
             }
@@ -211,6 +216,7 @@ impl Client {
             }
             Err(e) => {
                 st.failures = st.failures.saturating_add(1);
+                tracing::info!(host = %self.alias, error = %e, "connection failed");
                 Err(e)
             }
         }
@@ -236,6 +242,7 @@ impl Client {
         if !first_hop_down || self.opts.jump_fallbacks.is_empty() {
             return Err(first_err);
         }
+        tracing::info!(hop = %first.alias, error = %first_err, "first hop down; trying jump_fallbacks");
         let mut errors = vec![format!("{}: {first_err}", first.alias)];
         for fb in &self.opts.jump_fallbacks {
             let fb_chain = match resolve(fb, self.opts.config_file.as_deref()).await {
@@ -286,19 +293,43 @@ impl Client {
                     .await
                     .map_err(|_| self.timeout("waiting for a free channel", deadline))?
                     .map_err(|_| self.lost("client closed"))?;
-                Shell::open(
+                let t = Instant::now();
+                let sh = Shell::open(
                     &live.conn.handle,
                     permit,
                     &self.alias,
                     &live.conn.monitor,
                     deadline,
+                    self.opts.reply_limits,
                 )
-                .await?
+                .await?;
+                tracing::debug!(host = %self.alias, elapsed = ?t.elapsed(), "persistent /bin/sh started (through the login shell)");
+                sh
             }
         };
+        let t = Instant::now();
         let r = shell
             .run(script, &self.alias, &live.conn.monitor, deadline)
             .await;
+        // Never the script's text: it may carry values the user passed.
+        match &r {
+            Ok(o) => tracing::debug!(
+                host = %self.alias,
+                script_bytes = script.len(),
+                status = o.status,
+                stdout_bytes = o.stdout.len(),
+                stderr_bytes = o.stderr.len(),
+                elapsed = ?t.elapsed(),
+                "protocol script"
+            ),
+            Err(e) => tracing::debug!(
+                host = %self.alias,
+                script_bytes = script.len(),
+                error = %e,
+                elapsed = ?t.elapsed(),
+                "protocol script failed"
+            ),
+        }
         if r.is_ok()
             && let Ok(mut v) = live.idle.lock()
         {
@@ -324,6 +355,7 @@ impl Client {
             &self.alias,
             &live.conn.monitor,
             deadline,
+            self.opts.reply_limits,
         )
         .await
     }
@@ -335,6 +367,7 @@ impl Client {
     /// progress.
     pub async fn exec_stream(&self, script: &str, idle: Duration) -> Result<ExecStream, SshError> {
         let live = self.ensure().await?;
+        tracing::debug!(host = %self.alias, script_bytes = script.len(), "stream script");
         // An idle shell may have died since it was last used (its loop
         // killed, its temp dir cleaned): then a fresh one is opened.
         let idle_shell = live.idle.lock().ok().and_then(|mut v| v.pop());
@@ -353,6 +386,7 @@ impl Client {
             &self.alias,
             &live.conn.monitor,
             idle,
+            self.opts.reply_limits,
         )
         .await?;
         self.start_stream(&live, shell, script, idle).await
@@ -378,6 +412,7 @@ impl Client {
             Box::new(move || watched.conn.is_alive()),
             idle,
             permit,
+            self.opts.reply_limits.stdout,
         );
         stream.expect_token(&token).await?;
         self.replenish_shell(live);
@@ -391,6 +426,7 @@ impl Client {
             return;
         };
         let (live, alias, deadline) = (live.clone(), self.alias.clone(), self.opts.op_timeout);
+        let limits = self.opts.reply_limits;
         tokio::spawn(async move {
             let opened = Shell::open(
                 &live.conn.handle,
@@ -398,6 +434,7 @@ impl Client {
                 &alias,
                 &live.conn.monitor,
                 deadline,
+                limits,
             )
             .await;
             if let (Ok(shell), Ok(mut idle)) = (opened, live.idle.lock()) {

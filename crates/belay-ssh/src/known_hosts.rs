@@ -4,8 +4,10 @@
 //! Supported: plain and hashed (`|1|salt|hash`) host patterns, comma lists,
 //! `*`/`?` wildcards and `!` negation, `[host]:port` for non-22 ports,
 //! HostKeyAlias (via [`ResolvedHost::known_hosts_name`]), `@revoked` (always
-//! refused) and `@cert-authority` (host certificates signed by a listed CA
-//! are accepted; lines are parsed and otherwise skipped).
+//! refused; for a host certificate, both its key and the CA that signed it)
+//! and `@cert-authority` (host certificates signed by a listed CA are
+//! accepted; lines are parsed and otherwise skipped). `RevokedHostKeys`
+//! is checked first ([`crate::revoked_keys`]).
 //!
 //! Policy ([`verify`]): a known key is accepted; a revoked or changed key is
 //! always refused (whatever StrictHostKeyChecking says — belay never
@@ -23,6 +25,7 @@ use russh::keys::{Certificate, PublicKeyOrCertificate};
 
 use crate::prompt::Prompter;
 use crate::resolve::{ResolvedHost, StrictHostKeyChecking};
+use crate::revoked_keys;
 
 type HmacSha1 = hmac::Hmac<sha1::Sha1>;
 
@@ -65,6 +68,25 @@ pub enum HostKeyError {
         key: String,
         file: PathBuf,
         line: usize,
+    },
+    /// The key (or the CA that signed its certificate) is listed in the
+    /// RevokedHostKeys file.
+    #[error("{what} of {host} ({key}) is revoked by RevokedHostKeys {file}:{line}; refusing to connect", file = file.display())]
+    RevokedByList {
+        host: String,
+        /// `host key` or `CA key`.
+        what: String,
+        key: String,
+        file: PathBuf,
+        line: usize,
+    },
+    /// RevokedHostKeys names a file that cannot be checked: like OpenSSH,
+    /// every host key is refused.
+    #[error("cannot check the host key of {host} against RevokedHostKeys {file}: {reason}; refusing to connect (as ssh does)", file = file.display())]
+    RevocationUnchecked {
+        host: String,
+        file: PathBuf,
+        reason: String,
     },
     /// The user was asked on a terminal and declined.
     #[error("host key of {host} ({key}) was not accepted")]
@@ -250,8 +272,13 @@ pub fn lookup(name: &str, key: &PublicKeyOrCertificate, files: &[PathBuf]) -> Lo
     let mut others = Vec::new();
     for file in files {
         for e in read_entries(file) {
-            // @revoked applies wherever the key shows up.
-            if e.marker == Marker::Revoked && e.key.key_data() == plain.key_data() {
+            // @revoked applies wherever the key shows up, and to the CA
+            // that signed a host certificate.
+            if e.marker == Marker::Revoked
+                && (e.key.key_data() == plain.key_data()
+                    || matches!(key, PublicKeyOrCertificate::Certificate(c)
+                        if c.signature_key() == e.key.key_data()))
+            {
                 return Lookup::Revoked {
                     file: file.clone(),
                     line: e.line,
@@ -356,6 +383,27 @@ pub fn verify(
     let key_type = plain.algorithm().as_str().to_string();
     let fp = fingerprint(&plain);
     let shown = format!("{key_type} {fp}");
+    if let Some(list) = &host.revoked_host_keys {
+        match revoked_keys::check(list, key) {
+            revoked_keys::Verdict::Clear => {}
+            revoked_keys::Verdict::Revoked { line, what } => {
+                return Err(HostKeyError::RevokedByList {
+                    host: name,
+                    what: what.into(),
+                    key: shown,
+                    file: list.clone(),
+                    line,
+                });
+            }
+            revoked_keys::Verdict::Unreadable { reason } => {
+                return Err(HostKeyError::RevocationUnchecked {
+                    host: name,
+                    file: list.clone(),
+                    reason,
+                });
+            }
+        }
+    }
     match lookup(&name, key, &files) {
         Lookup::Known { file, line } => Ok(HostKeyAccepted::Known { file, line }),
         Lookup::Revoked { file, line } => Err(HostKeyError::Revoked {

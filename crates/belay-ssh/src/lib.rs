@@ -17,10 +17,13 @@ pub mod auth;
 mod backoff;
 mod client;
 mod error;
+mod key_file;
 pub mod known_hosts;
 mod prompt;
 mod quickack;
 pub mod resolve;
+mod revoked_keys;
+mod sanitize;
 pub mod session;
 pub mod sftp;
 mod shell;
@@ -38,9 +41,10 @@ pub use resolve::{
 };
 /// The SFTP protocol types [`Sftp::raw`] speaks.
 pub use russh_sftp;
+pub use sanitize::{terminal_safe, terminal_safe_bytes};
 pub use session::{ConnectInfo, HopInfo};
 pub use sftp::Sftp;
-pub use shell::ScriptOutput;
+pub use shell::{ReplyLimits, ScriptOutput};
 pub use stream::{ExecStream, StreamEnd};
 
 /// A server public key (re-exported so callers need not depend on russh).

@@ -12,7 +12,11 @@
 //! which overrides `b`'s own ProxyJump; this module reproduces that.
 //!
 //! `ssh -G` leaves `~` and `%` tokens in file names and ProxyCommand; they
-//! are expanded here (see [`crate::tokens`]).
+//! are expanded here (see [`crate::tokens`]). Because `%h`/`%n`/`%r` reach
+//! a shell through ProxyCommand, a host or user name given on the command
+//! line is checked first, as OpenSSH 9.6 checks it (`valid_hostname`,
+//! `valid_ruser`): shell metacharacters, whitespace, control characters and
+//! a leading `-` are refused, whatever the local `ssh` version would do.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -78,6 +82,8 @@ pub struct ResolvedHost {
     pub user_known_hosts_files: Vec<PathBuf>,
     pub global_known_hosts_files: Vec<PathBuf>,
     pub host_key_alias: Option<String>,
+    /// RevokedHostKeys (expanded; `None` when unset or `none`).
+    pub revoked_host_keys: Option<PathBuf>,
     pub strict_host_key_checking: StrictHostKeyChecking,
     /// ServerAliveInterval; `None` when 0 (unset or off). belay then uses
     /// its default, see [`crate::session::DEFAULT_KEEPALIVE_INTERVAL`].
@@ -203,6 +209,10 @@ pub async fn resolve(alias: &str, config_file: Option<&Path>) -> Result<Resolved
         host: alias.to_string(),
         message: m,
     })?;
+    check_command_line_names(&spec).map_err(|m| SshError::Resolve {
+        host: alias.to_string(),
+        message: m,
+    })?;
     let target = resolve_host(&spec, config.as_deref()).await?;
     let jumps = resolve_jumps(&target, config.as_deref(), 0).await?;
     Ok(ResolvedChain {
@@ -211,6 +221,60 @@ pub async fn resolve(alias: &str, config_file: Option<&Path>) -> Result<Resolved
         target,
         config_file: config,
     })
+}
+
+/// OpenSSH 9.6's `valid_hostname` and `valid_ruser` for a name typed on
+/// the command line: `Err` names the character that is refused.
+pub(crate) fn check_command_line_names(spec: &HopSpec) -> Result<(), String> {
+    const WHY: &str = "OpenSSH refuses it in a name given on the command line, \
+                       since ProxyCommand's %h/%n/%r would hand it to a shell";
+    let shown = |c: char| -> String {
+        match c {
+            ' ' => "a space".into(),
+            c if c.is_whitespace() || c.is_control() => {
+                format!("the control character {}", c.escape_default())
+            }
+            c => format!("'{c}'"),
+        }
+    };
+    let host = &spec.host;
+    if host.starts_with('-') {
+        return Err(format!("host name '{host}' starts with '-'; {WHY}"));
+    }
+    if let Some(c) = host
+        .chars()
+        .find(|&c| "'`\"$\\;&<>|(){}".contains(c) || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "host name '{}' contains {}; {WHY}",
+            host.escape_default(),
+            shown(c)
+        ));
+    }
+    if let Some(user) = &spec.user {
+        let bad = |why: String| {
+            Err(format!(
+                "user name '{}' {why}; {WHY}",
+                user.escape_default()
+            ))
+        };
+        if user.starts_with('-') {
+            return bad("starts with '-'".into());
+        }
+        let chars: Vec<char> = user.chars().collect();
+        for (i, &c) in chars.iter().enumerate() {
+            if c.is_control() || "'`\";&<>|(){}".contains(c) {
+                return bad(format!("contains {}", shown(c)));
+            }
+            if c.is_whitespace() && chars.get(i + 1) == Some(&'-') {
+                return bad("has a '-' after whitespace".into());
+            }
+            if c == '\\' && i + 1 == chars.len() {
+                return bad("ends with '\\'".into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The hops in front of `host`, in connection order.
@@ -282,6 +346,7 @@ pub(crate) async fn resolve_host(
     cmd.arg("--").arg(&spec.host);
     cmd.stdin(std::process::Stdio::null());
     cmd.kill_on_drop(true);
+    let started = std::time::Instant::now();
     let out = match tokio::time::timeout(RESOLVE_DEADLINE, cmd.output()).await {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => {
@@ -308,10 +373,23 @@ pub(crate) async fn resolve_host(
             },
         });
     }
-    parse_ssh_g(&spec.host, &String::from_utf8_lossy(&out.stdout)).map_err(|m| SshError::Resolve {
-        host: spec.host.clone(),
-        message: m,
-    })
+    let host = parse_ssh_g(&spec.host, &String::from_utf8_lossy(&out.stdout)).map_err(|m| {
+        SshError::Resolve {
+            host: spec.host.clone(),
+            message: m,
+        }
+    })?;
+    tracing::info!(
+        hop = %spec.host,
+        target = %host.display_target(),
+        proxy_jump = host.proxy_jump.as_deref().unwrap_or("none"),
+        proxy_command = host.proxy_command.is_some(),
+        identity_files = host.identity_files.len(),
+        batch_mode = host.batch_mode,
+        elapsed = ?started.elapsed(),
+        "resolved with ssh -G"
+    );
+    Ok(host)
 }
 
 fn parse_bool(v: Option<&str>) -> bool {
@@ -401,6 +479,10 @@ pub(crate) fn parse_ssh_g(alias: &str, text: &str) -> Result<ResolvedHost, Strin
         proxy_command,
         user_known_hosts_files: paths(words("userknownhostsfile"))?,
         global_known_hosts_files: paths(words("globalknownhostsfile"))?,
+        revoked_host_keys: match crate::revoked_keys::configured(one("revokedhostkeys")) {
+            Some(p) => Some(expand_path(&p.to_string_lossy(), &ctx)?),
+            None => None,
+        },
         strict_host_key_checking: strict,
         server_alive_interval: secs("serveraliveinterval"),
         server_alive_count_max: one("serveralivecountmax")
@@ -438,6 +520,32 @@ mod tests {
         assert_eq!(HopSpec::parse("fe80::1").unwrap().port, None);
         assert!(HopSpec::parse("h:x").is_err());
         assert!(HopSpec::parse("@h").is_err());
+    }
+
+    #[test]
+    fn command_line_names_are_checked_as_openssh_9_6_does() {
+        let ok = |s: &str| check_command_line_names(&HopSpec::parse(s).unwrap());
+        assert!(ok("iam@ela.example:2222").is_ok());
+        assert!(ok("node_7.cluster").is_ok());
+        for bad in [
+            "a;b",
+            "a$(id)",
+            "a`id`",
+            "a|b",
+            "-oProxyCommand=x",
+            "a b",
+            "x'y",
+        ] {
+            let e = ok(bad).expect_err(bad);
+            assert!(e.contains("host name"), "{bad}: {e}");
+        }
+        assert!(
+            ok("a;b@host")
+                .unwrap_err()
+                .contains("user name 'a;b' contains ';'")
+        );
+        assert!(ok("a$b@host").is_ok(), "OpenSSH allows $ in a user name");
+        assert!(ok("a\\@host").unwrap_err().contains("ends with"));
     }
 
     #[test]

@@ -13,6 +13,10 @@
 //!   exchange), authentication [`AUTH_TIMEOUT`];
 //! * windows: [`WINDOW_SIZE`] per channel, [`MAX_PACKET`] packets.
 //!
+//! [`connect_chain`] builds a connection in named phases (a `Connector`:
+//! reach a hop, authenticate on it, finish with one round trip), each
+//! logged with its duration through `tracing` (`belay -v`).
+//!
 //! Every hop's handler reports why its link went down into one shared
 //! [`LinkMonitor`], so an operation failing on the target can say that the
 //! real cause was, e.g., the jump host not answering keepalives.
@@ -30,6 +34,7 @@ use crate::known_hosts::{self, HostKeyAccepted, HostKeyError};
 use crate::prompt::Prompter;
 use crate::quickack::QuickAck;
 use crate::resolve::{ResolvedChain, ResolvedHost};
+use crate::sanitize::terminal_safe;
 
 /// Keepalive interval when ServerAliveInterval is unset/0.
 pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
@@ -153,6 +158,17 @@ impl Handler for HopHandler {
         Ok(ok)
     }
 
+    async fn auth_banner(
+        &mut self,
+        banner: &str,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        // The server's text: shown with -v only, quoted (no control
+        // sequence reaches the terminal).
+        tracing::info!(hop = %self.host.alias, banner = ?banner.trim_end(), "server banner");
+        Ok(())
+    }
+
     async fn disconnected(
         &mut self,
         reason: DisconnectReason<Self::Error>,
@@ -164,7 +180,8 @@ impl Handler for HopHandler {
                     hop,
                     detail: format!(
                         "server disconnected: {} ({:?})",
-                        info.message, info.reason_code
+                        terminal_safe(&info.message),
+                        info.reason_code
                     ),
                 });
                 Ok(())
@@ -496,7 +513,7 @@ async fn handshake(
             if let Some(pe) = proxy_err {
                 let text = pe.text().await;
                 if !text.is_empty() {
-                    msg.push_str(&format!("; ProxyCommand said: {text}"));
+                    msg.push_str(&format!("; ProxyCommand said: {}", terminal_safe(&text)));
                 }
             }
             Err(unreachable(&h.alias, msg))
@@ -544,133 +561,267 @@ async fn connect_inner(
     params: &ConnectParams,
     target_presented: Arc<Mutex<Option<PublicKey>>>,
 ) -> Result<Connection, SshError> {
-    let started = Instant::now();
-    let monitor = Arc::new(LinkMonitor::default());
-    let hops: Vec<Arc<ResolvedHost>> = chain.hops().cloned().map(Arc::new).collect();
-    let mut handles: Vec<Handle<HopHandler>> = Vec::new();
-    let mut infos = Vec::new();
-    let mut proxy_child = None;
-    let last = hops.len() - 1;
-    for (i, h) in hops.iter().enumerate() {
-        let scan = params.scan_only && i == last;
+    let mut c = Connector::new(chain, params, target_presented);
+    for i in 0..c.hops.len() {
+        let t = Instant::now();
+        let (up, via) = c.reach(i).await?;
+        let stream_time = t.elapsed().saturating_sub(up.kex);
+        let mut handle = up.handle;
+        let ta = Instant::now();
+        let method = c.authenticate(i, &mut handle).await?;
+        c.hop_up(
+            i,
+            handle,
+            HopInfo {
+                alias: c.hops[i].alias.clone(),
+                target: c.hops[i].display_target(),
+                via,
+                stream: stream_time,
+                kex: up.kex,
+                auth: ta.elapsed(),
+                host_key: up.host_key.unwrap_or(HostKeyAccepted::Known {
+                    file: Default::default(),
+                    line: 0,
+                }),
+                auth_method: method,
+            },
+        );
+    }
+    c.finish().await
+}
+
+/// One connection being built, hop by hop: reach a hop (a byte stream and
+/// key exchange), authenticate on it, and once the target is up, measure
+/// one round trip and hand the whole chain over as a [`Connection`].
+struct Connector<'a> {
+    chain: &'a ResolvedChain,
+    params: &'a ConnectParams,
+    /// Where the target's presented key is recorded (for `host trust`).
+    target_presented: Arc<Mutex<Option<PublicKey>>>,
+    started: Instant,
+    monitor: Arc<LinkMonitor>,
+    hops: Vec<Arc<ResolvedHost>>,
+    /// Authenticated hops so far, in order.
+    handles: Vec<Handle<HopHandler>>,
+    infos: Vec<HopInfo>,
+    proxy_child: Option<tokio::process::Child>,
+}
+
+impl<'a> Connector<'a> {
+    fn new(
+        chain: &'a ResolvedChain,
+        params: &'a ConnectParams,
+        target_presented: Arc<Mutex<Option<PublicKey>>>,
+    ) -> Self {
+        Connector {
+            chain,
+            params,
+            target_presented,
+            started: Instant::now(),
+            monitor: Arc::new(LinkMonitor::default()),
+            hops: chain.hops().cloned().map(Arc::new).collect(),
+            handles: Vec::new(),
+            infos: Vec::new(),
+            proxy_child: None,
+        }
+    }
+
+    /// A byte stream to hop `i` and the key exchange over it; returns the
+    /// handshake and how the hop was reached (`tcp ADDR`, `proxycommand`,
+    /// `via HOP`).
+    async fn reach(&mut self, i: usize) -> Result<(HopUp, String), SshError> {
+        let h = self.hops[i].clone();
+        let last = self.hops.len() - 1;
+        let scan = self.params.scan_only && i == last;
         let presented = if i == last {
-            target_presented.clone()
+            self.target_presented.clone()
         } else {
             Arc::new(Mutex::new(None))
         };
         let t = Instant::now();
         let (up, via) = if i == 0 {
             if let Some(pc) = &h.proxy_command {
-                let (stream, child, errbuf) = proxy_stream(h, pc).map_err(|e| *e)?;
-                proxy_child = Some(child);
-                let up =
-                    handshake(h, stream, params, &monitor, scan, presented, Some(&errbuf)).await?;
+                let (stream, child, errbuf) = proxy_stream(&h, pc).map_err(|e| *e)?;
+                self.proxy_child = Some(child);
+                tracing::info!(hop = %h.alias, via = "proxycommand", "connect: ProxyCommand started");
+                let up = handshake(
+                    &h,
+                    stream,
+                    self.params,
+                    &self.monitor,
+                    scan,
+                    presented,
+                    Some(&errbuf),
+                )
+                .await?;
                 (up, "proxycommand".to_string())
             } else {
-                let (stream, addr) = tcp_stream(h).await?;
-                let up = handshake(h, stream, params, &monitor, scan, presented, None).await?;
+                let (stream, addr) = tcp_stream(&h).await?;
+                tracing::info!(hop = %h.alias, via = %format!("tcp {addr}"), elapsed = ?t.elapsed(), "connect: TCP connected");
+                let up = handshake(
+                    &h,
+                    stream,
+                    self.params,
+                    &self.monitor,
+                    scan,
+                    presented,
+                    None,
+                )
+                .await?;
                 (up, format!("tcp {addr}"))
             }
         } else {
-            let prev = &handles[i - 1];
-            let prev_alias = &hops[i - 1].alias;
-            let deadline = connect_timeout(h);
-            let ch = match tokio::time::timeout(
-                deadline,
-                prev.channel_open_direct_tcpip(h.hostname.clone(), h.port as u32, "127.0.0.1", 0),
+            let ch = self.through_previous(i).await?;
+            let prev_alias = &self.hops[i - 1].alias;
+            tracing::info!(hop = %h.alias, via = %prev_alias, elapsed = ?t.elapsed(), "connect: channel opened through the previous hop");
+            let up = handshake(
+                &h,
+                ch.into_stream(),
+                self.params,
+                &self.monitor,
+                scan,
+                presented,
+                None,
             )
-            .await
-            {
-                Ok(Ok(ch)) => ch,
-                Ok(Err(e)) => {
-                    return Err(unreachable(
-                        &h.alias,
-                        format!(
-                            "{prev_alias} could not connect to {}:{}: {e}",
-                            h.hostname, h.port
-                        ),
-                    ));
-                }
-                Err(_) => {
-                    return Err(unreachable(
-                        &h.alias,
-                        format!(
-                            "{prev_alias} did not open a channel to {}:{} within {deadline:?}",
-                            h.hostname, h.port
-                        ),
-                    ));
-                }
-            };
-            let up =
-                handshake(h, ch.into_stream(), params, &monitor, scan, presented, None).await?;
+            .await?;
             (up, format!("via {prev_alias}"))
         };
-        let stream_time = t.elapsed().saturating_sub(up.kex);
-        let mut handle = up.handle;
-        let ta = Instant::now();
-        let method = match tokio::time::timeout(
-            AUTH_TIMEOUT,
-            authenticate(&mut handle, h, params.prompter.as_ref()),
+        tracing::info!(
+            hop = %h.alias,
+            elapsed = ?up.kex,
+            host_key = %describe_acceptance(up.host_key.as_ref()),
+            "key exchange done"
+        );
+        Ok((up, via))
+    }
+
+    /// A `direct-tcpip` channel from hop `i - 1` to hop `i`.
+    async fn through_previous(&self, i: usize) -> Result<russh::Channel<client::Msg>, SshError> {
+        let h = &self.hops[i];
+        let prev = &self.handles[i - 1];
+        let prev_alias = &self.hops[i - 1].alias;
+        let deadline = connect_timeout(h);
+        match tokio::time::timeout(
+            deadline,
+            prev.channel_open_direct_tcpip(h.hostname.clone(), h.port as u32, "127.0.0.1", 0),
         )
         .await
         {
-            Ok(Ok(m)) => m,
-            Ok(Err(AuthFailure::Rejected(e))) => return Err(e.into()),
-            Ok(Err(AuthFailure::Link(d))) => {
-                return Err(monitor
-                    .error(&h.alias, format!("during authentication: {d}"))
-                    .await);
-            }
-            Err(_) => {
-                return Err(SshError::Timeout {
-                    host: h.alias.clone(),
-                    what: "authentication".into(),
-                    after: AUTH_TIMEOUT,
-                });
-            }
-        };
-        infos.push(HopInfo {
-            alias: h.alias.clone(),
-            target: h.display_target(),
-            via,
-            stream: stream_time,
-            kex: up.kex,
-            auth: ta.elapsed(),
-            host_key: up.host_key.unwrap_or(HostKeyAccepted::Known {
-                file: Default::default(),
-                line: 0,
-            }),
-            auth_method: method,
-        });
-        handles.push(handle);
+            Ok(Ok(ch)) => Ok(ch),
+            Ok(Err(e)) => Err(unreachable(
+                &h.alias,
+                format!(
+                    "{prev_alias} could not connect to {}:{}: {e}",
+                    h.hostname, h.port
+                ),
+            )),
+            Err(_) => Err(unreachable(
+                &h.alias,
+                format!(
+                    "{prev_alias} did not open a channel to {}:{} within {deadline:?}",
+                    h.hostname, h.port
+                ),
+            )),
+        }
     }
-    let Some(target) = handles.pop() else {
-        return Err(SshError::Protocol {
-            host: chain.alias.clone(),
-            detail: "empty chain".into(),
-        });
-    };
-    let tp = Instant::now();
-    let rtt = match tokio::time::timeout(connect_timeout(&chain.target), target.send_ping()).await {
-        Ok(Ok(())) => Some(tp.elapsed()),
-        _ => None,
-    };
-    let (_, (ka_i, ka_n)) = client_config(&chain.target);
-    Ok(Connection {
-        handle: target,
-        _jumps: handles,
-        _proxy: proxy_child,
-        monitor,
-        info: ConnectInfo {
-            chain: chain.clone(),
-            first_hop: chain.jumps.first().map(|j| j.alias.clone()),
-            fallback_used: None,
-            hops: infos,
-            first_round_trip: rtt,
-            total: started.elapsed(),
-            connected_at: SystemTime::now(),
-            keepalive_interval: ka_i,
-            keepalive_count_max: ka_n,
-        },
-    })
+
+    /// User authentication on hop `i` ([`crate::auth`]), within
+    /// [`AUTH_TIMEOUT`]; returns the method that worked.
+    async fn authenticate(
+        &self,
+        i: usize,
+        handle: &mut Handle<HopHandler>,
+    ) -> Result<String, SshError> {
+        let h = &self.hops[i];
+        let t = Instant::now();
+        let r = match tokio::time::timeout(
+            AUTH_TIMEOUT,
+            authenticate(handle, h, self.params.prompter.as_ref()),
+        )
+        .await
+        {
+            Ok(Ok(m)) => Ok(m),
+            Ok(Err(AuthFailure::Rejected(e))) => Err(e.into()),
+            Ok(Err(AuthFailure::Link(d))) => Err(self
+                .monitor
+                .error(&h.alias, format!("during authentication: {d}"))
+                .await),
+            Err(_) => Err(SshError::Timeout {
+                host: h.alias.clone(),
+                what: "authentication".into(),
+                after: AUTH_TIMEOUT,
+            }),
+        };
+        match &r {
+            Ok(m) => {
+                tracing::info!(hop = %h.alias, user = %h.user, method = %m, elapsed = ?t.elapsed(), "authenticated")
+            }
+            Err(e) => {
+                tracing::info!(hop = %h.alias, user = %h.user, error = %e, elapsed = ?t.elapsed(), "authentication failed")
+            }
+        }
+        r
+    }
+
+    /// Hop `i` is up and authenticated.
+    fn hop_up(&mut self, i: usize, handle: Handle<HopHandler>, info: HopInfo) {
+        debug_assert_eq!(self.handles.len(), i);
+        self.handles.push(handle);
+        self.infos.push(info);
+    }
+
+    /// One SSH-level round trip on the target, then the connection.
+    async fn finish(mut self) -> Result<Connection, SshError> {
+        let chain = self.chain;
+        let Some(target) = self.handles.pop() else {
+            return Err(SshError::Protocol {
+                host: chain.alias.clone(),
+                detail: "empty chain".into(),
+            });
+        };
+        let tp = Instant::now();
+        let rtt =
+            match tokio::time::timeout(connect_timeout(&chain.target), target.send_ping()).await {
+                Ok(Ok(())) => Some(tp.elapsed()),
+                _ => None,
+            };
+        let (_, (ka_i, ka_n)) = client_config(&chain.target);
+        tracing::info!(
+            host = %chain.alias,
+            hops = self.infos.len(),
+            round_trip = ?rtt,
+            total = ?self.started.elapsed(),
+            "connected"
+        );
+        Ok(Connection {
+            handle: target,
+            _jumps: self.handles,
+            _proxy: self.proxy_child,
+            monitor: self.monitor,
+            info: ConnectInfo {
+                chain: chain.clone(),
+                first_hop: chain.jumps.first().map(|j| j.alias.clone()),
+                fallback_used: None,
+                hops: self.infos,
+                first_round_trip: rtt,
+                total: self.started.elapsed(),
+                connected_at: SystemTime::now(),
+                keepalive_interval: ka_i,
+                keepalive_count_max: ka_n,
+            },
+        })
+    }
+}
+
+/// How a host key was accepted, for the log.
+fn describe_acceptance(a: Option<&HostKeyAccepted>) -> String {
+    match a {
+        Some(HostKeyAccepted::Known { file, line }) => {
+            format!("known ({}:{line})", file.display())
+        }
+        Some(HostKeyAccepted::Added { file, line }) => {
+            format!("added ({}:{line})", file.display())
+        }
+        None => "not checked (scan)".into(),
+    }
 }

@@ -28,6 +28,12 @@
 //! forge the end of a frame. Background processes a script starts must
 //! redirect their standard streams, or their late output would be read as
 //! part of the next request's stdout.
+//!
+//! Everything read from the host is bounded ([`ReplyLimits`]): login-shell
+//! chatter before the ready marker, a script's stdout and stderr, the
+//! status line (and, in [`crate::ExecStream`], output held while a write
+//! waits). A host that sends more is a protocol error naming the host
+//! and the bound, never an allocation without end.
 
 use std::time::Duration;
 
@@ -35,7 +41,46 @@ use russh::ChannelMsg;
 use russh::client::{Handle, Msg};
 
 use crate::error::SshError;
+use crate::sanitize::terminal_safe_bytes;
 use crate::session::{HopHandler, LinkMonitor};
+
+/// Most login-shell chatter (motd, `.bashrc` output) accepted before the
+/// persistent shell's ready marker, or stray output before a stream's
+/// token.
+pub(crate) const MAX_CHATTER: usize = 1024 * 1024;
+/// Longest status line (`<status> <stderr length>`) after a sentinel.
+const MAX_STATUS_LINE: usize = 64;
+
+/// The most a host may send in reply to one script or command, so that a
+/// hostile or broken host cannot exhaust local memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyLimits {
+    /// Bytes of stdout (default 256 MiB: a remote tree listing of about
+    /// two million entries; output reads are chunked at 4 MiB).
+    pub stdout: usize,
+    /// Bytes of stderr (default 16 MiB).
+    pub stderr: usize,
+}
+
+impl Default for ReplyLimits {
+    fn default() -> Self {
+        ReplyLimits {
+            stdout: 256 * 1024 * 1024,
+            stderr: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// `1 MiB`, `256 MiB`, `64 bytes`: a bound, for messages.
+fn bytes(n: usize) -> String {
+    if n >= 1024 * 1024 && n.is_multiple_of(1024 * 1024) {
+        format!("{} MiB", n / (1024 * 1024))
+    } else if n >= 1024 && n.is_multiple_of(1024) {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} bytes")
+    }
+}
 
 /// What a script or command produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +130,7 @@ pub(crate) struct Shell {
     /// The loop's own stderr (diagnostics if it dies).
     shell_err: Vec<u8>,
     permit: tokio::sync::OwnedSemaphorePermit,
+    limits: ReplyLimits,
 }
 
 enum Failure {
@@ -94,6 +140,8 @@ enum Failure {
     Protocol(String),
     /// The host ended or refused `/bin/sh` before it started.
     NoShell(String),
+    /// The host sent more than a [`ReplyLimits`] bound allows.
+    Overflow(String),
 }
 
 impl Shell {
@@ -104,6 +152,7 @@ impl Shell {
         host: &str,
         monitor: &LinkMonitor,
         deadline: Duration,
+        limits: ReplyLimits,
     ) -> Result<Shell, SshError> {
         let fut = async {
             let channel = handle
@@ -120,10 +169,15 @@ impl Shell {
                 buf: Vec::new(),
                 shell_err: Vec::new(),
                 permit,
+                limits,
             };
             let marker = format!("{ready}\n");
-            let pos = match sh.read_until(marker.as_bytes()).await {
+            let pos = match sh
+                .read_until(marker.as_bytes(), MAX_CHATTER, "before the shell started")
+                .await
+            {
                 Ok(p) => p,
+                Err(Failure::Overflow(d)) => return Err(Failure::Overflow(d)),
                 // The shell never started: say what the host printed
                 // instead ("This service allows sftp connections only.").
                 Err(Failure::Closed(d) | Failure::Protocol(d) | Failure::NoShell(d)) => {
@@ -146,7 +200,7 @@ impl Shell {
                     })
                 }
             }
-            Ok(Err(Failure::Protocol(d))) => Err(SshError::Protocol {
+            Ok(Err(Failure::Protocol(d) | Failure::Overflow(d))) => Err(SshError::Protocol {
                 host: host.to_string(),
                 detail: d,
             }),
@@ -169,7 +223,14 @@ impl Shell {
     }
 
     /// Reads channel data until `needle` is in `buf`; returns its offset.
-    async fn read_until(&mut self, needle: &[u8]) -> Result<usize, Failure> {
+    /// More than `max` bytes before it is a protocol error (`what` says
+    /// where, e.g. `of script stdout`).
+    async fn read_until(
+        &mut self,
+        needle: &[u8],
+        max: usize,
+        what: &str,
+    ) -> Result<usize, Failure> {
         let mut from = 0;
         loop {
             if self.buf.len() >= needle.len()
@@ -177,11 +238,21 @@ impl Shell {
                     .windows(needle.len())
                     .position(|w| w == needle)
             {
+                if from + p > max {
+                    break;
+                }
                 return Ok(from + p);
+            }
+            if self.buf.len() > max + needle.len() {
+                break;
             }
             from = self.buf.len().saturating_sub(needle.len() - 1);
             self.fill().await?;
         }
+        Err(Failure::Overflow(format!(
+            "the host sent more than {} {what} (a broken or hostile host?)",
+            bytes(max)
+        )))
     }
 
     /// Reads until `buf` holds at least `n` bytes.
@@ -230,18 +301,24 @@ impl Shell {
 
     /// What the host printed on stdout (its last lines), for an error.
     fn printed(&self) -> String {
-        let out = String::from_utf8_lossy(&self.buf);
+        let out = terminal_safe_bytes(&self.buf);
         let out = out.trim();
         if out.is_empty() {
             return String::new();
         }
         let tail: Vec<&str> = out.lines().rev().take(3).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!("; the host said: {}", tail.join(" / "))
+        let said = tail.join(" / ");
+        // At most the last 1000 characters of it.
+        let skip = said.chars().count().saturating_sub(1000);
+        format!(
+            "; the host said: {}",
+            said.chars().skip(skip).collect::<String>()
+        )
     }
 
     fn err_suffix(&self) -> String {
-        let e = String::from_utf8_lossy(&self.shell_err);
+        let e = terminal_safe_bytes(&self.shell_err);
         let e = e.trim();
         if e.is_empty() {
             String::new()
@@ -277,6 +354,10 @@ impl Shell {
         match tokio::time::timeout(deadline, self.run_inner(script)).await {
             Ok(Ok(o)) => Ok(o),
             Ok(Err(Failure::Closed(d))) => Err(monitor.error(host, d).await),
+            Ok(Err(Failure::Overflow(d))) => Err(SshError::Protocol {
+                host: host.to_string(),
+                detail: d,
+            }),
             Ok(Err(Failure::Protocol(d) | Failure::NoShell(d))) => {
                 if monitor.is_down() {
                     Err(monitor.error(host, d).await)
@@ -306,11 +387,15 @@ impl Shell {
             .await
             .map_err(|e| Failure::Closed(e.to_string()))?;
         let needle = format!("{sentinel} ");
-        let pos = self.read_until(needle.as_bytes()).await?;
+        let pos = self
+            .read_until(needle.as_bytes(), self.limits.stdout, "of script stdout")
+            .await?;
         let stdout = self.buf[..pos].to_vec();
         self.buf.drain(..pos + needle.len());
-        let nl = self.read_until(b"\n").await?;
-        let header = String::from_utf8_lossy(&self.buf[..nl]).into_owned();
+        let nl = self
+            .read_until(b"\n", MAX_STATUS_LINE, "in a status line")
+            .await?;
+        let header = terminal_safe_bytes(&self.buf[..nl]);
         self.buf.drain(..nl + 1);
         let mut parts = header.split_whitespace();
         let status: i32 = parts
@@ -321,6 +406,13 @@ impl Shell {
             .next()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| Failure::Protocol(format!("bad status line '{header}'")))?;
+        if errlen > self.limits.stderr {
+            return Err(Failure::Overflow(format!(
+                "the host announced {errlen} bytes of script stderr, more than {} \
+                 (a broken or hostile host?)",
+                bytes(self.limits.stderr)
+            )));
+        }
         self.read_exact(errlen).await?;
         let stderr = self.buf.drain(..errlen).collect();
         Ok(ScriptOutput {
@@ -340,6 +432,7 @@ pub(crate) async fn exec_once(
     host: &str,
     monitor: &LinkMonitor,
     deadline: Duration,
+    limits: ReplyLimits,
 ) -> Result<ScriptOutput, SshError> {
     let fut = async {
         let mut channel = handle
@@ -363,8 +456,26 @@ pub(crate) async fn exec_once(
         let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), None);
         loop {
             match channel.wait().await {
-                Some(ChannelMsg::Data { data }) => out.extend_from_slice(&data),
-                Some(ChannelMsg::ExtendedData { data, .. }) => err.extend_from_slice(&data),
+                Some(ChannelMsg::Data { data }) => {
+                    if out.len() + data.len() > limits.stdout {
+                        return Err(Failure::Overflow(format!(
+                            "the host sent more than {} of command stdout \
+                             (a broken or hostile host?)",
+                            bytes(limits.stdout)
+                        )));
+                    }
+                    out.extend_from_slice(&data)
+                }
+                Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    if err.len() + data.len() > limits.stderr {
+                        return Err(Failure::Overflow(format!(
+                            "the host sent more than {} of command stderr \
+                             (a broken or hostile host?)",
+                            bytes(limits.stderr)
+                        )));
+                    }
+                    err.extend_from_slice(&data)
+                }
                 Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status as i32),
                 Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
                     status = Some(128 + signal_number(&signal_name))
@@ -401,10 +512,12 @@ pub(crate) async fn exec_once(
                 })
             }
         }
-        Ok(Err(Failure::Protocol(d) | Failure::NoShell(d))) => Err(SshError::Protocol {
-            host: host.to_string(),
-            detail: d,
-        }),
+        Ok(Err(Failure::Protocol(d) | Failure::NoShell(d) | Failure::Overflow(d))) => {
+            Err(SshError::Protocol {
+                host: host.to_string(),
+                detail: d,
+            })
+        }
         Err(_) => Err(SshError::Timeout {
             host: host.to_string(),
             what: format!("command `{}`", command.chars().take(60).collect::<String>()),

@@ -27,6 +27,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::SshError;
 use crate::session::LinkMonitor;
+use crate::shell::MAX_CHATTER;
 
 /// Keeps stderr bounded: the head of it is what explains a failure.
 const MAX_STDERR: usize = 64 * 1024;
@@ -49,6 +50,9 @@ pub struct ExecStream {
     /// Longest wait for any progress (a hung remote side with a live link).
     idle: Duration,
     inbox: Inbox,
+    /// Most stdout held while a write waits (a script that writes without
+    /// reading must not fill local memory): [`crate::ReplyLimits::stdout`].
+    max_pending: usize,
     input_closed: bool,
     _permit: OwnedSemaphorePermit,
 }
@@ -57,6 +61,8 @@ pub struct ExecStream {
 #[derive(Default)]
 struct Inbox {
     stdout: VecDeque<Vec<u8>>,
+    /// Bytes in `stdout`.
+    pending: usize,
     stderr: Vec<u8>,
     status: Option<i32>,
     /// The peer closed the channel.
@@ -64,9 +70,23 @@ struct Inbox {
 }
 
 impl Inbox {
+    fn pop(&mut self) -> Option<Vec<u8>> {
+        let chunk = self.stdout.pop_front()?;
+        self.pending -= chunk.len();
+        Some(chunk)
+    }
+
+    fn push_front(&mut self, chunk: Vec<u8>) {
+        self.pending += chunk.len();
+        self.stdout.push_front(chunk);
+    }
+
     fn take(&mut self, msg: Option<ChannelMsg>) {
         match msg {
-            Some(ChannelMsg::Data { data }) => self.stdout.push_back(data.to_vec()),
+            Some(ChannelMsg::Data { data }) => {
+                self.pending += data.len();
+                self.stdout.push_back(data.to_vec())
+            }
             Some(ChannelMsg::ExtendedData { data, .. }) => {
                 let room = MAX_STDERR.saturating_sub(self.stderr.len());
                 self.stderr.extend_from_slice(&data[..data.len().min(room)]);
@@ -95,6 +115,7 @@ impl ExecStream {
         alive: Box<dyn Fn() -> bool + Send + Sync>,
         idle: Duration,
         permit: OwnedSemaphorePermit,
+        max_pending: usize,
     ) -> ExecStream {
         let (read, write) = channel.split();
         ExecStream {
@@ -105,6 +126,7 @@ impl ExecStream {
             alive,
             idle,
             inbox: Inbox::default(),
+            max_pending,
             input_closed: false,
             _permit: permit,
         }
@@ -122,11 +144,20 @@ impl ExecStream {
             {
                 let rest = seen.split_off(p + needle.len());
                 if !rest.is_empty() {
-                    self.inbox.stdout.push_front(rest);
+                    self.inbox.push_front(rest);
                 }
                 return Ok(());
             }
-            match self.inbox.stdout.pop_front() {
+            if seen.len() > MAX_CHATTER + needle.len() {
+                return Err(SshError::Protocol {
+                    host: self.host.clone(),
+                    detail: format!(
+                        "the host sent more than {MAX_CHATTER} bytes before the transfer started \
+                         (a broken or hostile host?)"
+                    ),
+                });
+            }
+            match self.inbox.pop() {
                 Some(chunk) => seen.extend_from_slice(&chunk),
                 None if self.inbox.out_done || self.inbox.status.is_some() => {
                     return Err(SshError::Channel {
@@ -157,6 +188,16 @@ impl ExecStream {
                 }
                 msg = self.read.wait(), if !self.inbox.out_done => {
                     self.inbox.take(msg);
+                    if self.inbox.pending > self.max_pending {
+                        return Err(SshError::Protocol {
+                            host: self.host.clone(),
+                            detail: format!(
+                                "the remote command sent more than {} bytes of output \
+                                 without reading its input (a broken or hostile host?)",
+                                self.max_pending
+                            ),
+                        });
+                    }
                     if self.inbox.status.is_some() {
                         // The script ended without reading all of its
                         // input (a full disk, a missing file): no point
@@ -195,7 +236,7 @@ impl ExecStream {
     /// The next piece of the script's stdout; `None` once it has ended.
     pub async fn read(&mut self) -> Result<Option<Vec<u8>>, SshError> {
         loop {
-            if let Some(chunk) = self.inbox.stdout.pop_front() {
+            if let Some(chunk) = self.inbox.pop() {
                 return Ok(Some(chunk));
             }
             if self.inbox.out_done {

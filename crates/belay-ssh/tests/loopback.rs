@@ -785,3 +785,173 @@ async fn ciphers_from_the_config_are_honoured() {
         "ssh itself connected: the test is wrong"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_host_ca_and_revoked_host_keys_are_refused() {
+    common::prereqs();
+    let cadir = tempfile::tempdir().expect("tmp");
+    let host_ca = KeyPair::generate(cadir.path(), "host_ca", KeyKind::Ed25519).expect("keygen");
+    let env = Env::new(SshdOptions {
+        host_ca: Some(host_ca.private.clone()),
+        ..SshdOptions::default()
+    });
+    let ca_line = host_ca.public_line().expect("pub");
+    // @revoked on the CA that signed the host certificate: refused, as ssh
+    // refuses it, even though a @cert-authority line vouches for it.
+    std::fs::write(
+        &env.known_hosts,
+        format!("@cert-authority * {ca_line}\n@revoked * {ca_line}\n"),
+    )
+    .expect("kh");
+    let err = env
+        .client("target")
+        .connect_info()
+        .await
+        .expect_err("a revoked CA must be refused");
+    assert!(
+        matches!(
+            err,
+            SshError::HostKey(belay_ssh::HostKeyError::Revoked { line: 2, .. })
+        ),
+        "{err}"
+    );
+
+    // RevokedHostKeys, text form: the CA listed there is refused too.
+    std::fs::write(&env.known_hosts, format!("@cert-authority * {ca_line}\n")).expect("kh");
+    let list = env.path().join("revoked_keys");
+    std::fs::write(&list, format!("# retired\n{ca_line}\n")).expect("list");
+    env.write_config(&format!("  RevokedHostKeys {}\n", list.display()));
+    let err = env
+        .client("target")
+        .connect_info()
+        .await
+        .expect_err("RevokedHostKeys must be honoured");
+    assert!(
+        matches!(
+            err,
+            SshError::HostKey(belay_ssh::HostKeyError::RevokedByList { line: 2, .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("CA key"), "{err}");
+
+    // A binary KRL belay cannot read: refused (never silently ignored).
+    let krl = env.path().join("revoked.krl");
+    let st = std::process::Command::new("ssh-keygen")
+        .arg("-q")
+        .arg("-k")
+        .arg("-f")
+        .arg(&krl)
+        .arg(&host_ca.public)
+        .status()
+        .expect("ssh-keygen -k");
+    assert!(st.success());
+    env.write_config(&format!("  RevokedHostKeys {}\n", krl.display()));
+    let err = env
+        .client("target")
+        .connect_info()
+        .await
+        .expect_err("an unreadable revocation list must refuse");
+    assert!(
+        matches!(
+            err,
+            SshError::HostKey(belay_ssh::HostKeyError::RevocationUnchecked { .. })
+        ),
+        "{err}"
+    );
+
+    // An empty list revokes nothing: connected.
+    std::fs::write(&list, "").expect("list");
+    env.write_config(&format!("  RevokedHostKeys {}\n", list.display()));
+    env.client("target")
+        .connect_info()
+        .await
+        .expect("nothing revoked");
+}
+
+fn small_limits(env: &Env) -> ClientOptions {
+    ClientOptions {
+        reply_limits: belay_ssh::ReplyLimits {
+            stdout: 1024 * 1024,
+            stderr: 1024 * 1024,
+        },
+        op_timeout: Duration::from_secs(15),
+        ..env.options()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_beyond_the_bound_are_a_protocol_error_naming_the_host() {
+    let env = Env::new(SshdOptions::default());
+    let c = Client::new("target", small_limits(&env));
+    let ok = c
+        .run_script("head -c 1000000 /dev/zero")
+        .await
+        .expect("under the bound");
+    assert_eq!(ok.stdout.len(), 1_000_000);
+    for (script, what) in [
+        ("head -c 3000000 /dev/zero", "stdout"),
+        ("head -c 3000000 /dev/zero >&2", "stderr"),
+    ] {
+        let err = c.run_script(script).await.expect_err(what);
+        assert!(
+            matches!(&err, SshError::Protocol { host, .. } if host == "target"),
+            "{what}: {err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("1 MiB") && text.contains(what), "{text}");
+    }
+    // The shell that overflowed is discarded; the next script gets a new one.
+    let out = c.run_script("echo fine").await.expect("after");
+    assert_eq!(out.stdout, b"fine\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_flooding_before_the_shell_starts_is_cut_off() {
+    // A hostile account: whatever is asked, it floods 3 MB and then hangs.
+    let env = Env::new(SshdOptions {
+        extra_config: vec!["ForceCommand head -c 3000000 /dev/zero; sleep 30".into()],
+        ..SshdOptions::default()
+    });
+    let c = Client::new("target", small_limits(&env));
+    let t = Instant::now();
+    let err = c.run_script("true").await.expect_err("flood");
+    assert!(
+        matches!(&err, SshError::Protocol { host, .. } if host == "target"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("before the shell started"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_script_that_floods_without_reading_is_cut_off() {
+    let env = Env::new(SshdOptions::default());
+    let c = Client::new("target", small_limits(&env));
+    let mut s = c
+        .exec_stream(
+            "head -c 3000000 /dev/zero; sleep 10",
+            Duration::from_secs(15),
+        )
+        .await
+        .expect("stream");
+    let data = vec![7u8; 100_000];
+    let t = Instant::now();
+    let mut err = None;
+    for _ in 0..80 {
+        if let Err(e) = s.write_all(&data).await {
+            err = Some(e);
+            break;
+        }
+    }
+    let err = err.expect("8 MB into a script that does not read");
+    assert!(
+        matches!(&err, SshError::Protocol { host, .. } if host == "target"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("without reading"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+}

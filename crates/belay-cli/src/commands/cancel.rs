@@ -37,6 +37,7 @@ pub fn cancel(ctx: &Ctx, a: CancelArgs) -> Result<u8> {
             }
             Ok(after) => println!("{}: {}", after.id, after.state),
             Err(e) => {
+                let e = belay_ssh::terminal_safe(&e.to_string());
                 eprintln!("belay: cancelling {}: {e}", job.id);
                 status = 1;
             }

@@ -360,7 +360,10 @@ fn check(ctx: &Ctx, mut names: Vec<String>, all: bool, as_json: bool) -> Result<
                 let err = map_error(name, e);
                 let _ = engine.store_mut().record_host_error(name, &err.to_string());
                 if !as_json {
-                    println!("{name}: FAILED: {err}");
+                    println!(
+                        "{name}: FAILED: {}",
+                        belay_ssh::terminal_safe(&err.to_string())
+                    );
                 }
                 results.push(json!({"host": name, "ok": false, "error": err.to_string()}));
             }

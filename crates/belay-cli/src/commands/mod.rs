@@ -76,13 +76,12 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 
 fn warn_problems(problems: &[HostProblem]) {
     for p in problems {
+        // The error may quote the host: no control sequence of its own.
+        let error = belay_ssh::terminal_safe(&p.error);
         if p.job.is_some() {
-            eprintln!("belay: warning: {}", p.error);
+            eprintln!("belay: warning: {error}");
         } else {
-            eprintln!(
-                "belay: warning: {} (showing its jobs' last known state)",
-                p.error
-            );
+            eprintln!("belay: warning: {error} (showing its jobs' last known state)");
         }
     }
 }

@@ -13,5 +13,6 @@ mod lifecycle;
 mod recovery;
 mod remote;
 mod remote_netns;
+mod ssh_trust;
 mod store_and_input;
 mod transfer;

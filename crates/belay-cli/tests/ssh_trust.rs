@@ -4,17 +4,15 @@
 //! hostile host text on the terminal, host names that would reach a shell
 //! through ProxyCommand, and `-vv` diagnostics that never show a secret.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use belay_testbed::{KeyKind, KeyPair, Sshd, SshdOptions};
-use support::remote::{Loopback, common_options};
-use support::*;
+use crate::support::remote::Loopback;
+use crate::support::*;
+use belay_testbed::{HostBlock, KeyKind, KeyPair, Sshd, SshdOptions};
 
 /// `belay` under a real pseudo-terminal (`script`), its output collected
 /// as it comes.
@@ -105,8 +103,8 @@ impl OnTerminal {
 }
 
 /// A second sshd that authorizes an encrypted key, reachable as `locked`
-/// (with `extra` options, e.g. `BatchMode`).
-fn locked_host(host: &Loopback, extra: &str) -> (Sshd, KeyPair) {
+/// (with `BatchMode yes` or, like a user's interactive config, without).
+fn locked_host(host: &Loopback, batch_mode: bool) -> (Sshd, KeyPair) {
     let key = KeyPair::generate_with_passphrase(
         host.dir.path(),
         "locked",
@@ -122,11 +120,15 @@ fn locked_host(host: &Loopback, extra: &str) -> (Sshd, KeyPair) {
     let mut kh = std::fs::read_to_string(&host.known_hosts).unwrap();
     kh.push_str(&format!("{}\n", sshd.known_hosts_line("127.0.0.1")));
     std::fs::write(&host.known_hosts, kh).unwrap();
-    let opts = common_options(&key, &host.known_hosts).replace("  BatchMode yes\n", "");
-    host.add_hosts(&format!(
-        "Host locked\n  HostName 127.0.0.1\n  Port {}\n{opts}{extra}",
-        sshd.port()
-    ));
+    let mut block = HostBlock::new("locked")
+        .hostname("127.0.0.1")
+        .port(sshd.port())
+        .test_client(&key, &host.known_hosts)
+        .without("BatchMode");
+    if batch_mode {
+        block = block.option("BatchMode", "yes");
+    }
+    host.add_hosts(&block.to_string());
     (sshd, key)
 }
 
@@ -170,7 +172,7 @@ fn a_private_key_readable_by_others_is_refused_as_ssh_refuses_it() {
 #[test]
 fn batch_mode_never_asks_for_a_passphrase_even_on_a_terminal() {
     let host = Loopback::start();
-    let (_sshd, _key) = locked_host(&host, "  BatchMode yes\n");
+    let (_sshd, _key) = locked_host(&host, true);
     let b = host.belay();
     let mut t = OnTerminal::start(&b, &host, "BELAY run locked -- echo unlocked");
     let asked = t.wait_for("passphrase for key", Duration::from_secs(30));
@@ -185,7 +187,7 @@ fn batch_mode_never_asks_for_a_passphrase_even_on_a_terminal() {
 #[test]
 fn ctrl_c_at_a_passphrase_prompt_restores_the_terminal() {
     let host = Loopback::start();
-    let (_sshd, _key) = locked_host(&host, "");
+    let (_sshd, _key) = locked_host(&host, false);
     let b = host.belay();
     // The shell traps SIGINT (belay does not inherit the trap), then shows
     // the terminal's echo flag as belay left it: `echo` or `-echo`.
@@ -271,7 +273,7 @@ fn shell_metacharacters_in_a_command_line_host_name_are_refused() {
 #[test]
 fn verbose_output_names_each_step_and_never_a_secret() {
     let host = Loopback::start();
-    let (_sshd, _key) = locked_host(&host, "");
+    let (_sshd, _key) = locked_host(&host, false);
     let b = host.belay();
     let mut t = OnTerminal::start(
         &b,

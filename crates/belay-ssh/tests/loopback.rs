@@ -788,7 +788,7 @@ async fn ciphers_from_the_config_are_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_host_ca_and_revoked_host_keys_are_refused() {
-    common::prereqs();
+    crate::common::prereqs();
     let cadir = tempfile::tempdir().expect("tmp");
     let host_ca = KeyPair::generate(cadir.path(), "host_ca", KeyKind::Ed25519).expect("keygen");
     let env = Env::new(SshdOptions {

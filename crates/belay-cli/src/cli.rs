@@ -67,6 +67,22 @@ pub enum Command {
     /// Hosts: how belay reaches them (from your OpenSSH config) and their health.
     #[command(subcommand)]
     Host(HostCommand),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    #[command(
+        after_help = "Install:\n  bash:  belay completions bash > ~/.local/share/bash-completion/completions/belay\n  zsh:   belay completions zsh > ~/.zfunc/_belay   # with fpath+=(~/.zfunc) before compinit\n  fish:  belay completions fish > ~/.config/fish/completions/belay.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+}
+
+/// Shells `belay completions` writes scripts for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,7 +114,7 @@ pub enum HostCommand {
     },
     /// Fetch HOST's key, show its fingerprint, and record it in known_hosts.
     #[command(
-        after_help = "Examples:\n  belay host trust gpu1                       # asks on a terminal\n  belay host trust gpu1 --fingerprint SHA256:AbC…   # scripts: pin the expected key"
+        after_help = "Examples:\n  belay host trust gpu1                       # asks on a terminal\n  belay host trust gpu1 --fingerprint SHA256:AbC…   # scripts: pin the expected key\n  belay host trust gpu1 --replace             # the machine was re-created: its key changed"
     )]
     Trust {
         host: String,
@@ -108,6 +124,11 @@ pub enum HostCommand {
         /// Record the key only if its fingerprint is exactly this.
         #[arg(long, value_name = "SHA256:…")]
         fingerprint: Option<String>,
+        /// Replace a different key already recorded for HOST (after a
+        /// machine was re-created; without it that case is refused, as an
+        /// attack looks the same).
+        #[arg(long)]
+        replace: bool,
     },
     /// Remove HOST's entries from your known_hosts file(s).
     #[command(

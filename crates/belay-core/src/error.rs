@@ -38,6 +38,9 @@ pub enum CoreError {
     Transition(#[from] InvalidTransition),
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// A host key was not recorded (`belay host trust`).
+    #[error(transparent)]
+    Trust(#[from] crate::hosts::keys::TrustError),
     /// The job is recorded but its host went away mid-submit; any later
     /// belay command that reaches the host finishes the submit (never twice).
     #[error(

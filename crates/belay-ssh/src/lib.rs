@@ -60,6 +60,41 @@ pub fn trust_host_key(
     known_hosts::trust(host, key)
 }
 
+/// What `host`'s known_hosts files already hold for it, compared with
+/// `key` (a freshly scanned key): `belay host trust` records nothing over
+/// a different key unless told to replace it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordedHostKey {
+    /// Nothing is recorded for this host.
+    Nothing,
+    /// `key` itself is recorded (at this file and line).
+    Same(std::path::PathBuf, usize),
+    /// Another key is recorded for this host (at this file and line).
+    Different(std::path::PathBuf, usize),
+    /// `key` is marked `@revoked` (at this file and line).
+    Revoked(std::path::PathBuf, usize),
+}
+
+/// Compares `key` with what is recorded for `host` (the chain's target).
+pub fn recorded_host_key(host: &ResolvedHost, key: &PublicKey) -> RecordedHostKey {
+    let offered = russh::keys::PublicKeyOrCertificate::PublicKey {
+        key: key.clone(),
+        hash_alg: None,
+    };
+    let files = known_hosts::all_files(host);
+    match known_hosts::lookup(&host.known_hosts_name(), &offered, &files) {
+        known_hosts::Lookup::Known { file, line } => RecordedHostKey::Same(file, line),
+        known_hosts::Lookup::Revoked { file, line } => RecordedHostKey::Revoked(file, line),
+        known_hosts::Lookup::Changed { file, line } => RecordedHostKey::Different(file, line),
+        known_hosts::Lookup::Unknown { others } => match others.into_iter().next() {
+            // A key of another type is recorded: the host no longer offers
+            // the one belay knows, which is as suspect as a changed key.
+            Some((file, line)) => RecordedHostKey::Different(file, line),
+            None => RecordedHostKey::Nothing,
+        },
+    }
+}
+
 /// Removes `host`'s entries from its UserKnownHostsFile(s); returns the
 /// `(file, line)` entries removed.
 pub fn forget_host_key(

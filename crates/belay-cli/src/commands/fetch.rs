@@ -1,13 +1,15 @@
 //! `belay fetch`: copy a job's declared outputs (`run --output`) to this
-//! machine, each as `DIR/<its name>` — resumable and verified like `pull`.
-//! An attached `belay run` calls the same code when its job ends.
+//! machine, each at its path under DIR (an absolute output by its name) —
+//! resumable and verified like `pull`. The copying is the engine's
+//! (`Engine::fetch_outputs`); this renders it. An attached `belay run`
+//! calls the same code when its job ends.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use belay_core::engine::Engine;
+use belay_core::engine::fetch::{FetchReport, OutputOutcome};
 use belay_core::job::Job;
-use belay_core::transfer::{self, Summary};
 use serde::Serialize;
 
 use super::Ctx;
@@ -26,12 +28,34 @@ struct OutputView {
     found: bool,
 }
 
-pub struct FetchReport {
-    outputs: Vec<OutputView>,
-    /// Problems that make `fetch` exit 1: outputs not found, remote
-    /// entries refused.
-    pub missing: Vec<String>,
-    total: Summary,
+/// Fetches `job`'s outputs into `to` with a progress bar per output;
+/// returns the report and the lines that make `fetch` exit 1 (outputs not
+/// found, remote entries refused).
+pub fn fetch_outputs(
+    engine: &mut Engine,
+    job: &Job,
+    to: &Path,
+) -> Result<(FetchReport, Vec<String>)> {
+    let report = engine.fetch_outputs(job, to, &mut |output| {
+        Box::new(TransferBar::new(&format!("fetch {output}")))
+    })?;
+    let mut missing = Vec::new();
+    for o in &report.outputs {
+        match &o.outcome {
+            OutputOutcome::Copied(s) => {
+                if let Some(line) = super::transfer::refused_line(s) {
+                    missing.push(format!("output '{}': {line}", o.output));
+                }
+            }
+            OutputOutcome::NotFound(e) => {
+                missing.push(format!(
+                    "output '{}' not found on {} ({e})",
+                    o.output, job.host
+                ));
+            }
+        }
+    }
+    Ok((report, missing))
 }
 
 pub fn fetch(ctx: &Ctx, a: FetchArgs) -> Result<u8> {
@@ -49,8 +73,8 @@ pub fn fetch(ctx: &Ctx, a: FetchArgs) -> Result<u8> {
         anyhow::bail!("job {} has not been staged on {} yet", job.id, job.host);
     }
     let to = a.to.clone().unwrap_or_else(|| default_dir(ctx, &job.id));
-    let report = fetch_outputs(&mut engine, &job, &to)?;
-    for m in &report.missing {
+    let (report, missing) = fetch_outputs(&mut engine, &job, &to)?;
+    for m in &missing {
         eprintln!("belay: {m}");
     }
     if a.json {
@@ -66,13 +90,29 @@ pub fn fetch(ctx: &Ctx, a: FetchArgs) -> Result<u8> {
             bytes_sent: u64,
             bytes_resumed: u64,
         }
-        let t = &report.total;
+        let t = &report.total();
+        let outputs: Vec<OutputView> = report
+            .outputs
+            .iter()
+            .map(|o| match &o.outcome {
+                OutputOutcome::Copied(s) => OutputView {
+                    path: o.output.clone(),
+                    local: Some(s.destination.clone()),
+                    found: true,
+                },
+                OutputOutcome::NotFound(_) => OutputView {
+                    path: o.output.clone(),
+                    local: None,
+                    found: false,
+                },
+            })
+            .collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&View {
                 job: &job.id,
                 to: to.display().to_string(),
-                outputs: &report.outputs,
+                outputs: &outputs,
                 files: t.files,
                 files_transferred: t.files_transferred,
                 files_skipped: t.files_skipped,
@@ -84,53 +124,5 @@ pub fn fetch(ctx: &Ctx, a: FetchArgs) -> Result<u8> {
     } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!("belay: outputs of {} in {}", job.id, to.display());
     }
-    Ok(if report.missing.is_empty() { 0 } else { 1 })
-}
-
-/// Pulls every declared output of `job` into `to` (created if needed).
-/// Missing outputs are reported, not fatal; any other failure is.
-pub fn fetch_outputs(engine: &mut Engine, job: &Job, to: &Path) -> Result<FetchReport> {
-    std::fs::create_dir_all(to)
-        .map_err(|e| anyhow::anyhow!("cannot create '{}': {e}", to.display()))?;
-    let t = engine.hosts().get(&job.host)?;
-    let mut report = FetchReport {
-        outputs: Vec::new(),
-        missing: Vec::new(),
-        total: Summary::default(),
-    };
-    for output in &job.outputs {
-        let remote = job.output_path(output);
-        let mut bar = TransferBar::new(&format!("fetch {output}"));
-        match transfer::pull(t.as_ref(), &remote, to, transfer::Via::Auto, &mut bar) {
-            Ok(s) => {
-                if let Some(line) = super::transfer::refused_line(&s) {
-                    report.missing.push(format!("output '{output}': {line}"));
-                }
-                let total = &mut report.total;
-                total.files += s.files;
-                total.files_transferred += s.files_transferred;
-                total.files_skipped += s.files_skipped;
-                total.bytes += s.bytes;
-                total.bytes_sent += s.bytes_sent;
-                total.bytes_resumed += s.bytes_resumed;
-                report.outputs.push(OutputView {
-                    path: output.clone(),
-                    local: Some(s.destination.clone()),
-                    found: true,
-                });
-            }
-            Err(e @ belay_core::CoreError::BadInput(_)) => {
-                report
-                    .missing
-                    .push(format!("output '{output}' not found on {} ({e})", job.host));
-                report.outputs.push(OutputView {
-                    path: output.clone(),
-                    local: None,
-                    found: false,
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(report)
+    Ok(if missing.is_empty() { 0 } else { 1 })
 }

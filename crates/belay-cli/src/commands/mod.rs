@@ -1,6 +1,7 @@
 //! One module per command; `dispatch` opens the engine and routes.
 
 mod cancel;
+mod completions;
 mod fetch;
 mod host;
 mod logs;
@@ -53,6 +54,10 @@ impl Ctx {
 }
 
 pub fn dispatch(cli: Cli) -> Result<u8> {
+    // Needs no state: works before BELAY_HOME exists or when it is unusable.
+    if let Command::Completions { shell } = cli.command {
+        return completions::completions(shell);
+    }
     let ctx = Ctx {
         home: BelayHome::from_env()?,
         hosts: HostsOptions {
@@ -71,6 +76,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Pull(a) => transfer::pull(&ctx, a),
         Command::Fetch(a) => fetch::fetch(&ctx, a),
         Command::Host(c) => host::host(&ctx, c),
+        Command::Completions { shell } => completions::completions(shell),
     }
 }
 

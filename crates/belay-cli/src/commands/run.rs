@@ -3,7 +3,7 @@
 use anyhow::Result;
 use belay_core::job::Input;
 use belay_core::job::JobSpec;
-use belay_core::job::spec::{check_inputs, check_output};
+use belay_core::job::spec::{check_inputs, check_outputs};
 
 use super::{Ctx, finish};
 use crate::cli::RunArgs;
@@ -34,9 +34,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
         .map(|i| Input::parse(i))
         .collect::<Result<_, _>>()?;
     check_inputs(&spec.inputs)?;
-    for o in &a.outputs {
-        check_output(o)?;
-    }
+    check_outputs(&a.outputs)?;
     spec.outputs = a.outputs.clone();
     belay_core::hosts::Hosts::new(&ctx.home, ctx.hosts.clone())?.validate(&spec.host)?;
     let mut engine = ctx.engine()?;
@@ -68,8 +66,8 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     {
         let to = super::fetch::default_dir(ctx, &job.id);
         match super::fetch::fetch_outputs(&mut engine, job, &to) {
-            Ok(report) => {
-                for missing in &report.missing {
+            Ok((_, missing)) => {
+                for missing in &missing {
                     eprintln!("belay: warning: {missing}");
                 }
                 eprintln!("belay: outputs of {} in {}", job.id, to.display());

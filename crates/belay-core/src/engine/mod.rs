@@ -9,8 +9,13 @@
 //!   `lost` only on proof (the wrapper is gone and left no exit file).
 //! - [`cancel`] and [`output`]: stopping jobs and reading their output from
 //!   byte offsets.
+//! - [`fetch`]: copying a job's declared outputs here (beside input upload
+//!   in [`submit`]).
+//! - [`health`]: the one writer of host health.
 
 pub mod cancel;
+pub mod fetch;
+pub mod health;
 pub mod output;
 pub mod reconcile;
 pub mod submit;
@@ -25,7 +30,7 @@ use crate::job::Job;
 use crate::remote::scripts::job_dir_word;
 use crate::scheduler::{self, Scheduler};
 use crate::store::Store;
-use crate::transport::{Transport, TransportError};
+use crate::transport::Transport;
 
 pub use reconcile::HostProblem;
 
@@ -57,19 +62,6 @@ impl Engine {
     /// Report input copies of later submits to `progress`.
     pub fn set_transfer_progress(&mut self, progress: Box<dyn crate::transfer::Progress>) {
         self.progress = Some(progress);
-    }
-
-    /// Record how talking to `host` went (host health, the route used).
-    fn note_host(&mut self, host: &str, outcome: std::result::Result<(), &TransportError>) {
-        if Hosts::is_local(host) {
-            return;
-        }
-        let route = self.hosts.ssh(host).route();
-        // Health is advisory: failing to record it must not fail the command.
-        let _ = match outcome {
-            Ok(()) => self.store.record_host_ok(host, route.as_deref()),
-            Err(e) => self.store.record_host_error(host, &e.to_string()),
-        };
     }
 
     pub fn store(&self) -> &Store {

@@ -142,6 +142,54 @@ pub fn check_output(path: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks every `--output` and refuses two that would land on each other
+/// in `results/<id>/` (the same path, or one inside the other): one would
+/// silently replace the other.
+pub fn check_outputs(outputs: &[String]) -> Result<()> {
+    for o in outputs {
+        check_output(o)?;
+    }
+    let landings: Vec<(&String, String)> = outputs
+        .iter()
+        .filter_map(|o| Some((o, output_landing(o)?.1)))
+        .collect();
+    for (i, (a, la)) in landings.iter().enumerate() {
+        for (b, lb) in &landings[i + 1..] {
+            let under = |x: &str, y: &str| y.starts_with(&format!("{x}/"));
+            if la == lb || under(la, lb) || under(lb, la) {
+                return Err(CoreError::BadInput(format!(
+                    "bad --output '{b}': it would land on '{a}' as '{}' in the results directory",
+                    la.as_str().min(lb.as_str())
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where a declared output lands under the results directory, as
+/// `(directory to pull into, path of the copy)`, both relative: a plain
+/// relative path keeps its directories (`a/x` and `b/x` stay apart);
+/// an absolute path, a `~` path or one that climbs (`..`) lands by its
+/// final name. `None` for outputs without a name of their own (`.`,
+/// `..`, `/`): they are pulled into the results directory itself.
+pub fn output_landing(output: &str) -> Option<(String, String)> {
+    let parts: Vec<&str> = output
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    let base = *parts.last()?;
+    if base == ".." || base == "~" {
+        return None;
+    }
+    let keeps_path = !output.starts_with('/') && !output.starts_with('~') && !parts.contains(&"..");
+    if !keeps_path {
+        return Some((String::new(), base.to_string()));
+    }
+    let dir = parts[..parts.len() - 1].join("/");
+    Some((dir, parts.join("/")))
+}
+
 impl JobSpec {
     /// Validate user input. Every refusal names the offending value.
     pub fn new(
@@ -203,17 +251,25 @@ pub fn validate_name(n: &str) -> Result<()> {
 
 /// `K=V` with a shell-safe variable name.
 pub fn parse_env(item: &str) -> Result<(String, String)> {
-    let bad = || {
-        CoreError::BadInput(format!(
-            "bad --env '{item}': expected NAME=VALUE with NAME made of letters, digits and '_'"
-        ))
+    // The value is the user's data: an error names the NAME, never echoes
+    // the value (it may be a token pasted in by mistake).
+    let Some((k, v)) = item.split_once('=') else {
+        return Err(CoreError::BadInput(format!(
+            "bad --env '{item}': expected NAME=VALUE"
+        )));
     };
-    let (k, v) = item.split_once('=').ok_or_else(bad)?;
     let valid_name = !k.is_empty()
         && !k.as_bytes()[0].is_ascii_digit()
         && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !valid_name || v.contains('\0') {
-        return Err(bad());
+    if !valid_name {
+        return Err(CoreError::BadInput(format!(
+            "bad --env name '{k}': use letters, digits and '_', not starting with a digit (value not shown)"
+        )));
+    }
+    if v.contains('\0') {
+        return Err(CoreError::BadInput(format!(
+            "bad --env '{k}': its value contains a NUL byte (value not shown)"
+        )));
     }
     Ok((k.to_string(), v.to_string()))
 }
@@ -221,6 +277,33 @@ pub fn parse_env(item: &str) -> Result<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_keep_their_relative_path_and_true_collisions_are_refused() {
+        let land = |o: &str| output_landing(o).map(|(_, p)| p);
+        assert_eq!(land("a/x"), Some("a/x".into()));
+        assert_eq!(land("./a//x/"), Some("a/x".into()));
+        assert_eq!(land("/scratch/run/x"), Some("x".into()));
+        assert_eq!(land("~/x"), Some("x".into()));
+        assert_eq!(land("../up/x"), Some("x".into()));
+        assert_eq!(land("."), None);
+        assert_eq!(output_landing("a/b/x").unwrap().0, "a/b");
+        assert!(check_outputs(&["a/x".into(), "b/x".into(), "x".into()]).is_ok());
+        let err = check_outputs(&["a/x".into(), "./a/x".into()]).unwrap_err();
+        assert!(err.to_string().contains("'./a/x'"), "{err}");
+        assert!(check_outputs(&["/s/x".into(), "x".into()]).is_err());
+        assert!(check_outputs(&["d".into(), "d/f".into()]).is_err());
+    }
+
+    #[test]
+    fn a_bad_env_name_is_named_without_its_value() {
+        let err = parse_env("BAD-NAME=s3cret").unwrap_err().to_string();
+        assert!(err.contains("BAD-NAME"), "{err}");
+        assert!(!err.contains("s3cret"), "echoes the value: {err}");
+        let err = parse_env("X=a\0b").unwrap_err().to_string();
+        assert!(err.contains("'X'") && !err.contains("a\0b"), "{err}");
+        assert_eq!(parse_env("X=a=b").unwrap(), ("X".into(), "a=b".into()));
+    }
 
     #[test]
     fn one_argument_is_a_command_line_several_are_argv() {

@@ -15,6 +15,9 @@ pub struct HostHealth {
     pub last_route: Option<String>,
     pub last_error: Option<String>,
     pub last_error_at: Option<i64>,
+    /// [`crate::transport::TransportError::kind`] of the last error
+    /// (`None` for errors recorded before belay kept it).
+    pub last_error_kind: Option<String>,
 }
 
 /// How long an error keeps an answering host `degraded`.
@@ -22,14 +25,18 @@ pub const DEGRADED_WINDOW_MS: i64 = 10 * 60 * 1000;
 
 impl HostHealth {
     /// `unreachable`: the last contact failed. `degraded`: it answers, but
-    /// failed within the last ten minutes or only through a fallback jump
-    /// host. `healthy`: it answers. `unknown`: never contacted.
+    /// its link failed within the last ten minutes, or it answers only
+    /// through a fallback jump host. `healthy`: it answers (a refusal the
+    /// user has fixed since, such as an untrusted host key, is history, not
+    /// a symptom). `unknown`: never contacted.
     pub fn status(&self, now: i64) -> &'static str {
         match (self.last_ok_at, self.last_error_at) {
             (None, None) => "unknown",
             (None, Some(_)) => "unreachable",
             (Some(ok), Some(err)) if err > ok => "unreachable",
-            (Some(_), Some(err)) if now - err < DEGRADED_WINDOW_MS => "degraded",
+            (Some(_), Some(err)) if now - err < DEGRADED_WINDOW_MS && self.link_failed() => {
+                "degraded"
+            }
             _ if self
                 .last_route
                 .as_deref()
@@ -40,11 +47,25 @@ impl HostHealth {
             _ => "healthy",
         }
     }
+
+    /// Whether the last error was the link failing (or of a kind not
+    /// recorded), as opposed to a refusal that needed the user.
+    fn link_failed(&self) -> bool {
+        match self.last_error_kind.as_deref() {
+            None => true,
+            Some(kind) => matches!(kind, "unreachable" | "not_responding"),
+        }
+    }
+
+    /// The host answered after its last error.
+    pub fn answered_since_error(&self) -> bool {
+        matches!((self.last_ok_at, self.last_error_at), (Some(ok), Some(err)) if ok >= err)
+    }
 }
 
 impl Store {
     /// The host answered (through `route`).
-    pub fn record_host_ok(&mut self, host: &str, route: Option<&str>) -> Result<()> {
+    pub(crate) fn record_host_ok(&mut self, host: &str, route: Option<&str>) -> Result<()> {
         self.conn
             .execute(
                 "INSERT INTO hosts (name, last_ok_at, last_route) VALUES (?1, ?2, ?3) \
@@ -55,13 +76,14 @@ impl Store {
         Ok(())
     }
 
-    /// The host could not be reached or refused us.
-    pub fn record_host_error(&mut self, host: &str, error: &str) -> Result<()> {
+    /// The host could not be reached or refused us (`kind`: see
+    /// [`crate::transport::TransportError::kind`]).
+    pub(crate) fn record_host_error(&mut self, host: &str, kind: &str, error: &str) -> Result<()> {
         self.conn
             .execute(
-                "INSERT INTO hosts (name, last_error, last_error_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT(name) DO UPDATE SET last_error = ?2, last_error_at = ?3",
-                params![host, error, now_ms()],
+                "INSERT INTO hosts (name, last_error, last_error_at, last_error_kind) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(name) DO UPDATE SET last_error = ?2, last_error_at = ?3, last_error_kind = ?4",
+                params![host, error, now_ms(), kind],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -71,7 +93,8 @@ impl Store {
     pub fn host_health(&self, host: &str) -> Result<Option<HostHealth>> {
         self.conn
             .query_row(
-                "SELECT last_ok_at, last_route, last_error, last_error_at FROM hosts WHERE name = ?1",
+                "SELECT last_ok_at, last_route, last_error, last_error_at, last_error_kind \
+                 FROM hosts WHERE name = ?1",
                 [host],
                 |r| {
                     Ok(HostHealth {
@@ -79,6 +102,7 @@ impl Store {
                         last_route: r.get(1)?,
                         last_error: r.get(2)?,
                         last_error_at: r.get(3)?,
+                        last_error_kind: r.get(4)?,
                     })
                 },
             )

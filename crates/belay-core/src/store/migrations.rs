@@ -67,6 +67,12 @@ const STEPS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE jobs ADD COLUMN outputs TEXT NOT NULL DEFAULT '[]';
     "#,
+    // 5: what kind of error a host last gave (a link that failed, or a
+    // refusal that the user fixes), so one refused host key that was then
+    // trusted does not keep the host `degraded`.
+    r#"
+    ALTER TABLE hosts ADD COLUMN last_error_kind TEXT;
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two

@@ -57,6 +57,19 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    /// The variant as a stable word (recorded with host health, shown in
+    /// `host list --json` as `last_error_kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransportError::Unreachable { .. } => "unreachable",
+            TransportError::NotResponding { .. } => "not_responding",
+            TransportError::Refused { .. } => "refused",
+            TransportError::BadHost { .. } => "bad_host",
+            TransportError::NoShell { .. } => "no_shell",
+            TransportError::Local { .. } => "local",
+        }
+    }
+
     /// Worth retrying later without user action?
     pub fn is_transient(&self) -> bool {
         matches!(

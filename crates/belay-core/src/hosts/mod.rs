@@ -6,6 +6,12 @@
 //! A name is checked before anything is recorded: `ssh -G` must accept it,
 //! and a direct destination (no ProxyJump/ProxyCommand) must resolve, so a
 //! typo is bad input (exit 2), not a job stuck in `submitting`.
+//!
+//! - [`check`]: connect and time a round trip (`belay host check`);
+//! - [`keys`]: scan, trust and forget host keys (`belay host trust|forget`).
+
+pub mod check;
+pub mod keys;
 
 use std::collections::HashMap;
 use std::net::ToSocketAddrs;
@@ -48,6 +54,17 @@ impl Hosts {
             pool: Pool::new(ClientOptions::default()),
             ssh: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Every host worth listing: `local`, hosts in config.toml, and
+    /// `seen` (hosts the store has met), sorted, once each.
+    pub fn known_names(&self, seen: Vec<String>) -> Vec<String> {
+        let mut names = vec![LocalTransport::NAME.to_string()];
+        names.extend(self.config.hosts.keys().cloned());
+        names.extend(seen);
+        names.sort();
+        names.dedup();
+        names
     }
 
     pub fn config(&self) -> &BelayConfig {

@@ -1,0 +1,141 @@
+//! `belay host`: how belay reaches hosts (always as OpenSSH resolves them),
+//! their health, and their keys. `trust` shows a fingerprint before it
+//! records anything; nothing is ever accepted silently. The work is
+//! belay-core's (`Hosts::check`, `Hosts::scan_key`, `Engine::check_host`,
+//! the engine as the one writer of host health); these modules parse and
+//! render: `list` here, [`show`], [`check`], [`keys`] (trust, forget).
+
+mod check;
+mod keys;
+mod show;
+
+use anyhow::Result;
+use belay_core::hosts::Hosts;
+use belay_core::store::HostHealth;
+use belay_core::time::now_ms;
+use serde_json::{Value, json};
+
+use super::Ctx;
+use crate::cli::HostCommand;
+use crate::render::{ago, rfc3339};
+
+pub fn host(ctx: &Ctx, cmd: HostCommand) -> Result<u8> {
+    match cmd {
+        HostCommand::List { json } => list(ctx, json),
+        HostCommand::Show { host, json } => show::show(ctx, &host, json),
+        HostCommand::Check { hosts, all, json } => check::check(ctx, hosts, all, json),
+        HostCommand::Trust {
+            host,
+            yes,
+            fingerprint,
+            replace,
+        } => keys::trust(
+            ctx,
+            keys::TrustArgs {
+                host: &host,
+                yes,
+                expected: fingerprint.as_deref(),
+                replace,
+            },
+        ),
+        HostCommand::Forget { host } => keys::forget(ctx, &host),
+    }
+}
+
+/// Every host worth listing: `local`, hosts in config.toml, hosts in the store.
+fn known_hosts(ctx: &Ctx, hosts: &Hosts) -> Result<Vec<String>> {
+    let seen = if ctx.home.store_exists() {
+        ctx.engine()?.store().host_names()?
+    } else {
+        Vec::new()
+    };
+    Ok(hosts.known_names(seen))
+}
+
+/// What belay last saw of `host`; nothing (and no store created) when
+/// belay has no store yet.
+fn health(ctx: &Ctx, host: &str) -> Result<HostHealth> {
+    Ok(if ctx.home.store_exists() {
+        ctx.engine()?.host_health(host)?
+    } else {
+        HostHealth::default()
+    })
+}
+
+fn list(ctx: &Ctx, as_json: bool) -> Result<u8> {
+    let hosts = Hosts::new(&ctx.home, ctx.hosts.clone())?;
+    let names = known_hosts(ctx, &hosts)?;
+    let engine = if ctx.home.store_exists() {
+        Some(ctx.engine()?)
+    } else {
+        None
+    };
+    let now = now_ms();
+    let mut rows = Vec::new();
+    for name in &names {
+        let (live, total, health) = match &engine {
+            Some(e) => {
+                let (live, total) = e.store().host_job_counts(name)?;
+                (live, total, e.host_health(name)?)
+            }
+            None => (0, 0, HostHealth::default()),
+        };
+        rows.push((name, live, total, health));
+    }
+    let status = |name: &str, h: &HostHealth| {
+        if Hosts::is_local(name) {
+            "healthy"
+        } else {
+            h.status(now)
+        }
+    };
+    if as_json {
+        let v: Vec<Value> = rows
+            .iter()
+            .map(|(name, live, total, h)| {
+                json!({
+                    "host": name,
+                    "health": status(name, h),
+                    "live_jobs": live,
+                    "jobs": total,
+                    "last_ok": h.last_ok_at.map(rfc3339),
+                    "last_route": h.last_route,
+                    "last_error": h.last_error,
+                    "last_error_at": h.last_error_at.map(rfc3339),
+                    "last_error_kind": h.last_error_kind,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    println!(
+        "{:<24} {:<12} {:>10}  {:<12} LAST ERROR",
+        "HOST", "HEALTH", "LIVE/JOBS", "LAST OK"
+    );
+    for (name, live, total, h) in &rows {
+        let ok = h.last_ok_at.map_or("-".into(), |t| ago(t, now));
+        println!(
+            "{name:<24} {:<12} {:>10}  {ok:<12} {}",
+            status(name, h),
+            format!("{live}/{total}"),
+            last_error_cell(h, now)
+        );
+    }
+    Ok(0)
+}
+
+/// The LAST ERROR column: the last error whenever there is one (the JSON
+/// has it too), marked `(answered since)` once the host answered after it.
+fn last_error_cell(h: &HostHealth, now: i64) -> String {
+    let (Some(e), Some(t)) = (&h.last_error, h.last_error_at) else {
+        return "-".into();
+    };
+    // The error quotes the host: no control sequence of its own.
+    let e = belay_ssh::terminal_safe(e);
+    if h.answered_since_error() {
+        format!("{} (answered since): {e}", ago(t, now))
+    } else {
+        format!("{} ({e})", ago(t, now))
+    }
+}

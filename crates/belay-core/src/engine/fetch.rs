@@ -1,0 +1,94 @@
+//! Fetching a job's declared outputs (`run --output`) to this machine —
+//! the counterpart of input upload in [`super::submit`]. Each output is
+//! pulled (resumable, verified) into the results directory at its landing
+//! path ([`crate::job::spec::output_landing`]): a relative output keeps its
+//! directories, so `a/x` and `b/x` do not overwrite each other.
+
+use std::path::Path;
+
+use super::Engine;
+use crate::error::{CoreError, Result};
+use crate::job::Job;
+use crate::job::spec::output_landing;
+use crate::transfer::{self, Progress, Summary};
+
+/// What became of one declared output.
+pub enum OutputOutcome {
+    /// Copied (its summary says where, and lists any refused entries).
+    Copied(Summary),
+    /// Not on the host (the error says what the host answered).
+    NotFound(CoreError),
+}
+
+pub struct OutputFetched {
+    /// The output as declared.
+    pub output: String,
+    pub outcome: OutputOutcome,
+}
+
+/// Every declared output of a job, in declaration order.
+pub struct FetchReport {
+    pub outputs: Vec<OutputFetched>,
+}
+
+impl FetchReport {
+    /// The copied outputs' summaries added up (files, bytes, resumed…).
+    pub fn total(&self) -> Summary {
+        let mut total = Summary::default();
+        for s in self.outputs.iter().filter_map(|o| match &o.outcome {
+            OutputOutcome::Copied(s) => Some(s),
+            OutputOutcome::NotFound(_) => None,
+        }) {
+            total.files += s.files;
+            total.files_transferred += s.files_transferred;
+            total.files_skipped += s.files_skipped;
+            total.bytes += s.bytes;
+            total.bytes_sent += s.bytes_sent;
+            total.bytes_resumed += s.bytes_resumed;
+        }
+        total
+    }
+}
+
+impl Engine {
+    /// Pulls every declared output of `job` into `to` (created if needed),
+    /// each reported to the progress `progress_for(output)` makes. Missing
+    /// outputs are reported, not fatal; any other failure is.
+    pub fn fetch_outputs(
+        &mut self,
+        job: &Job,
+        to: &Path,
+        progress_for: &mut dyn FnMut(&str) -> Box<dyn Progress>,
+    ) -> Result<FetchReport> {
+        let t = self.transport(&job.host)?;
+        let mut outputs = Vec::new();
+        for output in &job.outputs {
+            let into = match output_landing(output) {
+                Some((dir, _)) if !dir.is_empty() => to.join(dir),
+                _ => to.to_path_buf(),
+            };
+            std::fs::create_dir_all(&into).map_err(|source| CoreError::Io {
+                what: format!("cannot create '{}'", into.display()),
+                source,
+            })?;
+            let remote = job.output_path(output);
+            let mut progress = progress_for(output);
+            let outcome = match transfer::pull(
+                t.as_ref(),
+                &remote,
+                &into,
+                transfer::Via::Auto,
+                &mut *progress,
+            ) {
+                Ok(s) => OutputOutcome::Copied(s),
+                Err(e @ CoreError::BadInput(_)) => OutputOutcome::NotFound(e),
+                Err(e) => return Err(e),
+            };
+            outputs.push(OutputFetched {
+                output: output.clone(),
+                outcome,
+            });
+        }
+        Ok(FetchReport { outputs })
+    }
+}

@@ -1,0 +1,44 @@
+//! Host health: the one writer of the `hosts` table. Every command that
+//! talks to a host (submit, reconcile, `host check`) reports how it went
+//! here, so "when did it last answer, through which route, what was the
+//! last error and of what kind" is decided in one place.
+
+use super::Engine;
+use crate::error::Result;
+use crate::hosts::Hosts;
+use crate::hosts::check::HostCheck;
+use crate::store::HostHealth;
+use crate::transport::{Transport, TransportError};
+
+impl Engine {
+    /// Record how talking to `host` went (host health, the route used).
+    /// `local` has no health to keep.
+    pub(crate) fn note_host(
+        &mut self,
+        host: &str,
+        outcome: std::result::Result<(), &TransportError>,
+    ) {
+        if Hosts::is_local(host) {
+            return;
+        }
+        let route = self.hosts.ssh(host).route();
+        // Health is advisory: failing to record it must not fail the command.
+        let _ = match outcome {
+            Ok(()) => self.store.record_host_ok(host, route.as_deref()),
+            Err(e) => self.store.record_host_error(host, e.kind(), &e.to_string()),
+        };
+    }
+
+    /// What belay last saw of `host` (all empty if never contacted).
+    pub fn host_health(&self, host: &str) -> Result<HostHealth> {
+        Ok(self.store.host_health(host)?.unwrap_or_default())
+    }
+
+    /// Connect to `host` and time a round trip ([`Hosts::check`]); the
+    /// outcome is recorded as the host's health (a check is an action).
+    pub fn check_host(&mut self, host: &str) -> std::result::Result<HostCheck, TransportError> {
+        let outcome = self.hosts.check(host);
+        self.note_host(host, outcome.as_ref().map(|_| ()));
+        outcome
+    }
+}

@@ -1,0 +1,88 @@
+//! `belay host check`: connect to a host and time one round trip, per hop.
+//! This only measures; recording the outcome as the host's health is the
+//! engine's job ([`crate::engine::Engine::check_host`]), so one writer owns
+//! host health.
+
+use std::time::{Duration, Instant};
+
+use super::Hosts;
+use crate::transport::ssh::{map_error, runtime};
+use crate::transport::{Transport, TransportError};
+
+/// One hop of a checked connection, in connection order.
+#[derive(Debug, Clone)]
+pub struct HopTiming {
+    pub alias: String,
+    /// `user@hostname:port`.
+    pub target: String,
+    /// How it was reached: `tcp ADDR`, `proxycommand`, `via HOP`.
+    pub via: String,
+    pub connect: Duration,
+    pub key_exchange: Duration,
+    pub auth: Duration,
+    /// The method that authenticated, e.g. `key ~/.ssh/id_ed25519`.
+    pub auth_method: String,
+}
+
+/// What a check of a reachable host measured.
+#[derive(Debug, Clone)]
+pub struct HostCheck {
+    /// `direct`, `via HOP`, `via HOP (fallback)`; `None` for `local`.
+    pub route: Option<String>,
+    pub total: Duration,
+    /// The first script starts belay's remote shell (which pays the
+    /// user's shell start-up once); later ones are the warm cost.
+    pub first_command: Duration,
+    pub round_trip: Duration,
+    pub hops: Vec<HopTiming>,
+}
+
+impl Hosts {
+    /// Connects to `host` (reusing this process's connection) and runs two
+    /// round trips. `local` is always fine and costs nothing.
+    pub fn check(&self, host: &str) -> Result<HostCheck, TransportError> {
+        let started = Instant::now();
+        if Self::is_local(host) {
+            return Ok(HostCheck {
+                route: None,
+                total: Duration::ZERO,
+                first_command: Duration::ZERO,
+                round_trip: Duration::ZERO,
+                hops: Vec::new(),
+            });
+        }
+        let transport = self.ssh(host);
+        let client = transport.client().clone();
+        let (info, first_command, round_trip) = runtime()
+            .block_on(async {
+                let info = client.connect_info().await?;
+                let first = Instant::now();
+                client.run_script("true").await?;
+                let first = first.elapsed();
+                let rt = Instant::now();
+                client.run_script("true").await?;
+                Ok::<_, belay_ssh::SshError>((info, first, rt.elapsed()))
+            })
+            .map_err(|e| map_error(host, e))?;
+        let hops = info
+            .hops
+            .iter()
+            .map(|h| HopTiming {
+                alias: h.alias.clone(),
+                target: h.target.clone(),
+                via: h.via.clone(),
+                connect: h.stream,
+                key_exchange: h.kex,
+                auth: h.auth,
+                auth_method: h.auth_method.clone(),
+            })
+            .collect();
+        Ok(HostCheck {
+            route: transport.route(),
+            total: started.elapsed(),
+            first_command,
+            round_trip,
+            hops,
+        })
+    }
+}

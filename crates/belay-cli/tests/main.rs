@@ -9,6 +9,7 @@
 mod support;
 
 mod chaos;
+mod hosts_and_outputs;
 mod lifecycle;
 mod recovery;
 mod remote;

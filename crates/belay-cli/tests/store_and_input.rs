@@ -82,7 +82,7 @@ fn bad_input_exits_2_names_the_value_and_writes_nothing() {
     b.cmd(["run", "--env", "BAD", "local", "--", "true"])
         .bad_input("BAD");
     b.cmd(["run", "--env", "1X=y", "local", "--", "true"])
-        .bad_input("1X=y");
+        .bad_input("'1X'");
     b.cmd(["run", "--name", "bad name", "local", "--", "true"])
         .bad_input("bad name");
     b.cmd(["run", "local"]).bad_input("missing command");

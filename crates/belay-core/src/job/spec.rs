@@ -261,6 +261,11 @@ pub fn parse_env(item: &str) -> Result<(String, String)> {
     let valid_name = !k.is_empty()
         && !k.as_bytes()[0].is_ascii_digit()
         && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if k.is_empty() {
+        return Err(CoreError::BadInput(
+            "bad --env: the NAME before '=' is empty (value not shown)".into(),
+        ));
+    }
     if !valid_name {
         return Err(CoreError::BadInput(format!(
             "bad --env name '{k}': use letters, digits and '_', not starting with a digit (value not shown)"
@@ -320,9 +325,17 @@ mod tests {
             parse_env("A_1=x=y").unwrap(),
             ("A_1".to_string(), "x=y".to_string())
         );
-        for bad in ["NOVALUE", "=v", "1A=v", "A-B=v", "A B=v"] {
+        // Named by what is wrong: the argument without '=', else the NAME
+        // (never the value).
+        for (bad, named) in [
+            ("NOVALUE", "NOVALUE"),
+            ("=v", "NAME before '=' is empty"),
+            ("1A=v", "'1A'"),
+            ("A-B=v", "'A-B'"),
+            ("A B=v", "'A B'"),
+        ] {
             let e = parse_env(bad).unwrap_err();
-            assert!(e.to_string().contains(bad), "{e}");
+            assert!(e.to_string().contains(named), "{e}");
             assert!(e.is_bad_input());
         }
     }

@@ -4,7 +4,8 @@
 //! every code path (jobs, transfers, shells, tunnels).
 //!
 //! * [`resolve()`] — `ssh -G` for the host and each ProxyJump hop.
-//! * [`known_hosts`] — host-key verification, [`trust_host_key`], [`forget_host_key`].
+//! * [`known_hosts`] — host-key verification, [`trust_host_key`], [`forget_host_key`],
+//!   [`recorded_host_key`] (what is on file for a host, compared with a key).
 //! * [`auth`] — agent, identity files, certificates, keyboard-interactive.
 //! * [`Client`] / [`Pool`] — pooled, reconnecting connections with
 //!   [`Client::run_script`] (persistent `/bin/sh`), [`Client::exec`] and

@@ -133,3 +133,37 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(kind: Option<&str>, error_at: i64, ok_at: i64) -> HostHealth {
+        HostHealth {
+            last_ok_at: Some(ok_at),
+            last_route: Some("direct".into()),
+            last_error: Some("an error".into()),
+            last_error_at: Some(error_at),
+            last_error_kind: kind.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_fixed_refusal_is_history_but_a_failed_link_degrades_for_ten_minutes() {
+        let now = 1_000_000_000;
+        // Refused (untrusted key), then answered: healthy, error kept.
+        let h = health(Some("refused"), now - 2000, now - 1000);
+        assert_eq!(h.status(now), "healthy");
+        assert!(h.answered_since_error());
+        // The link failed, then answered: degraded for the window.
+        for kind in [Some("unreachable"), Some("not_responding"), None] {
+            let h = health(kind, now - 2000, now - 1000);
+            assert_eq!(h.status(now), "degraded", "{kind:?}");
+            assert_eq!(h.status(now + DEGRADED_WINDOW_MS), "healthy", "{kind:?}");
+        }
+        // The last contact failed, whatever the kind: unreachable.
+        let h = health(Some("refused"), now - 1000, now - 2000);
+        assert_eq!(h.status(now), "unreachable");
+        assert!(!h.answered_since_error());
+    }
+}

@@ -74,7 +74,7 @@ umask 077
 # Who this is, in terms that survive pid reuse, reboots and shared homes:
 # pid + start ticks + boot id, on which node, in which pid namespace.
 belay_boot=; belay_node=; belay_btime=0
-read -r belay_boot 2>/dev/null < "${{BELAY_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}}"
+read -r belay_boot 2>/dev/null < {boot_id_file}
 read -r belay_node 2>/dev/null < /proc/sys/kernel/hostname
 while read -r k v; do [ "$k" = btime ] && {{ belay_btime=$v; break; }}; done < /proc/stat
 belay_pidns=$(stat -L -c %i /proc/$$/ns/pid 2>/dev/null)
@@ -118,11 +118,27 @@ belay_cancelled=0
 printf 'code=%s\nended_at=%s\ncancelled=%s\n' "$belay_code" "$(date +%s)" "$belay_cancelled" \
   > "$belay_d/exit.tmp.$$" && mv -f "$belay_d/exit.tmp.$$" "$belay_d/exit"
 "#,
+        boot_id_file = crate::failpoint::BOOT_ID_FILE_WORD,
         id = spec.job_id,
         qid = quote(spec.job_id),
         hb = spec.heartbeat_secs,
         line = quote(&spec.command.shell_line()),
     )
+}
+
+/// A wrapper for a typical job, for tests that look at the script's text.
+#[cfg(test)]
+pub(crate) fn render_for_test() -> String {
+    let cmd = Command::from_argv(vec!["true".into()]);
+    render(&WrapperSpec {
+        job_id: "0123abcd",
+        command: &cmd,
+        workdir: None,
+        env: &[],
+        login_shell: true,
+        run_in_inputs: false,
+        heartbeat_secs: 15,
+    })
 }
 
 #[cfg(test)]

@@ -15,4 +15,5 @@ mod remote;
 mod remote_netns;
 mod ssh_trust;
 mod store_and_input;
+mod submit_outcomes;
 mod transfer;

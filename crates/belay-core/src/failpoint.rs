@@ -36,6 +36,12 @@ pub fn hit(point: &str) {
     }
 }
 
+/// A failpoint that does not kill: true if `BELAY_FAILPOINT` names `point`,
+/// and the caller then plays the fault (a lost reply, say).
+pub fn hit_soft(point: &str) -> bool {
+    armed().is_some_and(|v| v == point)
+}
+
 /// `BELAY_FAILPOINT=transfer-bytes:N`: N, if so armed.
 pub fn transfer_kill_after() -> Option<u64> {
     armed()?

@@ -41,6 +41,9 @@ pub struct Engine {
     hosts: Hosts,
     /// Shown while a submit copies its inputs (a terminal's progress bar).
     progress: Option<Box<dyn crate::transfer::Progress>>,
+    /// Has the user asked to stop (Ctrl-C)? Checked by a submit between
+    /// its steps, so it stops before the launch or not at all.
+    stop: Option<Box<dyn Fn() -> bool>>,
 }
 
 impl Engine {
@@ -51,12 +54,25 @@ impl Engine {
             store: Store::open(&home.store_path())?,
             hosts,
             progress: None,
+            stop: None,
         })
     }
 
     /// Report input copies of later submits to `progress`.
     pub fn set_transfer_progress(&mut self, progress: Box<dyn crate::transfer::Progress>) {
         self.progress = Some(progress);
+    }
+
+    /// Ask `stop` between the steps of later submits whether the user wants
+    /// out (the CLI's Ctrl-C flag): before the launch, the job is recorded
+    /// cancelled and nothing runs; once the launch is sent, the submit ends
+    /// normally and the caller detaches.
+    pub fn set_stop_check(&mut self, stop: Box<dyn Fn() -> bool>) {
+        self.stop = Some(stop);
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s())
     }
 
     /// Record how talking to `host` went (host health, the route used).

@@ -142,6 +142,64 @@ fn ctrl_c_during_the_input_upload_cancels_the_job_and_nothing_is_launched() {
     assert!(!dir.join("launch.lock").exists(), "it was launched");
 }
 
+#[test]
+fn a_wrapper_that_cannot_record_started_on_a_full_disk_does_not_run_the_command() {
+    let host = Loopback::start();
+    let b = host.belay();
+    let disk = host.small_disk();
+    let root = disk.path().to_str().unwrap();
+    std::fs::write(
+        b.home.path().join("config.toml"),
+        format!("[hosts.target]\nworkroot = \"{root}\"\n"),
+    )
+    .unwrap();
+    // Staged, then the submitter dies before the launch...
+    let out = b
+        .cmd([
+            "run",
+            "-d",
+            "--name",
+            "full",
+            "target",
+            "--",
+            "touch /root/ran",
+        ])
+        .env("BELAY_FAILPOINT", "after-stage")
+        .output();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{}", stderr_of(&out));
+    let jobs: Vec<_> = std::fs::read_dir(host.remote_view(disk.path()))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(jobs.len(), 1);
+    let dir = disk.path().join(jobs[0].file_name());
+    let dir_s = dir.to_str().unwrap();
+    // ...the disk fills up, and the staged wrapper is started then (as a
+    // batch scheduler starts a job that waited in its queue).
+    host.in_namespace(&[
+        "sh",
+        "-c",
+        &format!("dd if=/dev/zero of={root}/fill bs=4k 2>/dev/null; true"),
+    ]);
+    host.in_namespace(&[
+        "sh",
+        "-c",
+        &format!("cd {dir_s} && : > launch.lock && setsid -w sh run.sh; true"),
+    ]);
+    b.ok(&["ps", "--all"]);
+    let job = b.job("full");
+    assert!(
+        !remote(&host, "/root/ran").exists(),
+        "the command ran without `started`"
+    );
+    assert_eq!(job["state"], "failed", "{job}");
+    let reason = job["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(dir_s), "names the job directory: {job}");
+    assert!(reason.contains("full"), "says why: {reason}");
+    assert!(reason.contains("not run"), "{reason}");
+}
+
 /// Wait for a spawned belay (kill it and panic at the deadline).
 fn wait_child(mut child: std::process::Child, within: Duration) -> std::process::Output {
     let done = poll(within, || child.try_wait().is_ok_and(|s| s.is_some()));

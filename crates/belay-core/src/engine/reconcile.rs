@@ -117,9 +117,9 @@ impl Engine {
                 if current
                     .submitter
                     .as_deref()
-                    .is_some_and(submitter::is_alive)
+                    .is_some_and(|t| submitter::may_be_working(t, current.updated_at, now_ms()))
                 {
-                    continue; // its submitter is alive and at work
+                    continue; // its submitter is alive and at work (or elsewhere)
                 }
                 let me = submitter::current();
                 if !self

@@ -83,6 +83,7 @@ mod tests {
         unsafe { std::env::set_var("BELAY_FAILPOINT", "transfer-bytes:7") };
         assert_eq!(transfer_kill_after(), Some(7));
         assert!(BOOT_ID_FILE_WORD.contains("BELAY_BOOT_ID_FILE"));
+        assert!(crate::remote::wrapper::render_for_test().contains("BELAY_BOOT_ID_FILE"));
         unsafe { std::env::remove_var("BELAY_FAILPOINT") };
     }
 }

@@ -18,23 +18,8 @@ fn remote(host: &Loopback, path: &str) -> std::path::PathBuf {
 fn a_launch_whose_reply_was_lost_may_have_started_and_ps_adopts_it_without_a_second_launch() {
     let host = Loopback::start();
     let b = host.belay();
-    let out = b
-        .cmd([
-            "run",
-            "-d",
-            "--name",
-            "once",
-            "target",
-            "--",
-            "echo x >> /root/launches",
-        ])
-        .env("BELAY_FAILPOINT", "launch-reply-lost")
-        .output();
-    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr_of(&out));
-    let err = stderr_of(&out);
-    let job = b.job("once");
-    let id = job["id"].as_str().unwrap();
-    assert!(err.contains(id), "the id is printed: {err}");
+    let (id, err) = submit_failing_at(&b, "once", "echo x >> /root/launches", "launch-reply-lost");
+    assert!(err.contains(&id), "the id is printed: {err}");
     assert!(
         err.contains("may have started") && err.contains("belay ps"),
         "says the truth: {err}"
@@ -52,22 +37,7 @@ fn a_launch_whose_reply_was_lost_may_have_started_and_ps_adopts_it_without_a_sec
 fn a_submit_that_fails_hard_after_the_record_names_the_job_and_never_launches_it_later() {
     let host = Loopback::start();
     let b = host.belay();
-    let out = b
-        .cmd([
-            "run",
-            "-d",
-            "--name",
-            "hard",
-            "target",
-            "--",
-            "touch /root/ran",
-        ])
-        .env("BELAY_FAILPOINT", "stage-fails-hard")
-        .output();
-    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr_of(&out));
-    let err = stderr_of(&out);
-    let job = b.job("hard");
-    let id = job["id"].as_str().unwrap().to_string();
+    let (id, err) = submit_failing_at(&b, "hard", "touch /root/ran", "stage-fails-hard");
     assert!(err.contains(&id), "the id is printed: {err}");
     assert!(
         err.contains("failpoint stage-fails-hard"),
@@ -198,6 +168,19 @@ fn a_wrapper_that_cannot_record_started_on_a_full_disk_does_not_run_the_command(
     assert!(reason.contains(dir_s), "names the job directory: {job}");
     assert!(reason.contains("full"), "says why: {reason}");
     assert!(reason.contains("not run"), "{reason}");
+}
+
+/// `run -d --name NAME target -- COMMAND` with `BELAY_FAILPOINT=POINT`,
+/// which must end in exit status 1: the job's id (from the store, not from
+/// what belay printed) and belay's stderr.
+fn submit_failing_at(b: &Belay, name: &str, command: &str, point: &str) -> (String, String) {
+    let out = b
+        .cmd(["run", "-d", "--name", name, "target", "--", command])
+        .env("BELAY_FAILPOINT", point)
+        .output();
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr_of(&out));
+    let id = b.job(name)["id"].as_str().unwrap().to_string();
+    (id, stderr_of(&out))
 }
 
 /// Wait for a spawned belay (kill it and panic at the deadline).

@@ -53,7 +53,7 @@ pub enum CoreError {
     /// A submit stopped after the job was recorded, for a cause retrying
     /// will not cure: the job is named so that the user has seen its id
     /// (`belay ps`/`show` give its state and the reason).
-    #[error("job {id} on {host}: {what}: {source}")]
+    #[error("job {id} is recorded on {host} but {what}: {source}")]
     SubmitStopped {
         id: String,
         host: String,
@@ -97,7 +97,7 @@ impl CoreError {
 fn deferred_message(id: &str, host: &str, launch_sent: bool, source: &TransportError) -> String {
     if launch_sent {
         format!(
-            "job {id} may have started on {host}: its launch was sent but the reply was lost ({source}). `belay ps` will settle it (it adopts the job; it never launches a second one)"
+            "job {id} is recorded and may have started on {host}: its launch was sent but the reply was lost ({source}). `belay ps` will settle it (it adopts the job; it never launches a second one)"
         )
     } else {
         format!(

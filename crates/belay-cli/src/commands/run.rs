@@ -43,9 +43,12 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     // Ctrl-C during the submit (an input upload, say) stops it before the
     // launch with the job recorded cancelled, or, once the launch is sent,
     // lets it finish and detaches: never a half-submitted job that a later
-    // `ps` would launch behind the user's back.
-    crate::interrupt::install();
-    engine.set_stop_check(Box::new(crate::interrupt::requested));
+    // `ps` would launch behind the user's back. (Until the job is recorded,
+    // Ctrl-C ends belay at once: nothing is left behind.)
+    engine.set_stop_check(
+        Box::new(crate::interrupt::install),
+        Box::new(crate::interrupt::requested),
+    );
     if !spec.inputs.is_empty() {
         engine.set_transfer_progress(Box::new(TransferBar::new(&format!(
             "inputs → {}",

@@ -44,6 +44,10 @@ pub struct Engine {
     /// Has the user asked to stop (Ctrl-C)? Checked by a submit between
     /// its steps, so it stops before the launch or not at all.
     stop: Option<Box<dyn Fn() -> bool>>,
+    /// Called just before a submit records its job: the CLI routes Ctrl-C
+    /// to `stop` from then on (before, nothing is recorded, and Ctrl-C may
+    /// end belay at once, e.g. during a slow connect).
+    arm_stop: Option<Box<dyn FnMut()>>,
 }
 
 impl Engine {
@@ -55,6 +59,7 @@ impl Engine {
             hosts,
             progress: None,
             stop: None,
+            arm_stop: None,
         })
     }
 
@@ -67,8 +72,16 @@ impl Engine {
     /// out (the CLI's Ctrl-C flag): before the launch, the job is recorded
     /// cancelled and nothing runs; once the launch is sent, the submit ends
     /// normally and the caller detaches.
-    pub fn set_stop_check(&mut self, stop: Box<dyn Fn() -> bool>) {
+    /// `arm` is called once a submit is about to record its job.
+    pub fn set_stop_check(&mut self, arm: Box<dyn FnMut()>, stop: Box<dyn Fn() -> bool>) {
+        self.arm_stop = Some(arm);
         self.stop = Some(stop);
+    }
+
+    fn arm_stop(&mut self) {
+        if let Some(arm) = self.arm_stop.as_mut() {
+            arm();
+        }
     }
 
     fn stop_requested(&self) -> bool {

@@ -59,6 +59,7 @@ impl Engine {
             )));
         }
         let scheduler = "direct";
+        self.arm_stop();
         if self.stop_requested() {
             return Err(CoreError::SubmitInterrupted { id: None });
         }
@@ -104,7 +105,7 @@ impl Engine {
         };
         let waiting = matches!(current.state, JobState::Queued | JobState::Submitting);
         let what = if !waiting {
-            format!("its submit stopped; the job is {}", current.state)
+            format!("its submit stopped (the job is {})", current.state)
         } else if launch_sent {
             let reason = format!(
                 "its launch was sent but the reply was not understood ({cause}); `belay ps` settles it"
@@ -116,11 +117,11 @@ impl Engine {
                     ..Default::default()
                 },
             );
-            "its launch was sent but the reply was not understood; `belay ps` settles it".into()
+            "its launch was sent and the reply was not understood (`belay ps` settles it)".into()
         } else {
             let reason = format!("submit failed before launch: {cause}");
             let _ = self.settle(&current, JobState::Failed, &reason, JobUpdate::default());
-            "failed before launch (nothing was started)".into()
+            "it failed before its launch (nothing was started)".into()
         };
         CoreError::SubmitStopped {
             id: job.id.clone(),

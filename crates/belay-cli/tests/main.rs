@@ -14,6 +14,8 @@ mod lifecycle;
 mod recovery;
 mod remote;
 mod remote_netns;
+mod shared_home;
 mod ssh_trust;
 mod store_and_input;
+mod submit_outcomes;
 mod transfer;

@@ -22,9 +22,10 @@ use std::path::{Path, PathBuf};
 use belay_ssh::Sftp;
 use futures_util::stream::{self, StreamExt};
 
-use super::files::{Files, Listing, join};
+use super::files::{Files, Listing};
 use super::push::{FILES_IN_FLIGHT, sftp_path};
 use crate::error::{CoreError, Result};
+use crate::paths::join;
 use crate::paths::{is_temporary, safe_relative, symlink_stays_inside};
 use crate::transfer::landing::{
     Checked, already_there, finish_partial, io_error, land, land_all, landing_name,
@@ -78,7 +79,7 @@ pub(crate) fn run(
                 bad_names: Vec::new(),
             }
         };
-        // The landing name comes from what the user typed (see pull.rs).
+        // The landing name comes from what the user typed (see landing.rs).
         let landing = landing_name(remote, &src_abs);
         let dest = local_destination(local, landing.as_deref(), remote)?;
         summary.destination = dest.display().to_string();
@@ -168,7 +169,7 @@ pub(crate) fn run(
         let result = async {
             // Small files land a batch at a time (as on the exec path), so a
             // cut link loses at most one batch's work.
-            for batch in crate::transfer::batches(&small, |i| i.entry.size) {
+            for batch in crate::transfer::plan::batches(&small, |i| i.entry.size) {
                 let mut fetches =
                     stream::iter(batch.iter().map(|i| pull_file(&fs, i, false, &meter)))
                         .buffer_unordered(FILES_IN_FLIGHT);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::BIG_FILE;
 use super::listing::{Entry, Kind};
-use crate::paths::partial_beside;
+use crate::paths::{is_temporary, partial_beside, safe_relative};
 
 /// One local entry to place on the host.
 pub(crate) struct Step<'a> {
@@ -104,6 +104,32 @@ pub(crate) fn plan_push<'a>(
         }
     }
     plan
+}
+
+/// What a pull does with one name from the host's listing (relative to
+/// the source; empty for the source itself).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PulledName {
+    /// Lands at this path under the destination (empty: the destination).
+    Lands(PathBuf),
+    /// One of belay's own temporaries: left alone, not mentioned.
+    Temporary,
+    /// Would leave the destination: refused, with why.
+    Refused(&'static str),
+}
+
+/// Vets a name the (untrusted) host listed, for either mover.
+pub(crate) fn pulled_name(rel: &str) -> PulledName {
+    if rel.is_empty() {
+        PulledName::Lands(PathBuf::new())
+    } else if is_temporary(rel) {
+        PulledName::Temporary
+    } else {
+        match safe_relative(rel) {
+            Ok(p) => PulledName::Lands(p),
+            Err(why) => PulledName::Refused(why),
+        }
+    }
 }
 
 /// A warning for scripts with Windows line endings, which a shell on the
@@ -242,6 +268,15 @@ mod tests {
             "{}",
             plan.warnings[1]
         );
+    }
+
+    #[test]
+    fn pulled_names_land_inside_or_are_refused() {
+        assert_eq!(pulled_name(""), PulledName::Lands(PathBuf::new()));
+        assert_eq!(pulled_name("a/b"), PulledName::Lands("a/b".into()));
+        assert_eq!(pulled_name("a/.b.belay-part"), PulledName::Temporary);
+        assert!(matches!(pulled_name("../x"), PulledName::Refused(_)));
+        assert!(matches!(pulled_name("/etc"), PulledName::Refused(_)));
     }
 
     #[test]

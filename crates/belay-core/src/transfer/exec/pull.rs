@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{CoreError, Result};
-use crate::paths::{is_temporary, remote_word, safe_relative, symlink_stays_inside};
+use crate::paths::{remote_word, symlink_stays_inside};
 use crate::shell::quote;
 use crate::transfer::checksum::{Cksum, Sum, file_sum};
 use crate::transfer::landing::{
@@ -19,6 +19,7 @@ use crate::transfer::landing::{
     local_destination, make_durable, open_partial, partial_for, refuse, safe_dir,
 };
 use crate::transfer::listing::{self, Entry, FIND_FORMAT, Kind};
+use crate::transfer::plan::{PulledName, pulled_name};
 use crate::transfer::progress::{Meter, Progress};
 use crate::transfer::streamio::StreamReader;
 use crate::transfer::{BIG_FILE, Summary, remote_failure};
@@ -111,16 +112,14 @@ pub(crate) fn run(
                 local_rel: PathBuf::new(),
             }
         } else {
-            if is_temporary(&e.rel) {
-                continue;
-            }
-            match safe_relative(&e.rel) {
-                Ok(rel) => Item {
+            match pulled_name(&e.rel) {
+                PulledName::Lands(rel) => Item {
                     entry: e.clone(),
                     remote: e.rel.clone(),
                     local_rel: rel,
                 },
-                Err(why) => {
+                PulledName::Temporary => continue,
+                PulledName::Refused(why) => {
                     refuse(summary, progress, &e.rel, why);
                     continue;
                 }

@@ -26,12 +26,13 @@ use super::files::{Files, Listing};
 use super::push::{FILES_IN_FLIGHT, sftp_path};
 use crate::error::{CoreError, Result};
 use crate::paths::join;
-use crate::paths::{is_temporary, safe_relative, symlink_stays_inside};
+use crate::paths::symlink_stays_inside;
 use crate::transfer::landing::{
     Checked, already_there, finish_partial, io_error, land, land_all, landing_name,
     local_destination, make_durable, open_partial, partial_for, refuse, safe_dir,
 };
 use crate::transfer::listing::{Entry, Kind};
+use crate::transfer::plan::{PulledName, pulled_name};
 use crate::transfer::progress::{Meter, Progress};
 use crate::transfer::{BIG_FILE, Summary};
 use crate::transport::ssh::runtime;
@@ -107,17 +108,12 @@ pub(crate) fn run(
         let (mut small, mut big, mut links, mut dirs) = (vec![], vec![], vec![], vec![]);
         let mut to_copy = 0;
         for e in listing.entries {
-            let rel = if e.rel.is_empty() {
-                PathBuf::new()
-            } else if is_temporary(&e.rel) {
-                continue;
-            } else {
-                match safe_relative(&e.rel) {
-                    Ok(rel) => rel,
-                    Err(why) => {
-                        refuse(summary, progress, &e.rel, why);
-                        continue;
-                    }
+            let rel = match pulled_name(&e.rel) {
+                PulledName::Lands(rel) => rel,
+                PulledName::Temporary => continue,
+                PulledName::Refused(why) => {
+                    refuse(summary, progress, &e.rel, why);
+                    continue;
                 }
             };
             match e.kind {

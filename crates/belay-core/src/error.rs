@@ -75,6 +75,11 @@ pub enum CoreError {
     /// directory, a missing POSIX tool).
     #[error("host {host}: {message}")]
     Protocol { host: String, message: String },
+    /// Something on this machine is not as belay left it (a store record
+    /// it cannot read, a local destination it will not write through):
+    /// `path` names it, never an invented host.
+    #[error("{path}: {message}")]
+    Local { path: String, message: String },
     #[error("{what}: {source}")]
     Io {
         what: String,

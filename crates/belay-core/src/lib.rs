@@ -7,8 +7,16 @@
 //! job directory is the truth about what happened on the host; the engine's
 //! reconciler brings the store in line with it.
 //!
-//! Nothing here knows about SSH libraries: a transport runs a shell script on
-//! a host and returns its output, and that is all the job system needs.
+//! The job system knows no SSH library: a transport runs a shell script on
+//! a host and returns its output, and that is all it needs. One seam is
+//! open, plainly: `transfer/sftp/` (the movers for hosts that refuse
+//! commands) drives `belay_ssh::Sftp` and russh-sftp's request and status
+//! types directly; `transfer/sftp/files.rs` is the one place that turns
+//! them into core types ([`transfer::listing::Entry`], [`error::CoreError`]).
+//! Nothing outside `transfer/sftp/` names russh-sftp.
+//!
+//! [`paths`] holds the path rules shared by transfers and job specs (one
+//! `join`, `parent`, `partial_beside`, `safe_relative`, `base_name`).
 
 pub mod config;
 pub mod engine;

@@ -1,6 +1,7 @@
-//! Path rules for transfers: how a remote path becomes a shell word, and
-//! which names and symlink targets from a remote host may touch the local
-//! destination. Paths from a remote host are untrusted: they never name
+//! Path rules shared by transfers and job specs: the one `join`, `parent`
+//! and `partial_beside` for host paths (text, `/`-separated), how a remote
+//! path becomes a shell word, and which names and symlink targets from a
+//! remote host may touch the local destination. Paths from a remote host are untrusted: they never name
 //! anything outside the destination.
 
 use std::path::{Component, Path, PathBuf};
@@ -96,6 +97,41 @@ pub fn partial_name(base: &str) -> String {
     format!(".{base}.belay-part")
 }
 
+/// `dir/.NAME.belay-part` for `dir/NAME` (`.NAME.belay-part` for a bare
+/// name): where a file's partial copy lives, on either side.
+pub fn partial_beside(path: &str) -> String {
+    match path.rsplit_once('/') {
+        Some((dir, base)) => format!("{dir}/{}", partial_name(base)),
+        None => partial_name(path),
+    }
+}
+
+/// `dir/name` for host paths; `dir` itself for an empty name, `name` for
+/// an empty dir.
+pub fn join(dir: &str, name: &str) -> String {
+    match dir {
+        _ if name.is_empty() => dir.to_string(),
+        "" => name.to_string(),
+        "/" => format!("/{name}"),
+        d => format!("{d}/{name}"),
+    }
+}
+
+/// An absolute host path's parent directory and last name (`/a` →
+/// `("/", "a")`); a path without a `/` is its own parent, with no name.
+pub fn parent_and_name(abs: &str) -> (&str, &str) {
+    match abs.rsplit_once('/') {
+        Some(("", b)) => ("/", b),
+        Some((p, b)) => (p, b),
+        None => (abs, ""),
+    }
+}
+
+/// An absolute host path's parent directory.
+pub fn parent(abs: &str) -> &str {
+    parent_and_name(abs).0
+}
+
 /// Is this name one of belay's own temporaries (or inside one)?
 pub fn is_temporary(name: &str) -> bool {
     let last = name.rsplit('/').next().unwrap_or(name);
@@ -106,6 +142,20 @@ pub fn is_temporary(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_paths_join_split_and_have_partials_beside_them() {
+        assert_eq!(join("", "a"), "a");
+        assert_eq!(join("/", "a"), "/a");
+        assert_eq!(join("/x", "a"), "/x/a");
+        assert_eq!(join("/x", ""), "/x");
+        assert_eq!(parent_and_name("/a"), ("/", "a"));
+        assert_eq!(parent_and_name("/a/b"), ("/a", "b"));
+        assert_eq!(parent("/a/b/c"), "/a/b");
+        assert_eq!(partial_beside("/d/f"), "/d/.f.belay-part");
+        assert_eq!(partial_beside("d/f"), "d/.f.belay-part");
+        assert_eq!(partial_beside("f"), ".f.belay-part");
+    }
 
     #[test]
     fn remote_words() {

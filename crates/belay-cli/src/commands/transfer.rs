@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use belay_core::hosts::Hosts;
-use belay_core::transfer::{self, Summary};
+use belay_core::transfer::{self, Direction, Summary};
 
 use super::Ctx;
 use crate::cli::{PullArgs, PushArgs};
@@ -89,7 +89,7 @@ pub fn one_line(s: &Summary) -> String {
     let secs = (s.elapsed_ms as f64 / 1000.0).max(0.001);
     let mut line = format!(
         "{} {} file{} ({}) {} {} in {:.1} s, {}/s",
-        if s.direction == "push" {
+        if s.direction == Direction::Push {
             "pushed"
         } else {
             "pulled"
@@ -97,8 +97,12 @@ pub fn one_line(s: &Summary) -> String {
         s.files_transferred,
         if s.files_transferred == 1 { "" } else { "s" },
         human_bytes(s.bytes_sent + s.bytes_resumed),
-        if s.direction == "push" { "to" } else { "into" },
-        if s.direction == "push" {
+        if s.direction == Direction::Push {
+            "to"
+        } else {
+            "into"
+        },
+        if s.direction == Direction::Push {
             format!("{}:{}", s.host, s.destination)
         } else {
             s.destination.clone()

@@ -123,9 +123,9 @@ impl Store {
             .optional()
             .map_err(serr)?
             .ok_or_else(|| CoreError::UnknownJob(job_id.to_string()))?;
-        let from: JobState = from.parse().map_err(|m: String| CoreError::Protocol {
-            host: "store".into(),
-            message: m,
+        let from: JobState = from.parse().map_err(|m: String| CoreError::Local {
+            path: self.path.display().to_string(),
+            message: format!("job {job_id}: {m}"),
         })?;
         // A move decided from a stale view (another process moved the job
         // as far or further meanwhile) is skipped, not an error.
@@ -374,6 +374,27 @@ mod tests {
 
     fn spec() -> JobSpec {
         JobSpec::new("local", Some("n1".into()), vec!["true".into()], None, &[]).unwrap()
+    }
+
+    #[test]
+    fn an_unreadable_state_names_the_store_file_not_an_invented_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut store = Store::open(&path).unwrap();
+        let job = store.insert_job(&spec(), "direct", "1:1").unwrap();
+        store
+            .conn
+            .execute("UPDATE jobs SET state = 'bogus' WHERE id = ?1", [&job.id])
+            .unwrap();
+        let err = store
+            .transition(&job.id, JobState::Submitting, "x", &JobUpdate::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(&path.display().to_string()), "{err}");
+        assert!(
+            err.contains(&job.id) && !err.contains("host store"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -39,13 +39,6 @@ pub(crate) fn io_error(path: &Path, e: std::io::Error) -> CoreError {
     }
 }
 
-pub(crate) fn parent_of(abs: &str) -> String {
-    match abs.rsplit_once('/') {
-        Some(("", _)) | None => "/".into(),
-        Some((p, _)) => p.to_string(),
-    }
-}
-
 /// The name a pulled copy takes inside a local directory: the last
 /// component of REMOTE as typed; for `~`, `/` or `.`, the host's name for it
 /// if that is a plain name (no dot-names, no separators).
@@ -114,12 +107,9 @@ pub(crate) fn safe_dir(root: &Path, rel: &Path, checked: &mut Checked) -> Result
         match fs::symlink_metadata(&cur) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                return Err(CoreError::Protocol {
-                    host: "local".into(),
-                    message: format!(
-                        "refusing to write through '{}': not a directory",
-                        cur.display()
-                    ),
+                return Err(CoreError::Local {
+                    path: cur.display().to_string(),
+                    message: "not a directory: refusing to write through it".into(),
                 });
             }
             Err(_) => {
@@ -269,6 +259,21 @@ pub(crate) fn land_all(written: &[(PathBuf, PathBuf, u32)]) -> (u64, Result<()>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_in_the_way_is_named_by_its_path_not_an_invented_host() {
+        let root = std::env::temp_dir().join(format!("belay-landing-{}", std::process::id()));
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("f"), "x").unwrap();
+        let err = safe_dir(&root, Path::new("f/sub"), &mut Checked::new()).unwrap_err();
+        fs::remove_dir_all(&root).unwrap();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("{}: not a directory", root.join("f").display())),
+            "{text}"
+        );
+        assert!(!text.contains("host local"), "{text}");
+    }
 
     #[test]
     fn the_landing_name_comes_from_what_the_user_typed() {

@@ -8,7 +8,7 @@
 //! 1. **Plan** — list both sides ([`listing`]); a file whose destination has
 //!    the same size and mtime is complete and skipped.
 //! 2. **Small files** (< [`BIG_FILE`]) travel in batches (up to 10,000
-//!    files or 64 MiB), each one tar
+//!    files or 64 MiB, see [`plan::batches`]), each one tar
 //!    stream (no round trip per file). Pushed batches land in a staging
 //!    directory beside the destination; pulled entries are checked one by
 //!    one ([`paths`]) before anything is written.
@@ -34,6 +34,7 @@ pub mod checksum;
 mod exec;
 mod landing;
 pub mod listing;
+mod plan;
 pub mod progress;
 mod sftp;
 mod streamio;
@@ -45,24 +46,22 @@ use serde::Serialize;
 
 use crate::error::{CoreError, Result};
 use crate::transport::{Transport, TransportError};
+pub use plan::crlf_warning;
 pub use progress::{Progress, Quiet};
 
 /// Files at least this big are streamed alone and resumable mid-file.
 pub const BIG_FILE: u64 = 4 << 20;
-/// Small files per tar batch, and bytes per batch.
-const BATCH_FILES: usize = 10_000;
-const BATCH_BYTES: u64 = 64 << 20;
 /// Attempts of one copy when the link drops (the first included).
 const ATTEMPTS: u32 = 4;
 
 /// What a copy did (the `--json` summary).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
-    pub direction: &'static str,
+    pub direction: Direction,
     pub host: String,
     pub source: String,
     pub destination: String,
-    pub method: &'static str,
+    pub method: Method,
     /// Regular files in the source.
     pub files: u64,
     pub files_transferred: u64,
@@ -76,6 +75,24 @@ pub struct Summary {
     /// Remote entries refused because they would leave the destination.
     pub refused: Vec<String>,
     pub elapsed_ms: u64,
+}
+
+/// Which way a copy goes (`"push"`/`"pull"` in JSON).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Push,
+    Pull,
+}
+
+/// How a copy reached the host's files (`"exec"`/`"sftp"` in JSON).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    #[default]
+    Exec,
+    Sftp,
 }
 
 /// How a copy reaches the host's files.
@@ -137,14 +154,12 @@ fn push_with(
     copy(
         t,
         via,
-        "push",
+        Direction::Push,
         &source,
         progress,
         &mut |m, s, progress| match m {
-            Method::Exec => exec::push::run(t, local, remote, exact, progress, s),
-            Method::Sftp(sftp) => {
-                sftp::push::run(sftp, t.host(), local, remote, exact, progress, s)
-            }
+            Mover::Exec => exec::push::run(t, local, remote, exact, progress, s),
+            Mover::Sftp(sftp) => sftp::push::run(sftp, t.host(), local, remote, exact, progress, s),
         },
     )
 }
@@ -162,23 +177,23 @@ pub fn pull(
     copy(
         t,
         via,
-        "pull",
+        Direction::Pull,
         remote,
         progress,
         &mut |m, s, progress| match m {
-            Method::Exec => exec::pull::run(t, remote, local, progress, s),
-            Method::Sftp(sftp) => sftp::pull::run(sftp, t.host(), remote, local, progress, s),
+            Mover::Exec => exec::pull::run(t, remote, local, progress, s),
+            Mover::Sftp(sftp) => sftp::pull::run(sftp, t.host(), remote, local, progress, s),
         },
     )
 }
 
-/// The way a copy attempt runs.
-enum Method<'a> {
+/// The mover a copy attempt runs with.
+enum Mover<'a> {
     Exec,
     Sftp(&'a belay_ssh::Sftp),
 }
 
-type Attempt<'p> = dyn FnMut(&Method, &mut Summary, &mut dyn Progress) -> Result<()> + 'p;
+type Attempt<'p> = dyn FnMut(&Mover, &mut Summary, &mut dyn Progress) -> Result<()> + 'p;
 
 /// Runs a copy the way `via` says, with retries, and returns its summary;
 /// `Auto` switches to SFTP when the host will not run the shell (nothing
@@ -187,7 +202,7 @@ type Attempt<'p> = dyn FnMut(&Method, &mut Summary, &mut dyn Progress) -> Result
 fn copy(
     t: &dyn Transport,
     via: Via,
-    direction: &'static str,
+    direction: Direction,
     source: &str,
     progress: &mut dyn Progress,
     attempt: &mut Attempt,
@@ -213,8 +228,8 @@ fn run_via(
 ) -> Result<()> {
     let mut probed = None;
     if via != Via::Sftp {
-        summary.method = "exec";
-        let r = with_retries(summary, |s| attempt(&Method::Exec, s, progress));
+        summary.method = Method::Exec;
+        let r = with_retries(summary, |s| attempt(&Mover::Exec, s, progress));
         match r {
             Err(CoreError::Transport(TransportError::NoShell { host, message }))
                 if via == Via::Auto =>
@@ -236,7 +251,7 @@ fn run_via(
             other => return other,
         }
     }
-    summary.method = "sftp";
+    summary.method = Method::Sftp;
     with_retries(summary, |s| {
         let sftp = match probed.take() {
             Some(sftp) => sftp,
@@ -247,27 +262,8 @@ fn run_via(
                 ))
             })?,
         };
-        attempt(&Method::Sftp(&sftp), s, progress)
+        attempt(&Mover::Sftp(&sftp), s, progress)
     })
-}
-
-/// Splits items into batches of at most [`BATCH_FILES`] items and
-/// [`BATCH_BYTES`] bytes (a single bigger item makes a batch of its own).
-fn batches<T>(items: &[T], size: impl Fn(&T) -> u64) -> Vec<&[T]> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0u64);
-    for (i, it) in items.iter().enumerate() {
-        if i > start && (i - start >= BATCH_FILES || bytes + size(it) > BATCH_BYTES) {
-            out.push(&items[start..i]);
-            start = i;
-            bytes = 0;
-        }
-        bytes += size(it);
-    }
-    if start < items.len() {
-        out.push(&items[start..]);
-    }
-    out
 }
 
 fn with_retries(
@@ -291,35 +287,6 @@ fn with_retries(
     }
 }
 
-/// A warning for scripts with Windows line endings, which a shell on the
-/// host would fail on with baffling errors (`$'\r': command not found`).
-/// Scripts are files named `*.sh`/`*.bash`, or — when `sniff` — any file
-/// starting with `#!` (only worth opening for a file copied on its own: a
-/// tree of 10,000 files is not read twice for this).
-pub fn crlf_warning(path: &Path, sniff: bool) -> Option<String> {
-    use std::io::Read;
-    let name = path.file_name()?.to_string_lossy();
-    let named_script = name.ends_with(".sh") || name.ends_with(".bash");
-    if !named_script && !sniff {
-        return None;
-    }
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .ok()?
-        .take(64 * 1024)
-        .read_to_end(&mut head)
-        .ok()?;
-    let script = named_script || head.starts_with(b"#!");
-    let crlf = head.windows(2).any(|w| w == b"\r\n");
-    (script && crlf).then(|| {
-        format!(
-            "warning: '{}' has CRLF (Windows) line endings; a shell will fail on it — fix: sed -i 's/\\r$//' {}",
-            path.display(),
-            crate::shell::quote(&path.display().to_string())
-        )
-    })
-}
-
 /// Runs a script that may take long without output (summing a big file)
 /// on a stream, whose idle limit is generous, rather than as a protocol
 /// script with its fixed deadline.
@@ -337,5 +304,22 @@ fn remote_failure(host: &str, what: &str, stderr: &[u8]) -> CoreError {
         } else {
             format!("{what}: {}", detail.lines().next().unwrap_or(detail))
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direction_and_method_read_as_lowercase_words_in_json() {
+        let s = Summary {
+            direction: Direction::Pull,
+            method: Method::Sftp,
+            ..Summary::default()
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["direction"], "pull");
+        assert_eq!(v["method"], "sftp");
     }
 }

@@ -11,14 +11,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{CoreError, Result};
-use crate::paths::{is_temporary, remote_word, safe_relative, symlink_stays_inside};
+use crate::paths::{remote_word, symlink_stays_inside};
 use crate::shell::quote;
 use crate::transfer::checksum::{Cksum, Sum, file_sum};
 use crate::transfer::landing::{
     Checked, already_there, finish_partial, io_error, land, land_all, landing_name,
-    local_destination, make_durable, open_partial, parent_of, partial_for, refuse, safe_dir,
+    local_destination, make_durable, open_partial, partial_for, refuse, safe_dir,
 };
 use crate::transfer::listing::{self, Entry, FIND_FORMAT, Kind};
+use crate::transfer::plan::{PulledName, pulled_name};
 use crate::transfer::progress::{Meter, Progress};
 use crate::transfer::streamio::StreamReader;
 use crate::transfer::{BIG_FILE, Summary, remote_failure};
@@ -66,7 +67,7 @@ pub(crate) fn run(
     let remote_base = if tree {
         src_abs.clone()
     } else {
-        parent_of(&src_abs)
+        crate::paths::parent(&src_abs).to_string()
     };
     // A tree destination this run creates holds nothing yet: no file in it
     // needs looking at to know it is not complete.
@@ -111,16 +112,14 @@ pub(crate) fn run(
                 local_rel: PathBuf::new(),
             }
         } else {
-            if is_temporary(&e.rel) {
-                continue;
-            }
-            match safe_relative(&e.rel) {
-                Ok(rel) => Item {
+            match pulled_name(&e.rel) {
+                PulledName::Lands(rel) => Item {
                     entry: e.clone(),
                     remote: e.rel.clone(),
                     local_rel: rel,
                 },
-                Err(why) => {
+                PulledName::Temporary => continue,
+                PulledName::Refused(why) => {
                     refuse(summary, progress, &e.rel, why);
                     continue;
                 }
@@ -179,7 +178,7 @@ pub(crate) fn run(
         for d in &dirs {
             safe_dir(&dest, &d.local_rel, &mut checked)?;
         }
-        for batch in crate::transfer::batches(&small, |i| i.entry.size) {
+        for batch in crate::transfer::plan::batches(&small, |i| i.entry.size) {
             pull_batch(
                 t,
                 &remote_base,
@@ -288,7 +287,7 @@ cat "$d/sum""#,
     stream.close_input()?;
     let wanted: HashMap<&str, &Item> = batch.iter().map(|i| (i.remote.as_str(), i)).collect();
     receive(t, stream, remote_base, |reader| {
-        receive_batch(reader, &wanted, dest, meter, summary, checked)
+        receive_batch(t.host(), reader, &wanted, dest, meter, summary, checked)
     })
 }
 
@@ -326,6 +325,7 @@ fn receive<T>(
 }
 
 fn receive_batch(
+    host: &str,
     reader: &mut StreamReader,
     wanted: &HashMap<&str, &Item>,
     dest: &Path,
@@ -334,7 +334,7 @@ fn receive_batch(
     checked: &mut Checked,
 ) -> Result<()> {
     let proto = |m: String| CoreError::Protocol {
-        host: "remote".into(),
+        host: host.to_string(),
         message: m,
     };
     // Files are verified and renamed once the whole batch is on disk and
@@ -501,7 +501,7 @@ fn pull_big(
         let mut stream = t.open_stream(&script)?;
         stream.close_input()?;
         let (file, got, whole, resumed) = receive(t, stream, &remote_file, |reader| {
-            receive_big(reader, &partial, prefix, meter, summary)
+            receive_big(t.host(), reader, &partial, prefix, meter, summary)
         })?;
         if got == whole {
             land(&partial, &target, &item.entry, file)?;
@@ -528,6 +528,7 @@ fn pull_big(
 /// Receives one big file into its partial: (file, our sum, host's sum,
 /// whether the partial was extended).
 fn receive_big(
+    host: &str,
     reader: &mut StreamReader,
     partial: &Path,
     prefix: Option<Cksum>,
@@ -535,7 +536,7 @@ fn receive_big(
     summary: &mut Summary,
 ) -> Result<(File, Sum, Sum, bool)> {
     let proto = |m: String| CoreError::Protocol {
-        host: "remote".into(),
+        host: host.to_string(),
         message: m,
     };
     let head = reader

@@ -3,27 +3,25 @@
 //! then moved into place (one `mv` per directory); big files are appended
 //! to `.NAME.belay-part` on the host, verified, then renamed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{CoreError, Result};
-use crate::paths::{base_name, is_temporary, partial_name, remote_word};
+use crate::paths::{
+    base_name, is_temporary, join, parent_and_name, partial_beside, partial_name, remote_word,
+};
 use crate::shell::quote;
 use crate::transfer::checksum::{Cksum, Sum, file_sum};
 use crate::transfer::listing::{self, Entry, FIND_FORMAT, Kind};
+use crate::transfer::plan::{Step, batches, plan_push};
 use crate::transfer::progress::{Meter, Progress};
 use crate::transfer::streamio::{StreamWriter, finish_with_output};
-use crate::transfer::{BIG_FILE, Summary, remote_failure};
+use crate::transfer::{Summary, remote_failure};
 use crate::transport::Transport;
 
 /// One thing to place on the host.
-struct Item<'a> {
-    entry: &'a Entry,
-    local: PathBuf,
-    /// Path relative to the destination base directory.
-    name: String,
-}
+type Item<'a> = Step<'a>;
 
 /// Pushes `local` to `remote`: into it if it is a directory (`cp -r`), or,
 /// when `exact`, as it.
@@ -76,88 +74,34 @@ pub(crate) fn run(
     } else {
         dest.parent.clone()
     };
-    let remote_map: HashMap<&str, &Entry> =
-        remote_entries.iter().map(|e| (e.rel.as_str(), e)).collect();
     clear_stale_stages(t, &base, &remote_entries)?;
-
-    let name_of = |e: &Entry| -> String {
-        if tree {
-            e.rel.clone()
-        } else {
-            dest.base.clone()
-        }
-    };
-    let (mut small, mut big, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
-    summary.files = 0;
-    summary.bytes = 0;
-    summary.files_skipped = 0;
-    let mut to_copy = 0u64;
-    for e in &entries {
-        let name = name_of(e);
-        let item = Item {
-            entry: e,
-            local: if e.rel.is_empty() {
-                local.to_path_buf()
-            } else {
-                local.join(&e.rel)
-            },
-            name: name.clone(),
-        };
-        let there = remote_map.get(name.as_str());
-        match e.kind {
-            Kind::File => {
-                summary.files += 1;
-                summary.bytes += e.size;
-                if let Some(crlf) = crate::transfer::crlf_warning(&item.local, !tree) {
-                    progress.warn(&crlf);
-                }
-                if there.is_some_and(|r| e.is_copied_as(r)) {
-                    summary.files_skipped += 1;
-                } else if e.size >= BIG_FILE {
-                    to_copy += e.size;
-                    big.push(item);
-                } else {
-                    to_copy += e.size;
-                    small.push(item);
-                }
-            }
-            Kind::Symlink => {
-                if !there.is_some_and(|r| e.is_copied_as(r)) {
-                    small.push(item);
-                }
-            }
-            Kind::Dir => dirs.push(item),
-            Kind::Other => progress.warn(&format!(
-                "skipping '{}': not a regular file, directory or symlink",
-                item.local.display()
-            )),
-        }
+    let single = (!tree).then_some(dest.base.as_str());
+    let plan = plan_push(local, &entries, single, &remote_entries);
+    for warning in &plan.warnings {
+        progress.warn(warning);
     }
-    progress.begin((small.len() + big.len()) as u64, to_copy);
+    summary.files = plan.files;
+    summary.bytes = plan.bytes;
+    summary.files_skipped = plan.skipped;
+    let (small, big, dirs) = (&plan.small, &plan.big, &plan.dirs);
+    progress.begin((small.len() + big.len()) as u64, plan.to_copy);
 
     let mut meter = Meter::new(progress);
     let result = (|| {
         // Small files first: directories still missing at the destination
         // then arrive whole from the staging area (see `place`).
-        for batch in crate::transfer::batches(&small, |i| i.entry.size) {
+        for batch in batches(small, |i| i.entry.size) {
             push_batch(t, &base, batch, &mut meter, summary)?;
         }
         // Directory modes last (a read-only directory is filled first); with
         // no big files to come, in the same round trip as the mkdirs.
-        let (mkdirs, modes) = (
-            make_dirs_script(&base, &dirs),
-            dir_modes_script(&base, &dirs),
-        );
+        let (mkdirs, modes) = (make_dirs_script(&base, dirs), dir_modes_script(&base, dirs));
         if big.is_empty() {
             return run_dir_script(t, &base, &(mkdirs + &modes));
         }
         run_dir_script(t, &base, &mkdirs)?;
-        for item in &big {
-            let partial = remote_map
-                .get(partial_key(&item.name).as_str())
-                .filter(|p| p.kind == Kind::File)
-                .map(|p| p.size);
-            push_big(t, &base, item, partial, &mut meter, summary)?;
+        for item in big {
+            push_big(t, &base, item, item.partial, &mut meter, summary)?;
         }
         run_dir_script(t, &base, &modes)
     })();
@@ -268,13 +212,6 @@ fi"#
     let (kind_there, path) = (field(), field());
     let rest = f.next().unwrap_or_default();
     let (kind_there, path) = (kind_there.as_str(), path.as_str());
-    let join = |dir: &str, name: &str| {
-        if dir == "/" {
-            format!("/{name}")
-        } else {
-            format!("{dir}/{name}")
-        }
-    };
     let host = t.host();
     let dest = match kind_there {
         "dir" if exact => {
@@ -283,15 +220,11 @@ fi"#
                     "'{remote}' on {host} is a directory: cannot put a file there"
                 )));
             }
-            let (parent, base) = match path.rsplit_once('/') {
-                Some(("", b)) => ("/".to_string(), b.to_string()),
-                Some((p, b)) => (p.to_string(), b.to_string()),
-                None => (path.to_string(), String::new()),
-            };
+            let (parent, base) = parent_and_name(path);
             Ok(Destination {
                 path: path.to_string(),
-                parent,
-                base,
+                parent: parent.to_string(),
+                base: base.to_string(),
             })
         }
         "dir" => Ok(Destination {
@@ -369,13 +302,6 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
-pub(crate) fn partial_key(name: &str) -> String {
-    match name.rsplit_once('/') {
-        Some((dir, base)) => format!("{dir}/{}", partial_name(base)),
-        None => partial_name(name),
-    }
-}
-
 /// Staging directories left by an interrupted run are ours to remove —
 /// once they are a day old: a younger one may belong to a push running
 /// right now into the same directory (`xargs -P` pushes are normal).
@@ -405,10 +331,7 @@ fn clear_stale_stages(t: &dyn Transport, base: &str, there: &[Entry]) -> Result<
 /// `mkdir -p` for every directory of the copy (most exist already: they
 /// arrived whole from the staging area).
 fn make_dirs_script(base: &str, dirs: &[Item]) -> String {
-    let paths: Vec<String> = dirs
-        .iter()
-        .map(|d| quote(&join_rel(base, &d.name)))
-        .collect();
+    let paths: Vec<String> = dirs.iter().map(|d| quote(&join(base, &d.name))).collect();
     per_chunk("mkdir -p --", &paths)
 }
 
@@ -419,7 +342,7 @@ fn dir_modes_script(base: &str, dirs: &[Item]) -> String {
         by_mode
             .entry(d.entry.mode & 0o7777)
             .or_default()
-            .push(quote(&join_rel(base, &d.name)));
+            .push(quote(&join(base, &d.name)));
     }
     by_mode
         .into_iter()
@@ -450,16 +373,6 @@ fn run_dir_script(t: &dyn Transport, base: &str, script: &str) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn join_rel(base: &str, name: &str) -> String {
-    if name.is_empty() {
-        base.to_string()
-    } else if base == "/" {
-        format!("/{name}")
-    } else {
-        format!("{base}/{name}")
-    }
 }
 
 fn push_batch(
@@ -631,23 +544,23 @@ fn place(t: &dyn Transport, base: &str, stage: &str, batch: &[Item]) -> Result<(
     for ((_, parent), children) in &by_parent {
         script.push_str("set --\n");
         for d in children {
-            let (from, to) = (quote(&format!("{stage}/{d}")), quote(&join_rel(base, d)));
+            let (from, to) = (quote(&format!("{stage}/{d}")), quote(&join(base, d)));
             script.push_str(&format!(
                 "[ -d {from} ] && ! [ -e {to} ] && ! [ -L {to} ] && set -- \"$@\" {from}\n"
             ));
         }
         script.push_str(&format!(
             "[ $# -eq 0 ] || mv -f -- \"$@\" {} || exit 1\n",
-            quote(&format!("{}/", join_rel(base, parent)))
+            quote(&format!("{}/", join(base, parent)))
         ));
     }
     for dir in file_dirs {
         // Gone from the stage: it moved whole above. Directories still in
         // it exist at the destination and are emptied by their own line.
-        let from = quote(&join_rel(stage, dir));
+        let from = quote(&join(stage, dir));
         script.push_str(&format!(
             "[ ! -d {from} ] || find {from} -mindepth 1 -maxdepth 1 ! -type d -exec sh -c 'mv -f -- \"$@\" \"$0\"' {} {{}} + || exit 1\n",
-            quote(&format!("{}/", join_rel(base, dir)))
+            quote(&format!("{}/", join(base, dir)))
         ));
     }
     script.push_str("rm -rf -- \"$s\"\n");
@@ -670,8 +583,8 @@ fn push_big(
     meter: &mut Meter,
     summary: &mut Summary,
 ) -> Result<()> {
-    let final_path = join_rel(base, &item.name);
-    let part = join_rel(base, &partial_key(&item.name));
+    let final_path = join(base, &item.name);
+    let part = join(base, &partial_beside(&item.name));
     let size = item.entry.size;
     let mut resume = partial.filter(|p| *p > 0 && *p <= size);
     for _attempt in 0..2 {

@@ -17,6 +17,7 @@ use belay_ssh::russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use futures_util::stream::{self, FuturesOrdered, FuturesUnordered, StreamExt};
 
 use crate::error::CoreError;
+use crate::paths::join;
 use crate::transfer::checksum::Cksum;
 use crate::transfer::listing::{Entry, Kind};
 use crate::transfer::progress::Meter;
@@ -445,16 +446,6 @@ impl<'a> Files<'a> {
     }
 }
 
-/// `dir/name`, or `name` at the top.
-pub(crate) fn join(dir: &str, name: &str) -> String {
-    match dir {
-        _ if name.is_empty() => dir.to_string(),
-        "" => name.to_string(),
-        "/" => format!("/{name}"),
-        d => format!("{d}/{name}"),
-    }
-}
-
 /// An entry from SFTP attributes (the type from the mode's format bits).
 fn entry(rel: String, a: &FileAttributes) -> Entry {
     let mode = a.permissions.unwrap_or(0);
@@ -504,13 +495,5 @@ mod tests {
             entry("n".into(), &FileAttributes::empty()).kind,
             Kind::Other
         );
-    }
-
-    #[test]
-    fn joins_keep_the_root_single() {
-        assert_eq!(join("", "a"), "a");
-        assert_eq!(join("/", "a"), "/a");
-        assert_eq!(join("/x", "a"), "/x/a");
-        assert_eq!(join("/x", ""), "/x");
     }
 }

@@ -22,15 +22,17 @@ use std::path::{Path, PathBuf};
 use belay_ssh::Sftp;
 use futures_util::stream::{self, StreamExt};
 
-use super::files::{Files, Listing, join};
+use super::files::{Files, Listing};
 use super::push::{FILES_IN_FLIGHT, sftp_path};
 use crate::error::{CoreError, Result};
-use crate::paths::{is_temporary, safe_relative, symlink_stays_inside};
+use crate::paths::join;
+use crate::paths::symlink_stays_inside;
 use crate::transfer::landing::{
     Checked, already_there, finish_partial, io_error, land, land_all, landing_name,
     local_destination, make_durable, open_partial, partial_for, refuse, safe_dir,
 };
 use crate::transfer::listing::{Entry, Kind};
+use crate::transfer::plan::{PulledName, pulled_name};
 use crate::transfer::progress::{Meter, Progress};
 use crate::transfer::{BIG_FILE, Summary};
 use crate::transport::ssh::runtime;
@@ -78,7 +80,7 @@ pub(crate) fn run(
                 bad_names: Vec::new(),
             }
         };
-        // The landing name comes from what the user typed (see pull.rs).
+        // The landing name comes from what the user typed (see landing.rs).
         let landing = landing_name(remote, &src_abs);
         let dest = local_destination(local, landing.as_deref(), remote)?;
         summary.destination = dest.display().to_string();
@@ -106,17 +108,12 @@ pub(crate) fn run(
         let (mut small, mut big, mut links, mut dirs) = (vec![], vec![], vec![], vec![]);
         let mut to_copy = 0;
         for e in listing.entries {
-            let rel = if e.rel.is_empty() {
-                PathBuf::new()
-            } else if is_temporary(&e.rel) {
-                continue;
-            } else {
-                match safe_relative(&e.rel) {
-                    Ok(rel) => rel,
-                    Err(why) => {
-                        refuse(summary, progress, &e.rel, why);
-                        continue;
-                    }
+            let rel = match pulled_name(&e.rel) {
+                PulledName::Lands(rel) => rel,
+                PulledName::Temporary => continue,
+                PulledName::Refused(why) => {
+                    refuse(summary, progress, &e.rel, why);
+                    continue;
                 }
             };
             match e.kind {
@@ -168,7 +165,7 @@ pub(crate) fn run(
         let result = async {
             // Small files land a batch at a time (as on the exec path), so a
             // cut link loses at most one batch's work.
-            for batch in crate::transfer::batches(&small, |i| i.entry.size) {
+            for batch in crate::transfer::plan::batches(&small, |i| i.entry.size) {
                 let mut fetches =
                     stream::iter(batch.iter().map(|i| pull_file(&fs, i, false, &meter)))
                         .buffer_unordered(FILES_IN_FLIGHT);

@@ -11,34 +11,49 @@
 //! pipelined.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io::{Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use belay_ssh::Sftp;
 use futures_util::stream::{self, FuturesUnordered, StreamExt};
 
-use super::files::{Files, join};
+use super::files::Files;
 use crate::error::{CoreError, Result};
-use crate::paths::{base_name, partial_name};
+use crate::paths::{base_name, join, parent_and_name, partial_beside, partial_name};
+use crate::transfer::Summary;
 use crate::transfer::checksum::{Cksum, file_sum};
-use crate::transfer::exec::push::{Destination, local_error, local_source, partial_key};
+use crate::transfer::exec::push::{Destination, local_error, local_source};
 use crate::transfer::listing::{Entry, Kind};
+use crate::transfer::plan::{Step, plan_push};
 use crate::transfer::progress::{Meter, Progress};
-use crate::transfer::{BIG_FILE, Summary};
 use crate::transport::ssh::runtime;
 
 /// Small files written at once.
 pub(crate) const FILES_IN_FLIGHT: usize = 16;
 
-/// One file or symlink to place.
+/// One step of the plan and the absolute path of its final name on the
+/// host.
 struct Item<'a> {
-    entry: &'a Entry,
-    local: PathBuf,
-    /// Absolute path of the final name on the host.
+    step: &'a Step<'a>,
     target: String,
-    /// Size of a partial already there.
-    partial: Option<u64>,
+}
+
+impl<'a> Item<'a> {
+    fn at(step: &'a Step<'a>, dest: &Destination, tree: bool) -> Item<'a> {
+        let target = if tree {
+            join(&dest.path, &step.entry.rel)
+        } else {
+            dest.path.clone()
+        };
+        Item { step, target }
+    }
+}
+
+impl<'a> std::ops::Deref for Item<'a> {
+    type Target = Step<'a>;
+    fn deref(&self) -> &Step<'a> {
+        self.step
+    }
 }
 
 pub(crate) fn run(
@@ -58,75 +73,43 @@ pub(crate) fn run(
         summary.destination = dest.path.clone();
         let tree = root.kind == Kind::Dir;
         let there = list_there(&fs, &dest, tree).await?;
-        let there: HashMap<&str, &Entry> = there.iter().map(|e| (e.rel.as_str(), e)).collect();
-
-        let (mut small, mut big, mut links, mut dirs) = (vec![], vec![], vec![], vec![]);
-        summary.files = 0;
-        summary.bytes = 0;
-        summary.files_skipped = 0;
-        let mut to_copy = 0;
-        for e in &entries {
-            let name = if tree {
-                e.rel.clone()
-            } else {
-                dest.base.clone()
-            };
-            let item = Item {
-                entry: e,
-                local: if e.rel.is_empty() {
-                    local.to_path_buf()
-                } else {
-                    local.join(&e.rel)
-                },
-                target: if tree {
-                    join(&dest.path, &e.rel)
-                } else {
-                    dest.path.clone()
-                },
-                partial: there
-                    .get(partial_key(&name).as_str())
-                    .filter(|p| p.kind == Kind::File)
-                    .map(|p| p.size),
-            };
-            let now = there.get(name.as_str());
-            match e.kind {
-                Kind::File => {
-                    summary.files += 1;
-                    summary.bytes += e.size;
-                    if let Some(crlf) = crate::transfer::crlf_warning(&item.local, !tree) {
-                        progress.warn(&crlf);
-                    }
-                    if now.is_some_and(|r| e.is_copied_as(r)) {
-                        summary.files_skipped += 1;
-                    } else {
-                        to_copy += e.size;
-                        if e.size >= BIG_FILE {
-                            big.push(item);
-                        } else {
-                            small.push(item);
-                        }
-                    }
-                }
-                Kind::Symlink => {
-                    if !now.is_some_and(|r| e.is_copied_as(r)) {
-                        links.push(item);
-                    }
-                }
-                Kind::Dir => {
-                    if now.is_some_and(|r| r.kind != Kind::Dir) {
-                        return Err(CoreError::BadInput(format!(
-                            "'{}' on {host} exists and is not a directory",
-                            item.target
-                        )));
-                    }
-                    dirs.push((item, now.is_some()));
-                }
-                Kind::Other => progress.warn(&format!(
-                    "skipping '{}': not a regular file, directory or symlink",
-                    item.local.display()
-                )),
-            }
+        let plan = plan_push(
+            local,
+            &entries,
+            (!tree).then_some(dest.base.as_str()),
+            &there,
+        );
+        let item = |step| Item::at(step, &dest, tree);
+        let dirs: Vec<(Item, bool)> = plan
+            .dirs
+            .iter()
+            .map(|d| (item(d), d.there.is_some()))
+            .collect();
+        if let Some((d, _)) = plan
+            .dirs
+            .iter()
+            .zip(&dirs)
+            .find(|(d, _)| d.there.is_some_and(|k| k != Kind::Dir))
+            .map(|(_, d)| d)
+        {
+            return Err(CoreError::BadInput(format!(
+                "'{}' on {host} exists and is not a directory",
+                d.target
+            )));
         }
+        for warning in &plan.warnings {
+            progress.warn(warning);
+        }
+        summary.files = plan.files;
+        summary.bytes = plan.bytes;
+        summary.files_skipped = plan.skipped;
+        let (links, small): (Vec<Item>, Vec<Item>) = plan
+            .small
+            .iter()
+            .map(item)
+            .partition(|i| i.entry.kind == Kind::Symlink);
+        let big: Vec<Item> = plan.big.iter().map(item).collect();
+        let to_copy = plan.to_copy;
         progress.begin((small.len() + big.len() + links.len()) as u64, to_copy);
         let meter = RefCell::new(Meter::new(progress));
         let result = async {
@@ -184,14 +167,6 @@ pub(crate) fn sftp_path(remote: &str) -> String {
     }
 }
 
-/// `dir/.NAME.belay-part` for `dir/NAME`.
-fn partial_beside(target: &str) -> String {
-    match target.rsplit_once('/') {
-        Some((dir, name)) => format!("{dir}/{}", partial_name(name)),
-        None => partial_name(target),
-    }
-}
-
 /// `cp -r` rules, as in the exec push.
 async fn destination(
     fs: &Files<'_>,
@@ -217,11 +192,11 @@ async fn destination(
                 "'{remote}' on {host} is a directory: cannot put a file there"
             )));
         }
-        let (parent, base) = split(&abs);
+        let (parent, base) = parent_and_name(&abs);
         return Ok(Destination {
             path: abs.clone(),
-            parent,
-            base,
+            parent: parent.to_string(),
+            base: base.to_string(),
         });
     }
     if remote.ends_with('/') {
@@ -255,14 +230,6 @@ async fn destination(
         parent: abs,
         base,
     })
-}
-
-fn split(abs: &str) -> (String, String) {
-    match abs.rsplit_once('/') {
-        Some(("", b)) => ("/".to_string(), b.to_string()),
-        Some((p, b)) => (p.to_string(), b.to_string()),
-        None => (abs.to_string(), String::new()),
-    }
 }
 
 /// What the destination holds: the tree (names relative to it), or the
@@ -395,11 +362,5 @@ mod tests {
         assert_eq!(sftp_path("/x/y"), "/x/y");
         assert_eq!(sftp_path("~//x"), "x");
         assert_eq!(sftp_path("~/"), ".");
-    }
-
-    #[test]
-    fn partials_sit_beside_their_file() {
-        assert_eq!(partial_beside("/d/f"), "/d/.f.belay-part");
-        assert_eq!(partial_beside("f"), ".f.belay-part");
     }
 }

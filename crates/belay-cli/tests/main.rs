@@ -14,5 +14,6 @@ mod recovery;
 mod remote;
 mod remote_netns;
 mod ssh_trust;
+mod states;
 mod store_and_input;
 mod transfer;

@@ -44,6 +44,12 @@ impl Engine {
             });
         }
         let current = self.store.get(&job.id)?;
+        if let Some(why) = self.no_verdict(&current, jr)? {
+            return Err(CoreError::Protocol {
+                host: job.host.clone(),
+                message: format!("cannot cancel job {} now: {why}", job.id),
+            });
+        }
         if jr.status == RemoteStatus::Absent && current.remote_dir.is_none() {
             // Never staged, and its directory cannot even be created there:
             // nothing can launch it; the intent is simply withdrawn.

@@ -4,8 +4,11 @@
 //! host says wins, with two rules learnt the hard way elsewhere: a job is
 //! never "done" without its `exit` file, and never "lost" on a failed
 //! connection — only on proof that its wrapper is gone (pid + start time +
-//! boot id) without an `exit` file. A host that cannot be reached leaves its
-//! jobs as they were and is reported as a [`HostProblem`].
+//! boot id) without an `exit` file. A missing job directory is proof only
+//! when the workroot could be listed and carries the marker the job was
+//! staged under. A host that cannot be reached, or does not answer properly
+//! (an unreadable workroot, a stale mount), leaves its jobs as they were and
+//! is reported as a [`HostProblem`].
 
 use std::collections::BTreeMap;
 
@@ -111,6 +114,20 @@ impl Engine {
                 }
                 continue;
             }
+            if let Some(why) = self.no_verdict(&current, jr)? {
+                // The host did not answer properly for this job: it keeps
+                // its state, and the host is reported (once).
+                if !problems.iter().any(|p: &HostProblem| p.job.is_none()) {
+                    problems.push(HostProblem {
+                        host: host.to_string(),
+                        job: None,
+                        error: format!(
+                            "not answering properly ({why}); its jobs keep their last known state"
+                        ),
+                    });
+                }
+                continue;
+            }
             let resumable = matches!(jr.status, RemoteStatus::Staged | RemoteStatus::Absent)
                 && matches!(current.state, JobState::Queued | JobState::Submitting);
             if resumable {
@@ -148,8 +165,39 @@ impl Engine {
         Ok(problems)
     }
 
-    /// Record what the host said about one job.
+    /// Why this report is no verdict on the job, if it is not: its files
+    /// could not be seen (`unseen`), or they are missing from a workroot
+    /// other than the one the job was staged under (another machine behind
+    /// the same name, a different mount).
+    pub(crate) fn no_verdict(&self, job: &Job, jr: &JobReport) -> Result<Option<String>> {
+        Ok(match jr.status {
+            RemoteStatus::Unseen => Some(
+                jr.field("why")
+                    .unwrap_or("the job's files cannot be seen")
+                    .to_string(),
+            ),
+            RemoteStatus::Absent => {
+                let staged_under = self.store.workroot_id(&job.id)?;
+                let seen = jr.field("workroot_id");
+                match staged_under {
+                    Some(m) if seen != Some(m.as_str()) => Some(format!(
+                        "job {} is missing from a workroot whose marker is {}, not the {m} it was staged under",
+                        job.id,
+                        seen.unwrap_or("missing")
+                    )),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+    }
+
+    /// Record what the host said about one job. A report that is no
+    /// verdict ([`Self::no_verdict`]) changes nothing.
     pub(crate) fn apply_report(&mut self, job: &Job, jr: &JobReport) -> Result<()> {
+        if self.no_verdict(job, jr)?.is_some() {
+            return Ok(());
+        }
         let seen = Some(now_ms());
         // Seconds from the host, truncated: never before the job existed.
         let started_at = jr.time_ms("started_at").map(|t| t.max(job.created_at));
@@ -210,7 +258,8 @@ impl Engine {
                 )?;
                 self.kill_remnants(job)
             }
-            RemoteStatus::Elsewhere => Ok(()), // no verdict from here
+            // No verdict from here.
+            RemoteStatus::Elsewhere | RemoteStatus::Unseen => Ok(()),
             RemoteStatus::Launching => {
                 let age = jr.int("lock_age").unwrap_or(0);
                 let accepted = jr.field("scheduler").is_some();

@@ -14,7 +14,9 @@ pub const MAX_CHUNK: u64 = 4 << 20;
 /// Stage a job: create its directory and write `spec.json` and `run.sh`.
 /// Once `launch.lock` exists the files are left alone (the launched job's
 /// record must not change under it). Prints `dir=ABSOLUTE_DIR`, then
-/// `workdir=missing` if the working directory does not exist. With
+/// `workdir=missing` if the working directory does not exist, and
+/// `workroot_id=ID`: the workroot's `.belay-workroot` marker, created with
+/// `marker` unless it exists (empty when it cannot be written). With
 /// `inputs`, creates `inputs/` for the files to be copied in (the working
 /// directory is then checked by the caller's choice of `workdir_word`;
 /// `$belay_jd` names the job directory there).
@@ -25,11 +27,22 @@ pub fn stage(
     wrapper: &str,
     workdir_word: &str,
     inputs: bool,
+    marker: &str,
 ) -> String {
     format!(
         r#"umask 077
 root={root}
 cd "$root/"{key} 2>/dev/null || {{ mkdir -p "$root/"{key} && cd "$root/"{key}; }} || exit 3
+# The workroot's marker: a missing job directory is proof of its end only
+# under the marker it was staged under (not another machine's, not a
+# workroot that cannot be listed). Created once, atomically (link).
+if [ ! -f ../.belay-workroot ]; then
+  printf '%s\n' {marker} > "../.belay-workroot.$$" &&
+    ln "../.belay-workroot.$$" ../.belay-workroot 2>/dev/null
+  rm -f "../.belay-workroot.$$"
+fi
+belay_rid=; read -r belay_rid < ../.belay-workroot 2>/dev/null
+printf 'workroot_id=%s\n' "$belay_rid"
 if [ ! -e launch.lock ]; then
 {spec}{run}fi
 {mk_inputs}belay_jd=$(pwd -P)
@@ -43,6 +56,7 @@ printf 'dir=%s\n' "$belay_jd"
         },
         root = root.0,
         key = quote(key),
+        marker = quote(marker),
         spec = write_file_atomically("spec.json", spec_json),
         run = write_file_atomically("run.sh", wrapper),
     )

@@ -67,6 +67,14 @@ const STEPS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE jobs ADD COLUMN outputs TEXT NOT NULL DEFAULT '[]';
     "#,
+    // 5: what a job's host copy must be checked against: the workroot
+    // marker seen when it was staged (a missing job directory proves
+    // nothing under another marker), and a cancel still to be carried out
+    // when the host answers (its grace in seconds; NULL: none).
+    r#"
+    ALTER TABLE jobs ADD COLUMN workroot_id TEXT;
+    ALTER TABLE jobs ADD COLUMN cancel_pending INTEGER;
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two

@@ -63,3 +63,80 @@ fn wait_child(mut child: std::process::Child, within: Duration) -> std::process:
     );
     out
 }
+
+/// Rewrite `key=` in a job directory's key=value file (a job that another
+/// node, sharing this home directory, started or launched).
+fn set_field(path: &std::path::Path, key: &str, value: &str) {
+    let text = std::fs::read_to_string(path).expect("job file");
+    let mut out: String = text
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{key}=")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str(&format!("{key}={value}\n"));
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn a_cancel_that_cannot_act_from_here_changes_nothing() {
+    let b = Belay::new();
+    let go = b.scratch("go");
+    let id = b.submit(&[
+        "local",
+        "--",
+        &format!("while [ ! -e '{}' ]; do sleep 0.05; done", go.display()),
+    ]);
+    b.wait_state(&id, "running", Duration::from_secs(10));
+    let dir = b.job_dir(&id);
+    set_field(&dir.join("started"), "node", "another-node");
+    let out = b.cmd(["cancel", "--grace", "1", &id]).output();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("cannot cancel"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!dir.join("cancel-requested").exists(), "the job was marked");
+    std::fs::write(&go, "").unwrap();
+    b.wait_state(&id, "succeeded", Duration::from_secs(10));
+
+    // A pending job launched on another node: not marked either, so it
+    // still runs when its wrapper starts there.
+    // (Its submitter died after staging; nothing may reconcile it before
+    // the cancel, or that would launch it here.)
+    let first = dir;
+    let out = b
+        .cmd(["run", "-d", "--name", "pend", "local", "--", "true"])
+        .env("BELAY_FAILPOINT", "after-stage")
+        .output();
+    assert!(!out.status.success(), "the failpoint fired");
+    let workroot = first.parent().unwrap();
+    let dir = std::fs::read_dir(workroot)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir() && *p != first)
+        .expect("the staged job's directory");
+    let id = "pend";
+    std::fs::write(dir.join("launch.lock"), "").unwrap();
+    std::fs::write(
+        dir.join("launched"),
+        format!(
+            "scheduler=direct\nlaunched_at={}\nnode=another-node\n",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        ),
+    )
+    .unwrap();
+    let out = b.cmd(["cancel", "--grace", "1", id]).output();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("cannot cancel"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!dir.join("cancel-requested").exists(), "the job was marked");
+    assert!(!dir.join("exit").exists(), "the job was ended");
+    assert!(b.job(id)["state"] != "cancelled");
+}

@@ -77,7 +77,7 @@ if [ ! -e launch.lock ]; then
 if ( set -C; : > launch.lock ) 2>/dev/null; then
   belay_ids=$(
 {submit}  )
-  printf 'scheduler={sched}\nlaunched_at=%s\n%s\n' "$(date +%s)" "$belay_ids" > "launched.tmp.$$" &&
+  printf 'scheduler={sched}\nlaunched_at=%s\nnode=%s\n%s\n' "$(date +%s)" "$node" "$belay_ids" > "launched.tmp.$$" &&
     mv -f "launched.tmp.$$" launched
   echo "R launched"
 else
@@ -227,7 +227,8 @@ exit 0
     )
 }
 
-/// Stop a job (staged or not). Before launch: take `launch.lock` so it can never start, and
+/// Stop a job (staged or not). A job started or launched on another node
+/// (`elsewhere`) is left untouched. Before launch: take `launch.lock` so it can never start, and
 /// write its `exit` (`C prevented`). After: mark `cancel-requested`, TERM
 /// the job's session, KILL what is left after `grace` seconds, and if the
 /// wrapper did not record an exit itself, record one (`code=137`). Ends with
@@ -253,6 +254,20 @@ grace={grace}
 belay_cid={id}
 {make_dir}if ! cd "$d" 2>/dev/null; then echo "C absent"; belay_report {id} "$d"; exit 0; fi
 if [ -f exit ]; then echo "C ended"; belay_report {id} "$d"; exit 0; fi
+# Check first, mark second: a job this connection cannot act on (started
+# or launched on another node sharing the home directory) is left exactly
+# as it was, or it would end `cancelled`, or never run, behind our back.
+if [ -f started ]; then
+  belay_alive "$d"
+  if [ "$alive" = elsewhere ]; then echo "C elsewhere"; belay_report {id} "$d"; exit 0; fi
+elif [ -f launched ]; then
+  belay_ln=
+  while IFS='=' read -r k v; do [ "$k" = node ] && belay_ln=$v; done < launched
+  if [ -n "$belay_ln" ] && [ "$belay_ln" != "$node" ]; then
+    echo "C elsewhere"; echo "J $belay_cid elsewhere"
+    echo "why=it was launched on $belay_ln, and this connection reached $node"; exit 0
+  fi
+fi
 : > cancel-requested
 if ( set -C; : > launch.lock ) 2>/dev/null; then
   printf 'code=\nended_at=%s\ncancelled=1\nnever_launched=1\n' "$(date +%s)" > "exit.tmp.$$" &&

@@ -140,3 +140,47 @@ fn a_cancel_that_cannot_act_from_here_changes_nothing() {
     assert!(!dir.join("exit").exists(), "the job was ended");
     assert!(b.job(id)["state"] != "cancelled");
 }
+
+#[test]
+fn one_host_whose_probe_reply_is_cut_short_does_not_hide_the_others() {
+    // `asuser` answers, but its probe dies half-way: an `awk` that takes
+    // the script calling it down with it (a broken tool on one host).
+    let user = belay_testbed::TestUser::create().expect("test user");
+    let bin = tempfile::tempdir().unwrap();
+    let awk = bin.path().join("awk");
+    std::fs::write(&awk, "#!/bin/sh\nkill -9 \"$PPID\"\n").unwrap();
+    chmod(&awk, 0o755);
+    chmod(bin.path(), 0o755);
+    let host = Loopback::start_with(vec![
+        format!("Match User {}", user.name()),
+        format!(
+            "  ForceCommand PATH={}:$PATH; export PATH; eval \"$SSH_ORIGINAL_COMMAND\"",
+            bin.path().display()
+        ),
+    ]);
+    host.add_user_host("asuser", &user);
+    let b = host.belay();
+    let broken = b.submit(&["asuser", "--", "sleep 300"]);
+    b.wait_state(&broken, "running", Duration::from_secs(10));
+    let good = b.submit(&["target", "--", "sleep 300"]);
+    b.wait_state(&good, "running", Duration::from_secs(10));
+
+    let out = b.cmd(["ps", "--json"]).output();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let state = |id: &str| {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["id"] == id)
+            .map(|j| j["state"].clone())
+    };
+    assert_eq!(state(&good), Some("running".into()));
+    assert_eq!(state(&broken), Some("running".into()), "last known state");
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("asuser") && err.contains("did not finish"),
+        "{err}"
+    );
+    b.cmd(["cancel", "--grace", "1", &good]).ok();
+}

@@ -61,6 +61,14 @@ impl Engine {
                         error: t.to_string(),
                     });
                 }
+                // The host answered outside the protocol (a probe cut
+                // short, a broken tool there): that host's problem only;
+                // the other hosts are still asked and listed.
+                Err(CoreError::Protocol { host: _, message }) => problems.push(HostProblem {
+                    host: host.to_string(),
+                    job: None,
+                    error: format!("host {host}: {message}"),
+                }),
                 Err(other) => return Err(other),
             }
         }
@@ -89,7 +97,11 @@ impl Engine {
         if !text.lines().any(|l| l == "END") {
             return Err(CoreError::Protocol {
                 host: host.to_string(),
-                message: format!("the status probe did not finish: {}", out.stderr_text()),
+                message: format!(
+                    "the status probe did not finish (exit status {}): {}",
+                    out.status,
+                    out.stderr_text()
+                ),
             });
         }
         let report = HostReport::parse(&text);
@@ -121,9 +133,7 @@ impl Engine {
                     problems.push(HostProblem {
                         host: host.to_string(),
                         job: None,
-                        error: format!(
-                            "not answering properly ({why}); its jobs keep their last known state"
-                        ),
+                        error: format!("host {host} is not answering properly: {why}"),
                     });
                 }
                 continue;

@@ -184,3 +184,31 @@ fn one_host_whose_probe_reply_is_cut_short_does_not_hide_the_others() {
     );
     b.cmd(["cancel", "--grace", "1", &good]).ok();
 }
+
+#[test]
+fn cancelling_many_jobs_on_one_host_is_one_script() {
+    let host = Loopback::start();
+    let b = host.belay();
+    let ids: Vec<String> = (0..30)
+        .map(|_| b.submit(&["target", "--", "sleep 300"]))
+        .collect();
+    for id in &ids {
+        b.wait_state(id, "running", Duration::from_secs(10));
+    }
+    let mut args = vec!["-vv", "cancel", "--grace", "1"];
+    args.extend(ids.iter().map(String::as_str));
+    let out = b.cmd(&args).output();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let scripts = stderr_of(&out)
+        .lines()
+        .filter(|l| l.contains("protocol script"))
+        .count();
+    assert_eq!(scripts, 1, "{}", stderr_of(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    for id in &ids {
+        assert!(stdout.contains(&format!("{id}: cancelled")), "{stdout}");
+    }
+    for job in b.jobs() {
+        assert_eq!(job["state"], "cancelled", "{job:#}");
+    }
+}

@@ -49,6 +49,16 @@ pub enum CoreError {
         #[source]
         source: TransportError,
     },
+    /// The job's host could not be reached: the cancel is recorded and is
+    /// carried out by the next belay command that reaches the host (before
+    /// anything else there, so a deferred submit never launches).
+    #[error("cancel recorded; will be carried out when {host} answers ({source})")]
+    CancelDeferred {
+        id: String,
+        host: String,
+        #[source]
+        source: TransportError,
+    },
     /// The host answered, but not in the protocol's terms (a corrupt job
     /// directory, a missing POSIX tool).
     #[error("host {host}: {message}")]

@@ -77,6 +77,15 @@ impl Engine {
 
     fn reconcile_host(&mut self, host: &str, jobs: &[&Job]) -> Result<Vec<HostProblem>> {
         let mut problems = Vec::new();
+        // Cancels the user asked for while this host was away come first:
+        // a job cancelled then must not be launched or resumed now.
+        for (id, e) in self.carry_out_pending_cancels(host)? {
+            problems.push(HostProblem {
+                host: host.to_string(),
+                job: Some(id),
+                error: e.to_string(),
+            });
+        }
         let transport = self.transport(host)?;
         // All jobs of one host share the probe; the scheduler is per job,
         // but today every job is `direct`.

@@ -212,3 +212,50 @@ fn cancelling_many_jobs_on_one_host_is_one_script() {
         assert_eq!(job["state"], "cancelled", "{job:#}");
     }
 }
+
+#[test]
+fn a_cancel_for_an_unreachable_host_is_carried_out_when_it_answers() {
+    let mut host = Loopback::start();
+    let user = belay_testbed::TestUser::create().expect("test user");
+    host.add_user_host("asuser", &user);
+    let b = host.belay();
+    let running = b.submit(&["asuser", "--", "sleep 300"]);
+    let job = b.wait_state(&running, "running", Duration::from_secs(10));
+    let pid: i32 = job["scheduler_id"].as_str().unwrap().parse().unwrap();
+
+    // A submit left to be finished later (its submitter died after
+    // recording it), then cancelled while the host is away.
+    let ran = user.path("ran");
+    let out = b
+        .cmd(["run", "-d", "--name", "later", "asuser", "--"])
+        .arg(format!("touch '{}'", ran.display()))
+        .env("BELAY_FAILPOINT", "after-record")
+        .output();
+    assert!(!out.status.success(), "{}", stderr_of(&out));
+    host.sshd.kill();
+    for id in [running.as_str(), "later"] {
+        let out = b.cmd(["cancel", "--grace", "1", id]).output();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+        let err = stderr_of(&out);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(
+            err.contains("cancel recorded; will be carried out when asuser answers"),
+            "{err}"
+        );
+    }
+    assert_eq!(b.jobs().len(), 2);
+    assert!(is_running(pid as u32), "nothing could stop it yet");
+
+    host.sshd.restart().unwrap();
+    let out = b.cmd(["ps", "--all", "--json"]).output();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let job = b.job(&running);
+    assert_eq!(job["state"], "cancelled", "{job:#}");
+    assert!(poll(Duration::from_secs(5), || !is_running(pid as u32)));
+    let later = b.job("later");
+    assert_eq!(later["state"], "cancelled", "{later:#}");
+    assert!(later["started_at"].is_null(), "{later:#}");
+    // And a later look never launches it.
+    b.ok(&["ps"]);
+    assert!(!ran.exists(), "the cancelled job ran");
+}

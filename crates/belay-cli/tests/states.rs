@@ -77,6 +77,18 @@ fn set_field(path: &std::path::Path, key: &str, value: &str) {
     std::fs::write(path, out).unwrap();
 }
 
+/// A cancel that reports it cannot act from here, and left no mark.
+fn refused_cancel(b: &Belay, id: &str, dir: &std::path::Path) {
+    let out = b.cmd(["cancel", "--grace", "1", id]).output();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("cannot cancel"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!dir.join("cancel-requested").exists(), "the job was marked");
+}
+
 #[test]
 fn a_cancel_that_cannot_act_from_here_changes_nothing() {
     let b = Belay::new();
@@ -89,14 +101,7 @@ fn a_cancel_that_cannot_act_from_here_changes_nothing() {
     b.wait_state(&id, "running", Duration::from_secs(10));
     let dir = b.job_dir(&id);
     set_field(&dir.join("started"), "node", "another-node");
-    let out = b.cmd(["cancel", "--grace", "1", &id]).output();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
-    assert!(
-        stderr_of(&out).contains("cannot cancel"),
-        "{}",
-        stderr_of(&out)
-    );
-    assert!(!dir.join("cancel-requested").exists(), "the job was marked");
+    refused_cancel(&b, &id, &dir);
     std::fs::write(&go, "").unwrap();
     b.wait_state(&id, "succeeded", Duration::from_secs(10));
 
@@ -129,14 +134,7 @@ fn a_cancel_that_cannot_act_from_here_changes_nothing() {
         ),
     )
     .unwrap();
-    let out = b.cmd(["cancel", "--grace", "1", id]).output();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
-    assert!(
-        stderr_of(&out).contains("cannot cancel"),
-        "{}",
-        stderr_of(&out)
-    );
-    assert!(!dir.join("cancel-requested").exists(), "the job was marked");
+    refused_cancel(&b, id, &dir);
     assert!(!dir.join("exit").exists(), "the job was ended");
     assert!(b.job(id)["state"] != "cancelled");
 }

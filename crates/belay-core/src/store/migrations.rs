@@ -74,6 +74,7 @@ const STEPS: &[&str] = &[
     r#"
     ALTER TABLE jobs ADD COLUMN workroot_id TEXT;
     ALTER TABLE jobs ADD COLUMN cancel_pending INTEGER;
+    CREATE INDEX jobs_cancel_pending ON jobs(host) WHERE cancel_pending IS NOT NULL;
     "#,
 ];
 

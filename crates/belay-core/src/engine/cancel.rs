@@ -141,10 +141,12 @@ impl Engine {
             });
         }
         let report = HostReport::parse(&text);
+        // The host answered: whatever it said, the recorded intents are
+        // settled (one statement for the host, not one per job).
+        let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        self.store.clear_cancels_pending(host, &ids)?;
         let mut results = Vec::new();
         for job in jobs {
-            // The host answered: whatever it said, the intent is settled.
-            self.store.set_cancel_pending(&job.id, None)?;
             let r = self.record_cancel(job, report.jobs.get(&job.id));
             results.push((job.id.clone(), r));
         }

@@ -270,8 +270,8 @@ belay_cancel1() {{
   cd "$c_d" 2>/dev/null || return 0
   [ -f exit ] && return 0
   if [ -f started ]; then
-    belay_alive "$c_d"
-    [ "$alive" = elsewhere ] && {{ belay_elsewhere "$1" "$why"; return 0; }}
+    belay_ours "$c_d"
+    [ "$ours" = elsewhere ] && {{ belay_elsewhere "$1" "$why"; return 0; }}
   elif [ -f launched ]; then
     c_ln=
     while IFS='=' read -r k v; do [ "$k" = node ] && c_ln=$v; done < launched
@@ -286,7 +286,7 @@ belay_cancel1() {{
     return 0
   fi
   if [ -f started ]; then
-    belay_term "$c_d"; [ "$ours" = yes ] && belay_termed="$belay_termed $1"
+    belay_term && belay_termed="$belay_termed $1"
   else
     belay_waiting="$belay_waiting $1"
   fi
@@ -302,7 +302,7 @@ while [ -n "$belay_waiting" ] && [ "$i" -lt 100 ]; do
   for c_id in $belay_waiting; do
     belay_cdir "$c_id"
     if [ -f "$c_d/exit" ]; then :
-    elif [ -f "$c_d/started" ]; then belay_term "$c_d"; [ "$ours" = yes ] && belay_termed="$belay_termed $c_id"
+    elif [ -f "$c_d/started" ]; then belay_ours "$c_d"; belay_term && belay_termed="$belay_termed $c_id"
     else c_rest="$c_rest $c_id"; fi
   done
   belay_waiting=$c_rest
@@ -343,7 +343,7 @@ pub fn kill_remnants(scheduler: &dyn Scheduler, dir_word: &str) -> String {
     format!(
         r#"{prelude}{stop}d={dir}
 grace=2
-[ -f "$d/started" ] && belay_term "$d" && belay_reap
+[ -f "$d/started" ] && belay_ours "$d" && belay_term && belay_reap
 echo "K done"
 "#,
         prelude = prelude(scheduler),

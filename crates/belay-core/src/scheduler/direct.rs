@@ -84,22 +84,31 @@ belay_members() {
     case " $belay_sids " in *" $4 "*) [ "$1" != Z ] && echo "$mp" ;; esac
   done
 }
-# belay_term DIR: TERM the job's session if it is provably ours (sets
-# `ours`); belay_reap then waits for all of them together.
-belay_term() {
+# belay_ours DIR: load the job's `started` and judge whether this
+# connection may signal it: `ours` is yes, no (another boot, a recycled
+# pid) or elsewhere (another node or container; `why` says which). One read
+# of `started` and of the leader's /proc entry, for a thousand jobs too.
+belay_ours() {
   belay_read_started "$1"
   ours=yes
   if [ -n "$boot" ] && [ "$st_boot" != "$boot" ]; then ours=no; fi
-  if [ -n "$st_node" ] && [ "$st_node" != "$node" ]; then ours=no; fi
-  if [ -n "$st_pidns" ] && [ -n "$pidns" ] && [ "$st_pidns" != "$pidns" ]; then ours=no; fi
   if read -r ll < "/proc/$st_sid/stat" 2>/dev/null; then
     ll=${ll##*) }; set -f; set -- $ll; set +f
     [ "${20}" = "$st_ticks" ] || ours=no
   fi
-  if [ "$ours" = yes ] && [ -n "$st_sid" ]; then
-    kill -TERM -"$st_sid" 2>/dev/null
-    belay_sids="$belay_sids $st_sid"
+  if [ -n "$st_pidns" ] && [ -n "$pidns" ] && [ "$st_pidns" != "$pidns" ]; then
+    ours=elsewhere; why="it runs in another pid namespace (container) than this connection"
   fi
+  if [ -n "$st_node" ] && [ "$st_node" != "$node" ]; then
+    ours=elsewhere; why="it runs on $st_node, and this connection reached $node"
+  fi
+}
+# belay_term: TERM the session belay_ours judged ours; belay_reap then
+# waits for all of them together.
+belay_term() {
+  [ "$ours" = yes ] && [ -n "$st_sid" ] || return 1
+  kill -TERM -"$st_sid" 2>/dev/null
+  belay_sids="$belay_sids $st_sid"
 }
 # belay_reap: TERM stray members of the sessions belay_term signalled, wait
 # up to $grace seconds for all of them, then KILL what is left (sets

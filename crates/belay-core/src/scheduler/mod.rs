@@ -34,8 +34,10 @@ pub trait Scheduler: Send + Sync {
     /// describe where the probe runs.
     fn liveness(&self) -> String;
 
-    /// sh functions that stop started jobs, many at once: `belay_term DIR`
-    /// signals TERM to the job if it is provably ours (sets `ours`), and
+    /// sh functions that stop started jobs, many at once: `belay_ours DIR`
+    /// loads the job's `started` and sets `ours` to `yes`, `no` or
+    /// `elsewhere` (with `why`, as `belay_alive`); `belay_term` signals TERM
+    /// to the job so loaded if it is provably ours (status 1 if not);
     /// `belay_reap` waits up to `$grace` seconds for every job so signalled,
     /// then KILLs whatever is left (sets `belay_killed=yes` if it had to).
     fn stop(&self) -> String;

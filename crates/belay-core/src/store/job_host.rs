@@ -47,6 +47,21 @@ impl Store {
         Ok(())
     }
 
+    /// Forget the cancels recorded for these jobs of `host` (carried out).
+    pub fn clear_cancels_pending(&mut self, host: &str, job_ids: &[&str]) -> Result<()> {
+        let serr = store_error(&self.path);
+        let pending = self.cancels_pending(host)?;
+        for (id, _) in pending
+            .iter()
+            .filter(|(id, _)| job_ids.contains(&id.as_str()))
+        {
+            self.conn
+                .execute("UPDATE jobs SET cancel_pending = NULL WHERE id = ?1", [id])
+                .map_err(serr)?;
+        }
+        Ok(())
+    }
+
     /// Jobs on `host` with a cancel waiting to be carried out, with its grace.
     pub fn cancels_pending(&self, host: &str) -> Result<Vec<(String, u32)>> {
         let serr = store_error(&self.path);

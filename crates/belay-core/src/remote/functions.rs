@@ -60,9 +60,11 @@ belay_report() {{
 # `unseen`: no verdict.
 belay_absent() {{
   r=${{2%/*}}; rid=
-  # A workroot not created yet counts as listed when its parent can be.
-  if {{ ls -f "$r" >/dev/null 2>&1 || {{ [ ! -e "$r" ] && ls -f "${{r%/*}}" >/dev/null 2>&1; }}; }} &&
-     {{ [ ! -e "$2" ] || ls -f "$2" >/dev/null 2>&1; }}; then
+  # A workroot not created yet counts as listed when its nearest existing
+  # ancestor can be (a first job on a fresh host).
+  p=$r
+  while [ ! -e "$p" ] && [ -n "${{p%/*}}" ] && [ "${{p%/*}}" != "$p" ]; do p=${{p%/*}}; done
+  if ls -f "$p" >/dev/null 2>&1 && {{ [ ! -e "$2" ] || ls -f "$2" >/dev/null 2>&1; }}; then
     [ -f "$r/.belay-workroot" ] && read -r rid < "$r/.belay-workroot"
     echo "J $1 absent"; echo "workroot_id=$rid"
   else

@@ -6,7 +6,10 @@ Measures, in one run, against the nearest real alternative:
     (what people type by hand; it records nothing).
   * ps over a store of 10,000 ended jobs (+10 live): wall time and peak RSS
     of `belay ps`, `belay ps --all`, `belay ps --all --json`.
-Prints medians and ratios. Usage: bench/local.py [--jobs 10000] [--runs 30]
+  * with --cancel-jobs N: one `belay cancel` of N running `sleep` jobs on
+    `local` (one cancel script for the host; issue 10 target: 1,000 in <= 3 s).
+Prints medians and ratios.
+Usage: bench/local.py [--jobs 10000] [--runs 30] [--cancel-jobs N]
 Builds the release binary first.
 """
 import argparse, os, resource, shutil, statistics, subprocess, sys, tempfile, time
@@ -29,10 +32,31 @@ def timed(cmd, env, runs):
     return statistics.median(walls), walls[int(len(walls) * 0.9) - 1], rss
 
 
+def cancel_many(belay, env, n):
+    """One `belay cancel` of n running jobs: wall time and peak RSS."""
+    ids = [subprocess.run([belay, "run", "-d", "local", "--", "sleep", "600"], env=env,
+                          check=True, capture_output=True, text=True).stdout.strip()
+           for _ in range(n)]
+    import json
+    deadline = time.time() + 60
+    while True:
+        jobs = json.loads(subprocess.run([belay, "ps", "--json"], env=env, check=True,
+                                         capture_output=True, text=True).stdout)
+        if sum(j["state"] == "running" for j in jobs if j["id"] in set(ids)) == n:
+            break
+        if time.time() > deadline:
+            sys.exit("the jobs to cancel never all ran")
+        time.sleep(0.2)
+    med, p90, rss = timed([belay, "cancel", "--grace", "1"] + ids, env, 1)
+    return (f"belay cancel of {n} running jobs (one command)", (med, p90, rss), None, None)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--cancel-jobs", type=int, default=0,
+                    help="also time one cancel of this many running jobs")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "belay-cli", "-p", "belay-core",
                     "--features", "belay-core/bench", "--example", "seed_store", "--bin", "belay"], cwd=ROOT, check=True)
@@ -57,6 +81,9 @@ def main():
             rows.append((f"belay {' '.join(args)} ({a.jobs} ended + 10 live jobs)", r, None, None))
         subprocess.run([belay, "cancel", "--grace", "1"] + live, env=env, check=True,
                        stdout=subprocess.DEVNULL)
+
+        if a.cancel_jobs:
+            rows.append(cancel_many(belay, env, a.cancel_jobs))
 
         print(f"{'measurement':58} {'median':>9} {'p90':>9} {'peak RSS':>9}  vs alternative")
         for name, (med, p90, rss), alt, alt_name in rows:

@@ -16,6 +16,7 @@ mod remote;
 mod remote_netns;
 mod shared_home;
 mod ssh_trust;
+mod states;
 mod store_and_input;
 mod submit_outcomes;
 mod transfer;

@@ -71,6 +71,16 @@ pub enum CoreError {
         None => "interrupted: nothing was recorded or launched".to_string(),
     })]
     SubmitInterrupted { id: Option<String> },
+    /// The job's host could not be reached: the cancel is recorded and is
+    /// carried out by the next belay command that reaches the host (before
+    /// anything else there, so a deferred submit never launches).
+    #[error("cancel recorded; will be carried out when {host} answers ({source})")]
+    CancelDeferred {
+        id: String,
+        host: String,
+        #[source]
+        source: TransportError,
+    },
     /// The host answered, but not in the protocol's terms (a corrupt job
     /// directory, a missing POSIX tool).
     #[error("host {host}: {message}")]

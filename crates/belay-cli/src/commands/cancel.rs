@@ -15,12 +15,15 @@ pub fn cancel(ctx: &Ctx, a: CancelArgs) -> Result<u8> {
         .map(|r| engine.store().resolve(r))
         .collect::<Result<Vec<_>, _>>()?;
     let mut status = 0;
+    // One script per host for all the live ones.
+    let live: Vec<_> = jobs.iter().filter(|j| j.state.is_live()).cloned().collect();
+    let mut outcomes = engine.cancel_many(&live, a.grace).into_iter();
     for job in jobs {
         if !job.state.is_live() {
             println!("{}: already {}", job.id, job.state);
             continue;
         }
-        match engine.cancel(&job, a.grace) {
+        match outcomes.next().expect("one outcome per live job") {
             Ok(after) if matches!(after.state, JobState::Pending | JobState::Submitting) => {
                 // Its wrapper has not started yet; when it does, it finds
                 // the cancel and exits without running the command.

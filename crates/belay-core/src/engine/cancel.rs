@@ -1,11 +1,22 @@
-//! Cancelling jobs: the host-side script does the work (TERM the job's
-//! session, KILL after the grace period, record the exit) so a dropped link
-//! mid-cancel leaves nothing half-done; the engine records the outcome.
+//! Cancelling jobs: the host-side script does the work (TERM the jobs'
+//! sessions, KILL after the grace period, record the exits) so a dropped
+//! link mid-cancel leaves nothing half-done; the engine records the outcome.
+//!
+//! One script per host, whatever the number of jobs: cancelling a thousand
+//! jobs is one round trip and one shared grace period, not a thousand. A
+//! host that cannot be reached gets the cancel recorded as intent in the
+//! store (`cancel_pending`); the next command that reaches the host carries
+//! it out before anything else there (see [`Engine::carry_out_pending_cancels`]),
+//! so a job whose submit was deferred is never launched after the user
+//! cancelled it.
+
+use std::collections::{BTreeMap, HashMap};
 
 use super::Engine;
 use crate::error::{CoreError, Result};
 use crate::job::{Job, JobState};
-use crate::remote::{HostReport, RemoteStatus, scripts};
+use crate::remote::scripts::{self, CancelTarget};
+use crate::remote::{HostReport, JobReport, RemoteStatus};
 
 /// Default seconds between TERM and KILL.
 pub const DEFAULT_GRACE_SECS: u32 = 10;
@@ -13,24 +24,141 @@ pub const DEFAULT_GRACE_SECS: u32 = 10;
 impl Engine {
     /// Stop a job. Ended jobs are returned unchanged.
     pub fn cancel(&mut self, job: &Job, grace_secs: u32) -> Result<Job> {
-        if !job.state.is_live() {
-            return Ok(job.clone());
+        self.cancel_many(std::slice::from_ref(job), grace_secs)
+            .pop()
+            .expect("one result per job")
+    }
+
+    /// Stop jobs, one script per host; one result per job, in order. Ended
+    /// jobs are returned unchanged. A job whose host cannot be reached gets
+    /// [`CoreError::CancelDeferred`]: the cancel is recorded and carried out
+    /// when the host answers.
+    pub fn cancel_many(&mut self, jobs: &[Job], grace_secs: u32) -> Vec<Result<Job>> {
+        let mut by_host: BTreeMap<&str, Vec<&Job>> = BTreeMap::new();
+        for job in jobs.iter().filter(|j| j.state.is_live()) {
+            by_host.entry(job.host.as_str()).or_default().push(job);
         }
-        let transport = self.transport(&job.host)?;
-        let scheduler = Self::scheduler(job)?;
-        let dir = Self::dir_word(&*transport, job);
-        let never_staged = job.remote_dir.is_none();
-        let script = scripts::cancel(&*scheduler, &job.id, &dir, grace_secs, never_staged);
+        let mut results: HashMap<String, Result<Job>> = HashMap::new();
+        for (host, host_jobs) in by_host {
+            match self.cancel_on_host(host, &host_jobs, grace_secs) {
+                Ok(done) => results.extend(done),
+                Err(CoreError::Transport(t)) => {
+                    self.note_host(host, Err(&t));
+                    for job in host_jobs {
+                        let r = self
+                            .store
+                            .set_cancel_pending(&job.id, Some(grace_secs))
+                            .and_then(|()| {
+                                Err(CoreError::CancelDeferred {
+                                    id: job.id.clone(),
+                                    host: host.to_string(),
+                                    source: t.clone(),
+                                })
+                            });
+                        results.insert(job.id.clone(), r);
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for job in host_jobs {
+                        results.insert(
+                            job.id.clone(),
+                            Err(CoreError::Protocol {
+                                host: host.to_string(),
+                                message: format!("cancelling job {}: {message}", job.id),
+                            }),
+                        );
+                    }
+                }
+            }
+        }
+        jobs.iter()
+            .map(|j| results.remove(&j.id).unwrap_or_else(|| Ok(j.clone())))
+            .collect()
+    }
+
+    /// Carry out the cancels recorded while `host` could not be reached.
+    /// Per-job failures are returned with the job's id; a transport error
+    /// leaves them recorded for the next try.
+    pub(crate) fn carry_out_pending_cancels(
+        &mut self,
+        host: &str,
+    ) -> Result<Vec<(String, CoreError)>> {
+        let pending = self.store.cancels_pending(host)?;
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let grace = pending.iter().map(|(_, g)| *g).max().unwrap_or(0);
+        let mut jobs = Vec::new();
+        for (id, _) in &pending {
+            let job = self.store.get(id)?;
+            if job.state.is_live() {
+                jobs.push(job);
+            } else {
+                self.store.set_cancel_pending(id, None)?;
+            }
+        }
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let refs: Vec<&Job> = jobs.iter().collect();
+        let done = self.cancel_on_host(host, &refs, grace)?;
+        Ok(done
+            .into_iter()
+            .filter_map(|(id, r)| r.err().map(|e| (id, e)))
+            .collect())
+    }
+
+    /// One cancel script for `jobs` (all live, all on `host`).
+    fn cancel_on_host(
+        &mut self,
+        host: &str,
+        jobs: &[&Job],
+        grace_secs: u32,
+    ) -> Result<Vec<(String, Result<Job>)>> {
+        let transport = self.transport(host)?;
+        let scheduler = Self::scheduler(jobs[0])?;
+        let targets: Vec<CancelTarget<'_>> = jobs
+            .iter()
+            .map(|j| CancelTarget {
+                job_id: &j.id,
+                dir: Self::dir_word(&*transport, j),
+                never_staged: j.remote_dir.is_none(),
+            })
+            .collect();
+        let script = scripts::cancel(&*scheduler, &targets, grace_secs);
         let out = transport.run_script(&script)?;
-        let report = HostReport::parse(&String::from_utf8_lossy(&out.stdout));
-        let Some(jr) = report.jobs.get(&job.id) else {
+        self.note_host(host, Ok(()));
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !text.lines().any(|l| l == "END") {
             return Err(CoreError::Protocol {
-                host: job.host.clone(),
+                host: host.to_string(),
                 message: format!(
-                    "cancelling job {} gave no report: {}",
-                    job.id,
+                    "the cancel script did not finish (exit status {}): {}",
+                    out.status,
                     out.stderr_text()
                 ),
+            });
+        }
+        let report = HostReport::parse(&text);
+        // The host answered: whatever it said, the recorded intents are
+        // settled (one statement for the host, not one per job).
+        let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        self.store.clear_cancels_pending(host, &ids)?;
+        let mut results = Vec::new();
+        for job in jobs {
+            let r = self.record_cancel(job, report.jobs.get(&job.id));
+            results.push((job.id.clone(), r));
+        }
+        Ok(results)
+    }
+
+    /// Record what the cancel script reported about one job.
+    fn record_cancel(&mut self, job: &Job, jr: Option<&JobReport>) -> Result<Job> {
+        let Some(jr) = jr else {
+            return Err(CoreError::Protocol {
+                host: job.host.clone(),
+                message: format!("cancelling job {} gave no report", job.id),
             });
         };
         if jr.status == RemoteStatus::Elsewhere {
@@ -44,6 +172,12 @@ impl Engine {
             });
         }
         let current = self.store.get(&job.id)?;
+        if let Some(why) = self.no_verdict(&current, jr)? {
+            return Err(CoreError::Protocol {
+                host: job.host.clone(),
+                message: format!("cannot cancel job {} now: {why}", job.id),
+            });
+        }
         if jr.status == RemoteStatus::Absent && current.remote_dir.is_none() {
             // Never staged, and its directory cannot even be created there:
             // nothing can launch it; the intent is simply withdrawn.

@@ -4,8 +4,11 @@
 //! host says wins, with two rules learnt the hard way elsewhere: a job is
 //! never "done" without its `exit` file, and never "lost" on a failed
 //! connection — only on proof that its wrapper is gone (pid + start time +
-//! boot id) without an `exit` file. A host that cannot be reached leaves its
-//! jobs as they were and is reported as a [`HostProblem`].
+//! boot id) without an `exit` file. A missing job directory is proof only
+//! when the workroot could be listed and carries the marker the job was
+//! staged under. A host that cannot be reached, or does not answer properly
+//! (an unreadable workroot, a stale mount), leaves its jobs as they were and
+//! is reported as a [`HostProblem`].
 
 use std::collections::BTreeMap;
 
@@ -58,6 +61,14 @@ impl Engine {
                         error: t.to_string(),
                     });
                 }
+                // The host answered outside the protocol (a probe cut
+                // short, a broken tool there): that host's problem only;
+                // the other hosts are still asked and listed.
+                Err(CoreError::Protocol { host: _, message }) => problems.push(HostProblem {
+                    host: host.to_string(),
+                    job: None,
+                    error: format!("host {host}: {message}"),
+                }),
                 Err(other) => return Err(other),
             }
         }
@@ -66,6 +77,15 @@ impl Engine {
 
     fn reconcile_host(&mut self, host: &str, jobs: &[&Job]) -> Result<Vec<HostProblem>> {
         let mut problems = Vec::new();
+        // Cancels the user asked for while this host was away come first:
+        // a job cancelled then must not be launched or resumed now.
+        for (id, e) in self.carry_out_pending_cancels(host)? {
+            problems.push(HostProblem {
+                host: host.to_string(),
+                job: Some(id),
+                error: e.to_string(),
+            });
+        }
         let transport = self.transport(host)?;
         // All jobs of one host share the probe; the scheduler is per job,
         // but today every job is `direct`.
@@ -86,7 +106,11 @@ impl Engine {
         if !text.lines().any(|l| l == "END") {
             return Err(CoreError::Protocol {
                 host: host.to_string(),
-                message: format!("the status probe did not finish: {}", out.stderr_text()),
+                message: format!(
+                    "the status probe did not finish (exit status {}): {}",
+                    out.status,
+                    out.stderr_text()
+                ),
             });
         }
         let report = HostReport::parse(&text);
@@ -108,6 +132,18 @@ impl Engine {
                 // Only an exit file can correct a lost verdict.
                 if jr.status == RemoteStatus::Exit {
                     self.apply_report(&current, jr)?;
+                }
+                continue;
+            }
+            if let Some(why) = self.no_verdict(&current, jr)? {
+                // The host did not answer properly for this job: it keeps
+                // its state, and the host is reported (once).
+                if !problems.iter().any(|p: &HostProblem| p.job.is_none()) {
+                    problems.push(HostProblem {
+                        host: host.to_string(),
+                        job: None,
+                        error: format!("host {host} is not answering properly: {why}"),
+                    });
                 }
                 continue;
             }
@@ -148,8 +184,39 @@ impl Engine {
         Ok(problems)
     }
 
-    /// Record what the host said about one job.
+    /// Why this report is no verdict on the job, if it is not: its files
+    /// could not be seen (`unseen`), or they are missing from a workroot
+    /// other than the one the job was staged under (another machine behind
+    /// the same name, a different mount).
+    pub(crate) fn no_verdict(&self, job: &Job, jr: &JobReport) -> Result<Option<String>> {
+        Ok(match jr.status {
+            RemoteStatus::Unseen => Some(
+                jr.field("why")
+                    .unwrap_or("the job's files cannot be seen")
+                    .to_string(),
+            ),
+            RemoteStatus::Absent => {
+                let staged_under = self.store.workroot_id(&job.id)?;
+                let seen = jr.field("workroot_id");
+                match staged_under {
+                    Some(m) if seen != Some(m.as_str()) => Some(format!(
+                        "job {} is missing from a workroot whose marker is {}, not the {m} it was staged under",
+                        job.id,
+                        seen.unwrap_or("missing")
+                    )),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+    }
+
+    /// Record what the host said about one job. A report that is no
+    /// verdict ([`Self::no_verdict`]) changes nothing.
     pub(crate) fn apply_report(&mut self, job: &Job, jr: &JobReport) -> Result<()> {
+        if self.no_verdict(job, jr)?.is_some() {
+            return Ok(());
+        }
         let seen = Some(now_ms());
         // Seconds from the host, truncated: never before the job existed.
         let started_at = jr.time_ms("started_at").map(|t| t.max(job.created_at));
@@ -214,7 +281,8 @@ impl Engine {
                 )?;
                 self.kill_remnants(job)
             }
-            RemoteStatus::Elsewhere => Ok(()), // no verdict from here
+            // No verdict from here.
+            RemoteStatus::Elsewhere | RemoteStatus::Unseen => Ok(()),
             RemoteStatus::Launching => {
                 let age = jr.int("lock_age").unwrap_or(0);
                 let accepted = jr.field("scheduler").is_some();

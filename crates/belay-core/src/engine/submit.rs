@@ -192,6 +192,7 @@ impl Engine {
             &run_sh,
             &workdir_word,
             !job.inputs.is_empty(),
+            &crate::job::id::random_hex(8)?,
         ))?;
         let text = String::from_utf8_lossy(&out.stdout);
         let dir = text
@@ -223,6 +224,13 @@ impl Engine {
                 ..Default::default()
             },
         )?;
+        if let Some(marker) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("workroot_id="))
+            .filter(|m| !m.is_empty())
+        {
+            self.store.set_workroot_id(&job.id, marker)?;
+        }
         if text.lines().any(|l| l == "workdir=missing") {
             // Checked before recording; gone since (a race): a failure.
             let reason = missing_workdir(job.workdir.as_deref(), &job.host);

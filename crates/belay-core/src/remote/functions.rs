@@ -51,7 +51,25 @@ belay_report() {{
     return 0
   fi
   if [ -f "$d/run.sh" ]; then echo "J $1 staged"; return 0; fi
-  echo "J $1 absent"
+  belay_absent "$1" "$d"
+}}
+# belay_absent ID DIR: nothing of the job can be seen. That is proof only
+# when its workroot can be listed (and the directory, if it is there):
+# `absent` with the workroot's marker id, to be compared with the one the
+# job was staged under. Otherwise (an unreadable workroot, a stale mount)
+# `unseen`: no verdict.
+belay_absent() {{
+  r=${{2%/*}}; rid=
+  # A workroot not created yet counts as listed when its nearest existing
+  # ancestor can be (a first job on a fresh host).
+  p=$r
+  while [ ! -e "$p" ] && [ -n "${{p%/*}}" ] && [ "${{p%/*}}" != "$p" ]; do p=${{p%/*}}; done
+  if ls -f "$p" >/dev/null 2>&1 && {{ [ ! -e "$2" ] || ls -f "$2" >/dev/null 2>&1; }}; then
+    [ -f "$r/.belay-workroot" ] && read -r rid < "$r/.belay-workroot"
+    echo "J $1 absent"; echo "workroot_id=$rid"
+  else
+    echo "J $1 unseen"; echo "why=its workroot $r cannot be listed"
+  fi
 }}
 # belay_quick ID DIR PID TICKS BOOT NODE PIDNS: a job the store knows is
 # running, with the identity it recorded. One /proc read when nothing

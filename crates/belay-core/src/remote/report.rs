@@ -21,8 +21,13 @@ pub enum RemoteStatus {
     Launching,
     /// Staged, never launched.
     Staged,
-    /// No job directory.
+    /// No job directory, in a workroot that could be listed (`workroot_id`
+    /// names its marker): proof, under the job's own marker.
     Absent,
+    /// Nothing of the job can be seen and its workroot cannot be listed
+    /// (unreadable, a stale mount): the host is not answering properly, so
+    /// no verdict.
+    Unseen,
 }
 
 impl RemoteStatus {
@@ -35,6 +40,7 @@ impl RemoteStatus {
             "launching" => Self::Launching,
             "staged" => Self::Staged,
             "absent" => Self::Absent,
+            "unseen" => Self::Unseen,
             _ => return None,
         })
     }

@@ -19,7 +19,9 @@ pub const RESERVE_BYTES: usize = 8192;
 /// the disk-full `reserve`.
 /// Once `launch.lock` exists the files are left alone (the launched job's
 /// record must not change under it). Prints `dir=ABSOLUTE_DIR`, then
-/// `workdir=missing` if the working directory does not exist. With
+/// `workdir=missing` if the working directory does not exist, and
+/// `workroot_id=ID`: the workroot's `.belay-workroot` marker, created with
+/// `marker` unless it exists (empty when it cannot be written). With
 /// `inputs`, creates `inputs/` for the files to be copied in (the working
 /// directory is then checked by the caller's choice of `workdir_word`;
 /// `$belay_jd` names the job directory there).
@@ -30,11 +32,22 @@ pub fn stage(
     wrapper: &str,
     workdir_word: &str,
     inputs: bool,
+    marker: &str,
 ) -> String {
     format!(
         r#"umask 077
 root={root}
 cd "$root/"{key} 2>/dev/null || {{ mkdir -p "$root/"{key} && cd "$root/"{key}; }} || exit 3
+# The workroot's marker: a missing job directory is proof of its end only
+# under the marker it was staged under (not another machine's, not a
+# workroot that cannot be listed). Created once, atomically (link).
+if [ ! -f ../.belay-workroot ]; then
+  printf '%s\n' {marker} > "../.belay-workroot.$$" &&
+    ln "../.belay-workroot.$$" ../.belay-workroot 2>/dev/null
+  rm -f "../.belay-workroot.$$"
+fi
+belay_rid=; read -r belay_rid < ../.belay-workroot 2>/dev/null
+printf 'workroot_id=%s\n' "$belay_rid"
 if [ ! -e launch.lock ]; then
 {spec}{run}[ -s reserve ] || printf '%{reserve}s' '' > reserve || exit 3
 fi
@@ -49,6 +62,7 @@ printf 'dir=%s\n' "$belay_jd"
         },
         root = root.0,
         key = quote(key),
+        marker = quote(marker),
         spec = write_file_atomically("spec.json", spec_json),
         run = write_file_atomically("run.sh", wrapper),
         reserve = RESERVE_BYTES,
@@ -70,7 +84,7 @@ if [ ! -e launch.lock ]; then
 if ( set -C; : > launch.lock ) 2>/dev/null; then
   belay_ids=$(
 {submit}  )
-  printf 'scheduler={sched}\nlaunched_at=%s\n%s\n' "$(date +%s)" "$belay_ids" > "launched.tmp.$$" &&
+  printf 'scheduler={sched}\nlaunched_at=%s\nnode=%s\n%s\n' "$(date +%s)" "$node" "$belay_ids" > "launched.tmp.$$" &&
     mv -f "launched.tmp.$$" launched
   echo "R launched"
 else
@@ -220,68 +234,112 @@ exit 0
     )
 }
 
-/// Stop a job (staged or not). Before launch: take `launch.lock` so it can never start, and
-/// write its `exit` (`C prevented`). After: mark `cancel-requested`, TERM
-/// the job's session, KILL what is left after `grace` seconds, and if the
-/// wrapper did not record an exit itself, record one (`code=137`). Ends with
-/// the job's report.
-pub fn cancel(
-    scheduler: &dyn Scheduler,
-    job_id: &str,
-    dir_word: &str,
-    grace_secs: u32,
-    never_staged: bool,
-) -> String {
-    // A job never staged gets its directory now, so the lock below also
-    // stops a submitter still on its way. A staged job whose directory is
-    // gone is not re-created: the probe reports it absent (lost).
-    let make_dir = if never_staged {
-        "(umask 077; mkdir -p \"$d\" 2>/dev/null) || { echo \"C absent\"; belay_report \"$belay_cid\" \"$d\"; exit 0; }\n"
-    } else {
-        ""
-    };
+/// One job to cancel: its id, its directory on the host (a shell word), and
+/// whether it was ever staged.
+pub struct CancelTarget<'a> {
+    pub job_id: &'a str,
+    pub dir: String,
+    pub never_staged: bool,
+}
+
+/// Stop jobs of one host (staged or not) in one round trip. Check first,
+/// mark second: a job started or launched on another node (`elsewhere`) is
+/// left untouched. Before launch: take `launch.lock` so it can never start,
+/// and write its `exit` (`never_launched=1`). After: mark
+/// `cancel-requested` and TERM the job's session; then, for all jobs
+/// together, KILL what is left after `grace` seconds and record an exit
+/// (`code=137`) for each that the wrapper did not record itself. A job never
+/// staged gets its directory now, so the lock also stops a submitter still
+/// on its way; a staged job whose directory is gone is not re-created. Ends
+/// with each job's report.
+pub fn cancel(scheduler: &dyn Scheduler, targets: &[CancelTarget<'_>], grace_secs: u32) -> String {
+    let mut dirs = String::new();
+    let mut ids = Vec::new();
+    for t in targets {
+        let id = quote(t.job_id);
+        dirs.push_str(&format!(
+            "  {id}) c_d={dir}; c_new={new} ;;\n",
+            dir = t.dir,
+            new = u8::from(t.never_staged)
+        ));
+        ids.push(id);
+    }
     format!(
-        r#"{prelude}d={dir}
-grace={grace}
-belay_cid={id}
-{make_dir}if ! cd "$d" 2>/dev/null; then echo "C absent"; belay_report {id} "$d"; exit 0; fi
-if [ -f exit ]; then echo "C ended"; belay_report {id} "$d"; exit 0; fi
-: > cancel-requested
-if ( set -C; : > launch.lock ) 2>/dev/null; then
-  printf 'code=\nended_at=%s\ncancelled=1\nnever_launched=1\n' "$(date +%s)" > "exit.tmp.$$" &&
-    mv -f "exit.tmp.$$" exit
-  echo "C prevented"; belay_report {id} "$d"; exit 0
-fi
+        r#"{prelude}{stop}grace={grace}
+belay_cdir() {{
+  case $1 in
+{dirs}  esac
+}}
+belay_waiting=; belay_termed=; belay_skip=
+belay_elsewhere() {{ echo "J $1 elsewhere"; echo "why=$2"; belay_skip="$belay_skip $1"; }}
+belay_cancel1() {{
+  if [ "$c_new" = 1 ]; then (umask 077; mkdir -p "$c_d" 2>/dev/null) || return 0; fi
+  cd "$c_d" 2>/dev/null || return 0
+  [ -f exit ] && return 0
+  if [ -f started ]; then
+    belay_ours "$c_d"
+    [ "$ours" = elsewhere ] && {{ belay_elsewhere "$1" "$why"; return 0; }}
+  elif [ -f launched ]; then
+    c_ln=
+    while IFS='=' read -r k v; do [ "$k" = node ] && c_ln=$v; done < launched
+    if [ -n "$c_ln" ] && [ "$c_ln" != "$node" ]; then
+      belay_elsewhere "$1" "it was launched on $c_ln, and this connection reached $node"; return 0
+    fi
+  fi
+  : > cancel-requested
+  if [ ! -e launch.lock ] && ( set -C; : > launch.lock ) 2>/dev/null; then
+    printf 'code=\nended_at=%s\ncancelled=1\nnever_launched=1\n' "$(date +%s)" > "exit.tmp.$$" &&
+      mv -f "exit.tmp.$$" exit
+    return 0
+  fi
+  if [ -f started ]; then
+    belay_term && belay_termed="$belay_termed $1"
+  else
+    belay_waiting="$belay_waiting $1"
+  fi
+}}
+for c_id in {ids}; do belay_cdir "$c_id"; belay_cancel1 "$c_id"; done
+cd /
 # A wrapper that has not started yet finds cancel-requested itself and never
 # runs the command; wait only briefly so the common case ends decided.
 i=0
-while [ ! -f started ] && [ ! -f exit ] && [ "$i" -lt 100 ]; do
+while [ -n "$belay_waiting" ] && [ "$i" -lt 100 ]; do
+  sleep 0.01 2>/dev/null || sleep 1
+  i=$((i + 1)); c_rest=
+  for c_id in $belay_waiting; do
+    belay_cdir "$c_id"
+    if [ -f "$c_d/exit" ]; then :
+    elif [ -f "$c_d/started" ]; then belay_ours "$c_d"; belay_term && belay_termed="$belay_termed $c_id"
+    else c_rest="$c_rest $c_id"; fi
+  done
+  belay_waiting=$c_rest
+done
+belay_reap
+# The wrapper records the exit itself unless it had to be KILLed.
+i=0
+while [ -z "$belay_killed" ] && [ "$i" -lt 100 ]; do
+  c_rest=
+  for c_id in $belay_termed; do belay_cdir "$c_id"; [ -f "$c_d/exit" ] || c_rest=yes; done
+  [ -n "$c_rest" ] || break
   sleep 0.01 2>/dev/null || sleep 1
   i=$((i + 1))
 done
-if [ -f started ] && [ ! -f exit ]; then
-  belay_read_started "$d"
-  killed=
-{stop}  # The wrapper records the exit itself unless it had to be KILLed.
-  i=0
-  while [ ! -f exit ] && [ "$killed" != yes ] && [ "$i" -lt 100 ]; do
-    sleep 0.01 2>/dev/null || sleep 1
-    i=$((i + 1))
-  done
-  if [ ! -f exit ] && [ "$ours" = yes ]; then
-    printf 'code=137\nended_at=%s\ncancelled=1\n' "$(date +%s)" > "exit.tmp.$$" &&
-      mv -f "exit.tmp.$$" exit
-  fi
-fi
-echo "C stopped"
-belay_report {id} "$d"
+for c_id in $belay_termed; do
+  belay_cdir "$c_id"
+  [ -f "$c_d/exit" ] && continue
+  printf 'code=137\nended_at=%s\ncancelled=1\n' "$(date +%s)" > "$c_d/exit.tmp.$$" &&
+    mv -f "$c_d/exit.tmp.$$" "$c_d/exit"
+done
+for c_id in {ids}; do
+  case " $belay_skip " in *" $c_id "*) continue ;; esac
+  belay_cdir "$c_id"; belay_report "$c_id" "$c_d"
+done
+echo END
 "#,
         prelude = prelude(scheduler),
-        dir = dir_word,
-        grace = grace_secs,
-        id = quote(job_id),
         stop = scheduler.stop(),
-        make_dir = make_dir,
+        grace = grace_secs,
+        ids = ids.join(" "),
     )
 }
 
@@ -290,11 +348,9 @@ belay_report {id} "$d"
 /// provably the job's; prints `K done`.
 pub fn kill_remnants(scheduler: &dyn Scheduler, dir_word: &str) -> String {
     format!(
-        r#"{prelude}d={dir}
+        r#"{prelude}{stop}d={dir}
 grace=2
-if [ -f "$d/started" ]; then
-  belay_read_started "$d"
-{stop}fi
+[ -f "$d/started" ] && belay_ours "$d" && belay_term && belay_reap
 echo "K done"
 "#,
         prelude = prelude(scheduler),

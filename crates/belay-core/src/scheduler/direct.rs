@@ -61,35 +61,60 @@ impl Scheduler for Direct {
         // Only processes of the job's own session are signalled, and only
         // while that session can still be ours: same boot, same node, same
         // pid namespace, and the leader's pid (if it still exists) names the
-        // same process (same start ticks). The process group is signalled
-        // with one syscall; the session's live members are listed with one
-        // `ps | awk` (a /proc scan where those are missing), which also
-        // catches processes that left the group, and stays fast on a login
-        // node running thousands of processes.
-        r#"belay_members() {
+        // same process (same start ticks). A process group is signalled
+        // with one syscall; the live members of all the sessions being
+        // stopped are listed with one `ps | awk` per poll (a /proc scan where
+        // those are missing), which also catches processes that left the
+        // group, and stays fast on a login node running thousands of
+        // processes — and for a thousand jobs stopped at once.
+        r#"belay_sids=; belay_killed=
+belay_members() {
   # One `ps` filtered by one `awk`: a shell `read` loop over thousands of
   # lines costs a second in dash (it reads pipes a byte at a time).
   if belay_ps=$(ps -e -o sid= -o pid= -o stat= 2>/dev/null) && command -v awk >/dev/null 2>&1; then
-    printf '%s\n' "$belay_ps" | awk -v s="$st_sid" '$1 == s && $3 !~ /^Z/ { print $2 }'
+    printf '%s\n' "$belay_ps" | awk -v s="$belay_sids" '
+      BEGIN { n = split(s, a, " "); for (i = 1; i <= n; i++) w[a[i]] = 1 }
+      ($1 in w) && $3 !~ /^Z/ { print $2 }'
     return 0
   fi
   for f in /proc/[0-9]*/stat; do
     read -r ml < "$f" 2>/dev/null || continue
     mp=${ml%% *}; ml=${ml##*) }
     set -f; set -- $ml; set +f
-    [ "$4" = "$st_sid" ] && [ "$1" != Z ] && echo "$mp"
+    case " $belay_sids " in *" $4 "*) [ "$1" != Z ] && echo "$mp" ;; esac
   done
 }
-ours=yes
-if [ -n "$boot" ] && [ "$st_boot" != "$boot" ]; then ours=no; fi
-if [ -n "$st_node" ] && [ "$st_node" != "$node" ]; then ours=no; fi
-if [ -n "$st_pidns" ] && [ -n "$pidns" ] && [ "$st_pidns" != "$pidns" ]; then ours=no; fi
-if read -r ll < "/proc/$st_sid/stat" 2>/dev/null; then
-  ll=${ll##*) }; set -f; set -- $ll; set +f
-  [ "${20}" = "$st_ticks" ] || ours=no
-fi
-if [ "$ours" = yes ] && [ -n "$st_sid" ]; then
+# belay_ours DIR: load the job's `started` and judge whether this
+# connection may signal it: `ours` is yes, no (another boot, a recycled
+# pid) or elsewhere (another node or container; `why` says which). One read
+# of `started` and of the leader's /proc entry, for a thousand jobs too.
+belay_ours() {
+  belay_read_started "$1"
+  ours=yes
+  if [ -n "$boot" ] && [ "$st_boot" != "$boot" ]; then ours=no; fi
+  if read -r ll < "/proc/$st_sid/stat" 2>/dev/null; then
+    ll=${ll##*) }; set -f; set -- $ll; set +f
+    [ "${20}" = "$st_ticks" ] || ours=no
+  fi
+  if [ -n "$st_pidns" ] && [ -n "$pidns" ] && [ "$st_pidns" != "$pidns" ]; then
+    ours=elsewhere; why="it runs in another pid namespace (container) than this connection"
+  fi
+  if [ -n "$st_node" ] && [ "$st_node" != "$node" ]; then
+    ours=elsewhere; why="it runs on $st_node, and this connection reached $node"
+  fi
+}
+# belay_term: TERM the session belay_ours judged ours; belay_reap then
+# waits for all of them together.
+belay_term() {
+  [ "$ours" = yes ] && [ -n "$st_sid" ] || return 1
   kill -TERM -"$st_sid" 2>/dev/null
+  belay_sids="$belay_sids $st_sid"
+}
+# belay_reap: TERM stray members of the sessions belay_term signalled, wait
+# up to $grace seconds for all of them, then KILL what is left (sets
+# `belay_killed` when it had to).
+belay_reap() {
+  [ -n "$belay_sids" ] || return 0
   m=$(belay_members)
   [ -n "$m" ] && kill -TERM $m 2>/dev/null
   # Poll for live members, not `kill -0 -PGID`: that also succeeds for
@@ -100,10 +125,10 @@ if [ "$ours" = yes ] && [ -n "$st_sid" ]; then
     [ -z "$(belay_members)" ] && break
     waited=$((waited + 1))
   done
-  kill -KILL -"$st_sid" 2>/dev/null && killed=yes
+  for s in $belay_sids; do kill -KILL -"$s" 2>/dev/null && belay_killed=yes; done
   m=$(belay_members)
-  if [ -n "$m" ]; then kill -KILL $m 2>/dev/null; killed=yes; fi
-fi
+  if [ -n "$m" ]; then kill -KILL $m 2>/dev/null; belay_killed=yes; fi
+}
 "#
         .to_string()
     }

@@ -34,9 +34,12 @@ pub trait Scheduler: Send + Sync {
     /// describe where the probe runs.
     fn liveness(&self) -> String;
 
-    /// sh that stops a started job whose `started` fields are loaded
-    /// (`st_pid`, `st_sid`, `st_ticks`, `st_boot`): signal TERM, wait up to
-    /// `$grace` seconds, then KILL whatever is left.
+    /// sh functions that stop started jobs, many at once: `belay_ours DIR`
+    /// loads the job's `started` and sets `ours` to `yes`, `no` or
+    /// `elsewhere` (with `why`, as `belay_alive`); `belay_term` signals TERM
+    /// to the job so loaded if it is provably ours (status 1 if not);
+    /// `belay_reap` waits up to `$grace` seconds for every job so signalled,
+    /// then KILLs whatever is left (sets `belay_killed=yes` if it had to).
     fn stop(&self) -> String;
 }
 

@@ -73,6 +73,15 @@ const STEPS: &[&str] = &[
     r#"
     ALTER TABLE hosts ADD COLUMN last_error_kind TEXT;
     "#,
+    // 6: what a job's host copy must be checked against: the workroot
+    // marker seen when it was staged (a missing job directory proves
+    // nothing under another marker), and a cancel still to be carried out
+    // when the host answers (its grace in seconds; NULL: none).
+    r#"
+    ALTER TABLE jobs ADD COLUMN workroot_id TEXT;
+    ALTER TABLE jobs ADD COLUMN cancel_pending INTEGER;
+    CREATE INDEX jobs_cancel_pending ON jobs(host) WHERE cancel_pending IS NOT NULL;
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two

@@ -11,7 +11,9 @@
 //! Layout: this file opens the store (journal mode, migrations) and holds
 //! what every table shares; each table's queries are an `impl Store` block
 //! of their own — [`jobs`] (the job rows and their state transitions),
-//! [`events`] (the per-job event log), [`hosts`] (host health).
+//! [`events`] (the per-job event log), [`hosts`] (host health),
+//! [`job_host`] (what a job's host copy is checked against: its workroot
+//! marker, a cancel waiting for the host).
 //! `bench` seeds large stores for benchmarks only (feature `bench`).
 
 #[cfg(any(test, feature = "bench"))]
@@ -19,6 +21,7 @@ mod bench;
 mod events;
 pub mod filesystem;
 mod hosts;
+mod job_host;
 mod jobs;
 mod migrations;
 

@@ -16,3 +16,4 @@ mod remote_netns;
 mod ssh_trust;
 mod store_and_input;
 mod transfer;
+mod transfer_hardening;

@@ -309,8 +309,13 @@ fn pushing_again_onto_read_only_directories_works_for_a_non_root_user() {
     let src = b.scratch("src");
     tree_with_read_only_dir(&src);
     for via in ["exec", "sftp"] {
-        let dest = user.path(&format!("copy-{via}"));
-        let dest_s = dest.to_str().unwrap();
+        // The same command twice: into the user's directory `into-VIA`,
+        // where the copy is `into-VIA/src`.
+        let into = user.path(&format!("into-{via}"));
+        std::fs::create_dir(&into).unwrap();
+        std::os::unix::fs::chown(&into, Some(user.uid()), Some(user.gid())).unwrap();
+        let dest = into.join("src");
+        let dest_s = into.to_str().unwrap();
         b.cmd(["push", "asuser", "--via", via])
             .arg(&src)
             .arg(dest_s)
@@ -351,7 +356,12 @@ fn pulling_again_onto_read_only_directories_works_for_a_non_root_user() {
     let src = user.path("src");
     tree_with_read_only_dir(&src);
     chown_tree(&src, &user);
-    let dest = user.path("copy");
+    // The same command twice: into the user's directory `into`, where
+    // the copy is `into/src`.
+    let into = user.path("into");
+    std::fs::create_dir(&into).unwrap();
+    std::os::unix::fs::chown(&into, Some(user.uid()), Some(user.gid())).unwrap();
+    let dest = into.join("src");
     let as_user = |args: &[&str]| {
         let mut c = b.command(args);
         c.uid(user.uid()).gid(user.gid());
@@ -361,7 +371,7 @@ fn pulling_again_onto_read_only_directories_works_for_a_non_root_user() {
         "pull",
         "local",
         src.to_str().unwrap(),
-        dest.to_str().unwrap(),
+        into.to_str().unwrap(),
     ];
     let out = as_user(&args);
     assert!(out.status.success(), "{}", describe(&out));

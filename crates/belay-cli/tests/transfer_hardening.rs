@@ -240,6 +240,11 @@ fn pulls_a_file_being_written(b: &Belay, host: &str) {
             describe(out)
         );
     }
+    assert!(
+        outs.iter().any(|o| stderr_of(o).contains("changed")),
+        "the change is said: {}",
+        describe(&outs[0])
+    );
     for i in 0..200 {
         let name = format!("f{i:03}");
         assert_same_file(&tree.join(&name), &dest.join(&name));

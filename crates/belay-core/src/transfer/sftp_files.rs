@@ -475,6 +475,7 @@ fn entry(rel: String, a: &FileAttributes) -> Entry {
         mtime: a.mtime.unwrap_or(0) as i64,
         mode: mode & 0o7777,
         link: String::new(),
+        name_not_utf8: false,
     }
 }
 

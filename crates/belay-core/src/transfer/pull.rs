@@ -187,9 +187,14 @@ pub(super) fn run(
 
     let mut meter = Meter::new(progress);
     let mut checked = Checked::new();
+    // Directories of an earlier copy that are read-only (0555) are opened
+    // for writing while this run fills them (a non-root user could not),
+    // and get their modes back whatever happens.
+    let mut opened: Vec<(PathBuf, u32)> = Vec::new();
     let result: Result<()> = (|| {
         for d in &dirs {
-            safe_dir(&dest, &d.local_rel, &mut checked)?;
+            let path = safe_dir(&dest, &d.local_rel, &mut checked)?;
+            open_for_writing(&path, &mut opened)?;
         }
         for batch in super::batches(&small, |i| i.entry.size) {
             pull_batch(
@@ -221,10 +226,37 @@ pub(super) fn run(
         }
         Ok(())
     })();
+    if result.is_err() {
+        restore_modes(&opened);
+    }
     summary.bytes_sent += meter.sent;
     // Refused entries are in the summary; the caller decides what they
     // mean (the CLI exits 1 after printing it).
     result
+}
+
+/// Gives directories opened by [`open_for_writing`] their modes back
+/// (best effort: a run that failed already says why).
+pub(super) fn restore_modes(opened: &[(PathBuf, u32)]) {
+    for (path, mode) in opened.iter().rev() {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(*mode));
+    }
+}
+
+/// Makes an existing directory writable by its owner (us) if it is not,
+/// remembering its mode in `opened`.
+pub(super) fn open_for_writing(path: &Path, opened: &mut Vec<(PathBuf, u32)>) -> Result<()> {
+    let mode = fs::symlink_metadata(path)
+        .map_err(|e| io_error(path, e))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o300 != 0o300 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o700))
+            .map_err(|e| io_error(path, e))?;
+        opened.push((path.to_path_buf(), mode));
+    }
+    Ok(())
 }
 
 /// A local file with the entry's size and mtime is a complete copy.

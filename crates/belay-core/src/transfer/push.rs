@@ -135,6 +135,21 @@ pub(super) fn run(
     }
     progress.begin((small.len() + big.len()) as u64, to_copy);
 
+    // Directories of an earlier copy that are read-only (0555) are opened
+    // for writing first (a non-root user could not fill them); the modes
+    // set at the end close them again.
+    let locked: Vec<String> = dirs
+        .iter()
+        .filter(|d| {
+            remote_map
+                .get(d.name.as_str())
+                .is_some_and(|r| r.kind == Kind::Dir && r.mode & 0o300 != 0o300)
+        })
+        .map(|d| quote(&join_rel(&base, &d.name)))
+        .collect();
+    if !locked.is_empty() {
+        run_dir_script(t, &base, &per_chunk("chmod u+wx --", &locked))?;
+    }
     let mut meter = Meter::new(progress);
     let result = (|| {
         // Small files first: directories still missing at the destination

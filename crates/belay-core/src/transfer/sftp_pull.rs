@@ -27,7 +27,8 @@ use super::paths::{is_temporary, safe_relative, symlink_stays_inside};
 use super::progress::{Meter, Progress};
 use super::pull::{
     Checked, already_there, finish_partial, io_error, land, land_all, landing_name,
-    local_destination, make_durable, open_partial, partial_for, refuse, safe_dir,
+    local_destination, make_durable, open_for_writing, open_partial, partial_for, refuse,
+    restore_modes, safe_dir,
 };
 use super::sftp_files::{Files, Listing, join};
 use super::sftp_push::{FILES_IN_FLIGHT, sftp_path};
@@ -103,6 +104,7 @@ pub(super) fn run(
             refuse(summary, progress, bad, "a name with '/' in it");
         }
         let mut checked = Checked::new();
+        let mut opened = Vec::new();
         let (mut small, mut big, mut links, mut dirs) = (vec![], vec![], vec![], vec![]);
         let mut to_copy = 0;
         for e in listing.entries {
@@ -121,7 +123,10 @@ pub(super) fn run(
             };
             match e.kind {
                 Kind::Dir => {
-                    safe_dir(&dest, &rel, &mut checked)?;
+                    // Read-only directories of an earlier copy are opened
+                    // while filled (see the exec pull).
+                    let path = safe_dir(&dest, &rel, &mut checked)?;
+                    open_for_writing(&path, &mut opened)?;
                     dirs.push((dest.join(&rel), e.mode));
                 }
                 Kind::Symlink if symlink_stays_inside(&rel, &e.link) => {
@@ -208,6 +213,9 @@ pub(super) fn run(
             Ok(())
         }
         .await;
+        if result.is_err() {
+            restore_modes(&opened);
+        }
         summary.bytes_sent += meter.borrow().sent;
         summary.bytes_resumed += meter.borrow().resumed;
         result

@@ -119,7 +119,7 @@ pub(super) fn run(
                             item.target
                         )));
                     }
-                    dirs.push((item, now.is_some()));
+                    dirs.push((item, now.map(|r| r.mode)));
                 }
                 Kind::Other => progress.warn(&format!(
                     "skipping '{}': not a regular file, directory or symlink",
@@ -286,14 +286,21 @@ async fn list_there(fs: &Files<'_>, dest: &Destination, tree: bool) -> Result<Ve
 }
 
 /// Creates the missing directories (0700 until their modes are set at the
-/// end), a level at a time: parents before children.
-async fn make_dirs(fs: &Files<'_>, dirs: &[(Item<'_>, bool)]) -> Result<()> {
+/// end), a level at a time: parents before children. Existing directories
+/// that are read-only (an earlier copy of a 0555 directory) are opened for
+/// writing: the modes set at the end close them again.
+async fn make_dirs(fs: &Files<'_>, dirs: &[(Item<'_>, Option<u32>)]) -> Result<()> {
+    for (i, there) in dirs {
+        if let Some(mode) = there.filter(|m| m & 0o300 != 0o300) {
+            fs.set_attrs(&i.target, mode | 0o700, None).await?;
+        }
+    }
     let depth = |i: &Item| i.entry.rel.matches('/').count() + usize::from(!i.entry.rel.is_empty());
     let deepest = dirs.iter().map(|(i, _)| depth(i)).max().unwrap_or(0);
     for level in 0..=deepest {
         let mut made: FuturesUnordered<_> = dirs
             .iter()
-            .filter(|(i, exists)| !exists && depth(i) == level)
+            .filter(|(i, there)| there.is_none() && depth(i) == level)
             .map(|(i, _)| fs.mkdir(&i.target, 0o700))
             .collect();
         while let Some(r) = made.next().await {

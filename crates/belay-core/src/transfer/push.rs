@@ -252,9 +252,17 @@ fn resolve_destination(
     } else {
         String::new()
     };
+    // `DEST/` means "into this directory": made if missing, in this same
+    // step (no window for a parallel set-up to race). Without the slash,
+    // cp's rule stays (the parent must exist).
+    let make = if remote.ends_with('/') && !exact {
+        "\n[ -d \"$d\" ] || mkdir -p -- \"$d\" || exit 5"
+    } else {
+        ""
+    };
     let script = format!(
         r#"cd "$HOME" || exit 1
-d={word}
+d={word}{make}
 if [ -d "$d" ]; then r=$(cd -- "$d" && pwd -P); printf 'dir\0%s\0' "$r"{list}
 else p=$(dirname -- "$d")
   if [ -d "$p" ]; then
@@ -268,6 +276,13 @@ fi"#
         return Err(remote_failure(
             t.host(),
             &format!("cannot list '{remote}'"),
+            &out.stderr,
+        ));
+    }
+    if out.status == 5 {
+        return Err(remote_failure(
+            t.host(),
+            &format!("cannot create directory '{remote}'"),
             &out.stderr,
         ));
     }

@@ -202,7 +202,13 @@ async fn destination(
 ) -> Result<Destination> {
     let host = fs.host;
     let path = sftp_path(remote);
-    let there = fs.stat(&path, true).await?;
+    let mut there = fs.stat(&path, true).await?;
+    if there.is_none() && remote.ends_with('/') && !exact {
+        // `DEST/` means "into this directory": made if missing (as the
+        // exec path's `mkdir -p`).
+        make_dir_all(fs, &path).await?;
+        there = fs.stat(&path, true).await?;
+    }
     if there.as_ref().is_some_and(|e| e.kind == Kind::Dir) {
         let abs = fs.realpath(&path).await?;
         if !exact {
@@ -255,6 +261,23 @@ async fn destination(
         parent: abs,
         base,
     })
+}
+
+/// `mkdir -p`: each missing component of `path` (relative to the login
+/// directory, or absolute), parents first.
+async fn make_dir_all(fs: &Files<'_>, path: &str) -> Result<()> {
+    let trimmed = path.trim_end_matches('/');
+    let mut prefix = if path.starts_with('/') { "/" } else { "" }.to_string();
+    for part in trimmed.split('/').filter(|p| !p.is_empty()) {
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if fs.stat(&prefix, true).await?.is_none() {
+            fs.mkdir(&prefix, 0o755).await?;
+        }
+    }
+    Ok(())
 }
 
 fn split(abs: &str) -> (String, String) {

@@ -707,8 +707,6 @@ fn receive_batch(
             ),
         }
     }
-    drop(entries);
-    drop(archive);
     // After the archive: the rest of tar's zero padding, the marker line,
     // the host's sum of the whole archive, and whether tar saw files change.
     let mut archive_sum = reader.read_sum.clone();
@@ -1010,7 +1008,10 @@ mod tests {
         h.as_bytes().to_vec()
     }
 
-    fn names_in(archive: &[u8]) -> std::io::Result<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+    /// Each member's path and link target.
+    type Names = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+    fn names_in(archive: &[u8]) -> std::io::Result<Names> {
         let mut a = tar::Archive::new(archive);
         let mut entries = a.entries()?.raw(true);
         let mut out = Vec::new();

@@ -273,6 +273,98 @@ fn a_file_written_while_pulled_on_local_does_not_fail_its_batch() {
     pulls_a_file_being_written(&Belay::new(), "local");
 }
 
+/// Big files (streamed one by one): a log of 5 MiB that grows during the
+/// pull is copied as listed (whole lines, in order); a checkpoint rewritten
+/// with new bytes all the time is tried twice, then named as not copied,
+/// while the rest of the copy goes on (exit 1).
+fn pulls_big_files_being_written(b: &Belay, host: &str) {
+    let remote = shared_dir("belay-remote.");
+    let tree = remote.path().join("run");
+    std::fs::create_dir_all(&tree).unwrap();
+    for i in 0..10 {
+        std::fs::write(tree.join(format!("f{i:03}")), random_bytes(4 * KIB)).unwrap();
+    }
+    let line = |n: u64| format!("line {n:08} of a live log\n");
+    let mut first = String::new();
+    let mut n = 0;
+    while first.len() < 5 * MIB {
+        first.push_str(&line(n));
+        n += 1;
+    }
+    let log = tree.join("big.log");
+    std::fs::write(&log, &first).unwrap();
+    let ckpt = tree.join("ckpt.bin");
+    std::fs::write(&ckpt, vec![0u8; 5 * MIB]).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, log) = (stop.clone(), log.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::options().append(true).open(&log).unwrap();
+            let mut n = n;
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all(line(n).as_bytes()).unwrap();
+                n += 1;
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        })
+    };
+    let rewriter = {
+        let (stop, ckpt) = (stop.clone(), ckpt.clone());
+        std::thread::spawn(move || {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::File::options().write(true).open(&ckpt).unwrap();
+            let mut k = 0u8;
+            while !stop.load(Ordering::Relaxed) {
+                k = k.wrapping_add(1);
+                f.write_all_at(&vec![k; 5 * MIB], 0).unwrap();
+            }
+        })
+    };
+    let dest = b.scratch("run");
+    let out = b
+        .cmd(["pull", host])
+        .arg(&tree)
+        .arg(&dest)
+        .arg("--json")
+        .deadline(Duration::from_secs(120))
+        .output();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    rewriter.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.lines()
+            .any(|l| l.contains("ckpt.bin") && l.contains("kept changing")),
+        "the checkpoint is named: {err}"
+    );
+    assert_eq!(json_of(&out)["refused"], serde_json::json!(["ckpt.bin"]));
+    assert!(!std::fs::exists(dest.join("ckpt.bin")).unwrap());
+    for i in 0..10 {
+        let name = format!("f{i:03}");
+        assert_same_file(&tree.join(&name), &dest.join(&name));
+    }
+    let copy = std::fs::read_to_string(dest.join("big.log")).expect("the log is copied");
+    assert!(copy.len() >= first.len(), "at least what was listed");
+    assert!(
+        copy.lines()
+            .enumerate()
+            .all(|(i, l)| format!("{l}\n") == line(i as u64)),
+        "the copy is lines the writer wrote, in order, whole"
+    );
+}
+
+#[test]
+fn big_files_written_while_pulled_over_ssh_are_copied_as_listed_or_named() {
+    let host = Loopback::start();
+    pulls_big_files_being_written(&host.belay(), "target");
+}
+
+#[test]
+fn big_files_written_while_pulled_on_local_are_copied_as_listed_or_named() {
+    pulls_big_files_being_written(&Belay::new(), "local");
+}
+
 // ---------------------------------------------------------------------------
 // 14. Updating a tree with read-only directories, as a non-root user.
 // ---------------------------------------------------------------------------

@@ -898,15 +898,19 @@ fn pull_big(
             Some(c) => (c.len(), c.sum().to_string()),
             None => (0, String::new()),
         };
+        // The size the listing saw, no more: a live log that grows while
+        // it is read is copied as listed (its first bytes do not change).
+        let n = item.entry.size;
         let script = format!(
-            "f={}\n[ -f \"$f\" ] || {{ echo \"$f vanished\" >&2; exit 3; }}\ncksum < \"$f\" || exit 1\nif [ {p} -gt 0 ] && [ \"$(head -c {p} \"$f\" | cksum)\" = {} ]; then echo resume; exec tail -c +{} \"$f\"; else echo restart; exec cat \"$f\"; fi",
+            "f={}\n[ -f \"$f\" ] || {{ echo \"$f vanished\" >&2; exit 3; }}\nhead -c {n} \"$f\" | cksum || exit 1\nif [ {p} -gt 0 ] && [ \"$(head -c {p} \"$f\" | cksum)\" = {} ]; then echo resume; tail -c +{} \"$f\" | head -c {}; else echo restart; head -c {n} \"$f\"; fi",
             quote(&remote_file),
             quote(&expect),
-            p + 1
+            p + 1,
+            n.saturating_sub(p)
         );
         let mut stream = t.open_stream(&script)?;
         stream.close_input()?;
-        let (file, got, whole, resumed) = receive(t, stream, &remote_file, |reader| {
+        let (file, got, whole, _) = receive(t, stream, &remote_file, |reader| {
             receive_big(reader, &partial, prefix, meter, summary)
         })?;
         if got == whole {
@@ -917,18 +921,26 @@ fn pull_big(
         }
         drop(file);
         let _ = fs::remove_file(&partial);
-        if !resumed {
-            break;
-        }
+        // Tried once more from the start: a resumed partial may have been
+        // the wrong one, or the file was being rewritten.
         allow_resume = false;
     }
-    Err(CoreError::Protocol {
-        host: t.host().into(),
-        message: format!(
-            "'{}' arrived damaged (checksum mismatch; was '{remote_file}' changing?)",
-            target.display()
+    // Twice a different file from what its sum said: it is being rewritten
+    // (a checkpoint). The rest of the copy goes on; this one is named.
+    let name = if item.entry.rel.is_empty() {
+        &remote_file
+    } else {
+        &item.entry.rel
+    };
+    refuse(
+        summary,
+        meter.progress,
+        name,
+        &format!(
+            "'{remote_file}' kept changing while it was read: not copied; run again when it is still"
         ),
-    })
+    );
+    Ok(())
 }
 
 /// Receives one big file into its partial: (file, our sum, host's sum,

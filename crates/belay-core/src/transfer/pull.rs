@@ -538,8 +538,19 @@ fn pull_batch(
         names.push(0);
     }
     let mut stream = t.open_stream(&batch_script(remote_base))?;
-    stream.write_all(&names)?;
-    stream.close_input()?;
+    if let Err(e) = stream.write_all(&names).and_then(|()| stream.close_input()) {
+        // The script ended before reading its names (`cd` failed): its own
+        // error says why, not the broken pipe.
+        let out = stream.finish()?;
+        if out.status != 0 {
+            return Err(remote_failure(
+                t.host(),
+                &format!("cannot read '{remote_base}'"),
+                &out.stderr,
+            ));
+        }
+        return Err(e.into());
+    }
     let wanted: HashMap<&str, &Item> = batch.iter().map(|i| (i.remote.as_str(), i)).collect();
     receive(t, stream, remote_base, |reader| {
         receive_batch(reader, t.host(), &wanted, dest, meter, summary, checked)

@@ -50,7 +50,7 @@ fn json_of(out: &Output) -> Value {
 /// A remote tree holding `bad\xff.txt` next to ordinary files is pulled
 /// either byte-exact or with that one name refused (and the rest copied);
 /// running the same command again gives the same answer, never "damaged".
-fn pulls_names_that_are_not_utf8(b: &Belay, host: &str) {
+fn pulls_names_that_are_not_utf8(b: &Belay, host: &str, via: &[&str]) {
     let remote = shared_dir("belay-remote.");
     let tree = remote.path().join("tree");
     std::fs::create_dir_all(tree.join("sub")).unwrap();
@@ -59,10 +59,11 @@ fn pulls_names_that_are_not_utf8(b: &Belay, host: &str) {
     std::fs::write(tree.join("sub/also.txt"), b"also").unwrap();
     std::fs::write(tree.join(bad), b"bad name, good bytes").unwrap();
     std::fs::write(tree.join("sub").join(bad), b"deeper").unwrap();
-    let dest = b.scratch("back");
+    let dest = b.scratch(&format!("back{}", via.join("")));
     for run in 0..2 {
         let out = b
             .cmd(["pull", host])
+            .args(via)
             .arg(&tree)
             .arg(&dest)
             .arg("--json")
@@ -110,12 +111,14 @@ fn pulls_names_that_are_not_utf8(b: &Belay, host: &str) {
 #[test]
 fn names_that_are_not_utf8_are_copied_or_refused_by_name_over_ssh() {
     let host = Loopback::start();
-    pulls_names_that_are_not_utf8(&host.belay(), "target");
+    let b = host.belay();
+    pulls_names_that_are_not_utf8(&b, "target", &[]);
+    pulls_names_that_are_not_utf8(&b, "target", &["--via", "sftp"]);
 }
 
 #[test]
 fn names_that_are_not_utf8_are_copied_or_refused_by_name_on_local() {
-    pulls_names_that_are_not_utf8(&Belay::new(), "local");
+    pulls_names_that_are_not_utf8(&Belay::new(), "local", &[]);
 }
 
 // ---------------------------------------------------------------------------

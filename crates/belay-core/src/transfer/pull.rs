@@ -28,6 +28,9 @@ const SUMS_MARK: &str = "BELAY-SUMS-FOLLOW";
 /// After the sum: tar saw files change while it read them.
 const CHANGED_MARK: &str = "BELAY-FILES-CHANGED";
 
+/// Why a remote name that is not UTF-8 is refused.
+pub(super) const NOT_UTF8: &str = "its name is not UTF-8 (rename it on the host to copy it)";
+
 /// One thing to fetch.
 #[derive(Clone)]
 struct Item {
@@ -118,12 +121,7 @@ pub(super) fn run(
             if e.name_not_utf8 {
                 // The lossy name names nothing on the host: asking its tar
                 // for it would fail the whole batch, on every run.
-                refuse(
-                    summary,
-                    progress,
-                    &e.rel,
-                    "its name is not UTF-8 (rename it on the host to copy it)",
-                );
+                refuse(summary, progress, &e.rel, NOT_UTF8);
                 continue;
             }
             match safe_relative(&e.rel) {

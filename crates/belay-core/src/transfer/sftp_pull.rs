@@ -26,7 +26,7 @@ use super::listing::{Entry, Kind};
 use super::paths::{is_temporary, safe_relative, symlink_stays_inside};
 use super::progress::{Meter, Progress};
 use super::pull::{
-    Checked, already_there, finish_partial, io_error, land, land_all, landing_name,
+    Checked, NOT_UTF8, already_there, finish_partial, io_error, land, land_all, landing_name,
     local_destination, make_durable, open_for_writing, open_partial, partial_for, refuse,
     restore_modes, safe_dir,
 };
@@ -111,6 +111,9 @@ pub(super) fn run(
             let rel = if e.rel.is_empty() {
                 PathBuf::new()
             } else if is_temporary(&e.rel) {
+                continue;
+            } else if e.name_not_utf8 {
+                refuse(summary, progress, &e.rel, NOT_UTF8);
                 continue;
             } else {
                 match safe_relative(&e.rel) {

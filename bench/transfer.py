@@ -50,8 +50,9 @@ the config with BELAY_SSH_CONFIG, BELAY_HOME and HOME are scratch
 directories. Everything is removed at the end; only processes this script
 started are killed.
 
-belay is the release build of belay-cli (`cargo build --release -p
-belay-cli`; CARGO_TARGET_DIR is honoured) unless --belay PATH is given.
+belay is the release build of belay-cli with the test-only hooks that the
+resume case needs (`cargo build --release -p belay-cli --features
+failpoints`; CARGO_TARGET_DIR is honoured) unless --belay PATH is given.
 Run as root on Debian 12 (~5 GiB free needed in --dir):
 
     python3 bench/transfer.py [--reps 3] [--sections 1,2,3] [--json FILE]
@@ -105,8 +106,8 @@ def prerequisites():
 
 
 def build_belay():
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "belay-cli"], cwd=ROOT,
-                   check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "belay-cli",
+                    "--features", "failpoints"], cwd=ROOT, check=True)
     target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
     return os.path.join(target, "release", "belay")
 

@@ -5,7 +5,9 @@
 //!
 //! Each round trip reads the job's state *and* both streams; when the state
 //! says "ended", the sizes read after it are final, so the loop stops having
-//! printed every byte exactly once. Polling backs off while nothing happens.
+//! printed every byte exactly once. Polling backs off while nothing happens;
+//! on the embedded `local` host the job's files are watched between polls,
+//! so the loop ends as soon as the job writes its exit file.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -82,7 +84,16 @@ pub fn follow(engine: &mut Engine, job: Job, streams: Streams) -> Result<Outcome
             delay = MIN_DELAY;
             continue;
         }
-        sleep_unless_interrupted(delay);
+        // Wait for news rather than for a fixed time: on `local` the job's
+        // files are watched, so the loop ends as soon as the exit file is
+        // written; elsewhere this is the backed-off poll.
+        engine.wait_for_news(
+            &job,
+            out_off,
+            err_off,
+            Instant::now() + delay,
+            &interrupt::requested,
+        );
         delay = (delay * 2).min(MAX_DELAY);
     }
 }

@@ -36,6 +36,14 @@ fn main() -> ExitCode {
             // of it may come from the host (its stderr, its messages): no
             // terminal control sequence of theirs reaches the terminal.
             eprintln!("belay: {}", belay_ssh::terminal_safe(&err.to_string()));
+            // Ctrl-C that stopped a submit before its launch: the shell's
+            // convention for "ended by SIGINT".
+            if matches!(
+                err.downcast_ref::<CoreError>(),
+                Some(CoreError::SubmitInterrupted { .. })
+            ) {
+                return ExitCode::from(130);
+            }
             let bad_input = err
                 .downcast_ref::<CoreError>()
                 .is_some_and(CoreError::is_bad_input)

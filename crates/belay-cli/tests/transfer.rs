@@ -856,39 +856,13 @@ fn bad_paths_are_exit_2_naming_them_and_record_nothing() {
     assert!(b.jobs().is_empty(), "no job recorded: {:#?}", b.jobs());
 }
 
-/// A 1 MiB tmpfs at a fresh directory, mounted in the sshd's namespace.
-fn small_disk(host: &Loopback) -> tempfile::TempDir {
-    let d = shared_dir("belay-small.");
-    host.in_namespace(&[
-        "mount",
-        "-t",
-        "tmpfs",
-        "-o",
-        "size=1m",
-        "tmpfs",
-        &p(d.path()),
-    ]);
-    let fs = host.in_namespace(&["stat", "-f", "-c", "%T", &p(d.path())]);
-    assert_eq!(String::from_utf8_lossy(&fs.stdout).trim(), "tmpfs");
-    let out = std::process::Command::new("stat")
-        .args(["-f", "-c", "%T", &p(d.path())])
-        .output()
-        .unwrap();
-    assert_ne!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "tmpfs",
-        "the mount must stay inside the sshd's namespace"
-    );
-    d
-}
-
 #[test]
 fn no_space_left_is_exit_1_naming_the_path_and_leaves_no_final_file() {
     let host = Loopback::start();
     let b = host.belay();
 
     // One 4 MiB file (streamed on its own).
-    let disk = small_disk(&host);
+    let disk = host.small_disk();
     let src = b.scratch("big.bin");
     write_file(&src, &random_bytes(4 * MIB), 0o644, 1_600_000_000);
     let dst = disk.path().join("big.bin");
@@ -915,7 +889,7 @@ fn no_space_left_is_exit_1_naming_the_path_and_leaves_no_final_file() {
 
     // Small files (one tar batch): whatever lands under a final name is
     // complete; what did not fit is not there.
-    let disk2 = small_disk(&host);
+    let disk2 = host.small_disk();
     let tree = b.scratch("smalls");
     std::fs::create_dir(&tree).unwrap();
     for i in 0..3 {

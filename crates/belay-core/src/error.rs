@@ -39,16 +39,35 @@ pub enum CoreError {
     #[error(transparent)]
     Transport(#[from] TransportError),
     /// The job is recorded but its host went away mid-submit; any later
-    /// belay command that reaches the host finishes the submit (never twice).
-    #[error(
-        "job {id} is recorded but not launched yet: {source}. belay finishes submitting it when {host} answers (run `belay ps`)"
-    )]
+    /// belay command that reaches the host finishes the submit, or adopts
+    /// the job if the launch did run (never twice). `launch_sent`: the link
+    /// went away after the launch was sent, so it may well be running.
+    #[error("{}", deferred_message(id, host, *launch_sent, source))]
     SubmitDeferred {
         id: String,
         host: String,
+        launch_sent: bool,
         #[source]
         source: TransportError,
     },
+    /// A submit stopped after the job was recorded, for a cause retrying
+    /// will not cure: the job is named so that the user has seen its id
+    /// (`belay ps`/`show` give its state and the reason).
+    #[error("job {id} is recorded on {host} but {what}: {source}")]
+    SubmitStopped {
+        id: String,
+        host: String,
+        what: String,
+        #[source]
+        source: Box<CoreError>,
+    },
+    /// The user interrupted a submit (Ctrl-C) before the launch: the job,
+    /// if one was recorded, is cancelled and nothing was launched.
+    #[error("{}", match id {
+        Some(id) => format!("interrupted: job {id} is recorded as cancelled; nothing was launched"),
+        None => "interrupted: nothing was recorded or launched".to_string(),
+    })]
+    SubmitInterrupted { id: Option<String> },
     /// The host answered, but not in the protocol's terms (a corrupt job
     /// directory, a missing POSIX tool).
     #[error("host {host}: {message}")]
@@ -71,6 +90,18 @@ impl CoreError {
                 | CoreError::AmbiguousJob { .. }
                 | CoreError::UnknownHost { .. }
                 | CoreError::Transport(TransportError::BadHost { .. })
+        )
+    }
+}
+
+fn deferred_message(id: &str, host: &str, launch_sent: bool, source: &TransportError) -> String {
+    if launch_sent {
+        format!(
+            "job {id} is recorded and may have started on {host}: its launch was sent but the reply was lost ({source}). `belay ps` will settle it (it adopts the job; it never launches a second one)"
+        )
+    } else {
+        format!(
+            "job {id} is recorded but not launched yet: {source}. belay finishes submitting it when {host} answers (run `belay ps`)"
         )
     }
 }

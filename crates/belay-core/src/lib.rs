@@ -17,6 +17,7 @@ pub mod failpoint;
 pub mod home;
 pub mod hosts;
 pub mod job;
+pub mod paths;
 pub mod remote;
 pub mod scheduler;
 pub mod shell;

@@ -40,6 +40,15 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     spec.outputs = a.outputs.clone();
     belay_core::hosts::Hosts::new(&ctx.home, ctx.hosts.clone())?.validate(&spec.host)?;
     let mut engine = ctx.engine()?;
+    // Ctrl-C during the submit (an input upload, say) stops it before the
+    // launch with the job recorded cancelled, or, once the launch is sent,
+    // lets it finish and detaches: never a half-submitted job that a later
+    // `ps` would launch behind the user's back. (Until the job is recorded,
+    // Ctrl-C ends belay at once: nothing is left behind.)
+    engine.set_stop_check(
+        Box::new(crate::interrupt::install),
+        Box::new(crate::interrupt::requested),
+    );
     if !spec.inputs.is_empty() {
         engine.set_transfer_progress(Box::new(TransferBar::new(&format!(
             "inputs → {}",
@@ -47,6 +56,8 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
         ))));
     }
     let job = engine.submit(&spec)?;
+    // (A Ctrl-C that came after the launch was sent: `follow` detaches at
+    // once, saying how to re-attach.)
     if a.detach {
         if a.json {
             println!("{}", serde_json::to_string_pretty(&render::job_view(&job))?);

@@ -124,6 +124,29 @@ impl Loopback {
         PathBuf::from(format!("/proc/{}/root", self.sshd.pid())).join(rel)
     }
 
+    /// A 1 MiB tmpfs at a fresh directory, mounted in the sshd's namespace
+    /// only (a disk that fills up, for this host alone).
+    pub fn small_disk(&self) -> tempfile::TempDir {
+        let d = tempfile::Builder::new()
+            .prefix("belay-small.")
+            .tempdir()
+            .expect("tempdir");
+        let path = d.path().to_str().expect("utf8");
+        self.in_namespace(&["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", path]);
+        let fs = self.in_namespace(&["stat", "-f", "-c", "%T", path]);
+        assert_eq!(String::from_utf8_lossy(&fs.stdout).trim(), "tmpfs");
+        let out = std::process::Command::new("stat")
+            .args(["-f", "-c", "%T", path])
+            .output()
+            .unwrap();
+        assert_ne!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "tmpfs",
+            "the mount must stay inside the sshd's namespace"
+        );
+        d
+    }
+
     /// Wait (10 s) until no session process is left below the sshd: after
     /// a killed client, the remote side of its connection has finished.
     pub fn wait_sessions_gone(&self) {

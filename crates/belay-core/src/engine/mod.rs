@@ -41,6 +41,13 @@ pub struct Engine {
     hosts: Hosts,
     /// Shown while a submit copies its inputs (a terminal's progress bar).
     progress: Option<Box<dyn crate::transfer::Progress>>,
+    /// Has the user asked to stop (Ctrl-C)? Checked by a submit between
+    /// its steps, so it stops before the launch or not at all.
+    stop: Option<Box<dyn Fn() -> bool>>,
+    /// Called just before a submit records its job: the CLI routes Ctrl-C
+    /// to `stop` from then on (before, nothing is recorded, and Ctrl-C may
+    /// end belay at once, e.g. during a slow connect).
+    arm_stop: Option<Box<dyn FnMut()>>,
 }
 
 impl Engine {
@@ -51,12 +58,34 @@ impl Engine {
             store: Store::open(&home.store_path())?,
             hosts,
             progress: None,
+            stop: None,
+            arm_stop: None,
         })
     }
 
     /// Report input copies of later submits to `progress`.
     pub fn set_transfer_progress(&mut self, progress: Box<dyn crate::transfer::Progress>) {
         self.progress = Some(progress);
+    }
+
+    /// Ask `stop` between the steps of later submits whether the user wants
+    /// out (the CLI's Ctrl-C flag): before the launch, the job is recorded
+    /// cancelled and nothing runs; once the launch is sent, the submit ends
+    /// normally and the caller detaches.
+    /// `arm` is called once a submit is about to record its job.
+    pub fn set_stop_check(&mut self, arm: Box<dyn FnMut()>, stop: Box<dyn Fn() -> bool>) {
+        self.arm_stop = Some(arm);
+        self.stop = Some(stop);
+    }
+
+    fn arm_stop(&mut self) {
+        if let Some(arm) = self.arm_stop.as_mut() {
+            arm();
+        }
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s())
     }
 
     /// Record how talking to `host` went (host health, the route used).

@@ -117,9 +117,9 @@ impl Engine {
                 if current
                     .submitter
                     .as_deref()
-                    .is_some_and(submitter::is_alive)
+                    .is_some_and(|t| submitter::may_be_working(t, current.updated_at, now_ms()))
                 {
-                    continue; // its submitter is alive and at work
+                    continue; // its submitter is alive and at work (or elsewhere)
                 }
                 let me = submitter::current();
                 if !self
@@ -164,6 +164,9 @@ impl Engine {
                     )
                 } else if jr.field("cancelled") == Some("1") {
                     (JobState::Cancelled, exit_reason("cancelled", code))
+                } else if let Some(why) = jr.field("why") {
+                    // The wrapper refused to run the command (a full disk).
+                    (JobState::Failed, why.to_string())
                 } else if code == Some(0) {
                     (JobState::Succeeded, "exited with code 0".to_string())
                 } else {
@@ -177,6 +180,7 @@ impl Engine {
                         .map(|t| t.max(started_at.unwrap_or(job.created_at))),
                     scheduler_id: pid,
                     last_seen: seen,
+                    reason: jr.field("why").map(str::to_string),
                     ..Default::default()
                 };
                 self.move_job(job, to, &reason, update)

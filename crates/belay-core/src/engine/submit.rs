@@ -10,6 +10,17 @@
 //! A crash anywhere leaves a job that `reconcile` can finish: before the
 //! lock it stages and launches again (same files, same lock), after it the
 //! job is adopted. Never two launches.
+//!
+//! A submit that stops without a crash says which job it leaves, and how:
+//! - the link went away (transient): `SubmitDeferred`, "not launched yet"
+//!   or, once the launch was sent, "may have started"; the next command
+//!   that reaches the host finishes the submit or adopts the job;
+//! - any other cause: `SubmitStopped`, naming the job; before the launch it
+//!   fails with the cause (nothing ran), after it it stays `submitting`
+//!   with the cause as its reason until a reconcile settles it;
+//! - the user's Ctrl-C (the engine's stop check) before the launch: the job
+//!   is recorded cancelled, nothing is launched (`SubmitInterrupted`); once
+//!   the launch is sent the submit finishes and the caller detaches.
 
 use serde_json::json;
 
@@ -48,27 +59,91 @@ impl Engine {
             )));
         }
         let scheduler = "direct";
+        self.arm_stop();
+        if self.stop_requested() {
+            return Err(CoreError::SubmitInterrupted { id: None });
+        }
         let job = self
             .store
             .insert_job(spec, scheduler, &submitter::current())?;
         failpoint::hit("after-record");
-        match self.stage_and_launch(&job) {
+        let mut launch_sent = false;
+        match self.stage_and_launch_steps(&job, &mut launch_sent) {
+            Ok(()) => {}
             Err(CoreError::Transport(e)) if e.is_transient() => {
                 return Err(CoreError::SubmitDeferred {
                     id: job.id.clone(),
                     host: job.host.clone(),
+                    launch_sent,
                     source: e,
                 });
             }
-            other => other?,
+            Err(e @ CoreError::SubmitInterrupted { .. }) => return Err(e),
+            Err(e) => return Err(self.submit_stopped(&job, launch_sent, e)),
         }
         failpoint::hit("after-store");
         self.store.get(&job.id)
     }
 
+    /// A submit ended by a cause that retrying will not cure, after the job
+    /// was recorded. Never left for a later `ps` to launch unseen: before
+    /// the launch was sent nothing can be running, so a job still waiting
+    /// to be launched fails with the cause; after it, the job may be
+    /// running, so it stays `submitting` with the cause recorded and the
+    /// next reconcile adopts it. Either way the error names the job.
+    fn submit_stopped(&mut self, job: &Job, launch_sent: bool, cause: CoreError) -> CoreError {
+        let current = match self.store.get(&job.id) {
+            Ok(current) => current,
+            Err(_) => {
+                return CoreError::SubmitStopped {
+                    id: job.id.clone(),
+                    host: job.host.clone(),
+                    what: "its submit stopped".into(),
+                    source: Box::new(cause),
+                };
+            }
+        };
+        let waiting = matches!(current.state, JobState::Queued | JobState::Submitting);
+        let what = if !waiting {
+            format!("its submit stopped (the job is {})", current.state)
+        } else if launch_sent {
+            let reason = format!(
+                "its launch was sent but the reply was not understood ({cause}); `belay ps` settles it"
+            );
+            let _ = self.store.touch(
+                &job.id,
+                &JobUpdate {
+                    reason: Some(reason),
+                    ..Default::default()
+                },
+            );
+            "its launch was sent and the reply was not understood (`belay ps` settles it)".into()
+        } else {
+            let reason = format!("submit failed before launch: {cause}");
+            let _ = self.settle(&current, JobState::Failed, &reason, JobUpdate::default());
+            "it failed before its launch (nothing was started)".into()
+        };
+        CoreError::SubmitStopped {
+            id: job.id.clone(),
+            host: job.host.clone(),
+            what,
+            source: Box::new(cause),
+        }
+    }
+
     /// The remote half of a submit, safe to repeat: used by `submit` and by
     /// reconcile when a submitter died mid-way.
     pub(crate) fn stage_and_launch(&mut self, job: &Job) -> Result<()> {
+        self.stage_and_launch_steps(job, &mut false)
+    }
+
+    /// [`Self::stage_and_launch`], saying whether the launch script was
+    /// sent (`launch_sent`): after that, a lost reply means "may be
+    /// running", not "not launched".
+    fn stage_and_launch_steps(&mut self, job: &Job, launch_sent: &mut bool) -> Result<()> {
+        if self.stop_requested() {
+            return self.cancel_unlaunched(job);
+        }
         let transport = self.transport(&job.host)?;
         let scheduler = Self::scheduler(job)?;
         if job.state == JobState::Queued {
@@ -159,14 +234,34 @@ impl Engine {
             });
         }
         failpoint::hit("after-stage");
+        if failpoint::hit_soft("stage-fails-hard") {
+            // As if the host refused the next step for good.
+            return Err(CoreError::Protocol {
+                host: job.host.clone(),
+                message: "failpoint stage-fails-hard".into(),
+            });
+        }
         self.copy_inputs(&*transport, job, &dir)?;
+        if self.stop_requested() {
+            return self.cancel_unlaunched(job);
+        }
 
+        *launch_sent = true;
         let out = transport.run_script(&scripts::launch(
             &*scheduler,
             &job.id,
             &crate::shell::quote(&dir),
         ))?;
         failpoint::hit("after-launch");
+        if failpoint::hit_soft("launch-reply-lost") {
+            // As if the link dropped right after the launch ran.
+            return Err(CoreError::Transport(
+                crate::transport::TransportError::NotResponding {
+                    host: job.host.clone(),
+                    message: "failpoint launch-reply-lost".into(),
+                },
+            ));
+        }
         let report = HostReport::parse(&String::from_utf8_lossy(&out.stdout));
         if let Some(why) = report
             .tagged("R")
@@ -196,6 +291,23 @@ impl Engine {
 }
 
 impl Engine {
+    /// The user stopped a submit before its launch: the job is recorded
+    /// cancelled (so no later reconcile launches it) and the submit ends.
+    fn cancel_unlaunched(&mut self, job: &Job) -> Result<()> {
+        let current = self.store.get(&job.id)?;
+        if matches!(current.state, JobState::Queued | JobState::Submitting) {
+            self.settle(
+                &current,
+                JobState::Cancelled,
+                "interrupted (Ctrl-C) before it was launched",
+                JobUpdate::default(),
+            )?;
+        }
+        Err(CoreError::SubmitInterrupted {
+            id: Some(job.id.clone()),
+        })
+    }
+
     /// Copies the job's inputs into `DIR/inputs/` — resumable and
     /// idempotent like every submit step (complete files are skipped), so
     /// a submit resumed after a crash just finishes the copy. An input that
@@ -205,6 +317,9 @@ impl Engine {
             return Ok(());
         }
         for input in &job.inputs {
+            if self.stop_requested() {
+                return self.cancel_unlaunched(job);
+            }
             let target = format!("{dir}/inputs/{}", input.name);
             if let Some((parent, _)) = input.name.rsplit_once('/') {
                 let out = transport.run_script(&format!(

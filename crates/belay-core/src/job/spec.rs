@@ -92,7 +92,7 @@ impl Input {
         // what a symlink points to; `.` or `/` take the real directory's.
         let name = match name {
             Some(n) => n.to_string(),
-            None => match crate::transfer::paths::base_name(local) {
+            None => match crate::paths::base_name(local) {
                 Some(b) => b.to_string(),
                 None => abs
                     .file_name()
@@ -100,7 +100,7 @@ impl Input {
                     .unwrap_or_default(),
             },
         };
-        let clean = crate::transfer::paths::safe_relative(&name).map_err(|why| {
+        let clean = crate::paths::safe_relative(&name).map_err(|why| {
             CoreError::BadInput(format!(
                 "bad --input '{arg}': name '{name}' must be a relative path inside the job ({why})"
             ))

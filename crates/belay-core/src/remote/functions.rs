@@ -10,7 +10,7 @@ use crate::scheduler::Scheduler;
 pub fn prelude(scheduler: &dyn Scheduler) -> String {
     format!(
         r#"boot=; node=
-read -r boot 2>/dev/null < "${{BELAY_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}}"
+read -r boot 2>/dev/null < {boot_id_file}
 read -r node 2>/dev/null < /proc/sys/kernel/hostname
 pidns=$(stat -L -c %i /proc/$$/ns/pid 2>/dev/null)
 # Builtins only on hot paths: every external command costs a fork+exec.
@@ -68,6 +68,7 @@ belay_quick() {{
   belay_report "$1" "$2"
 }}
 "#,
-        liveness = scheduler.liveness()
+        liveness = scheduler.liveness(),
+        boot_id_file = crate::failpoint::BOOT_ID_FILE_WORD,
     )
 }

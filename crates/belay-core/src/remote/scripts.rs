@@ -11,7 +11,12 @@ use super::functions::prelude;
 /// Largest slice of one output stream returned by one read.
 pub const MAX_CHUNK: u64 = 4 << 20;
 
-/// Stage a job: create its directory and write `spec.json` and `run.sh`.
+/// Size of the `reserve` file staging leaves in a job directory: room for
+/// the wrapper's `exit` file when the disk is full (see `wrapper.rs`).
+pub const RESERVE_BYTES: usize = 8192;
+
+/// Stage a job: create its directory and write `spec.json`, `run.sh` and
+/// the disk-full `reserve`.
 /// Once `launch.lock` exists the files are left alone (the launched job's
 /// record must not change under it). Prints `dir=ABSOLUTE_DIR`, then
 /// `workdir=missing` if the working directory does not exist. With
@@ -31,7 +36,8 @@ pub fn stage(
 root={root}
 cd "$root/"{key} 2>/dev/null || {{ mkdir -p "$root/"{key} && cd "$root/"{key}; }} || exit 3
 if [ ! -e launch.lock ]; then
-{spec}{run}fi
+{spec}{run}[ -s reserve ] || printf '%{reserve}s' '' > reserve || exit 3
+fi
 {mk_inputs}belay_jd=$(pwd -P)
 printf 'dir=%s\n' "$belay_jd"
 (cd "$HOME" 2>/dev/null; cd {workdir_word} 2>/dev/null) || echo "workdir=missing"
@@ -45,6 +51,7 @@ printf 'dir=%s\n' "$belay_jd"
         key = quote(key),
         spec = write_file_atomically("spec.json", spec_json),
         run = write_file_atomically("run.sh", wrapper),
+        reserve = RESERVE_BYTES,
     )
 }
 

@@ -6,6 +6,13 @@
 //! writes `exit` atomically. It survives the link dropping: it is detached
 //! from any terminal and from the channel that started it.
 //!
+//! A full disk: staging leaves a small `reserve` file in the job directory.
+//! If the wrapper cannot write `started`, it does not run the command (no one
+//! could tell it from a dead job); it removes the reserve and writes an
+//! `exit` file whose `why=` names the disk. At the end the reserve is removed
+//! before `exit` is written, so a job that filled the disk still records how
+//! it ended.
+//!
 //! Signals: TERM/INT/HUP are trapped (not ignored), so the user's command
 //! gets the default disposition and dies on `belay cancel` while the wrapper
 //! lives on to record how it ended.
@@ -74,7 +81,7 @@ umask 077
 # Who this is, in terms that survive pid reuse, reboots and shared homes:
 # pid + start ticks + boot id, on which node, in which pid namespace.
 belay_boot=; belay_node=; belay_btime=0
-read -r belay_boot 2>/dev/null < "${{BELAY_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}}"
+read -r belay_boot 2>/dev/null < {boot_id_file}
 read -r belay_node 2>/dev/null < /proc/sys/kernel/hostname
 while read -r k v; do [ "$k" = btime ] && {{ belay_btime=$v; break; }}; done < /proc/stat
 belay_pidns=$(stat -L -c %i /proc/$$/ns/pid 2>/dev/null)
@@ -82,9 +89,19 @@ read -r l < /proc/$$/stat
 l=${{l##*) }}
 set -f; set -- $l; set +f
 # Start ticks are in USER_HZ (100 on Linux) since boot.
-printf 'pid=%s\npgid=%s\nsid=%s\nstart_ticks=%s\nboot_id=%s\nnode=%s\npidns=%s\nstarted_at=%s\n' \
+if ! belay_err=$( {{ printf 'pid=%s\npgid=%s\nsid=%s\nstart_ticks=%s\nboot_id=%s\nnode=%s\npidns=%s\nstarted_at=%s\n' \
   "$$" "$3" "$4" "${{20}}" "$belay_boot" "$belay_node" "$belay_pidns" "$((belay_btime + ${{20}} / 100))" \
-  > "started.tmp.$$" && mv -f "started.tmp.$$" started
+  > "started.tmp.$$" && mv -f "started.tmp.$$" started; }} 2>&1 ); then
+  # Without `started` nobody could tell this job from a dead one: do not
+  # run the command. The reserve staging left makes room for the verdict.
+  rm -f "started.tmp.$$" reserve
+  belay_disk=$(df -Pk . 2>/dev/null | {{ read -r _; read -r fs _ _ free _ mnt; echo "$fs on $mnt, $free KiB free"; }})
+  belay_err=$(printf '%s' "$belay_err" | tr '\n' ' ')
+  printf 'code=125\nended_at=%s\ncancelled=0\nwhy=%s\n' "$(date +%s)" \
+    "could not record that it started in $belay_d (disk ${{belay_disk:-unknown}}: full?); the command was not run: $belay_err" \
+    > "exit.tmp.$$" && mv -f "exit.tmp.$$" exit
+  exit 125
+fi
 (
   while kill -0 $$ 2>/dev/null; do : > "$belay_d/heartbeat"; sleep {hb}; done
 ) </dev/null >/dev/null 2>&1 &
@@ -115,14 +132,33 @@ trap '' TERM INT HUP
 kill -TERM 0 2>/dev/null
 belay_cancelled=0
 [ -f "$belay_d/cancel-requested" ] && belay_cancelled=1
+# The reserve goes now, so that a disk the job filled still has room for
+# its `exit` file.
+rm -f "$belay_d/reserve"
 printf 'code=%s\nended_at=%s\ncancelled=%s\n' "$belay_code" "$(date +%s)" "$belay_cancelled" \
   > "$belay_d/exit.tmp.$$" && mv -f "$belay_d/exit.tmp.$$" "$belay_d/exit"
 "#,
+        boot_id_file = crate::failpoint::BOOT_ID_FILE_WORD,
         id = spec.job_id,
         qid = quote(spec.job_id),
         hb = spec.heartbeat_secs,
         line = quote(&spec.command.shell_line()),
     )
+}
+
+/// A wrapper for a typical job, for tests that look at the script's text.
+#[cfg(test)]
+pub(crate) fn render_for_test() -> String {
+    let cmd = Command::from_argv(vec!["true".into()]);
+    render(&WrapperSpec {
+        job_id: "0123abcd",
+        command: &cmd,
+        workdir: None,
+        env: &[],
+        login_shell: true,
+        run_in_inputs: false,
+        heartbeat_secs: 15,
+    })
 }
 
 #[cfg(test)]

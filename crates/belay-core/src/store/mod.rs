@@ -1,4 +1,5 @@
-//! The local store: SQLite in WAL mode under `BELAY_HOME`.
+//! The local store: SQLite under `BELAY_HOME`, in WAL mode on a local disk
+//! and with a rollback journal on a network filesystem ([`filesystem`]).
 //!
 //! It holds what belay *intends* and what it last *saw*; the job directory on
 //! the host holds what *happened*. Every state change goes through
@@ -16,6 +17,7 @@
 #[cfg(any(test, feature = "bench"))]
 mod bench;
 mod events;
+pub mod filesystem;
 mod hosts;
 mod jobs;
 mod migrations;
@@ -27,6 +29,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{CoreError, Result};
 use crate::job::id;
+use filesystem::FsKind;
 
 pub use hosts::{DEGRADED_WINDOW_MS, HostHealth};
 pub use jobs::{JobFilter, JobUpdate};
@@ -52,18 +55,47 @@ impl Store {
         // WAL lets readers (`ps`) run while a writer (`run`) commits;
         // NORMAL sync is durable across process crashes, which is the
         // failure we design for (power loss may drop the last commit).
-        // WAL persists in the file, so only a new store switches to it; that
-        // needs an exclusive lock for which SQLite does not call the busy
-        // handler, so concurrent first opens retry here.
+        // On a filesystem shared between machines WAL is unsafe (its index
+        // is shared memory, one machine's): a rollback journal with FULL
+        // syncs, which relies only on the file locks such filesystems have.
+        // The journal mode persists in the file, so only a store that is
+        // not yet in the wanted mode switches; that needs an exclusive lock
+        // for which SQLite does not call the busy handler, so concurrent
+        // first opens retry here.
+        let fs = path.parent().map_or(FsKind::Local, filesystem::kind_of);
+        let (want, sync) = match fs {
+            FsKind::Local => ("wal", "NORMAL"),
+            FsKind::Network(_) => ("delete", "FULL"),
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let mode: String = conn
                 .query_row("PRAGMA journal_mode", [], |r| r.get(0))
                 .map_err(err)?;
-            if mode.eq_ignore_ascii_case("wal") {
+            if mode.eq_ignore_ascii_case(want) {
                 break;
             }
-            match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            let set = format!("PRAGMA journal_mode = {want}");
+            match conn.query_row(&set, [], |r| r.get::<_, String>(0)) {
+                // Not switched: another process has the store open.
+                Ok(now) if !now.eq_ignore_ascii_case(want) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(CoreError::Io {
+                            what: format!(
+                                "store {}: cannot leave {now} mode for {want} ({})",
+                                path.display(),
+                                match fs {
+                                    FsKind::Network(name) => format!(
+                                        "it is on a network filesystem ({name}); stop the other belay processes using it, or set BELAY_HOME to a local disk"
+                                    ),
+                                    FsKind::Local => "it is in use".to_string(),
+                                }
+                            ),
+                            source: std::io::Error::from(std::io::ErrorKind::ResourceBusy),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 Ok(_) => {}
                 Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
@@ -71,8 +103,7 @@ impl Store {
                 Err(e) => return Err(err(e)),
             }
         }
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", sync).map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
         let current: i64 = conn

@@ -27,18 +27,15 @@
 //! default: the host sums what it received, and small files travel as one
 //! archive. Hosts that refuse commands but serve SFTP (sftp-only accounts:
 //! `ForceCommand internal-sftp`, storage boxes) are reached over SFTP
-//! ([`sftp_push`], [`sftp_pull`]), found out automatically the first time
+//! ([`sftp`]), found out automatically the first time
 //! the shell is refused, or chosen with `--via sftp`.
 
 pub mod checksum;
+mod exec;
+mod landing;
 pub mod listing;
-pub mod paths;
 pub mod progress;
-mod pull;
-mod push;
-mod sftp_files;
-mod sftp_pull;
-mod sftp_push;
+mod sftp;
 mod streamio;
 
 use std::path::Path;
@@ -144,8 +141,10 @@ fn push_with(
         &source,
         progress,
         &mut |m, s, progress| match m {
-            Method::Exec => push::run(t, local, remote, exact, progress, s),
-            Method::Sftp(sftp) => sftp_push::run(sftp, t.host(), local, remote, exact, progress, s),
+            Method::Exec => exec::push::run(t, local, remote, exact, progress, s),
+            Method::Sftp(sftp) => {
+                sftp::push::run(sftp, t.host(), local, remote, exact, progress, s)
+            }
         },
     )
 }
@@ -167,8 +166,8 @@ pub fn pull(
         remote,
         progress,
         &mut |m, s, progress| match m {
-            Method::Exec => pull::run(t, remote, local, progress, s),
-            Method::Sftp(sftp) => sftp_pull::run(sftp, t.host(), remote, local, progress, s),
+            Method::Exec => exec::pull::run(t, remote, local, progress, s),
+            Method::Sftp(sftp) => sftp::pull::run(sftp, t.host(), remote, local, progress, s),
         },
     )
 }

@@ -30,10 +30,7 @@ pub struct Meter<'a> {
 
 impl<'a> Meter<'a> {
     pub fn new(progress: &'a mut dyn Progress) -> Self {
-        let kill_after = std::env::var("BELAY_FAILPOINT").ok().and_then(|v| {
-            v.strip_prefix("transfer-bytes:")
-                .and_then(|n| n.parse().ok())
-        });
+        let kill_after = crate::failpoint::transfer_kill_after();
         Meter {
             progress,
             sent: 0,

@@ -1,5 +1,5 @@
 //! Push over SFTP, for hosts that refuse commands. Same rules as the exec
-//! push ([`super::push`]): `cp -r` destinations, complete files skipped,
+//! push ([`crate::transfer::exec::push`]): `cp -r` destinations, complete files skipped,
 //! each file written to `.NAME.belay-part`, verified, given its mode and
 //! mtime, then renamed over the final name (OpenSSH's `posix-rename`).
 //!
@@ -18,18 +18,18 @@ use std::path::{Path, PathBuf};
 use belay_ssh::Sftp;
 use futures_util::stream::{self, FuturesUnordered, StreamExt};
 
-use super::checksum::{Cksum, file_sum};
-use super::listing::{Entry, Kind};
-use super::paths::{base_name, partial_name};
-use super::progress::{Meter, Progress};
-use super::push::{Destination, local_error, local_source, partial_key};
-use super::sftp_files::{Files, join};
-use super::{BIG_FILE, Summary};
+use super::files::{Files, join};
 use crate::error::{CoreError, Result};
+use crate::paths::{base_name, partial_name};
+use crate::transfer::checksum::{Cksum, file_sum};
+use crate::transfer::exec::push::{Destination, local_error, local_source, partial_key};
+use crate::transfer::listing::{Entry, Kind};
+use crate::transfer::progress::{Meter, Progress};
+use crate::transfer::{BIG_FILE, Summary};
 use crate::transport::ssh::runtime;
 
 /// Small files written at once.
-pub(super) const FILES_IN_FLIGHT: usize = 16;
+pub(crate) const FILES_IN_FLIGHT: usize = 16;
 
 /// One file or symlink to place.
 struct Item<'a> {
@@ -41,7 +41,7 @@ struct Item<'a> {
     partial: Option<u64>,
 }
 
-pub(super) fn run(
+pub(crate) fn run(
     sftp: &Sftp,
     host: &str,
     local: &Path,
@@ -93,7 +93,7 @@ pub(super) fn run(
                 Kind::File => {
                     summary.files += 1;
                     summary.bytes += e.size;
-                    if let Some(crlf) = super::crlf_warning(&item.local, !tree) {
+                    if let Some(crlf) = crate::transfer::crlf_warning(&item.local, !tree) {
                         progress.warn(&crlf);
                     }
                     if now.is_some_and(|r| e.is_copied_as(r)) {
@@ -170,7 +170,7 @@ fn landed(summary: &mut Summary, meter: &RefCell<Meter<'_>>) {
 
 /// A remote path as SFTP takes it: relative paths are relative to the
 /// login directory already, so `~` and `~/` only need stripping.
-pub(super) fn sftp_path(remote: &str) -> String {
+pub(crate) fn sftp_path(remote: &str) -> String {
     let rest = match remote.strip_prefix("~/") {
         // `~//x` is `$HOME/x` to a shell, not `/x`.
         Some(r) => r.trim_start_matches('/'),

@@ -1,5 +1,5 @@
 //! Remote files over SFTP, for copies to and from hosts that refuse
-//! commands (see [`super::Via`]). One place that turns SFTP answers into
+//! commands (see [`crate::transfer::Via`]). One place that turns SFTP answers into
 //! [`Entry`] listings and [`CoreError`]s, and that moves file content with
 //! many requests in flight, so a copy pays the round trip once per window
 //! and not once per packet.
@@ -16,10 +16,10 @@ use belay_ssh::russh_sftp::client::error::Error as SftpError;
 use belay_ssh::russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use futures_util::stream::{self, FuturesOrdered, FuturesUnordered, StreamExt};
 
-use super::checksum::Cksum;
-use super::listing::{Entry, Kind};
-use super::progress::Meter;
 use crate::error::CoreError;
+use crate::transfer::checksum::Cksum;
+use crate::transfer::listing::{Entry, Kind};
+use crate::transfer::progress::Meter;
 use crate::transport::TransportError;
 
 /// Read or write requests of one file in flight at once.
@@ -28,14 +28,14 @@ const WINDOW: usize = 32;
 const DIRS_IN_FLIGHT: usize = 16;
 
 /// The host's files, through one SFTP session.
-pub(super) struct Files<'a> {
+pub(crate) struct Files<'a> {
     pub sftp: &'a Sftp,
     pub host: &'a str,
 }
 
 /// A listing: entries (root first, parents before children) and names the
 /// host answered that no file system can hold (`/` inside a name).
-pub(super) struct Listing {
+pub(crate) struct Listing {
     pub entries: Vec<Entry>,
     pub bad_names: Vec<String>,
 }
@@ -454,7 +454,7 @@ impl<'a> Files<'a> {
 }
 
 /// `dir/name`, or `name` at the top.
-pub(super) fn join(dir: &str, name: &str) -> String {
+pub(crate) fn join(dir: &str, name: &str) -> String {
     match dir {
         _ if name.is_empty() => dir.to_string(),
         "" => name.to_string(),

@@ -1,5 +1,5 @@
 //! Pull over SFTP, for hosts that refuse commands. Same rules as the exec
-//! pull ([`super::pull`]) and the same local code for everything that
+//! pull ([`crate::transfer::exec::pull`]) and the same local code for everything that
 //! touches the disk: names checked before use, nothing written through a
 //! symlink, `.NAME.belay-part` (0600) made durable before it is renamed.
 //!
@@ -22,18 +22,18 @@ use std::path::{Path, PathBuf};
 use belay_ssh::Sftp;
 use futures_util::stream::{self, StreamExt};
 
-use super::listing::{Entry, Kind};
-use super::paths::{is_temporary, safe_relative, symlink_stays_inside};
-use super::progress::{Meter, Progress};
-use super::pull::{
+use super::files::{Files, Listing, join};
+use super::push::{FILES_IN_FLIGHT, sftp_path};
+use crate::error::{CoreError, Result};
+use crate::paths::{is_temporary, safe_relative, symlink_stays_inside};
+use crate::transfer::landing::{
     Checked, NOT_UTF8, already_there, finish_partial, io_error, land, land_all, landing_name,
     local_destination, make_durable, open_for_writing, open_partial, partial_for, refuse,
     restore_modes, safe_dir,
 };
-use super::sftp_files::{Files, Listing, join};
-use super::sftp_push::{FILES_IN_FLIGHT, sftp_path};
-use super::{BIG_FILE, Summary};
-use crate::error::{CoreError, Result};
+use crate::transfer::listing::{Entry, Kind};
+use crate::transfer::progress::{Meter, Progress};
+use crate::transfer::{BIG_FILE, Summary};
 use crate::transport::ssh::runtime;
 
 /// Bytes at the end of a partial compared with the host's before resuming.
@@ -48,7 +48,7 @@ struct Item {
     target: PathBuf,
 }
 
-pub(super) fn run(
+pub(crate) fn run(
     sftp: &Sftp,
     host: &str,
     remote: &str,
@@ -176,7 +176,7 @@ pub(super) fn run(
         let result = async {
             // Small files land a batch at a time (as on the exec path), so a
             // cut link loses at most one batch's work.
-            for batch in super::batches(&small, |i| i.entry.size) {
+            for batch in crate::transfer::batches(&small, |i| i.entry.size) {
                 let mut fetches =
                     stream::iter(batch.iter().map(|i| pull_file(&fs, i, false, &meter)))
                         .buffer_unordered(FILES_IN_FLIGHT);

@@ -7,14 +7,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::checksum::{Cksum, Sum, file_sum};
-use super::listing::{self, Entry, FIND_FORMAT, Kind};
-use super::paths::{base_name, is_temporary, partial_name, remote_word};
-use super::progress::{Meter, Progress};
-use super::streamio::{StreamWriter, finish_with_output};
-use super::{BIG_FILE, Summary, remote_failure};
 use crate::error::{CoreError, Result};
+use crate::paths::{base_name, is_temporary, partial_name, remote_word};
 use crate::shell::quote;
+use crate::transfer::checksum::{Cksum, Sum, file_sum};
+use crate::transfer::listing::{self, Entry, FIND_FORMAT, Kind};
+use crate::transfer::progress::{Meter, Progress};
+use crate::transfer::streamio::{StreamWriter, finish_with_output};
+use crate::transfer::{BIG_FILE, Summary, remote_failure};
 use crate::transport::Transport;
 
 /// One thing to place on the host.
@@ -27,7 +27,7 @@ struct Item<'a> {
 
 /// Pushes `local` to `remote`: into it if it is a directory (`cp -r`), or,
 /// when `exact`, as it.
-pub(super) fn run(
+pub(crate) fn run(
     t: &dyn Transport,
     local: &Path,
     remote: &str,
@@ -108,7 +108,7 @@ pub(super) fn run(
             Kind::File => {
                 summary.files += 1;
                 summary.bytes += e.size;
-                if let Some(crlf) = super::crlf_warning(&item.local, !tree) {
+                if let Some(crlf) = crate::transfer::crlf_warning(&item.local, !tree) {
                     progress.warn(&crlf);
                 }
                 if there.is_some_and(|r| e.is_copied_as(r)) {
@@ -154,7 +154,7 @@ pub(super) fn run(
     let result = (|| {
         // Small files first: directories still missing at the destination
         // then arrive whole from the staging area (see `place`).
-        for batch in super::batches(&small, |i| i.entry.size) {
+        for batch in crate::transfer::batches(&small, |i| i.entry.size) {
             push_batch(t, &base, batch, &mut meter, summary)?;
         }
         // Directory modes last (a read-only directory is filled first); with
@@ -182,7 +182,7 @@ pub(super) fn run(
 
 /// The local tree to push (root first) and the name it is known by; only
 /// a regular file or a directory can be pushed.
-pub(super) fn local_source(local: &Path) -> Result<(Vec<Entry>, String)> {
+pub(crate) fn local_source(local: &Path) -> Result<(Vec<Entry>, String)> {
     let entries = listing::walk_local(local).map_err(|e| local_error(local, e))?;
     if !matches!(entries[0].kind, Kind::File | Kind::Dir) {
         return Err(CoreError::BadInput(format!(
@@ -193,7 +193,7 @@ pub(super) fn local_source(local: &Path) -> Result<(Vec<Entry>, String)> {
     Ok((entries, local_base_name(local)?))
 }
 
-pub(super) fn local_error(path: &Path, e: std::io::Error) -> CoreError {
+pub(crate) fn local_error(path: &Path, e: std::io::Error) -> CoreError {
     if e.kind() == std::io::ErrorKind::NotFound {
         CoreError::BadInput(format!(
             "no such local file or directory '{}'",
@@ -219,7 +219,7 @@ fn local_base_name(local: &Path) -> Result<String> {
 }
 
 /// Where the copy lands on the host.
-pub(super) struct Destination {
+pub(crate) struct Destination {
     /// Absolute path of the copy.
     pub path: String,
     /// Its parent directory (absolute) and its own name.
@@ -399,7 +399,7 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
-pub(super) fn partial_key(name: &str) -> String {
+pub(crate) fn partial_key(name: &str) -> String {
     match name.rsplit_once('/') {
         Some((dir, base)) => format!("{dir}/{}", partial_name(base)),
         None => partial_name(name),
@@ -709,7 +709,7 @@ fn push_big(
             Some(p) => {
                 let prefix =
                     file_sum(&item.local, Some(p)).map_err(|e| local_error(&item.local, e))?;
-                let out = super::long_script(t, &format!("cksum < {}", quote(&part)))?;
+                let out = crate::transfer::long_script(t, &format!("cksum < {}", quote(&part)))?;
                 let there = Sum::parse(&String::from_utf8_lossy(&out.stdout));
                 if out.status == 0 && there == Some(prefix.sum()) {
                     meter.kept(p);

@@ -175,52 +175,115 @@ fn a_pull_of_ten_thousand_long_names_from_local_has_no_argument_limit() {
 // 13. A file written while it is pulled.
 // ---------------------------------------------------------------------------
 
-/// A writer appends to `live.log` all through the pull (a running job's
-/// log) and another rewrites `ckpt.bin` in place: the batch holding them is
-/// not failed, every other file is copied, the copy of the log is whole
-/// lines the writer wrote, the checkpoint's copy is its bytes.
-fn pulls_a_file_being_written(b: &Belay, host: &str) {
-    let remote = shared_dir("belay-remote.");
-    let tree = remote.path().join("run");
+/// A running job's files being written while they are pulled: a log
+/// appended to line by line ([`log_line`], one write each: an append is
+/// atomic) and a checkpoint rewritten in place over and over.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn log_line(n: u64) -> String {
+    format!("line {n:08} of a live log\n")
+}
+
+impl Writers {
+    /// Appends lines from number `next` to `log`, one each `pause`, and
+    /// writes `ckpt_bytes(k)` over `ckpt` for k = 1, 2, … without pause.
+    fn start(
+        log: &Path,
+        next: u64,
+        pause: Duration,
+        ckpt: &Path,
+        ckpt_bytes: impl Fn(u8) -> Vec<u8> + Send + 'static,
+    ) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let appender = {
+            let (stop, log) = (stop.clone(), log.to_path_buf());
+            std::thread::spawn(move || {
+                let mut f = std::fs::File::options().append(true).open(&log).unwrap();
+                let mut n = next;
+                while !stop.load(Ordering::Relaxed) {
+                    f.write_all(log_line(n).as_bytes()).unwrap();
+                    n += 1;
+                    std::thread::sleep(pause);
+                }
+            })
+        };
+        let rewriter = {
+            let (stop, ckpt) = (stop.clone(), ckpt.to_path_buf());
+            std::thread::spawn(move || {
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::File::options().write(true).open(&ckpt).unwrap();
+                let mut k = 0u8;
+                while !stop.load(Ordering::Relaxed) {
+                    k = k.wrapping_add(1);
+                    f.write_all_at(&ckpt_bytes(k), 0).unwrap();
+                }
+            })
+        };
+        Writers {
+            stop,
+            threads: vec![appender, rewriter],
+        }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// A tree `run` with `n` small files beside the live ones.
+fn run_tree(remote: &Path, n: usize) -> std::path::PathBuf {
+    let tree = remote.join("run");
     std::fs::create_dir_all(&tree).unwrap();
-    for i in 0..200 {
+    for i in 0..n {
         std::fs::write(tree.join(format!("f{i:03}")), random_bytes(4 * KIB)).unwrap();
     }
-    let log = tree.join("live.log");
-    std::fs::write(&log, b"").unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    // A checkpoint rewritten in place, over and over, with the same bytes:
-    // its size never changes, its mtime always does.
-    let ckpt = tree.join("ckpt.bin");
+    tree
+}
+
+/// The small files arrived; the log's copy is whole lines the writer
+/// wrote, in order, at least `listed` bytes of them.
+fn assert_rest_and_log(tree: &Path, dest: &Path, n: usize, log: &str, listed: usize) {
+    for i in 0..n {
+        let name = format!("f{i:03}");
+        assert_same_file(&tree.join(&name), &dest.join(&name));
+    }
+    let copy = std::fs::read_to_string(dest.join(log)).expect("the log is copied");
+    assert!(copy.len() >= listed, "at least what was listed");
+    assert!(
+        copy.lines()
+            .enumerate()
+            .all(|(i, l)| format!("{l}\n") == log_line(i as u64)),
+        "the copy is lines the writer wrote, in order, whole"
+    );
+}
+
+/// Small files (tar batches): `live.log` grows all through the pull and
+/// `ckpt.bin` is rewritten with the same bytes (its size never changes,
+/// its mtime always does): the batch holding them is not failed, the
+/// change is said, everything is copied as it was read.
+fn pulls_a_file_being_written(b: &Belay, host: &str) {
+    let remote = shared_dir("belay-remote.");
+    let tree = run_tree(remote.path(), 200);
+    std::fs::write(tree.join("live.log"), b"").unwrap();
     let ckpt_bytes = random_bytes(64 * KIB);
-    std::fs::write(&ckpt, &ckpt_bytes).unwrap();
-    let rewriter = {
-        let (stop, ckpt, bytes) = (stop.clone(), ckpt.clone(), ckpt_bytes.clone());
-        std::thread::spawn(move || {
-            use std::os::unix::fs::FileExt;
-            let f = std::fs::File::options().write(true).open(&ckpt).unwrap();
-            while !stop.load(Ordering::Relaxed) {
-                f.write_all_at(&bytes, 0).unwrap();
-            }
-        })
-    };
-    let writer = {
-        let (stop, log) = (stop.clone(), log.clone());
-        std::thread::spawn(move || {
-            let mut f = std::fs::File::options().append(true).open(&log).unwrap();
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                // One write per line (an append is atomic), ~3,000 lines a
-                // second: a small file (tar batches) all through the test.
-                let line = format!("line {n:08} of a live log\n");
-                f.write_all(line.as_bytes()).unwrap();
-                n += 1;
-                std::thread::sleep(Duration::from_micros(300));
-            }
-        })
-    };
+    std::fs::write(tree.join("ckpt.bin"), &ckpt_bytes).unwrap();
+    let same = ckpt_bytes.clone();
+    // ~3,000 lines a second: a small file all through the test.
+    let writers = Writers::start(
+        &tree.join("live.log"),
+        0,
+        Duration::from_micros(300),
+        &tree.join("ckpt.bin"),
+        move |_| same.clone(),
+    );
     let dest = b.scratch("run");
-    // Several pulls, so the writer is surely caught mid-file at least once.
+    // Several pulls, so the writers are surely caught mid-file.
     let mut outs = Vec::new();
     for _ in 0..3 {
         let _ = std::fs::remove_dir_all(&dest);
@@ -233,9 +296,7 @@ fn pulls_a_file_being_written(b: &Belay, host: &str) {
                 .output(),
         );
     }
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
-    rewriter.join().unwrap();
+    writers.stop();
     for out in &outs {
         assert!(
             out.status.success(),
@@ -248,20 +309,10 @@ fn pulls_a_file_being_written(b: &Belay, host: &str) {
         "the change is said: {}",
         describe(&outs[0])
     );
-    for i in 0..200 {
-        let name = format!("f{i:03}");
-        assert_same_file(&tree.join(&name), &dest.join(&name));
-    }
+    assert_rest_and_log(&tree, &dest, 200, "live.log", 0);
     assert_eq!(
         std::fs::read(dest.join("ckpt.bin")).expect("the checkpoint is copied"),
         ckpt_bytes
-    );
-    let copy = std::fs::read_to_string(dest.join("live.log")).expect("the log is copied");
-    assert!(
-        copy.lines()
-            .enumerate()
-            .all(|(i, l)| l == format!("line {i:08} of a live log")),
-        "the copy is lines the writer wrote, in order, whole"
     );
 }
 
@@ -282,47 +333,22 @@ fn a_file_written_while_pulled_on_local_does_not_fail_its_batch() {
 /// while the rest of the copy goes on (exit 1).
 fn pulls_big_files_being_written(b: &Belay, host: &str) {
     let remote = shared_dir("belay-remote.");
-    let tree = remote.path().join("run");
-    std::fs::create_dir_all(&tree).unwrap();
-    for i in 0..10 {
-        std::fs::write(tree.join(format!("f{i:03}")), random_bytes(4 * KIB)).unwrap();
-    }
-    let line = |n: u64| format!("line {n:08} of a live log\n");
+    let tree = run_tree(remote.path(), 10);
     let mut first = String::new();
     let mut n = 0;
     while first.len() < 5 * MIB {
-        first.push_str(&line(n));
+        first.push_str(&log_line(n));
         n += 1;
     }
-    let log = tree.join("big.log");
-    std::fs::write(&log, &first).unwrap();
-    let ckpt = tree.join("ckpt.bin");
-    std::fs::write(&ckpt, vec![0u8; 5 * MIB]).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (stop, log) = (stop.clone(), log.clone());
-        std::thread::spawn(move || {
-            let mut f = std::fs::File::options().append(true).open(&log).unwrap();
-            let mut n = n;
-            while !stop.load(Ordering::Relaxed) {
-                f.write_all(line(n).as_bytes()).unwrap();
-                n += 1;
-                std::thread::sleep(Duration::from_micros(100));
-            }
-        })
-    };
-    let rewriter = {
-        let (stop, ckpt) = (stop.clone(), ckpt.clone());
-        std::thread::spawn(move || {
-            use std::os::unix::fs::FileExt;
-            let f = std::fs::File::options().write(true).open(&ckpt).unwrap();
-            let mut k = 0u8;
-            while !stop.load(Ordering::Relaxed) {
-                k = k.wrapping_add(1);
-                f.write_all_at(&vec![k; 5 * MIB], 0).unwrap();
-            }
-        })
-    };
+    std::fs::write(tree.join("big.log"), &first).unwrap();
+    std::fs::write(tree.join("ckpt.bin"), vec![0u8; 5 * MIB]).unwrap();
+    let writers = Writers::start(
+        &tree.join("big.log"),
+        n,
+        Duration::from_micros(100),
+        &tree.join("ckpt.bin"),
+        |k| vec![k; 5 * MIB],
+    );
     let dest = b.scratch("run");
     let out = b
         .cmd(["pull", host])
@@ -331,9 +357,7 @@ fn pulls_big_files_being_written(b: &Belay, host: &str) {
         .arg("--json")
         .deadline(Duration::from_secs(120))
         .output();
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
-    rewriter.join().unwrap();
+    writers.stop();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let err = stderr_of(&out);
     assert!(
@@ -343,18 +367,7 @@ fn pulls_big_files_being_written(b: &Belay, host: &str) {
     );
     assert_eq!(json_of(&out)["refused"], serde_json::json!(["ckpt.bin"]));
     assert!(!std::fs::exists(dest.join("ckpt.bin")).unwrap());
-    for i in 0..10 {
-        let name = format!("f{i:03}");
-        assert_same_file(&tree.join(&name), &dest.join(&name));
-    }
-    let copy = std::fs::read_to_string(dest.join("big.log")).expect("the log is copied");
-    assert!(copy.len() >= first.len(), "at least what was listed");
-    assert!(
-        copy.lines()
-            .enumerate()
-            .all(|(i, l)| format!("{l}\n") == line(i as u64)),
-        "the copy is lines the writer wrote, in order, whole"
-    );
+    assert_rest_and_log(&tree, &dest, 10, "big.log", first.len());
 }
 
 #[test]

@@ -20,3 +20,4 @@ mod states;
 mod store_and_input;
 mod submit_outcomes;
 mod transfer;
+mod transfer_hardening;

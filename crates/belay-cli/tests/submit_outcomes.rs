@@ -138,11 +138,14 @@ fn a_wrapper_that_cannot_record_started_on_a_full_disk_does_not_run_the_command(
         .output();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(9), "{}", stderr_of(&out));
+    // The one job directory (the workroot also holds its `.belay-workroot`
+    // marker).
     let jobs: Vec<_> = std::fs::read_dir(host.remote_view(disk.path()))
         .unwrap()
         .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .collect();
-    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
     let dir = disk.path().join(jobs[0].file_name());
     let dir_s = dir.to_str().unwrap();
     // ...the disk fills up, and the staged wrapper is started then (as a

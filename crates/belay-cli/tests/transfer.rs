@@ -23,15 +23,10 @@ use serde_json::Value;
 const BIG: usize = 64 * MIB;
 const FAIL_AT: usize = 32 * MIB;
 
-/// A path as a command-line argument. Leaked: a test's handful of short
-/// strings, so that argument arrays can be built from temporaries.
-fn p(path: &Path) -> &'static str {
-    Box::leak(
-        path.to_str()
-            .expect("utf-8 path")
-            .to_owned()
-            .into_boxed_str(),
-    )
+/// A path as a command-line argument (`&p(..)` in an argument array: the
+/// temporary lives as long as the array).
+fn p(path: &Path) -> String {
+    path.to_str().expect("utf-8 path").to_owned()
 }
 
 /// A fresh directory on the shared file system (visible to local and to
@@ -157,8 +152,8 @@ fn copies_keep_everything(b: &Belay, host: &str, method: &str) {
     let args = [
         "push",
         host,
-        p(&t.join("secret")),
-        p(&r.join("secret-copy")),
+        &p(&t.join("secret")),
+        &p(&r.join("secret-copy")),
         "--json",
     ];
     let v = ok_json(b, &args);
@@ -178,7 +173,7 @@ fn copies_keep_everything(b: &Belay, host: &str, method: &str) {
 
     // Into an existing directory: the file keeps its own name (0755 stays).
     // Silent on success when stderr is not a terminal (no progress bars).
-    let args = ["push", host, p(&t.join("run.sh")), p(r)];
+    let args = ["push", host, &p(&t.join("run.sh")), &p(r)];
     let out = b.run(&args);
     assert_ok(&args, &out);
     assert_eq!(stderr_of(&out), "", "no progress without a terminal");
@@ -186,18 +181,23 @@ fn copies_keep_everything(b: &Belay, host: &str, method: &str) {
     assert_eq!(mode_of(&r.join("run.sh")), 0o755);
     // A trailing slash means "inside"; a name with a space.
     std::fs::create_dir(r.join("slash")).unwrap();
-    let slash = format!("{}/", p(&r.join("slash")));
-    b.ok(&["push", host, p(&t.join("with space.txt")), &slash]);
+    let slash = format!("{}/", &p(&r.join("slash")));
+    b.ok(&["push", host, &p(&t.join("with space.txt")), &slash]);
     assert_same_file(&t.join("with space.txt"), &r.join("slash/with space.txt"));
     // A name with a newline; an empty file.
-    b.ok(&["push", host, p(&t.join("new\nline.txt")), p(r)]);
+    b.ok(&["push", host, &p(&t.join("new\nline.txt")), &p(r)]);
     assert_same_file(&t.join("new\nline.txt"), &r.join("new\nline.txt"));
-    b.ok(&["push", host, p(&t.join("empty")), p(&r.join("empty-copy"))]);
+    b.ok(&[
+        "push",
+        host,
+        &p(&t.join("empty")),
+        &p(&r.join("empty-copy")),
+    ]);
     assert_same_file(&t.join("empty"), &r.join("empty-copy"));
     assert_eq!(std::fs::metadata(r.join("empty-copy")).unwrap().len(), 0);
 
     // A tree into an existing directory lands under its own name...
-    let args = ["push", host, p(t), p(r), "--json"];
+    let args = ["push", host, &p(t), &p(r), "--json"];
     let v = ok_json(b, &args);
     assert_eq!(v["method"], method, "{v:#}");
     assert_same_tree(t, &r.join("tree"));
@@ -207,7 +207,7 @@ fn copies_keep_everything(b: &Belay, host: &str, method: &str) {
     assert_eq!(num(&v, "bytes"), tree.bytes, "{v:#}");
     assert_eq!(num(&v, "bytes_sent"), tree.bytes, "{v:#}");
     // ...and to a new name, the destination *is* the copy.
-    b.ok(&["push", host, p(t), p(&r.join("named"))]);
+    b.ok(&["push", host, &p(t), &p(&r.join("named"))]);
     assert_same_tree(t, &r.join("named"));
     assert!(!exists(&r.join("named/tree")), "named the copy, not inside");
     // The symlink is a symlink still, with its target untouched.
@@ -222,8 +222,8 @@ fn copies_keep_everything(b: &Belay, host: &str, method: &str) {
     let args = [
         "pull",
         host,
-        p(&r.join("named/secret")),
-        p(&l.join("secret-back")),
+        &p(&r.join("named/secret")),
+        &p(&l.join("secret-back")),
         "--json",
     ];
     let v = ok_json(b, &args);
@@ -237,15 +237,15 @@ fn copies_keep_everything(b: &Belay, host: &str, method: &str) {
         "pull counts received bytes: {v:#}"
     );
     // Into an existing directory, a name with a newline.
-    b.ok(&["pull", host, p(&r.join("named/new\nline.txt")), p(&l)]);
+    b.ok(&["pull", host, &p(&r.join("named/new\nline.txt")), &p(&l)]);
     assert_same_file(&t.join("new\nline.txt"), &l.join("new\nline.txt"));
     // Trailing slash.
     std::fs::create_dir(l.join("slash")).unwrap();
-    let slash = format!("{}/", p(&l.join("slash")));
-    b.ok(&["pull", host, p(&r.join("named/run.sh")), &slash]);
+    let slash = format!("{}/", &p(&l.join("slash")));
+    b.ok(&["pull", host, &p(&r.join("named/run.sh")), &slash]);
     assert_same_file(&t.join("run.sh"), &l.join("slash/run.sh"));
     // A tree into an existing directory, then to a new name.
-    let args = ["pull", host, p(&r.join("named")), p(&l)];
+    let args = ["pull", host, &p(&r.join("named")), &p(&l)];
     let out = run_long(b, &args);
     assert_ok(&args, &out);
     assert_eq!(stderr_of(&out), "", "no progress without a terminal");
@@ -253,8 +253,8 @@ fn copies_keep_everything(b: &Belay, host: &str, method: &str) {
     let args = [
         "pull",
         host,
-        p(&r.join("named")),
-        p(&l.join("copy")),
+        &p(&r.join("named")),
+        &p(&l.join("copy")),
         "--json",
     ];
     let v = ok_json(b, &args);
@@ -288,14 +288,14 @@ fn push_and_pull_over_ssh_keep_bytes_modes_mtimes_and_symlinks() {
 fn home_paths_work(host: &Loopback, b: &Belay) -> PathBuf {
     let f = b.scratch("homefile");
     write_file(&f, b"at home\n", 0o600, 1_600_000_000);
-    b.ok(&["push", "target", p(&f), "rel-copy"]);
+    b.ok(&["push", "target", &p(&f), "rel-copy"]);
     assert_same_file(&f, &host.remote_view(Path::new("/root/rel-copy")));
-    b.ok(&["push", "target", p(&f), "~/tilde-copy"]);
+    b.ok(&["push", "target", &p(&f), "~/tilde-copy"]);
     assert_same_file(&f, &host.remote_view(Path::new("/root/tilde-copy")));
     let back = b.scratch("from-home");
-    b.ok(&["pull", "target", "~/tilde-copy", p(&back)]);
+    b.ok(&["pull", "target", "~/tilde-copy", &p(&back)]);
     assert_same_file(&f, &back);
-    b.ok(&["pull", "target", "rel-copy", p(&b.scratch("from-rel"))]);
+    b.ok(&["pull", "target", "rel-copy", &p(&b.scratch("from-rel"))]);
     assert_same_file(&f, &b.scratch("from-rel"));
     f
 }
@@ -317,7 +317,7 @@ fn everything_works_against_an_sshd_without_sftp() {
     assert!(!conf.contains("Subsystem"), "{conf}");
     // OpenSSH's own sftp client is refused by this sshd.
     let mut sftp = std::process::Command::new("sftp");
-    sftp.args(["-F", p(&host.config), "-b", "/dev/null", "target"])
+    sftp.args(["-F", &p(&host.config), "-b", "/dev/null", "target"])
         .stdin(std::process::Stdio::null());
     let out = run_with_deadline(sftp, Duration::from_secs(30));
     assert!(
@@ -332,7 +332,7 @@ fn everything_works_against_an_sshd_without_sftp() {
     let r = remote.path();
     let v = ok_json(
         &b,
-        &["push", "target", p(&tree.root), p(&r.join("t")), "--json"],
+        &["push", "target", &p(&tree.root), &p(&r.join("t")), "--json"],
     );
     assert_eq!(v["method"], "exec", "{v:#}");
     assert_same_tree(&tree.root, &r.join("t"));
@@ -341,8 +341,8 @@ fn everything_works_against_an_sshd_without_sftp() {
         &[
             "pull",
             "target",
-            p(&r.join("t")),
-            p(&b.scratch("back")),
+            &p(&r.join("t")),
+            &p(&b.scratch("back")),
             "--json",
         ],
     );
@@ -354,7 +354,7 @@ fn everything_works_against_an_sshd_without_sftp() {
         "run",
         "target",
         "--input",
-        p(&tree.root),
+        &p(&tree.root),
         "--output",
         "out.txt",
         "--",
@@ -376,15 +376,15 @@ fn everything_works_against_an_sshd_without_sftp() {
     );
     let to = b.scratch("fetched");
     std::fs::create_dir(&to).unwrap();
-    b.ok(&["fetch", &id, "--to", p(&to)]);
+    b.ok(&["fetch", &id, "--to", &p(&to)]);
     assert!(std::fs::read(to.join("out.txt")).unwrap() == want);
 
     // Asked for SFTP, the server's refusal is the error.
     let args = [
         "push",
         "target",
-        p(&tree.root),
-        p(&r.join("s")),
+        &p(&tree.root),
+        &p(&r.join("s")),
         "--via",
         "sftp",
     ];
@@ -453,18 +453,18 @@ fn push_resumes(host: &Loopback, method: &str) {
     let dst = remote.path().join("final.bin");
     let partial = remote.path().join(".final.bin.belay-part");
 
-    killed_mid_transfer(&b, &["push", "target", p(&src), p(&dst)]);
+    killed_mid_transfer(&b, &["push", "target", &p(&src), &p(&dst)]);
     host.wait_sessions_gone();
     assert_partial_only(&dst, &partial);
 
-    let v = ok_json(&b, &["push", "target", p(&src), p(&dst), "--json"]);
+    let v = ok_json(&b, &["push", "target", &p(&src), &p(&dst), "--json"]);
     assert_eq!(v["method"], method, "{v:#}");
     assert_resumed(&v);
     assert_same_file(&src, &dst);
     assert!(!exists(&partial), "partial renamed away");
 
     // Once complete, pushing again sends nothing.
-    let v = ok_json(&b, &["push", "target", p(&src), p(&dst), "--json"]);
+    let v = ok_json(&b, &["push", "target", &p(&src), &p(&dst), "--json"]);
     assert_eq!(num(&v, "files_skipped"), 1, "{v:#}");
     assert_eq!(num(&v, "files_transferred"), 0, "{v:#}");
     assert_eq!(num(&v, "bytes_sent"), 0, "{v:#}");
@@ -479,17 +479,17 @@ fn pull_resumes(host: &Loopback, method: &str) {
     let dst = b.scratch("final.bin");
     let partial = b.scratch(".final.bin.belay-part");
 
-    killed_mid_transfer(&b, &["pull", "target", p(&src), p(&dst)]);
+    killed_mid_transfer(&b, &["pull", "target", &p(&src), &p(&dst)]);
     host.wait_sessions_gone();
     assert_partial_only(&dst, &partial);
 
-    let v = ok_json(&b, &["pull", "target", p(&src), p(&dst), "--json"]);
+    let v = ok_json(&b, &["pull", "target", &p(&src), &p(&dst), "--json"]);
     assert_eq!(v["method"], method, "{v:#}");
     assert_resumed(&v);
     assert_same_file(&src, &dst);
     assert!(!exists(&partial), "partial renamed away");
 
-    let v = ok_json(&b, &["pull", "target", p(&src), p(&dst), "--json"]);
+    let v = ok_json(&b, &["pull", "target", &p(&src), &p(&dst), "--json"]);
     assert_eq!(num(&v, "files_skipped"), 1, "{v:#}");
     assert_eq!(num(&v, "bytes_sent"), 0, "{v:#}");
 }
@@ -513,10 +513,16 @@ fn a_complete_tree_is_skipped_when_pushed_or_pulled_again() {
     // now exists as a directory would go inside it, as with `cp -r`).
     let remote = shared_dir("belay-remote.");
     let dst = remote.path().join("tree");
-    b.ok(&["push", "target", p(&tree.root), p(remote.path())]);
+    b.ok(&["push", "target", &p(&tree.root), &p(remote.path())]);
     let v = ok_json(
         &b,
-        &["push", "target", p(&tree.root), p(remote.path()), "--json"],
+        &[
+            "push",
+            "target",
+            &p(&tree.root),
+            &p(remote.path()),
+            "--json",
+        ],
     );
     assert_eq!(num(&v, "files"), tree.files as u64, "{v:#}");
     assert_eq!(num(&v, "files_skipped"), tree.files as u64, "{v:#}");
@@ -526,8 +532,8 @@ fn a_complete_tree_is_skipped_when_pushed_or_pulled_again() {
 
     let back = b.scratch("back");
     std::fs::create_dir(&back).unwrap();
-    b.ok(&["pull", "target", p(&dst), p(&back)]);
-    let v = ok_json(&b, &["pull", "target", p(&dst), p(&back), "--json"]);
+    b.ok(&["pull", "target", &p(&dst), &p(&back)]);
+    let v = ok_json(&b, &["pull", "target", &p(&dst), &p(&back), "--json"]);
     assert_eq!(num(&v, "files_skipped"), tree.files as u64, "{v:#}");
     assert_eq!(num(&v, "files_transferred"), 0, "{v:#}");
     assert_eq!(num(&v, "bytes_sent"), 0, "{v:#}");
@@ -540,7 +546,13 @@ fn a_complete_tree_is_skipped_when_pushed_or_pulled_again() {
     set_mode_mtime(&top, 0o644, 1_700_000_000);
     let v = ok_json(
         &b,
-        &["push", "target", p(&tree.root), p(remote.path()), "--json"],
+        &[
+            "push",
+            "target",
+            &p(&tree.root),
+            &p(remote.path()),
+            "--json",
+        ],
     );
     assert_eq!(num(&v, "files_transferred"), 1, "{v:#}");
     assert_eq!(num(&v, "files_skipped"), tree.files as u64 - 1, "{v:#}");
@@ -568,11 +580,11 @@ fn corrupt_partials_are_not_extended(host: &Loopback, method: &str, pull_damage:
     let dst = remote.path().join("big.bin");
     let partial = remote.path().join(".big.bin.belay-part");
 
-    killed_mid_transfer(&b, &["push", "target", p(&src), p(&dst)]);
+    killed_mid_transfer(&b, &["push", "target", &p(&src), &p(&dst)]);
     host.wait_sessions_gone();
     assert_partial_only(&dst, &partial);
     corrupt(&partial, MIB as u64, 4096);
-    let v = ok_json(&b, &["push", "target", p(&src), p(&dst), "--json"]);
+    let v = ok_json(&b, &["push", "target", &p(&src), &p(&dst), "--json"]);
     assert_eq!(v["method"], method, "{v:#}");
     assert_eq!(num(&v, "bytes_resumed"), 0, "{v:#}");
     assert_eq!(num(&v, "files_transferred"), 1, "{v:#}");
@@ -581,11 +593,11 @@ fn corrupt_partials_are_not_extended(host: &Loopback, method: &str, pull_damage:
 
     let back = b.scratch("back.bin");
     let local_partial = b.scratch(".back.bin.belay-part");
-    killed_mid_transfer(&b, &["pull", "target", p(&dst), p(&back)]);
+    killed_mid_transfer(&b, &["pull", "target", &p(&dst), &p(&back)]);
     host.wait_sessions_gone();
     let len = assert_partial_only(&back, &local_partial);
     corrupt(&local_partial, pull_damage(len), 4096);
-    let v = ok_json(&b, &["pull", "target", p(&dst), p(&back), "--json"]);
+    let v = ok_json(&b, &["pull", "target", &p(&dst), &p(&back), "--json"]);
     assert_eq!(v["method"], method, "{v:#}");
     assert_eq!(num(&v, "bytes_resumed"), 0, "{v:#}");
     assert_same_file(&src, &back);
@@ -628,7 +640,8 @@ fn refuses_symlinks_out(host: &Loopback, extra: &[&str]) {
     let base = b.scratch("base");
     std::fs::create_dir_all(base.join("a/b")).unwrap();
     let dst = base.join("a/b/dst");
-    let mut args = vec!["pull", "target", p(&h), p(&dst), "--json"];
+    let (h_arg, dst_arg) = (p(&h), p(&dst));
+    let mut args = vec!["pull", "target", &h_arg, &dst_arg, "--json"];
     args.extend_from_slice(extra);
     let out = run_long(&b, &args);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
@@ -673,19 +686,19 @@ fn pull_refuses_entries_a_hostile_remote_tar_invents() {
         .file("../escape.txt", b"escaped\n", 0o644, 1_600_000_000)
         .file("sub/../../escape2.txt", b"escaped\n", 0o644, 1_600_000_000)
         .file(
-            &format!("{}/abs.txt", p(s)),
+            &format!("{}/abs.txt", &p(s)),
             b"absolute\n",
             0o644,
             1_600_000_000,
         )
-        .symlink("out-link", p(s))
+        .symlink("out-link", &p(s))
         .file(
             "out-link/evil.txt",
             b"through a symlink\n",
             0o644,
             1_600_000_000,
         )
-        .hardlink("hard-link", &format!("{}/abs.txt", p(s)))
+        .hardlink("hard-link", &format!("{}/abs.txt", &p(s)))
         .char_device("null-dev", 1, 3)
         .finish();
     // Without the end-of-archive blocks: the real archive follows.
@@ -704,18 +717,18 @@ fn pull_refuses_entries_a_hostile_remote_tar_invents() {
          case \"$1\" in -*) ;; *c*) create=1;; esac\n\
          if [ -n \"$create\" ]; then cat '{d}/hostile.tar'; fi\n\
          exec '{d}/real-tar' \"$@\"\n",
-        d = p(f)
+        d = &p(f)
     );
     std::fs::write(f.join("tar"), script).unwrap();
     std::fs::set_permissions(f.join("tar"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    host.in_namespace(&["mount", "--bind", p(&f.join("tar")), "/usr/bin/tar"]);
+    host.in_namespace(&["mount", "--bind", &p(&f.join("tar")), "/usr/bin/tar"]);
     // The remote sessions now run the fake, on PATH and by absolute path.
     let probe = format!(
         "tar -cf - /etc/hostname | head -c {n} | cmp -s - '{d}/hostile.tar' \
          && /usr/bin/tar -cf - /etc/hostname | head -c {n} | cmp -s - '{d}/hostile.tar' \
          && echo fake-tar-active",
         n = prefix.len(),
-        d = p(f)
+        d = &p(f)
     );
     let seen = b.ok(&["run", "--no-login-shell", "target", "--", &probe]);
     assert_eq!(
@@ -739,7 +752,7 @@ fn pull_refuses_entries_a_hostile_remote_tar_invents() {
     let base = b.scratch("base");
     std::fs::create_dir_all(base.join("a/b")).unwrap();
     let dst = base.join("a/b/dst");
-    let args = ["pull", "target", p(&h), p(&dst)];
+    let args = ["pull", "target", &p(&h), &p(&dst)];
     let out = run_long(&b, &args);
     let calls = std::fs::read_to_string(f.join("invocations")).unwrap_or_default();
     assert!(
@@ -806,27 +819,27 @@ fn bad_paths_are_exit_2_naming_them_and_record_nothing() {
 
     // A missing local path (push).
     let missing = b.scratch("no-such-file");
-    let args = ["push", "target", p(&missing), p(&r.join("x"))];
-    assert_bad_input(&args, &b.run(&args), &[&format!("'{}'", p(&missing))]);
+    let args = ["push", "target", &p(&missing), &p(&r.join("x"))];
+    assert_bad_input(&args, &b.run(&args), &[&format!("'{}'", &p(&missing))]);
     assert!(!exists(&r.join("x")));
     // A missing remote path (pull).
     let gone = r.join("no-such-remote");
-    let args = ["pull", "target", p(&gone), p(&b.scratch("y"))];
-    assert_bad_input(&args, &b.run(&args), &[&format!("'{}'", p(&gone))]);
+    let args = ["pull", "target", &p(&gone), &p(&b.scratch("y"))];
+    assert_bad_input(&args, &b.run(&args), &[&format!("'{}'", &p(&gone))]);
     assert!(!exists(&b.scratch("y")));
     // Destination parent directory missing, both ways.
     let nowhere = r.join("no/such/dir");
-    let args = ["push", "target", p(&local), p(&nowhere.join("x"))];
-    assert_bad_input(&args, &b.run(&args), &[p(&nowhere)]);
+    let args = ["push", "target", &p(&local), &p(&nowhere.join("x"))];
+    assert_bad_input(&args, &b.run(&args), &[&p(&nowhere)]);
     assert!(!exists(&r.join("no")), "nothing created on the way");
     let nowhere = b.scratch("no/such/dir");
     let args = [
         "pull",
         "target",
-        p(&r.join("there.txt")),
-        p(&nowhere.join("x")),
+        &p(&r.join("there.txt")),
+        &p(&nowhere.join("x")),
     ];
-    assert_bad_input(&args, &b.run(&args), &[p(&nowhere)]);
+    assert_bad_input(&args, &b.run(&args), &[&p(&nowhere)]);
     assert!(!exists(&b.scratch("no")));
 
     // run --input of a missing path: nothing recorded.
@@ -834,7 +847,7 @@ fn bad_paths_are_exit_2_naming_them_and_record_nothing() {
     assert_bad_input(&args, &b.run(&args), &["/nope"]);
     assert!(b.jobs().is_empty(), "no job recorded: {:#?}", b.jobs());
     // A malformed --input NAME (`..`) or --output.
-    let bad_name = format!("{}:../up", p(&local));
+    let bad_name = format!("{}:../up", &p(&local));
     let args = ["run", "target", "--input", &bad_name, "--", "true"];
     assert_bad_input(&args, &b.run(&args), &["../up"]);
     let args = ["run", "target", "--output", "", "--", "true"];
@@ -853,7 +866,7 @@ fn no_space_left_is_exit_1_naming_the_path_and_leaves_no_final_file() {
     let src = b.scratch("big.bin");
     write_file(&src, &random_bytes(4 * MIB), 0o644, 1_600_000_000);
     let dst = disk.path().join("big.bin");
-    let args = ["push", "target", p(&src), p(&dst)];
+    let args = ["push", "target", &p(&src), &p(&dst)];
     let t = std::time::Instant::now();
     let out = run_long(&b, &args);
     let took = t.elapsed();
@@ -864,7 +877,7 @@ fn no_space_left_is_exit_1_naming_the_path_and_leaves_no_final_file() {
         describe(&args, &out)
     );
     let err = stderr_of(&out);
-    assert!(err.contains(p(disk.path())), "names the path: {err}");
+    assert!(err.contains(&p(disk.path())), "names the path: {err}");
     assert!(
         err.to_lowercase().contains("no space left"),
         "says why: {err}"
@@ -888,7 +901,7 @@ fn no_space_left_is_exit_1_naming_the_path_and_leaves_no_final_file() {
         );
     }
     let dst = disk2.path().join("smalls");
-    let args = ["push", "target", p(&tree), p(&dst)];
+    let args = ["push", "target", &p(&tree), &p(&dst)];
     let t = std::time::Instant::now();
     let out = run_long(&b, &args);
     let took = t.elapsed();
@@ -899,7 +912,7 @@ fn no_space_left_is_exit_1_naming_the_path_and_leaves_no_final_file() {
         describe(&args, &out)
     );
     let err = stderr_of(&out);
-    assert!(err.contains(p(disk2.path())), "names the path: {err}");
+    assert!(err.contains(&p(disk2.path())), "names the path: {err}");
     let view = host.remote_view(&dst);
     let mut complete = 0;
     for i in 0..3 {
@@ -961,7 +974,7 @@ fn crlf_scripts_get_a_warning_with_the_fix_and_the_job_still_runs() {
     let remote = shared_dir("belay-remote.");
     let tool = b.scratch("tool");
     std::fs::write(&tool, b"#!/usr/bin/env python3\r\nprint(1)\r\n").unwrap();
-    let args = ["push", "target", p(&tool), p(remote.path())];
+    let args = ["push", "target", &p(&tool), &p(remote.path())];
     let out = b.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&args, &out));
     assert!(
@@ -980,7 +993,7 @@ fn crlf_scripts_get_a_warning_with_the_fix_and_the_job_still_runs() {
     let clean = b.scratch("clean.sh");
     std::fs::write(&clean, b"#!/bin/sh\necho ok\n").unwrap();
     for f in [&data, &clean] {
-        let args = ["push", "target", p(f), p(remote.path())];
+        let args = ["push", "target", &p(f), &p(remote.path())];
         let out = b.run(&args);
         assert_ok(&args, &out);
         assert!(
@@ -1020,7 +1033,7 @@ fn inputs_and_outputs(b: &Belay, host: &str) {
     let err = stderr_of(&out);
     assert!(
         err.lines()
-            .any(|l| l.starts_with("belay: outputs of ") && l.contains(p(&results))),
+            .any(|l| l.starts_with("belay: outputs of ") && l.contains(&p(&results))),
         "{err}"
     );
     let job = b.job(&id);
@@ -1031,7 +1044,7 @@ fn inputs_and_outputs(b: &Belay, host: &str) {
     // fetch --to, with --json.
     let to = b.scratch("fetched");
     std::fs::create_dir(&to).unwrap();
-    let v = ok_json(b, &["fetch", &id, "--to", p(&to), "--json"]);
+    let v = ok_json(b, &["fetch", &id, "--to", &p(&to), "--json"]);
     assert_eq!(
         std::fs::read_to_string(to.join("result.txt"))
             .unwrap()
@@ -1139,7 +1152,7 @@ fn read_only_files_cut_mid_batch_leave_writable_partials_and_resume() {
     }
     let dst = b.scratch("ro-dst");
     std::fs::create_dir(&dst).unwrap();
-    let args = ["pull", "target", p(&src), p(&dst)];
+    let args = ["pull", "target", &p(&src), &p(&dst)];
     let mut c = b.command(&args);
     c.env("BELAY_FAILPOINT", "transfer-bytes:4000000");
     let out = run_with_deadline(c, Duration::from_secs(120));
@@ -1179,7 +1192,7 @@ fn pull_refuses_symlinks_that_climb_out_through_other_symlinks() {
     std::fs::write(src.join("ok.txt"), b"fine\n").unwrap();
     let dst = b.scratch("chain-dst");
     std::fs::create_dir(&dst).unwrap();
-    let args = ["pull", "target", p(&src), p(&dst), "--json"];
+    let args = ["pull", "target", &p(&src), &p(&dst), "--json"];
     let out = run_long(&b, &args);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
     let v = parse_json(&args, &out);
@@ -1208,7 +1221,7 @@ fn inputs_keep_their_given_names_and_may_not_collide() {
         "run",
         "local",
         "--input",
-        p(&link),
+        &p(&link),
         "--",
         "cat",
         "train.csv",
@@ -1227,9 +1240,9 @@ fn inputs_keep_their_given_names_and_may_not_collide() {
         "run",
         "local",
         "--input",
-        p(&ax),
+        &p(&ax),
         "--input",
-        p(&bx),
+        &p(&bx),
         "--",
         "true",
     ];
@@ -1248,7 +1261,7 @@ fn inputs_keep_their_given_names_and_may_not_collide() {
 fn sftp_only_host() -> Loopback {
     let host = Loopback::start_with(vec!["ForceCommand internal-sftp".into()]);
     let mut ssh = std::process::Command::new("ssh");
-    ssh.args(["-F", p(&host.config), "target", "true"])
+    ssh.args(["-F", &p(&host.config), "target", "true"])
         .stdin(std::process::Stdio::null());
     let out = run_with_deadline(ssh, Duration::from_secs(30));
     let said = format!(
@@ -1272,16 +1285,16 @@ fn an_sftp_only_host_is_copied_to_and_from_over_sftp() {
 
     // Bad input is still exit 2 naming the path, with nothing written.
     let gone = b.scratch("never");
-    let args = ["pull", "target", "/nonexistent/belay-nothing", p(&gone)];
+    let args = ["pull", "target", "/nonexistent/belay-nothing", &p(&gone)];
     let out = b.run(&args);
     assert_bad_input(&args, &out, &["/nonexistent/belay-nothing"]);
     assert!(!exists(&gone));
-    let args = ["push", "target", p(&f), "/nonexistent/dir/x"];
+    let args = ["push", "target", &p(&f), "/nonexistent/dir/x"];
     let out = b.run(&args);
     assert_bad_input(&args, &out, &["/nonexistent/dir"]);
 
     // Asked for the shell only, the host's own refusal is shown.
-    let args = ["push", "target", p(&f), "shell-copy", "--via", "exec"];
+    let args = ["push", "target", &p(&f), "shell-copy", "--via", "exec"];
     let out = b.run(&args);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
     assert!(
@@ -1305,7 +1318,7 @@ fn sftp_copies_killed_mid_file_resume_from_their_partials() {
     let src = remote.path().join("db.bin");
     write_file(&src, &random_bytes(BIG), 0o644, 1_600_000_000);
     let dst = b.scratch("db.bin");
-    killed_mid_transfer(&b, &["pull", "target", p(&src), p(&dst)]);
+    killed_mid_transfer(&b, &["pull", "target", &p(&src), &p(&dst)]);
     host.wait_sessions_gone();
     assert_partial_only(&dst, &b.scratch(".db.bin.belay-part"));
     corrupt(&src, 0, 4096);
@@ -1315,7 +1328,7 @@ fn sftp_copies_killed_mid_file_resume_from_their_partials() {
         .open(&src)
         .and_then(|f| f.set_modified(t))
         .unwrap();
-    let v = ok_json(&b, &["pull", "target", p(&src), p(&dst), "--json"]);
+    let v = ok_json(&b, &["pull", "target", &p(&src), &p(&dst), "--json"]);
     assert_eq!(num(&v, "bytes_resumed"), 0, "{v:#}");
     assert_same_file(&src, &dst);
 }
@@ -1339,14 +1352,14 @@ fn sftp_copies_trees_wider_than_the_servers_small_handle_numbers() {
         );
     }
     let back = b.scratch("wide");
-    let v = ok_json(&b, &["pull", "target", p(&wide), p(&back), "--json"]);
+    let v = ok_json(&b, &["pull", "target", &p(&wide), &p(&back), "--json"]);
     assert_eq!(num(&v, "files_transferred"), 300, "{v:#}");
     assert_same_tree(&wide, &back);
     // Pushed twice: the second push lists the whole destination.
     let into = remote.path().join("again");
     std::fs::create_dir(&into).unwrap();
     for round in 0..2 {
-        let v = ok_json(&b, &["push", "target", p(&back), p(&into), "--json"]);
+        let v = ok_json(&b, &["push", "target", &p(&back), &p(&into), "--json"]);
         assert_eq!(num(&v, "files_skipped"), 300 * round, "{v:#}");
     }
     assert_same_tree(&back, &into.join("wide"));
@@ -1366,8 +1379,8 @@ fn via_sftp_on_a_host_with_a_shell_refuses_symlinks_out_too() {
         &[
             "push",
             "target",
-            p(&tree.root),
-            p(&there),
+            &p(&tree.root),
+            &p(&there),
             "--json",
             "--via",
             "sftp",
@@ -1381,8 +1394,8 @@ fn via_sftp_on_a_host_with_a_shell_refuses_symlinks_out_too() {
         &[
             "pull",
             "target",
-            p(&there),
-            p(&back),
+            &p(&there),
+            &p(&back),
             "--json",
             "--via",
             "sftp",
@@ -1391,7 +1404,7 @@ fn via_sftp_on_a_host_with_a_shell_refuses_symlinks_out_too() {
     assert_eq!(v["method"], "sftp", "{v:#}");
     assert_same_tree(&tree.root, &back);
     // A bad --via value is exit 2 naming it.
-    let args = ["pull", "target", p(&there), p(&back), "--via", "ftp"];
+    let args = ["pull", "target", &p(&there), &p(&back), "--via", "ftp"];
     let out = b.run(&args);
     assert_bad_input(&args, &out, &["ftp"]);
 }

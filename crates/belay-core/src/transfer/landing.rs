@@ -88,6 +88,31 @@ pub(crate) fn local_destination(
     Ok(local.to_path_buf())
 }
 
+/// Makes an existing directory writable by its owner (us) if it is not,
+/// remembering its mode in `opened`: read-only directories of an earlier
+/// copy (0555) are filled by an update, then closed again.
+pub(crate) fn open_for_writing(path: &Path, opened: &mut Vec<(PathBuf, u32)>) -> Result<()> {
+    let mode = fs::symlink_metadata(path)
+        .map_err(|e| io_error(path, e))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o300 != 0o300 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o700))
+            .map_err(|e| io_error(path, e))?;
+        opened.push((path.to_path_buf(), mode));
+    }
+    Ok(())
+}
+
+/// Gives directories opened by [`open_for_writing`] their modes back
+/// (best effort: a run that failed already says why).
+pub(crate) fn restore_modes(opened: &[(PathBuf, u32)]) {
+    for (path, mode) in opened.iter().rev() {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(*mode));
+    }
+}
+
 /// Directories under the destination already checked (or made) by
 /// [`safe_dir`] in this run: each is looked at once, not once per file.
 pub(crate) type Checked = std::collections::HashSet<PathBuf>;

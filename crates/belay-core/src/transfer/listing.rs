@@ -31,6 +31,9 @@ pub struct Entry {
     pub mode: u32,
     /// Symlink target.
     pub link: String,
+    /// The host's name for it is not UTF-8 (`rel` holds a lossy rendering
+    /// that names no file there): it cannot be asked for by name.
+    pub name_not_utf8: bool,
 }
 
 impl Entry {
@@ -55,13 +58,12 @@ pub fn parse_find(out: &[u8]) -> Result<Vec<Entry>, String> {
         if kind.is_empty() {
             break;
         }
-        let mut next = || {
-            fields
-                .next()
-                .ok_or_else(|| "truncated listing".to_string())
-                .map(|f| String::from_utf8_lossy(f).into_owned())
-        };
+        let mut next = || fields.next().ok_or_else(|| "truncated listing".to_string());
         let (size, mtime, mode, rel, link) = (next()?, next()?, next()?, next()?, next()?);
+        let name_not_utf8 = std::str::from_utf8(rel).is_err();
+        let text = |f: &[u8]| String::from_utf8_lossy(f).into_owned();
+        let (size, mtime, mode, rel, link) =
+            (text(size), text(mtime), text(mode), text(rel), text(link));
         let kind = match kind {
             b"f" => Kind::File,
             b"d" => Kind::Dir,
@@ -76,6 +78,7 @@ pub fn parse_find(out: &[u8]) -> Result<Vec<Entry>, String> {
             mtime: mtime.parse().map_err(|_| format!("bad mtime '{mtime}'"))?,
             mode: u32::from_str_radix(&mode, 8).map_err(|_| format!("bad mode '{mode}'"))?,
             link,
+            name_not_utf8,
         });
     }
     Ok(entries)
@@ -145,6 +148,7 @@ fn entry(rel: &str, meta: &std::fs::Metadata, path: &Path) -> std::io::Result<En
         mtime: meta.mtime(),
         mode: meta.permissions().mode() & 0o7777,
         link,
+        name_not_utf8: false,
     })
 }
 
@@ -161,6 +165,7 @@ mod tests {
             mtime,
             mode: 0o644,
             link: link.into(),
+            name_not_utf8: false,
         };
         let f = e(Kind::File, 3, 10, "");
         assert!(f.is_copied_as(&e(Kind::File, 3, 10, "")));
@@ -183,5 +188,14 @@ mod tests {
         assert_eq!(e[1].rel, "a\nb c");
         assert_eq!((e[1].size, e[1].mtime, e[1].mode), (3, 1700000001, 0o600));
         assert_eq!((e[2].kind, e[2].link.as_str()), (Kind::Symlink, "../x"));
+        assert!(e.iter().all(|e| !e.name_not_utf8));
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_marked() {
+        let out = b"f\x001\x001700000000\x00644\x00ok\x00\x00f\x001\x001700000000\x00644\x00bad\xff\x00\x00";
+        let e = parse_find(out).unwrap();
+        assert!(!e[0].name_not_utf8);
+        assert!(e[1].name_not_utf8, "{:?}", e[1]);
     }
 }

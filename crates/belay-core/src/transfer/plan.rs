@@ -19,6 +19,9 @@ pub(crate) struct Step<'a> {
     pub name: String,
     /// What has that name on the host already, if anything.
     pub there: Option<Kind>,
+    /// Its mode on the host, if it is there (a read-only directory is
+    /// opened for the push and given its mode back).
+    pub there_mode: Option<u32>,
     /// Size of a partial an earlier run left beside it (files only).
     pub partial: Option<u64>,
 }
@@ -73,6 +76,7 @@ pub(crate) fn plan_push<'a>(
                 .filter(|p| p.kind == Kind::File)
                 .map(|p| p.size),
             there: now.map(|r| r.kind),
+            there_mode: now.map(|r| r.mode),
             name,
         };
         let complete = now.is_some_and(|r| e.is_copied_as(r));
@@ -106,6 +110,9 @@ pub(crate) fn plan_push<'a>(
     plan
 }
 
+/// Why a remote name that is not UTF-8 is refused (exec and SFTP alike).
+pub(crate) const NOT_UTF8: &str = "its name is not UTF-8 (rename it on the host to copy it)";
+
 /// What a pull does with one name from the host's listing (relative to
 /// the source; empty for the source itself).
 #[derive(Debug, PartialEq, Eq)]
@@ -119,11 +126,15 @@ pub(crate) enum PulledName {
 }
 
 /// Vets a name the (untrusted) host listed, for either mover.
-pub(crate) fn pulled_name(rel: &str) -> PulledName {
+pub(crate) fn pulled_name(rel: &str, name_not_utf8: bool) -> PulledName {
     if rel.is_empty() {
         PulledName::Lands(PathBuf::new())
     } else if is_temporary(rel) {
         PulledName::Temporary
+    } else if name_not_utf8 {
+        // The lossy name names nothing on the host: asking for it would
+        // fail the whole batch, on every run.
+        PulledName::Refused(NOT_UTF8)
     } else {
         match safe_relative(rel) {
             Ok(p) => PulledName::Lands(p),
@@ -196,6 +207,7 @@ mod tests {
             mtime,
             mode: 0o644,
             link: String::new(),
+            name_not_utf8: false,
         }
     }
 
@@ -272,11 +284,15 @@ mod tests {
 
     #[test]
     fn pulled_names_land_inside_or_are_refused() {
-        assert_eq!(pulled_name(""), PulledName::Lands(PathBuf::new()));
-        assert_eq!(pulled_name("a/b"), PulledName::Lands("a/b".into()));
-        assert_eq!(pulled_name("a/.b.belay-part"), PulledName::Temporary);
-        assert!(matches!(pulled_name("../x"), PulledName::Refused(_)));
-        assert!(matches!(pulled_name("/etc"), PulledName::Refused(_)));
+        assert_eq!(pulled_name("", false), PulledName::Lands(PathBuf::new()));
+        assert_eq!(pulled_name("a/b", false), PulledName::Lands("a/b".into()));
+        assert_eq!(pulled_name("a/.b.belay-part", false), PulledName::Temporary);
+        assert!(matches!(pulled_name("../x", false), PulledName::Refused(_)));
+        assert!(matches!(pulled_name("/etc", false), PulledName::Refused(_)));
+        assert_eq!(
+            pulled_name("a/b\u{fffd}", true),
+            PulledName::Refused(NOT_UTF8)
+        );
     }
 
     #[test]

@@ -84,6 +84,10 @@ impl io::Write for StreamWriter<'_> {
     }
 }
 
+/// The longest line [`StreamReader::line`] accepts (tar's zero padding
+/// after an archive is one "line" of at most a record, 10 KiB by default).
+pub const LINE_LIMIT: usize = 1 << 20;
+
 /// Reads a script's stdout as a byte stream.
 pub struct StreamReader<'s> {
     pub stream: &'s mut dyn DataStream,
@@ -106,9 +110,17 @@ impl<'s> StreamReader<'s> {
     }
 
     /// Reads one `\n`-terminated line (without it); `None` at the end.
+    /// A line longer than [`LINE_LIMIT`] is an error: a hostile host must
+    /// not make us hold an endless "line" in memory.
     pub fn line(&mut self) -> io::Result<Option<Vec<u8>>> {
         let mut out = Vec::new();
         loop {
+            if out.len() > LINE_LIMIT {
+                return Err(io::Error::other(format!(
+                    "a line of over {} KiB",
+                    LINE_LIMIT / 1024
+                )));
+            }
             if self.pos == self.chunk.len() && !self.refill()? {
                 return Ok((!out.is_empty()).then_some(out));
             }
@@ -153,5 +165,44 @@ impl io::Read for StreamReader<'_> {
         self.read_sum.update(&out[..n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::ScriptOutput;
+
+    /// Output in fixed chunks, as a host would send it.
+    struct Canned(Vec<Vec<u8>>);
+
+    impl DataStream for Canned {
+        fn write_all(&mut self, _: &[u8]) -> Result<(), TransportError> {
+            Ok(())
+        }
+        fn close_input(&mut self) -> Result<(), TransportError> {
+            Ok(())
+        }
+        fn read_chunk(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
+            Ok((!self.0.is_empty()).then(|| self.0.remove(0)))
+        }
+        fn finish(self: Box<Self>) -> Result<ScriptOutput, TransportError> {
+            unreachable!()
+        }
+        fn abort(self: Box<Self>) {}
+    }
+
+    #[test]
+    fn a_line_without_end_is_an_error_once_over_the_limit() {
+        // 4 MiB of output without a newline, in 64 KiB chunks.
+        let mut s = Canned(vec![vec![b'x'; 64 * 1024]; 64]);
+        let mut r = StreamReader::new(&mut s);
+        let err = r.line().unwrap_err().to_string();
+        assert!(err.contains("over 1024 KiB"), "{err}");
+        let mut s = Canned(vec![b"short\nlast".to_vec()]);
+        let mut r = StreamReader::new(&mut s);
+        assert_eq!(r.line().unwrap().unwrap(), b"short");
+        assert_eq!(r.line().unwrap().unwrap(), b"last");
+        assert_eq!(r.line().unwrap(), None);
     }
 }

@@ -67,9 +67,15 @@ impl Transport for LocalTransport {
     }
 
     fn open_stream(&self, script: &str) -> Result<Box<dyn DataStream>, TransportError> {
+        // The script goes on stdin ahead of the data, not in argv (one
+        // argument is limited to 128 KiB, and argv is visible to every user
+        // of the machine): `head -c` reads exactly its bytes and no more,
+        // so what follows on stdin is the script's own input.
         let mut child = Command::new("/bin/sh")
             .arg("-c")
-            .arg(script)
+            .arg(r#"s=$(head -c "$1") && eval "$s""#)
+            .arg("sh")
+            .arg(script.len().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -84,8 +90,12 @@ impl Transport for LocalTransport {
             let _ = std::io::copy(&mut err, &mut std::io::sink());
             buf
         });
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| local_error("writing the script", e))?;
         Ok(Box::new(LocalStream {
-            stdin: child.stdin.take(),
+            stdin: Some(stdin),
             stdout: child.stdout.take().expect("stdout is piped"),
             child,
             stderr: Some(stderr),
@@ -100,7 +110,7 @@ fn local_error(what: &str, e: std::io::Error) -> TransportError {
     }
 }
 
-/// A local `/bin/sh -c SCRIPT` with piped standard streams.
+/// A local `/bin/sh` running a script, with piped standard streams.
 struct LocalStream {
     child: std::process::Child,
     stdin: Option<std::process::ChildStdin>,
@@ -189,5 +199,21 @@ mod tests {
         let t = LocalTransport::new(PathBuf::from("/tmp"));
         let out = t.run_script("cat\necho after").unwrap();
         assert_eq!(out.stdout, b"after\n");
+    }
+
+    #[test]
+    fn a_stream_script_may_be_bigger_than_one_argument_and_keeps_its_input() {
+        let t = LocalTransport::new(PathBuf::from("/tmp"));
+        // ~1 MiB of script, far over the kernel's 128 KiB per argument.
+        let script = format!("{}\nprintf 'got:'; cat", "# padding\n".repeat(100_000));
+        let mut s = t.open_stream(&script).unwrap();
+        s.write_all(b"data after the script").unwrap();
+        s.close_input().unwrap();
+        let mut out = Vec::new();
+        while let Some(chunk) = s.read_chunk().unwrap() {
+            out.extend(chunk);
+        }
+        assert_eq!(out, b"got:data after the script");
+        assert_eq!(s.finish().unwrap().status, 0);
     }
 }

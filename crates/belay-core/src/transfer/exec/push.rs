@@ -86,6 +86,17 @@ pub(crate) fn run(
     let (small, big, dirs) = (&plan.small, &plan.big, &plan.dirs);
     progress.begin((small.len() + big.len()) as u64, plan.to_copy);
 
+    // Directories of an earlier copy that are read-only (0555) are opened
+    // for writing first (a non-root user could not fill them); the modes
+    // set at the end close them again.
+    let locked: Vec<String> = dirs
+        .iter()
+        .filter(|d| d.there == Some(Kind::Dir) && d.there_mode.is_some_and(|m| m & 0o300 != 0o300))
+        .map(|d| quote(&join(&base, &d.name)))
+        .collect();
+    if !locked.is_empty() {
+        run_dir_script(t, &base, &per_chunk("chmod u+wx --", &locked))?;
+    }
     let mut meter = Meter::new(progress);
     let result = (|| {
         // Small files first: directories still missing at the destination
@@ -181,9 +192,17 @@ fn resolve_destination(
     } else {
         String::new()
     };
+    // `DEST/` means "into this directory": made if missing, in this same
+    // step (no window for a parallel set-up to race). Without the slash,
+    // cp's rule stays (the parent must exist).
+    let make = if remote.ends_with('/') && !exact {
+        "\n[ -d \"$d\" ] || mkdir -p -- \"$d\" || exit 5"
+    } else {
+        ""
+    };
     let script = format!(
         r#"cd "$HOME" || exit 1
-d={word}
+d={word}{make}
 if [ -d "$d" ]; then r=$(cd -- "$d" && pwd -P); printf 'dir\0%s\0' "$r"{list}
 else p=$(dirname -- "$d")
   if [ -d "$p" ]; then
@@ -197,6 +216,13 @@ fi"#
         return Err(remote_failure(
             t.host(),
             &format!("cannot list '{remote}'"),
+            &out.stderr,
+        ));
+    }
+    if out.status == 5 {
+        return Err(remote_failure(
+            t.host(),
+            &format!("cannot create directory '{remote}'"),
             &out.stderr,
         ));
     }

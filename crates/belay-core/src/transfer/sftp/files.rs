@@ -142,7 +142,15 @@ impl<'a> Files<'a> {
                         listing.bad_names.push(join(rel, &name));
                         continue;
                     }
-                    let e = entry(join(rel, &name), &attrs);
+                    let mut e = entry(join(rel, &name), &attrs);
+                    if name.contains(char::REPLACEMENT_CHARACTER) {
+                        // The SFTP client decodes names lossily: this one
+                        // (most likely) is not UTF-8 and names nothing
+                        // there; nothing below it can be listed.
+                        e.name_not_utf8 = true;
+                        listing.entries.push(e);
+                        continue;
+                    }
                     if e.kind == Kind::Dir {
                         next.push(e.rel.clone());
                     }
@@ -466,6 +474,7 @@ fn entry(rel: String, a: &FileAttributes) -> Entry {
         mtime: a.mtime.unwrap_or(0) as i64,
         mode: mode & 0o7777,
         link: String::new(),
+        name_not_utf8: false,
     }
 }
 

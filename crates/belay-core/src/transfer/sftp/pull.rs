@@ -29,7 +29,8 @@ use crate::paths::join;
 use crate::paths::symlink_stays_inside;
 use crate::transfer::landing::{
     Checked, already_there, finish_partial, io_error, land, land_all, landing_name,
-    local_destination, make_durable, open_partial, partial_for, refuse, safe_dir,
+    local_destination, make_durable, open_for_writing, open_partial, partial_for, refuse,
+    restore_modes, safe_dir,
 };
 use crate::transfer::listing::{Entry, Kind};
 use crate::transfer::plan::{PulledName, pulled_name};
@@ -105,10 +106,11 @@ pub(crate) fn run(
             refuse(summary, progress, bad, "a name with '/' in it");
         }
         let mut checked = Checked::new();
+        let mut opened = Vec::new();
         let (mut small, mut big, mut links, mut dirs) = (vec![], vec![], vec![], vec![]);
         let mut to_copy = 0;
         for e in listing.entries {
-            let rel = match pulled_name(&e.rel) {
+            let rel = match pulled_name(&e.rel, e.name_not_utf8) {
                 PulledName::Lands(rel) => rel,
                 PulledName::Temporary => continue,
                 PulledName::Refused(why) => {
@@ -118,7 +120,10 @@ pub(crate) fn run(
             };
             match e.kind {
                 Kind::Dir => {
-                    safe_dir(&dest, &rel, &mut checked)?;
+                    // Read-only directories of an earlier copy are opened
+                    // while filled (see the exec pull).
+                    let path = safe_dir(&dest, &rel, &mut checked)?;
+                    open_for_writing(&path, &mut opened)?;
                     dirs.push((dest.join(&rel), e.mode));
                 }
                 Kind::Symlink if symlink_stays_inside(&rel, &e.link) => {
@@ -205,6 +210,9 @@ pub(crate) fn run(
             Ok(())
         }
         .await;
+        if result.is_err() {
+            restore_modes(&opened);
+        }
         summary.bytes_sent += meter.borrow().sent;
         summary.bytes_resumed += meter.borrow().resumed;
         result

@@ -80,11 +80,8 @@ pub(crate) fn run(
             &there,
         );
         let item = |step| Item::at(step, &dest, tree);
-        let dirs: Vec<(Item, bool)> = plan
-            .dirs
-            .iter()
-            .map(|d| (item(d), d.there.is_some()))
-            .collect();
+        let dirs: Vec<(Item, Option<u32>)> =
+            plan.dirs.iter().map(|d| (item(d), d.there_mode)).collect();
         if let Some((d, _)) = plan
             .dirs
             .iter()
@@ -177,7 +174,13 @@ async fn destination(
 ) -> Result<Destination> {
     let host = fs.host;
     let path = sftp_path(remote);
-    let there = fs.stat(&path, true).await?;
+    let mut there = fs.stat(&path, true).await?;
+    if there.is_none() && remote.ends_with('/') && !exact {
+        // `DEST/` means "into this directory": made if missing (as the
+        // exec path's `mkdir -p`).
+        make_dir_all(fs, &path).await?;
+        there = fs.stat(&path, true).await?;
+    }
     if there.as_ref().is_some_and(|e| e.kind == Kind::Dir) {
         let abs = fs.realpath(&path).await?;
         if !exact {
@@ -232,6 +235,23 @@ async fn destination(
     })
 }
 
+/// `mkdir -p`: each missing component of `path` (relative to the login
+/// directory, or absolute), parents first.
+async fn make_dir_all(fs: &Files<'_>, path: &str) -> Result<()> {
+    let trimmed = path.trim_end_matches('/');
+    let mut prefix = if path.starts_with('/') { "/" } else { "" }.to_string();
+    for part in trimmed.split('/').filter(|p| !p.is_empty()) {
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if fs.stat(&prefix, true).await?.is_none() {
+            fs.mkdir(&prefix, 0o755).await?;
+        }
+    }
+    Ok(())
+}
+
 /// What the destination holds: the tree (names relative to it), or the
 /// file and its partial (by their names).
 async fn list_there(fs: &Files<'_>, dest: &Destination, tree: bool) -> Result<Vec<Entry>> {
@@ -253,14 +273,21 @@ async fn list_there(fs: &Files<'_>, dest: &Destination, tree: bool) -> Result<Ve
 }
 
 /// Creates the missing directories (0700 until their modes are set at the
-/// end), a level at a time: parents before children.
-async fn make_dirs(fs: &Files<'_>, dirs: &[(Item<'_>, bool)]) -> Result<()> {
+/// end), a level at a time: parents before children. Existing directories
+/// that are read-only (an earlier copy of a 0555 directory) are opened for
+/// writing: the modes set at the end close them again.
+async fn make_dirs(fs: &Files<'_>, dirs: &[(Item<'_>, Option<u32>)]) -> Result<()> {
+    for (i, there) in dirs {
+        if let Some(mode) = there.filter(|m| m & 0o300 != 0o300) {
+            fs.set_attrs(&i.target, mode | 0o700, None).await?;
+        }
+    }
     let depth = |i: &Item| i.entry.rel.matches('/').count() + usize::from(!i.entry.rel.is_empty());
     let deepest = dirs.iter().map(|(i, _)| depth(i)).max().unwrap_or(0);
     for level in 0..=deepest {
         let mut made: FuturesUnordered<_> = dirs
             .iter()
-            .filter(|(i, exists)| !exists && depth(i) == level)
+            .filter(|(i, there)| there.is_none() && depth(i) == level)
             .map(|(i, _)| fs.mkdir(&i.target, 0o700))
             .collect();
         while let Some(r) = made.next().await {

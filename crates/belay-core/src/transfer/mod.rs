@@ -31,12 +31,14 @@
 //! the shell is refused, or chosen with `--via sftp`.
 
 pub mod checksum;
+mod destination;
 mod exec;
 mod landing;
 pub mod listing;
 mod plan;
 pub mod progress;
 mod sftp;
+mod source;
 mod streamio;
 
 use std::path::Path;

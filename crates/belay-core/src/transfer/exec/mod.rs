@@ -4,5 +4,7 @@
 //! the host sums what it received. Works on `local` and on hosts without
 //! an SFTP subsystem.
 
+mod archive;
 pub(super) mod pull;
 pub(super) mod push;
+mod scripts;

@@ -10,35 +10,29 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::{archive, scripts};
 use crate::error::{CoreError, Result};
 use crate::paths::{remote_word, symlink_stays_inside};
-use crate::shell::quote;
 use crate::transfer::checksum::{Cksum, Sum, file_sum};
 use crate::transfer::landing::{
-    Checked, already_there, finish_partial, io_error, land, land_all, landing_name,
-    local_destination, make_durable, open_for_writing, open_partial, partial_for, refuse,
-    restore_modes, safe_dir,
+    Checked, already_there, io_error, land, landing_name, local_destination, open_for_writing,
+    open_partial, partial_for, refuse, restore_modes, safe_dir,
 };
-use crate::transfer::listing::{self, Entry, FIND_FORMAT, Kind};
+use crate::transfer::listing::{self, Entry, Kind};
 use crate::transfer::plan::{PulledName, pulled_name};
 use crate::transfer::progress::{Meter, Progress};
 use crate::transfer::streamio::StreamReader;
 use crate::transfer::{BIG_FILE, Summary, remote_failure};
 use crate::transport::Transport;
 
-/// Ends a pulled batch's archive; the host's checksums follow it.
-const SUMS_MARK: &str = "BELAY-SUMS-FOLLOW";
-/// After the sum: tar saw files change while it read them.
-const CHANGED_MARK: &str = "BELAY-FILES-CHANGED";
-
 /// One thing to fetch.
 #[derive(Clone)]
-struct Item {
-    entry: Entry,
+pub(super) struct Item {
+    pub(super) entry: Entry,
     /// Name relative to the remote base directory (what scripts use).
-    remote: String,
+    pub(super) remote: String,
     /// Path relative to the local destination root (empty: the root).
-    local_rel: PathBuf,
+    pub(super) local_rel: PathBuf,
 }
 
 pub(crate) fn run(
@@ -228,16 +222,9 @@ pub(crate) fn run(
 /// The source's absolute path and its listing.
 fn list_source(t: &dyn Transport, remote: &str) -> Result<(String, Vec<Entry>)> {
     let word = remote_word(remote);
-    let script = format!(
-        r#"cd "$HOME" || exit 1
-s={word}
-if [ -e "$s" ]; then
-  printf '%s\0' "$(cd -- "$(dirname -- "$s")" && pwd -P)/$(basename -- "$s")"
-  find -H "$s" -printf {FIND_FORMAT}
-else exit 3; fi"#
-    );
+    let script = scripts::list_source(&word);
     let out = t.run_script(&script)?;
-    if out.status == 3 {
+    if out.status == scripts::SOURCE_MISSING {
         return Err(CoreError::BadInput(format!(
             "no such file or directory '{remote}' on {}",
             t.host()
@@ -280,7 +267,7 @@ fn pull_batch(
         names.extend_from_slice(i.remote.as_bytes());
         names.push(0);
     }
-    let mut stream = t.open_stream(&batch_script(remote_base))?;
+    let mut stream = t.open_stream(&scripts::pack_batch(remote_base))?;
     if let Err(e) = stream.write_all(&names).and_then(|()| stream.close_input()) {
         // The script ended before reading its names (`cd` failed): its own
         // error says why, not the broken pipe.
@@ -296,37 +283,8 @@ fn pull_batch(
     }
     let wanted: HashMap<&str, &Item> = batch.iter().map(|i| (i.remote.as_str(), i)).collect();
     receive(t, stream, remote_base, |reader| {
-        receive_batch(reader, t.host(), &wanted, dest, meter, summary, checked)
+        archive::receive_batch(reader, t.host(), &wanted, dest, meter, summary, checked)
     })
-}
-
-/// The host's side of a batch: tar of the names on stdin (kept in a file
-/// first: while tar's output waits to be read, nothing reads our input,
-/// so input and output never wait on each other). The host sums
-/// the archive as tar writes it (tee into a fifo: no second pass over its
-/// files) and sends the sum after it; the sum of what arrived must match.
-/// It covers every byte of every file and every header naming them. (Big
-/// files are summed one by one.) A file that changed while tar read it
-/// (tar's status 1: a live log, a checkpoint being written) is no failure:
-/// the archive holds what tar read, consistently; `changed` after the sum
-/// says so.
-fn batch_script(remote_base: &str) -> String {
-    format!(
-        r#"cd {base} || exit 1
-d=$(mktemp -d "${{TMPDIR:-/tmp}}/belay-pull.XXXXXX") || exit 1
-trap 'rm -rf "$d"' 0
-cat > "$d/names" || exit 1
-mkfifo "$d/f" || exit 1
-cksum < "$d/f" > "$d/sum" &
-{{ tar -cf - --no-recursion --hard-dereference --null -T "$d/names" 2>"$d/err"; echo $? > "$d/st"; }} | tee "$d/f" || exit 1
-wait $! || exit 1
-st=$(cat "$d/st")
-[ "$st" -le 1 ] || {{ cat "$d/err" >&2; exit 1; }}
-printf '\n{SUMS_MARK}\n'
-cat "$d/sum"
-[ "$st" = 0 ] || echo {CHANGED_MARK}"#,
-        base = quote(remote_base),
-    )
 }
 
 /// Reads a script's output with `read`, then ends the stream: a lost link
@@ -360,235 +318,6 @@ fn receive<T>(
         ));
     }
     received
-}
-
-fn receive_batch(
-    reader: &mut StreamReader,
-    host: &str,
-    wanted: &HashMap<&str, &Item>,
-    dest: &Path,
-    meter: &mut Meter,
-    summary: &mut Summary,
-    checked: &mut Checked,
-) -> Result<()> {
-    let proto = |m: String| CoreError::Protocol {
-        host: host.to_string(),
-        message: m,
-    };
-    // Files are verified and renamed once the whole batch is on disk and
-    // the host's sums are in (see make_durable).
-    let mut written: Vec<(PathBuf, PathBuf, u32)> = Vec::new();
-    let mut links: Vec<(String, PathBuf, PathBuf)> = Vec::new();
-    // Files whose archived size or mtime is not what the listing saw.
-    let mut changed: Vec<String> = Vec::new();
-    // One buffer for the whole batch: a small file goes to disk in one
-    // write. Bounded, whatever size the (untrusted) archive claims.
-    let mut data = Vec::new();
-    let mut archive = tar::Archive::new(&mut *reader);
-    let mut entries = archive
-        .entries()
-        .map_err(|e| proto(format!("reading the archive: {e}")))?
-        .raw(true);
-    while let Some(named) = next_named(&mut entries) {
-        let Named {
-            path,
-            link,
-            mut entry,
-        } = named.map_err(|e| proto(format!("reading the archive: {e}")))?;
-        let raw = String::from_utf8_lossy(&path).into_owned();
-        let name = raw.strip_prefix("./").unwrap_or(&raw).to_string();
-        let Some(item) = wanted.get(name.as_str()) else {
-            refuse(
-                summary,
-                meter.progress,
-                &raw,
-                "not an entry that was asked for",
-            );
-            continue;
-        };
-        match entry.header().entry_type() {
-            tar::EntryType::Regular if item.entry.kind == Kind::File => {
-                let (partial, target) = partial_for(dest, &item.local_rel, checked)?;
-                let mut file = open_partial(&partial, false)?;
-                // Mode and mtime as tar read the file (it may have changed
-                // since the listing; the archive's sum covers what came).
-                let mut landed = item.entry.clone();
-                let header = entry.header();
-                landed.mtime = header.mtime().map_or(landed.mtime, |m| m as i64);
-                landed.mode = header.mode().map_or(landed.mode, |m| m & 0o777);
-                let size = header.size().unwrap_or(landed.size);
-                if landed.mtime != item.entry.mtime || size != item.entry.size {
-                    changed.push(name.clone());
-                }
-                loop {
-                    data.clear();
-                    let n = (&mut entry)
-                        .take(1 << 20)
-                        .read_to_end(&mut data)
-                        .map_err(|e| proto(format!("reading '{name}': {e}")))?;
-                    if n == 0 {
-                        break;
-                    }
-                    file.write_all(&data).map_err(|e| io_error(&partial, e))?;
-                    meter.moved(n as u64);
-                }
-                finish_partial(&partial, &landed, &file)?;
-                drop(file);
-                written.push((partial, target, landed.mode));
-            }
-            tar::EntryType::Symlink if item.entry.kind == Kind::Symlink => {
-                let link = String::from_utf8_lossy(&link.unwrap_or_default()).into_owned();
-                if !symlink_stays_inside(&item.local_rel, &link) {
-                    refuse(
-                        summary,
-                        meter.progress,
-                        &name,
-                        "symlink pointing outside the destination",
-                    );
-                    continue;
-                }
-                let (partial, target) = partial_for(dest, &item.local_rel, checked)?;
-                links.push((link, partial, target));
-            }
-            other => refuse(
-                summary,
-                meter.progress,
-                &name,
-                &format!(
-                    "archive entry of type {other:?} where a {:?} was listed",
-                    item.entry.kind
-                ),
-            ),
-        }
-    }
-    // After the archive: the rest of tar's zero padding, the marker line,
-    // the host's sum of the whole archive, and whether tar saw files change.
-    let mut archive_sum = reader.read_sum.clone();
-    let mut marked = false;
-    let mut there = None;
-    let mut tar_saw_changes = false;
-    while let Some(line) = reader
-        .line()
-        .map_err(|e| proto(format!("reading the checksum: {e}")))?
-    {
-        if there.is_some() {
-            if line == CHANGED_MARK.as_bytes() && !tar_saw_changes {
-                tar_saw_changes = true;
-                continue;
-            }
-            return Err(proto("unexpected data after the checksum".into()));
-        }
-        if marked {
-            there = Some(Sum::parse(&String::from_utf8_lossy(&line)));
-        } else if line == SUMS_MARK.as_bytes() {
-            marked = true;
-        } else if line.iter().all(|b| *b == 0) {
-            archive_sum.update(&line);
-        } else {
-            return Err(proto("unexpected data after the archive".into()));
-        }
-    }
-    if there != Some(Some(archive_sum.sum())) {
-        for (p, ..) in &written {
-            let _ = fs::remove_file(p);
-        }
-        return Err(proto(format!(
-            "a batch of {} files for '{}' arrived damaged (checksum mismatch); run the same command again",
-            wanted.len(),
-            dest.display()
-        )));
-    }
-    for name in &changed {
-        meter.progress.warn(&format!(
-            "'{}' changed on {host} since it was listed: copied as it was read; run again for what it is now",
-            name.escape_debug()
-        ));
-    }
-    if tar_saw_changes && changed.is_empty() {
-        meter.progress.warn(&format!(
-            "files for '{}' changed on {host} while they were read: copied as they were read; run again for what they are now",
-            dest.display()
-        ));
-    }
-    make_durable(&written)?;
-    for (link, partial, target) in &links {
-        let _ = fs::remove_file(partial);
-        std::os::unix::fs::symlink(link, partial).map_err(|e| io_error(partial, e))?;
-        fs::rename(partial, target).map_err(|e| io_error(target, e))?;
-    }
-    let (landed, result) = land_all(&written);
-    summary.files_transferred += landed;
-    for _ in 0..landed {
-        meter.progress.file_done();
-    }
-    result
-}
-
-/// The most bytes a GNU long name or link (`L`, `K`) or a PAX header
-/// (`x`) may hold: far above any real path, and what stops a hostile host
-/// from making us hold gigabytes in memory for one "name".
-pub(super) const NAME_RECORD_LIMIT: u64 = 64 * 1024;
-
-/// An archive member with the names its extension headers give it.
-pub(super) struct Named<'a, R: Read> {
-    pub path: Vec<u8>,
-    pub link: Option<Vec<u8>>,
-    pub entry: tar::Entry<'a, R>,
-}
-
-/// The next member of a raw archive, with GNU long names and links and
-/// PAX `path`/`linkpath` applied by us (the tar crate would read any size
-/// of them into memory), each bounded by [`NAME_RECORD_LIMIT`].
-pub(super) fn next_named<'a, R: Read>(
-    entries: &mut tar::Entries<'a, R>,
-) -> Option<std::io::Result<Named<'a, R>>> {
-    let (mut long_path, mut long_link) = (None, None);
-    loop {
-        let mut entry = match entries.next()? {
-            Ok(e) => e,
-            Err(e) => return Some(Err(e)),
-        };
-        let kind = entry.header().entry_type();
-        if !(kind.is_gnu_longname() || kind.is_gnu_longlink() || kind.is_pax_local_extensions()) {
-            let path = long_path.unwrap_or_else(|| entry.path_bytes().into_owned());
-            let link = long_link.or_else(|| entry.link_name_bytes().map(|l| l.into_owned()));
-            return Some(Ok(Named { path, link, entry }));
-        }
-        let mut record = Vec::new();
-        if let Err(e) = (&mut entry)
-            .take(NAME_RECORD_LIMIT + 1)
-            .read_to_end(&mut record)
-        {
-            return Some(Err(e));
-        }
-        if record.len() as u64 > NAME_RECORD_LIMIT {
-            return Some(Err(std::io::Error::other(format!(
-                "a {kind:?} header of over {} KiB (hostile or broken archive)",
-                NAME_RECORD_LIMIT / 1024
-            ))));
-        }
-        if kind.is_pax_local_extensions() {
-            for ext in tar::PaxExtensions::new(&record) {
-                match ext {
-                    Ok(x) if x.key_bytes() == b"path" => long_path = Some(x.value_bytes().to_vec()),
-                    Ok(x) if x.key_bytes() == b"linkpath" => {
-                        long_link = Some(x.value_bytes().to_vec())
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Some(Err(e)),
-                }
-            }
-        } else {
-            if record.last() == Some(&0) {
-                record.pop();
-            }
-            if kind.is_gnu_longname() {
-                long_path = Some(record);
-            } else {
-                long_link = Some(record);
-            }
-        }
-    }
 }
 
 fn pull_big(
@@ -625,14 +354,7 @@ fn pull_big(
         };
         // The size the listing saw, no more: a live log that grows while
         // it is read is copied as listed (its first bytes do not change).
-        let n = item.entry.size;
-        let script = format!(
-            "f={}\n[ -f \"$f\" ] || {{ echo \"$f vanished\" >&2; exit 3; }}\nhead -c {n} \"$f\" | cksum || exit 1\nif [ {p} -gt 0 ] && [ \"$(head -c {p} \"$f\" | cksum)\" = {} ]; then echo resume; tail -c +{} \"$f\" | head -c {}; else echo restart; head -c {n} \"$f\"; fi",
-            quote(&remote_file),
-            quote(&expect),
-            p + 1,
-            n.saturating_sub(p)
-        );
+        let script = scripts::send_big(&remote_file, item.entry.size, p, &expect);
         let mut stream = t.open_stream(&script)?;
         stream.close_input()?;
         let (file, got, whole, _) = receive(t, stream, &remote_file, |reader| {
@@ -715,97 +437,4 @@ fn receive_big(
         meter.moved(n as u64);
     }
     Ok((file, sum.sum(), whole, resumed))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A raw header block of `kind` claiming `size` bytes, named `name`.
-    fn header(kind: tar::EntryType, name: &str, size: u64) -> Vec<u8> {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_path(name).unwrap();
-        h.set_size(size);
-        h.set_mode(0o644);
-        h.set_cksum();
-        h.as_bytes().to_vec()
-    }
-
-    /// Each member's path and link target.
-    type Names = Vec<(Vec<u8>, Option<Vec<u8>>)>;
-
-    fn names_in(archive: &[u8]) -> std::io::Result<Names> {
-        let mut a = tar::Archive::new(archive);
-        let mut entries = a.entries()?.raw(true);
-        let mut out = Vec::new();
-        while let Some(n) = next_named(&mut entries) {
-            let n = n?;
-            out.push((n.path, n.link));
-        }
-        Ok(out)
-    }
-
-    #[test]
-    fn an_oversized_gnu_long_name_is_an_error_not_a_gigabyte_in_memory() {
-        // The header claims 1 GiB of name; 70 KiB follow, then the end.
-        let mut archive = header(tar::EntryType::GNULongName, "././@LongLink", 1 << 30);
-        archive.extend(vec![b'a'; 70 * 1024]);
-        let err = names_in(&archive).unwrap_err().to_string();
-        assert!(err.contains("over 64 KiB"), "{err}");
-        // The same for a PAX header.
-        let mut archive = header(tar::EntryType::XHeader, "pax", 1 << 30);
-        archive.extend(vec![b'a'; 70 * 1024]);
-        let err = names_in(&archive).unwrap_err().to_string();
-        assert!(err.contains("over 64 KiB"), "{err}");
-    }
-
-    #[test]
-    fn long_names_and_links_from_gnu_tar_are_applied() {
-        let long = format!("./{}/{}/file", "d".repeat(200), "e".repeat(200));
-        let target = "t".repeat(200);
-        let dir = tempfile::tempdir().unwrap();
-        let deep = dir.path().join(&long[2..]);
-        fs::create_dir_all(deep.parent().unwrap()).unwrap();
-        fs::write(&deep, b"x").unwrap();
-        std::os::unix::fs::symlink(&target, dir.path().join("link")).unwrap();
-        let out = std::process::Command::new("tar")
-            .args(["-cf", "-", "--no-recursion", "--", &long, "./link"])
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let names = names_in(&out.stdout).unwrap();
-        assert_eq!(names[0].0, long.as_bytes());
-        assert_eq!(names[1].0, b"./link");
-        assert_eq!(names[1].1.as_deref(), Some(target.as_bytes()));
-    }
-
-    #[test]
-    fn the_batch_script_reads_names_from_stdin_and_tolerates_files_that_change() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("a b"), b"one").unwrap();
-        fs::write(dir.path().join("c"), b"two").unwrap();
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(batch_script(dir.path().to_str().unwrap()))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"./a b\0./c\0")
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains(SUMS_MARK), "{text}");
-        assert!(!text.contains(CHANGED_MARK), "nothing changed: {text}");
-        let names = names_in(&out.stdout).unwrap();
-        assert_eq!(names.len(), 2);
-        assert_eq!(names[0].0, b"./a b");
-    }
 }

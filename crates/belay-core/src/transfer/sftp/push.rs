@@ -19,13 +19,14 @@ use futures_util::stream::{self, FuturesUnordered, StreamExt};
 
 use super::files::Files;
 use crate::error::{CoreError, Result};
-use crate::paths::{base_name, join, parent_and_name, partial_beside, partial_name};
+use crate::paths::{join, partial_beside, partial_name};
 use crate::transfer::Summary;
 use crate::transfer::checksum::{Cksum, file_sum};
-use crate::transfer::exec::push::{Destination, local_error, local_source};
+use crate::transfer::destination::{self, Destination};
 use crate::transfer::listing::{Entry, Kind};
 use crate::transfer::plan::{Step, plan_push};
 use crate::transfer::progress::{Meter, Progress};
+use crate::transfer::source::{local_error, local_source};
 use crate::transport::ssh::runtime;
 
 /// Small files written at once.
@@ -164,7 +165,8 @@ pub(crate) fn sftp_path(remote: &str) -> String {
     }
 }
 
-/// `cp -r` rules, as in the exec push.
+/// `cp -r` rules ([`crate::transfer::destination`], shared with the exec
+/// push) on what SFTP `stat`s find at the destination.
 async fn destination(
     fs: &Files<'_>,
     remote: &str,
@@ -183,35 +185,9 @@ async fn destination(
     }
     if there.as_ref().is_some_and(|e| e.kind == Kind::Dir) {
         let abs = fs.realpath(&path).await?;
-        if !exact {
-            return Ok(Destination {
-                path: join(&abs, local_base),
-                parent: abs,
-                base: local_base.to_string(),
-            });
-        }
-        if kind != Kind::Dir {
-            return Err(CoreError::BadInput(format!(
-                "'{remote}' on {host} is a directory: cannot put a file there"
-            )));
-        }
-        let (parent, base) = parent_and_name(&abs);
-        return Ok(Destination {
-            path: abs.clone(),
-            parent: parent.to_string(),
-            base: base.to_string(),
-        });
+        return destination::into_existing_directory(&abs, remote, local_base, kind, exact, host);
     }
-    if remote.ends_with('/') {
-        return Err(CoreError::BadInput(format!(
-            "no such directory '{remote}' on {host}"
-        )));
-    }
-    if there.is_some() && kind == Kind::Dir {
-        return Err(CoreError::BadInput(format!(
-            "'{remote}' on {host} is a file: cannot put a directory there"
-        )));
-    }
+    destination::refuse_before_parent(remote, kind, there.is_some(), host)?;
     let parent = match path.rsplit_once('/') {
         Some(("", _)) => "/".to_string(),
         Some((p, _)) => p.to_string(),
@@ -222,17 +198,10 @@ async fn destination(
         .await?
         .is_some_and(|e| e.kind == Kind::Dir)
     {
-        return Err(CoreError::BadInput(format!(
-            "no such directory '{parent}' on {host} (the destination's parent must exist)"
-        )));
+        return Err(destination::parent_must_exist(&parent, host));
     }
     let abs = fs.realpath(&parent).await?;
-    let base = base_name(remote).unwrap_or(local_base).to_string();
-    Ok(Destination {
-        path: join(&abs, &base),
-        parent: abs,
-        base,
-    })
+    Ok(destination::as_the_named_path(&abs, remote, local_base))
 }
 
 /// `mkdir -p`: each missing component of `path` (relative to the login

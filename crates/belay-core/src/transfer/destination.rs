@@ -113,22 +113,20 @@ mod tests {
         }
     }
 
+    fn parts(d: &Destination) -> (&str, &str, &str) {
+        (&d.path, &d.parent, &d.base)
+    }
+
     #[test]
     fn an_existing_directory_receives_the_copy_under_the_source_name() {
         let d = into_existing_directory("/h/dir", "dir", "src", Kind::File, false, "h").unwrap();
-        assert_eq!(
-            (d.path.as_str(), d.parent.as_str(), d.base.as_str()),
-            ("/h/dir/src", "/h/dir", "src")
-        );
+        assert_eq!(parts(&d), ("/h/dir/src", "/h/dir", "src"));
     }
 
     #[test]
     fn exact_makes_an_existing_directory_the_copy_but_only_for_a_tree() {
         let d = into_existing_directory("/h/dir", "dir", "src", Kind::Dir, true, "h").unwrap();
-        assert_eq!(
-            (d.path.as_str(), d.parent.as_str(), d.base.as_str()),
-            ("/h/dir", "/h", "dir")
-        );
+        assert_eq!(parts(&d), ("/h/dir", "/h", "dir"));
         let m = bad(into_existing_directory(
             "/h/dir",
             "dir",
@@ -154,7 +152,7 @@ mod tests {
     #[test]
     fn otherwise_the_copy_is_the_named_path() {
         let d = as_the_named_path("/h", "x/name", "src");
-        assert_eq!((d.path.as_str(), d.base.as_str()), ("/h/name", "name"));
+        assert_eq!(parts(&d), ("/h/name", "/h", "name"));
         let d = as_the_named_path("/h", "~", "src");
         assert_eq!(d.base, "src");
     }

@@ -153,6 +153,11 @@ fn push_with(
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
     let source = local.display().to_string();
+    let request = PushRequest {
+        local,
+        remote,
+        exact,
+    };
     copy(
         t,
         via,
@@ -160,10 +165,19 @@ fn push_with(
         &source,
         progress,
         &mut |m, s, progress| match m {
-            Mover::Exec => exec::push::run(t, local, remote, exact, progress, s),
-            Mover::Sftp(sftp) => sftp::push::run(sftp, t.host(), local, remote, exact, progress, s),
+            Mover::Exec => exec::push::run(t, request, progress, s),
+            Mover::Sftp(sftp) => sftp::push::run(sftp, t.host(), request, progress, s),
         },
     )
+}
+
+/// What one push was asked, for either mover: `local` to `remote`, into
+/// it if it is a directory (`cp -r`), or, when `exact`, as it.
+#[derive(Clone, Copy)]
+pub(crate) struct PushRequest<'a> {
+    pub local: &'a Path,
+    pub remote: &'a str,
+    pub exact: bool,
 }
 
 /// Copies a remote file or tree to `local`. Remote entries that would

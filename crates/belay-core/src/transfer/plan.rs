@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::BIG_FILE;
 use super::listing::{Entry, Kind};
-use crate::paths::{is_temporary, partial_beside, safe_relative};
+use crate::paths::{is_temporary, partial_beside, safe_relative, symlink_stays_inside};
 
 /// One local entry to place on the host.
 pub(crate) struct Step<'a> {
@@ -140,6 +140,28 @@ pub(crate) fn pulled_name(rel: &str, name_not_utf8: bool) -> PulledName {
             Ok(p) => PulledName::Lands(p),
             Err(why) => PulledName::Refused(why),
         }
+    }
+}
+
+/// What a pull makes of one listed entry, by its kind.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PulledKind {
+    Dir,
+    File,
+    /// A symlink whose target stays inside the destination.
+    Link,
+}
+
+/// Vets a listed entry's kind for either mover: directories, regular files
+/// and symlinks that stay inside the destination (`local_rel` is where it
+/// lands) are copied; anything else is refused, with why.
+pub(crate) fn pulled_kind(entry: &Entry, local_rel: &Path) -> Result<PulledKind, &'static str> {
+    match entry.kind {
+        Kind::Dir => Ok(PulledKind::Dir),
+        Kind::File => Ok(PulledKind::File),
+        Kind::Symlink if symlink_stays_inside(local_rel, &entry.link) => Ok(PulledKind::Link),
+        Kind::Symlink => Err("symlink pointing outside the destination"),
+        Kind::Other => Err("not a regular file, directory or symlink"),
     }
 }
 
@@ -300,5 +322,33 @@ mod tests {
         let sizes = [1u64, BATCH_BYTES, 1, 1];
         let b = batches(&sizes, |s| *s);
         assert_eq!(b.iter().map(|b| b.len()).collect::<Vec<_>>(), [1, 1, 2]);
+    }
+
+    #[test]
+    fn a_pull_copies_directories_files_and_links_that_stay_inside() {
+        let link = |target: &str| Entry {
+            kind: Kind::Symlink,
+            link: target.into(),
+            ..file("d/l", 0, 0)
+        };
+        let at = Path::new("d/l");
+        assert_eq!(pulled_kind(&dir("d"), Path::new("d")), Ok(PulledKind::Dir));
+        assert_eq!(
+            pulled_kind(&file("f", 1, 0), Path::new("f")),
+            Ok(PulledKind::File)
+        );
+        assert_eq!(pulled_kind(&link("../f"), at), Ok(PulledKind::Link));
+        assert_eq!(
+            pulled_kind(&link("../../etc/passwd"), at),
+            Err("symlink pointing outside the destination")
+        );
+        let fifo = Entry {
+            kind: Kind::Other,
+            ..file("p", 0, 0)
+        };
+        assert_eq!(
+            pulled_kind(&fifo, Path::new("p")),
+            Err("not a regular file, directory or symlink")
+        );
     }
 }

@@ -13,13 +13,19 @@ use crate::transfer::listing::{self, Entry, Kind};
 /// a regular file or a directory can be pushed.
 pub(crate) fn local_source(local: &Path) -> Result<(Vec<Entry>, String)> {
     let entries = listing::walk_local(local).map_err(|e| local_error(local, e))?;
-    if !matches!(entries[0].kind, Kind::File | Kind::Dir) {
+    refuse_unless_pushable(local, entries[0].kind)?;
+    Ok((entries, local_base_name(local)?))
+}
+
+/// Only a regular file or a directory can be pushed.
+pub(crate) fn refuse_unless_pushable(local: &Path, kind: Kind) -> Result<()> {
+    if !matches!(kind, Kind::File | Kind::Dir) {
         return Err(CoreError::BadInput(format!(
             "'{}' is not a regular file or directory",
             local.display()
         )));
     }
-    Ok((entries, local_base_name(local)?))
+    Ok(())
 }
 
 pub(crate) fn local_error(path: &Path, e: std::io::Error) -> CoreError {

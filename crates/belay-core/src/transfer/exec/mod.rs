@@ -8,3 +8,17 @@ mod archive;
 pub(super) mod pull;
 pub(super) mod push;
 mod scripts;
+
+/// Runs `script` on the host; a non-zero status is the host's failure,
+/// told as `what` (built only then) with the first line of its stderr.
+fn run_checked(
+    t: &dyn crate::transport::Transport,
+    script: &str,
+    what: impl FnOnce() -> String,
+) -> crate::error::Result<crate::transport::ScriptOutput> {
+    let out = t.run_script(script)?;
+    if out.status != 0 {
+        return Err(super::remote_failure(t.host(), &what(), &out.stderr));
+    }
+    Ok(out)
+}

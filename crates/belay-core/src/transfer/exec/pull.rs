@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 
 use super::{archive, scripts};
 use crate::error::{CoreError, Result};
-use crate::paths::{remote_word, symlink_stays_inside};
+use crate::paths::remote_word;
 use crate::transfer::checksum::{Cksum, Sum, file_sum};
 use crate::transfer::landing::{
     Checked, already_there, io_error, land, landing_name, local_destination, open_for_writing,
     open_partial, partial_for, refuse, restore_modes, safe_dir,
 };
 use crate::transfer::listing::{self, Entry, Kind};
-use crate::transfer::plan::{PulledName, pulled_name};
+use crate::transfer::plan::{PulledKind, PulledName, pulled_kind, pulled_name};
 use crate::transfer::progress::{Meter, Progress};
 use crate::transfer::streamio::StreamReader;
 use crate::transfer::{BIG_FILE, Summary, remote_failure};
@@ -122,27 +122,11 @@ pub(crate) fn run(
                 }
             }
         };
-        match e.kind {
-            Kind::Dir => dirs.push(item),
-            Kind::Symlink => {
-                if symlink_stays_inside(&item.local_rel, &e.link) {
-                    small.push(item);
-                } else {
-                    refuse(
-                        summary,
-                        progress,
-                        &e.rel,
-                        "symlink pointing outside the destination",
-                    );
-                }
-            }
-            Kind::Other => refuse(
-                summary,
-                progress,
-                &e.rel,
-                "not a regular file, directory or symlink",
-            ),
-            Kind::File => {
+        match pulled_kind(e, &item.local_rel) {
+            Ok(PulledKind::Dir) => dirs.push(item),
+            Ok(PulledKind::Link) => small.push(item),
+            Err(why) => refuse(summary, progress, &e.rel, why),
+            Ok(PulledKind::File) => {
                 summary.files += 1;
                 summary.bytes += e.size;
                 let target = if item.local_rel.as_os_str().is_empty() {

@@ -4,9 +4,8 @@
 //! to `.NAME.belay-part` on the host, verified, then renamed.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
 
-use super::scripts;
+use super::{run_checked, scripts};
 use crate::error::{CoreError, Result};
 use crate::paths::{is_temporary, join, partial_beside, partial_name, remote_word};
 use crate::transfer::checksum::{Cksum, Sum, file_sum};
@@ -14,31 +13,28 @@ use crate::transfer::destination::{self, Destination};
 use crate::transfer::listing::{self, Entry, Kind};
 use crate::transfer::plan::{Step, batches, plan_push};
 use crate::transfer::progress::{Meter, Progress};
-use crate::transfer::source::{local_base_name, local_error};
+use crate::transfer::source::{local_base_name, local_error, refuse_unless_pushable};
 use crate::transfer::streamio::{StreamWriter, finish_with_output};
-use crate::transfer::{Summary, remote_failure};
+use crate::transfer::{PushRequest, Summary, remote_failure};
 use crate::transport::Transport;
 
 /// One thing to place on the host.
 type Item<'a> = Step<'a>;
 
-/// Pushes `local` to `remote`: into it if it is a directory (`cp -r`), or,
-/// when `exact`, as it.
+/// Carries out one push (see [`PushRequest`]).
 pub(crate) fn run(
     t: &dyn Transport,
-    local: &Path,
-    remote: &str,
-    exact: bool,
+    request: PushRequest,
     progress: &mut dyn Progress,
     summary: &mut Summary,
 ) -> Result<()> {
+    let PushRequest {
+        local,
+        remote,
+        exact,
+    } = request;
     let root_kind = listing::kind_of(&std::fs::metadata(local).map_err(|e| local_error(local, e))?);
-    if !matches!(root_kind, Kind::File | Kind::Dir) {
-        return Err(CoreError::BadInput(format!(
-            "'{}' is not a regular file or directory",
-            local.display()
-        )));
-    }
+    refuse_unless_pushable(local, root_kind)?;
     let local_base = local_base_name(local)?;
     let tree = root_kind == Kind::Dir;
     // The tree is walked while the host is reached (the first script
@@ -184,14 +180,7 @@ fn resolve_destination(
 /// [`resolve_destination`].)
 fn list_remote(t: &dyn Transport, dest: &Destination) -> Result<Vec<Entry>> {
     let script = scripts::list_beside(&dest.parent, &dest.base, &partial_name(&dest.base));
-    let out = t.run_script(&script)?;
-    if out.status != 0 {
-        return Err(remote_failure(
-            t.host(),
-            &format!("cannot list '{}'", dest.path),
-            &out.stderr,
-        ));
-    }
+    let out = run_checked(t, &script, || format!("cannot list '{}'", dest.path))?;
     listing::parse_find(&out.stdout).map_err(|m| CoreError::Protocol {
         host: t.host().to_string(),
         message: format!("listing '{}': {m}", dest.path),
@@ -210,14 +199,9 @@ fn clear_stale_stages(t: &dyn Transport, base: &str, there: &[Entry]) -> Result<
     if stages.is_empty() {
         return Ok(());
     }
-    let out = t.run_script(&scripts::clear_stale_stages(&stages))?;
-    if out.status != 0 {
-        return Err(remote_failure(
-            t.host(),
-            "cannot remove an old staging directory",
-            &out.stderr,
-        ));
-    }
+    run_checked(t, &scripts::clear_stale_stages(&stages), || {
+        "cannot remove an old staging directory".into()
+    })?;
     Ok(())
 }
 
@@ -226,14 +210,9 @@ fn run_dir_script(t: &dyn Transport, base: &str, script: &str) -> Result<()> {
     if script.is_empty() {
         return Ok(());
     }
-    let out = t.run_script(script)?;
-    if out.status != 0 {
-        return Err(remote_failure(
-            t.host(),
-            &format!("cannot create directories or set their modes under '{base}'"),
-            &out.stderr,
-        ));
-    }
+    run_checked(t, script, || {
+        format!("cannot create directories or set their modes under '{base}'")
+    })?;
     Ok(())
 }
 
@@ -299,14 +278,7 @@ fn push_batch(
         });
     }
     let script = scripts::place(base, &stage, batch.iter().map(|it| it.name.as_str()));
-    let out = t.run_script(&script)?;
-    if out.status != 0 {
-        return Err(remote_failure(
-            t.host(),
-            &format!("cannot move files into '{base}'"),
-            &out.stderr,
-        ));
-    }
+    run_checked(t, &script, || format!("cannot move files into '{base}'"))?;
     for it in batch {
         if it.entry.kind == Kind::File {
             summary.files_transferred += 1;
@@ -403,14 +375,7 @@ fn push_big(
         if there == sum.sum() && sum.len() == size {
             let script =
                 scripts::finish_partial(&part, item.entry.mode, item.entry.mtime, &final_path);
-            let out = t.run_script(&script)?;
-            if out.status != 0 {
-                return Err(remote_failure(
-                    t.host(),
-                    &format!("cannot finish '{final_path}'"),
-                    &out.stderr,
-                ));
-            }
+            run_checked(t, &script, || format!("cannot finish '{final_path}'"))?;
             summary.files_transferred += 1;
             meter.progress.file_done();
             return Ok(());

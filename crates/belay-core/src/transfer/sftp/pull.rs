@@ -26,14 +26,13 @@ use super::files::{Files, Listing};
 use super::push::{FILES_IN_FLIGHT, sftp_path};
 use crate::error::{CoreError, Result};
 use crate::paths::join;
-use crate::paths::symlink_stays_inside;
 use crate::transfer::landing::{
     Checked, already_there, finish_partial, io_error, land, land_all, landing_name,
     local_destination, make_durable, open_for_writing, open_partial, partial_for, refuse,
     restore_modes, safe_dir,
 };
 use crate::transfer::listing::{Entry, Kind};
-use crate::transfer::plan::{PulledName, pulled_name};
+use crate::transfer::plan::{PulledKind, PulledName, pulled_kind, pulled_name};
 use crate::transfer::progress::{Meter, Progress};
 use crate::transfer::{BIG_FILE, Summary};
 use crate::transport::ssh::runtime;
@@ -118,31 +117,20 @@ pub(crate) fn run(
                     continue;
                 }
             };
-            match e.kind {
-                Kind::Dir => {
+            match pulled_kind(&e, &rel) {
+                Ok(PulledKind::Dir) => {
                     // Read-only directories of an earlier copy are opened
                     // while filled (see the exec pull).
                     let path = safe_dir(&dest, &rel, &mut checked)?;
                     open_for_writing(&path, &mut opened)?;
                     dirs.push((dest.join(&rel), e.mode));
                 }
-                Kind::Symlink if symlink_stays_inside(&rel, &e.link) => {
+                Ok(PulledKind::Link) => {
                     let (partial, target) = partial_for(&dest, &rel, &mut checked)?;
                     links.push((e.link, partial, target));
                 }
-                Kind::Symlink => refuse(
-                    summary,
-                    progress,
-                    &e.rel,
-                    "symlink pointing outside the destination",
-                ),
-                Kind::Other => refuse(
-                    summary,
-                    progress,
-                    &e.rel,
-                    "not a regular file, directory or symlink",
-                ),
-                Kind::File => {
+                Err(why) => refuse(summary, progress, &e.rel, why),
+                Ok(PulledKind::File) => {
                     summary.files += 1;
                     summary.bytes += e.size;
                     let (partial, target) = partial_for(&dest, &rel, &mut checked)?;

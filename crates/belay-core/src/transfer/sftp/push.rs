@@ -12,7 +12,6 @@
 
 use std::cell::RefCell;
 use std::io::{Seek, SeekFrom};
-use std::path::Path;
 
 use belay_ssh::Sftp;
 use futures_util::stream::{self, FuturesUnordered, StreamExt};
@@ -20,13 +19,13 @@ use futures_util::stream::{self, FuturesUnordered, StreamExt};
 use super::files::Files;
 use crate::error::{CoreError, Result};
 use crate::paths::{join, partial_beside, partial_name};
-use crate::transfer::Summary;
 use crate::transfer::checksum::{Cksum, file_sum};
 use crate::transfer::destination::{self, Destination};
 use crate::transfer::listing::{Entry, Kind};
 use crate::transfer::plan::{Step, plan_push};
 use crate::transfer::progress::{Meter, Progress};
 use crate::transfer::source::{local_error, local_source};
+use crate::transfer::{PushRequest, Summary};
 use crate::transport::ssh::runtime;
 
 /// Small files written at once.
@@ -57,15 +56,19 @@ impl<'a> std::ops::Deref for Item<'a> {
     }
 }
 
+/// Carries out one push (see [`PushRequest`]) over SFTP.
 pub(crate) fn run(
     sftp: &Sftp,
     host: &str,
-    local: &Path,
-    remote: &str,
-    exact: bool,
+    request: PushRequest,
     progress: &mut dyn Progress,
     summary: &mut Summary,
 ) -> Result<()> {
+    let PushRequest {
+        local,
+        remote,
+        exact,
+    } = request;
     let (entries, local_base) = local_source(local)?;
     let root = &entries[0];
     let fs = Files::new(sftp, host);

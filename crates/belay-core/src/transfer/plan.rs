@@ -2,6 +2,8 @@
 //! local walk and what is already at the destination to what each mover
 //! sends, skips, resumes or refuses. The exec and SFTP movers carry out
 //! the same plan, so they cannot disagree about which file is complete.
+//! On a pull, the same for each listed entry: which names and kinds land
+//! ([`pulled_name`], [`pulled_kind`]) and which are refused, and why.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

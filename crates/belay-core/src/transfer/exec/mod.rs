@@ -2,7 +2,9 @@
 //! GNU find and tar) over [`crate::transport::Transport::open_stream`].
 //! Small files travel as one tar stream per batch, big files one by one;
 //! the host sums what it received. Works on `local` and on hosts without
-//! an SFTP subsystem.
+//! an SFTP subsystem. The movers ([`push`], [`pull`]) carry bytes and
+//! check answers; the shell they send is built in [`scripts`], and a
+//! pulled batch's archive is read in [`archive`].
 
 mod archive;
 pub(super) mod pull;

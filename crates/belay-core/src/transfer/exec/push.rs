@@ -1,7 +1,9 @@
 //! Push: a local file or tree onto the host. Small files go in tar batches
 //! into a staging directory beside the destination, are verified there and
 //! then moved into place (one `mv` per directory); big files are appended
-//! to `.NAME.belay-part` on the host, verified, then renamed.
+//! to `.NAME.belay-part` on the host, verified, then renamed. Where the
+//! copy lands is decided in [`crate::transfer::destination`] from one
+//! lookup script; the scripts themselves are built in [`super::scripts`].
 
 use std::io::{Read, Seek, SeekFrom};
 

@@ -1,5 +1,6 @@
 //! Push over SFTP, for hosts that refuse commands. Same rules as the exec
-//! push ([`crate::transfer::exec::push`]): `cp -r` destinations, complete files skipped,
+//! push ([`crate::transfer::exec::push`]): `cp -r` destinations (decided
+//! once, in [`crate::transfer::destination`]), complete files skipped,
 //! each file written to `.NAME.belay-part`, verified, given its mode and
 //! mtime, then renamed over the final name (OpenSSH's `posix-rename`).
 //!

@@ -88,6 +88,23 @@ pub(crate) fn local_destination(
     Ok(local.to_path_buf())
 }
 
+/// A tree's local destination `dest`: an existing directory, or made now.
+/// Returns whether it was made (a fresh one holds nothing yet: no file in
+/// it needs looking at to know it is not complete).
+pub(crate) fn tree_destination(dest: &Path) -> Result<bool> {
+    match fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() => Ok(false),
+        Ok(_) => Err(CoreError::BadInput(format!(
+            "'{}' exists and is not a directory",
+            dest.display()
+        ))),
+        Err(_) => {
+            fs::create_dir(dest).map_err(|e| io_error(dest, e))?;
+            Ok(true)
+        }
+    }
+}
+
 /// Makes an existing directory writable by its owner (us) if it is not,
 /// remembering its mode in `opened`: read-only directories of an earlier
 /// copy (0555) are filled by an update, then closed again.

@@ -16,7 +16,7 @@ use crate::paths::remote_word;
 use crate::transfer::checksum::{Cksum, Sum, file_sum};
 use crate::transfer::landing::{
     Checked, already_there, io_error, land, landing_name, local_destination, open_for_writing,
-    open_partial, partial_for, refuse, restore_modes, safe_dir,
+    open_partial, partial_for, refuse, restore_modes, safe_dir, tree_destination,
 };
 use crate::transfer::listing::{self, Entry, Kind};
 use crate::transfer::plan::{PulledKind, PulledName, pulled_kind, pulled_name};
@@ -68,22 +68,7 @@ pub(crate) fn run(
     };
     // A tree destination this run creates holds nothing yet: no file in it
     // needs looking at to know it is not complete.
-    let mut fresh = false;
-    if tree {
-        match fs::symlink_metadata(&dest) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(CoreError::BadInput(format!(
-                    "'{}' exists and is not a directory",
-                    dest.display()
-                )));
-            }
-            Err(_) => {
-                fs::create_dir(&dest).map_err(|e| io_error(&dest, e))?;
-                fresh = true;
-            }
-        }
-    }
+    let fresh = tree && tree_destination(&dest)?;
 
     let (mut small, mut big, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
     summary.files = 0;

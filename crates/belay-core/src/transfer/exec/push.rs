@@ -30,11 +30,7 @@ pub(crate) fn run(
     progress: &mut dyn Progress,
     summary: &mut Summary,
 ) -> Result<()> {
-    let PushRequest {
-        local,
-        remote,
-        exact,
-    } = request;
+    let (local, remote, exact) = (request.local, request.remote, request.exact);
     let root_kind = listing::kind_of(&std::fs::metadata(local).map_err(|e| local_error(local, e))?);
     refuse_unless_pushable(local, root_kind)?;
     let local_base = local_base_name(local)?;

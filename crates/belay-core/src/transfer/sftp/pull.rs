@@ -29,7 +29,7 @@ use crate::paths::join;
 use crate::transfer::landing::{
     Checked, already_there, finish_partial, io_error, land, land_all, landing_name,
     local_destination, make_durable, open_for_writing, open_partial, partial_for, refuse,
-    restore_modes, safe_dir,
+    restore_modes, safe_dir, tree_destination,
 };
 use crate::transfer::listing::{Entry, Kind};
 use crate::transfer::plan::{PulledKind, PulledName, pulled_kind, pulled_name};
@@ -85,16 +85,7 @@ pub(crate) fn run(
         let dest = local_destination(local, landing.as_deref(), remote)?;
         summary.destination = dest.display().to_string();
         if tree {
-            match fs::symlink_metadata(&dest) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    return Err(CoreError::BadInput(format!(
-                        "'{}' exists and is not a directory",
-                        dest.display()
-                    )));
-                }
-                Err(_) => fs::create_dir(&dest).map_err(|e| io_error(&dest, e))?,
-            }
+            tree_destination(&dest)?;
         }
 
         summary.files = 0;

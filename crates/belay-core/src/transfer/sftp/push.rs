@@ -65,11 +65,7 @@ pub(crate) fn run(
     progress: &mut dyn Progress,
     summary: &mut Summary,
 ) -> Result<()> {
-    let PushRequest {
-        local,
-        remote,
-        exact,
-    } = request;
+    let (local, remote, exact) = (request.local, request.remote, request.exact);
     let (entries, local_base) = local_source(local)?;
     let root = &entries[0];
     let fs = Files::new(sftp, host);

@@ -8,10 +8,10 @@
 //! 1. **Plan** — list both sides ([`listing`]); a file whose destination has
 //!    the same size and mtime is complete and skipped.
 //! 2. **Small files** (< [`BIG_FILE`]) travel in batches (up to 10,000
-//!    files or 64 MiB, see [`plan::batches`]), each one tar
+//!    files or 64 MiB, see `plan::batches`), each one tar
 //!    stream (no round trip per file). Pushed batches land in a staging
 //!    directory beside the destination; pulled entries are checked one by
-//!    one ([`paths`]) before anything is written.
+//!    one ([`crate::paths`]) before anything is written.
 //! 3. **Big files** are streamed one by one into `.NAME.belay-part` beside
 //!    the final name. A partial left by an earlier run is compared by
 //!    checksum of its bytes on both sides and extended, not restarted.

@@ -195,3 +195,68 @@ fn wait_child(mut child: std::process::Child, within: Duration) -> std::process:
     }
     child.wait_with_output().expect("output")
 }
+
+#[test]
+fn a_cancel_recorded_while_the_inputs_upload_stops_the_launch() {
+    // `belay cancel` from a place that cannot reach the host records the
+    // cancel; the submit still uploading from here must honour it before
+    // its launch, not start a job the user has cancelled.
+    let host = Loopback::start();
+    let b = host.belay();
+    let big = b.scratch("big.bin");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(1 << 30).unwrap();
+    drop(f);
+    let input = big.display().to_string();
+    let child = b.spawn(&[
+        "run",
+        "--name",
+        "upl",
+        "--input",
+        &input,
+        "target",
+        "--",
+        "touch /root/ran",
+    ]);
+    let jobs_root = remote(&host, "/root/.belay/jobs");
+    let uploading = poll(Duration::from_secs(30), || {
+        std::fs::read_dir(&jobs_root).is_ok_and(|dirs| {
+            dirs.flatten().any(|d| {
+                std::fs::read_dir(d.path().join("inputs"))
+                    .is_ok_and(|mut entries| entries.next().is_some())
+            })
+        })
+    });
+    assert!(uploading, "the upload never started");
+    // The same store, but a config where `target` does not answer.
+    let unreachable = host.dir.path().join("unreachable_config");
+    std::fs::write(
+        &unreachable,
+        belay_testbed::HostBlock::new("target")
+            .hostname("127.0.0.1")
+            .port(1)
+            .test_client(&host.key, &host.known_hosts)
+            .to_string(),
+    )
+    .unwrap();
+    let out = b
+        .cmd(["cancel", "upl"])
+        .env("BELAY_SSH_CONFIG", unreachable.to_str().unwrap())
+        .output();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("cancel recorded"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = wait_child(child, Duration::from_secs(120));
+    let err = stderr_of(&out);
+    assert_ne!(out.status.code(), Some(0), "the run went on: {err}");
+    assert!(err.contains("nothing was launched"), "{err}");
+    b.ok(&["ps", "--all"]);
+    let job = b.job("upl");
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert!(!remote(&host, "/root/ran").exists(), "a cancelled job ran");
+    let dir = remote(&host, job["job_dir"].as_str().unwrap());
+    assert!(!dir.join("launch.lock").exists(), "it was launched");
+}

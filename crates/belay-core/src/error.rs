@@ -71,6 +71,11 @@ pub enum CoreError {
         None => "interrupted: nothing was recorded or launched".to_string(),
     })]
     SubmitInterrupted { id: Option<String> },
+    /// A cancel recorded while the job was still being submitted (`belay
+    /// cancel` elsewhere, its host out of that command's reach): honoured
+    /// before the launch, so the job never starts.
+    #[error("job {id} was cancelled (belay cancel) before its launch; nothing was launched")]
+    SubmitCancelled { id: String },
     /// The job's host could not be reached: the cancel is recorded and is
     /// carried out by the next belay command that reaches the host (before
     /// anything else there, so a deferred submit never launches).

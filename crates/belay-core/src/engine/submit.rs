@@ -20,7 +20,10 @@
 //!   with the cause as its reason until a reconcile settles it;
 //! - the user's Ctrl-C (the engine's stop check) before the launch: the job
 //!   is recorded cancelled, nothing is launched (`SubmitInterrupted`); once
-//!   the launch is sent the submit finishes and the caller detaches.
+//!   the launch is sent the submit finishes and the caller detaches;
+//! - a `belay cancel` recorded meanwhile by another command (the host out
+//!   of its reach) is checked just before the launch: the job ends
+//!   `cancelled` unlaunched (`SubmitCancelled`).
 
 use serde_json::json;
 
@@ -78,7 +81,9 @@ impl Engine {
                     source: e,
                 });
             }
-            Err(e @ CoreError::SubmitInterrupted { .. }) => return Err(e),
+            Err(e @ (CoreError::SubmitInterrupted { .. } | CoreError::SubmitCancelled { .. })) => {
+                return Err(e);
+            }
             Err(e) => return Err(self.submit_stopped(&job, launch_sent, e)),
         }
         failpoint::hit("after-store");
@@ -253,6 +258,11 @@ impl Engine {
         if self.stop_requested() {
             return self.cancel_unlaunched(job);
         }
+        // A cancel recorded meanwhile by another command (one that could
+        // not reach the host) is the user's last word: no launch.
+        if self.cancel_recorded(job)? {
+            return self.settle_cancelled_unlaunched(job);
+        }
 
         *launch_sent = true;
         let out = transport.run_script(&scripts::launch(
@@ -314,6 +324,36 @@ impl Engine {
         Err(CoreError::SubmitInterrupted {
             id: Some(job.id.clone()),
         })
+    }
+
+    /// Whether a `belay cancel` of `job` is recorded and not carried out
+    /// yet (see `engine/cancel.rs`), or already settled it.
+    fn cancel_recorded(&self, job: &Job) -> Result<bool> {
+        if self.store.get(&job.id)?.state == JobState::Cancelled {
+            return Ok(true);
+        }
+        Ok(self
+            .store
+            .cancels_pending(&job.host)?
+            .iter()
+            .any(|(id, _)| *id == job.id))
+    }
+
+    /// Carries out a recorded cancel of a job that was never launched: it
+    /// ends `cancelled` here and nothing is left for the host to do.
+    fn settle_cancelled_unlaunched(&mut self, job: &Job) -> Result<()> {
+        let current = self.store.get(&job.id)?;
+        if matches!(current.state, JobState::Queued | JobState::Submitting) {
+            self.settle(
+                &current,
+                JobState::Cancelled,
+                "cancelled (belay cancel) before it was launched",
+                JobUpdate::default(),
+            )?;
+        }
+        self.store
+            .clear_cancels_pending(&job.host, &[job.id.as_str()])?;
+        Err(CoreError::SubmitCancelled { id: job.id.clone() })
     }
 
     /// Copies the job's inputs into `DIR/inputs/` — resumable and

@@ -64,34 +64,8 @@ fn a_submit_that_fails_hard_after_the_record_names_the_job_and_never_launches_it
 fn ctrl_c_during_the_input_upload_cancels_the_job_and_nothing_is_launched() {
     let host = Loopback::start();
     let b = host.belay();
-    // Big enough that the upload takes a while on loopback.
-    let big = b.scratch("big.bin");
-    let f = std::fs::File::create(&big).unwrap();
-    f.set_len(1 << 30).unwrap();
-    drop(f);
-    let input = big.display().to_string();
-    let child = b.spawn(&[
-        "run",
-        "--name",
-        "upl",
-        "--input",
-        &input,
-        "target",
-        "--",
-        "touch /root/ran",
-    ]);
+    let child = run_while_uploading(&b, &host);
     let pid = child.id();
-    // Wait until bytes of the input are landing on the host.
-    let jobs_root = remote(&host, "/root/.belay/jobs");
-    let uploading = poll(Duration::from_secs(30), || {
-        std::fs::read_dir(&jobs_root).is_ok_and(|dirs| {
-            dirs.flatten().any(|d| {
-                std::fs::read_dir(d.path().join("inputs"))
-                    .is_ok_and(|mut entries| entries.next().is_some())
-            })
-        })
-    });
-    assert!(uploading, "the upload never started");
     // SAFETY: kill(2) on a child of ours.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
     let out = wait_child(child, Duration::from_secs(60));
@@ -203,31 +177,7 @@ fn a_cancel_recorded_while_the_inputs_upload_stops_the_launch() {
     // its launch, not start a job the user has cancelled.
     let host = Loopback::start();
     let b = host.belay();
-    let big = b.scratch("big.bin");
-    let f = std::fs::File::create(&big).unwrap();
-    f.set_len(1 << 30).unwrap();
-    drop(f);
-    let input = big.display().to_string();
-    let child = b.spawn(&[
-        "run",
-        "--name",
-        "upl",
-        "--input",
-        &input,
-        "target",
-        "--",
-        "touch /root/ran",
-    ]);
-    let jobs_root = remote(&host, "/root/.belay/jobs");
-    let uploading = poll(Duration::from_secs(30), || {
-        std::fs::read_dir(&jobs_root).is_ok_and(|dirs| {
-            dirs.flatten().any(|d| {
-                std::fs::read_dir(d.path().join("inputs"))
-                    .is_ok_and(|mut entries| entries.next().is_some())
-            })
-        })
-    });
-    assert!(uploading, "the upload never started");
+    let child = run_while_uploading(&b, &host);
     // The same store, but a config where `target` does not answer.
     let unreachable = host.dir.path().join("unreachable_config");
     std::fs::write(
@@ -259,4 +209,36 @@ fn a_cancel_recorded_while_the_inputs_upload_stops_the_launch() {
     assert!(!remote(&host, "/root/ran").exists(), "a cancelled job ran");
     let dir = remote(&host, job["job_dir"].as_str().unwrap());
     assert!(!dir.join("launch.lock").exists(), "it was launched");
+}
+
+/// A `run --name upl` of `touch /root/ran` with a 1 GiB input (big enough
+/// that the upload takes a while on loopback), returned once bytes of the
+/// input are landing on the host.
+fn run_while_uploading(b: &Belay, host: &Loopback) -> std::process::Child {
+    let big = b.scratch("big.bin");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(1 << 30).unwrap();
+    drop(f);
+    let input = big.display().to_string();
+    let child = b.spawn(&[
+        "run",
+        "--name",
+        "upl",
+        "--input",
+        &input,
+        "target",
+        "--",
+        "touch /root/ran",
+    ]);
+    let jobs_root = remote(host, "/root/.belay/jobs");
+    let uploading = poll(Duration::from_secs(30), || {
+        std::fs::read_dir(&jobs_root).is_ok_and(|dirs| {
+            dirs.flatten().any(|d| {
+                std::fs::read_dir(d.path().join("inputs"))
+                    .is_ok_and(|mut entries| entries.next().is_some())
+            })
+        })
+    });
+    assert!(uploading, "the upload never started");
+    child
 }

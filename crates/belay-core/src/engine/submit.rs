@@ -312,15 +312,7 @@ impl Engine {
     /// The user stopped a submit before its launch: the job is recorded
     /// cancelled (so no later reconcile launches it) and the submit ends.
     fn cancel_unlaunched(&mut self, job: &Job) -> Result<()> {
-        let current = self.store.get(&job.id)?;
-        if matches!(current.state, JobState::Queued | JobState::Submitting) {
-            self.settle(
-                &current,
-                JobState::Cancelled,
-                "interrupted (Ctrl-C) before it was launched",
-                JobUpdate::default(),
-            )?;
-        }
+        self.settle_unlaunched(job, "interrupted (Ctrl-C) before it was launched")?;
         Err(CoreError::SubmitInterrupted {
             id: Some(job.id.clone()),
         })
@@ -342,18 +334,20 @@ impl Engine {
     /// Carries out a recorded cancel of a job that was never launched: it
     /// ends `cancelled` here and nothing is left for the host to do.
     fn settle_cancelled_unlaunched(&mut self, job: &Job) -> Result<()> {
-        let current = self.store.get(&job.id)?;
-        if matches!(current.state, JobState::Queued | JobState::Submitting) {
-            self.settle(
-                &current,
-                JobState::Cancelled,
-                "cancelled (belay cancel) before it was launched",
-                JobUpdate::default(),
-            )?;
-        }
+        self.settle_unlaunched(job, "cancelled (belay cancel) before it was launched")?;
         self.store
             .clear_cancels_pending(&job.host, &[job.id.as_str()])?;
         Err(CoreError::SubmitCancelled { id: job.id.clone() })
+    }
+
+    /// Records a job that never reached its launch as `cancelled`, unless
+    /// something settled it already.
+    fn settle_unlaunched(&mut self, job: &Job, reason: &str) -> Result<()> {
+        let current = self.store.get(&job.id)?;
+        if matches!(current.state, JobState::Queued | JobState::Submitting) {
+            self.settle(&current, JobState::Cancelled, reason, JobUpdate::default())?;
+        }
+        Ok(())
     }
 
     /// Copies the job's inputs into `DIR/inputs/` — resumable and

@@ -152,6 +152,22 @@ pub fn table(jobs: &[Job], now: i64) -> String {
     out
 }
 
+/// One line per job a submit left `submitting` for a reason (its launch
+/// may have run; the next reconcile settles it): the table has no room for
+/// the reason, and the user must see the id and why.
+pub fn stuck_submits(jobs: &[Job]) -> Vec<String> {
+    jobs.iter()
+        .filter(|j| j.state == JobState::Submitting)
+        .filter_map(|j| {
+            let reason = j.reason.as_deref()?;
+            Some(format!(
+                "job {} is still submitting: {reason} (`belay show {}`)",
+                j.id, j.id
+            ))
+        })
+        .collect()
+}
+
 /// `show`'s human view.
 pub fn detail(job: &Job, events: &[JobEvent], now: i64) -> String {
     let mut s = String::new();
@@ -213,6 +229,55 @@ mod tests {
         assert_eq!(ago(0, 120_000), "2m ago");
         assert_eq!(ago(0, 7_200_000), "2h ago");
         assert_eq!(ago(10, 0), "0s ago");
+    }
+
+    fn job(id: &str, state: JobState, reason: Option<&str>) -> Job {
+        Job {
+            id: id.into(),
+            key: format!("{id}-i"),
+            name: None,
+            host: "gpu1".into(),
+            state,
+            command: vec!["true".into()],
+            workdir: None,
+            env: Vec::new(),
+            scheduler: "direct".into(),
+            scheduler_id: None,
+            remote_dir: None,
+            exit_code: None,
+            reason: reason.map(str::to_string),
+            created_at: 0,
+            updated_at: 0,
+            started_at: None,
+            ended_at: None,
+            last_seen: None,
+            submitter: None,
+            liveness: None,
+            login_shell: true,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_submit_left_with_a_reason_is_named_with_its_reason() {
+        let jobs = [
+            job(
+                "aaaa0001",
+                JobState::Submitting,
+                Some("launch gave no report"),
+            ),
+            job("aaaa0002", JobState::Submitting, None),
+            job(
+                "aaaa0003",
+                JobState::Failed,
+                Some("submit failed before launch"),
+            ),
+        ];
+        assert_eq!(
+            stuck_submits(&jobs),
+            ["job aaaa0001 is still submitting: launch gave no report (`belay show aaaa0001`)"]
+        );
     }
 
     #[test]

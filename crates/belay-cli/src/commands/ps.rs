@@ -31,5 +31,11 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
         out.write_all(render::table(&jobs, now_ms()).as_bytes())?;
     }
     out.flush()?;
+    if !a.json {
+        // On stderr: the table stays what scripts parse.
+        for line in render::stuck_submits(&jobs) {
+            eprintln!("belay: {}", belay_ssh::terminal_safe(&line));
+        }
+    }
     Ok(0)
 }

@@ -420,3 +420,19 @@ fn a_non_root_account_runs_jobs_in_its_own_home() {
         "the user's own workroot: {dir}"
     );
 }
+
+#[test]
+fn one_command_asks_ssh_for_a_hosts_settings_once() {
+    // `run` checks the name before recording anything, the engine checks
+    // it again, and the connection needs it: one `ssh -G` answers all three.
+    let host = Loopback::start();
+    let b = host.belay();
+    let out = b.cmd(["-vv", "run", "-d", "target", "--", "true"]).output();
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        err.matches("resolved with ssh -G").count(),
+        1,
+        "one ssh -G per hop per command: {err}"
+    );
+}

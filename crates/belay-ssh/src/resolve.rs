@@ -18,9 +18,10 @@
 //! `valid_ruser`): shell metacharacters, whitespace, control characters and
 //! a leading `-` are refused, whatever the local `ssh` version would do.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::error::SshError;
 use crate::tokens::{TokenContext, expand_path, expand_percent};
@@ -143,7 +144,7 @@ impl ResolvedChain {
 }
 
 /// A parsed ProxyJump element: `[ssh://][user@]host[:port]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HopSpec {
     pub user: Option<String>,
     pub host: String,
@@ -326,11 +327,71 @@ fn resolve_jumps<'a>(
     })
 }
 
-/// Runs `ssh -G` for one host spec and parses the result.
+/// How long one `ssh -G` answer is reused within this process. One
+/// command checks a name before it records anything and then connects
+/// (and a chain names its hops again): without this, `belay run HOST` ran
+/// `ssh -G` three times per hop. An answer is reused only while the config
+/// files `ssh -G` reads first are byte for byte the same (see
+/// [`config_fingerprint`]); a file they Include is re-read after this
+/// long at most.
+const RESOLVE_REUSE: Duration = Duration::from_secs(5);
+
+/// The hop, the `-F` file, and what the config files said.
+type ResolveKey = (HopSpec, Option<PathBuf>, u64);
+
+fn recent_answers() -> &'static Mutex<HashMap<ResolveKey, (Instant, ResolvedHost)>> {
+    static ANSWERS: OnceLock<Mutex<HashMap<ResolveKey, (Instant, ResolvedHost)>>> = OnceLock::new();
+    ANSWERS.get_or_init(Default::default)
+}
+
+/// A hash of the config files `ssh -G` starts from (`-F FILE`, else the
+/// user's and the system's): an edit changes it at once.
+fn config_fingerprint(config: Option<&Path>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let files: Vec<PathBuf> = match config {
+        Some(f) => vec![f.to_path_buf()],
+        None => vec![
+            crate::tokens::home_dir().join(".ssh/config"),
+            PathBuf::from("/etc/ssh/ssh_config"),
+        ],
+    };
+    for f in files {
+        std::fs::read(&f).ok().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// One host spec's parameters: `ssh -G`'s answer, reused for
+/// [`RESOLVE_REUSE`] within this process while the config is unchanged
+/// (failures are never reused).
 pub(crate) async fn resolve_host(
     spec: &HopSpec,
     config: Option<&Path>,
 ) -> Result<ResolvedHost, SshError> {
+    let key = (
+        spec.clone(),
+        config.map(Path::to_path_buf),
+        config_fingerprint(config),
+    );
+    if let Some((at, host)) = recent_answers()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        && at.elapsed() < RESOLVE_REUSE
+    {
+        return Ok(host.clone());
+    }
+    let host = run_ssh_g(spec, config).await?;
+    recent_answers()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, (Instant::now(), host.clone()));
+    Ok(host)
+}
+
+/// Runs `ssh -G` for one host spec and parses the result.
+async fn run_ssh_g(spec: &HopSpec, config: Option<&Path>) -> Result<ResolvedHost, SshError> {
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.arg("-G");
     if let Some(f) = config {

@@ -142,7 +142,7 @@ impl Engine {
         }
         let report = HostReport::parse(&text);
         // The host answered: whatever it said, the recorded intents are
-        // settled (one statement for the host, not one per job).
+        // settled (one transaction for the host, not one per job).
         let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
         self.store.clear_cancels_pending(host, &ids)?;
         let mut results = Vec::new();

@@ -260,7 +260,7 @@ impl Engine {
         }
         // A cancel recorded meanwhile by another command (one that could
         // not reach the host) is the user's last word: no launch.
-        if self.cancel_recorded(job)? {
+        if self.store.cancel_recorded(&job.id)? {
             return self.settle_cancelled_unlaunched(job);
         }
 
@@ -316,19 +316,6 @@ impl Engine {
         Err(CoreError::SubmitInterrupted {
             id: Some(job.id.clone()),
         })
-    }
-
-    /// Whether a `belay cancel` of `job` is recorded and not carried out
-    /// yet (see `engine/cancel.rs`), or already settled it.
-    fn cancel_recorded(&self, job: &Job) -> Result<bool> {
-        if self.store.get(&job.id)?.state == JobState::Cancelled {
-            return Ok(true);
-        }
-        Ok(self
-            .store
-            .cancels_pending(&job.host)?
-            .iter()
-            .any(|(id, _)| *id == job.id))
     }
 
     /// Carries out a recorded cancel of a job that was never launched: it

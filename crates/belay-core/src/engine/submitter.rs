@@ -45,11 +45,6 @@ pub fn may_be_working(token: &str, updated_at_ms: i64, now_ms: i64) -> bool {
     }
 }
 
-/// Is the process named by `token` still running (on this machine)?
-pub fn is_alive(token: &str) -> bool {
-    liveness(token) == Liveness::Alive
-}
-
 pub fn liveness(token: &str) -> Liveness {
     let (boot, host) = machine();
     judge(token, &boot, &host, start_ticks)
@@ -116,14 +111,14 @@ mod tests {
     #[test]
     fn own_token_is_alive_and_a_stale_one_is_not() {
         let me = current();
-        assert!(is_alive(&me));
+        assert_eq!(liveness(&me), Liveness::Alive);
         let (pid, _) = me.split_once(':').unwrap();
         assert!(
-            !is_alive(&format!("{pid}:1")),
+            liveness(&format!("{pid}:1")) != Liveness::Alive,
             "other start time = other process"
         );
-        assert!(!is_alive("4194304:1"), "no such pid");
-        assert!(!is_alive("garbage"));
+        assert_ne!(liveness("4194304:1"), Liveness::Alive, "no such pid");
+        assert_ne!(liveness("garbage"), Liveness::Alive);
     }
 
     #[test]

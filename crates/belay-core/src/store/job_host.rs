@@ -8,6 +8,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Store, store_error};
 use crate::error::Result;
+use crate::job::JobState;
 
 impl Store {
     /// Record the id of the `.belay-workroot` marker the job was staged under.
@@ -47,19 +48,35 @@ impl Store {
         Ok(())
     }
 
-    /// Forget the cancels recorded for these jobs of `host` (carried out).
+    /// Forget the cancels recorded for these jobs of `host` (carried out),
+    /// in one transaction.
     pub fn clear_cancels_pending(&mut self, host: &str, job_ids: &[&str]) -> Result<()> {
         let serr = store_error(&self.path);
-        let pending = self.cancels_pending(host)?;
-        for (id, _) in pending
-            .iter()
-            .filter(|(id, _)| job_ids.contains(&id.as_str()))
+        let tx = self.conn.transaction().map_err(serr)?;
         {
-            self.conn
-                .execute("UPDATE jobs SET cancel_pending = NULL WHERE id = ?1", [id])
+            let mut clear = tx
+                .prepare_cached(
+                    "UPDATE jobs SET cancel_pending = NULL \
+                     WHERE id = ?1 AND host = ?2 AND cancel_pending IS NOT NULL",
+                )
                 .map_err(serr)?;
+            for id in job_ids {
+                clear.execute(params![id, host]).map_err(serr)?;
+            }
         }
-        Ok(())
+        tx.commit().map_err(serr)
+    }
+
+    /// Whether `job_id` is cancelled already or has a cancel recorded and
+    /// not carried out yet (one read, for the submit's last check).
+    pub fn cancel_recorded(&self, job_id: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT state = ?2 OR cancel_pending IS NOT NULL FROM jobs WHERE id = ?1",
+                params![job_id, JobState::Cancelled.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(store_error(&self.path))
     }
 
     /// Jobs on `host` with a cancel waiting to be carried out, with its grace.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::{archive, scripts};
 use crate::error::{CoreError, Result};
-use crate::paths::remote_word;
+use crate::paths::{join, remote_word};
 use crate::transfer::checksum::{Cksum, Sum, file_sum};
 use crate::transfer::landing::{
     Checked, already_there, io_error, land, landing_name, local_destination, open_for_writing,
@@ -299,13 +299,7 @@ fn pull_big(
     checked: &mut Checked,
 ) -> Result<()> {
     let (partial, target) = partial_for(dest, &item.local_rel, checked)?;
-    let remote_file = if item.remote.is_empty() {
-        remote_base.to_string()
-    } else if remote_base == "/" {
-        format!("/{}", item.remote)
-    } else {
-        format!("{remote_base}/{}", item.remote)
-    };
+    let remote_file = join(remote_base, &item.remote);
     let mut allow_resume = true;
     for _attempt in 0..2 {
         let have = fs::symlink_metadata(&partial)

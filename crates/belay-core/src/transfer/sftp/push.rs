@@ -81,14 +81,10 @@ pub(crate) fn run(
             &there,
         );
         let item = |step| Item::at(step, &dest, tree);
-        let dirs: Vec<(Item, Option<u32>)> =
-            plan.dirs.iter().map(|d| (item(d), d.there_mode)).collect();
-        if let Some((d, _)) = plan
-            .dirs
+        let dirs: Vec<Item> = plan.dirs.iter().map(item).collect();
+        if let Some(d) = dirs
             .iter()
-            .zip(&dirs)
-            .find(|(d, _)| d.there.is_some_and(|k| k != Kind::Dir))
-            .map(|(_, d)| d)
+            .find(|d| d.there.is_some_and(|k| k != Kind::Dir))
         {
             return Err(CoreError::BadInput(format!(
                 "'{}' on {host} exists and is not a directory",
@@ -132,7 +128,7 @@ pub(crate) fn run(
             }
             // Directory modes last, deepest first: a read-only directory is
             // filled before it becomes read-only.
-            for (d, _) in dirs.iter().rev() {
+            for d in dirs.iter().rev() {
                 fs.set_attrs(&d.target, d.entry.mode, None).await?;
             }
             Ok(())
@@ -245,19 +241,19 @@ async fn list_there(fs: &Files<'_>, dest: &Destination, tree: bool) -> Result<Ve
 /// end), a level at a time: parents before children. Existing directories
 /// that are read-only (an earlier copy of a 0555 directory) are opened for
 /// writing: the modes set at the end close them again.
-async fn make_dirs(fs: &Files<'_>, dirs: &[(Item<'_>, Option<u32>)]) -> Result<()> {
-    for (i, there) in dirs {
-        if let Some(mode) = there.filter(|m| m & 0o300 != 0o300) {
+async fn make_dirs(fs: &Files<'_>, dirs: &[Item<'_>]) -> Result<()> {
+    for i in dirs {
+        if let Some(mode) = i.there_mode.filter(|m| m & 0o300 != 0o300) {
             fs.set_attrs(&i.target, mode | 0o700, None).await?;
         }
     }
     let depth = |i: &Item| i.entry.rel.matches('/').count() + usize::from(!i.entry.rel.is_empty());
-    let deepest = dirs.iter().map(|(i, _)| depth(i)).max().unwrap_or(0);
+    let deepest = dirs.iter().map(depth).max().unwrap_or(0);
     for level in 0..=deepest {
         let mut made: FuturesUnordered<_> = dirs
             .iter()
-            .filter(|(i, there)| there.is_none() && depth(i) == level)
-            .map(|(i, _)| fs.mkdir(&i.target, 0o700))
+            .filter(|i| i.there.is_none() && depth(i) == level)
+            .map(|i| fs.mkdir(&i.target, 0o700))
             .collect();
         while let Some(r) = made.next().await {
             r?;

@@ -69,6 +69,7 @@ impl Engine {
         let job = self
             .store
             .insert_job(spec, scheduler, &submitter::current())?;
+        self.note_recorded(&job);
         failpoint::hit("after-record");
         let mut launch_sent = false;
         match self.stage_and_launch_steps(&job, &mut launch_sent) {

@@ -21,12 +21,31 @@ pub const BOOT_ID_FILE_WORD: &str = if LIVE {
     "/proc/sys/kernel/random/boot_id"
 };
 
-/// The failpoint named in the environment, if hooks are live.
-fn armed() -> Option<String> {
+thread_local! {
+    /// A failpoint for this thread's work only: the daemon serves many
+    /// commands in one process, and each request may carry its own
+    /// (`arm_for_thread`), as `BELAY_FAILPOINT` does for a whole CLI.
+    static THREAD_POINT: std::cell::RefCell<Option<String>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Arm `point` (or none) for the work this thread does next; ignored
+/// unless hooks are live.
+pub fn arm_for_thread(point: Option<String>) {
+    if LIVE {
+        THREAD_POINT.with(|p| *p.borrow_mut() = point);
+    }
+}
+
+/// The failpoint armed for this thread, else named in the environment, if
+/// hooks are live.
+pub fn armed() -> Option<String> {
     if !LIVE {
         return None;
     }
-    std::env::var("BELAY_FAILPOINT").ok()
+    THREAD_POINT
+        .with(|p| p.borrow().clone())
+        .or_else(|| std::env::var("BELAY_FAILPOINT").ok())
 }
 
 /// Kill this process with SIGKILL if `BELAY_FAILPOINT` names `point`.

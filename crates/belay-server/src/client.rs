@@ -62,6 +62,9 @@ impl From<ErrorFields> for ClientError {
 pub struct Client {
     socket: PathBuf,
     runtime: tokio::runtime::Runtime,
+    /// Test builds: this command's `BELAY_FAILPOINT`, carried to the
+    /// daemon, where the work it is about happens.
+    failpoint: Option<String>,
 }
 
 type Response = hyper::Response<hyper::body::Incoming>;
@@ -76,6 +79,7 @@ impl Client {
         Self {
             socket: socket.to_path_buf(),
             runtime,
+            failpoint: belay_core::failpoint::armed(),
         }
     }
 
@@ -111,6 +115,9 @@ impl Client {
             .header("host", "belay");
         if body.is_some() {
             request = request.header("content-type", "application/json");
+        }
+        if let Some(point) = &self.failpoint {
+            request = request.header(crate::api::FAILPOINT_HEADER, point.as_str());
         }
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))

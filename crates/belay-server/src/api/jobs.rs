@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{ApiError, blocking, channel_body, warnings};
+use super::{ApiError, blocking_armed, channel_body, failpoint_of, warnings};
 use crate::state::Shared;
 
 #[derive(Deserialize)]
@@ -38,10 +38,11 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query?;
-    blocking(&state, move |engine| {
+    blocking_armed(&state, failpoint_of(&headers), move |engine| {
         let (jobs, problems) = engine.list(&JobFilter {
             all: q.all,
             host: q.host,
@@ -66,6 +67,7 @@ const WAIT_STEP: Duration = Duration::from_millis(250);
 
 pub async fn show(
     State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
     Path(reference): Path<String>,
     query: Result<Query<ShowQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -74,7 +76,7 @@ pub async fn show(
     if wait.is_some() {
         state.nudge.notify_one();
     }
-    blocking(&state, move |engine| {
+    blocking_armed(&state, failpoint_of(&headers), move |engine| {
         let deadline = wait.map(|w| Instant::now() + w);
         loop {
             let (job, problems) = engine.job(&reference)?;
@@ -127,13 +129,16 @@ impl belay_core::transfer::Progress for RelayProgress {
 
 pub async fn submit(
     State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<axum::response::Response, ApiError> {
+    let failpoint = failpoint_of(&headers);
     let Json(request) = body?;
     let spec = request.spec.checked()?;
     let (tx, body) = channel_body(64);
     let worker = state.clone();
     tokio::task::spawn_blocking(move || {
+        belay_core::failpoint::arm_for_thread(failpoint);
         let outcome = (|| -> Result<Job, ApiError> {
             // A bad host name is refused before the store is even opened.
             worker.hosts.validate(&spec.host)?;
@@ -176,6 +181,7 @@ pub struct CancelRequest {
 
 pub async fn cancel(
     State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<CancelRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(request) = body?;
@@ -186,7 +192,7 @@ pub async fn cancel(
         .grace
         .unwrap_or(belay_core::engine::cancel::DEFAULT_GRACE_SECS);
     let state = Arc::clone(&state);
-    blocking(&state, move |engine| {
+    blocking_armed(&state, failpoint_of(&headers), move |engine| {
         let jobs = request
             .jobs
             .iter()

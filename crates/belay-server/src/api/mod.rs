@@ -98,16 +98,46 @@ async fn openapi() -> impl axum::response::IntoResponse {
     )
 }
 
+/// The test-only crash hook a request carries (`x-belay-failpoint`, the
+/// CLI's `BELAY_FAILPOINT`): honoured only in builds with the `failpoints`
+/// feature, like the variable itself.
+pub const FAILPOINT_HEADER: &str = "x-belay-failpoint";
+
+pub fn failpoint_of(headers: &axum::http::HeaderMap) -> Option<String> {
+    if !belay_core::failpoint::LIVE {
+        return None;
+    }
+    headers
+        .get(FAILPOINT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 /// Run `work` with a fresh engine on a blocking thread.
 pub async fn blocking<T, F>(state: &Shared, work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut Engine) -> Result<T, ApiError> + Send + 'static,
 {
+    blocking_armed(state, None, work).await
+}
+
+/// [`blocking`], with the request's failpoint armed for its thread.
+pub async fn blocking_armed<T, F>(
+    state: &Shared,
+    failpoint: Option<String>,
+    work: F,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Engine) -> Result<T, ApiError> + Send + 'static,
+{
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
-        let mut engine = state.engine()?;
-        work(&mut engine)
+        belay_core::failpoint::arm_for_thread(failpoint);
+        let result = state.engine().map_err(ApiError::from).and_then(|mut engine| work(&mut engine));
+        belay_core::failpoint::arm_for_thread(None);
+        result
     })
     .await
     .map_err(|e| ApiError::internal(format!("request worker failed: {e}")))?

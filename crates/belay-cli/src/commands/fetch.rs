@@ -18,7 +18,7 @@ use crate::progress::TransferBar;
 
 /// Where outputs go unless `--to` says otherwise.
 pub fn default_dir(ctx: &Ctx, job_id: &str) -> PathBuf {
-    ctx.home.root().join("results").join(job_id)
+    ctx.home.results_dir(job_id)
 }
 
 #[derive(Serialize)]
@@ -39,22 +39,7 @@ pub fn fetch_outputs(
     let report = engine.fetch_outputs(job, to, &mut |output| {
         Box::new(TransferBar::new(&format!("fetch {output}")))
     })?;
-    let mut missing = Vec::new();
-    for o in &report.outputs {
-        match &o.outcome {
-            OutputOutcome::Copied(s) => {
-                if let Some(line) = super::transfer::refused_line(s) {
-                    missing.push(format!("output '{}': {line}", o.output));
-                }
-            }
-            OutputOutcome::NotFound(e) => {
-                missing.push(format!(
-                    "output '{}' not found on {} ({e})",
-                    o.output, job.host
-                ));
-            }
-        }
-    }
+    let missing = report.problems(&job.host);
     Ok((report, missing))
 }
 

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use super::Engine;
 use crate::error::{CoreError, Result};
+use crate::failpoint;
 use crate::job::Job;
 use crate::job::spec::output_landing;
 use crate::transfer::{self, Progress, Summary};
@@ -32,6 +33,25 @@ pub struct FetchReport {
 }
 
 impl FetchReport {
+    /// One line per output that did not come whole: not found on `host`,
+    /// or remote entries refused (the lines that make `fetch` exit 1).
+    pub fn problems(&self, host: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        for o in &self.outputs {
+            match &o.outcome {
+                OutputOutcome::Copied(s) => {
+                    if let Some(line) = s.refused_line() {
+                        lines.push(format!("output '{}': {line}", o.output));
+                    }
+                }
+                OutputOutcome::NotFound(e) => {
+                    lines.push(format!("output '{}' not found on {host} ({e})", o.output));
+                }
+            }
+        }
+        lines
+    }
+
     /// The copied outputs' summaries added up (files, bytes, resumed…).
     pub fn total(&self) -> Summary {
         let mut total = Summary::default();
@@ -88,6 +108,7 @@ impl Engine {
                 output: output.clone(),
                 outcome,
             });
+            failpoint::hit("during-output-fetch");
         }
         Ok(FetchReport { outputs })
     }

@@ -82,6 +82,18 @@ const STEPS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN cancel_pending INTEGER;
     CREATE INDEX jobs_cancel_pending ON jobs(host) WHERE cancel_pending IS NOT NULL;
     "#,
+    // 7: declared outputs copied here once the job ended (by `Engine::advance`
+    // or an attached run): when (NULL: not yet) and why an output could not
+    // be copied. Jobs that ended before this step count as done: their
+    // outputs were the user's to fetch.
+    r#"
+    ALTER TABLE jobs ADD COLUMN outputs_fetched_at INTEGER;
+    ALTER TABLE jobs ADD COLUMN outputs_fetch_error TEXT;
+    UPDATE jobs SET outputs_fetched_at = updated_at
+     WHERE state IN ('succeeded','failed','cancelled','lost');
+    CREATE INDEX jobs_outputs_due ON jobs(host)
+     WHERE outputs_fetched_at IS NULL AND outputs <> '[]';
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two

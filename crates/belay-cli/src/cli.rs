@@ -67,6 +67,14 @@ pub enum Command {
     /// Hosts: how belay reaches them (from your OpenSSH config) and their health.
     #[command(subcommand)]
     Host(HostCommand),
+    /// One pass of the work no command waits on (the daemon's loop):
+    /// recorded cancels, queued and interrupted submits, live jobs, and
+    /// the outputs of ended jobs into $BELAY_HOME/results/<id>/.
+    #[command(hide = true)]
+    Advance {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script (bash, zsh or fish) on stdout.
     #[command(
         after_help = "Install:\n  bash:  belay completions bash > ~/.local/share/bash-completion/completions/belay\n  zsh:   belay completions zsh > ~/.zfunc/_belay   # with fpath+=(~/.zfunc) before compinit\n  fish:  belay completions fish > ~/.config/fish/completions/belay.fish"
@@ -171,6 +179,11 @@ pub struct RunArgs {
     /// With -d: print the job as JSON instead of its id.
     #[arg(long, requires = "detach")]
     pub json: bool,
+    /// Refuse a host that does not answer, even where the job would be
+    /// queued until it does (through the daemon); direct mode always
+    /// refuses.
+    #[arg(long)]
+    pub no_queue: bool,
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -28,19 +28,28 @@ struct OutputView {
     found: bool,
 }
 
-/// Fetches `job`'s outputs into `to` with a progress bar per output;
-/// returns the report and the lines that make `fetch` exit 1 (outputs not
-/// found, remote entries refused).
+/// Fetches `job`'s outputs with a progress bar per output, into `to`, or
+/// by default into their own place (recorded there, so that they are not
+/// copied again); returns where they went, the report and the lines that
+/// make `fetch` exit 1 (outputs not found, remote entries refused).
 pub fn fetch_outputs(
+    ctx: &Ctx,
     engine: &mut Engine,
     job: &Job,
-    to: &Path,
-) -> Result<(FetchReport, Vec<String>)> {
-    let report = engine.fetch_outputs(job, to, &mut |output| {
+    to: Option<&Path>,
+) -> Result<(PathBuf, FetchReport, Vec<String>)> {
+    let mut bar = |output: &str| -> Box<dyn belay_core::transfer::Progress> {
         Box::new(TransferBar::new(&format!("fetch {output}")))
-    })?;
+    };
+    let (to, report) = match to {
+        Some(to) => (to.to_path_buf(), engine.fetch_outputs(job, to, &mut bar)?),
+        None => (
+            default_dir(ctx, &job.id),
+            engine.fetch_outputs_home(&ctx.home, job, &mut bar)?,
+        ),
+    };
     let missing = report.problems(&job.host);
-    Ok((report, missing))
+    Ok((to, report, missing))
 }
 
 pub fn fetch(ctx: &Ctx, a: FetchArgs) -> Result<u8> {
@@ -57,8 +66,7 @@ pub fn fetch(ctx: &Ctx, a: FetchArgs) -> Result<u8> {
     if job.remote_dir.is_none() {
         anyhow::bail!("job {} has not been staged on {} yet", job.id, job.host);
     }
-    let to = a.to.clone().unwrap_or_else(|| default_dir(ctx, &job.id));
-    let (report, missing) = fetch_outputs(&mut engine, &job, &to)?;
+    let (to, report, missing) = fetch_outputs(ctx, &mut engine, &job, a.to.as_deref())?;
     for m in &missing {
         eprintln!("belay: {m}");
     }

@@ -1,9 +1,10 @@
 //! `belay run`: submit a job, then stream it (or, with -d, print its id).
 
 use anyhow::Result;
+use belay_core::engine::SubmitOptions;
 use belay_core::job::Input;
-use belay_core::job::JobSpec;
 use belay_core::job::spec::{check_inputs, check_outputs};
+use belay_core::job::{JobSpec, JobState};
 
 use super::{Ctx, finish};
 use crate::cli::RunArgs;
@@ -53,7 +54,21 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
             spec.host
         ))));
     }
-    let job = engine.submit(&spec)?;
+    // Queueing for a host that does not answer is the daemon's (which
+    // then starts the job); a direct `run` refuses, as `--no-queue` asks.
+    let options = SubmitOptions {
+        queue_if_unreachable: a.detach
+            && !a.no_queue
+            && belay_core::failpoint::queue_in_direct_mode(),
+    };
+    let job = engine.submit_with(&spec, options)?;
+    if job.state == JobState::Queued {
+        eprintln!(
+            "belay: job {} queued: {}",
+            job.id,
+            belay_ssh::terminal_safe(job.reason.as_deref().unwrap_or("waiting for its host"))
+        );
+    }
     // (A Ctrl-C that came after the launch was sent: `follow` detaches at
     // once, saying how to re-attach.)
     if a.detach {
@@ -76,8 +91,19 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
         && !job.outputs.is_empty()
     {
         let to = super::fetch::default_dir(ctx, &job.id);
-        match super::fetch::fetch_outputs(&mut engine, job, &to) {
-            Ok((_, missing)) => {
+        // Copied already (by a daemon's pass, or another command that saw
+        // the job end): not a second time.
+        let fetched = engine.store().outputs_fetch(&job.id)?.fetched_at.is_some();
+        if fetched {
+            eprintln!(
+                "belay: outputs of {} in {} (fetched already)",
+                job.id,
+                to.display()
+            );
+            return Ok(finish(outcome));
+        }
+        match super::fetch::fetch_outputs(ctx, &mut engine, job, None) {
+            Ok((_, _, missing)) => {
                 for missing in &missing {
                     eprintln!("belay: warning: {missing}");
                 }

@@ -160,20 +160,15 @@ impl Engine {
                     .record_outputs_fetched(&job.id, Some("the job never reached its host"))?;
                 continue;
             }
-            let to = home.results_dir(&job.id);
-            match self.fetch_outputs(&job, &to, &mut |_| Box::new(crate::transfer::Quiet)) {
+            match self.fetch_outputs_home(home, &job, &mut |_| Box::new(crate::transfer::Quiet)) {
                 Ok(report) => {
-                    let problems = report.problems(host);
-                    let error = (!problems.is_empty()).then(|| problems.join("; "));
-                    crate::failpoint::hit("after-output-fetch");
-                    self.store
-                        .record_outputs_fetched(&job.id, error.as_deref())?;
                     pass.outputs_fetched.push(job.id.clone());
-                    if let Some(error) = error {
+                    let problems = report.problems(host);
+                    if !problems.is_empty() {
                         pass.problems.push(HostProblem {
                             host: host.to_string(),
                             job: Some(job.id.clone()),
-                            error,
+                            error: problems.join("; "),
                         });
                     }
                 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use super::Engine;
 use crate::error::{CoreError, Result};
 use crate::failpoint;
+use crate::home::BelayHome;
 use crate::job::Job;
 use crate::job::spec::output_landing;
 use crate::transfer::{self, Progress, Summary};
@@ -71,6 +72,25 @@ impl FetchReport {
 }
 
 impl Engine {
+    /// Pulls `job`'s declared outputs into their own place here,
+    /// `$BELAY_HOME/results/<id>/`, and records that they are there (with
+    /// the outputs not found, which are not looked for again): the daemon's
+    /// pass and an attached run do not copy them twice.
+    pub fn fetch_outputs_home(
+        &mut self,
+        home: &BelayHome,
+        job: &Job,
+        progress_for: &mut dyn FnMut(&str) -> Box<dyn Progress>,
+    ) -> Result<FetchReport> {
+        let report = self.fetch_outputs(job, &home.results_dir(&job.id), progress_for)?;
+        failpoint::hit("after-output-fetch");
+        let problems = report.problems(&job.host);
+        let error = (!problems.is_empty()).then(|| problems.join("; "));
+        self.store
+            .record_outputs_fetched(&job.id, error.as_deref())?;
+        Ok(report)
+    }
+
     /// Pulls every declared output of `job` into `to` (created if needed),
     /// each reported to the progress `progress_for(output)` makes. Missing
     /// outputs are reported, not fatal; any other failure is.

@@ -2,7 +2,9 @@
 //! the counterpart of input upload in [`super::submit`]. Each output is
 //! pulled (resumable, verified) into the results directory at its landing
 //! path ([`crate::job::spec::output_landing`]): a relative output keeps its
-//! directories, so `a/x` and `b/x` do not overwrite each other.
+//! directories, so `a/x` and `b/x` do not overwrite each other. Fetched
+//! into their own place (`results/<id>/`), the fetch is recorded in the
+//! store so that the daemon's pass and an attached run copy them once.
 
 use std::path::Path;
 

@@ -11,6 +11,12 @@
 //! lock it stages and launches again (same files, same lock), after it the
 //! job is adopted. Never two launches.
 //!
+//! Asked to ([`SubmitOptions::queue_if_unreachable`]: the daemon's `run -d`),
+//! a submit to a known host that does not answer records the job `queued`
+//! with no submitter and the reason, and touches nothing else; the first
+//! pass that reaches the host (`Engine::advance`, any reconcile) claims it
+//! and runs the steps above from staging.
+//!
 //! A submit that stops without a crash says which job it leaves, and how:
 //! - the link went away (transient): `SubmitDeferred`, "not launched yet"
 //!   or, once the launch was sent, "may have started"; the next command

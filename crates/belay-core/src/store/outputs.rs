@@ -127,7 +127,13 @@ mod tests {
             .into_iter()
             .map(|j| j.id)
             .collect();
-        assert_eq!(due, [done.id.clone()], "live {} lost {}", live.id, lost.id);
+        assert_eq!(
+            due,
+            std::slice::from_ref(&done.id),
+            "live {} lost {}",
+            live.id,
+            lost.id
+        );
         assert!(store.outputs_due(Some("elsewhere")).unwrap().is_empty());
 
         store

@@ -339,3 +339,29 @@ fn an_output_fetch_killed_midway_is_finished_by_the_next_pass() {
         assert_eq!(advance(&b), Vec::<Value>::new(), "{point}: done once");
     }
 }
+
+#[test]
+fn a_submit_cut_mid_way_is_released_for_the_next_pass_even_in_its_own_process() {
+    // A daemon's token stays alive: a submit it gave up must not wait for
+    // its death to be finished. The link drops after the launch was sent.
+    let host = Loopback::start();
+    let b = host.belay();
+    let counter = b.scratch("counter");
+    let cmd = format!("echo x >> '{}'", counter.display());
+    let out = b
+        .cmd(["run", "-d", "--name", "cut", "target", "--", &cmd])
+        .env("BELAY_FAILPOINT", "launch-reply-lost")
+        .output();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let db = rusqlite::Connection::open(b.home.path().join("belay.db")).unwrap();
+    let submitter: Option<String> = db
+        .query_row("SELECT submitter FROM jobs WHERE name = 'cut'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(submitter, None, "released: any pass may finish it");
+    advance(&b);
+    b.wait_state("cut", "succeeded", Duration::from_secs(20));
+    advance(&b);
+    assert_eq!(launches(&counter), 1, "adopted, not launched again");
+}

@@ -20,14 +20,14 @@
 //! The pass returns what it saw of each host ([`HostPass`]);
 //! [`next_interval`] turns that into when to look at the host again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use super::Engine;
 use super::reconcile::{HostProblem, LOST_RECHECK_MS};
 use crate::error::{CoreError, Result};
 use crate::home::BelayHome;
-use crate::job::{Job, JobState};
+use crate::job::JobState;
 use crate::time::now_ms;
 
 /// What one pass saw of one host.
@@ -89,30 +89,37 @@ impl Engine {
     /// One pass over every host that has work (see the module doc). An
     /// error is the store's (a host's trouble is in its [`HostPass`]).
     pub fn advance(&mut self, home: &BelayHome) -> Result<Vec<HostPass>> {
-        let mut work: BTreeMap<String, Vec<Job>> = BTreeMap::new();
-        for job in self.store.reconcilable(None, LOST_RECHECK_MS)? {
-            work.entry(job.host.clone()).or_default().push(job);
-        }
-        for job in self.store.outputs_due(None)? {
-            work.entry(job.host.clone()).or_default();
-        }
         let mut passes = Vec::new();
-        for (host, jobs) in work {
-            passes.push(self.advance_host(home, &host, &jobs)?);
+        for host in self.hosts_with_work()? {
+            passes.push(self.advance_host(home, &host)?);
         }
         Ok(passes)
     }
 
-    /// The pass for one host: `jobs` are its jobs to reconcile.
-    pub fn advance_host(&mut self, home: &BelayHome, host: &str, jobs: &[Job]) -> Result<HostPass> {
-        let before: HashMap<&str, JobState> =
-            jobs.iter().map(|j| (j.id.as_str(), j.state)).collect();
+    /// Hosts with something to do: live jobs (or recently lost ones, which
+    /// a late exit file may correct), or outputs owed by ended jobs.
+    pub fn hosts_with_work(&self) -> Result<Vec<String>> {
+        let mut hosts = BTreeSet::new();
+        for job in self.store.reconcilable(None, LOST_RECHECK_MS)? {
+            hosts.insert(job.host);
+        }
+        for job in self.store.outputs_due(None)? {
+            hosts.insert(job.host);
+        }
+        Ok(hosts.into_iter().collect())
+    }
+
+    /// The pass for one host (a daemon may run each host on its own clock,
+    /// from several threads: every step re-reads the store and claims what
+    /// it changes).
+    pub fn advance_host(&mut self, home: &BelayHome, host: &str) -> Result<HostPass> {
+        let jobs = self.store.reconcilable(Some(host), LOST_RECHECK_MS)?;
         let mut pass = HostPass {
             host: host.to_string(),
             answered: true,
             ..Default::default()
         };
-        for problem in self.reconcile(jobs)? {
+        for problem in self.reconcile(&jobs)? {
             if problem.job.is_none() {
                 pass.answered = false;
                 pass.error = Some(problem.error);
@@ -123,19 +130,22 @@ impl Engine {
         if pass.answered {
             self.fetch_due_outputs(home, host, &mut pass)?;
         }
-        let mut moved = false;
-        for id in before.keys() {
-            let now = self.store.get(id)?;
-            moved |= before[id] != now.state;
-            if now.state.is_live() {
-                pass.live_jobs += 1;
-            }
-            pass.busy |= matches!(
-                now.state,
-                JobState::Queued | JobState::Submitting | JobState::Pending
-            );
-        }
-        pass.busy |= moved || !self.store.outputs_due(Some(host))?.is_empty();
+        let after: HashMap<String, JobState> = self
+            .store
+            .reconcilable(Some(host), LOST_RECHECK_MS)?
+            .into_iter()
+            .map(|j| (j.id, j.state))
+            .collect();
+        let moved = jobs.iter().any(|j| after.get(&j.id) != Some(&j.state));
+        pass.live_jobs = after.values().filter(|s| s.is_live()).count();
+        pass.busy = moved
+            || after.values().any(|s| {
+                matches!(
+                    s,
+                    JobState::Queued | JobState::Submitting | JobState::Pending
+                )
+            })
+            || !self.store.outputs_due(Some(host))?.is_empty();
         if !pass.answered {
             let health = self.store.host_health(host)?.unwrap_or_default();
             pass.unreachable_for = health

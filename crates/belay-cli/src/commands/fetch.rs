@@ -30,26 +30,29 @@ struct OutputView {
 
 /// Fetches `job`'s outputs with a progress bar per output, into `to`, or
 /// by default into their own place (recorded there, so that they are not
-/// copied again); returns where they went, the report and the lines that
-/// make `fetch` exit 1 (outputs not found, remote entries refused).
+/// copied again; `again`: even if they were). Returns where they went, the
+/// report (`None`: fetched already) and the lines that make `fetch` exit 1
+/// (outputs not found, remote entries refused).
 pub fn fetch_outputs(
     ctx: &Ctx,
     engine: &mut Engine,
     job: &Job,
     to: Option<&Path>,
-) -> Result<(PathBuf, FetchReport, Vec<String>)> {
+    again: bool,
+) -> Result<(PathBuf, Option<FetchReport>)> {
     let mut bar = |output: &str| -> Box<dyn belay_core::transfer::Progress> {
         Box::new(TransferBar::new(&format!("fetch {output}")))
     };
-    let (to, report) = match to {
-        Some(to) => (to.to_path_buf(), engine.fetch_outputs(job, to, &mut bar)?),
+    Ok(match to {
+        Some(to) => (
+            to.to_path_buf(),
+            Some(engine.fetch_outputs(job, to, &mut bar)?),
+        ),
         None => (
             default_dir(ctx, &job.id),
-            engine.fetch_outputs_home(&ctx.home, job, &mut bar)?,
+            engine.fetch_outputs_home(&ctx.home, job, again, &mut bar)?,
         ),
-    };
-    let missing = report.problems(&job.host);
-    Ok((to, report, missing))
+    })
 }
 
 pub fn fetch(ctx: &Ctx, a: FetchArgs) -> Result<u8> {
@@ -66,7 +69,9 @@ pub fn fetch(ctx: &Ctx, a: FetchArgs) -> Result<u8> {
     if job.remote_dir.is_none() {
         anyhow::bail!("job {} has not been staged on {} yet", job.id, job.host);
     }
-    let (to, report, missing) = fetch_outputs(ctx, &mut engine, &job, a.to.as_deref())?;
+    let (to, report) = fetch_outputs(ctx, &mut engine, &job, a.to.as_deref(), true)?;
+    let report = report.expect("fetched again when asked");
+    let missing = report.problems(&job.host);
     for m in &missing {
         eprintln!("belay: {m}");
     }

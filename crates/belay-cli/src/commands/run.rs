@@ -90,21 +90,18 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     if let Outcome::Ended(job) = &outcome
         && !job.outputs.is_empty()
     {
-        let to = super::fetch::default_dir(ctx, &job.id);
-        // Copied already (by a daemon's pass, or another command that saw
-        // the job end): not a second time.
-        let fetched = engine.store().outputs_fetch(&job.id)?.fetched_at.is_some();
-        if fetched {
-            eprintln!(
-                "belay: outputs of {} in {} (fetched already)",
-                job.id,
-                to.display()
-            );
-            return Ok(finish(outcome));
-        }
-        match super::fetch::fetch_outputs(ctx, &mut engine, job, None) {
-            Ok((_, _, missing)) => {
-                for missing in &missing {
+        match super::fetch::fetch_outputs(ctx, &mut engine, job, None, false) {
+            // Copied already (by a daemon's pass, or another command that
+            // saw the job end): not a second time.
+            Ok((to, None)) => {
+                eprintln!(
+                    "belay: outputs of {} in {} (fetched already)",
+                    job.id,
+                    to.display()
+                );
+            }
+            Ok((to, Some(report))) => {
+                for missing in &report.problems(&job.host) {
                     eprintln!("belay: warning: {missing}");
                 }
                 eprintln!("belay: outputs of {} in {}", job.id, to.display());

@@ -170,8 +170,11 @@ impl Engine {
                     .record_outputs_fetched(&job.id, Some("the job never reached its host"))?;
                 continue;
             }
-            match self.fetch_outputs_home(home, &job, &mut |_| Box::new(crate::transfer::Quiet)) {
-                Ok(report) => {
+            match self
+                .fetch_outputs_home(home, &job, false, &mut |_| Box::new(crate::transfer::Quiet))
+            {
+                Ok(None) => {} // another process fetched them meanwhile
+                Ok(Some(report)) => {
                     pass.outputs_fetched.push(job.id.clone());
                     let problems = report.problems(host);
                     if !problems.is_empty() {

@@ -77,20 +77,31 @@ impl Engine {
     /// Pulls `job`'s declared outputs into their own place here,
     /// `$BELAY_HOME/results/<id>/`, and records that they are there (with
     /// the outputs not found, which are not looked for again): the daemon's
-    /// pass and an attached run do not copy them twice.
+    /// pass and an attached run do not copy them twice. `None`: they were
+    /// fetched already (unless `again`: a user's `belay fetch`).
+    ///
+    /// One fetch of a job at a time across processes (a lock file beside
+    /// the results, released by the kernel if the holder dies): a second
+    /// waits, then finds the first's record.
     pub fn fetch_outputs_home(
         &mut self,
         home: &BelayHome,
         job: &Job,
+        again: bool,
         progress_for: &mut dyn FnMut(&str) -> Box<dyn Progress>,
-    ) -> Result<FetchReport> {
+    ) -> Result<Option<FetchReport>> {
+        let lock = FetchLock::take(home, &job.id)?;
+        if !again && self.store.outputs_fetch(&job.id)?.fetched_at.is_some() {
+            return Ok(None);
+        }
         let report = self.fetch_outputs(job, &home.results_dir(&job.id), progress_for)?;
         failpoint::hit("after-output-fetch");
         let problems = report.problems(&job.host);
         let error = (!problems.is_empty()).then(|| problems.join("; "));
         self.store
             .record_outputs_fetched(&job.id, error.as_deref())?;
-        Ok(report)
+        lock.release();
+        Ok(Some(report))
     }
 
     /// Pulls every declared output of `job` into `to` (created if needed),
@@ -133,5 +144,41 @@ impl Engine {
             failpoint::hit("during-output-fetch");
         }
         Ok(FetchReport { outputs })
+    }
+}
+
+/// `results/.<id>.fetching`, held with `flock` while a job's outputs are
+/// copied to their own place. Removed once the fetch is recorded (a waiter
+/// that then gets the old file's lock re-reads the record and stops).
+struct FetchLock {
+    path: std::path::PathBuf,
+    _file: std::fs::File,
+}
+
+impl FetchLock {
+    fn take(home: &BelayHome, job_id: &str) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        let dir = home.root().join("results");
+        let path = dir.join(format!(".{job_id}.fetching"));
+        let io = |what: String| move |source| CoreError::Io { what, source };
+        std::fs::create_dir_all(&dir).map_err(io(format!("cannot create '{}'", dir.display())))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(format!("cannot open '{}'", path.display())))?;
+        // SAFETY: flock on a descriptor this function owns.
+        while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(io(format!("cannot lock '{}'", path.display()))(e));
+            }
+        }
+        Ok(Self { path, _file: file })
+    }
+
+    fn release(self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }

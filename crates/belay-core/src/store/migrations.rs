@@ -111,3 +111,43 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 pub fn latest_version() -> i64 {
     STEPS.len() as i64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_that_ended_before_outputs_were_fetched_by_belay_owe_none() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        // The schema as it was before outputs were recorded.
+        let before = STEPS
+            .iter()
+            .position(|s| s.contains("outputs_fetched_at"))
+            .unwrap();
+        for step in &STEPS[..before] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", before as i64)
+            .unwrap();
+        for (id, state) in [("a", "succeeded"), ("b", "running"), ("c", "lost")] {
+            conn.execute(
+                "INSERT INTO jobs (id, key, host, state, command, env, scheduler, created_at, \
+                 updated_at, outputs) VALUES (?1, ?1, 'h', ?2, '[]', '[]', 'direct', 1, 2, '[\"o\"]')",
+                [id, state],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let fetched = |id: &str| -> Option<i64> {
+            conn.query_row(
+                "SELECT outputs_fetched_at FROM jobs WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(fetched("a"), Some(2), "the user's to fetch, as before");
+        assert_eq!(fetched("c"), Some(2));
+        assert_eq!(fetched("b"), None, "still running: fetched when it ends");
+    }
+}

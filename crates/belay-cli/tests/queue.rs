@@ -34,12 +34,19 @@ impl Away {
         away
     }
 
+    /// `later` at `port`; `stranger` at the sshd, whose key it does not know.
     fn point_at(&self, port: u16) {
         let block = HostBlock::new("later")
             .hostname("127.0.0.1")
             .port(port)
             .test_client(&self.host.key, &self.host.known_hosts);
-        std::fs::write(&self.config, block.to_string()).expect("config");
+        let empty = self.host.dir.path().join("known_hosts_empty");
+        std::fs::write(&empty, "").expect("known_hosts");
+        let stranger = HostBlock::new("stranger")
+            .hostname("127.0.0.1")
+            .port(self.host.sshd.port())
+            .test_client(&self.host.key, &empty);
+        std::fs::write(&self.config, format!("{block}{stranger}")).expect("config");
     }
 
     fn comes_back(&self) {
@@ -107,6 +114,14 @@ fn a_job_queued_for_a_host_away_starts_exactly_once_when_it_answers() {
         .cmd(["run", "-d", "--no-queue", "later", "--", "true"])
         .output();
     assert_eq!(refused.status.code(), Some(1), "{}", stderr_of(&refused));
+    // A host that refuses us (an unknown host key) is refused, not queued.
+    let refused = b.cmd(["run", "-d", "stranger", "--", "true"]).output();
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr_of(&refused));
+    assert!(
+        stderr_of(&refused).contains("host key"),
+        "{}",
+        stderr_of(&refused)
+    );
     assert!(b.jobs().is_empty(), "nothing recorded for refusals");
 
     let id = queue(&b, &["later", "--", &cmd]);

@@ -78,6 +78,14 @@ pub enum Command {
         after_help = "Commands start a daemon by themselves when none answers (it exits after\n10 minutes with nothing to do; `[daemon] idle_exit = \"30m\"` in config.toml).\nRun one yourself in the foreground, e.g. as a systemd user unit:\n\n  # ~/.config/systemd/user/belay.service\n  [Unit]\n  Description=belay daemon\n\n  [Service]\n  ExecStart=%h/.cargo/bin/belay serve\n  Restart=on-failure\n\n  [Install]\n  WantedBy=default.target\n\n  systemctl --user enable --now belay\n\nExamples:\n  belay serve                # foreground, logs on stderr\n  belay serve --status       # is one running? (exit 1 if not)\n  belay serve --stop         # stop it (work in hand is safe: all is in the store)\n  curl --unix-socket \"$BELAY_HOME/belay.sock\" http://belay/v1/jobs"
     )]
     Serve(ServeArgs),
+    /// One pass of the work no command waits on (the daemon's loop):
+    /// recorded cancels, queued and interrupted submits, live jobs, and
+    /// the outputs of ended jobs into $BELAY_HOME/results/<id>/.
+    #[command(hide = true)]
+    Advance {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script (bash, zsh or fish) on stdout.
     #[command(
         after_help = "Install:\n  bash:  belay completions bash > ~/.local/share/bash-completion/completions/belay\n  zsh:   belay completions zsh > ~/.zfunc/_belay   # with fpath+=(~/.zfunc) before compinit\n  fish:  belay completions fish > ~/.config/fish/completions/belay.fish"
@@ -182,6 +190,11 @@ pub struct RunArgs {
     /// With -d: print the job as JSON instead of its id.
     #[arg(long, requires = "detach")]
     pub json: bool,
+    /// Refuse a host that does not answer, even where the job would be
+    /// queued until it does (through the daemon); direct mode always
+    /// refuses.
+    #[arg(long)]
+    pub no_queue: bool,
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

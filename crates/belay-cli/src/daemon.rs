@@ -152,10 +152,11 @@ pub enum Submitted {
 pub fn submit(
     client: &Client,
     spec: &JobSpec,
+    queue: bool,
     mut progress: Option<&mut dyn Progress>,
 ) -> Result<Submitted> {
     interrupt::install();
-    let body = serde_json::json!({ "spec": spec });
+    let body = serde_json::json!({ "spec": spec, "queue": queue });
     let mut lines = JsonLines::default();
     let mut recorded: Option<String> = None;
     let mut outcome: Option<Result<Job, ClientError>> = None;

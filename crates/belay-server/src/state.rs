@@ -29,6 +29,9 @@ pub struct DaemonState {
     pub shutdown: Notify,
     /// Wakes the background loop early (a submit queued, a job followed).
     pub nudge: Notify,
+    /// Hosts with a job being followed or waited for, and how many
+    /// clients do so: their passes run at the fast interval.
+    followed: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 pub type Shared = Arc<DaemonState>;
@@ -56,6 +59,7 @@ impl DaemonState {
             last_activity: AtomicI64::new(now_ms()),
             shutdown: Notify::new(),
             nudge: Notify::new(),
+            followed: Default::default(),
         })
     }
 
@@ -71,6 +75,26 @@ impl DaemonState {
         BusyGuard(self.clone())
     }
 
+    /// Mark `host` followed until the guard drops.
+    pub fn follow(self: &Arc<Self>, host: &str) -> FollowGuard {
+        *self
+            .followed
+            .lock()
+            .expect("followed lock")
+            .entry(host.to_string())
+            .or_default() += 1;
+        self.nudge.notify_one();
+        FollowGuard(self.clone(), host.to_string())
+    }
+
+    pub fn is_followed(&self, host: &str) -> bool {
+        self.followed
+            .lock()
+            .expect("followed lock")
+            .get(host)
+            .is_some_and(|n| *n > 0)
+    }
+
     pub fn idle_for_ms(&self) -> Option<i64> {
         (self.in_flight.load(Ordering::SeqCst) == 0)
             .then(|| now_ms() - self.last_activity.load(Ordering::SeqCst))
@@ -83,5 +107,19 @@ impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.0.last_activity.store(now_ms(), Ordering::SeqCst);
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub struct FollowGuard(Arc<DaemonState>, String);
+
+impl Drop for FollowGuard {
+    fn drop(&mut self) {
+        let mut map = self.0.followed.lock().expect("followed lock");
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
+        }
     }
 }

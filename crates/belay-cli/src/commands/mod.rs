@@ -1,5 +1,6 @@
 //! One module per command; `dispatch` opens the engine and routes.
 
+mod advance;
 mod cancel;
 mod completions;
 mod fetch;
@@ -103,6 +104,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Fetch(a) => fetch::fetch(&ctx, a),
         Command::Host(c) => host::host(&ctx, c),
         Command::Serve(a) => serve::serve(&ctx, a),
+        Command::Advance { json } => advance::advance(&ctx, json),
         Command::Completions { shell } => completions::completions(shell),
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use belay_core::CoreError;
-use belay_core::engine::Engine;
+use belay_core::engine::{Engine, SubmitOptions};
 use belay_core::job::spec::{check_inputs, check_outputs};
 use belay_core::job::{Input, Job, JobSpec, JobState};
 
@@ -45,6 +45,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
         let job = match daemon::submit(
             client,
             &spec,
+            !a.no_queue,
             bar.as_mut()
                 .map(|b| b as &mut dyn belay_core::transfer::Progress),
         )? {
@@ -58,6 +59,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
             }
         };
         drop(bar);
+        say_if_queued(&job);
         if a.detach {
             return print_detached(&job, a.json);
         }
@@ -88,7 +90,15 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
             spec.host
         ))));
     }
-    let job = engine.submit(&spec)?;
+    // Queueing for a host that does not answer is the daemon's (which
+    // then starts the job); a direct `run` refuses, as `--no-queue` asks.
+    let options = SubmitOptions {
+        queue_if_unreachable: a.detach
+            && !a.no_queue
+            && belay_core::failpoint::queue_in_direct_mode(),
+    };
+    let job = engine.submit_with(&spec, options)?;
+    say_if_queued(&job);
     // (A Ctrl-C that came after the launch was sent: `follow` detaches at
     // once, saying how to re-attach.)
     if a.detach {
@@ -103,6 +113,17 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
         },
     )?;
     finish_run(ctx, outcome, Some(engine))
+}
+
+/// One line for a job recorded to start when its host answers.
+fn say_if_queued(job: &Job) {
+    if job.state == JobState::Queued {
+        eprintln!(
+            "belay: job {} queued: {}",
+            job.id,
+            belay_ssh::terminal_safe(job.reason.as_deref().unwrap_or("waiting for its host"))
+        );
+    }
 }
 
 fn print_detached(job: &Job, json: bool) -> Result<u8> {
@@ -120,14 +141,22 @@ fn finish_run(ctx: &Ctx, outcome: Outcome, engine: Option<Engine>) -> Result<u8>
     if let Outcome::Ended(job) = &outcome
         && !job.outputs.is_empty()
     {
-        let to = super::fetch::default_dir(ctx, &job.id);
         let mut engine = match engine {
             Some(e) => e,
             None => ctx.engine()?,
         };
-        match super::fetch::fetch_outputs(&mut engine, job, &to) {
-            Ok((_, missing)) => {
-                for missing in &missing {
+        match super::fetch::fetch_outputs(ctx, &mut engine, job, None, false) {
+            // Copied already (by a daemon's pass, or another command that
+            // saw the job end): not a second time.
+            Ok((to, None)) => {
+                eprintln!(
+                    "belay: outputs of {} in {} (fetched already)",
+                    job.id,
+                    to.display()
+                );
+            }
+            Ok((to, Some(report))) => {
+                for missing in &report.problems(&job.host) {
                     eprintln!("belay: warning: {missing}");
                 }
                 eprintln!("belay: outputs of {} in {}", job.id, to.display());

@@ -12,7 +12,11 @@
 //! - [`fetch`]: copying a job's declared outputs here (beside input upload
 //!   in [`submit`]).
 //! - [`health`]: the one writer of host health.
+//! - [`advance`]: one pass over every host with work (cancels recorded,
+//!   queued and orphaned submits, live jobs, outputs owed): the daemon's
+//!   loop, runnable by any command.
 
+pub mod advance;
 pub mod cancel;
 pub mod fetch;
 pub mod health;
@@ -32,7 +36,9 @@ use crate::scheduler::{self, Scheduler};
 use crate::store::Store;
 use crate::transport::Transport;
 
+pub use advance::{HostPass, next_interval};
 pub use reconcile::HostProblem;
+pub use submit::SubmitOptions;
 
 /// How often the wrapper touches `heartbeat`.
 pub const HEARTBEAT_SECS: u32 = 15;

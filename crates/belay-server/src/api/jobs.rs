@@ -73,10 +73,12 @@ pub async fn show(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query?;
     let wait = q.wait.map(|s| Duration::from_secs(s.min(3600)));
-    if wait.is_some() {
-        state.nudge.notify_one();
-    }
+    let waiting = state.clone();
     blocking_armed(&state, failpoint_of(&headers), move |engine| {
+        let _followed = wait
+            .map(|_| engine.store().resolve(&reference))
+            .transpose()?
+            .map(|job| waiting.follow(&job.host));
         let deadline = wait.map(|w| Instant::now() + w);
         loop {
             let (job, problems) = engine.job(&reference)?;
@@ -97,6 +99,11 @@ pub async fn show(
 #[derive(Deserialize)]
 pub struct SubmitRequest {
     pub spec: JobSpec,
+    /// A known host that does not answer: record the job `queued` and
+    /// start it when the host answers (the daemon's passes), rather than
+    /// refusing.
+    #[serde(default)]
+    pub queue: bool,
 }
 
 /// Sends one JSON line; false once the client has gone.
@@ -135,6 +142,9 @@ pub async fn submit(
     let failpoint = failpoint_of(&headers);
     let Json(request) = body?;
     let spec = request.spec.checked()?;
+    let options = belay_core::engine::SubmitOptions {
+        queue_if_unreachable: request.queue,
+    };
     let (tx, body) = channel_body(64);
     let worker = state.clone();
     tokio::task::spawn_blocking(move || {
@@ -152,7 +162,7 @@ pub async fn submit(
             engine.on_recorded(Box::new(move |job: &Job| {
                 send_line(&recorded, json!({"event": "recorded", "id": job.id}));
             }));
-            Ok(engine.submit(&spec)?)
+            Ok(engine.submit_with(&spec, options)?)
         })();
         match outcome {
             Ok(job) => {

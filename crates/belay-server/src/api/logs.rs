@@ -49,12 +49,11 @@ pub async fn read(
         Ok(engine.store().resolve(&reference)?)
     })
     .await?;
-    if q.follow {
-        state.nudge.notify_one();
-    }
+    let followed = q.follow.then(|| state.follow(&job.host));
     let (tx, body) = channel_body(16);
     let worker = state.clone();
     tokio::task::spawn_blocking(move || {
+        let _followed = followed;
         let result = (|| -> belay_core::error::Result<()> {
             let mut engine = worker.engine()?;
             let gone = tx.clone();

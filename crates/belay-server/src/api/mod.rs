@@ -135,7 +135,10 @@ where
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
         belay_core::failpoint::arm_for_thread(failpoint);
-        let result = state.engine().map_err(ApiError::from).and_then(|mut engine| work(&mut engine));
+        let result = state
+            .engine()
+            .map_err(ApiError::from)
+            .and_then(|mut engine| work(&mut engine));
         belay_core::failpoint::arm_for_thread(None);
         result
     })

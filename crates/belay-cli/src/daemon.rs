@@ -10,7 +10,7 @@ use belay_core::engine::HostProblem;
 use belay_core::job::view::JobRecord;
 use belay_core::job::{Job, JobEvent, JobSpec};
 use belay_core::transfer::Progress;
-use belay_server::client::{ErrorFields, HttpMethod, JsonLines};
+use belay_server::client::{ErrorFields, Frame, FrameReader, HttpMethod, JsonLines};
 use belay_server::{Client, ClientError};
 use serde::Deserialize;
 
@@ -293,31 +293,61 @@ fn follow_one(socket: &std::path::Path, id: &str, name: &str) -> Result<()> {
     let client = Client::new(socket);
     let mut offset = 0u64;
     let mut failures = 0;
+    let mut warned_at: Option<std::time::Instant> = None;
     loop {
         let path = format!(
-            "/v1/jobs/{}/logs/{name}?follow=true&offset={offset}",
+            "/v1/jobs/{}/logs/{name}?follow=true&frames=true&offset={offset}",
             encode(id)
         );
+        let mut frames = FrameReader::default();
+        let mut broken: Option<String> = None;
         let result = client.stream(
             HttpMethod::GET,
             &path,
             None,
             &mut |piece| {
-                let written = if name == "stdout" {
-                    let mut o = std::io::stdout().lock();
-                    o.write_all(piece).and_then(|()| o.flush())
-                } else {
-                    let mut e = std::io::stderr().lock();
-                    e.write_all(piece).and_then(|()| e.flush())
+                let parsed = match frames.feed(piece) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        broken = Some(e);
+                        return ControlFlow::Break(());
+                    }
                 };
-                offset += piece.len() as u64;
-                if written.is_err() {
-                    return ControlFlow::Break(());
+                for frame in parsed {
+                    match frame {
+                        Frame::Data(bytes) => {
+                            let written = if name == "stdout" {
+                                let mut o = std::io::stdout().lock();
+                                o.write_all(&bytes).and_then(|()| o.flush())
+                            } else {
+                                let mut e = std::io::stderr().lock();
+                                e.write_all(&bytes).and_then(|()| e.flush())
+                            };
+                            offset += bytes.len() as u64;
+                            if written.is_err() {
+                                return ControlFlow::Break(());
+                            }
+                        }
+                        // Said once per 30 s (both streams see it).
+                        Frame::Retrying(why) if name == "stdout" || warned_at.is_some() => {
+                            if warned_at.is_none_or(|w| w.elapsed().as_secs() >= 30) {
+                                let why = belay_ssh::terminal_safe(&why);
+                                eprintln!(
+                                    "belay: {why}; retrying (Ctrl-C detaches, the job keeps running)"
+                                );
+                                warned_at = Some(std::time::Instant::now());
+                            }
+                        }
+                        Frame::Retrying(_) => {}
+                    }
                 }
                 ControlFlow::Continue(())
             },
             &interrupt::requested,
         );
+        if let Some(e) = broken {
+            anyhow::bail!("the belay daemon's {name} stream is unreadable: {e}");
+        }
         match result {
             Ok(_) => return Ok(()),
             Err(ClientError::Unavailable { .. }) if failures < 3 => {

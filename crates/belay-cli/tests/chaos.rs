@@ -61,7 +61,7 @@ fn s2_submit_cut_between_steps_is_adopted_never_launched_twice() {
             "BELAY_FAILPOINT",
             point,
         );
-        assert_eq!(out.status.signal(), Some(9), "{point}");
+        assert_killed_by_failpoint(&out, point);
         let t = Instant::now();
         let waited = b.run(&["wait", &name]);
         assert_eq!(

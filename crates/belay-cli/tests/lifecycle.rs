@@ -147,7 +147,7 @@ fn cancel_before_launch_means_it_never_runs() {
         "BELAY_FAILPOINT",
         "after-record",
     );
-    assert_eq!(out.status.signal(), Some(9));
+    assert_killed_by_failpoint(&out, "after-record");
     b.ok(&["cancel", "never"]);
     b.ok(&["ps"]);
     let job = b.job("never");

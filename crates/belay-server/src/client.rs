@@ -261,3 +261,75 @@ impl JsonLines {
 }
 
 pub use hyper::Method as HttpMethod;
+
+/// One piece of a framed log stream (`?frames=true`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// The job's bytes.
+    Data(Vec<u8>),
+    /// The host stopped answering; the stream resumes when it does.
+    Retrying(String),
+}
+
+/// Splits a framed log stream (`D <len>\n<bytes>`, `W <len>\n<text>`) as
+/// pieces arrive, whatever their boundaries.
+#[derive(Default)]
+pub struct FrameReader {
+    pending: Vec<u8>,
+}
+
+impl FrameReader {
+    pub fn feed(&mut self, piece: &[u8]) -> Result<Vec<Frame>, String> {
+        self.pending.extend_from_slice(piece);
+        let mut out = Vec::new();
+        loop {
+            let Some(nl) = self.pending.iter().position(|&b| b == b'\n') else {
+                break;
+            };
+            let head = std::str::from_utf8(&self.pending[..nl]).map_err(|e| e.to_string())?;
+            let (tag, len) = head
+                .split_once(' ')
+                .ok_or_else(|| format!("bad frame header {head:?}"))?;
+            let tag = tag.to_string();
+            let len: usize = len
+                .parse()
+                .map_err(|_| format!("bad frame length {head:?}"))?;
+            if self.pending.len() < nl + 1 + len {
+                break;
+            }
+            let payload = self.pending[nl + 1..nl + 1 + len].to_vec();
+            self.pending.drain(..nl + 1 + len);
+            out.push(match tag.as_str() {
+                "D" => Frame::Data(payload),
+                "W" => Frame::Retrying(String::from_utf8_lossy(&payload).into_owned()),
+                other => return Err(format!("unknown frame {other:?}")),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_split_whatever_the_piece_boundaries() {
+        let stream = b"D 3\nabcW 5\nhost?D 0\nD 2\n\nx";
+        for cut in 0..stream.len() {
+            let mut r = FrameReader::default();
+            let mut frames = r.feed(&stream[..cut]).unwrap();
+            frames.extend(r.feed(&stream[cut..]).unwrap());
+            assert_eq!(
+                frames,
+                [
+                    Frame::Data(b"abc".to_vec()),
+                    Frame::Retrying("host?".into()),
+                    Frame::Data(Vec::new()),
+                    Frame::Data(b"\nx".to_vec()),
+                ],
+                "cut at {cut}"
+            );
+        }
+    }
+}

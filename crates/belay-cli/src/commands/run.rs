@@ -39,39 +39,16 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     check_outputs(&a.outputs)?;
     spec.outputs = a.outputs.clone();
     if let Some(client) = ctx.daemon(true) {
-        // The daemon checks the host name as the engine would (exit 2).
-        let mut bar =
-            (!spec.inputs.is_empty()).then(|| TransferBar::new(&format!("inputs → {}", spec.host)));
-        let job = match daemon::submit(
-            client,
-            &spec,
-            !a.no_queue,
-            bar.as_mut()
-                .map(|b| b as &mut dyn belay_core::transfer::Progress),
-        )? {
-            Submitted::Job(job) => job,
-            Submitted::Interrupted(Some(job)) if job.state == JobState::Cancelled => {
-                return Err(CoreError::SubmitInterrupted { id: Some(job.id) }.into());
+        match through_daemon(ctx, client, &a, &spec) {
+            // The daemon has no terminal: a key that needs a passphrase
+            // (or a login that needs an answer) is asked for here, by this
+            // command working directly. Nothing was recorded (the host is
+            // reached before a job is).
+            Err(e) if needs_terminal_answer(&e) => {
+                tracing::info!("the daemon cannot answer a prompt ({e}); working directly");
             }
-            Submitted::Interrupted(Some(job)) => return Ok(finish(Outcome::Detached(job))),
-            Submitted::Interrupted(None) => {
-                return Err(CoreError::SubmitInterrupted { id: None }.into());
-            }
-        };
-        drop(bar);
-        say_if_queued(&job);
-        if a.detach {
-            return print_detached(&job, a.json);
+            done => return done,
         }
-        let outcome = daemon::follow(
-            client,
-            job,
-            Streams {
-                stdout: true,
-                stderr: true,
-            },
-        )?;
-        return finish_run(ctx, outcome, None);
     }
     belay_core::hosts::Hosts::new(&ctx.home, ctx.hosts.clone())?.validate(&spec.host)?;
     let mut engine = ctx.engine()?;
@@ -124,6 +101,59 @@ fn say_if_queued(job: &Job) {
             belay_ssh::terminal_safe(job.reason.as_deref().unwrap_or("waiting for its host"))
         );
     }
+}
+
+/// A refusal that a person at this terminal could have answered.
+fn needs_terminal_answer(e: &anyhow::Error) -> bool {
+    use belay_ssh::Prompter;
+    matches!(
+        e.downcast_ref::<belay_server::ClientError>(),
+        Some(belay_server::ClientError::Api { kind, message, .. })
+            if kind == "refused" && message.contains("no terminal")
+    ) && crate::prompt::TtyPrompter.has_terminal()
+}
+
+/// `run` through the daemon: the submit (input progress drawn here), then
+/// the job's output streamed as it is written.
+fn through_daemon(
+    ctx: &Ctx,
+    client: &belay_server::Client,
+    a: &RunArgs,
+    spec: &JobSpec,
+) -> Result<u8> {
+    // The daemon checks the host name as the engine would (exit 2).
+    let mut bar =
+        (!spec.inputs.is_empty()).then(|| TransferBar::new(&format!("inputs → {}", spec.host)));
+    let job = match daemon::submit(
+        client,
+        spec,
+        !a.no_queue,
+        bar.as_mut()
+            .map(|b| b as &mut dyn belay_core::transfer::Progress),
+    )? {
+        Submitted::Job(job) => job,
+        Submitted::Interrupted(Some(job)) if job.state == JobState::Cancelled => {
+            return Err(CoreError::SubmitInterrupted { id: Some(job.id) }.into());
+        }
+        Submitted::Interrupted(Some(job)) => return Ok(finish(Outcome::Detached(job))),
+        Submitted::Interrupted(None) => {
+            return Err(CoreError::SubmitInterrupted { id: None }.into());
+        }
+    };
+    drop(bar);
+    say_if_queued(&job);
+    if a.detach {
+        return print_detached(&job, a.json);
+    }
+    let outcome = daemon::follow(
+        client,
+        job,
+        Streams {
+            stdout: true,
+            stderr: true,
+        },
+    )?;
+    finish_run(ctx, outcome, None)
 }
 
 fn print_detached(job: &Job, json: bool) -> Result<u8> {

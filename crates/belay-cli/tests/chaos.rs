@@ -6,7 +6,6 @@
 //! with `--nocapture` to see them).
 
 use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use crate::support::remote::{Lab, Loopback};

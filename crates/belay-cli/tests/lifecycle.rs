@@ -3,7 +3,6 @@
 //! and Ctrl-C detaching.
 
 use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use crate::support::*;

@@ -282,10 +282,7 @@ impl FrameReader {
     pub fn feed(&mut self, piece: &[u8]) -> Result<Vec<Frame>, String> {
         self.pending.extend_from_slice(piece);
         let mut out = Vec::new();
-        loop {
-            let Some(nl) = self.pending.iter().position(|&b| b == b'\n') else {
-                break;
-            };
+        while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
             let head = std::str::from_utf8(&self.pending[..nl]).map_err(|e| e.to_string())?;
             let (tag, len) = head
                 .split_once(' ')

@@ -129,6 +129,83 @@ enum SubmitEvent {
     Error {
         error: ErrorFields,
     },
+    /// A question from the host's connection, for this terminal.
+    Prompt {
+        id: u64,
+        #[serde(flatten)]
+        question: Question,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Question {
+    Passphrase {
+        key_file: String,
+    },
+    KeyboardInteractive {
+        name: String,
+        instructions: String,
+        prompts: Vec<PromptLine>,
+    },
+    HostKey {
+        name: String,
+        key_type: String,
+        fingerprint: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct PromptLine {
+    text: String,
+    echo: bool,
+}
+
+/// Ask the question on this terminal, as a direct connection would.
+fn ask(question: Question) -> Option<Vec<String>> {
+    use belay_ssh::Prompter;
+    let tty = crate::prompt::TtyPrompter;
+    match question {
+        Question::Passphrase { key_file } => tty
+            .passphrase(std::path::Path::new(&key_file))
+            .map(|p| vec![p]),
+        Question::KeyboardInteractive {
+            name,
+            instructions,
+            prompts,
+        } => {
+            let prompts: Vec<(String, bool)> =
+                prompts.into_iter().map(|p| (p.text, p.echo)).collect();
+            tty.keyboard_interactive(&name, &instructions, &prompts)
+        }
+        Question::HostKey {
+            name,
+            key_type,
+            fingerprint,
+        } => Some(vec![
+            if tty.confirm_host_key(&name, &key_type, &fingerprint) {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
+        ]),
+    }
+}
+
+/// Send an answer on its own connection (the submit's stream is busy), from
+/// a thread of its own (the stream's runtime is in use on this one).
+fn send_answer(socket: &std::path::Path, id: u64, answers: Option<Vec<String>>) -> Result<()> {
+    let socket = socket.to_path_buf();
+    std::thread::spawn(move || {
+        Client::new(&socket).post::<serde_json::Value>(
+            &format!("/v1/prompts/{id}"),
+            &serde_json::json!({ "answers": answers }),
+        )
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("sending an answer to the belay daemon failed"))??;
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -161,10 +238,21 @@ pub fn submit(
     let mut recorded: Option<String> = None;
     let mut outcome: Option<Result<Job, ClientError>> = None;
     let mut bad_line: Option<String> = None;
-    let ended = client.stream(
+    // A terminal here: the daemon may relay its connection's questions.
+    let terminal = {
+        use belay_ssh::Prompter;
+        crate::prompt::TtyPrompter.has_terminal()
+    };
+    let headers: &[(&str, &str)] = if terminal {
+        &[(belay_server::prompts::TERMINAL_HEADER, "1")]
+    } else {
+        &[]
+    };
+    let ended = client.stream_with(
         HttpMethod::POST,
         "/v1/jobs",
         Some(&body),
+        headers,
         &mut |piece| {
             let events: Vec<serde_json::Value> = match lines.feed(piece) {
                 Ok(e) => e,
@@ -202,6 +290,13 @@ pub fn submit(
                             if let Some(w) = &warn {
                                 p.warn(w);
                             }
+                        }
+                    }
+                    SubmitEvent::Prompt { id, question } => {
+                        let answers = ask(question);
+                        if let Err(e) = send_answer(client.socket(), id, answers) {
+                            bad_line = Some(e.to_string());
+                            return ControlFlow::Break(());
                         }
                     }
                     SubmitEvent::Submitted { job } => outcome = Some(Ok(job.into_job().0)),

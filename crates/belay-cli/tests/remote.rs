@@ -315,10 +315,12 @@ fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal_only() {
         env!("CARGO_BIN_EXE_belay")
     );
     let mut c = std::process::Command::new("script");
+    // Through the daemon the question is relayed to this terminal.
     c.args(["-q", "-e", "-c", &cmd, "/dev/null"])
         .env("BELAY_HOME", b.home.path())
         .env("BELAY_SSH_CONFIG", &host.config)
         .env("HOME", b.scratch("home"))
+        .env("BELAY_NO_DAEMON", if daemon_mode() { "" } else { "1" })
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -345,6 +347,13 @@ fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal_only() {
     );
     assert!(text.contains("unlocked"), "{text}");
     assert_eq!(status.code(), Some(0), "{text}");
+
+    if daemon_mode() {
+        // One answer serves the daemon's connection for as long as it
+        // lives: a command with no terminal now gets through (only the
+        // daemon's connection, unlocked above, can carry it).
+        assert_eq!(b.ok(&["run", "locked", "--", "echo again"]), "again\n");
+    }
 }
 
 #[test]

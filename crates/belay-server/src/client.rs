@@ -99,6 +99,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
     ) -> Result<Response, ClientError> {
         let stream = UnixStream::connect(&self.socket)
             .await
@@ -119,6 +120,9 @@ impl Client {
         if let Some(point) = &self.failpoint {
             request = request.header(crate::api::FAILPOINT_HEADER, point.as_str());
         }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .expect("a well-formed request");
@@ -135,7 +139,7 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
-        let response = self.send(method, path, body).await?;
+        let response = self.send(method, path, body, &[]).await?;
         let status = response.status();
         let bytes = response
             .into_body()
@@ -177,9 +181,22 @@ impl Client {
         piece: &mut dyn FnMut(&[u8]) -> ControlFlow<()>,
         stop: &dyn Fn() -> bool,
     ) -> Result<bool, ClientError> {
+        self.stream_with(method, path, body, &[], piece, stop)
+    }
+
+    /// [`Client::stream`] with extra request headers.
+    pub fn stream_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(&str, &str)],
+        piece: &mut dyn FnMut(&[u8]) -> ControlFlow<()>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<bool, ClientError> {
         let body = body.map(|b| serde_json::to_vec(b).expect("request bodies serialise"));
         self.runtime.block_on(async {
-            let response = self.send(method, path, body).await?;
+            let response = self.send(method, path, body, headers).await?;
             let status = response.status();
             if !status.is_success() {
                 let bytes = response

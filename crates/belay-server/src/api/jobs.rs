@@ -106,11 +106,24 @@ pub struct SubmitRequest {
     pub queue: bool,
 }
 
-/// Sends one JSON line; false once the client has gone.
+/// Sends one JSON line; false once the client has gone. (Progress may be
+/// reported from inside the SSH runtime, where blocking is not allowed: a
+/// full channel then drops the line, and progress lines are worth little.)
 fn send_line(tx: &mpsc::Sender<Bytes>, value: serde_json::Value) -> bool {
     let mut line = value.to_string();
     line.push('\n');
-    tx.blocking_send(Bytes::from(line)).is_ok()
+    let line = Bytes::from(line);
+    match tx.try_send(line) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        Err(mpsc::error::TrySendError::Full(line)) => {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                true
+            } else {
+                tx.blocking_send(line).is_ok()
+            }
+        }
+    }
 }
 
 /// Input-copy progress, relayed as JSON lines.
@@ -140,6 +153,9 @@ pub async fn submit(
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     let failpoint = failpoint_of(&headers);
+    let terminal = headers
+        .get(crate::prompts::TERMINAL_HEADER)
+        .is_some_and(|v| v == "1");
     let Json(request) = body?;
     let spec = request.spec.checked()?;
     let options = belay_core::engine::SubmitOptions {
@@ -149,6 +165,9 @@ pub async fn submit(
     let worker = state.clone();
     tokio::task::spawn_blocking(move || {
         belay_core::failpoint::arm_for_thread(failpoint);
+        // Questions this host's connection asks go to this client's
+        // terminal while the submit runs.
+        let _route = terminal.then(|| worker.prompts.open(&spec.host, tx.clone()));
         let outcome = (|| -> Result<Job, ApiError> {
             // A bad host name is refused before the store is even opened.
             worker.hosts.validate(&spec.host)?;

@@ -14,12 +14,15 @@
 //!   cancel;
 //! - [`logs`]: a job's stdout/stderr from a byte offset, followed as
 //!   written;
+//! - [`prompts`]: answers to a connection's questions (passphrase, second
+//!   factor) that a submit relayed to its client;
 //! - [`daemon`]: who the daemon is; stopping it.
 
 pub mod daemon;
 pub mod error;
 pub mod jobs;
 pub mod logs;
+pub mod prompts;
 
 use std::convert::Infallible;
 
@@ -43,6 +46,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/jobs/{job}", get(jobs::show))
         .route("/v1/jobs/{job}/logs/{stream}", get(logs::read))
         .route("/v1/cancellations", post(jobs::cancel))
+        .route("/v1/prompts/{id}", post(prompts::answer))
         .fallback(|| async { ApiError::not_found("no such resource (see /v1/openapi.json)") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

@@ -106,44 +106,47 @@ pub struct SubmitRequest {
     pub queue: bool,
 }
 
-/// Sends one JSON line; false once the client has gone. (Progress may be
-/// reported from inside the SSH runtime, where blocking is not allowed: a
-/// full channel then drops the line, and progress lines are worth little.)
+/// Sends one JSON line (from a blocking thread, never from inside a
+/// runtime); false once the client has gone.
 fn send_line(tx: &mpsc::Sender<Bytes>, value: serde_json::Value) -> bool {
-    let mut line = value.to_string();
-    line.push('\n');
-    let line = Bytes::from(line);
-    match tx.try_send(line) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
-        Err(mpsc::error::TrySendError::Full(line)) => {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                true
-            } else {
-                tx.blocking_send(line).is_ok()
-            }
-        }
-    }
+    tx.blocking_send(json_line(value)).is_ok()
 }
 
-/// Input-copy progress, relayed as JSON lines.
-struct RelayProgress(mpsc::Sender<Bytes>);
+fn json_line(value: serde_json::Value) -> Bytes {
+    let mut line = value.to_string();
+    line.push('\n');
+    Bytes::from(line)
+}
+
+/// A progress line: dropped rather than waited for when the client reads
+/// slowly (the next one says as much), and safe to send from inside the
+/// SSH runtime, where blocking is not allowed.
+fn progress_line(tx: &mpsc::Sender<Bytes>, value: serde_json::Value) -> bool {
+    tx.try_send(json_line(value)).is_ok()
+}
+
+/// Input-copy progress, relayed as JSON lines. Bytes moved while the
+/// client was not reading are added to the next line.
+struct RelayProgress(mpsc::Sender<Bytes>, u64);
 
 impl belay_core::transfer::Progress for RelayProgress {
     fn begin(&mut self, files: u64, bytes: u64) {
-        send_line(
+        progress_line(
             &self.0,
             json!({"event": "progress", "begin": {"files": files, "bytes": bytes}}),
         );
     }
     fn advance(&mut self, bytes: u64) {
-        send_line(&self.0, json!({"event": "progress", "advance": bytes}));
+        self.1 += bytes;
+        if progress_line(&self.0, json!({"event": "progress", "advance": self.1})) {
+            self.1 = 0;
+        }
     }
     fn file_done(&mut self) {
-        send_line(&self.0, json!({"event": "progress", "file_done": true}));
+        let _ = progress_line(&self.0, json!({"event": "progress", "file_done": true}));
     }
     fn warn(&mut self, message: &str) {
-        send_line(&self.0, json!({"event": "progress", "warn": message}));
+        let _ = progress_line(&self.0, json!({"event": "progress", "warn": message}));
     }
 }
 
@@ -175,7 +178,7 @@ pub async fn submit(
             let gone = tx.clone();
             engine.set_stop_check(Box::new(|| {}), Box::new(move || gone.is_closed()));
             if !spec.inputs.is_empty() {
-                engine.set_transfer_progress(Box::new(RelayProgress(tx.clone())));
+                engine.set_transfer_progress(Box::new(RelayProgress(tx.clone(), 0)));
             }
             let recorded = tx.clone();
             engine.on_recorded(Box::new(move |job: &Job| {

@@ -519,3 +519,20 @@ pub fn cancel(client: &Client, jobs: &[String], grace: u32) -> Result<Vec<(Job, 
         })
         .collect())
 }
+
+/// What a fetch through the daemon did.
+#[derive(Deserialize)]
+pub struct Fetched {
+    pub dir: std::path::PathBuf,
+    /// False: fetched already (by the daemon's own pass, say).
+    pub copied: bool,
+    pub problems: Vec<String>,
+}
+
+/// Have the daemon copy an ended job's outputs into `results/<id>/` (once).
+pub fn fetch_outputs(client: &Client, id: &str) -> Result<Fetched> {
+    Ok(client.post(
+        &format!("/v1/jobs/{}/fetches", encode(id)),
+        &serde_json::json!({ "again": false }),
+    )?)
+}

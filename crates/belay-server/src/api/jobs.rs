@@ -253,3 +253,50 @@ pub async fn cancel(
     })
     .await
 }
+
+#[derive(Deserialize, Default)]
+pub struct FetchBody {
+    /// Copy again even if the outputs were fetched already.
+    #[serde(default)]
+    again: bool,
+}
+
+/// `POST /v1/jobs/{job}/fetches`: copy an ended job's declared outputs
+/// into `$BELAY_HOME/results/<id>/` (what the background loop does by
+/// itself; once, unless `again`). Answers where they are, whether this
+/// request copied them, and one line per output that did not come whole.
+pub async fn fetch(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    Path(reference): Path<String>,
+    body: Result<Json<FetchBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(body) = body?;
+    let home = state.home.clone();
+    blocking_armed(&state, failpoint_of(&headers), move |engine| {
+        let (job, _) = engine.job(&reference)?;
+        if job.outputs.is_empty() {
+            return Err(ApiError::bad_input(format!(
+                "job {} declared no outputs (use `belay run --output PATH`; `belay pull` copies any path)",
+                job.id
+            )));
+        }
+        if job.state.is_live() {
+            return Err(ApiError::bad_input(format!(
+                "job {} is {}: its outputs are fetched once it ends",
+                job.id, job.state
+            )));
+        }
+        let mut quiet = |_: &str| -> Box<dyn belay_core::transfer::Progress> {
+            Box::new(belay_core::transfer::progress::Quiet)
+        };
+        let report = engine.fetch_outputs_home(&home, &job, body.again, &mut quiet)?;
+        Ok(Json(json!({
+            "job": job.id,
+            "dir": home.results_dir(&job.id),
+            "copied": report.is_some(),
+            "problems": report.map(|r| r.problems(&job.host)).unwrap_or_default(),
+        })))
+    })
+    .await
+}

@@ -356,6 +356,115 @@ fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal_only() {
     }
 }
 
+/// Runs `line` (BELAY = the binary) on a new terminal (a real pty from
+/// `script`), answers `answer` once `asked` is on it, and returns what the
+/// terminal showed and the exit status.
+fn on_a_terminal(
+    b: &Belay,
+    host: &Loopback,
+    line: &str,
+    asked: &str,
+    answer: &str,
+) -> (String, i32) {
+    use std::io::{Read, Write};
+    let line = line.replace("BELAY", env!("CARGO_BIN_EXE_belay"));
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env("BELAY_HOME", b.home.path())
+        .env("BELAY_SSH_CONFIG", &host.config)
+        .env("HOME", b.scratch("home"))
+        .env("BELAY_NO_DAEMON", if daemon_mode() { "" } else { "1" })
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains(asked) {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "never asked: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    stdout.read_to_end(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    (
+        String::from_utf8_lossy(&seen).into_owned(),
+        status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn a_second_factor_is_asked_on_the_terminal_and_one_answer_serves_the_connection() {
+    // sshd wants a key AND a keyboard-interactive answer (a PAM stack whose
+    // one question is a one-time code), as HPC login nodes with 2FA do.
+    let host = Loopback::start();
+    let check = host.dir.path().join("otp-check");
+    std::fs::write(&check, "#!/bin/sh\nread -r code\n[ \"$code\" = 424242 ]\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&check, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let key = belay_testbed::KeyPair::generate(
+        host.dir.path(),
+        "otpkey",
+        belay_testbed::KeyKind::Ed25519,
+    )
+    .unwrap();
+    let sshd = belay_testbed::Sshd::start(belay_testbed::SshdOptions {
+        authorized_keys: vec![key.public_line().unwrap()],
+        extra_config: vec!["AuthenticationMethods publickey,keyboard-interactive".into()],
+        pam_stack: Some(format!(
+            "auth required pam_exec.so expose_authtok quiet {}\nauth required pam_permit.so\naccount required pam_permit.so\nsession required pam_permit.so\n",
+            check.display()
+        )),
+        ..Default::default()
+    })
+    .unwrap();
+    std::fs::write(
+        &host.known_hosts,
+        format!("{}\n", sshd.known_hosts_line("127.0.0.1")),
+    )
+    .unwrap();
+    host.add_hosts(
+        &belay_testbed::HostBlock::new("otp")
+            .hostname("127.0.0.1")
+            .port(sshd.port())
+            .test_client(&key, &host.known_hosts)
+            .without("BatchMode")
+            .to_string(),
+    );
+    let b = host.belay();
+
+    // No terminal: no prompt, a clear failure.
+    let out = b.run(&["run", "otp", "--", "echo", "in"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("keyboard-interactive"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // A wrong code: refused, nothing runs.
+    let (text, code) = on_a_terminal(&b, &host, "BELAY run otp -- echo in", "assword", "000000");
+    assert_eq!(code, 1, "{text}");
+    assert!(!text.contains("\nin"), "{text}");
+
+    // The right one: asked on the terminal (through the daemon, relayed to
+    // it), not echoed, and the job runs.
+    let (text, code) = on_a_terminal(&b, &host, "BELAY run otp -- echo in", "assword", "424242");
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("424242"), "the answer was echoed: {text}");
+    assert!(text.contains("in"), "{text}");
+
+    if daemon_mode() {
+        // One answer serves the daemon's connection while it lives: a
+        // command with no terminal gets through on it.
+        assert_eq!(b.ok(&["run", "otp", "--", "echo again"]), "again\n");
+    }
+}
+
 #[test]
 fn a_link_cut_under_logs_follow_repeats_and_loses_nothing() {
     let host = Loopback::start();

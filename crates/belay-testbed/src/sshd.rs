@@ -46,6 +46,11 @@ pub struct SshdOptions {
     /// Serve the SFTP subsystem (`Subsystem sftp …`); default true. False
     /// omits the line, as on hosts whose admins disabled SFTP.
     pub sftp: bool,
+    /// A PAM stack for this sshd (`UsePAM yes`, keyboard-interactive on,
+    /// root may log in with it): bind-mounted over /etc/pam.d/sshd inside
+    /// sshd's private mount namespace only, so the machine's own PAM
+    /// configuration is never touched. Loopback sshds only.
+    pub pam_stack: Option<String>,
 }
 
 impl Default for SshdOptions {
@@ -54,6 +59,7 @@ impl Default for SshdOptions {
             authorized_keys: Vec::new(),
             trusted_user_ca: None,
             extra_config: Vec::new(),
+            pam_stack: None,
             home_files: Vec::new(),
             netns: None,
             listen: None,
@@ -170,11 +176,17 @@ impl Sshd {
             }
             .to_string()
         });
+        // (sshd_config: the first value of a keyword wins.)
+        let auth = if self.opts.pam_stack.is_some() {
+            "KbdInteractiveAuthentication yes\nUsePAM yes\nPermitRootLogin yes\n"
+        } else {
+            "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n"
+        };
         let mut conf = format!(
             "Port {port}\nListenAddress {listen}\nHostKey {d}/ssh_host_ed25519_key\n\
              PidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-             StrictModes no\nPermitRootLogin prohibit-password\nLogLevel VERBOSE\n",
+             PasswordAuthentication no\n{auth}\
+             StrictModes no\nLogLevel VERBOSE\n",
             d = d.display()
         );
         if self.opts.sftp {
@@ -204,6 +216,14 @@ impl Sshd {
         let conf = self.write_config(port)?;
         let d = self.dir.path().display().to_string();
         let _ = std::fs::remove_file(self.dir.path().join("sshd.pid"));
+        let pam = match &self.opts.pam_stack {
+            Some(stack) => {
+                let file = self.dir.path().join("pam.sshd");
+                std::fs::write(&file, stack)?;
+                format!("mount --bind {} /etc/pam.d/sshd\n", file.display())
+            }
+            None => String::new(),
+        };
         let script = format!(
             "set -e\n\
              mount -t overlay overlay -o lowerdir=/run,upperdir={d}/ru,workdir={d}/rw /run \
@@ -211,6 +231,7 @@ impl Sshd {
              install -d -m 0755 /run/sshd\n\
              mount -t tmpfs -o mode=0700 tmpfs /root\n\
              cp -a {d}/home/. /root/\n\
+             {pam}\
              exec /usr/sbin/sshd -f {conf} -E {d}/log\n",
             conf = conf.display()
         );

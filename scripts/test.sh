@@ -16,6 +16,7 @@ need ssh-keygen openssh-client
 need ip iproute2
 need nft nftables
 need rsync rsync
+need inotifywait inotify-tools
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test.sh: missing ${packages[*]}; run as root (or install them) first" >&2

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::Engine;
 use crate::error::{CoreError, Result};
 use crate::job::Job;
+use crate::remote::HostReport;
 use crate::remote::follow::{self, Frame, FrameReader, WaitMode};
 
 /// How often a followed live job is reconciled (a wrapper killed without
@@ -69,7 +70,11 @@ enum Run {
     /// of its output is read directly.
     NotLive,
     Stopped,
-    /// The link dropped or the follower ended early: try again.
+    /// The link dropped under a running follower: reopen it at once (the
+    /// transport reconnects), as a dropped script is re-run.
+    Cut(String),
+    /// The follower could not be started, or ended early: try again after
+    /// a pause, telling the sink why.
     Dropped(String),
 }
 
@@ -88,6 +93,9 @@ impl Engine {
         let mut at = from;
         let mut job = self.store.get(&job.id)?;
         let mut reconciled = Instant::now();
+        // A cut link is reopened at once, silently, once in a row: a
+        // second cut without a frame in between is shown and paced.
+        let mut cut_before = false;
         loop {
             if stop() {
                 return Ok(StreamEnd::Stopped(self.store.get(&job.id)?));
@@ -95,17 +103,25 @@ impl Engine {
             if !job.state.is_live() {
                 return self.drain(&job, &mut at, sink, stop);
             }
+            let delivered = at;
             let run = self.follow_once(&job, &mut at, sink, stop, &mut reconciled)?;
+            if at != delivered {
+                cut_before = false;
+            }
             job = self.store.get(&job.id)?;
             match run {
                 Run::Stopped => return Ok(StreamEnd::Stopped(job)),
                 Run::NotLive => {}
                 Run::Drained => {
+                    // The follower sent both streams to their final size,
+                    // and the job's report, which was recorded.
+                    if !job.state.is_live() {
+                        return Ok(StreamEnd::Ended(job));
+                    }
                     self.reconcile(std::slice::from_ref(&job))?;
                     reconciled = Instant::now();
                     job = self.store.get(&job.id)?;
                     if !job.state.is_live() {
-                        // The follower sent both streams to their final size.
                         return Ok(StreamEnd::Ended(job));
                     }
                     // The exit file is there but the probe could not
@@ -115,7 +131,8 @@ impl Engine {
                         return Ok(StreamEnd::Stopped(job));
                     }
                 }
-                Run::Dropped(why) => {
+                Run::Cut(_) if !cut_before => cut_before = true,
+                Run::Cut(why) | Run::Dropped(why) => {
                     if self.retry_pause(why, sink, stop) {
                         return Ok(StreamEnd::Stopped(self.store.get(&job.id)?));
                     }
@@ -145,7 +162,8 @@ impl Engine {
         } else {
             WaitMode::Best
         };
-        let script = follow::script(&dir, at.stdout, at.stderr, mode);
+        let scheduler = Self::scheduler(job)?;
+        let script = follow::script(&*scheduler, &job.id, &dir, at.stdout, at.stderr, mode);
         let mut stream = match transport.open_stream(&script) {
             Ok(s) => s,
             Err(t) if t.is_transient() => return Ok(Run::Dropped(t.to_string())),
@@ -156,20 +174,21 @@ impl Engine {
             let piece = match stream.read_chunk() {
                 Ok(Some(p)) => p,
                 Ok(None) => {
-                    let why = match stream.finish() {
-                        Ok(out) => format!(
+                    return match stream.finish() {
+                        Ok(out) => Ok(Run::Dropped(format!(
                             "the output stream of job {} ended early (status {}): {}",
                             job.id,
                             out.status,
                             out.stderr_text()
-                        ),
-                        Err(t) => t.to_string(),
+                        ))),
+                        // The channel closed with the link.
+                        Err(t) if t.is_transient() => Ok(Run::Cut(t.to_string())),
+                        Err(t) => Err(t.into()),
                     };
-                    return Ok(Run::Dropped(why));
                 }
                 Err(t) if t.is_transient() => {
                     stream.abort();
-                    return Ok(Run::Dropped(t.to_string()));
+                    return Ok(Run::Cut(t.to_string()));
                 }
                 Err(t) => {
                     stream.abort();
@@ -198,6 +217,10 @@ impl Engine {
                         at.stderr = at.stderr.map(|o| o + d.len() as u64);
                         sink(Piece::Stderr(d))
                     }
+                    Frame::Report(text) => {
+                        self.record_report(job, &text)?;
+                        ControlFlow::Continue(())
+                    }
                     Frame::End => {
                         // The script ends right after `X`.
                         let _ = stream.finish();
@@ -223,6 +246,18 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Record the job's report sent by the follower, as a probe's.
+    fn record_report(&mut self, job: &Job, text: &[u8]) -> Result<()> {
+        let report = HostReport::parse(&String::from_utf8_lossy(text));
+        if let Some(jr) = report.jobs.get(&job.id) {
+            let current = self.store.get(&job.id)?;
+            if current.state.is_live() {
+                self.apply_report(&current, jr)?;
+            }
+        }
+        Ok(())
     }
 
     /// A job that is over: deliver what is left of its output, read

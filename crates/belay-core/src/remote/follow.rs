@@ -10,9 +10,13 @@
 //! O <len>\n<bytes>    the next `len` bytes of the job's stdout
 //! E <len>\n<bytes>    the next `len` bytes of its stderr
 //! T\n                 a tick: nothing new (at most ~1 s apart while idle)
+//! R <len>\n<report>   the job's report (`belay_report`, as a probe prints
+//!                     it), sent once the exit file exists, just before `X`
 //! X\n                 the job's `exit` file exists and both streams are
 //!                     drained to their final size; the script then ends
 //! ```
+//!
+//! The report spares the caller a probe of its own to record the end.
 //!
 //! The exit file is looked at *before* the sizes (as in
 //! [`super::scripts::read_output`]), so the sizes read after seeing it are
@@ -31,6 +35,10 @@
 //! cannot be written (the channel was closed, the link died) ends it within
 //! about a second; on any exit it kills its `inotifywait` by pid.
 
+use super::functions::prelude;
+use crate::scheduler::Scheduler;
+use crate::shell::quote;
+
 /// Largest data frame: bigger growth is sent as several frames.
 pub const MAX_FRAME: u64 = 1 << 20;
 
@@ -46,9 +54,11 @@ pub enum WaitMode {
     Poll,
 }
 
-/// The follower script for the job directory `dir_word` (a shell word),
-/// from byte offsets (`None`: that stream is not sent at all).
+/// The follower script for job `job_id` in the directory `dir_word` (a
+/// shell word), from byte offsets (`None`: that stream is not sent at all).
 pub fn script(
+    scheduler: &dyn Scheduler,
+    job_id: &str,
     dir_word: &str,
     stdout_from: Option<u64>,
     stderr_from: Option<u64>,
@@ -56,7 +66,8 @@ pub fn script(
 ) -> String {
     let off = |o: Option<u64>| o.map_or("-1".to_string(), |o| o.to_string());
     format!(
-        r#"d={dir}
+        r#"LC_ALL=C; export LC_ALL
+{prelude}d={dir}
 oo={oo}; eo={eo}; belay_max={max}; belay_mode={mode}; belay_w=
 # belay_send KIND FILE OFFSET: send FILE from OFFSET to the size seen now.
 belay_send() {{
@@ -74,7 +85,11 @@ belay_pump() {{
   sent=
   if [ "$oo" -ge 0 ]; then belay_send O stdout "$oo"; oo=$at; fi
   if [ "$eo" -ge 0 ]; then belay_send E stderr "$eo"; eo=$at; fi
-  if [ -n "$x" ]; then printf 'X\n'; exit 0; fi
+  if [ -n "$x" ]; then
+    belay_r=$(belay_report {id} "$d")
+    printf 'R %s\n%s\nX\n' "$((${{#belay_r}} + 1))" "$belay_r"
+    exit 0
+  fi
 }}
 belay_follow() {{
   trap 'if [ -n "$belay_w" ]; then kill "$belay_w" 2>/dev/null; fi' EXIT
@@ -113,6 +128,8 @@ else
   belay_follow poll </dev/null
 fi
 "#,
+        prelude = prelude(scheduler),
+        id = quote(job_id),
         dir = dir_word,
         oo = off(stdout_from),
         eo = off(stderr_from),
@@ -132,6 +149,8 @@ pub enum Frame {
     Tick,
     /// How the follower waits (`inotify`, `poll`).
     Mode(String),
+    /// The job's report (text a probe would print), just before `End`.
+    Report(Vec<u8>),
     End,
 }
 
@@ -170,7 +189,7 @@ impl FrameReader {
             "T" => Frame::Tick,
             "X" => Frame::End,
             "M" => Frame::Mode(arg.to_string()),
-            "O" | "E" => {
+            "O" | "E" | "R" => {
                 let len: u64 = arg.parse().map_err(|_| self.bad())?;
                 if len == 0 || len > MAX_FRAME {
                     return Err(self.bad());
@@ -179,13 +198,13 @@ impl FrameReader {
                 if self.buf.len() < end {
                     return Ok(None);
                 }
-                let stdout = kind == "O";
+                let kind = kind.to_string();
                 let data = self.buf[nl + 1..end].to_vec();
                 self.buf.drain(..end);
-                return Ok(Some(if stdout {
-                    Frame::Stdout(data)
-                } else {
-                    Frame::Stderr(data)
+                return Ok(Some(match kind.as_str() {
+                    "O" => Frame::Stdout(data),
+                    "E" => Frame::Stderr(data),
+                    _ => Frame::Report(data),
                 }));
             }
             _ => return Err(self.bad()),
@@ -206,7 +225,6 @@ impl FrameReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shell::quote;
     use std::io::Read;
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
@@ -241,7 +259,14 @@ mod tests {
         err: Option<u64>,
         path: &str,
     ) -> std::process::Child {
-        let s = script(&quote(dir.to_str().unwrap()), out, err, WaitMode::Best);
+        let s = script(
+            &crate::scheduler::Direct,
+            "j1",
+            &quote(dir.to_str().unwrap()),
+            out,
+            err,
+            WaitMode::Best,
+        );
         Command::new("/bin/sh")
             .arg("-c")
             .arg(s)
@@ -328,7 +353,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let bin = tmp.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
-        for tool in ["wc", "tail", "head", "sleep", "timeout", "dd"] {
+        for tool in [
+            "wc", "tail", "head", "sleep", "timeout", "dd", "stat", "date",
+        ] {
             let src = ["/usr/bin", "/bin"]
                 .iter()
                 .map(|d| format!("{d}/{tool}"))
@@ -348,9 +375,22 @@ mod tests {
         let mut child = start(tmp.path(), None, Some(1), "/usr/bin:/bin");
         let frames = collect(&mut child, Duration::from_secs(10));
         let mode = frames[0].clone();
+        let report = frames
+            .iter()
+            .find_map(|f| match f {
+                Frame::Report(r) => Some(String::from_utf8(r.clone()).unwrap()),
+                _ => None,
+            })
+            .expect("a report before the end");
+        assert!(report.starts_with("J j1 exit\ncode=3\n"), "{report}");
         assert_eq!(
             frames,
-            vec![mode, Frame::Stderr(b"rr".to_vec()), Frame::End]
+            vec![
+                mode,
+                Frame::Stderr(b"rr".to_vec()),
+                Frame::Report(report.into_bytes()),
+                Frame::End
+            ]
         );
     }
 

@@ -309,3 +309,31 @@ fn without_inotifywait_the_follower_sleeps_briefly_on_the_host() {
     let want: String = (1..=20).map(|i| format!("line {i}\n")).collect();
     assert_eq!(String::from_utf8(out.finish()).unwrap(), want);
 }
+
+#[test]
+fn a_followed_job_that_dies_without_an_exit_file_ends_the_stream_as_lost() {
+    let b = Belay::new();
+    let id = b.submit(&["local", "--", "echo start; sleep 300"]);
+    b.wait_state(&id, "running", Duration::from_secs(10));
+    let mut follower = b.spawn(&["logs", "-f", &id]);
+    let mut waiter = b.spawn(&["wait", &id]);
+    let out = Collector::start(&mut follower);
+    out.wait_for(Duration::from_secs(20), "the first line", |o| {
+        o.text() == "start\n"
+    });
+    let started = kv_file(&b.job_dir(&id).join("started"));
+    let t = Instant::now();
+    // SAFETY: killing the job's wrapper, a process this test started: no
+    // exit file will ever be written, so no end frame comes.
+    unsafe { libc::kill(started["pid"].parse().unwrap(), libc::SIGKILL) };
+    let waited = wait_child(&mut waiter, Duration::from_secs(20));
+    let followed = wait_child(&mut follower, Duration::from_secs(20));
+    let noticed = t.elapsed();
+    let err = stderr_text(&mut waiter);
+    assert_eq!(waited.code(), Some(1), "{err}");
+    assert!(err.contains("was lost"), "{err}");
+    assert!(followed.success(), "{}", stderr_text(&mut follower));
+    assert_eq!(out.finish(), b"start\n");
+    assert_eq!(b.job(&id)["state"], "lost");
+    println!("STREAM|lost while followed|noticed in {:.2} s", noticed.as_secs_f64());
+}

@@ -21,6 +21,7 @@ everything is removed at the end, only processes started here are killed.
 Run as root on Debian 12 (release build of belay first):
 
     python3 bench/output_latency.py [--lines 60] [--interval 0.2] [--no-jump]
+                                    [--belay OLD_BINARY]
 """
 import argparse
 import os
@@ -75,12 +76,14 @@ def main():
     ap.add_argument("--lines", type=int, default=60, help="lines per run")
     ap.add_argument("--interval", type=float, default=0.2, help="seconds between lines")
     ap.add_argument("--no-jump", action="store_true", help="skip the jump-host lab")
+    ap.add_argument("--belay", help="this belay binary instead of a fresh release build "
+                    "(to measure an older one)")
     a = ap.parse_args()
     testhosts.prerequisites()
     if not shutil.which("inotifywait"):
         print("note: no inotifywait here: the follower falls back to 50 ms sleeps "
               "(apt-get install inotify-tools)", file=sys.stderr)
-    belay = build()
+    belay = a.belay or build()
     tmp = tempfile.mkdtemp(prefix="belay-bench-latency.")
     lo = lab = None
     rows = []

@@ -32,3 +32,9 @@ fi
 if [ "$(id -u)" -eq 0 ]; then install -d -m 0755 /run/sshd; fi
 
 cargo test --workspace --locked "$@"
+
+# The daemon matrix: the suites that must behave the same with and without
+# the daemon run again, every command going through it (the run above
+# works directly: tests/support `daemon_mode`).
+BELAY_TEST_DAEMON=1 cargo test -p belay-cli --test integration --locked -- \
+  lifecycle:: remote:: recovery:: chaos::

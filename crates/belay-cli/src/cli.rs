@@ -19,6 +19,11 @@ pub struct Cli {
     /// authentication attempt and protocol script (also BELAY_LOG=debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Work directly, without the belay daemon (also BELAY_NO_DAEMON=1).
+    /// By default commands go through the daemon for this BELAY_HOME,
+    /// which is started when none answers.
+    #[arg(long, global = true)]
+    pub no_daemon: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -67,6 +72,20 @@ pub enum Command {
     /// Hosts: how belay reaches them (from your OpenSSH config) and their health.
     #[command(subcommand)]
     Host(HostCommand),
+    /// Run the belay daemon: pooled connections, work moved forward with
+    /// no terminal open, the API on $BELAY_HOME/belay.sock.
+    #[command(
+        after_help = "Commands start a daemon by themselves when none answers (it exits after\n10 minutes with nothing to do; `[daemon] idle_exit = \"30m\"` in config.toml).\nRun one yourself in the foreground, e.g. as a systemd user unit:\n\n  # ~/.config/systemd/user/belay.service\n  [Unit]\n  Description=belay daemon\n\n  [Service]\n  ExecStart=%h/.cargo/bin/belay serve\n  Restart=on-failure\n\n  [Install]\n  WantedBy=default.target\n\n  systemctl --user enable --now belay\n\nExamples:\n  belay serve                # foreground, logs on stderr\n  belay serve --status       # is one running? (exit 1 if not)\n  belay serve --stop         # stop it (work in hand is safe: all is in the store)\n  curl --unix-socket \"$BELAY_HOME/belay.sock\" http://belay/v1/jobs"
+    )]
+    Serve(ServeArgs),
+    /// One pass of the work no command waits on (the daemon's loop):
+    /// recorded cancels, queued and interrupted submits, live jobs, and
+    /// the outputs of ended jobs into $BELAY_HOME/results/<id>/.
+    #[command(hide = true)]
+    Advance {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script (bash, zsh or fish) on stdout.
     #[command(
         after_help = "Install:\n  bash:  belay completions bash > ~/.local/share/bash-completion/completions/belay\n  zsh:   belay completions zsh > ~/.zfunc/_belay   # with fpath+=(~/.zfunc) before compinit\n  fish:  belay completions fish > ~/.config/fish/completions/belay.fish"
@@ -171,9 +190,31 @@ pub struct RunArgs {
     /// With -d: print the job as JSON instead of its id.
     #[arg(long, requires = "detach")]
     pub json: bool,
+    /// Refuse a host that does not answer, even where the job would be
+    /// queued until it does (through the daemon); direct mode always
+    /// refuses.
+    #[arg(long)]
+    pub no_queue: bool,
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Run detached, logging to $BELAY_HOME/serve.log and exiting when idle
+    /// (what commands start by themselves).
+    #[arg(long, conflicts_with_all = ["status", "stop"])]
+    pub background: bool,
+    /// Say whether a daemon serves this BELAY_HOME (exit 1 if none).
+    #[arg(long, conflicts_with = "stop")]
+    pub status: bool,
+    /// Stop the daemon serving this BELAY_HOME.
+    #[arg(long)]
+    pub stop: bool,
+    /// With --status: print JSON.
+    #[arg(long, requires = "status")]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -7,6 +7,7 @@
 
 mod cli;
 mod commands;
+mod daemon;
 mod follow;
 mod interrupt;
 mod logging;
@@ -43,6 +44,13 @@ fn main() -> ExitCode {
                 Some(CoreError::SubmitInterrupted { .. })
             ) {
                 return ExitCode::from(130);
+            }
+            // Through the daemon: the status the engine's error would have
+            // given, as the daemon says.
+            if let Some(belay_server::ClientError::Api { exit, .. }) =
+                err.downcast_ref::<belay_server::ClientError>()
+            {
+                return ExitCode::from(*exit);
             }
             let bad_input = err
                 .downcast_ref::<CoreError>()

@@ -1,17 +1,9 @@
 //! How jobs look: the `ps` table, `show`'s detail view, and the stable JSON
 //! shape (times as RFC 3339 UTC strings; see README "JSON output").
 
-use std::time::{Duration, UNIX_EPOCH};
-
-use std::collections::BTreeMap;
-
+use belay_core::job::view::JobView;
+pub use belay_core::job::view::rfc3339;
 use belay_core::job::{Job, JobEvent, JobState};
-use serde::Serialize;
-
-pub fn rfc3339(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
-}
 
 /// "5s ago", "3m ago", "2h ago", "4d ago".
 pub fn ago(ms: i64, now: i64) -> String {
@@ -24,86 +16,14 @@ pub fn ago(ms: i64, now: i64) -> String {
     }
 }
 
-/// The stable JSON shape of a job (README "JSON output"). Borrowed and
-/// serialised straight to the writer: `ps --all --json` over 10,000 jobs
-/// never builds a document tree.
-#[derive(Serialize)]
-pub struct JobView<'a> {
-    id: &'a str,
-    name: Option<&'a str>,
-    host: &'a str,
-    state: JobState,
-    exit_code: Option<i32>,
-    reason: Option<&'a str>,
-    command: &'a [String],
-    workdir: Option<&'a str>,
-    env: BTreeMap<&'a str, &'a str>,
-    scheduler: &'a str,
-    scheduler_id: Option<&'a str>,
-    job_dir: Option<&'a str>,
-    key: &'a str,
-    inputs: &'a [belay_core::job::Input],
-    outputs: &'a [String],
-    created_at: String,
-    started_at: Option<String>,
-    ended_at: Option<String>,
-    last_seen: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    events: Option<Vec<EventView<'a>>>,
-}
-
-#[derive(Serialize)]
-pub struct EventView<'a> {
-    at: String,
-    from: Option<JobState>,
-    to: JobState,
-    reason: &'a str,
-}
-
+/// The stable JSON shape of a job (README "JSON output").
 pub fn job_view(job: &Job) -> JobView<'_> {
-    JobView {
-        id: &job.id,
-        name: job.name.as_deref(),
-        host: &job.host,
-        state: job.state,
-        exit_code: job.exit_code,
-        reason: job.reason.as_deref(),
-        command: &job.command,
-        workdir: job.workdir.as_deref(),
-        env: job
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect(),
-        scheduler: &job.scheduler,
-        scheduler_id: job.scheduler_id.as_deref(),
-        job_dir: job.remote_dir.as_deref(),
-        key: &job.key,
-        inputs: &job.inputs,
-        outputs: &job.outputs,
-        created_at: rfc3339(job.created_at),
-        started_at: job.started_at.map(rfc3339),
-        ended_at: job.ended_at.map(rfc3339),
-        last_seen: job.last_seen.map(rfc3339),
-        events: None,
-    }
+    JobView::new(job)
 }
 
 /// A job with its event log, for `show --json`.
 pub fn job_view_with_events<'a>(job: &'a Job, events: &'a [JobEvent]) -> JobView<'a> {
-    let mut v = job_view(job);
-    v.events = Some(
-        events
-            .iter()
-            .map(|e| EventView {
-                at: rfc3339(e.at),
-                from: e.from,
-                to: e.to,
-                reason: &e.reason,
-            })
-            .collect(),
-    );
-    v
+    JobView::with_events(job, events)
 }
 
 /// The `ps` table: fixed columns, command last and unpadded.
@@ -278,10 +198,5 @@ mod tests {
             stuck_submits(&jobs),
             ["job aaaa0001 is still submitting: launch gave no report (`belay show aaaa0001`)"]
         );
-    }
-
-    #[test]
-    fn times_are_rfc3339_utc() {
-        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
     }
 }

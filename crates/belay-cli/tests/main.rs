@@ -11,6 +11,7 @@ mod support;
 mod chaos;
 mod hosts_and_outputs;
 mod lifecycle;
+mod queue;
 mod recovery;
 mod remote;
 mod remote_netns;

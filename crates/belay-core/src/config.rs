@@ -8,6 +8,9 @@
 //! [hosts.gpu1]
 //! workroot = "/scratch/me/belay"     # where job directories live (default ~/.belay/jobs)
 //! jump_fallbacks = ["jump2", "jump3"] # first hops to try when the configured one is down
+//!
+//! [daemon]
+//! idle_exit = "10m"                  # an auto-started daemon exits after this long idle
 //! ```
 
 use std::collections::BTreeMap;
@@ -25,6 +28,33 @@ use crate::transport::Workroot;
 pub struct BelayConfig {
     #[serde(default)]
     pub hosts: BTreeMap<String, HostConfig>,
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+}
+
+/// The daemon's own settings (`[daemon]`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// How long an auto-started daemon waits with nothing to do before it
+    /// exits (`"10m"`, `"90s"`; humantime syntax).
+    pub idle_exit: Option<String>,
+}
+
+/// An auto-started daemon's idle exit when config.toml says nothing.
+pub const DEFAULT_IDLE_EXIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl DaemonConfig {
+    pub fn idle_exit(&self) -> Result<std::time::Duration> {
+        match &self.idle_exit {
+            None => Ok(DEFAULT_IDLE_EXIT),
+            Some(text) => humantime::parse_duration(text).map_err(|e| {
+                CoreError::BadInput(format!(
+                    "bad [daemon] idle_exit '{text}' in config.toml: {e}"
+                ))
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -8,6 +8,8 @@
 //!   step of a multi-step operation, exactly as a real crash would leave
 //!   things (no destructors, no flushing). `transfer-bytes:N` fires once N
 //!   bytes of file content have crossed the link.
+//! - `BELAY_TEST_QUEUE=1` lets a direct-mode `run -d` queue a job for a
+//!   host that does not answer, as a daemon's submit does.
 //! - `BELAY_BOOT_ID_FILE` (read by the remote scripts) stands in for
 //!   `/proc/sys/kernel/random/boot_id`, so a test can "reboot" a host.
 
@@ -21,12 +23,31 @@ pub const BOOT_ID_FILE_WORD: &str = if LIVE {
     "/proc/sys/kernel/random/boot_id"
 };
 
-/// The failpoint named in the environment, if hooks are live.
-fn armed() -> Option<String> {
+thread_local! {
+    /// A failpoint for this thread's work only: the daemon serves many
+    /// commands in one process, and each request may carry its own
+    /// (`arm_for_thread`), as `BELAY_FAILPOINT` does for a whole CLI.
+    static THREAD_POINT: std::cell::RefCell<Option<String>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Arm `point` (or none) for the work this thread does next; ignored
+/// unless hooks are live.
+pub fn arm_for_thread(point: Option<String>) {
+    if LIVE {
+        THREAD_POINT.with(|p| *p.borrow_mut() = point);
+    }
+}
+
+/// The failpoint armed for this thread, else named in the environment, if
+/// hooks are live.
+pub fn armed() -> Option<String> {
     if !LIVE {
         return None;
     }
-    std::env::var("BELAY_FAILPOINT").ok()
+    THREAD_POINT
+        .with(|p| p.borrow().clone())
+        .or_else(|| std::env::var("BELAY_FAILPOINT").ok())
 }
 
 /// Kill this process with SIGKILL if `BELAY_FAILPOINT` names `point`.
@@ -40,6 +61,13 @@ pub fn hit(point: &str) {
 /// and the caller then plays the fault (a lost reply, say).
 pub fn hit_soft(point: &str) -> bool {
     armed().is_some_and(|v| v == point)
+}
+
+/// `BELAY_TEST_QUEUE=1`: `run -d` queues a job for a host that does not
+/// answer even in direct mode (as the daemon does), so the queued path can
+/// be tested without one.
+pub fn queue_in_direct_mode() -> bool {
+    LIVE && std::env::var_os("BELAY_TEST_QUEUE").is_some_and(|v| v == "1")
 }
 
 /// `BELAY_FAILPOINT=transfer-bytes:N`: N, if so armed.

@@ -46,6 +46,12 @@ impl BelayHome {
         self.root.join("jobs")
     }
 
+    /// Where a job's declared outputs are copied unless told otherwise
+    /// (`belay fetch`, an attached run, the daemon's pass).
+    pub fn results_dir(&self, job_id: &str) -> PathBuf {
+        self.root.join("results").join(job_id)
+    }
+
     /// Does the store exist yet? Read-only commands use this to avoid
     /// creating state just to say "no such job".
     pub fn store_exists(&self) -> bool {

@@ -38,7 +38,8 @@ pub use error::SshError;
 pub use known_hosts::{HostKeyAccepted, HostKeyError, fingerprint};
 pub use prompt::{NoTerminal, Prompter};
 pub use resolve::{
-    CONFIG_ENV, HopSpec, IdentityAgent, ResolvedChain, ResolvedHost, StrictHostKeyChecking, resolve,
+    CONFIG_ENV, HopSpec, IdentityAgent, ResolvedChain, ResolvedHost, StrictHostKeyChecking,
+    config_file_from_env, resolve,
 };
 /// The SFTP protocol types [`Sftp::raw`] speaks.
 pub use russh_sftp;

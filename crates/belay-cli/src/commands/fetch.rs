@@ -18,7 +18,7 @@ use crate::progress::TransferBar;
 
 /// Where outputs go unless `--to` says otherwise.
 pub fn default_dir(ctx: &Ctx, job_id: &str) -> PathBuf {
-    ctx.home.root().join("results").join(job_id)
+    ctx.home.results_dir(job_id)
 }
 
 #[derive(Serialize)]
@@ -28,34 +28,31 @@ struct OutputView {
     found: bool,
 }
 
-/// Fetches `job`'s outputs into `to` with a progress bar per output;
-/// returns the report and the lines that make `fetch` exit 1 (outputs not
-/// found, remote entries refused).
+/// Fetches `job`'s outputs with a progress bar per output, into `to`, or
+/// by default into their own place (recorded there, so that they are not
+/// copied again; `again`: even if they were). Returns where they went, the
+/// report (`None`: fetched already) and the lines that make `fetch` exit 1
+/// (outputs not found, remote entries refused).
 pub fn fetch_outputs(
+    ctx: &Ctx,
     engine: &mut Engine,
     job: &Job,
-    to: &Path,
-) -> Result<(FetchReport, Vec<String>)> {
-    let report = engine.fetch_outputs(job, to, &mut |output| {
+    to: Option<&Path>,
+    again: bool,
+) -> Result<(PathBuf, Option<FetchReport>)> {
+    let mut bar = |output: &str| -> Box<dyn belay_core::transfer::Progress> {
         Box::new(TransferBar::new(&format!("fetch {output}")))
-    })?;
-    let mut missing = Vec::new();
-    for o in &report.outputs {
-        match &o.outcome {
-            OutputOutcome::Copied(s) => {
-                if let Some(line) = super::transfer::refused_line(s) {
-                    missing.push(format!("output '{}': {line}", o.output));
-                }
-            }
-            OutputOutcome::NotFound(e) => {
-                missing.push(format!(
-                    "output '{}' not found on {} ({e})",
-                    o.output, job.host
-                ));
-            }
-        }
-    }
-    Ok((report, missing))
+    };
+    Ok(match to {
+        Some(to) => (
+            to.to_path_buf(),
+            Some(engine.fetch_outputs(job, to, &mut bar)?),
+        ),
+        None => (
+            default_dir(ctx, &job.id),
+            engine.fetch_outputs_home(&ctx.home, job, again, &mut bar)?,
+        ),
+    })
 }
 
 pub fn fetch(ctx: &Ctx, a: FetchArgs) -> Result<u8> {
@@ -72,8 +69,9 @@ pub fn fetch(ctx: &Ctx, a: FetchArgs) -> Result<u8> {
     if job.remote_dir.is_none() {
         anyhow::bail!("job {} has not been staged on {} yet", job.id, job.host);
     }
-    let to = a.to.clone().unwrap_or_else(|| default_dir(ctx, &job.id));
-    let (report, missing) = fetch_outputs(&mut engine, &job, &to)?;
+    let (to, report) = fetch_outputs(ctx, &mut engine, &job, a.to.as_deref(), true)?;
+    let report = report.expect("fetched again when asked");
+    let missing = report.problems(&job.host);
     for m in &missing {
         eprintln!("belay: {m}");
     }

@@ -10,13 +10,25 @@ use crate::cli::LogsArgs;
 use crate::follow::{self, Outcome, Streams};
 
 pub fn logs(ctx: &Ctx, a: LogsArgs) -> Result<u8> {
-    let mut engine = ctx.existing_engine(&a.job)?;
-    let (job, problems) = engine.job(&a.job)?;
-    warn_problems(&problems);
     let streams = Streams {
         stdout: !a.stderr,
         stderr: a.stderr,
     };
+    if let Some(client) = ctx.daemon(ctx.home.store_exists()) {
+        let (job, _, problems) = crate::daemon::job(client, &a.job)?;
+        warn_problems(&problems);
+        if a.follow {
+            return Ok(match crate::daemon::follow(client, job, streams)? {
+                Outcome::Ended(_) => 0,
+                detached => finish(detached),
+            });
+        }
+        crate::daemon::print_log(client, &job.id, a.stderr)?;
+        return Ok(0);
+    }
+    let mut engine = ctx.existing_engine(&a.job)?;
+    let (job, problems) = engine.job(&a.job)?;
+    warn_problems(&problems);
     if a.follow {
         return Ok(match follow::follow(&mut engine, job, streams)? {
             // logs -f reports how the job ended but is not the job.

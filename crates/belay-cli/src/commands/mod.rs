@@ -1,5 +1,6 @@
 //! One module per command; `dispatch` opens the engine and routes.
 
+mod advance;
 mod cancel;
 mod completions;
 mod fetch;
@@ -7,6 +8,7 @@ mod host;
 mod logs;
 mod ps;
 mod run;
+mod serve;
 mod show;
 mod transfer;
 mod wait;
@@ -36,11 +38,32 @@ impl std::error::Error for UsageError {}
 pub struct Ctx {
     pub home: BelayHome,
     pub hosts: HostsOptions,
+    /// `--no-daemon` / `BELAY_NO_DAEMON=1`: never use or start a daemon.
+    pub no_daemon: bool,
+    daemon: std::cell::OnceCell<Option<belay_server::Client>>,
 }
 
 impl Ctx {
     pub fn engine(&self) -> Result<Engine> {
         Ok(Engine::open(&self.home, self.hosts.clone())?)
+    }
+
+    /// The daemon for this BELAY_HOME, started if none answers and `start`
+    /// (commands that only read jobs do not start one to say there are
+    /// none). `None`: work directly, as without a daemon.
+    pub fn daemon(&self, start: bool) -> Option<&belay_server::Client> {
+        if self.no_daemon {
+            return None;
+        }
+        self.daemon
+            .get_or_init(|| {
+                belay_server::autostart::connect(
+                    &self.home,
+                    start,
+                    belay_ssh::config_file_from_env(self.hosts.ssh_config.as_deref()),
+                )
+            })
+            .as_ref()
     }
 
     /// Open the engine for a command that only reads jobs: with no store
@@ -58,12 +81,16 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     if let Command::Completions { shell } = cli.command {
         return completions::completions(shell);
     }
+    let no_daemon = cli.no_daemon
+        || std::env::var_os("BELAY_NO_DAEMON").is_some_and(|v| !v.is_empty() && v != "0");
     let ctx = Ctx {
         home: BelayHome::from_env()?,
         hosts: HostsOptions {
             ssh_config: cli.ssh_config,
             prompter: Some(std::sync::Arc::new(crate::prompt::TtyPrompter)),
         },
+        no_daemon,
+        daemon: std::cell::OnceCell::new(),
     };
     match cli.command {
         Command::Run(a) => run::run(&ctx, a),
@@ -76,6 +103,8 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Pull(a) => transfer::pull(&ctx, a),
         Command::Fetch(a) => fetch::fetch(&ctx, a),
         Command::Host(c) => host::host(&ctx, c),
+        Command::Serve(a) => serve::serve(&ctx, a),
+        Command::Advance { json } => advance::advance(&ctx, json),
         Command::Completions { shell } => completions::completions(shell),
     }
 }

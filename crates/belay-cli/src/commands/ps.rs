@@ -11,7 +11,11 @@ use crate::cli::PsArgs;
 use crate::render;
 
 pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
-    let jobs = if ctx.home.store_exists() {
+    let jobs = if let Some(client) = ctx.daemon(ctx.home.store_exists()) {
+        let (jobs, problems) = crate::daemon::list(client, a.all, a.host.as_deref())?;
+        warn_problems(&problems);
+        jobs
+    } else if ctx.home.store_exists() {
         let mut engine = ctx.engine()?;
         let (jobs, problems) = engine.list(&JobFilter {
             all: a.all,

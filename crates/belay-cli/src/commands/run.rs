@@ -1,12 +1,14 @@
 //! `belay run`: submit a job, then stream it (or, with -d, print its id).
 
 use anyhow::Result;
-use belay_core::job::Input;
-use belay_core::job::JobSpec;
+use belay_core::CoreError;
+use belay_core::engine::{Engine, SubmitOptions};
 use belay_core::job::spec::{check_inputs, check_outputs};
+use belay_core::job::{Input, Job, JobSpec, JobState};
 
 use super::{Ctx, finish};
 use crate::cli::RunArgs;
+use crate::daemon::{self, Submitted};
 use crate::follow::{self, Outcome, Streams};
 use crate::progress::TransferBar;
 use crate::render;
@@ -36,6 +38,41 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     check_inputs(&spec.inputs)?;
     check_outputs(&a.outputs)?;
     spec.outputs = a.outputs.clone();
+    if let Some(client) = ctx.daemon(true) {
+        // The daemon checks the host name as the engine would (exit 2).
+        let mut bar =
+            (!spec.inputs.is_empty()).then(|| TransferBar::new(&format!("inputs → {}", spec.host)));
+        let job = match daemon::submit(
+            client,
+            &spec,
+            !a.no_queue,
+            bar.as_mut()
+                .map(|b| b as &mut dyn belay_core::transfer::Progress),
+        )? {
+            Submitted::Job(job) => job,
+            Submitted::Interrupted(Some(job)) if job.state == JobState::Cancelled => {
+                return Err(CoreError::SubmitInterrupted { id: Some(job.id) }.into());
+            }
+            Submitted::Interrupted(Some(job)) => return Ok(finish(Outcome::Detached(job))),
+            Submitted::Interrupted(None) => {
+                return Err(CoreError::SubmitInterrupted { id: None }.into());
+            }
+        };
+        drop(bar);
+        say_if_queued(&job);
+        if a.detach {
+            return print_detached(&job, a.json);
+        }
+        let outcome = daemon::follow(
+            client,
+            job,
+            Streams {
+                stdout: true,
+                stderr: true,
+            },
+        )?;
+        return finish_run(ctx, outcome, None);
+    }
     belay_core::hosts::Hosts::new(&ctx.home, ctx.hosts.clone())?.validate(&spec.host)?;
     let mut engine = ctx.engine()?;
     // Ctrl-C during the submit (an input upload, say) stops it before the
@@ -53,16 +90,19 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
             spec.host
         ))));
     }
-    let job = engine.submit(&spec)?;
+    // Queueing for a host that does not answer is the daemon's (which
+    // then starts the job); a direct `run` refuses, as `--no-queue` asks.
+    let options = SubmitOptions {
+        queue_if_unreachable: a.detach
+            && !a.no_queue
+            && belay_core::failpoint::queue_in_direct_mode(),
+    };
+    let job = engine.submit_with(&spec, options)?;
+    say_if_queued(&job);
     // (A Ctrl-C that came after the launch was sent: `follow` detaches at
     // once, saying how to re-attach.)
     if a.detach {
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&render::job_view(&job))?);
-        } else {
-            println!("{}", job.id);
-        }
-        return Ok(0);
+        return print_detached(&job, a.json);
     }
     let outcome = follow::follow(
         &mut engine,
@@ -72,13 +112,51 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
             stderr: true,
         },
     )?;
+    finish_run(ctx, outcome, Some(engine))
+}
+
+/// One line for a job recorded to start when its host answers.
+fn say_if_queued(job: &Job) {
+    if job.state == JobState::Queued {
+        eprintln!(
+            "belay: job {} queued: {}",
+            job.id,
+            belay_ssh::terminal_safe(job.reason.as_deref().unwrap_or("waiting for its host"))
+        );
+    }
+}
+
+fn print_detached(job: &Job, json: bool) -> Result<u8> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&render::job_view(job))?);
+    } else {
+        println!("{}", job.id);
+    }
+    Ok(0)
+}
+
+/// An attached run's end: its declared outputs fetched here, its exit
+/// status the job's.
+fn finish_run(ctx: &Ctx, outcome: Outcome, engine: Option<Engine>) -> Result<u8> {
     if let Outcome::Ended(job) = &outcome
         && !job.outputs.is_empty()
     {
-        let to = super::fetch::default_dir(ctx, &job.id);
-        match super::fetch::fetch_outputs(&mut engine, job, &to) {
-            Ok((_, missing)) => {
-                for missing in &missing {
+        let mut engine = match engine {
+            Some(e) => e,
+            None => ctx.engine()?,
+        };
+        match super::fetch::fetch_outputs(ctx, &mut engine, job, None, false) {
+            // Copied already (by a daemon's pass, or another command that
+            // saw the job end): not a second time.
+            Ok((to, None)) => {
+                eprintln!(
+                    "belay: outputs of {} in {} (fetched already)",
+                    job.id,
+                    to.display()
+                );
+            }
+            Ok((to, Some(report))) => {
+                for missing in &report.problems(&job.host) {
                     eprintln!("belay: warning: {missing}");
                 }
                 eprintln!("belay: outputs of {} in {}", job.id, to.display());

@@ -39,23 +39,11 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> Result<u8> {
     let summary = transfer::pull(t.as_ref(), &remote, &a.local, a.via, &mut bar)?;
     bar.finish();
     report(&summary, a.json)?;
-    if let Some(line) = refused_line(&summary) {
+    if let Some(line) = summary.refused_line() {
         eprintln!("belay: {line}");
         return Ok(1);
     }
     Ok(0)
-}
-
-/// Said after a pull that refused remote entries (each was named above).
-pub fn refused_line(s: &Summary) -> Option<String> {
-    let n = s.refused.len();
-    (n > 0).then(|| {
-        format!(
-            "refused {n} remote entr{} that would have left '{}' (named above); the rest was copied",
-            if n == 1 { "y" } else { "ies" },
-            s.destination
-        )
-    })
 }
 
 /// On `local`, a relative "remote" path is relative to where you are, as

@@ -7,6 +7,11 @@ use crate::cli::JobArg;
 use crate::follow;
 
 pub fn wait(ctx: &Ctx, a: JobArg) -> Result<u8> {
+    if let Some(client) = ctx.daemon(ctx.home.store_exists()) {
+        let (job, _, problems) = crate::daemon::job(client, &a.job)?;
+        warn_problems(&problems);
+        return Ok(finish(crate::daemon::wait(client, job)?));
+    }
     let mut engine = ctx.existing_engine(&a.job)?;
     let (job, problems) = engine.job(&a.job)?;
     warn_problems(&problems);

@@ -24,6 +24,30 @@ pub struct Belay {
     env: Vec<(String, String)>,
 }
 
+/// The test matrix: with `BELAY_TEST_DAEMON=1` commands go through the
+/// daemon (started by the first command, as for a user); otherwise each
+/// works directly (`BELAY_NO_DAEMON=1`). scripts/test.sh runs the suites
+/// that must behave the same both ways once in each mode.
+pub fn daemon_mode() -> bool {
+    std::env::var_os("BELAY_TEST_DAEMON").is_some_and(|v| v == "1")
+}
+
+impl Drop for Belay {
+    /// Stop the daemon this test's commands started, if any: a test never
+    /// leaves one behind (CI must not wait on it).
+    fn drop(&mut self) {
+        if self.home.path().join("serve.lock").exists() {
+            let _ = Command::new(env!("CARGO_BIN_EXE_belay"))
+                .args(["serve", "--stop"])
+                .env("BELAY_HOME", self.home.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 impl Belay {
     pub fn new() -> Self {
         let scratch = tempfile::tempdir().expect("tempdir");
@@ -54,6 +78,11 @@ impl Belay {
             .env("HOME", self.scratch.path().join("home"))
             .current_dir(self.scratch.path())
             .stdin(Stdio::null());
+        if daemon_mode() {
+            c.env_remove("BELAY_NO_DAEMON");
+        } else {
+            c.env("BELAY_NO_DAEMON", "1");
+        }
         for (k, v) in &self.env {
             c.env(k, v);
         }

@@ -8,7 +8,9 @@
 //! store (`cancel_pending`); the next command that reaches the host carries
 //! it out before anything else there (see [`Engine::carry_out_pending_cancels`]),
 //! so a job whose submit was deferred is never launched after the user
-//! cancelled it.
+//! cancelled it. A job queued for a host that did not answer (no submitter
+//! has claimed it) is cancelled in the store alone: nothing of it exists on
+//! the host, and the claim and the cancel are exclusive.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -17,6 +19,9 @@ use crate::error::{CoreError, Result};
 use crate::job::{Job, JobState};
 use crate::remote::scripts::{self, CancelTarget};
 use crate::remote::{HostReport, JobReport, RemoteStatus};
+
+/// The reason of a job cancelled while it waited in `queued`.
+const CANCELLED_QUEUED: &str = "cancelled (belay cancel) while queued: it was never launched";
 
 /// Default seconds between TERM and KILL.
 pub const DEFAULT_GRACE_SECS: u32 = 10;
@@ -35,10 +40,26 @@ impl Engine {
     /// when the host answers.
     pub fn cancel_many(&mut self, jobs: &[Job], grace_secs: u32) -> Vec<Result<Job>> {
         let mut by_host: BTreeMap<&str, Vec<&Job>> = BTreeMap::new();
+        let mut results: HashMap<String, Result<Job>> = HashMap::new();
         for job in jobs.iter().filter(|j| j.state.is_live()) {
+            // A job still waiting for its host exists only here: cancelled
+            // here, no host needed — unless a pass claimed it meanwhile
+            // (then it is cancelled as a job that may have reached it).
+            if job.state == JobState::Queued {
+                match self.store.cancel_queued(&job.id, CANCELLED_QUEUED) {
+                    Ok(true) => {
+                        results.insert(job.id.clone(), self.store.get(&job.id));
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        results.insert(job.id.clone(), Err(e));
+                        continue;
+                    }
+                }
+            }
             by_host.entry(job.host.as_str()).or_default().push(job);
         }
-        let mut results: HashMap<String, Result<Job>> = HashMap::new();
         for (host, host_jobs) in by_host {
             match self.cancel_on_host(host, &host_jobs, grace_secs) {
                 Ok(done) => results.extend(done),

@@ -2,12 +2,16 @@
 //! the counterpart of input upload in [`super::submit`]. Each output is
 //! pulled (resumable, verified) into the results directory at its landing
 //! path ([`crate::job::spec::output_landing`]): a relative output keeps its
-//! directories, so `a/x` and `b/x` do not overwrite each other.
+//! directories, so `a/x` and `b/x` do not overwrite each other. Fetched
+//! into their own place (`results/<id>/`), the fetch is recorded in the
+//! store so that the daemon's pass and an attached run copy them once.
 
 use std::path::Path;
 
 use super::Engine;
 use crate::error::{CoreError, Result};
+use crate::failpoint;
+use crate::home::BelayHome;
 use crate::job::Job;
 use crate::job::spec::output_landing;
 use crate::transfer::{self, Progress, Summary};
@@ -32,6 +36,25 @@ pub struct FetchReport {
 }
 
 impl FetchReport {
+    /// One line per output that did not come whole: not found on `host`,
+    /// or remote entries refused (the lines that make `fetch` exit 1).
+    pub fn problems(&self, host: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        for o in &self.outputs {
+            match &o.outcome {
+                OutputOutcome::Copied(s) => {
+                    if let Some(line) = s.refused_line() {
+                        lines.push(format!("output '{}': {line}", o.output));
+                    }
+                }
+                OutputOutcome::NotFound(e) => {
+                    lines.push(format!("output '{}' not found on {host} ({e})", o.output));
+                }
+            }
+        }
+        lines
+    }
+
     /// The copied outputs' summaries added up (files, bytes, resumed…).
     pub fn total(&self) -> Summary {
         let mut total = Summary::default();
@@ -51,6 +74,36 @@ impl FetchReport {
 }
 
 impl Engine {
+    /// Pulls `job`'s declared outputs into their own place here,
+    /// `$BELAY_HOME/results/<id>/`, and records that they are there (with
+    /// the outputs not found, which are not looked for again): the daemon's
+    /// pass and an attached run do not copy them twice. `None`: they were
+    /// fetched already (unless `again`: a user's `belay fetch`).
+    ///
+    /// One fetch of a job at a time across processes (a lock file beside
+    /// the results, released by the kernel if the holder dies): a second
+    /// waits, then finds the first's record.
+    pub fn fetch_outputs_home(
+        &mut self,
+        home: &BelayHome,
+        job: &Job,
+        again: bool,
+        progress_for: &mut dyn FnMut(&str) -> Box<dyn Progress>,
+    ) -> Result<Option<FetchReport>> {
+        let lock = FetchLock::take(home, &job.id)?;
+        if !again && self.store.outputs_fetch(&job.id)?.fetched_at.is_some() {
+            return Ok(None);
+        }
+        let report = self.fetch_outputs(job, &home.results_dir(&job.id), progress_for)?;
+        failpoint::hit("after-output-fetch");
+        let problems = report.problems(&job.host);
+        let error = (!problems.is_empty()).then(|| problems.join("; "));
+        self.store
+            .record_outputs_fetched(&job.id, error.as_deref())?;
+        lock.release();
+        Ok(Some(report))
+    }
+
     /// Pulls every declared output of `job` into `to` (created if needed),
     /// each reported to the progress `progress_for(output)` makes. Missing
     /// outputs are reported, not fatal; any other failure is.
@@ -88,7 +141,44 @@ impl Engine {
                 output: output.clone(),
                 outcome,
             });
+            failpoint::hit("during-output-fetch");
         }
         Ok(FetchReport { outputs })
+    }
+}
+
+/// `results/.<id>.fetching`, held with `flock` while a job's outputs are
+/// copied to their own place. Removed once the fetch is recorded (a waiter
+/// that then gets the old file's lock re-reads the record and stops).
+struct FetchLock {
+    path: std::path::PathBuf,
+    _file: std::fs::File,
+}
+
+impl FetchLock {
+    fn take(home: &BelayHome, job_id: &str) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        let dir = home.root().join("results");
+        let path = dir.join(format!(".{job_id}.fetching"));
+        let io = |what: String| move |source| CoreError::Io { what, source };
+        std::fs::create_dir_all(&dir).map_err(io(format!("cannot create '{}'", dir.display())))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(format!("cannot open '{}'", path.display())))?;
+        // SAFETY: flock on a descriptor this function owns.
+        while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(io(format!("cannot lock '{}'", path.display()))(e));
+            }
+        }
+        Ok(Self { path, _file: file })
+    }
+
+    fn release(self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }

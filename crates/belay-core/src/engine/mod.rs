@@ -12,7 +12,11 @@
 //! - [`fetch`]: copying a job's declared outputs here (beside input upload
 //!   in [`submit`]).
 //! - [`health`]: the one writer of host health.
+//! - [`advance`]: one pass over every host with work (cancels recorded,
+//!   queued and orphaned submits, live jobs, outputs owed): the daemon's
+//!   loop, runnable by any command.
 
+pub mod advance;
 pub mod cancel;
 pub mod fetch;
 pub mod follow;
@@ -33,8 +37,10 @@ use crate::scheduler::{self, Scheduler};
 use crate::store::Store;
 use crate::transport::Transport;
 
+pub use advance::{HostPass, next_interval};
 pub use follow::{Offsets, Piece, StreamEnd};
 pub use reconcile::HostProblem;
+pub use submit::SubmitOptions;
 
 /// How often the wrapper touches `heartbeat`.
 pub const HEARTBEAT_SECS: u32 = 15;
@@ -43,30 +49,44 @@ pub const HEARTBEAT_SECS: u32 = 15;
 /// starting was interrupted: the job will never start.
 pub const LAUNCH_TIMEOUT_SECS: i64 = 60;
 
+/// Told each job a submit has just recorded.
+pub type RecordedHook = Box<dyn FnMut(&Job) + Send>;
+
 pub struct Engine {
     store: Store,
-    hosts: Hosts,
+    /// Shared by every engine of a daemon (one pooled connection per host
+    /// for its whole life); a CLI process has just one engine.
+    hosts: Arc<Hosts>,
     /// Shown while a submit copies its inputs (a terminal's progress bar).
     progress: Option<Box<dyn crate::transfer::Progress>>,
     /// Has the user asked to stop (Ctrl-C)? Checked by a submit between
     /// its steps, so it stops before the launch or not at all.
-    stop: Option<Box<dyn Fn() -> bool>>,
+    stop: Option<Box<dyn Fn() -> bool + Send>>,
     /// Called just before a submit records its job: the CLI routes Ctrl-C
     /// to `stop` from then on (before, nothing is recorded, and Ctrl-C may
     /// end belay at once, e.g. during a slow connect).
-    arm_stop: Option<Box<dyn FnMut()>>,
+    arm_stop: Option<Box<dyn FnMut() + Send>>,
+    /// Told the job's id as soon as a submit has recorded it (the daemon
+    /// tells its client, which may want to cancel it).
+    recorded: Option<RecordedHook>,
 }
 
 impl Engine {
     /// Open the store under `home` (creating it) with the hosts belay knows.
     pub fn open(home: &BelayHome, options: HostsOptions) -> Result<Self> {
-        let hosts = Hosts::new(home, options)?;
+        Self::with_hosts(home, Arc::new(Hosts::new(home, options)?))
+    }
+
+    /// Open the store under `home` with hosts (and their connections)
+    /// shared with other engines: the daemon opens one engine per request.
+    pub fn with_hosts(home: &BelayHome, hosts: Arc<Hosts>) -> Result<Self> {
         Ok(Self {
             store: Store::open(&home.store_path())?,
             hosts,
             progress: None,
             stop: None,
             arm_stop: None,
+            recorded: None,
         })
     }
 
@@ -80,9 +100,24 @@ impl Engine {
     /// cancelled and nothing runs; once the launch is sent, the submit ends
     /// normally and the caller detaches.
     /// `arm` is called once a submit is about to record its job.
-    pub fn set_stop_check(&mut self, arm: Box<dyn FnMut()>, stop: Box<dyn Fn() -> bool>) {
+    pub fn set_stop_check(
+        &mut self,
+        arm: Box<dyn FnMut() + Send>,
+        stop: Box<dyn Fn() -> bool + Send>,
+    ) {
         self.arm_stop = Some(arm);
         self.stop = Some(stop);
+    }
+
+    /// Call `recorded` once each later submit has recorded its job.
+    pub fn on_recorded(&mut self, recorded: RecordedHook) {
+        self.recorded = Some(recorded);
+    }
+
+    fn note_recorded(&mut self, job: &Job) {
+        if let Some(recorded) = self.recorded.as_mut() {
+            recorded(job);
+        }
     }
 
     fn arm_stop(&mut self) {
@@ -105,6 +140,10 @@ impl Engine {
 
     pub fn hosts(&self) -> &Hosts {
         &self.hosts
+    }
+
+    pub fn shared_hosts(&self) -> Arc<Hosts> {
+        self.hosts.clone()
     }
 
     fn transport(&self, host: &str) -> Result<Arc<dyn Transport>> {

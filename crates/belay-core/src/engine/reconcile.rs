@@ -164,6 +164,7 @@ impl Engine {
                 {
                     continue; // another process took it over first
                 }
+                crate::failpoint::hit("after-resume-claim");
                 match self.stage_and_launch(&current) {
                     Ok(()) => {}
                     // The host went away: the host's problem, reported by the caller.

@@ -11,6 +11,12 @@
 //! lock it stages and launches again (same files, same lock), after it the
 //! job is adopted. Never two launches.
 //!
+//! Asked to ([`SubmitOptions::queue_if_unreachable`]: the daemon's `run -d`),
+//! a submit to a known host that does not answer records the job `queued`
+//! with no submitter and the reason, and touches nothing else; the first
+//! pass that reaches the host (`Engine::advance`, any reconcile) claims it
+//! and runs the steps above from staging.
+//!
 //! A submit that stops without a crash says which job it leaves, and how:
 //! - the link went away (transient): `SubmitDeferred`, "not launched yet"
 //!   or, once the launch was sent, "may have started"; the next command
@@ -35,17 +41,44 @@ use crate::remote::{HostReport, scripts, wrapper};
 use crate::store::JobUpdate;
 use crate::transport::Transport;
 
+/// How a submit treats a host that does not answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SubmitOptions {
+    /// A known host that does not answer (a transient error: unreachable,
+    /// not responding) gets the job recorded `queued`, with the SSH error
+    /// and "starts when HOST answers" as its reason, instead of a refusal;
+    /// [`Engine::advance`] starts it when the host answers. A host that
+    /// refuses us (authentication, host key) is refused as always.
+    pub queue_if_unreachable: bool,
+}
+
 impl Engine {
     /// Record and launch a job. Bad input (unknown host) is refused before
     /// anything is written.
     pub fn submit(&mut self, spec: &JobSpec) -> Result<Job> {
+        self.submit_with(spec, SubmitOptions::default())
+    }
+
+    /// [`Self::submit`], with a choice for a host that does not answer.
+    pub fn submit_with(&mut self, spec: &JobSpec, options: SubmitOptions) -> Result<Job> {
         self.hosts.validate(&spec.host)?;
         // Reach the host before recording anything: a host that does not
         // answer (or refuses us) gets no job stuck in `submitting`.
         let transport = self.transport(&spec.host)?;
         let reached = transport.connect();
         self.note_host(&spec.host, reached.as_ref().map(|_| ()));
-        reached?;
+        match reached {
+            Ok(_) => {}
+            Err(e) if e.is_transient() && options.queue_if_unreachable => {
+                // Nothing touches the host: the job waits, recorded, with
+                // no submitter, for the first pass that reaches the host.
+                let reason = format!("{e}; starts when {} answers", spec.host);
+                let job = self.store.insert_queued(spec, "direct", &reason)?;
+                self.note_recorded(&job);
+                return Ok(job);
+            }
+            Err(e) => return Err(e.into()),
+        }
         // A working directory that does not exist is bad input: refuse it
         // before anything is recorded (one round trip, no side effect).
         // (A job with inputs and no working directory runs in its own
@@ -69,11 +102,15 @@ impl Engine {
         let job = self
             .store
             .insert_job(spec, scheduler, &submitter::current())?;
+        self.note_recorded(&job);
         failpoint::hit("after-record");
         let mut launch_sent = false;
         match self.stage_and_launch_steps(&job, &mut launch_sent) {
             Ok(()) => {}
             Err(CoreError::Transport(e)) if e.is_transient() => {
+                // Left for the next pass that reaches the host, whoever
+                // runs it (this process too, if it is a daemon).
+                let _ = self.store.release_submit(&job.id, &submitter::current());
                 return Err(CoreError::SubmitDeferred {
                     id: job.id.clone(),
                     host: job.host.clone(),

@@ -5,6 +5,7 @@
 pub mod id;
 pub mod spec;
 pub mod state;
+pub mod view;
 
 pub use id::JobId;
 pub use spec::{Command, Input, JobSpec};

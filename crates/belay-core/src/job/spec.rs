@@ -48,8 +48,9 @@ impl Command {
     }
 }
 
-/// A validated request to run a job.
-#[derive(Debug, Clone)]
+/// A validated request to run a job. (Serialised as the daemon API's
+/// submit body; the daemon validates it again with [`JobSpec::checked`].)
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JobSpec {
     pub host: String,
     pub name: Option<String>,
@@ -227,6 +228,20 @@ impl JobSpec {
             inputs: Vec::new(),
             outputs: Vec::new(),
         })
+    }
+
+    /// The same checks as [`JobSpec::new`], [`check_inputs`] and
+    /// [`check_outputs`], for a spec that arrived already built (the
+    /// daemon's API): what a client sends is validated again, never trusted.
+    pub fn checked(self) -> Result<Self> {
+        let env: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut spec = Self::new(&self.host, self.name, self.command, self.workdir, &env)?;
+        check_inputs(&self.inputs)?;
+        check_outputs(&self.outputs)?;
+        spec.login_shell = self.login_shell;
+        spec.inputs = self.inputs;
+        spec.outputs = self.outputs;
+        Ok(spec)
     }
 }
 

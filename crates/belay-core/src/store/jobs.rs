@@ -40,6 +40,23 @@ impl Store {
     /// Record a new job in state `queued`: the intent, before anything
     /// touches a host.
     pub fn insert_job(&mut self, spec: &JobSpec, scheduler: &str, submitter: &str) -> Result<Job> {
+        self.insert(spec, scheduler, Some(submitter), None)
+    }
+
+    /// Record a job that waits in `queued` for its host to answer: no
+    /// submitter (any pass that reaches the host may claim it with
+    /// [`Store::claim_submit`]), and `reason` says what it waits for.
+    pub fn insert_queued(&mut self, spec: &JobSpec, scheduler: &str, reason: &str) -> Result<Job> {
+        self.insert(spec, scheduler, None, Some(reason))
+    }
+
+    fn insert(
+        &mut self,
+        spec: &JobSpec,
+        scheduler: &str,
+        submitter: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Job> {
         let installation = self.installation_id()?;
         let now = now_ms();
         let command = serde_json::to_string(&spec.command).expect("argv serialises");
@@ -69,8 +86,8 @@ impl Store {
         let run = || -> rusqlite::Result<()> {
             tx.execute(
                 "INSERT INTO jobs (id, key, name, host, state, command, workdir, env, login_shell, \
-                 scheduler, created_at, updated_at, submitter, inputs, outputs) \
-                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13)",
+                 scheduler, created_at, updated_at, submitter, inputs, outputs, reason) \
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     job_id.as_str(),
                     key,
@@ -85,12 +102,19 @@ impl Store {
                     submitter,
                     inputs,
                     outputs,
+                    reason,
                 ],
             )?;
             tx.execute(
                 "INSERT INTO events (job_id, at, from_state, to_state, reason) \
-                 VALUES (?1, ?2, NULL, 'queued', 'submitted by user')",
-                params![job_id.as_str(), now],
+                 VALUES (?1, ?2, NULL, 'queued', ?3)",
+                params![
+                    job_id.as_str(),
+                    now,
+                    reason.map_or("submitted by user".to_string(), |r| format!(
+                        "submitted by user; {r}"
+                    ))
+                ],
             )?;
             Ok(())
         };
@@ -176,9 +200,13 @@ impl Store {
         tx.commit().map_err(serr)
     }
 
-    /// Take over an orphaned submit: succeeds only if the recorded
+    /// Take over an orphaned submit, or a queued one (no submitter):
+    /// succeeds only if the job is still being submitted and the recorded
     /// submitter is still `expected`, so of several processes that found it
-    /// orphaned at once exactly one finishes it.
+    /// orphaned at once exactly one finishes it, and a queued job cancelled
+    /// meanwhile ([`Store::cancel_queued`]) is not claimed at all. A queued
+    /// job's reason said what it waited for: once claimed that is history
+    /// (its event log keeps it).
     pub fn claim_submit(
         &mut self,
         job_id: &str,
@@ -188,10 +216,58 @@ impl Store {
         let changed = self
             .conn
             .execute(
-                "UPDATE jobs SET submitter = ?3 WHERE id = ?1 AND submitter IS ?2",
+                "UPDATE jobs SET submitter = ?3, \
+                   reason = CASE WHEN state = 'queued' THEN NULL ELSE reason END \
+                 WHERE id = ?1 AND submitter IS ?2 AND state IN ('queued', 'submitting')",
                 params![job_id, expected, submitter],
             )
             .map_err(|e| self.err(e))?;
+        Ok(changed == 1)
+    }
+
+    /// Give up a submit this process can no longer carry on (its host went
+    /// away): the job is left without a submitter, so the next pass that
+    /// reaches the host claims and finishes it, even one in this process (a
+    /// daemon, whose own token stays alive).
+    pub fn release_submit(&mut self, job_id: &str, submitter: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET submitter = NULL WHERE id = ?1 AND submitter = ?2",
+                params![job_id, submitter],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Cancel a job that waits in `queued` with no submitter, here and now
+    /// (nothing of it exists on its host). `Ok(false)`: it was claimed
+    /// first (or is no longer queued); the caller cancels it as a job
+    /// that may have reached its host. The check and the move are one
+    /// transaction, so a cancel and a resume never both win.
+    pub fn cancel_queued(&mut self, job_id: &str, reason: &str) -> Result<bool> {
+        let serr = store_error(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(serr)?;
+        let now = now_ms();
+        let changed = tx
+            .execute(
+                "UPDATE jobs SET state = 'cancelled', reason = ?2, updated_at = ?3, \
+                   cancel_pending = NULL, outputs_fetched_at = ?3 \
+                 WHERE id = ?1 AND state = 'queued' AND submitter IS NULL",
+                params![job_id, reason, now],
+            )
+            .map_err(serr)?;
+        if changed == 1 {
+            tx.execute(
+                "INSERT INTO events (job_id, at, from_state, to_state, reason) \
+                 VALUES (?1, ?2, 'queued', 'cancelled', ?3)",
+                params![job_id, now, reason],
+            )
+            .map_err(serr)?;
+        }
+        tx.commit().map_err(serr)?;
         Ok(changed == 1)
     }
 
@@ -328,7 +404,7 @@ fn apply_update(conn: &Connection, job_id: &str, update: &JobUpdate) -> rusqlite
     Ok(())
 }
 
-fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+pub(super) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     let state: String = r.get(4)?;
     let command: String = r.get(5)?;
     let env: String = r.get(7)?;
@@ -478,6 +554,51 @@ mod tests {
         assert!(a.claim_submit(&other.id, Some("dead:1"), "a:1").unwrap());
         assert!(!b.claim_submit(&other.id, Some("dead:1"), "b:1").unwrap());
         assert_eq!(b.get(&other.id).unwrap().submitter.as_deref(), Some("a:1"));
+    }
+
+    #[test]
+    fn a_queued_job_is_claimed_or_cancelled_never_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Store::open(&dir.path().join("s.db")).unwrap();
+        let mut b = Store::open(&dir.path().join("s.db")).unwrap();
+        let why = "host gpu1 is unreachable; starts when gpu1 answers";
+        let job = a.insert_queued(&spec(), "direct", why).unwrap();
+        assert_eq!(job.state, JobState::Queued);
+        assert_eq!(job.submitter, None, "any pass may claim it");
+        assert_eq!(job.reason.as_deref(), Some(why));
+        assert!(a.events(&job.id).unwrap()[0].reason.contains(why));
+        // Claimed first: the cancel cannot take the shortcut.
+        assert!(a.claim_submit(&job.id, None, "a:1").unwrap());
+        assert_eq!(a.get(&job.id).unwrap().reason, None, "the wait is history");
+        assert!(!b.cancel_queued(&job.id, "cancelled").unwrap());
+        assert_eq!(b.get(&job.id).unwrap().state, JobState::Queued);
+        // Cancelled first: no pass can claim it.
+        let other = a.insert_queued(&spec(), "direct", why).unwrap();
+        assert!(
+            b.cancel_queued(&other.id, "cancelled while queued")
+                .unwrap()
+        );
+        assert!(!a.claim_submit(&other.id, None, "a:1").unwrap());
+        let got = a.get(&other.id).unwrap();
+        assert_eq!(got.state, JobState::Cancelled);
+        assert_eq!(got.reason.as_deref(), Some("cancelled while queued"));
+        let path: Vec<_> = a
+            .events(&other.id)
+            .unwrap()
+            .iter()
+            .map(|e| e.to.as_str())
+            .collect();
+        assert_eq!(path, ["queued", "cancelled"]);
+        // A submit this process gave up is anyone's to finish.
+        let mine = a.insert_job(&spec(), "direct", "a:1").unwrap();
+        a.release_submit(&mine.id, "b:2").unwrap();
+        assert_eq!(
+            a.get(&mine.id).unwrap().submitter.as_deref(),
+            Some("a:1"),
+            "not b's"
+        );
+        a.release_submit(&mine.id, "a:1").unwrap();
+        assert!(b.claim_submit(&mine.id, None, "b:2").unwrap());
     }
 
     #[test]

@@ -82,6 +82,18 @@ const STEPS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN cancel_pending INTEGER;
     CREATE INDEX jobs_cancel_pending ON jobs(host) WHERE cancel_pending IS NOT NULL;
     "#,
+    // 7: declared outputs copied here once the job ended (by `Engine::advance`
+    // or an attached run): when (NULL: not yet) and why an output could not
+    // be copied. Jobs that ended before this step count as done: their
+    // outputs were the user's to fetch.
+    r#"
+    ALTER TABLE jobs ADD COLUMN outputs_fetched_at INTEGER;
+    ALTER TABLE jobs ADD COLUMN outputs_fetch_error TEXT;
+    UPDATE jobs SET outputs_fetched_at = updated_at
+     WHERE state IN ('succeeded','failed','cancelled','lost');
+    CREATE INDEX jobs_outputs_due ON jobs(host)
+     WHERE outputs_fetched_at IS NULL AND outputs <> '[]';
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two
@@ -98,4 +110,44 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 pub fn latest_version() -> i64 {
     STEPS.len() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_that_ended_before_outputs_were_fetched_by_belay_owe_none() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        // The schema as it was before outputs were recorded.
+        let before = STEPS
+            .iter()
+            .position(|s| s.contains("outputs_fetched_at"))
+            .unwrap();
+        for step in &STEPS[..before] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", before as i64)
+            .unwrap();
+        for (id, state) in [("a", "succeeded"), ("b", "running"), ("c", "lost")] {
+            conn.execute(
+                "INSERT INTO jobs (id, key, host, state, command, env, scheduler, created_at, \
+                 updated_at, outputs) VALUES (?1, ?1, 'h', ?2, '[]', '[]', 'direct', 1, 2, '[\"o\"]')",
+                [id, state],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let fetched = |id: &str| -> Option<i64> {
+            conn.query_row(
+                "SELECT outputs_fetched_at FROM jobs WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(fetched("a"), Some(2), "the user's to fetch, as before");
+        assert_eq!(fetched("c"), Some(2));
+        assert_eq!(fetched("b"), None, "still running: fetched when it ends");
+    }
 }

@@ -13,7 +13,8 @@
 //! of their own — [`jobs`] (the job rows and their state transitions),
 //! [`events`] (the per-job event log), [`hosts`] (host health),
 //! [`job_host`] (what a job's host copy is checked against: its workroot
-//! marker, a cancel waiting for the host).
+//! marker, a cancel waiting for the host), [`outputs`] (declared outputs
+//! still to copy here once their job ended).
 //! `bench` seeds large stores for benchmarks only (feature `bench`).
 
 #[cfg(any(test, feature = "bench"))]
@@ -24,6 +25,7 @@ mod hosts;
 mod job_host;
 mod jobs;
 mod migrations;
+mod outputs;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,6 +39,7 @@ use filesystem::FsKind;
 pub use hosts::{DEGRADED_WINDOW_MS, HostHealth};
 pub use jobs::{JobFilter, JobUpdate};
 pub use migrations::latest_version;
+pub use outputs::OutputsFetch;
 
 pub struct Store {
     conn: Connection,

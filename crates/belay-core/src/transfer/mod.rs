@@ -79,6 +79,21 @@ pub struct Summary {
     pub elapsed_ms: u64,
 }
 
+impl Summary {
+    /// Said after a pull that refused remote entries (each was named as
+    /// it was refused).
+    pub fn refused_line(&self) -> Option<String> {
+        let n = self.refused.len();
+        (n > 0).then(|| {
+            format!(
+                "refused {n} remote entr{} that would have left '{}' (named above); the rest was copied",
+                if n == 1 { "y" } else { "ies" },
+                self.destination
+            )
+        })
+    }
+}
+
 /// Which way a copy goes (`"push"`/`"pull"` in JSON).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -24,6 +24,21 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Keep the SSH runtime turning when no call is in progress: a
+/// long-lived process (the daemon) holds connections between requests,
+/// and their keepalives and channel closes must be served meanwhile. One
+/// thread parks in the runtime for the process's life; calls from other
+/// threads still `block_on` it, their I/O driven by that thread.
+pub fn drive_in_background() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("belay-ssh-io".into())
+            .spawn(|| runtime().block_on(std::future::pending::<()>()))
+            .expect("a thread can be started");
+    });
+}
+
 pub struct SshTransport {
     alias: String,
     client: Arc<Client>,

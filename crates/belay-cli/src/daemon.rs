@@ -1,0 +1,396 @@
+//! The CLI's requests to the daemon (`/v1`, see belay-server's `api`),
+//! each returning what the engine would have returned in direct mode, so
+//! commands render and exit the same way either way.
+
+use std::io::Write;
+use std::ops::ControlFlow;
+
+use anyhow::Result;
+use belay_core::engine::HostProblem;
+use belay_core::job::view::JobRecord;
+use belay_core::job::{Job, JobEvent, JobSpec};
+use belay_core::transfer::Progress;
+use belay_server::client::{ErrorFields, HttpMethod, JsonLines};
+use belay_server::{Client, ClientError};
+use serde::Deserialize;
+
+use crate::follow::{Outcome, Streams};
+use crate::interrupt;
+
+#[derive(Deserialize)]
+struct WarningDoc {
+    host: String,
+    job: Option<String>,
+    error: String,
+}
+
+fn problems(warnings: Vec<WarningDoc>) -> Vec<HostProblem> {
+    warnings
+        .into_iter()
+        .map(|w| HostProblem {
+            host: w.host,
+            job: w.job,
+            error: w.error,
+        })
+        .collect()
+}
+
+/// `%XX` for every byte outside `[A-Za-z0-9._~-]`: job references and host
+/// names in paths and queries.
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"._~-".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct JobList {
+    jobs: Vec<JobRecord>,
+    warnings: Vec<WarningDoc>,
+}
+
+/// `ps`: live jobs (or all), reconciled by the daemon.
+pub fn list(
+    client: &Client,
+    all: bool,
+    host: Option<&str>,
+) -> Result<(Vec<Job>, Vec<HostProblem>)> {
+    let mut path = format!("/v1/jobs?all={all}");
+    if let Some(h) = host {
+        path.push_str(&format!("&host={}", encode(h)));
+    }
+    let reply: JobList = client.get(&path)?;
+    let jobs = reply.jobs.into_iter().map(|r| r.into_job().0).collect();
+    Ok((jobs, problems(reply.warnings)))
+}
+
+#[derive(Deserialize)]
+struct JobAnswer {
+    job: JobRecord,
+    warnings: Vec<WarningDoc>,
+}
+
+/// One job with its events, reconciled by the daemon.
+pub fn job(client: &Client, reference: &str) -> Result<(Job, Vec<JobEvent>, Vec<HostProblem>)> {
+    let reply: JobAnswer = client.get(&format!("/v1/jobs/{}", encode(reference)))?;
+    let (job, events) = reply.job.into_job();
+    Ok((job, events, problems(reply.warnings)))
+}
+
+/// Block until the job ends (the daemon answers a long poll) or Ctrl-C.
+pub fn wait(client: &Client, job: Job) -> Result<Outcome> {
+    interrupt::install();
+    let path = format!("/v1/jobs/{}?wait=10", encode(&job.id));
+    let mut job = job;
+    loop {
+        let mut body = Vec::new();
+        let ended = client.stream(
+            HttpMethod::GET,
+            &path,
+            None,
+            &mut |piece| {
+                body.extend_from_slice(piece);
+                ControlFlow::Continue(())
+            },
+            &interrupt::requested,
+        )?;
+        if !ended {
+            return Ok(Outcome::Detached(job));
+        }
+        let reply: JobAnswer = serde_json::from_slice(&body)?;
+        job = reply.job.into_job().0;
+        if !job.state.is_live() {
+            return Ok(Outcome::Ended(job));
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum SubmitEvent {
+    Recorded {
+        id: String,
+    },
+    Progress {
+        begin: Option<Begin>,
+        advance: Option<u64>,
+        file_done: Option<bool>,
+        warn: Option<String>,
+    },
+    Submitted {
+        job: Box<JobRecord>,
+    },
+    Error {
+        error: ErrorFields,
+    },
+}
+
+#[derive(Deserialize)]
+struct Begin {
+    files: u64,
+    bytes: u64,
+}
+
+/// What a submit through the daemon came to.
+pub enum Submitted {
+    Job(Job),
+    /// Ctrl-C before the daemon answered: the submit was stopped before
+    /// its launch if it had not been sent (the job, if recorded, is
+    /// `cancelled`), else the job runs and the caller detaches.
+    Interrupted(Option<Job>),
+}
+
+/// Submit through the daemon, drawing input-copy progress on `progress`.
+/// Ctrl-C drops the request: the daemon stops the submit before its
+/// launch, as the engine does for Ctrl-C without a daemon.
+pub fn submit(
+    client: &Client,
+    spec: &JobSpec,
+    queue: bool,
+    mut progress: Option<&mut dyn Progress>,
+) -> Result<Submitted> {
+    interrupt::install();
+    let body = serde_json::json!({ "spec": spec, "queue": queue });
+    let mut lines = JsonLines::default();
+    let mut recorded: Option<String> = None;
+    let mut outcome: Option<Result<Job, ClientError>> = None;
+    let mut bad_line: Option<String> = None;
+    let ended = client.stream(
+        HttpMethod::POST,
+        "/v1/jobs",
+        Some(&body),
+        &mut |piece| {
+            let events: Vec<serde_json::Value> = match lines.feed(piece) {
+                Ok(e) => e,
+                Err(e) => {
+                    bad_line = Some(e);
+                    return ControlFlow::Break(());
+                }
+            };
+            for value in events {
+                let event = match serde_json::from_value::<SubmitEvent>(value) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        bad_line = Some(e.to_string());
+                        return ControlFlow::Break(());
+                    }
+                };
+                match event {
+                    SubmitEvent::Recorded { id } => recorded = Some(id),
+                    SubmitEvent::Progress {
+                        begin,
+                        advance,
+                        file_done,
+                        warn,
+                    } => {
+                        if let Some(p) = progress.as_deref_mut() {
+                            if let Some(b) = &begin {
+                                p.begin(b.files, b.bytes);
+                            }
+                            if let Some(n) = advance {
+                                p.advance(n);
+                            }
+                            if file_done == Some(true) {
+                                p.file_done();
+                            }
+                            if let Some(w) = &warn {
+                                p.warn(w);
+                            }
+                        }
+                    }
+                    SubmitEvent::Submitted { job } => outcome = Some(Ok(job.into_job().0)),
+                    SubmitEvent::Error { error } => outcome = Some(Err(error.into())),
+                }
+            }
+            ControlFlow::Continue(())
+        },
+        &interrupt::requested,
+    )?;
+    if let Some(e) = bad_line {
+        anyhow::bail!("the belay daemon's answer to a submit is unreadable: {e}");
+    }
+    match outcome {
+        Some(Ok(job)) => Ok(Submitted::Job(job)),
+        Some(Err(e)) => Err(e.into()),
+        None if !ended => {
+            // Interrupted: the daemon saw us go and settles the job; read
+            // what it came to once it has.
+            let job = match recorded {
+                Some(id) => Some(settled(client, &id)?),
+                None => None,
+            };
+            Ok(Submitted::Interrupted(job))
+        }
+        None => anyhow::bail!(
+            "the belay daemon ended a submit without saying how it went (see `belay ps`)"
+        ),
+    }
+}
+
+/// The job once its submit is no longer under way (bounded wait).
+fn settled(client: &Client, id: &str) -> Result<Job> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (job, _, _) = job(client, id)?;
+        let under_way = matches!(
+            job.state,
+            belay_core::job::JobState::Queued | belay_core::job::JobState::Submitting
+        );
+        if !under_way || std::time::Instant::now() >= deadline {
+            return Ok(job);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Print the job's output as it is written until it ends, or Ctrl-C. The
+/// daemon streams each stream from a byte offset; a cut stream is asked
+/// again from where it got to, so each byte is printed once.
+pub fn follow(client: &Client, job: Job, streams: Streams) -> Result<Outcome> {
+    interrupt::install();
+    let mut workers = Vec::new();
+    for (wanted, name) in [(streams.stdout, "stdout"), (streams.stderr, "stderr")] {
+        if !wanted {
+            continue;
+        }
+        let socket = client.socket().to_path_buf();
+        let id = job.id.clone();
+        workers.push(std::thread::spawn(move || follow_one(&socket, &id, name)));
+    }
+    let mut failure = None;
+    for w in workers {
+        match w.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some(anyhow::anyhow!("an output stream failed")),
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if interrupt::requested() {
+        return Ok(Outcome::Detached(job));
+    }
+    if !streams.stdout && !streams.stderr {
+        return wait(client, job);
+    }
+    let (job, _, _) = self::job(client, &job.id)?;
+    if job.state.is_live() {
+        // The streams ended but the job has not (a daemon going away mid-
+        // stream ends them too): wait for the state to catch up.
+        return wait(client, job);
+    }
+    Ok(Outcome::Ended(job))
+}
+
+fn follow_one(socket: &std::path::Path, id: &str, name: &str) -> Result<()> {
+    let client = Client::new(socket);
+    let mut offset = 0u64;
+    let mut failures = 0;
+    loop {
+        let path = format!(
+            "/v1/jobs/{}/logs/{name}?follow=true&offset={offset}",
+            encode(id)
+        );
+        let result = client.stream(
+            HttpMethod::GET,
+            &path,
+            None,
+            &mut |piece| {
+                let written = if name == "stdout" {
+                    let mut o = std::io::stdout().lock();
+                    o.write_all(piece).and_then(|()| o.flush())
+                } else {
+                    let mut e = std::io::stderr().lock();
+                    e.write_all(piece).and_then(|()| e.flush())
+                };
+                offset += piece.len() as u64;
+                if written.is_err() {
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            },
+            &interrupt::requested,
+        );
+        match result {
+            Ok(_) => return Ok(()),
+            Err(ClientError::Unavailable { .. }) if failures < 3 => {
+                // The daemon went away (restarted, killed): ask again from
+                // the offset reached.
+                failures += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `logs` without -f: the stream as it is now.
+pub fn print_log(client: &Client, id: &str, stderr: bool) -> Result<()> {
+    let name = if stderr { "stderr" } else { "stdout" };
+    let path = format!("/v1/jobs/{}/logs/{name}", encode(id));
+    let mut failure = None;
+    client.stream(
+        HttpMethod::GET,
+        &path,
+        None,
+        &mut |piece| {
+            let mut o = std::io::stdout().lock();
+            if let Err(e) = o.write_all(piece).and_then(|()| o.flush()) {
+                failure = Some(e);
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        },
+        &|| false,
+    )?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// One cancelled job's result: ended already, its state after, or why not.
+pub enum CancelResult {
+    Already,
+    After(Box<Job>),
+    Failed(String),
+}
+
+#[derive(Deserialize)]
+struct CancelDoc {
+    results: Vec<CancelEntry>,
+}
+
+#[derive(Deserialize)]
+struct CancelEntry {
+    job: JobRecord,
+    after: Option<JobRecord>,
+    error: Option<ErrorFields>,
+}
+
+pub fn cancel(client: &Client, jobs: &[String], grace: u32) -> Result<Vec<(Job, CancelResult)>> {
+    let doc: CancelDoc = client.post(
+        "/v1/cancellations",
+        &serde_json::json!({ "jobs": jobs, "grace": grace }),
+    )?;
+    Ok(doc
+        .results
+        .into_iter()
+        .map(|e| {
+            let job = e.job.into_job().0;
+            let result = match (e.after, e.error) {
+                (_, Some(err)) => CancelResult::Failed(err.message),
+                (Some(after), None) => CancelResult::After(Box::new(after.into_job().0)),
+                (None, None) => CancelResult::Already,
+            };
+            (job, result)
+        })
+        .collect())
+}

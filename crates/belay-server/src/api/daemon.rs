@@ -1,0 +1,33 @@
+//! `/v1/daemon`: who answers (`GET`: version, build, pid, home, how busy)
+//! and stopping it (`DELETE`: finishes the requests under way, then exits;
+//! `belay serve --stop`).
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::state::Shared;
+
+pub async fn show(State(state): State<Shared>) -> Json<serde_json::Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "build": crate::build::identity(),
+        "pid": std::process::id(),
+        "home": state.home.root().display().to_string(),
+        "started_at": belay_core::job::view::rfc3339(state.started_at),
+        // This request included.
+        "requests_in_flight": state.in_flight.load(Ordering::SeqCst),
+        "ssh_config": state.ssh_config.as_ref().map(|p| p.display().to_string()),
+    }))
+}
+
+pub async fn stop(State(state): State<Shared>) -> (StatusCode, Json<serde_json::Value>) {
+    state.shutdown.notify_one();
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "stopping": true, "pid": std::process::id() })),
+    )
+}

@@ -1,0 +1,233 @@
+//! `/v1/jobs` and `/v1/cancellations`: the job resources.
+//!
+//! - `GET /v1/jobs?all=&host=`: live jobs (every job with `all`), each host
+//!   probed once, as `belay ps`;
+//! - `GET /v1/jobs/{job}?wait=SECS`: one job with its events; with `wait`,
+//!   answered once the job has ended or after SECS, whichever is first;
+//! - `POST /v1/jobs` (a [`SubmitRequest`]): a stream of JSON lines —
+//!   `recorded`, input-copy `progress`, then `submitted` or `error`. A
+//!   client that goes away before the launch stops the submit there (the
+//!   job is recorded cancelled, nothing runs), as Ctrl-C does without the
+//!   daemon;
+//! - `POST /v1/cancellations` (`{"jobs": [...], "grace": SECS}`): every
+//!   reference resolved before anything is stopped; one result per job.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use belay_core::job::view::JobView;
+use belay_core::job::{Job, JobSpec};
+use belay_core::store::JobFilter;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{ApiError, blocking_armed, channel_body, failpoint_of, warnings};
+use crate::state::Shared;
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    all: bool,
+    host: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query?;
+    blocking_armed(&state, failpoint_of(&headers), move |engine| {
+        let (jobs, problems) = engine.list(&JobFilter {
+            all: q.all,
+            host: q.host,
+        })?;
+        let views: Vec<_> = jobs.iter().map(JobView::new).collect();
+        Ok(Json(
+            json!({ "jobs": views, "warnings": warnings(&problems) }),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    /// Seconds to wait for the job to end before answering.
+    wait: Option<u64>,
+}
+
+/// How often a waited-for job is looked at again. (Output, the thing a
+/// person watches, is streamed; this is only a state.)
+const WAIT_STEP: Duration = Duration::from_millis(250);
+
+pub async fn show(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    Path(reference): Path<String>,
+    query: Result<Query<ShowQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query?;
+    let wait = q.wait.map(|s| Duration::from_secs(s.min(3600)));
+    let waiting = state.clone();
+    blocking_armed(&state, failpoint_of(&headers), move |engine| {
+        let _followed = wait
+            .map(|_| engine.store().resolve(&reference))
+            .transpose()?
+            .map(|job| waiting.follow(&job.host));
+        let deadline = wait.map(|w| Instant::now() + w);
+        loop {
+            let (job, problems) = engine.job(&reference)?;
+            let done = !job.state.is_live();
+            if done || deadline.is_none_or(|d| Instant::now() >= d) {
+                let events = engine.store().events(&job.id)?;
+                let view = JobView::with_events(&job, &events);
+                return Ok(Json(
+                    json!({ "job": view, "warnings": warnings(&problems) }),
+                ));
+            }
+            std::thread::sleep(WAIT_STEP);
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct SubmitRequest {
+    pub spec: JobSpec,
+    /// A known host that does not answer: record the job `queued` and
+    /// start it when the host answers (the daemon's passes), rather than
+    /// refusing.
+    #[serde(default)]
+    pub queue: bool,
+}
+
+/// Sends one JSON line; false once the client has gone.
+fn send_line(tx: &mpsc::Sender<Bytes>, value: serde_json::Value) -> bool {
+    let mut line = value.to_string();
+    line.push('\n');
+    tx.blocking_send(Bytes::from(line)).is_ok()
+}
+
+/// Input-copy progress, relayed as JSON lines.
+struct RelayProgress(mpsc::Sender<Bytes>);
+
+impl belay_core::transfer::Progress for RelayProgress {
+    fn begin(&mut self, files: u64, bytes: u64) {
+        send_line(
+            &self.0,
+            json!({"event": "progress", "begin": {"files": files, "bytes": bytes}}),
+        );
+    }
+    fn advance(&mut self, bytes: u64) {
+        send_line(&self.0, json!({"event": "progress", "advance": bytes}));
+    }
+    fn file_done(&mut self) {
+        send_line(&self.0, json!({"event": "progress", "file_done": true}));
+    }
+    fn warn(&mut self, message: &str) {
+        send_line(&self.0, json!({"event": "progress", "warn": message}));
+    }
+}
+
+pub async fn submit(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    body: Result<Json<SubmitRequest>, JsonRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    let failpoint = failpoint_of(&headers);
+    let Json(request) = body?;
+    let spec = request.spec.checked()?;
+    let options = belay_core::engine::SubmitOptions {
+        queue_if_unreachable: request.queue,
+    };
+    let (tx, body) = channel_body(64);
+    let worker = state.clone();
+    tokio::task::spawn_blocking(move || {
+        belay_core::failpoint::arm_for_thread(failpoint);
+        let outcome = (|| -> Result<Job, ApiError> {
+            // A bad host name is refused before the store is even opened.
+            worker.hosts.validate(&spec.host)?;
+            let mut engine = worker.engine()?;
+            let gone = tx.clone();
+            engine.set_stop_check(Box::new(|| {}), Box::new(move || gone.is_closed()));
+            if !spec.inputs.is_empty() {
+                engine.set_transfer_progress(Box::new(RelayProgress(tx.clone())));
+            }
+            let recorded = tx.clone();
+            engine.on_recorded(Box::new(move |job: &Job| {
+                send_line(&recorded, json!({"event": "recorded", "id": job.id}));
+            }));
+            Ok(engine.submit_with(&spec, options)?)
+        })();
+        match outcome {
+            Ok(job) => {
+                send_line(
+                    &tx,
+                    json!({"event": "submitted", "job": JobView::new(&job)}),
+                );
+                worker.nudge.notify_one();
+            }
+            Err(e) => {
+                send_line(&tx, json!({"event": "error", "error": e.body}));
+            }
+        }
+    });
+    Ok(axum::response::Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(Body::new(body))
+        .expect("a static response head"))
+}
+
+#[derive(Deserialize)]
+pub struct CancelRequest {
+    jobs: Vec<String>,
+    grace: Option<u32>,
+}
+
+pub async fn cancel(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    body: Result<Json<CancelRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(request) = body?;
+    if request.jobs.is_empty() {
+        return Err(ApiError::bad_input("no job to cancel"));
+    }
+    let grace = request
+        .grace
+        .unwrap_or(belay_core::engine::cancel::DEFAULT_GRACE_SECS);
+    let state = Arc::clone(&state);
+    blocking_armed(&state, failpoint_of(&headers), move |engine| {
+        let jobs = request
+            .jobs
+            .iter()
+            .map(|r| engine.store().resolve(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let live: Vec<_> = jobs.iter().filter(|j| j.state.is_live()).cloned().collect();
+        let mut outcomes = engine.cancel_many(&live, grace).into_iter();
+        let mut results = Vec::new();
+        for job in &jobs {
+            if !job.state.is_live() {
+                results.push(json!({ "job": JobView::new(job) }));
+                continue;
+            }
+            match outcomes.next().expect("one outcome per live job") {
+                Ok(after) => results.push(json!({
+                    "job": JobView::new(job),
+                    "after": JobView::new(&after),
+                })),
+                Err(e) => results.push(json!({
+                    "job": JobView::new(job),
+                    "error": ApiError::from(e).body,
+                })),
+            }
+        }
+        Ok(Json(json!({ "results": results })))
+    })
+    .await
+}

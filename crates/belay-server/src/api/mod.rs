@@ -1,0 +1,177 @@
+//! The `/v1` API: HTTP/JSON on the daemon's Unix socket. Resources, not
+//! verbs, so the same routes can later be served on TCP with per-user
+//! tokens: `jobs` (and each job's `logs`), `cancellations`, `daemon`.
+//! The document `/v1/openapi.json` describes every route.
+//!
+//! Every handler runs engine code on a blocking thread ([`blocking`]): the
+//! engine waits on SSH I/O, and a slow host must never stall the others.
+//! Errors are one JSON shape ([`ApiError`]) carrying the message and the
+//! exit status the CLI would have used, so a command ends the same way
+//! through the daemon as without it.
+//!
+//! - [`jobs`]: list, show (with events, optionally waiting for the end),
+//!   submit (a stream of events: recorded, input progress, the outcome),
+//!   cancel;
+//! - [`logs`]: a job's stdout/stderr from a byte offset, followed as
+//!   written;
+//! - [`daemon`]: who the daemon is; stopping it.
+
+pub mod daemon;
+pub mod error;
+pub mod jobs;
+pub mod logs;
+
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::routing::{get, post};
+use belay_core::engine::Engine;
+use belay_core::engine::HostProblem;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+pub use error::ApiError;
+
+use crate::state::Shared;
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/daemon", get(daemon::show).delete(daemon::stop))
+        .route("/v1/jobs", get(jobs::list).post(jobs::submit))
+        .route("/v1/jobs/{job}", get(jobs::show))
+        .route("/v1/jobs/{job}/logs/{stream}", get(logs::read))
+        .route("/v1/cancellations", post(jobs::cancel))
+        .fallback(|| async { ApiError::not_found("no such resource (see /v1/openapi.json)") })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Count the request as activity (the idle exit waits for none) for as
+/// long as its response — a log stream included — is being sent.
+async fn track(
+    axum::extract::State(state): axum::extract::State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let guard = state.busy();
+    let response = next.run(request).await;
+    let (parts, body) = response.into_parts();
+    let body = Body::new(GuardedBody {
+        inner: body,
+        _guard: guard,
+    });
+    axum::response::Response::from_parts(parts, body)
+}
+
+/// A body that holds the activity guard until it is fully sent or dropped.
+struct GuardedBody {
+    inner: Body,
+    _guard: crate::state::BusyGuard,
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+}
+
+/// The test-only crash hook a request carries (`x-belay-failpoint`, the
+/// CLI's `BELAY_FAILPOINT`): honoured only in builds with the `failpoints`
+/// feature, like the variable itself.
+pub const FAILPOINT_HEADER: &str = "x-belay-failpoint";
+
+pub fn failpoint_of(headers: &axum::http::HeaderMap) -> Option<String> {
+    if !belay_core::failpoint::LIVE {
+        return None;
+    }
+    headers
+        .get(FAILPOINT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Run `work` with a fresh engine on a blocking thread.
+pub async fn blocking<T, F>(state: &Shared, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Engine) -> Result<T, ApiError> + Send + 'static,
+{
+    blocking_armed(state, None, work).await
+}
+
+/// [`blocking`], with the request's failpoint armed for its thread.
+pub async fn blocking_armed<T, F>(
+    state: &Shared,
+    failpoint: Option<String>,
+    work: F,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Engine) -> Result<T, ApiError> + Send + 'static,
+{
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        belay_core::failpoint::arm_for_thread(failpoint);
+        let result = state
+            .engine()
+            .map_err(ApiError::from)
+            .and_then(|mut engine| work(&mut engine));
+        belay_core::failpoint::arm_for_thread(None);
+        result
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("request worker failed: {e}")))?
+}
+
+/// A host problem met while answering (the CLI prints it as a warning).
+#[derive(Serialize)]
+pub struct Warning<'a> {
+    pub host: &'a str,
+    pub job: Option<&'a str>,
+    pub error: &'a str,
+}
+
+pub fn warnings(problems: &[HostProblem]) -> Vec<Warning<'_>> {
+    problems
+        .iter()
+        .map(|p| Warning {
+            host: &p.host,
+            job: p.job.as_deref(),
+            error: &p.error,
+        })
+        .collect()
+}
+
+/// A response body fed from a channel: a stream of JSON lines or of log
+/// bytes, written as the work produces it. The sender sees the channel
+/// closed once the client is gone, and stops.
+pub fn channel_body(capacity: usize) -> (mpsc::Sender<Bytes>, Body) {
+    let (tx, rx) = mpsc::channel::<Bytes>(capacity);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    (tx, Body::from_stream(stream))
+}

@@ -1,0 +1,111 @@
+//! The daemon's life: take the lock, bind the socket, serve the API, run
+//! the background loop, and exit when asked (`DELETE /v1/daemon`), when
+//! idle for `idle_exit` (auto-started daemons only), or when its
+//! `BELAY_HOME` has gone (a removed test directory must not leave a daemon
+//! behind).
+//!
+//! Shutting down is safe at any moment, SIGKILL included: the store
+//! holds every intent and each remote step is idempotent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use belay_core::home::BelayHome;
+
+use crate::listener::{SameUserListener, bind};
+use crate::location::DaemonLocation;
+use crate::lock::{DaemonLock, LockError};
+use crate::state::DaemonState;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// `--ssh-config` / `BELAY_SSH_CONFIG`, as resolved by the caller.
+    pub ssh_config: Option<std::path::PathBuf>,
+    /// Exit after this long with no request, no stream and no work in
+    /// hand; `None`: never (a daemon run by systemd or by hand).
+    pub idle_exit: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("{0}")]
+    Core(#[from] belay_core::CoreError),
+    #[error("socket {path}: {source}")]
+    Socket {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the daemon's runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// How often the daemon checks that it should still be running.
+const WATCH_STEP: Duration = Duration::from_millis(500);
+
+/// Run the daemon in this thread until it stops.
+pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
+    belay_core::store::create_private_dir(home.root())?;
+    let location = DaemonLocation::new(&home);
+    let _lock = DaemonLock::acquire(&location.lock())?;
+    // Connections to hosts must be served between requests too
+    // (keepalives, a host closing a channel): one thread drives SSH I/O.
+    belay_core::transport::ssh::drive_in_background();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let socket = location.socket();
+    let state = Arc::new(DaemonState::new(home.clone(), options.ssh_config.clone())?);
+    runtime.block_on(async {
+        let listener = bind(&socket).map_err(|source| ServeError::Socket {
+            path: socket.display().to_string(),
+            source,
+        })?;
+        tracing::info!(socket = %socket.display(), pid = std::process::id(), "belay daemon serving");
+        let app = crate::api::router(state.clone());
+        let background = tokio::spawn(crate::background::run(state.clone()));
+        let stop = state.clone();
+        let server = axum::serve(SameUserListener::new(listener), app)
+            .with_graceful_shutdown(async move { stop_reason(&stop, &options).await });
+        let result = server.await;
+        background.abort();
+        result.map_err(|source| ServeError::Socket {
+            path: socket.display().to_string(),
+            source,
+        })
+    })?;
+    // Only our own socket file: a new daemon may already have bound its own.
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("belay daemon stopped");
+    Ok(())
+}
+
+/// Resolves when the daemon should stop, saying why in the log.
+async fn stop_reason(state: &Arc<DaemonState>, options: &ServeOptions) {
+    loop {
+        tokio::select! {
+            _ = state.shutdown.notified() => {
+                tracing::info!("stopping: asked to");
+                return;
+            }
+            _ = tokio::time::sleep(WATCH_STEP) => {}
+        }
+        if !state.home.root().exists() {
+            tracing::info!(
+                "stopping: BELAY_HOME {} has gone",
+                state.home.root().display()
+            );
+            return;
+        }
+        if let Some(limit) = options.idle_exit
+            && let Some(idle) = state.idle_for_ms()
+            && idle >= limit.as_millis() as i64
+            && !crate::background::has_work(state).await
+        {
+            tracing::info!("stopping: idle for {}s", idle / 1000);
+            return;
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! What every request shares: the home, the hosts (one pooled SSH
+//! connection per host for the daemon's life), and how busy the daemon is
+//! (the idle exit reads it). Nothing here is a second truth: jobs live in
+//! the store, which each request opens for itself.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+use belay_core::engine::Engine;
+use belay_core::home::BelayHome;
+use belay_core::hosts::{Hosts, HostsOptions};
+use belay_core::time::now_ms;
+use tokio::sync::Notify;
+
+pub struct DaemonState {
+    pub home: BelayHome,
+    /// The OpenSSH config file hosts are resolved with (`--ssh-config` or
+    /// `BELAY_SSH_CONFIG` when the daemon started); clients that use
+    /// another work without the daemon.
+    pub ssh_config: Option<std::path::PathBuf>,
+    pub hosts: Arc<Hosts>,
+    pub started_at: i64,
+    /// Requests in progress, log streams included (an attached `run` keeps
+    /// the daemon alive however long its job runs).
+    pub in_flight: AtomicUsize,
+    /// When the last request ended (ms since the epoch).
+    pub last_activity: AtomicI64,
+    /// Asked to stop (`DELETE /v1/daemon`, `belay serve --stop`).
+    pub shutdown: Notify,
+    /// Wakes the background loop early (a submit queued, a job followed).
+    pub nudge: Notify,
+    /// Hosts with a job being followed or waited for, and how many
+    /// clients do so: their passes run at the fast interval.
+    followed: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+pub type Shared = Arc<DaemonState>;
+
+impl DaemonState {
+    pub fn new(
+        home: BelayHome,
+        ssh_config: Option<std::path::PathBuf>,
+    ) -> belay_core::error::Result<Self> {
+        // No prompter: the daemon has no terminal. A host that needs a
+        // passphrase or a second factor fails with today's clear error.
+        let hosts = Hosts::new(
+            &home,
+            HostsOptions {
+                ssh_config: ssh_config.clone(),
+                prompter: None,
+            },
+        )?;
+        Ok(Self {
+            home,
+            ssh_config,
+            hosts: Arc::new(hosts),
+            started_at: now_ms(),
+            in_flight: AtomicUsize::new(0),
+            last_activity: AtomicI64::new(now_ms()),
+            shutdown: Notify::new(),
+            nudge: Notify::new(),
+            followed: Default::default(),
+        })
+    }
+
+    /// An engine over the shared hosts, for one request (on a blocking
+    /// thread: engine calls block on SSH I/O).
+    pub fn engine(&self) -> belay_core::error::Result<Engine> {
+        Engine::with_hosts(&self.home, self.hosts.clone())
+    }
+
+    /// Mark a request in progress until the guard drops.
+    pub fn busy(self: &Arc<Self>) -> BusyGuard {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        BusyGuard(self.clone())
+    }
+
+    /// Mark `host` followed until the guard drops.
+    pub fn follow(self: &Arc<Self>, host: &str) -> FollowGuard {
+        *self
+            .followed
+            .lock()
+            .expect("followed lock")
+            .entry(host.to_string())
+            .or_default() += 1;
+        self.nudge.notify_one();
+        FollowGuard(self.clone(), host.to_string())
+    }
+
+    pub fn is_followed(&self, host: &str) -> bool {
+        self.followed
+            .lock()
+            .expect("followed lock")
+            .get(host)
+            .is_some_and(|n| *n > 0)
+    }
+
+    pub fn idle_for_ms(&self) -> Option<i64> {
+        (self.in_flight.load(Ordering::SeqCst) == 0)
+            .then(|| now_ms() - self.last_activity.load(Ordering::SeqCst))
+    }
+}
+
+pub struct BusyGuard(Arc<DaemonState>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.last_activity.store(now_ms(), Ordering::SeqCst);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub struct FollowGuard(Arc<DaemonState>, String);
+
+impl Drop for FollowGuard {
+    fn drop(&mut self) {
+        let mut map = self.0.followed.lock().expect("followed lock");
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
+        }
+    }
+}

@@ -117,11 +117,7 @@ def main():
             print(f"| `{name}` | {med:.1f} ms | {p90:.1f} ms | {p99:.1f} ms | "
                   f"{max(ms):.1f} ms | {target} |")
     finally:
-        if lab:
-            lab.close()
-        if lo:
-            lo.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        testhosts.close_hosts(tmp, lo, lab)
 
 
 if __name__ == "__main__":

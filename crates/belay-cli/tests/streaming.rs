@@ -335,5 +335,8 @@ fn a_followed_job_that_dies_without_an_exit_file_ends_the_stream_as_lost() {
     assert!(followed.success(), "{}", stderr_text(&mut follower));
     assert_eq!(out.finish(), b"start\n");
     assert_eq!(b.job(&id)["state"], "lost");
-    println!("STREAM|lost while followed|noticed in {:.2} s", noticed.as_secs_f64());
+    println!(
+        "STREAM|lost while followed|noticed in {:.2} s",
+        noticed.as_secs_f64()
+    );
 }

@@ -20,6 +20,7 @@ use crate::error::{CoreError, Result};
 use crate::job::Job;
 use crate::remote::HostReport;
 use crate::remote::follow::{self, Frame, FrameReader, WaitMode};
+use crate::transport::TransportError;
 
 /// How often a followed live job is reconciled (a wrapper killed without
 /// an exit file is noticed this late at most, plus one probe).
@@ -76,6 +77,17 @@ enum Run {
     /// The follower could not be started, or ended early: try again after
     /// a pause, telling the sink why.
     Dropped(String),
+}
+
+impl Run {
+    /// A running follower's link failed: a dropped link is reopened at
+    /// once; a host that stopped answering (keepalive) is said.
+    fn broken(t: TransportError) -> Run {
+        match t {
+            TransportError::NotResponding { .. } => Run::Dropped(t.to_string()),
+            _ => Run::Cut(t.to_string()),
+        }
+    }
 }
 
 impl Engine {
@@ -182,13 +194,13 @@ impl Engine {
                             out.stderr_text()
                         ))),
                         // The channel closed with the link.
-                        Err(t) if t.is_transient() => Ok(Run::Cut(t.to_string())),
+                        Err(t) if t.is_transient() => Ok(Run::broken(t)),
                         Err(t) => Err(t.into()),
                     };
                 }
                 Err(t) if t.is_transient() => {
                     stream.abort();
-                    return Ok(Run::Cut(t.to_string()));
+                    return Ok(Run::broken(t));
                 }
                 Err(t) => {
                     stream.abort();

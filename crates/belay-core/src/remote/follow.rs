@@ -28,8 +28,10 @@
 //! lands between the check and the wait is already in the pipe, so no write
 //! is missed; the watcher's own "Watches established." line wakes the
 //! first wait, so writes before the watch existed are not missed either.
-//! Without them: 50 ms sleeps on the host. Before the job directory
-//! exists (a queued job), 200 ms sleeps.
+//! Without them, or when the job directory is on a network file system
+//! (NFS, Lustre, GPFS, …: a job on another node writes there, and inotify
+//! sees only this machine's writes): 50 ms sleeps on the host. Before the
+//! job directory exists (a queued job), 200 ms sleeps.
 //!
 //! Nothing is left on the host: the script ends after `X`, and a tick that
 //! cannot be written (the channel was closed, the link died) ends it within
@@ -120,6 +122,13 @@ while ! cd "$d" 2>/dev/null; do
   sleep 0.2 2>/dev/null || sleep 1
   i=$((i + 1)); [ "$i" -ge 5 ] && {{ i=0; printf 'T\n' || exit 1; }}
 done
+# inotify sees no write made by another machine (a batch job on a compute
+# node writing to a shared file system): there, sleeps.
+if [ "$belay_mode" = best ]; then
+  case $(stat -f -c %T . 2>/dev/null) in
+    nfs*|cifs|smb*|lustre|gpfs|fuse*|beegfs|ceph|panfs|9p|v9fs|afs|glusterfs) belay_mode=poll ;;
+  esac
+fi
 if [ "$belay_mode" = best ] && command -v inotifywait >/dev/null 2>&1 &&
    command -v timeout >/dev/null 2>&1; then
   {{ inotifywait -m -e modify -e create -e moved_to -e delete_self "$PWD" 2>&1 </dev/null &
@@ -328,7 +337,7 @@ mod tests {
         assert_eq!(
             frames.first(),
             Some(&Frame::Mode(mode.into())),
-            "{frames:?}"
+            "how the follower waited"
         );
         assert_eq!(frames.last(), Some(&Frame::End));
         assert!(data(&frames, true) == want_out, "stdout differs");
@@ -348,14 +357,11 @@ mod tests {
         follows_growth_then_ends("/usr/bin:/bin", "inotify");
     }
 
-    #[test]
-    fn follows_with_short_sleeps_without_inotifywait() {
-        let tmp = tempfile::tempdir().unwrap();
-        let bin = tmp.path().join("bin");
+    /// A PATH with these tools only (links to the real ones).
+    fn tools(dir: &std::path::Path, names: &[&str]) -> std::path::PathBuf {
+        let bin = dir.join("bin");
         std::fs::create_dir(&bin).unwrap();
-        for tool in [
-            "wc", "tail", "head", "sleep", "timeout", "dd", "stat", "date",
-        ] {
+        for tool in names {
             let src = ["/usr/bin", "/bin"]
                 .iter()
                 .map(|d| format!("{d}/{tool}"))
@@ -363,6 +369,32 @@ mod tests {
                 .unwrap();
             std::os::unix::fs::symlink(src, bin.join(tool)).unwrap();
         }
+        bin
+    }
+
+    const TOOLS: [&str; 8] = [
+        "wc", "tail", "head", "sleep", "timeout", "dd", "stat", "date",
+    ];
+
+    #[test]
+    fn follows_with_short_sleeps_without_inotifywait() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tools(tmp.path(), &TOOLS);
+        follows_growth_then_ends(bin.to_str().unwrap(), "poll");
+    }
+
+    #[test]
+    fn follows_with_short_sleeps_on_a_network_file_system() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut names = TOOLS.to_vec();
+        names.retain(|t| *t != "stat");
+        names.push("inotifywait");
+        let bin = tools(tmp.path(), &names);
+        // `stat -f -c %T` names the file system type: say NFS.
+        let stat = bin.join("stat");
+        std::fs::write(&stat, "#!/bin/sh\necho nfs\n").unwrap();
+        std::fs::set_permissions(&stat, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         follows_growth_then_ends(bin.to_str().unwrap(), "poll");
     }
 

@@ -234,8 +234,10 @@ impl Engine {
                         ControlFlow::Continue(())
                     }
                     Frame::End => {
-                        // The script ends right after `X`.
-                        let _ = stream.finish();
+                        // The script ends right after `X` by itself;
+                        // nothing it could still say matters, so nothing
+                        // on the host can keep the caller waiting.
+                        stream.abort();
                         return Ok(Run::Drained);
                     }
                     Frame::Tick | Frame::Mode(_) => ControlFlow::Continue(()),

@@ -10,6 +10,9 @@ for each line, arrival time minus the line's own timestamp. Measured for:
   * `belay run local -- JOB`      (the embedded host)
   * `belay run target -- JOB`     (a loopback sshd)
   * `belay run node -- JOB`       (behind one jump host: network namespaces)
+  each in direct mode (BELAY_NO_DAEMON=1: the CLI follows the job itself)
+  and through the daemon (started by the first such run, stopped at the end
+  with `belay serve --stop`).
   * `ssh target 'JOB'` and `ssh node 'JOB'` in the same run: the floor (the
     bytes flow straight through the channel; no file, no follower).
 
@@ -21,7 +24,7 @@ everything is removed at the end, only processes started here are killed.
 Run as root on Debian 12 (release build of belay first):
 
     python3 bench/output_latency.py [--lines 60] [--interval 0.2] [--no-jump]
-                                    [--belay OLD_BINARY]
+                                    [--no-daemon] [--belay OLD_BINARY]
 """
 import argparse
 import os
@@ -76,6 +79,8 @@ def main():
     ap.add_argument("--lines", type=int, default=60, help="lines per run")
     ap.add_argument("--interval", type=float, default=0.2, help="seconds between lines")
     ap.add_argument("--no-jump", action="store_true", help="skip the jump-host lab")
+    ap.add_argument("--no-daemon", action="store_true",
+                    help="direct mode only (a build without `belay serve`)")
     ap.add_argument("--belay", help="this belay binary instead of a fresh release build "
                     "(to measure an older one)")
     a = ap.parse_args()
@@ -96,14 +101,23 @@ def main():
         cfg = testhosts.write_client_files(tmp, key, lo, lab)
         home = tempfile.mkdtemp(prefix="belay-home.", dir=tmp)
         env = dict(os.environ, BELAY_HOME=home, BELAY_SSH_CONFIG=cfg)
+        direct = dict(env, BELAY_NO_DAEMON="1")
+        daemon = {k: v for k, v in env.items() if k != "BELAY_NO_DAEMON"}
         j = job(a.lines, a.interval)
         hosts = ["local", "target"] + ([] if a.no_jump else ["node"])
-        for host in hosts:
-            rows.append((f"belay run {host}", latencies([belay, "run", host, "--", j], env,
-                                                      a.lines)))
-            if host != "local":
-                rows.append((f"ssh {host}", latencies(["ssh", "-F", cfg, host, j], env,
-                                                      a.lines)))
+        try:
+            for host in hosts:
+                cmd = [belay, "run", host, "--", j]
+                rows.append((f"belay run {host} (direct)", latencies(cmd, direct, a.lines)))
+                if not a.no_daemon:
+                    rows.append((f"belay run {host} (daemon)", latencies(cmd, daemon, a.lines)))
+                if host != "local":
+                    rows.append((f"ssh {host}", latencies(["ssh", "-F", cfg, host, j], env,
+                                                          a.lines)))
+        finally:
+            if not a.no_daemon:
+                # The daemon the first daemon-mode run started: never left behind.
+                subprocess.run([belay, "serve", "--stop"], env=daemon, capture_output=True)
         print(f"\noutput latency, line written -> read from the attached command's stdout "
               f"({a.lines - 2} lines every {a.interval} s per row, this run)\n")
         print(f"| command | median | p90 | p99 | max | target |")

@@ -10,7 +10,7 @@ use belay_core::engine::HostProblem;
 use belay_core::job::view::JobRecord;
 use belay_core::job::{Job, JobEvent, JobSpec};
 use belay_core::transfer::Progress;
-use belay_server::client::{ErrorFields, HttpMethod, JsonLines};
+use belay_server::client::{ErrorFields, Frame, FrameReader, HttpMethod, JsonLines};
 use belay_server::{Client, ClientError};
 use serde::Deserialize;
 
@@ -129,6 +129,83 @@ enum SubmitEvent {
     Error {
         error: ErrorFields,
     },
+    /// A question from the host's connection, for this terminal.
+    Prompt {
+        id: u64,
+        #[serde(flatten)]
+        question: Question,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Question {
+    Passphrase {
+        key_file: String,
+    },
+    KeyboardInteractive {
+        name: String,
+        instructions: String,
+        prompts: Vec<PromptLine>,
+    },
+    HostKey {
+        name: String,
+        key_type: String,
+        fingerprint: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct PromptLine {
+    text: String,
+    echo: bool,
+}
+
+/// Ask the question on this terminal, as a direct connection would.
+fn ask(question: Question) -> Option<Vec<String>> {
+    use belay_ssh::Prompter;
+    let tty = crate::prompt::TtyPrompter;
+    match question {
+        Question::Passphrase { key_file } => tty
+            .passphrase(std::path::Path::new(&key_file))
+            .map(|p| vec![p]),
+        Question::KeyboardInteractive {
+            name,
+            instructions,
+            prompts,
+        } => {
+            let prompts: Vec<(String, bool)> =
+                prompts.into_iter().map(|p| (p.text, p.echo)).collect();
+            tty.keyboard_interactive(&name, &instructions, &prompts)
+        }
+        Question::HostKey {
+            name,
+            key_type,
+            fingerprint,
+        } => Some(vec![
+            if tty.confirm_host_key(&name, &key_type, &fingerprint) {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
+        ]),
+    }
+}
+
+/// Send an answer on its own connection (the submit's stream is busy), from
+/// a thread of its own (the stream's runtime is in use on this one).
+fn send_answer(socket: &std::path::Path, id: u64, answers: Option<Vec<String>>) -> Result<()> {
+    let socket = socket.to_path_buf();
+    std::thread::spawn(move || {
+        Client::new(&socket).post::<serde_json::Value>(
+            &format!("/v1/prompts/{id}"),
+            &serde_json::json!({ "answers": answers }),
+        )
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("sending an answer to the belay daemon failed"))??;
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -161,10 +238,21 @@ pub fn submit(
     let mut recorded: Option<String> = None;
     let mut outcome: Option<Result<Job, ClientError>> = None;
     let mut bad_line: Option<String> = None;
-    let ended = client.stream(
+    // A terminal here: the daemon may relay its connection's questions.
+    let terminal = {
+        use belay_ssh::Prompter;
+        crate::prompt::TtyPrompter.has_terminal()
+    };
+    let headers: &[(&str, &str)] = if terminal {
+        &[(belay_server::prompts::TERMINAL_HEADER, "1")]
+    } else {
+        &[]
+    };
+    let ended = client.stream_with(
         HttpMethod::POST,
         "/v1/jobs",
         Some(&body),
+        headers,
         &mut |piece| {
             let events: Vec<serde_json::Value> = match lines.feed(piece) {
                 Ok(e) => e,
@@ -202,6 +290,13 @@ pub fn submit(
                             if let Some(w) = &warn {
                                 p.warn(w);
                             }
+                        }
+                    }
+                    SubmitEvent::Prompt { id, question } => {
+                        let answers = ask(question);
+                        if let Err(e) = send_answer(client.socket(), id, answers) {
+                            bad_line = Some(e.to_string());
+                            return ControlFlow::Break(());
                         }
                     }
                     SubmitEvent::Submitted { job } => outcome = Some(Ok(job.into_job().0)),
@@ -293,31 +388,61 @@ fn follow_one(socket: &std::path::Path, id: &str, name: &str) -> Result<()> {
     let client = Client::new(socket);
     let mut offset = 0u64;
     let mut failures = 0;
+    let mut warned_at: Option<std::time::Instant> = None;
     loop {
         let path = format!(
-            "/v1/jobs/{}/logs/{name}?follow=true&offset={offset}",
+            "/v1/jobs/{}/logs/{name}?follow=true&frames=true&offset={offset}",
             encode(id)
         );
+        let mut frames = FrameReader::default();
+        let mut broken: Option<String> = None;
         let result = client.stream(
             HttpMethod::GET,
             &path,
             None,
             &mut |piece| {
-                let written = if name == "stdout" {
-                    let mut o = std::io::stdout().lock();
-                    o.write_all(piece).and_then(|()| o.flush())
-                } else {
-                    let mut e = std::io::stderr().lock();
-                    e.write_all(piece).and_then(|()| e.flush())
+                let parsed = match frames.feed(piece) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        broken = Some(e);
+                        return ControlFlow::Break(());
+                    }
                 };
-                offset += piece.len() as u64;
-                if written.is_err() {
-                    return ControlFlow::Break(());
+                for frame in parsed {
+                    match frame {
+                        Frame::Data(bytes) => {
+                            let written = if name == "stdout" {
+                                let mut o = std::io::stdout().lock();
+                                o.write_all(&bytes).and_then(|()| o.flush())
+                            } else {
+                                let mut e = std::io::stderr().lock();
+                                e.write_all(&bytes).and_then(|()| e.flush())
+                            };
+                            offset += bytes.len() as u64;
+                            if written.is_err() {
+                                return ControlFlow::Break(());
+                            }
+                        }
+                        // Said once per 30 s (both streams see it).
+                        Frame::Retrying(why) if name == "stdout" || warned_at.is_some() => {
+                            if warned_at.is_none_or(|w| w.elapsed().as_secs() >= 30) {
+                                let why = belay_ssh::terminal_safe(&why);
+                                eprintln!(
+                                    "belay: {why}; retrying (Ctrl-C detaches, the job keeps running)"
+                                );
+                                warned_at = Some(std::time::Instant::now());
+                            }
+                        }
+                        Frame::Retrying(_) => {}
+                    }
                 }
                 ControlFlow::Continue(())
             },
             &interrupt::requested,
         );
+        if let Some(e) = broken {
+            anyhow::bail!("the belay daemon's {name} stream is unreadable: {e}");
+        }
         match result {
             Ok(_) => return Ok(()),
             Err(ClientError::Unavailable { .. }) if failures < 3 => {
@@ -393,4 +518,21 @@ pub fn cancel(client: &Client, jobs: &[String], grace: u32) -> Result<Vec<(Job, 
             (job, result)
         })
         .collect())
+}
+
+/// What a fetch through the daemon did.
+#[derive(Deserialize)]
+pub struct Fetched {
+    pub dir: std::path::PathBuf,
+    /// False: fetched already (by the daemon's own pass, say).
+    pub copied: bool,
+    pub problems: Vec<String>,
+}
+
+/// Have the daemon copy an ended job's outputs into `results/<id>/` (once).
+pub fn fetch_outputs(client: &Client, id: &str) -> Result<Fetched> {
+    Ok(client.post(
+        &format!("/v1/jobs/{}/fetches", encode(id)),
+        &serde_json::json!({ "again": false }),
+    )?)
 }

@@ -6,7 +6,6 @@
 //! with `--nocapture` to see them).
 
 use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use crate::support::remote::{Lab, Loopback};
@@ -61,7 +60,7 @@ fn s2_submit_cut_between_steps_is_adopted_never_launched_twice() {
             "BELAY_FAILPOINT",
             point,
         );
-        assert_eq!(out.status.signal(), Some(9), "{point}");
+        assert_killed_by_failpoint(&out, point);
         let t = Instant::now();
         let waited = b.run(&["wait", &name]);
         assert_eq!(

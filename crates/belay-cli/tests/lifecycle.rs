@@ -3,7 +3,6 @@
 //! and Ctrl-C detaching.
 
 use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use crate::support::*;
@@ -147,7 +146,7 @@ fn cancel_before_launch_means_it_never_runs() {
         "BELAY_FAILPOINT",
         "after-record",
     );
-    assert_eq!(out.status.signal(), Some(9));
+    assert_killed_by_failpoint(&out, "after-record");
     b.ok(&["cancel", "never"]);
     b.ok(&["ps"]);
     let job = b.job("never");

@@ -1,7 +1,6 @@
 //! Crash safety on the embedded host: belay SIGKILLed at every step of a
 //! submit, wrappers killed without an exit file, recycled pids, reboots.
 
-use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use crate::support::*;
@@ -18,11 +17,7 @@ fn a_submit_killed_at_any_step_launches_exactly_once() {
             "BELAY_FAILPOINT",
             point,
         );
-        assert_eq!(
-            out.status.signal(),
-            Some(9),
-            "{point}: belay should have died by SIGKILL"
-        );
+        assert_killed_by_failpoint(&out, point);
 
         // Recovery is what any later command does: reconcile from the job dir.
         b.ok(&["ps"]);
@@ -211,6 +206,8 @@ fn a_job_seen_from_another_node_is_neither_lost_nor_signalled() {
         ])
         .args(args)
         .env("BELAY_HOME", b.home.path())
+        // Another machine: it cannot reach this one's daemon socket.
+        .env("BELAY_NO_DAEMON", "1")
         .env("HOME", b.scratch("home"));
         run_with_deadline(c, Duration::from_secs(60))
     };
@@ -285,16 +282,20 @@ fn one_broken_orphan_does_not_stop_ps() {
         "BELAY_FAILPOINT",
         "after-record",
     );
-    assert_eq!(out.status.signal(), Some(9));
-    let ok = b.submit(&["--name", "fine", "local", "--", "sleep 300"]);
+    assert_killed_by_failpoint(&out, "after-record");
     std::fs::remove_dir(&wd).unwrap();
+    let ok = b.submit(&["--name", "fine", "local", "--", "sleep 300"]);
     let ps = b.run(&["ps", "--all", "--json"]);
     assert_eq!(ps.status.code(), Some(0), "{}", stderr_of(&ps));
-    assert!(
-        stderr_of(&ps).contains("orphan") || stderr_of(&ps).contains("does not exist"),
-        "{}",
-        stderr_of(&ps)
-    );
+    if !daemon_mode() {
+        // (Through the daemon its background pass may finish the orphan
+        // before `ps` asks, and says so in its log instead.)
+        assert!(
+            stderr_of(&ps).contains("orphan") || stderr_of(&ps).contains("does not exist"),
+            "{}",
+            stderr_of(&ps)
+        );
+    }
     assert_eq!(b.job("orphan")["state"], "failed");
     assert_eq!(b.job(&ok)["state"], "running");
     b.ok(&["cancel", "--grace", "1", &ok]);

@@ -215,8 +215,9 @@ fn bad_hosts_fail_with_the_real_ssh_error_and_record_nothing() {
     let out = b.run(&["run", "no-such-host-belay.invalid", "--", "true"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("no-such-host-belay.invalid"));
-    // Unreachable: a failure (1), with the OS's reason.
-    let out = b.run(&["run", "closed", "--", "true"]);
+    // Unreachable, and not to be queued: a failure (1), with the OS's
+    // reason. (Without --no-queue the daemon would queue it; tests/daemon.rs.)
+    let out = b.run(&["run", "--no-queue", "closed", "--", "true"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr_of(&out).to_lowercase().contains("refused"),
@@ -313,10 +314,12 @@ fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal_only() {
         env!("CARGO_BIN_EXE_belay")
     );
     let mut c = std::process::Command::new("script");
+    // Through the daemon the question is relayed to this terminal.
     c.args(["-q", "-e", "-c", &cmd, "/dev/null"])
         .env("BELAY_HOME", b.home.path())
         .env("BELAY_SSH_CONFIG", &host.config)
         .env("HOME", b.scratch("home"))
+        .env("BELAY_NO_DAEMON", if daemon_mode() { "" } else { "1" })
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -343,6 +346,13 @@ fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal_only() {
     );
     assert!(text.contains("unlocked"), "{text}");
     assert_eq!(status.code(), Some(0), "{text}");
+
+    if daemon_mode() {
+        // One answer serves the daemon's connection for as long as it
+        // lives: a command with no terminal now gets through (only the
+        // daemon's connection, unlocked above, can carry it).
+        assert_eq!(b.ok(&["run", "locked", "--", "echo again"]), "again\n");
+    }
 }
 
 #[test]
@@ -426,7 +436,12 @@ fn one_command_asks_ssh_for_a_hosts_settings_once() {
     // it again, and the connection needs it: one `ssh -G` answers all three.
     let host = Loopback::start();
     let b = host.belay();
-    let out = b.cmd(["-vv", "run", "-d", "target", "--", "true"]).output();
+    // (Counted in the command's own log: without the daemon, where the
+    // command does the resolving. Through it, the daemon resolves once
+    // per host for its whole life.)
+    let out = b
+        .cmd(["-vv", "--no-daemon", "run", "-d", "target", "--", "true"])
+        .output();
     let err = stderr_of(&out);
     assert!(out.status.success(), "{err}");
     assert_eq!(

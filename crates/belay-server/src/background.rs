@@ -24,22 +24,33 @@ use crate::state::Shared;
 /// this long).
 const TICK: Duration = Duration::from_millis(100);
 
+/// How often the list of hosts with work is read again from the store
+/// when nothing nudged the loop (a command working directly may have added
+/// a job meanwhile).
+const HOSTS_REFRESH: Duration = Duration::from_secs(5);
+
 pub async fn run(state: Shared) {
     let due: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut hosts: Vec<String> = Vec::new();
+    let mut hosts_read: Option<Instant> = None;
     loop {
-        let hosts = hosts_with_work(&state).await;
+        if hosts_read.is_none_or(|t| t.elapsed() >= HOSTS_REFRESH) {
+            hosts = hosts_with_work(&state).await;
+            hosts_read = Some(Instant::now());
+        }
         let now = Instant::now();
-        for host in hosts {
+        for host in &hosts {
             let is_due = due
                 .lock()
                 .expect("schedule lock")
-                .get(&host)
+                .get(host)
                 .is_none_or(|at| *at <= now);
             if !is_due || !running.lock().expect("running lock").insert(host.clone()) {
                 continue;
             }
-            let (state, due, running) = (state.clone(), due.clone(), running.clone());
+            let (state, due, running, host) =
+                (state.clone(), due.clone(), running.clone(), host.clone());
             tokio::task::spawn_blocking(move || {
                 let next = match pass(&state, &host) {
                     Ok(p) => jitter(next_interval(&p, state.is_followed(&host))),
@@ -57,8 +68,10 @@ pub async fn run(state: Shared) {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = state.nudge.notified() => {
-                // Someone is waiting on news: every host is due now.
+                // Someone is waiting on news (a submit, a follower): read
+                // the hosts again and look at every one now.
                 due.lock().expect("schedule lock").clear();
+                hosts_read = None;
             }
         }
     }

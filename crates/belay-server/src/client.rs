@@ -99,6 +99,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
     ) -> Result<Response, ClientError> {
         let stream = UnixStream::connect(&self.socket)
             .await
@@ -119,6 +120,9 @@ impl Client {
         if let Some(point) = &self.failpoint {
             request = request.header(crate::api::FAILPOINT_HEADER, point.as_str());
         }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .expect("a well-formed request");
@@ -135,7 +139,7 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
-        let response = self.send(method, path, body).await?;
+        let response = self.send(method, path, body, &[]).await?;
         let status = response.status();
         let bytes = response
             .into_body()
@@ -177,9 +181,22 @@ impl Client {
         piece: &mut dyn FnMut(&[u8]) -> ControlFlow<()>,
         stop: &dyn Fn() -> bool,
     ) -> Result<bool, ClientError> {
+        self.stream_with(method, path, body, &[], piece, stop)
+    }
+
+    /// [`Client::stream`] with extra request headers.
+    pub fn stream_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(&str, &str)],
+        piece: &mut dyn FnMut(&[u8]) -> ControlFlow<()>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<bool, ClientError> {
         let body = body.map(|b| serde_json::to_vec(b).expect("request bodies serialise"));
         self.runtime.block_on(async {
-            let response = self.send(method, path, body).await?;
+            let response = self.send(method, path, body, headers).await?;
             let status = response.status();
             if !status.is_success() {
                 let bytes = response
@@ -261,3 +278,72 @@ impl JsonLines {
 }
 
 pub use hyper::Method as HttpMethod;
+
+/// One piece of a framed log stream (`?frames=true`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// The job's bytes.
+    Data(Vec<u8>),
+    /// The host stopped answering; the stream resumes when it does.
+    Retrying(String),
+}
+
+/// Splits a framed log stream (`D <len>\n<bytes>`, `W <len>\n<text>`) as
+/// pieces arrive, whatever their boundaries.
+#[derive(Default)]
+pub struct FrameReader {
+    pending: Vec<u8>,
+}
+
+impl FrameReader {
+    pub fn feed(&mut self, piece: &[u8]) -> Result<Vec<Frame>, String> {
+        self.pending.extend_from_slice(piece);
+        let mut out = Vec::new();
+        while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
+            let head = std::str::from_utf8(&self.pending[..nl]).map_err(|e| e.to_string())?;
+            let (tag, len) = head
+                .split_once(' ')
+                .ok_or_else(|| format!("bad frame header {head:?}"))?;
+            let tag = tag.to_string();
+            let len: usize = len
+                .parse()
+                .map_err(|_| format!("bad frame length {head:?}"))?;
+            if self.pending.len() < nl + 1 + len {
+                break;
+            }
+            let payload = self.pending[nl + 1..nl + 1 + len].to_vec();
+            self.pending.drain(..nl + 1 + len);
+            out.push(match tag.as_str() {
+                "D" => Frame::Data(payload),
+                "W" => Frame::Retrying(String::from_utf8_lossy(&payload).into_owned()),
+                other => return Err(format!("unknown frame {other:?}")),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_split_whatever_the_piece_boundaries() {
+        let stream = b"D 3\nabcW 5\nhost?D 0\nD 2\n\nx";
+        for cut in 0..stream.len() {
+            let mut r = FrameReader::default();
+            let mut frames = r.feed(&stream[..cut]).unwrap();
+            frames.extend(r.feed(&stream[cut..]).unwrap());
+            assert_eq!(
+                frames,
+                [
+                    Frame::Data(b"abc".to_vec()),
+                    Frame::Retrying("host?".into()),
+                    Frame::Data(Vec::new()),
+                    Frame::Data(b"\nx".to_vec()),
+                ],
+                "cut at {cut}"
+            );
+        }
+    }
+}

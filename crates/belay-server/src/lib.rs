@@ -19,6 +19,7 @@
 //! - [`serve`]: the daemon's life — start, idle exit, stop;
 //! - [`state`]: what requests share (hosts, activity counters);
 //! - [`api`]: routes, one file per resource, and the OpenAPI document;
+//! - [`prompts`]: a connection's questions relayed to the client asking;
 //! - [`build`]: the identity a client compares with the daemon's;
 //! - [`client`] and [`autostart`]: the CLI's side.
 
@@ -31,6 +32,7 @@ pub mod listener;
 pub mod location;
 pub mod lock;
 pub mod output;
+pub mod prompts;
 pub mod serve;
 pub mod state;
 

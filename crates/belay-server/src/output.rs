@@ -18,6 +18,13 @@ const SKIP: u64 = 1 << 62;
 const MIN_DELAY: Duration = Duration::from_millis(20);
 const MAX_DELAY: Duration = Duration::from_millis(500);
 
+/// What a log stream carries: the job's bytes, or a word about the host
+/// (it stopped answering; the stream goes on when it does).
+pub enum Piece<'a> {
+    Data(&'a [u8]),
+    Retrying(String),
+}
+
 /// Send the stream from `offset` to `sink` (false: the client has gone),
 /// until its size when asked, or with `follow` until the job has ended and
 /// every byte is out. `gone` says the client has left.
@@ -27,7 +34,7 @@ pub fn stream(
     which: Which,
     mut offset: u64,
     follow: bool,
-    sink: &mut dyn FnMut(&[u8]) -> bool,
+    sink: &mut dyn FnMut(Piece<'_>) -> bool,
     gone: &dyn Fn() -> bool,
 ) -> belay_core::error::Result<()> {
     let mut delay = MIN_DELAY;
@@ -44,6 +51,9 @@ pub fn stream(
             Ok(c) => c,
             Err(belay_core::CoreError::Transport(t)) if follow && t.is_transient() => {
                 tracing::info!("following {}: {t}; retrying", job.id);
+                if !sink(Piece::Retrying(t.to_string())) {
+                    return Ok(());
+                }
                 sleep_unless(MAX_DELAY * 2, gone);
                 continue;
             }
@@ -62,7 +72,7 @@ pub fn stream(
         };
         let take = data.len().min(limit.saturating_sub(offset) as usize);
         if take > 0 {
-            if !sink(&data[..take]) {
+            if !sink(Piece::Data(&data[..take])) {
                 return Ok(());
             }
             offset += take as u64;

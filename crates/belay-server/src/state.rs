@@ -12,6 +12,8 @@ use belay_core::hosts::{Hosts, HostsOptions};
 use belay_core::time::now_ms;
 use tokio::sync::Notify;
 
+use crate::prompts::{PromptRoutes, RelayPrompter};
+
 pub struct DaemonState {
     pub home: BelayHome,
     /// The OpenSSH config file hosts are resolved with (`--ssh-config` or
@@ -32,6 +34,8 @@ pub struct DaemonState {
     /// Hosts with a job being followed or waited for, and how many
     /// clients do so: their passes run at the fast interval.
     followed: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// Questions from connections, relayed to clients with a terminal.
+    pub prompts: Arc<PromptRoutes>,
 }
 
 pub type Shared = Arc<DaemonState>;
@@ -41,13 +45,22 @@ impl DaemonState {
         home: BelayHome,
         ssh_config: Option<std::path::PathBuf>,
     ) -> belay_core::error::Result<Self> {
-        // No prompter: the daemon has no terminal. A host that needs a
-        // passphrase or a second factor fails with today's clear error.
+        // The daemon has no terminal: a question goes to the client asking
+        // about that host, if it has one; otherwise the connection fails
+        // with today's clear error.
+        let prompts = Arc::new(PromptRoutes::default());
+        let relay = prompts.clone();
         let hosts = Hosts::new(
             &home,
             HostsOptions {
                 ssh_config: ssh_config.clone(),
                 prompter: None,
+                prompter_for: Some(Arc::new(move |host: &str| {
+                    Arc::new(RelayPrompter {
+                        host: host.to_string(),
+                        routes: relay.clone(),
+                    }) as Arc<dyn belay_ssh::Prompter>
+                })),
             },
         )?;
         Ok(Self {
@@ -60,6 +73,7 @@ impl DaemonState {
             shutdown: Notify::new(),
             nudge: Notify::new(),
             followed: Default::default(),
+            prompts,
         })
     }
 

@@ -87,6 +87,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ChannelIo for T {}
 
 struct Live {
     conn: Connection,
+    /// The trust files as they were when this connection was made.
+    stamp: Option<crate::trust_stamp::TrustStamp>,
     channels: Arc<Semaphore>,
     shell_slots: Arc<Semaphore>,
     idle: Mutex<Vec<Shell>>,
@@ -177,8 +179,12 @@ impl Client {
     async fn ensure(&self) -> Result<Arc<Live>, SshError> {
         let mut st = self.state.lock().await;
         if let Some(l) = &st.live {
-            if l.conn.is_alive() {
+            let trust_changed = l.stamp.as_ref().is_some_and(|s| s.changed());
+            if l.conn.is_alive() && !trust_changed {
                 return Ok(l.clone());
+            }
+            if trust_changed {
+                tracing::info!(host = %self.alias, "known_hosts or config changed since connecting: reconnecting");
             }
             st.live = None;
         }
@@ -194,6 +200,12 @@ impl Client {
             }
         }
         st.last_attempt = Some(Instant::now());
+        // Taken before connecting: a change made meanwhile is seen next time.
+        let stamp = self
+            .resolve()
+            .await
+            .ok()
+            .map(|chain| crate::trust_stamp::TrustStamp::of(&chain));
         match self.connect_now().await {
             Ok(conn) => {
                 st.failures = 0;
@@ -205,6 +217,7 @@ impl Client {
                 }
                 let live = Arc::new(Live {
                     conn,
+                    stamp,
                     channels: Arc::new(Semaphore::new(self.opts.max_channels.max(1))),
                     shell_slots: Arc::new(Semaphore::new(
                         self.opts.max_shells.clamp(1, self.opts.max_channels.max(1)),

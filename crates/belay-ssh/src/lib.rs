@@ -10,7 +10,10 @@
 //! * [`Client`] / [`Pool`] — pooled, reconnecting connections with
 //!   [`Client::run_script`] (persistent `/bin/sh`), [`Client::exec`] and
 //!   [`Client::exec_stream`] (bulk data, [`ExecStream`]), and
-//!   [`Client::open_sftp`] ([`Sftp`]) for hosts that refuse commands.
+//!   [`Client::open_sftp`] ([`Sftp`]) for hosts that refuse commands. A
+//!   live connection is reused only while the known_hosts/config files its
+//!   trust came from are unchanged (`trust_stamp`): a long-lived daemon
+//!   re-checks a host key the user has since changed, as a new `ssh` would.
 //!
 //! Crypto backend: russh with `ring` (see README.md for the measurement).
 
@@ -30,6 +33,7 @@ pub mod sftp;
 mod shell;
 mod stream;
 mod tokens;
+mod trust_stamp;
 
 pub use auth::{AuthAttempt, AuthError};
 pub use backoff::Backoff;

@@ -88,6 +88,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         hosts: HostsOptions {
             ssh_config: cli.ssh_config,
             prompter: Some(std::sync::Arc::new(crate::prompt::TtyPrompter)),
+            prompter_for: None,
         },
         no_daemon,
         daemon: std::cell::OnceCell::new(),

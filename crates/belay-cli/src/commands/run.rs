@@ -39,39 +39,16 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     check_outputs(&a.outputs)?;
     spec.outputs = a.outputs.clone();
     if let Some(client) = ctx.daemon(true) {
-        // The daemon checks the host name as the engine would (exit 2).
-        let mut bar =
-            (!spec.inputs.is_empty()).then(|| TransferBar::new(&format!("inputs → {}", spec.host)));
-        let job = match daemon::submit(
-            client,
-            &spec,
-            !a.no_queue,
-            bar.as_mut()
-                .map(|b| b as &mut dyn belay_core::transfer::Progress),
-        )? {
-            Submitted::Job(job) => job,
-            Submitted::Interrupted(Some(job)) if job.state == JobState::Cancelled => {
-                return Err(CoreError::SubmitInterrupted { id: Some(job.id) }.into());
+        match through_daemon(client, &a, &spec) {
+            // The daemon has no terminal: a key that needs a passphrase
+            // (or a login that needs an answer) is asked for here, by this
+            // command working directly. Nothing was recorded (the host is
+            // reached before a job is).
+            Err(e) if needs_terminal_answer(&e) => {
+                tracing::info!("the daemon cannot answer a prompt ({e}); working directly");
             }
-            Submitted::Interrupted(Some(job)) => return Ok(finish(Outcome::Detached(job))),
-            Submitted::Interrupted(None) => {
-                return Err(CoreError::SubmitInterrupted { id: None }.into());
-            }
-        };
-        drop(bar);
-        say_if_queued(&job);
-        if a.detach {
-            return print_detached(&job, a.json);
+            done => return done,
         }
-        let outcome = daemon::follow(
-            client,
-            job,
-            Streams {
-                stdout: true,
-                stderr: true,
-            },
-        )?;
-        return finish_run(ctx, outcome, None);
     }
     belay_core::hosts::Hosts::new(&ctx.home, ctx.hosts.clone())?.validate(&spec.host)?;
     let mut engine = ctx.engine()?;
@@ -112,7 +89,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
             stderr: true,
         },
     )?;
-    finish_run(ctx, outcome, Some(engine))
+    finish_run(ctx, outcome, engine)
 }
 
 /// One line for a job recorded to start when its host answers.
@@ -126,6 +103,76 @@ fn say_if_queued(job: &Job) {
     }
 }
 
+/// A refusal that a person at this terminal could have answered.
+fn needs_terminal_answer(e: &anyhow::Error) -> bool {
+    use belay_ssh::Prompter;
+    matches!(
+        e.downcast_ref::<belay_server::ClientError>(),
+        Some(belay_server::ClientError::Api { kind, message, .. })
+            if kind == "refused" && message.contains("no terminal")
+    ) && crate::prompt::TtyPrompter.has_terminal()
+}
+
+/// `run` through the daemon: the submit (input progress drawn here), then
+/// the job's output streamed as it is written.
+fn through_daemon(client: &belay_server::Client, a: &RunArgs, spec: &JobSpec) -> Result<u8> {
+    // The daemon checks the host name as the engine would (exit 2).
+    let mut bar =
+        (!spec.inputs.is_empty()).then(|| TransferBar::new(&format!("inputs → {}", spec.host)));
+    let job = match daemon::submit(
+        client,
+        spec,
+        !a.no_queue,
+        bar.as_mut()
+            .map(|b| b as &mut dyn belay_core::transfer::Progress),
+    )? {
+        Submitted::Job(job) => job,
+        Submitted::Interrupted(Some(job)) if job.state == JobState::Cancelled => {
+            return Err(CoreError::SubmitInterrupted { id: Some(job.id) }.into());
+        }
+        Submitted::Interrupted(Some(job)) => return Ok(finish(Outcome::Detached(job))),
+        Submitted::Interrupted(None) => {
+            return Err(CoreError::SubmitInterrupted { id: None }.into());
+        }
+    };
+    drop(bar);
+    say_if_queued(&job);
+    if a.detach {
+        return print_detached(&job, a.json);
+    }
+    let outcome = daemon::follow(
+        client,
+        job,
+        Streams {
+            stdout: true,
+            stderr: true,
+        },
+    )?;
+    if let Outcome::Ended(job) = &outcome
+        && !job.outputs.is_empty()
+    {
+        // The daemon copies them (once: its own pass may have already).
+        match daemon::fetch_outputs(client, &job.id) {
+            Ok(f) => {
+                for problem in &f.problems {
+                    eprintln!("belay: warning: {}", belay_ssh::terminal_safe(problem));
+                }
+                let already = if f.copied { "" } else { " (fetched already)" };
+                eprintln!(
+                    "belay: outputs of {} in {}{already}",
+                    job.id,
+                    f.dir.display()
+                );
+            }
+            Err(e) => eprintln!(
+                "belay: warning: fetching outputs of {} failed: {e:#}",
+                job.id
+            ),
+        }
+    }
+    Ok(finish(outcome))
+}
+
 fn print_detached(job: &Job, json: bool) -> Result<u8> {
     if json {
         println!("{}", serde_json::to_string_pretty(&render::job_view(job))?);
@@ -137,14 +184,10 @@ fn print_detached(job: &Job, json: bool) -> Result<u8> {
 
 /// An attached run's end: its declared outputs fetched here, its exit
 /// status the job's.
-fn finish_run(ctx: &Ctx, outcome: Outcome, engine: Option<Engine>) -> Result<u8> {
+fn finish_run(ctx: &Ctx, outcome: Outcome, mut engine: Engine) -> Result<u8> {
     if let Outcome::Ended(job) = &outcome
         && !job.outputs.is_empty()
     {
-        let mut engine = match engine {
-            Some(e) => e,
-            None => ctx.engine()?,
-        };
         match super::fetch::fetch_outputs(ctx, &mut engine, job, None, false) {
             // Copied already (by a daemon's pass, or another command that
             // saw the job end): not a second time.

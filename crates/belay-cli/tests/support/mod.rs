@@ -32,6 +32,27 @@ pub fn daemon_mode() -> bool {
     std::env::var_os("BELAY_TEST_DAEMON").is_some_and(|v| v == "1")
 }
 
+/// A command whose `BELAY_FAILPOINT` fired: without the daemon the
+/// command itself died by SIGKILL; through it the daemon did (the work was
+/// its), and the command says that the daemon went away (exit 1).
+pub fn assert_killed_by_failpoint(out: &Output, what: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    if daemon_mode() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains("belay daemon") && err.contains("went away"),
+            "{what}: {err}"
+        );
+    } else {
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "{what}: belay should have died by SIGKILL"
+        );
+    }
+}
+
 impl Drop for Belay {
     /// Stop the daemon this test's commands started, if any: a test never
     /// leaves one behind (CI must not wait on it).

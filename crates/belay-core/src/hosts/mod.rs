@@ -8,10 +8,12 @@
 //! typo is bad input (exit 2), not a job stuck in `submitting`.
 //!
 //! - [`check`]: connect and time a round trip (`belay host check`);
-//! - [`keys`]: scan, trust and forget host keys (`belay host trust|forget`).
+//! - [`keys`]: scan, trust and forget host keys (`belay host trust|forget`);
+//! - [`view`]: their stable JSON shapes (CLI `--json` and the daemon's API).
 
 pub mod check;
 pub mod keys;
+pub mod view;
 
 use std::collections::HashMap;
 use std::net::ToSocketAddrs;
@@ -27,6 +29,10 @@ use crate::transport::local::LocalTransport;
 use crate::transport::ssh::{SshTransport, map_error, runtime};
 use crate::transport::{Transport, TransportError};
 
+/// Makes the prompter of one host's connection (the daemon relays each
+/// host's questions to whichever client is asking about that host).
+pub type PrompterFor = Arc<dyn Fn(&str) -> Arc<dyn Prompter> + Send + Sync>;
+
 /// Process-wide choices that affect every host.
 #[derive(Default, Clone)]
 pub struct HostsOptions {
@@ -35,6 +41,8 @@ pub struct HostsOptions {
     /// Who answers passphrase / keyboard-interactive / host-key questions
     /// (the CLI's terminal); `None`: nobody, never prompt.
     pub prompter: Option<Arc<dyn Prompter>>,
+    /// A prompter per host, used instead of `prompter` when set.
+    pub prompter_for: Option<PrompterFor>,
 }
 
 pub struct Hosts {
@@ -83,7 +91,9 @@ impl Hosts {
             jump_fallbacks: self.config.host(host).jump_fallbacks,
             ..ClientOptions::default()
         };
-        if let Some(p) = &self.options.prompter {
+        if let Some(make) = &self.options.prompter_for {
+            opts.prompter = make(host);
+        } else if let Some(p) = &self.options.prompter {
             opts.prompter = p.clone();
         }
         opts

@@ -106,31 +106,47 @@ pub struct SubmitRequest {
     pub queue: bool,
 }
 
-/// Sends one JSON line; false once the client has gone.
+/// Sends one JSON line (from a blocking thread, never from inside a
+/// runtime); false once the client has gone.
 fn send_line(tx: &mpsc::Sender<Bytes>, value: serde_json::Value) -> bool {
-    let mut line = value.to_string();
-    line.push('\n');
-    tx.blocking_send(Bytes::from(line)).is_ok()
+    tx.blocking_send(json_line(value)).is_ok()
 }
 
-/// Input-copy progress, relayed as JSON lines.
-struct RelayProgress(mpsc::Sender<Bytes>);
+fn json_line(value: serde_json::Value) -> Bytes {
+    let mut line = value.to_string();
+    line.push('\n');
+    Bytes::from(line)
+}
+
+/// A progress line: dropped rather than waited for when the client reads
+/// slowly (the next one says as much), and safe to send from inside the
+/// SSH runtime, where blocking is not allowed.
+fn progress_line(tx: &mpsc::Sender<Bytes>, value: serde_json::Value) -> bool {
+    tx.try_send(json_line(value)).is_ok()
+}
+
+/// Input-copy progress, relayed as JSON lines. Bytes moved while the
+/// client was not reading are added to the next line.
+struct RelayProgress(mpsc::Sender<Bytes>, u64);
 
 impl belay_core::transfer::Progress for RelayProgress {
     fn begin(&mut self, files: u64, bytes: u64) {
-        send_line(
+        progress_line(
             &self.0,
             json!({"event": "progress", "begin": {"files": files, "bytes": bytes}}),
         );
     }
     fn advance(&mut self, bytes: u64) {
-        send_line(&self.0, json!({"event": "progress", "advance": bytes}));
+        self.1 += bytes;
+        if progress_line(&self.0, json!({"event": "progress", "advance": self.1})) {
+            self.1 = 0;
+        }
     }
     fn file_done(&mut self) {
-        send_line(&self.0, json!({"event": "progress", "file_done": true}));
+        let _ = progress_line(&self.0, json!({"event": "progress", "file_done": true}));
     }
     fn warn(&mut self, message: &str) {
-        send_line(&self.0, json!({"event": "progress", "warn": message}));
+        let _ = progress_line(&self.0, json!({"event": "progress", "warn": message}));
     }
 }
 
@@ -140,6 +156,9 @@ pub async fn submit(
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     let failpoint = failpoint_of(&headers);
+    let terminal = headers
+        .get(crate::prompts::TERMINAL_HEADER)
+        .is_some_and(|v| v == "1");
     let Json(request) = body?;
     let spec = request.spec.checked()?;
     let options = belay_core::engine::SubmitOptions {
@@ -149,6 +168,9 @@ pub async fn submit(
     let worker = state.clone();
     tokio::task::spawn_blocking(move || {
         belay_core::failpoint::arm_for_thread(failpoint);
+        // Questions this host's connection asks go to this client's
+        // terminal while the submit runs.
+        let _route = terminal.then(|| worker.prompts.open(&spec.host, tx.clone()));
         let outcome = (|| -> Result<Job, ApiError> {
             // A bad host name is refused before the store is even opened.
             worker.hosts.validate(&spec.host)?;
@@ -156,7 +178,7 @@ pub async fn submit(
             let gone = tx.clone();
             engine.set_stop_check(Box::new(|| {}), Box::new(move || gone.is_closed()));
             if !spec.inputs.is_empty() {
-                engine.set_transfer_progress(Box::new(RelayProgress(tx.clone())));
+                engine.set_transfer_progress(Box::new(RelayProgress(tx.clone(), 0)));
             }
             let recorded = tx.clone();
             engine.on_recorded(Box::new(move |job: &Job| {
@@ -228,6 +250,53 @@ pub async fn cancel(
             }
         }
         Ok(Json(json!({ "results": results })))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+pub struct FetchBody {
+    /// Copy again even if the outputs were fetched already.
+    #[serde(default)]
+    again: bool,
+}
+
+/// `POST /v1/jobs/{job}/fetches`: copy an ended job's declared outputs
+/// into `$BELAY_HOME/results/<id>/` (what the background loop does by
+/// itself; once, unless `again`). Answers where they are, whether this
+/// request copied them, and one line per output that did not come whole.
+pub async fn fetch(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    Path(reference): Path<String>,
+    body: Result<Json<FetchBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(body) = body?;
+    let home = state.home.clone();
+    blocking_armed(&state, failpoint_of(&headers), move |engine| {
+        let (job, _) = engine.job(&reference)?;
+        if job.outputs.is_empty() {
+            return Err(ApiError::bad_input(format!(
+                "job {} declared no outputs (use `belay run --output PATH`; `belay pull` copies any path)",
+                job.id
+            )));
+        }
+        if job.state.is_live() {
+            return Err(ApiError::bad_input(format!(
+                "job {} is {}: its outputs are fetched once it ends",
+                job.id, job.state
+            )));
+        }
+        let mut quiet = |_: &str| -> Box<dyn belay_core::transfer::Progress> {
+            Box::new(belay_core::transfer::progress::Quiet)
+        };
+        let report = engine.fetch_outputs_home(&home, &job, body.again, &mut quiet)?;
+        Ok(Json(json!({
+            "job": job.id,
+            "dir": home.results_dir(&job.id),
+            "copied": report.is_some(),
+            "problems": report.map(|r| r.problems(&job.host)).unwrap_or_default(),
+        })))
     })
     .await
 }

@@ -12,6 +12,7 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
 use super::{ApiError, channel_body};
+use crate::output::Piece;
 use crate::state::Shared;
 
 #[derive(Deserialize)]
@@ -20,6 +21,21 @@ pub struct LogsQuery {
     offset: u64,
     #[serde(default)]
     follow: bool,
+    /// Framed (`application/x-belay-frames`): `D <len>\n<bytes>` for the
+    /// job's bytes, `W <len>\n<text>` when the host stopped answering
+    /// (the stream resumes when it does). What the CLI asks for, to say
+    /// so on the terminal; raw bytes otherwise.
+    #[serde(default)]
+    frames: bool,
+}
+
+/// One frame of a framed log stream.
+pub fn frame(tag: u8, payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() + 16);
+    out.push(tag);
+    out.extend_from_slice(format!(" {}\n", payload.len()).as_bytes());
+    out.extend_from_slice(payload);
+    Bytes::from(out)
 }
 
 /// Which of a job's streams.
@@ -50,6 +66,7 @@ pub async fn read(
     })
     .await?;
     let followed = q.follow.then(|| state.follow(&job.host));
+    let frames = q.frames;
     let (tx, body) = channel_body(16);
     let worker = state.clone();
     tokio::task::spawn_blocking(move || {
@@ -63,7 +80,17 @@ pub async fn read(
                 which,
                 q.offset,
                 q.follow,
-                &mut |bytes: &[u8]| tx.blocking_send(Bytes::copy_from_slice(bytes)).is_ok(),
+                &mut |piece: Piece<'_>| {
+                    let bytes = match (piece, frames) {
+                        (Piece::Data(d), false) => Bytes::copy_from_slice(d),
+                        (Piece::Data(d), true) => frame(b'D', d),
+                        (Piece::Retrying(w), true) => frame(b'W', w.as_bytes()),
+                        // Raw bytes have no room for a word: the client
+                        // just waits.
+                        (Piece::Retrying(_), false) => return !tx.is_closed(),
+                    };
+                    tx.blocking_send(bytes).is_ok()
+                },
                 &move || gone.is_closed(),
             )
         })();
@@ -73,8 +100,13 @@ pub async fn read(
             tracing::warn!("log stream ended early: {e}");
         }
     });
+    let content_type = if frames {
+        "application/x-belay-frames"
+    } else {
+        "application/octet-stream"
+    };
     Ok(axum::response::Response::builder()
-        .header("content-type", "application/octet-stream")
+        .header("content-type", content_type)
         .body(Body::new(body))
         .expect("a static response head"))
 }

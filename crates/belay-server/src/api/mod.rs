@@ -12,14 +12,19 @@
 //! - [`jobs`]: list, show (with events, optionally waiting for the end),
 //!   submit (a stream of events: recorded, input progress, the outcome),
 //!   cancel;
+//! - [`hosts`]: hosts, their health, checks, and their keys;
 //! - [`logs`]: a job's stdout/stderr from a byte offset, followed as
 //!   written;
+//! - [`prompts`]: answers to a connection's questions (passphrase, second
+//!   factor) that a submit relayed to its client;
 //! - [`daemon`]: who the daemon is; stopping it.
 
 pub mod daemon;
 pub mod error;
+pub mod hosts;
 pub mod jobs;
 pub mod logs;
+pub mod prompts;
 
 use std::convert::Infallible;
 
@@ -42,7 +47,16 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{job}", get(jobs::show))
         .route("/v1/jobs/{job}/logs/{stream}", get(logs::read))
+        .route("/v1/jobs/{job}/fetches", post(jobs::fetch))
         .route("/v1/cancellations", post(jobs::cancel))
+        .route("/v1/hosts", get(hosts::list))
+        .route("/v1/hosts/{host}", get(hosts::show))
+        .route("/v1/hosts/{host}/checks", post(hosts::check))
+        .route(
+            "/v1/hosts/{host}/key",
+            axum::routing::put(hosts::trust).delete(hosts::forget),
+        )
+        .route("/v1/prompts/{id}", post(prompts::answer))
         .fallback(|| async { ApiError::not_found("no such resource (see /v1/openapi.json)") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

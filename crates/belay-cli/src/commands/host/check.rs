@@ -5,7 +5,7 @@
 use anyhow::{Result, bail};
 use belay_core::hosts::Hosts;
 use belay_core::hosts::check::HostCheck;
-use serde_json::{Value, json};
+use belay_core::hosts::view::{check_json, ms};
 
 use super::super::{Ctx, UsageError};
 
@@ -25,30 +25,19 @@ pub fn check(ctx: &Ctx, mut names: Vec<String>, all: bool, as_json: bool) -> Res
     let mut failed = false;
     let mut results = Vec::new();
     for name in &names {
-        match engine.check_host(name) {
-            Ok(c) if Hosts::is_local(name) => {
-                if !as_json {
-                    println!("{name}: ok (embedded host)");
-                }
-                results.push(json!({"host": name, "ok": true, "total_ms": ms(c.total)}));
-            }
-            Ok(c) => {
-                if !as_json {
-                    print!("{}", check_lines(name, &c));
-                }
-                results.push(check_json(name, &c));
-            }
-            Err(err) => {
-                failed = true;
-                if !as_json {
-                    println!(
-                        "{name}: FAILED: {}",
-                        belay_ssh::terminal_safe(&err.to_string())
-                    );
-                }
-                results.push(json!({"host": name, "ok": false, "error": err.to_string()}));
+        let result = engine.check_host(name);
+        if !as_json {
+            match &result {
+                Ok(_) if Hosts::is_local(name) => println!("{name}: ok (embedded host)"),
+                Ok(c) => print!("{}", check_lines(name, c)),
+                Err(err) => println!(
+                    "{name}: FAILED: {}",
+                    belay_ssh::terminal_safe(&err.to_string())
+                ),
             }
         }
+        failed |= result.is_err();
+        results.push(check_json(name, &result));
     }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&results)?);
@@ -76,26 +65,4 @@ fn check_lines(name: &str, c: &HostCheck) -> String {
         ));
     }
     s
-}
-
-fn check_json(name: &str, c: &HostCheck) -> Value {
-    let hops: Vec<Value> = c
-        .hops
-        .iter()
-        .map(|h| {
-            json!({
-                "hop": h.alias, "target": h.target, "via": h.via,
-                "connect_ms": ms(h.connect), "kex_ms": ms(h.key_exchange), "auth_ms": ms(h.auth),
-                "auth": h.auth_method,
-            })
-        })
-        .collect();
-    json!({
-        "host": name, "ok": true, "route": c.route, "total_ms": ms(c.total),
-        "first_command_ms": ms(c.first_command), "round_trip_ms": ms(c.round_trip), "hops": hops,
-    })
-}
-
-fn ms(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

@@ -13,11 +13,11 @@ use anyhow::Result;
 use belay_core::hosts::Hosts;
 use belay_core::store::HostHealth;
 use belay_core::time::now_ms;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Ctx;
 use crate::cli::HostCommand;
-use crate::render::{ago, rfc3339};
+use crate::render::ago;
 
 pub fn host(ctx: &Ctx, cmd: HostCommand) -> Result<u8> {
     match cmd {
@@ -82,28 +82,12 @@ fn list(ctx: &Ctx, as_json: bool) -> Result<u8> {
         };
         rows.push((name, live, total, health));
     }
-    let status = |name: &str, h: &HostHealth| {
-        if Hosts::is_local(name) {
-            "healthy"
-        } else {
-            h.status(now)
-        }
-    };
+    let status = |name: &str, h: &HostHealth| belay_core::hosts::view::health_word(name, h, now);
     if as_json {
         let v: Vec<Value> = rows
             .iter()
             .map(|(name, live, total, h)| {
-                json!({
-                    "host": name,
-                    "health": status(name, h),
-                    "live_jobs": live,
-                    "jobs": total,
-                    "last_ok": h.last_ok_at.map(rfc3339),
-                    "last_route": h.last_route,
-                    "last_error": h.last_error,
-                    "last_error_at": h.last_error_at.map(rfc3339),
-                    "last_error_kind": h.last_error_kind,
-                })
+                belay_core::hosts::view::health_json(name, *live, *total, h, now)
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -3,51 +3,13 @@
 
 use anyhow::Result;
 use belay_core::hosts::Hosts;
+use belay_core::hosts::view::{agent_word, strict_word};
 use belay_core::time::now_ms;
-use belay_ssh::{IdentityAgent, ResolvedHost, StrictHostKeyChecking};
-use serde_json::{Value, json};
+use belay_ssh::ResolvedHost;
+use serde_json::json;
 
 use super::super::Ctx;
-use crate::render::{ago, rfc3339};
-
-/// StrictHostKeyChecking as ssh_config spells it.
-fn strict_word(s: &StrictHostKeyChecking) -> &'static str {
-    match s {
-        StrictHostKeyChecking::Yes => "yes",
-        StrictHostKeyChecking::AcceptNew => "accept-new",
-        StrictHostKeyChecking::No => "no",
-        StrictHostKeyChecking::Ask => "ask",
-    }
-}
-
-/// IdentityAgent as ssh_config spells it.
-fn agent_word(a: &IdentityAgent) -> String {
-    match a {
-        IdentityAgent::Environment => "SSH_AUTH_SOCK".into(),
-        IdentityAgent::Disabled => "none".into(),
-        IdentityAgent::Socket(p) => p.display().to_string(),
-    }
-}
-
-fn hop_json(h: &ResolvedHost) -> Value {
-    json!({
-        "alias": h.alias,
-        "hostname": h.hostname,
-        "user": h.user,
-        "port": h.port,
-        "identity_files": h.identity_files,
-        "certificate_files": h.certificate_files,
-        "identities_only": h.identities_only,
-        "identity_agent": agent_word(&h.identity_agent),
-        "proxy_jump": h.proxy_jump,
-        "proxy_command": h.proxy_command,
-        "user_known_hosts_files": h.user_known_hosts_files,
-        "strict_host_key_checking": strict_word(&h.strict_host_key_checking),
-        "host_key_alias": h.host_key_alias,
-        "server_alive_interval_s": h.server_alive_interval.map(|d| d.as_secs()),
-        "server_alive_count_max": h.server_alive_count_max,
-    })
-}
+use crate::render::ago;
 
 fn hop_lines(h: &ResolvedHost, indent: &str) -> String {
     let mut s = format!(
@@ -122,17 +84,7 @@ pub fn show(ctx: &Ctx, host: &str, as_json: bool) -> Result<u8> {
     }
     let chain = hosts.resolve(host)?;
     if as_json {
-        let v = json!({
-            "host": host,
-            "config_file": chain.config_file,
-            "target": hop_json(&chain.target),
-            "jumps": chain.jumps.iter().map(hop_json).collect::<Vec<_>>(),
-            "workroot": extras.workroot().0,
-            "jump_fallbacks": extras.jump_fallbacks,
-            "last_ok": health.last_ok_at.map(rfc3339),
-            "last_route": health.last_route,
-            "last_error": health.last_error,
-        });
+        let v = belay_core::hosts::view::chain_json(host, &chain, &extras, &health);
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }

@@ -76,7 +76,7 @@ fn engines_sharing_a_connection_stream_and_stop_without_leftovers() {
             &home,
             HostsOptions {
                 ssh_config: Some(config),
-                prompter: None,
+                ..HostsOptions::default()
             },
         )
         .unwrap(),

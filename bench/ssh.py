@@ -338,6 +338,15 @@ class Bench:
             kill(int(r.stderr.split("pid=")[1].split(")")[0]))
 
 
+def close_hosts(tmp, lo, lab):
+    """Stops the test hosts (either may be None) and removes `tmp`."""
+    if lab:
+        lab.close()
+    if lo:
+        lo.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_client_files(tmp, key, lo, lab):
     kh = os.path.join(tmp, "known_hosts")
     with open(kh, "w") as f:
@@ -458,11 +467,7 @@ def main():
                                      "openssh": r[3], "openssh_ms": r[4]} for r in rows],
                            "connect": notes}, f, indent=1)
     finally:
-        if lab:
-            lab.close()
-        if lo:
-            lo.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        close_hosts(tmp, lo, lab)
 
 
 def report(rows, notes, a):

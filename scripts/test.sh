@@ -3,7 +3,8 @@
 #
 # On a fresh Debian machine, run as root, it first installs what the tests
 # drive for real (OpenSSH server and client, iproute2 and nftables for
-# network-namespace hosts, rsync and Slurm for later suites). Tests that
+# network-namespace hosts, rsync and Slurm for later suites, inotify-tools
+# for the output follower on the test hosts). Tests that
 # need those parts fail, never skip, when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ need ssh-keygen openssh-client
 need ip iproute2
 need nft nftables
 need rsync rsync
+need inotifywait inotify-tools
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test.sh: missing ${packages[*]}; run as root (or install them) first" >&2

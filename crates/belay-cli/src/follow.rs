@@ -1,20 +1,22 @@
-//! Following a job: print its output from byte offsets as it grows, until
-//! the job ends or the user detaches (Ctrl-C); a host that goes away is
-//! retried (with a warning at most every 30 s) until it answers. Used by
-//! attached `run`, `logs -f` and (without printing) `wait`.
+//! Following a job: print its output as it is written, until the job ends
+//! or the user detaches (Ctrl-C); a host that goes away is retried (with a
+//! warning at most every 30 s) until it answers. Used by attached `run`,
+//! `logs -f` and (printing nothing) `wait`.
 //!
-//! Each round trip reads the job's state *and* both streams; when the state
-//! says "ended", the sizes read after it are final, so the loop stops having
-//! printed every byte exactly once. Polling backs off while nothing happens;
-//! on the embedded `local` host the job's files are watched between polls,
-//! so the loop ends as soon as the job writes its exit file.
+//! The waiting happens on the job's host: [`Engine::stream_output`] runs a
+//! follower there that sends each write as it lands and ends once the job's
+//! exit file is there and both streams are drained, so every byte is
+//! printed exactly once, also across a dropped link. `wait` uses the same
+//! stream with both outputs skipped: the follower's wait on the exit file
+//! ends it as soon as the job does, where a poll would add up to its
+//! interval, and a dead job is still found by the stream's reconcile.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use belay_core::CoreError;
-use belay_core::engine::Engine;
+use belay_core::engine::{Engine, Offsets, Piece, StreamEnd};
 use belay_core::job::Job;
 
 use crate::interrupt;
@@ -34,71 +36,55 @@ pub enum Outcome {
 /// Offsets past any real file: the stream is not read at all.
 pub const SKIP: u64 = 1 << 62;
 
-const MIN_DELAY: Duration = Duration::from_millis(20);
-const MAX_DELAY: Duration = Duration::from_millis(500);
+/// Shortest time between two "retrying" warnings.
+const WARN_EVERY: Duration = Duration::from_secs(30);
 
 pub fn follow(engine: &mut Engine, job: Job, streams: Streams) -> Result<Outcome> {
     interrupt::install();
-    let mut out_off = if streams.stdout { 0 } else { SKIP };
-    let mut err_off = if streams.stderr { 0 } else { SKIP };
-    let mut delay = MIN_DELAY;
-    let mut job = job;
+    let from = Offsets {
+        stdout: streams.stdout.then_some(0),
+        stderr: streams.stderr.then_some(0),
+    };
     let mut warned_at: Option<Instant> = None;
-    loop {
-        if interrupt::requested() {
-            return Ok(Outcome::Detached(job));
-        }
-        let chunk = match engine.read_output(&job, out_off, err_off, true) {
-            Ok(c) => c,
-            Err(CoreError::Transport(t)) if t.is_transient() => {
-                if warned_at.is_none_or(|w| w.elapsed() > Duration::from_secs(30)) {
-                    let t = belay_ssh::terminal_safe(&t.to_string());
-                    eprintln!("belay: {t}; retrying (Ctrl-C detaches, the job keeps running)");
+    let mut broken: Option<std::io::Error> = None;
+    let mut sink = |piece: Piece| {
+        let written = match piece {
+            Piece::Stdout(d) => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(&d).and_then(|()| o.flush())
+            }
+            Piece::Stderr(d) => {
+                let mut e = std::io::stderr().lock();
+                e.write_all(&d).and_then(|()| e.flush())
+            }
+            Piece::Retrying(why) => {
+                if warned_at.is_none_or(|w| w.elapsed() > WARN_EVERY) {
+                    let why = belay_ssh::terminal_safe(&why);
+                    eprintln!("belay: {why}; retrying (Ctrl-C detaches, the job keeps running)");
                     warned_at = Some(Instant::now());
                 }
-                sleep_unless_interrupted(MAX_DELAY * 2);
-                continue;
+                Ok(())
             }
-            Err(e) => return Err(e.into()),
         };
-        let got = chunk.stdout.len() + chunk.stderr.len();
-        if !chunk.stdout.is_empty() {
-            let mut o = std::io::stdout().lock();
-            o.write_all(&chunk.stdout)?;
-            o.flush()?;
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                broken = Some(e);
+                ControlFlow::Break(())
+            }
         }
-        if !chunk.stderr.is_empty() {
-            let mut e = std::io::stderr().lock();
-            e.write_all(&chunk.stderr)?;
-            e.flush()?;
-        }
-        out_off += chunk.stdout.len() as u64;
-        err_off += chunk.stderr.len() as u64;
-        job = engine.refresh(&job)?;
-        let drained = (out_off >= chunk.out_size || out_off >= SKIP)
-            && (err_off >= chunk.err_size || err_off >= SKIP);
-        if !job.state.is_live() && drained {
-            return Ok(Outcome::Ended(job));
-        }
-        if got > 0 {
-            delay = MIN_DELAY;
-            continue;
-        }
-        // Wait for news rather than for a fixed time: on `local` the job's
-        // files are watched, so the loop ends as soon as the exit file is
-        // written; elsewhere this is the backed-off poll.
-        engine.wait_for_news(
-            &job,
-            out_off,
-            err_off,
-            Instant::now() + delay,
-            &interrupt::requested,
-        );
-        delay = (delay * 2).min(MAX_DELAY);
+    };
+    let end = engine.stream_output(&job, from, &mut sink, &interrupt::requested)?;
+    if let Some(e) = broken {
+        return Err(e.into());
     }
+    Ok(match end {
+        StreamEnd::Ended(job) => Outcome::Ended(job),
+        StreamEnd::Stopped(job) => Outcome::Detached(job),
+    })
 }
 
-/// Poll the job's state (no output) until it ends or the user detaches.
+/// Wait (printing nothing) until the job ends or the user detaches.
 pub fn wait(engine: &mut Engine, job: Job) -> Result<Outcome> {
     follow(
         engine,
@@ -108,11 +94,4 @@ pub fn wait(engine: &mut Engine, job: Job) -> Result<Outcome> {
             stderr: false,
         },
     )
-}
-
-fn sleep_unless_interrupted(d: Duration) {
-    let end = Instant::now() + d;
-    while Instant::now() < end && !interrupt::requested() {
-        std::thread::sleep(Duration::from_millis(10).min(end - Instant::now()));
-    }
 }

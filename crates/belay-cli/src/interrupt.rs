@@ -1,7 +1,8 @@
 //! Ctrl-C while attached means "detach", not "kill": the job runs on the
-//! host regardless. A SIGINT handler sets a flag that the follow loop checks
-//! between round trips, so belay never stops half-way through writing
-//! output or recording state.
+//! host regardless. A SIGINT handler sets a flag that the output stream
+//! checks at every frame (the host's follower sends one at least every
+//! second), so belay never stops half-way through writing output or
+//! recording state.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

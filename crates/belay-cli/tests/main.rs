@@ -19,6 +19,7 @@ mod shared_home;
 mod ssh_trust;
 mod states;
 mod store_and_input;
+mod streaming;
 mod submit_outcomes;
 mod transfer;
 mod transfer_hardening;

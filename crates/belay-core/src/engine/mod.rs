@@ -8,7 +8,7 @@
 //!   job directories, finishes submits whose submitter died, and marks jobs
 //!   `lost` only on proof (the wrapper is gone and left no exit file).
 //! - [`cancel`] and [`output`]: stopping jobs and reading their output from
-//!   byte offsets.
+//!   byte offsets; [`follow`]: streaming it as it is written.
 //! - [`fetch`]: copying a job's declared outputs here (beside input upload
 //!   in [`submit`]).
 //! - [`health`]: the one writer of host health.
@@ -19,6 +19,7 @@
 pub mod advance;
 pub mod cancel;
 pub mod fetch;
+pub mod follow;
 pub mod health;
 pub mod output;
 pub mod reconcile;
@@ -37,6 +38,7 @@ use crate::store::Store;
 use crate::transport::Transport;
 
 pub use advance::{HostPass, next_interval};
+pub use follow::{Offsets, Piece, StreamEnd};
 pub use reconcile::HostProblem;
 pub use submit::SubmitOptions;
 

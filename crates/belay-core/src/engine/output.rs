@@ -1,6 +1,9 @@
 //! Reading a job's output from byte offsets. The files on the host are
 //! append-only, so (offset, bytes) is all a follower needs to resume after
-//! any interruption and print each byte exactly once.
+//! any interruption and print each byte exactly once. Following a live
+//! job as it writes is [`super::follow`] (the CLI's attached `run`,
+//! `logs -f` and `wait`); [`Engine::wait_for_news`] serves the daemon's log
+//! requests until they move to [`Engine::stream_output`].
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -20,6 +20,7 @@
 //! crashed belay) has the effect of running it once. `launch.lock` makes the
 //! launch exactly-once; the `exit` file is the only proof a job ended.
 
+pub mod follow;
 pub mod functions;
 pub mod report;
 pub mod scripts;

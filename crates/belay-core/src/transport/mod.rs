@@ -3,9 +3,9 @@
 //! protocol is built from that one operation, so the embedded `local` host
 //! and SSH hosts exercise exactly the same protocol code.
 //!
-//! Bulk data (file transfer) needs streams rather than buffered output:
-//! [`Transport::open_stream`] starts a script whose stdin and stdout are
-//! byte streams ([`DataStream`]).
+//! Bulk data (file transfer) and followed output need streams rather than
+//! buffered output: [`Transport::open_stream`] starts a script whose stdin
+//! and stdout are byte streams ([`DataStream`]).
 //!
 //! Implementations: [`local::LocalTransport`] (this machine, `/bin/sh`) and
 //! [`ssh::SshTransport`] (belay-ssh's persistent remote shell).

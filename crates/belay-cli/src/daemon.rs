@@ -345,55 +345,26 @@ fn settled(client: &Client, id: &str) -> Result<Job> {
 }
 
 /// Print the job's output as it is written until it ends, or Ctrl-C. The
-/// daemon streams each stream from a byte offset; a cut stream is asked
-/// again from where it got to, so each byte is printed once.
+/// daemon follows both streams from byte offsets with one follower on the
+/// host; a cut answer is asked again from the offsets reached, so each
+/// byte is printed once.
 pub fn follow(client: &Client, job: Job, streams: Streams) -> Result<Outcome> {
     interrupt::install();
-    let mut workers = Vec::new();
-    for (wanted, name) in [(streams.stdout, "stdout"), (streams.stderr, "stderr")] {
-        if !wanted {
-            continue;
-        }
-        let socket = client.socket().to_path_buf();
-        let id = job.id.clone();
-        workers.push(std::thread::spawn(move || follow_one(&socket, &id, name)));
-    }
-    let mut failure = None;
-    for w in workers {
-        match w.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failure = Some(e),
-            Err(_) => failure = Some(anyhow::anyhow!("an output stream failed")),
-        }
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    if interrupt::requested() {
-        return Ok(Outcome::Detached(job));
-    }
     if !streams.stdout && !streams.stderr {
         return wait(client, job);
     }
-    let (job, _, _) = self::job(client, &job.id)?;
-    if job.state.is_live() {
-        // The streams ended but the job has not (a daemon going away mid-
-        // stream ends them too): wait for the state to catch up.
-        return wait(client, job);
-    }
-    Ok(Outcome::Ended(job))
-}
-
-fn follow_one(socket: &std::path::Path, id: &str, name: &str) -> Result<()> {
-    let client = Client::new(socket);
-    let mut offset = 0u64;
+    let mut out = streams.stdout.then_some(0u64);
+    let mut err = streams.stderr.then_some(0u64);
     let mut failures = 0;
     let mut warned_at: Option<std::time::Instant> = None;
     loop {
-        let path = format!(
-            "/v1/jobs/{}/logs/{name}?follow=true&frames=true&offset={offset}",
-            encode(id)
-        );
+        let mut path = format!("/v1/jobs/{}/output?follow=true", encode(&job.id));
+        if let Some(o) = out {
+            path.push_str(&format!("&stdout={o}"));
+        }
+        if let Some(e) = err {
+            path.push_str(&format!("&stderr={e}"));
+        }
         let mut frames = FrameReader::default();
         let mut broken: Option<String> = None;
         let result = client.stream(
@@ -409,22 +380,19 @@ fn follow_one(socket: &std::path::Path, id: &str, name: &str) -> Result<()> {
                     }
                 };
                 for frame in parsed {
-                    match frame {
-                        Frame::Data(bytes) => {
-                            let written = if name == "stdout" {
-                                let mut o = std::io::stdout().lock();
-                                o.write_all(&bytes).and_then(|()| o.flush())
-                            } else {
-                                let mut e = std::io::stderr().lock();
-                                e.write_all(&bytes).and_then(|()| e.flush())
-                            };
-                            offset += bytes.len() as u64;
-                            if written.is_err() {
-                                return ControlFlow::Break(());
-                            }
+                    let written = match frame {
+                        Frame::Stdout(bytes) => {
+                            *out.get_or_insert(0) += bytes.len() as u64;
+                            let mut o = std::io::stdout().lock();
+                            o.write_all(&bytes).and_then(|()| o.flush())
                         }
-                        // Said once per 30 s (both streams see it).
-                        Frame::Retrying(why) if name == "stdout" || warned_at.is_some() => {
+                        Frame::Stderr(bytes) => {
+                            *err.get_or_insert(0) += bytes.len() as u64;
+                            let mut e = std::io::stderr().lock();
+                            e.write_all(&bytes).and_then(|()| e.flush())
+                        }
+                        Frame::Retrying(why) => {
+                            // At most every 30 s, as without the daemon.
                             if warned_at.is_none_or(|w| w.elapsed().as_secs() >= 30) {
                                 let why = belay_ssh::terminal_safe(&why);
                                 eprintln!(
@@ -432,8 +400,11 @@ fn follow_one(socket: &std::path::Path, id: &str, name: &str) -> Result<()> {
                                 );
                                 warned_at = Some(std::time::Instant::now());
                             }
+                            Ok(())
                         }
-                        Frame::Retrying(_) => {}
+                    };
+                    if written.is_err() {
+                        return ControlFlow::Break(());
                     }
                 }
                 ControlFlow::Continue(())
@@ -441,19 +412,30 @@ fn follow_one(socket: &std::path::Path, id: &str, name: &str) -> Result<()> {
             &interrupt::requested,
         );
         if let Some(e) = broken {
-            anyhow::bail!("the belay daemon's {name} stream is unreadable: {e}");
+            anyhow::bail!("the belay daemon's output stream is unreadable: {e}");
         }
         match result {
-            Ok(_) => return Ok(()),
+            Ok(false) => return Ok(Outcome::Detached(job)),
+            Ok(true) => break,
             Err(ClientError::Unavailable { .. }) if failures < 3 => {
                 // The daemon went away (restarted, killed): ask again from
-                // the offset reached.
+                // the offsets reached.
                 failures += 1;
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }
             Err(e) => return Err(e.into()),
         }
     }
+    if interrupt::requested() {
+        return Ok(Outcome::Detached(job));
+    }
+    let (job, _, _) = self::job(client, &job.id)?;
+    if job.state.is_live() {
+        // The answer ended but the job has not (a daemon going away mid-
+        // answer ends it too): wait for the state to catch up.
+        return wait(client, job);
+    }
+    Ok(Outcome::Ended(job))
 }
 
 /// `logs` without -f: the stream as it is now.

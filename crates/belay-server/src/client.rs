@@ -279,17 +279,19 @@ impl JsonLines {
 
 pub use hyper::Method as HttpMethod;
 
-/// One piece of a framed log stream (`?frames=true`).
+/// One piece of a framed output body (`GET /v1/jobs/{job}/output`).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
-    /// The job's bytes.
-    Data(Vec<u8>),
+    /// The job's stdout bytes.
+    Stdout(Vec<u8>),
+    /// Its stderr bytes.
+    Stderr(Vec<u8>),
     /// The host stopped answering; the stream resumes when it does.
     Retrying(String),
 }
 
-/// Splits a framed log stream (`D <len>\n<bytes>`, `W <len>\n<text>`) as
-/// pieces arrive, whatever their boundaries.
+/// Splits a framed output body (`O|E <len>\n<bytes>`, `W <len>\n<text>`)
+/// as pieces arrive, whatever their boundaries.
 #[derive(Default)]
 pub struct FrameReader {
     pending: Vec<u8>,
@@ -314,7 +316,8 @@ impl FrameReader {
             let payload = self.pending[nl + 1..nl + 1 + len].to_vec();
             self.pending.drain(..nl + 1 + len);
             out.push(match tag.as_str() {
-                "D" => Frame::Data(payload),
+                "O" => Frame::Stdout(payload),
+                "E" => Frame::Stderr(payload),
                 "W" => Frame::Retrying(String::from_utf8_lossy(&payload).into_owned()),
                 other => return Err(format!("unknown frame {other:?}")),
             });
@@ -329,7 +332,7 @@ mod tests {
 
     #[test]
     fn frames_are_split_whatever_the_piece_boundaries() {
-        let stream = b"D 3\nabcW 5\nhost?D 0\nD 2\n\nx";
+        let stream = b"O 3\nabcW 5\nhost?E 0\nO 2\n\nx";
         for cut in 0..stream.len() {
             let mut r = FrameReader::default();
             let mut frames = r.feed(&stream[..cut]).unwrap();
@@ -337,10 +340,10 @@ mod tests {
             assert_eq!(
                 frames,
                 [
-                    Frame::Data(b"abc".to_vec()),
+                    Frame::Stdout(b"abc".to_vec()),
                     Frame::Retrying("host?".into()),
-                    Frame::Data(Vec::new()),
-                    Frame::Data(b"\nx".to_vec()),
+                    Frame::Stderr(Vec::new()),
+                    Frame::Stdout(b"\nx".to_vec()),
                 ],
                 "cut at {cut}"
             );

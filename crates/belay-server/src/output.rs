@@ -1,108 +1,90 @@
-//! Serving one of a job's streams from a byte offset: the body of
-//! `GET /v1/jobs/{job}/logs/{stream}`. The offsets make it exact: a client
-//! cut off asks again from where it got to, and each byte arrives once.
+//! Serving a job's output from byte offsets: the bodies of
+//! `GET /v1/jobs/{job}/output` and `GET /v1/jobs/{job}/logs/{stream}`.
+//! The offsets make it exact: a client cut off asks again from where it
+//! got to, and each byte arrives once.
 //!
-//! A transient host error while following is waited out here (the job
-//! keeps running on its host); any other error ends the body early.
+//! Following is the engine's stream ([`Engine::stream_output`]): the
+//! waiting happens next to the files on the host, and a host that stops
+//! answering is retried (the client is told). Without following, the
+//! answer ends at each stream's size when first read, so a job that writes
+//! fast cannot keep it going.
 
-use std::time::{Duration, Instant};
+use std::ops::ControlFlow;
 
 use belay_core::engine::Engine;
+use belay_core::engine::follow::{Offsets, Piece as EnginePiece};
 use belay_core::job::Job;
 
-use crate::api::logs::Which;
+/// What an output stream carries: the job's bytes, or a word about the
+/// host (it stopped answering; the stream goes on when it does).
+pub enum Piece<'a> {
+    Stdout(&'a [u8]),
+    Stderr(&'a [u8]),
+    Retrying(String),
+}
 
 /// Offsets past any real file: the stream is not read at all.
 const SKIP: u64 = 1 << 62;
 
-const MIN_DELAY: Duration = Duration::from_millis(20);
-const MAX_DELAY: Duration = Duration::from_millis(500);
-
-/// What a log stream carries: the job's bytes, or a word about the host
-/// (it stopped answering; the stream goes on when it does).
-pub enum Piece<'a> {
-    Data(&'a [u8]),
-    Retrying(String),
-}
-
-/// Send the stream from `offset` to `sink` (false: the client has gone),
-/// until its size when asked, or with `follow` until the job has ended and
-/// every byte is out. `gone` says the client has left.
+/// Send the wanted streams from their offsets to `sink` (false: the client
+/// has gone), until their sizes when asked, or with `follow` until the job
+/// has ended and every byte is out. `gone` says the client has left.
 pub fn stream(
     engine: &mut Engine,
-    mut job: Job,
-    which: Which,
-    mut offset: u64,
+    job: Job,
+    from: Offsets,
     follow: bool,
     sink: &mut dyn FnMut(Piece<'_>) -> bool,
     gone: &dyn Fn() -> bool,
 ) -> belay_core::error::Result<()> {
-    let mut delay = MIN_DELAY;
-    let mut end: Option<u64> = None;
+    if follow {
+        let mut relay = |piece: EnginePiece| {
+            let more = match &piece {
+                EnginePiece::Stdout(b) => sink(Piece::Stdout(b)),
+                EnginePiece::Stderr(b) => sink(Piece::Stderr(b)),
+                EnginePiece::Retrying(w) => sink(Piece::Retrying(w.clone())),
+            };
+            if more {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        };
+        engine.stream_output(&job, from, &mut relay, gone)?;
+        return Ok(());
+    }
+    let mut out = from.stdout;
+    let mut err = from.stderr;
+    let mut ends: Option<(u64, u64)> = None;
     loop {
         if gone() {
             return Ok(());
         }
-        let (out_off, err_off) = match which {
-            Which::Stdout => (offset, SKIP),
-            Which::Stderr => (SKIP, offset),
-        };
-        let chunk = match engine.read_output(&job, out_off, err_off, follow) {
-            Ok(c) => c,
-            Err(belay_core::CoreError::Transport(t)) if follow && t.is_transient() => {
-                tracing::info!("following {}: {t}; retrying", job.id);
-                if !sink(Piece::Retrying(t.to_string())) {
+        let chunk = engine.read_output(&job, out.unwrap_or(SKIP), err.unwrap_or(SKIP), false)?;
+        let (out_end, err_end) = *ends.get_or_insert((chunk.out_size, chunk.err_size));
+        let mut moved = false;
+        if let Some(at) = out.as_mut() {
+            let take = chunk.stdout.len().min(out_end.saturating_sub(*at) as usize);
+            if take > 0 {
+                if !sink(Piece::Stdout(&chunk.stdout[..take])) {
                     return Ok(());
                 }
-                sleep_unless(MAX_DELAY * 2, gone);
-                continue;
+                *at += take as u64;
+                moved = true;
             }
-            Err(e) => return Err(e),
-        };
-        let (data, size) = match which {
-            Which::Stdout => (chunk.stdout, chunk.out_size),
-            Which::Stderr => (chunk.stderr, chunk.err_size),
-        };
-        // Without follow: up to the size seen first, so a job that writes
-        // fast cannot keep the answer going.
-        let limit = if follow {
-            u64::MAX
-        } else {
-            *end.get_or_insert(size)
-        };
-        let take = data.len().min(limit.saturating_sub(offset) as usize);
-        if take > 0 {
-            if !sink(Piece::Data(&data[..take])) {
-                return Ok(());
-            }
-            offset += take as u64;
         }
-        if !follow {
-            if take == 0 {
-                return Ok(());
+        if let Some(at) = err.as_mut() {
+            let take = chunk.stderr.len().min(err_end.saturating_sub(*at) as usize);
+            if take > 0 {
+                if !sink(Piece::Stderr(&chunk.stderr[..take])) {
+                    return Ok(());
+                }
+                *at += take as u64;
+                moved = true;
             }
-            continue;
         }
-        job = engine.refresh(&job)?;
-        if !job.state.is_live() && offset >= size {
+        if !moved {
             return Ok(());
         }
-        if take > 0 {
-            delay = MIN_DELAY;
-            continue;
-        }
-        let (out_off, err_off) = match which {
-            Which::Stdout => (offset, SKIP),
-            Which::Stderr => (SKIP, offset),
-        };
-        engine.wait_for_news(&job, out_off, err_off, Instant::now() + delay, gone);
-        delay = (delay * 2).min(MAX_DELAY);
-    }
-}
-
-fn sleep_unless(d: Duration, stop: &dyn Fn() -> bool) {
-    let end = Instant::now() + d;
-    while Instant::now() < end && !stop() {
-        std::thread::sleep(Duration::from_millis(10).min(end - Instant::now()));
     }
 }

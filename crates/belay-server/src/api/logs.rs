@@ -1,14 +1,23 @@
-//! `GET /v1/jobs/{job}/logs/{stdout|stderr}?offset=N&follow=BOOL`: the
-//! stream's bytes from offset N, exactly as the job wrote them
-//! (`application/octet-stream`). Without `follow` the answer ends at the
-//! stream's size when asked; with it, bytes are sent as they are written
-//! and the answer ends once the job has ended and every byte is out. A
-//! client cut off mid-way asks again from the offset it got to: every byte
-//! arrives exactly once.
+//! A job's output from byte offsets, exactly as the job wrote it.
+//!
+//! - `GET /v1/jobs/{job}/logs/{stdout|stderr}?offset=N&follow=BOOL`: one
+//!   stream's raw bytes (`application/octet-stream`), for scripts and curl;
+//! - `GET /v1/jobs/{job}/output?stdout=N&stderr=M&follow=BOOL`: the
+//!   streams asked for (an absent offset: not wanted) in one framed body
+//!   (`application/x-belay-frames`): `O <len>\n<bytes>` stdout,
+//!   `E <len>\n<bytes>` stderr, `W <len>\n<text>` when the host stopped
+//!   answering (the stream resumes when it does). What the CLI uses: one
+//!   follower on the host for both streams.
+//!
+//! Without `follow` an answer ends at the streams' sizes when asked; with
+//! it, bytes are sent as they are written and the answer ends once the job
+//! has ended and every byte is out. A client cut off mid-way asks again
+//! from the offsets it got to: every byte arrives exactly once.
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use belay_core::engine::follow::Offsets;
 use serde::Deserialize;
 
 use super::{ApiError, channel_body};
@@ -21,15 +30,17 @@ pub struct LogsQuery {
     offset: u64,
     #[serde(default)]
     follow: bool,
-    /// Framed (`application/x-belay-frames`): `D <len>\n<bytes>` for the
-    /// job's bytes, `W <len>\n<text>` when the host stopped answering
-    /// (the stream resumes when it does). What the CLI asks for, to say
-    /// so on the terminal; raw bytes otherwise.
-    #[serde(default)]
-    frames: bool,
 }
 
-/// One frame of a framed log stream.
+#[derive(Deserialize)]
+pub struct OutputQuery {
+    stdout: Option<u64>,
+    stderr: Option<u64>,
+    #[serde(default)]
+    follow: bool,
+}
+
+/// One frame of a framed output body.
 pub fn frame(tag: u8, payload: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(payload.len() + 16);
     out.push(tag);
@@ -38,35 +49,56 @@ pub fn frame(tag: u8, payload: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-/// Which of a job's streams.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Which {
-    Stdout,
-    Stderr,
-}
-
 pub async fn read(
     State(state): State<Shared>,
     Path((reference, stream)): Path<(String, String)>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     let Query(q) = query?;
-    let which = match stream.as_str() {
-        "stdout" => Which::Stdout,
-        "stderr" => Which::Stderr,
+    let from = match stream.as_str() {
+        "stdout" => Offsets {
+            stdout: Some(q.offset),
+            stderr: None,
+        },
+        "stderr" => Offsets {
+            stdout: None,
+            stderr: Some(q.offset),
+        },
         other => {
             return Err(ApiError::not_found(format!(
                 "no stream '{other}': stdout or stderr"
             )));
         }
     };
+    serve(state, reference, from, q.follow, false).await
+}
+
+pub async fn output(
+    State(state): State<Shared>,
+    Path(reference): Path<String>,
+    query: Result<Query<OutputQuery>, QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    let Query(q) = query?;
+    let from = Offsets {
+        stdout: q.stdout,
+        stderr: q.stderr,
+    };
+    serve(state, reference, from, q.follow, true).await
+}
+
+async fn serve(
+    state: Shared,
+    reference: String,
+    from: Offsets,
+    follow: bool,
+    framed: bool,
+) -> Result<axum::response::Response, ApiError> {
     // Resolve first, so an unknown job is a 404 rather than an empty body.
     let job = super::blocking(&state, move |engine| {
         Ok(engine.store().resolve(&reference)?)
     })
     .await?;
-    let followed = q.follow.then(|| state.follow(&job.host));
-    let frames = q.frames;
+    let followed = follow.then(|| state.follow(&job.host));
     let (tx, body) = channel_body(16);
     let worker = state.clone();
     tokio::task::spawn_blocking(move || {
@@ -77,13 +109,13 @@ pub async fn read(
             crate::output::stream(
                 &mut engine,
                 job,
-                which,
-                q.offset,
-                q.follow,
+                from,
+                follow,
                 &mut |piece: Piece<'_>| {
-                    let bytes = match (piece, frames) {
-                        (Piece::Data(d), false) => Bytes::copy_from_slice(d),
-                        (Piece::Data(d), true) => frame(b'D', d),
+                    let bytes = match (piece, framed) {
+                        (Piece::Stdout(d) | Piece::Stderr(d), false) => Bytes::copy_from_slice(d),
+                        (Piece::Stdout(d), true) => frame(b'O', d),
+                        (Piece::Stderr(d), true) => frame(b'E', d),
                         (Piece::Retrying(w), true) => frame(b'W', w.as_bytes()),
                         // Raw bytes have no room for a word: the client
                         // just waits.
@@ -96,11 +128,11 @@ pub async fn read(
         })();
         if let Err(e) = result {
             // The body is already under way: the client sees it cut short
-            // and asks again from its offset; the cause goes to the log.
-            tracing::warn!("log stream ended early: {e}");
+            // and asks again from its offsets; the cause goes to the log.
+            tracing::warn!("output stream ended early: {e}");
         }
     });
-    let content_type = if frames {
+    let content_type = if framed {
         "application/x-belay-frames"
     } else {
         "application/octet-stream"

@@ -13,8 +13,8 @@
 //!   submit (a stream of events: recorded, input progress, the outcome),
 //!   cancel;
 //! - [`hosts`]: hosts, their health, checks, and their keys;
-//! - [`logs`]: a job's stdout/stderr from a byte offset, followed as
-//!   written;
+//! - [`logs`]: a job's stdout/stderr from byte offsets, followed as
+//!   written (raw per stream, or both framed in one body);
 //! - [`prompts`]: answers to a connection's questions (passphrase, second
 //!   factor) that a submit relayed to its client;
 //! - [`daemon`]: who the daemon is; stopping it.
@@ -47,6 +47,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{job}", get(jobs::show))
         .route("/v1/jobs/{job}/logs/{stream}", get(logs::read))
+        .route("/v1/jobs/{job}/output", get(logs::output))
         .route("/v1/jobs/{job}/fetches", post(jobs::fetch))
         .route("/v1/cancellations", post(jobs::cancel))
         .route("/v1/hosts", get(hosts::list))

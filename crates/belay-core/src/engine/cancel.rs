@@ -148,7 +148,9 @@ impl Engine {
             })
             .collect();
         let script = scripts::cancel(&*scheduler, &targets, grace_secs);
+        crate::failpoint::hit("before-cancel-script");
         let out = transport.run_script(&script)?;
+        crate::failpoint::hit("after-cancel-script");
         self.note_host(host, Ok(()));
         let text = String::from_utf8_lossy(&out.stdout);
         if !text.lines().any(|l| l == "END") {

@@ -691,3 +691,35 @@ fn ctrl_c_of_an_attached_run_detaches_and_the_daemon_carries_on() {
     assert_eq!(stored(&b, &id, "state").as_deref(), Some("succeeded"));
     assert_eq!(std::fs::read_to_string(&fetched).unwrap(), "x\n");
 }
+
+#[test]
+fn a_crash_hook_sent_with_one_request_stays_with_that_request() {
+    // A submit carrying a hook it never reaches must not leave it armed on
+    // the daemon's worker thread, to fire in later work (a pass fetching
+    // outputs on the same thread).
+    let host = Loopback::start();
+    let b = through_daemon(host.belay());
+    b.cmd(["run", "local", "--", "true"]).ok();
+    let pid = daemon_pid(&b);
+    let id = b
+        .cmd([
+            "run",
+            "-d",
+            "--output",
+            "o.txt",
+            "target",
+            "--",
+            "sleep 0.5; echo o > o.txt",
+        ])
+        .env("BELAY_FAILPOINT", "during-output-fetch")
+        .ok()
+        .trim()
+        .to_string();
+    let fetched = b.home.path().join("results").join(&id).join("o.txt");
+    assert!(
+        poll(Duration::from_secs(15), || fetched.exists() || !is_running(pid)),
+        "outputs never fetched"
+    );
+    assert!(is_running(pid), "the daemon was killed by another request's hook");
+    assert_eq!(std::fs::read_to_string(&fetched).unwrap(), "o\n");
+}

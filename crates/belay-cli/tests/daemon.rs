@@ -717,9 +717,57 @@ fn a_crash_hook_sent_with_one_request_stays_with_that_request() {
         .to_string();
     let fetched = b.home.path().join("results").join(&id).join("o.txt");
     assert!(
-        poll(Duration::from_secs(15), || fetched.exists() || !is_running(pid)),
+        poll(Duration::from_secs(15), || fetched.exists()
+            || !is_running(pid)),
         "outputs never fetched"
     );
-    assert!(is_running(pid), "the daemon was killed by another request's hook");
+    assert!(
+        is_running(pid),
+        "the daemon was killed by another request's hook"
+    );
     assert_eq!(std::fs::read_to_string(&fetched).unwrap(), "o\n");
+}
+
+// ------------------------------------------------- found by the benchmarks
+
+#[test]
+fn a_pass_that_probed_before_a_submit_staged_its_job_does_not_call_it_lost() {
+    // A daemon's pass runs beside submits. One that listed a job while it
+    // was still being submitted, and probed before it was staged, must not
+    // apply that "no job directory" to the job the submit has launched
+    // meanwhile (seen: 3 of 1,000 jobs `lost` 2-14 ms after their launch,
+    // still running on the host). Direct mode, to order the two processes.
+    let host = Loopback::start();
+    let b = host.belay();
+    // The host's workroot (and its marker) exists: a missing directory
+    // is then taken as proof.
+    b.cmd(["run", "target", "--", "true"])
+        .env("BELAY_NO_DAEMON", "1")
+        .ok();
+    let mut submit = b.command(&["run", "-d", "--name", "racing", "target", "--", "sleep 30"]);
+    submit
+        .env("BELAY_NO_DAEMON", "1")
+        .env("BELAY_FAILPOINT", "pause-before-stage")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let submit = submit.spawn().unwrap();
+    assert!(
+        poll(Duration::from_secs(10), || stored(&b, "racing", "state")
+            .is_some()),
+        "never recorded"
+    );
+    // Probes while the job is submitting but not staged, then waits (3 s)
+    // while the submit (paused 1 s) stages and launches it.
+    let out = b
+        .cmd(["advance"])
+        .env("BELAY_NO_DAEMON", "1")
+        .env("BELAY_FAILPOINT", "pause-after-probe")
+        .output();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let submitted = submit.wait_with_output().unwrap();
+    assert!(submitted.status.success(), "{}", stderr_of(&submitted));
+    let state = stored(&b, "racing", "state").unwrap();
+    assert_ne!(state, "lost", "{:?}", stored(&b, "racing", "reason"));
+    b.wait_state("racing", "running", Duration::from_secs(10));
+    b.cmd(["cancel", "--grace", "1", "racing"]).ok();
 }

@@ -116,10 +116,17 @@ def rss_kib(pid):
 
 
 def wait_running(b, ids, within=120):
+    """Until every job runs; a job that ended instead (none should: they
+    sleep an hour) is said and no longer waited for."""
     want, deadline = set(ids), time.time() + within
     while True:
-        jobs = json.loads(b("ps", "--json"))
-        if sum(j["id"] in want and j["state"] == "running" for j in jobs) == len(want):
+        jobs = {j["id"]: j for j in json.loads(b("ps", "--all", "--json")) if j["id"] in want}
+        ended = [j for j in jobs.values() if j["state"] not in
+                 ("queued", "submitting", "pending", "running", "held")]
+        for j in ended:
+            print(f"!! job {j['id']} ended {j['state']}: {j['reason']}")
+            want.discard(j["id"])
+        if sum(j["state"] == "running" for j in jobs.values()) == len(want):
             return
         if time.time() > deadline:
             raise RuntimeError("the jobs never all ran")

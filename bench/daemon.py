@@ -55,18 +55,13 @@ def build():
 
 
 def write_config(tmp, key, lo):
-    kh = os.path.join(tmp, "known_hosts")
-    with open(kh, "w") as f:
-        f.write(f"[127.0.0.1]:{lo.port} {lo.host_key}\n")
-    cfg = os.path.join(tmp, "ssh_config")
-    text = "".join(f"Host {h}\n  HostName 127.0.0.1\n  Port {lo.port}\n"
-                   for h in ["target"] + HOSTS)
-    text += (f"Host *\n  User root\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
-             f"  IdentityAgent none\n  BatchMode yes\n  UserKnownHostsFile {kh}\n"
-             "  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n"
-             "  ControlMaster no\n")
+    """bench/ssh.py's client files, with 10 more aliases of the sshd."""
+    cfg = sshbench.write_client_files(tmp, key, lo, None)
+    aliases = "".join(f"Host {h}\n  HostName 127.0.0.1\n  Port {lo.port}\n" for h in HOSTS)
+    with open(cfg) as f:
+        text = f.read()
     with open(cfg, "w") as f:
-        f.write(text)
+        f.write(aliases + text)
     return cfg
 
 

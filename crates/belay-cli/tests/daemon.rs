@@ -134,7 +134,7 @@ fn the_first_command_starts_a_daemon_that_holds_none_of_its_pipes() {
     assert_eq!(info["home"], home.to_str().unwrap());
 
     // Its own session; stdio on /dev/null and serve.log; no pipe at all.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let stat = read(format!("/proc/{pid}/stat"));
     let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
     assert_eq!(fields[3], pid.to_string(), "a session leader: {stat}");
     assert_eq!(
@@ -341,7 +341,7 @@ fn a_socket_left_by_a_killed_daemon_is_replaced_by_the_next_commands_daemon() {
     let second = daemon_pid(&b);
     assert_ne!(second, pid);
     assert!(is_running(second));
-    let log = std::fs::read_to_string(b.home.path().join("serve.log")).unwrap();
+    let log = read(b.home.path().join("serve.log"));
     assert!(log.contains("removing a stale socket file"), "{log}");
 }
 
@@ -511,7 +511,7 @@ fn a_detached_jobs_outputs_are_fetched_with_no_cli_running() {
         "outputs never fetched; job {:?}",
         stored(&b, &id, "state")
     );
-    assert_eq!(std::fs::read_to_string(&fetched).unwrap(), "data\n");
+    assert_eq!(read(&fetched), "data\n");
     let ended: i64 = stored(&b, &id, "CAST(ended_at AS TEXT)")
         .expect("ended")
         .parse()
@@ -536,14 +536,24 @@ fn a_detached_jobs_outputs_are_fetched_with_no_cli_running() {
 
 // ------------------------------------------------------------------- chaos
 
-/// An `Output` that says the daemon answering it was SIGKILLed mid-request.
-fn cut_off(out: &Output, what: &str) {
-    assert_eq!(out.status.code(), Some(1), "{what}: {}", stderr_of(out));
+/// The command's daemon (`pid`) was SIGKILLed at `point` mid-request: the
+/// command says the daemon went away, exit 1.
+fn cut_off(out: &Output, pid: u32, point: &str) {
+    assert_eq!(out.status.code(), Some(1), "{point}: {}", stderr_of(out));
     assert!(
         stderr_of(out).contains("daemon"),
-        "{what}: {}",
+        "{point}: {}",
         stderr_of(out)
     );
+    assert!(
+        gone(pid, Duration::from_secs(5)),
+        "{point}: the daemon died"
+    );
+}
+
+fn read(path: impl AsRef<Path>) -> String {
+    let path = path.as_ref();
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]
@@ -559,11 +569,7 @@ fn a_daemon_killed_at_each_step_of_a_submit_loses_nothing_and_launches_once() {
             .cmd(["run", "-d", "--name", "cut", "target", "--", &cmd])
             .env("BELAY_FAILPOINT", point)
             .output();
-        cut_off(&out, point);
-        assert!(
-            gone(pid, Duration::from_secs(5)),
-            "{point}: the daemon died"
-        );
+        cut_off(&out, pid, point);
         // The next command starts a new daemon, which finishes the work.
         let waited = b.cmd(["wait", "cut"]).output();
         assert_eq!(
@@ -592,11 +598,7 @@ fn a_daemon_killed_mid_cancel_leaves_the_cancel_to_the_next_command() {
             .cmd(["cancel", "victim"])
             .env("BELAY_FAILPOINT", point)
             .output();
-        cut_off(&out, point);
-        assert!(
-            gone(pid, Duration::from_secs(5)),
-            "{point}: the daemon died"
-        );
+        cut_off(&out, pid, point);
         // The next command (a new daemon) finishes the cancel.
         let job = b.wait_state(&id, "cancelled", Duration::from_secs(30));
         assert_eq!(job["state"], "cancelled", "{point}");
@@ -644,14 +646,8 @@ fn a_daemon_killed_mid_output_fetch_leaves_it_to_the_next_daemon() {
                     .is_some()),
             "{point}: never fetched"
         );
-        assert_eq!(
-            std::fs::read_to_string(results.join("a.txt")).unwrap(),
-            "a\n"
-        );
-        assert_eq!(
-            std::fs::read_to_string(results.join("b.txt")).unwrap(),
-            "b\n"
-        );
+        assert_eq!(read(results.join("a.txt")), "a\n");
+        assert_eq!(read(results.join("b.txt")), "b\n");
     }
 }
 
@@ -689,7 +685,7 @@ fn ctrl_c_of_an_attached_run_detaches_and_the_daemon_carries_on() {
         stored(&b, &id, "state")
     );
     assert_eq!(stored(&b, &id, "state").as_deref(), Some("succeeded"));
-    assert_eq!(std::fs::read_to_string(&fetched).unwrap(), "x\n");
+    assert_eq!(read(&fetched), "x\n");
 }
 
 #[test]
@@ -725,7 +721,7 @@ fn a_crash_hook_sent_with_one_request_stays_with_that_request() {
         is_running(pid),
         "the daemon was killed by another request's hook"
     );
-    assert_eq!(std::fs::read_to_string(&fetched).unwrap(), "o\n");
+    assert_eq!(read(&fetched), "o\n");
 }
 
 // ------------------------------------------------- found by the benchmarks

@@ -28,6 +28,24 @@ const CANCELLED_QUEUED: &str = "cancelled (belay cancel) while queued: it was ne
 /// Default seconds between TERM and KILL.
 pub const DEFAULT_GRACE_SECS: u32 = 10;
 
+/// The same failure for every job of one host's cancel.
+fn fail_all(
+    results: &mut HashMap<String, Result<Job>>,
+    host: &str,
+    jobs: &[&Job],
+    cause: &CoreError,
+) {
+    for job in jobs {
+        results.insert(
+            job.id.clone(),
+            Err(CoreError::Protocol {
+                host: host.to_string(),
+                message: format!("cancelling job {}: {cause}", job.id),
+            }),
+        );
+    }
+}
+
 impl Engine {
     /// Stop a job. Ended jobs are returned unchanged.
     pub fn cancel(&mut self, job: &Job, grace_secs: u32) -> Result<Job> {
@@ -68,16 +86,7 @@ impl Engine {
             // the next command that reaches the host, never forgotten.
             let ids: Vec<&str> = host_jobs.iter().map(|j| j.id.as_str()).collect();
             if let Err(e) = self.store.record_cancels_pending(&ids, grace_secs) {
-                let message = e.to_string();
-                for job in host_jobs {
-                    results.insert(
-                        job.id.clone(),
-                        Err(CoreError::Protocol {
-                            host: host.to_string(),
-                            message: format!("cancelling job {}: {message}", job.id),
-                        }),
-                    );
-                }
+                fail_all(&mut results, host, &host_jobs, &e);
                 continue;
             }
             match self.cancel_on_host(host, &host_jobs, grace_secs) {
@@ -100,16 +109,7 @@ impl Engine {
                     // Not a cause a retry cures: said now, not retried by
                     // every later pass.
                     let _ = self.store.clear_cancels_pending(host, &ids);
-                    let message = e.to_string();
-                    for job in host_jobs {
-                        results.insert(
-                            job.id.clone(),
-                            Err(CoreError::Protocol {
-                                host: host.to_string(),
-                                message: format!("cancelling job {}: {message}", job.id),
-                            }),
-                        );
-                    }
+                    fail_all(&mut results, host, &host_jobs, &e);
                 }
             }
         }

@@ -23,14 +23,23 @@ use crate::state::Shared;
 /// How often the schedule is looked at (a pass that came due waits at most
 /// this long).
 const TICK: Duration = Duration::from_millis(100);
+/// How often the hosts with work are listed again: listing reads every
+/// live job, too much to do at every tick with a thousand of them (a
+/// submit or a follower nudges, and the list is read at once).
+const LIST_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn run(state: Shared) {
     let due: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut hosts = Vec::new();
+    let mut listed_at: Option<Instant> = None;
     loop {
-        let hosts = hosts_with_work(&state).await;
+        if listed_at.is_none_or(|at| at.elapsed() >= LIST_EVERY) {
+            hosts = hosts_with_work(&state).await;
+            listed_at = Some(Instant::now());
+        }
         let now = Instant::now();
-        for host in hosts {
+        for host in hosts.iter().cloned() {
             let is_due = due
                 .lock()
                 .expect("schedule lock")
@@ -59,6 +68,7 @@ pub async fn run(state: Shared) {
             _ = state.nudge.notified() => {
                 // Someone is waiting on news: every host is due now.
                 due.lock().expect("schedule lock").clear();
+                listed_at = None;
             }
         }
     }

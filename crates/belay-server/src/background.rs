@@ -39,15 +39,16 @@ pub async fn run(state: Shared) {
             listed_at = Some(Instant::now());
         }
         let now = Instant::now();
-        for host in hosts.iter().cloned() {
+        for host in &hosts {
             let is_due = due
                 .lock()
                 .expect("schedule lock")
-                .get(&host)
+                .get(host)
                 .is_none_or(|at| *at <= now);
             if !is_due || !running.lock().expect("running lock").insert(host.clone()) {
                 continue;
             }
+            let host = host.clone();
             let (state, due, running) = (state.clone(), due.clone(), running.clone());
             tokio::task::spawn_blocking(move || {
                 let next = match pass(&state, &host) {

@@ -699,6 +699,19 @@ fn a_crash_hook_sent_with_one_request_stays_with_that_request() {
     let b = through_daemon(host.belay());
     b.cmd(["run", "local", "--", "true"]).ok();
     let pid = daemon_pid(&b);
+    // Several submits at once carry the hook: several worker threads.
+    let hooked: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = b.command(&["run", "-d", "target", "--", "true"]);
+            c.env("BELAY_FAILPOINT", "during-output-fetch")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for mut c in hooked {
+        assert!(c.wait().unwrap().success());
+    }
     let id = b
         .cmd([
             "run",

@@ -26,7 +26,13 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    if let Err(line) = logging::init(cli.verbose) {
+    // The daemon logs what it does (to serve.log when in the background):
+    // it has no terminal to report to otherwise.
+    let verbose = match cli.command {
+        cli::Command::Serve(_) => cli.verbose.max(1),
+        _ => cli.verbose,
+    };
+    if let Err(line) = logging::init(verbose) {
         eprintln!("belay: {line}");
         return ExitCode::from(2);
     }

@@ -9,6 +9,7 @@
 mod support;
 
 mod chaos;
+mod daemon;
 mod hosts_and_outputs;
 mod lifecycle;
 mod queue;

@@ -10,55 +10,12 @@
 //! failpoint builds only): outside tests only the daemon queues.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use belay_testbed::HostBlock;
 use serde_json::Value;
 
-use crate::support::remote::Loopback;
+use crate::support::remote::{Away, Loopback};
 use crate::support::*;
-
-/// A real sshd, reachable as `later` once it [`Away::comes_back`].
-struct Away {
-    host: Loopback,
-    config: PathBuf,
-}
-
-impl Away {
-    fn start() -> Self {
-        let host = Loopback::start();
-        let config = host.dir.path().join("ssh_config_later");
-        let away = Self { host, config };
-        away.point_at(1);
-        away
-    }
-
-    /// `later` at `port`; `stranger` at the sshd, whose key it does not know.
-    fn point_at(&self, port: u16) {
-        let block = HostBlock::new("later")
-            .hostname("127.0.0.1")
-            .port(port)
-            .test_client(&self.host.key, &self.host.known_hosts);
-        let empty = self.host.dir.path().join("known_hosts_empty");
-        std::fs::write(&empty, "").expect("known_hosts");
-        let stranger = HostBlock::new("stranger")
-            .hostname("127.0.0.1")
-            .port(self.host.sshd.port())
-            .test_client(&self.host.key, &empty);
-        std::fs::write(&self.config, format!("{block}{stranger}")).expect("config");
-    }
-
-    fn comes_back(&self) {
-        self.point_at(self.host.sshd.port());
-    }
-
-    fn belay(&self) -> Belay {
-        Belay::new()
-            .with_env("BELAY_SSH_CONFIG", self.config.to_str().expect("utf8"))
-            .with_env("BELAY_TEST_QUEUE", "1")
-    }
-}
 
 /// `run -d later …`, queued: returns the job id.
 fn queue(b: &Belay, args: &[&str]) -> String {

@@ -8,6 +8,7 @@
 //!   step of a multi-step operation, exactly as a real crash would leave
 //!   things (no destructors, no flushing). `transfer-bytes:N` fires once N
 //!   bytes of file content have crossed the link.
+//! - `pause-*` points sleep instead ([`pause`]), to order two processes.
 //! - `BELAY_TEST_QUEUE=1` lets a direct-mode `run -d` queue a job for a
 //!   host that does not answer, as a daemon's submit does.
 //! - `BELAY_BOOT_ID_FILE` (read by the remote scripts) stands in for
@@ -61,6 +62,14 @@ pub fn hit(point: &str) {
 /// and the caller then plays the fault (a lost reply, say).
 pub fn hit_soft(point: &str) -> bool {
     armed().is_some_and(|v| v == point)
+}
+
+/// Sleep `for_` here if `BELAY_FAILPOINT` names `point`: a test holds one
+/// process between two steps while another acts (a race made certain).
+pub fn pause(point: &str, for_: std::time::Duration) {
+    if armed().is_some_and(|v| v == point) {
+        std::thread::sleep(for_);
+    }
 }
 
 /// `BELAY_TEST_QUEUE=1`: `run -d` queues a job for a host that does not

@@ -90,7 +90,13 @@ impl Belay {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_belay"));
+        self.command_of(Path::new(env!("CARGO_BIN_EXE_belay")), args)
+    }
+
+    /// [`Belay::command`] with another `belay` executable (a copy: another
+    /// build, as far as a daemon can tell).
+    pub fn command_of(&self, exe: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(exe);
         c.args(args)
             .env("BELAY_HOME", self.home.path())
             .env_remove("BELAY_FAILPOINT")

@@ -215,3 +215,46 @@ impl Lab {
         Belay::new().with_env("BELAY_SSH_CONFIG", self.config.to_str().expect("utf8"))
     }
 }
+
+/// A host that is known but away: an ssh_config alias `later` pointing at a
+/// closed port, rewritten to point at a real sshd when it
+/// [`Away::comes_back`].
+pub struct Away {
+    pub host: Loopback,
+    pub config: PathBuf,
+}
+
+impl Away {
+    pub fn start() -> Self {
+        let host = Loopback::start();
+        let config = host.dir.path().join("ssh_config_later");
+        let away = Self { host, config };
+        away.point_at(1);
+        away
+    }
+
+    /// `later` at `port`; `stranger` at the sshd, whose key it does not know.
+    pub fn point_at(&self, port: u16) {
+        let block = HostBlock::new("later")
+            .hostname("127.0.0.1")
+            .port(port)
+            .test_client(&self.host.key, &self.host.known_hosts);
+        let empty = self.host.dir.path().join("known_hosts_empty");
+        std::fs::write(&empty, "").expect("known_hosts");
+        let stranger = HostBlock::new("stranger")
+            .hostname("127.0.0.1")
+            .port(self.host.sshd.port())
+            .test_client(&self.host.key, &empty);
+        std::fs::write(&self.config, format!("{block}{stranger}")).expect("config");
+    }
+
+    pub fn comes_back(&self) {
+        self.point_at(self.host.sshd.port());
+    }
+
+    pub fn belay(&self) -> Belay {
+        Belay::new()
+            .with_env("BELAY_SSH_CONFIG", self.config.to_str().expect("utf8"))
+            .with_env("BELAY_TEST_QUEUE", "1")
+    }
+}

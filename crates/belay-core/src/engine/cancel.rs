@@ -8,7 +8,9 @@
 //! store (`cancel_pending`); the next command that reaches the host carries
 //! it out before anything else there (see [`Engine::carry_out_pending_cancels`]),
 //! so a job whose submit was deferred is never launched after the user
-//! cancelled it. A job queued for a host that did not answer (no submitter
+//! cancelled it. The intent is recorded before the script is sent, so a
+//! process killed mid-cancel (a daemon SIGKILLed) leaves it to the next
+//! command too. A job queued for a host that did not answer (no submitter
 //! has claimed it) is cancelled in the store alone: nothing of it exists on
 //! the host, and the claim and the cancel are exclusive.
 
@@ -25,6 +27,24 @@ const CANCELLED_QUEUED: &str = "cancelled (belay cancel) while queued: it was ne
 
 /// Default seconds between TERM and KILL.
 pub const DEFAULT_GRACE_SECS: u32 = 10;
+
+/// The same failure for every job of one host's cancel.
+fn fail_all(
+    results: &mut HashMap<String, Result<Job>>,
+    host: &str,
+    jobs: &[&Job],
+    cause: &CoreError,
+) {
+    for job in jobs {
+        results.insert(
+            job.id.clone(),
+            Err(CoreError::Protocol {
+                host: host.to_string(),
+                message: format!("cancelling job {}: {cause}", job.id),
+            }),
+        );
+    }
+}
 
 impl Engine {
     /// Stop a job. Ended jobs are returned unchanged.
@@ -61,35 +81,35 @@ impl Engine {
             by_host.entry(job.host.as_str()).or_default().push(job);
         }
         for (host, host_jobs) in by_host {
+            // Intent first: killed between here and the recorded outcome
+            // (a daemon SIGKILLed mid-cancel), the cancel is carried out by
+            // the next command that reaches the host, never forgotten.
+            let ids: Vec<&str> = host_jobs.iter().map(|j| j.id.as_str()).collect();
+            if let Err(e) = self.store.record_cancels_pending(&ids, grace_secs) {
+                fail_all(&mut results, host, &host_jobs, &e);
+                continue;
+            }
             match self.cancel_on_host(host, &host_jobs, grace_secs) {
                 Ok(done) => results.extend(done),
                 Err(CoreError::Transport(t)) => {
+                    // The intent stays recorded for the next try.
                     self.note_host(host, Err(&t));
-                    for job in host_jobs {
-                        let r = self
-                            .store
-                            .set_cancel_pending(&job.id, Some(grace_secs))
-                            .and_then(|()| {
-                                Err(CoreError::CancelDeferred {
-                                    id: job.id.clone(),
-                                    host: host.to_string(),
-                                    source: t.clone(),
-                                })
-                            });
-                        results.insert(job.id.clone(), r);
-                    }
-                }
-                Err(e) => {
-                    let message = e.to_string();
                     for job in host_jobs {
                         results.insert(
                             job.id.clone(),
-                            Err(CoreError::Protocol {
+                            Err(CoreError::CancelDeferred {
+                                id: job.id.clone(),
                                 host: host.to_string(),
-                                message: format!("cancelling job {}: {message}", job.id),
+                                source: t.clone(),
                             }),
                         );
                     }
+                }
+                Err(e) => {
+                    // Not a cause a retry cures: said now, not retried by
+                    // every later pass.
+                    let _ = self.store.clear_cancels_pending(host, &ids);
+                    fail_all(&mut results, host, &host_jobs, &e);
                 }
             }
         }
@@ -148,7 +168,9 @@ impl Engine {
             })
             .collect();
         let script = scripts::cancel(&*scheduler, &targets, grace_secs);
+        crate::failpoint::hit("before-cancel-script");
         let out = transport.run_script(&script)?;
+        crate::failpoint::hit("after-cancel-script");
         self.note_host(host, Ok(()));
         let text = String::from_utf8_lossy(&out.stdout);
         if !text.lines().any(|l| l == "END") {

@@ -102,6 +102,7 @@ impl Engine {
             })
             .collect();
         let out = transport.run_script(&scripts::probe(&*scheduler, &targets))?;
+        crate::failpoint::pause("pause-after-probe", std::time::Duration::from_secs(3));
         let text = String::from_utf8_lossy(&out.stdout);
         if !text.lines().any(|l| l == "END") {
             return Err(CoreError::Protocol {
@@ -126,6 +127,12 @@ impl Engine {
             // Re-read: another belay process may have moved it meanwhile.
             let current = self.store.get(&job.id)?;
             if !wanted(&current) {
+                continue;
+            }
+            if current.state != job.state {
+                // Moved since the probe's list was read (a submit that
+                // staged and launched it meanwhile): the report may predate
+                // that, and is no verdict. The next probe judges it.
                 continue;
             }
             if current.state == JobState::Lost {

@@ -227,6 +227,7 @@ impl Engine {
         } else {
             wrapper::workdir_word(job.workdir.as_deref())
         };
+        failpoint::pause("pause-before-stage", std::time::Duration::from_secs(1));
         let out = transport.run_script(&scripts::stage(
             &transport.workroot(),
             &job.key,

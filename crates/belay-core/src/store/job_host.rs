@@ -48,6 +48,24 @@ impl Store {
         Ok(())
     }
 
+    /// Record that these jobs are being cancelled (`grace` seconds between
+    /// TERM and KILL), in one transaction, before the cancel reaches their
+    /// host: a process killed before the outcome is recorded leaves the
+    /// cancel to the next command that reaches the host.
+    pub fn record_cancels_pending(&mut self, job_ids: &[&str], grace: u32) -> Result<()> {
+        let serr = store_error(&self.path);
+        let tx = self.conn.transaction().map_err(serr)?;
+        {
+            let mut set = tx
+                .prepare_cached("UPDATE jobs SET cancel_pending = ?2 WHERE id = ?1")
+                .map_err(serr)?;
+            for id in job_ids {
+                set.execute(params![id, grace]).map_err(serr)?;
+            }
+        }
+        tx.commit().map_err(serr)
+    }
+
     /// Forget the cancels recorded for these jobs of `host` (carried out),
     /// in one transaction.
     pub fn clear_cancels_pending(&mut self, host: &str, job_ids: &[&str]) -> Result<()> {

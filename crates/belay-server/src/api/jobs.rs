@@ -186,6 +186,9 @@ pub async fn submit(
             }));
             Ok(engine.submit_with(&spec, options)?)
         })();
+        // The hook was this submit's: the worker thread goes back to the
+        // pool, where a later pass must not find it armed.
+        belay_core::failpoint::arm_for_thread(None);
         match outcome {
             Ok(job) => {
                 send_line(

@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Benchmark the belay daemon (issue 11, "Speed"), in one run.
+
+Every command goes through a warm daemon (`belay serve`, started by the
+first command, as for a user) against one loopback sshd started by this
+script (the same private test host as bench/ssh.py: own keys, free port,
+root's home an empty tmpfs inside its mount namespace). Measured:
+
+  1. attached `belay run target -- true` vs `ssh target true` (target
+     <= 0.3x) and vs `ssh -S ctl target true`, an OpenSSH ControlMaster
+     started once (target <= 1.5x); the three interleaved in rounds so a
+     noisy period on the shared machine hits all of them.
+  2. `belay run -d target -- true` (target <= 20 ms).
+  3. `belay ps` with 100 live jobs on 10 hosts (10 aliases of the sshd):
+     wall time (target <= 50 ms) and the SSH connections the sshd accepted
+     meanwhile (its log's "Accepted publickey" lines; target 0).
+  4. a detached job's `--output` on local disk after the job ended, with
+     no CLI running (the job writes its own end time; target <= 5 s).
+  5. the daemon at rest with 1,000 live jobs on the 10 hosts: CPU (utime +
+     stime from /proc over --rest seconds) and RSS (targets <= 1 % of a
+     core, <= 50 MB).
+
+Run as root (sshd, mount namespaces); builds the release binary first:
+
+    python3 bench/daemon.py [--n 30] [--rounds 3] [--rest 30] [--jobs 1000]
+
+Everything it started is stopped at the end (the jobs cancelled, the
+daemon stopped, the sshd killed) and its directory removed.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOSTS = [f"h{i}" for i in range(10)]
+
+# The test host and helpers of bench/ssh.py.
+_spec = importlib.util.spec_from_file_location("sshbench", os.path.join(ROOT, "bench", "ssh.py"))
+sshbench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sshbench)
+sh, stats = sshbench.sh, sshbench.stats
+
+
+def build():
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    sh(["cargo", "build", "--release", "-q", "-p", "belay-cli"], cwd=ROOT)
+    return os.path.join(target, "release", "belay")
+
+
+def write_config(tmp, key, lo):
+    """bench/ssh.py's client files, with 10 more aliases of the sshd."""
+    cfg = sshbench.write_client_files(tmp, key, lo, None)
+    aliases = "".join(f"Host {h}\n  HostName 127.0.0.1\n  Port {lo.port}\n" for h in HOSTS)
+    with open(cfg) as f:
+        text = f.read()
+    with open(cfg, "w") as f:
+        f.write(aliases + text)
+    return cfg
+
+
+class Belay:
+    def __init__(self, exe, home, cfg):
+        self.exe = exe
+        self.env = dict(os.environ, BELAY_HOME=home, BELAY_SSH_CONFIG=cfg)
+        self.env.pop("BELAY_NO_DAEMON", None)
+        self.env.pop("BELAY_FAILPOINT", None)
+        self.home = home
+
+    def __call__(self, *args):
+        r = subprocess.run([self.exe, *args], env=self.env, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"belay {args} failed ({r.returncode}): {r.stderr.strip()}")
+        return r.stdout
+
+    def times(self, args, n):
+        out = []
+        for _ in range(n):
+            t = time.perf_counter()
+            self(*args)
+            out.append((time.perf_counter() - t) * 1000)
+        return out
+
+    def daemon_pid(self):
+        return json.loads(self("serve", "--status", "--json"))["pid"]
+
+
+def accepted(lo):
+    return lo.log().count("Accepted publickey")
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_running(b, ids, within=120):
+    """Until every job runs; a job that ended instead (none should: they
+    sleep an hour) is said and no longer waited for."""
+    want, deadline = set(ids), time.time() + within
+    while True:
+        jobs = {j["id"]: j for j in json.loads(b("ps", "--all", "--json")) if j["id"] in want}
+        ended = [j for j in jobs.values() if j["state"] not in
+                 ("queued", "submitting", "pending", "running", "held")]
+        for j in ended:
+            print(f"!! job {j['id']} ended {j['state']}: {j['reason']}")
+            want.discard(j["id"])
+        if sum(j["state"] == "running" for j in jobs.values()) == len(want):
+            return
+        if time.time() > deadline:
+            raise RuntimeError("the jobs never all ran")
+        time.sleep(0.5)
+
+
+def row(what, ms, target=None):
+    med, p90 = stats(ms)
+    t = f"  target {target}" if target else ""
+    print(f"{what:<52} median {med:8.1f} ms  p90 {p90:8.1f} ms  (n={len(ms)}){t}")
+    return med
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=30, help="samples per timed command")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating chunks per comparison")
+    ap.add_argument("--rest", type=int, default=30, help="seconds the daemon is watched at rest")
+    ap.add_argument("--jobs", type=int, default=1000, help="live jobs for the rest figure")
+    a = ap.parse_args()
+    sshbench.prerequisites()
+    exe = build()
+    tmp = tempfile.mkdtemp(prefix="belay-bench-daemon.")
+    lo, b, ctl, live = None, None, None, []
+    try:
+        key = os.path.join(tmp, "id_bench")
+        sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench-client", "-f", key])
+        lo = sshbench.Sshd(tmp, "loopback", open(key + ".pub").read())
+        cfg = write_config(tmp, key, lo)
+        b = Belay(exe, os.path.join(tmp, "home"), cfg)
+        ssh = sshbench.Bench(None, cfg, tmp, a.rounds)
+        b("run", "target", "--", "true")  # starts the daemon, warms its connection
+        pid = b.daemon_pid()
+        print(f"belay daemon pid {pid}; OpenSSH {sshbench.ssh_version()}; "
+              f"{a.rounds} alternating rounds\n")
+
+        # 1. attached run vs ssh and a ControlMaster
+        ctl = ssh.control_master("target")
+        bt, st, ct = ssh.interleaved(
+            a.n, lambda k: b.times(["run", "target", "--", "true"], k),
+            lambda k: ssh.ssh_times(["target", "true"], k),
+            lambda k: ssh.ssh_times(["-S", ctl, "target", "true"], k))
+        ssh.stop_master("target", ctl)
+        ctl = None
+        mb = row("belay run target -- true (warm daemon)", bt)
+        ms = row("ssh target true", st)
+        mc = row("ssh -S ctl target true (ControlMaster)", ct)
+        print(f"{'  ratio to ssh':<52} {mb / ms:.2f}x  target <= 0.3x")
+        print(f"{'  ratio to ControlMaster':<52} {mb / mc:.2f}x  target <= 1.5x")
+
+        # 2. detached submit
+        row("belay run -d target -- true", b.times(["run", "-d", "target", "--", "true"], a.n),
+            "<= 20 ms")
+
+        # 3. ps with 100 live jobs on 10 hosts, no new connection
+        for h in HOSTS:
+            live += [b("run", "-d", h, "--", "sleep 3600").strip() for _ in range(10)]
+        wait_running(b, live)
+        before = accepted(lo)
+        row("belay ps (100 live jobs on 10 hosts)", b.times(["ps"], a.n), "<= 50 ms")
+        print(f"{'  SSH connections accepted during those ps':<52} {accepted(lo) - before}"
+              "  target 0")
+
+        # 4. a detached job's outputs, fetched with no CLI running
+        lags = []
+        for _ in range(5):
+            job = b("run", "-d", "--output", "end.txt", "target", "--",
+                    "sleep 0.3; date +%s.%N > end.txt").strip()
+            path = os.path.join(b.home, "results", job, "end.txt")
+            deadline = time.time() + 30
+            while not os.path.exists(path):
+                if time.time() > deadline:
+                    raise RuntimeError(f"outputs of {job} never fetched")
+                time.sleep(0.01)
+            seen = time.time()
+            time.sleep(0.05)  # let the copy finish before reading it
+            lags.append((seen - float(open(path).read())) * 1000)
+        row("detached --output on disk after the job's end", lags, "<= 5000 ms")
+
+        # 5. the daemon at rest with many live jobs
+        for i in range(a.jobs - len(live)):
+            live.append(b("run", "-d", HOSTS[i % len(HOSTS)], "--", "sleep 3600").strip())
+        wait_running(b, live, within=600)
+        time.sleep(5)  # the passes of the start-up settle
+        hz = os.sysconf("SC_CLK_TCK")
+        t0, c0 = time.time(), cpu_ticks(pid)
+        rss = []
+        while time.time() - t0 < a.rest:
+            rss.append(rss_kib(pid))
+            time.sleep(1)
+        cpu = (cpu_ticks(pid) - c0) / hz / (time.time() - t0) * 100
+        print(f"{f'daemon at rest, {len(live)} live jobs on 10 hosts':<52} CPU {cpu:.2f} % of a "
+              f"core over {a.rest} s; RSS max {max(rss) / 1024:.1f} MiB  "
+              "target <= 1 %, <= 50 MB")
+    finally:
+        if ctl:
+            ssh.stop_master("target", ctl)
+        if b and live:
+            try:
+                b("cancel", "--grace", "1", *live)
+            except RuntimeError as e:
+                print(f"cancel: {e}", file=sys.stderr)
+        if b:
+            subprocess.run([exe, "serve", "--stop"], env=b.env, capture_output=True)
+        if lo:
+            lo.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -32,6 +32,7 @@ impl OnTerminal {
             .env("BELAY_SSH_CONFIG", &host.config)
             .env("HOME", b.scratch("home"))
             .env("SHELL", "/bin/sh")
+            .env("BELAY_NO_DAEMON", if daemon_mode() { "" } else { "1" })
             .env_remove("BELAY_LOG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -30,7 +30,7 @@ use std::convert::Infallible;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use belay_core::engine::Engine;
 use belay_core::engine::HostProblem;
 use serde::Serialize;
@@ -55,7 +55,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/hosts/{host}/checks", post(hosts::check))
         .route(
             "/v1/hosts/{host}/key",
-            axum::routing::put(hosts::trust).delete(hosts::forget),
+            put(hosts::trust).delete(hosts::forget),
         )
         .route("/v1/prompts/{id}", post(prompts::answer))
         .fallback(|| async { ApiError::not_found("no such resource (see /v1/openapi.json)") })

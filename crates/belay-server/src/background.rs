@@ -5,8 +5,10 @@
 //! outputs of jobs that ended. How soon a host is looked at again comes
 //! from what its pass saw ([`next_interval`]: fast while a job starts,
 //! ends or is followed, slow at rest, backing off while the host is away),
-//! with jitter so that many hosts never move in step. A submit, a follower
-//! or a waiter nudges the loop to look at once.
+//! with jitter so that many hosts never move in step. A submit nudges the
+//! loop to read the hosts with work again (a new host is looked at at
+//! once); a follower or a waiter marks its host followed (the fast
+//! interval), without a pass of its own: the follower reconciles itself.
 //!
 //! At most one pass per host is under way at any time, so a host that
 //! hangs delays only itself.
@@ -68,9 +70,10 @@ pub async fn run(state: Shared) {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = state.nudge.notified() => {
-                // Someone is waiting on news (a submit, a follower): read
-                // the hosts again and look at every one now.
-                due.lock().expect("schedule lock").clear();
+                // A submit: read the hosts again (a new one is looked at
+                // at once). Hosts already scheduled keep their time: a
+                // pass now would only compete with the submit's own
+                // round trips on the same connection.
                 hosts_read = None;
             }
         }

@@ -29,7 +29,8 @@ pub struct DaemonState {
     pub last_activity: AtomicI64,
     /// Asked to stop (`DELETE /v1/daemon`, `belay serve --stop`).
     pub shutdown: Notify,
-    /// Wakes the background loop early (a submit queued, a job followed).
+    /// Wakes the background loop to read the hosts with work again (a
+    /// submit).
     pub nudge: Notify,
     /// Hosts with a job being followed or waited for, and how many
     /// clients do so: their passes run at the fast interval.
@@ -97,7 +98,6 @@ impl DaemonState {
             .expect("followed lock")
             .entry(host.to_string())
             .or_default() += 1;
-        self.nudge.notify_one();
         FollowGuard(self.clone(), host.to_string())
     }
 

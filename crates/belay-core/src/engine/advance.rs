@@ -44,6 +44,9 @@ pub struct HostPass {
     pub unreachable_for: Option<Duration>,
     /// Its jobs that have not ended.
     pub live_jobs: usize,
+    /// Of those, the ones with declared outputs: their end must be seen
+    /// soon (the outputs are fetched then).
+    pub live_with_outputs: usize,
     /// A job there is starting (queued, submitting, pending), changed state
     /// in this pass, or still owes its outputs: look again soon.
     pub busy: bool,
@@ -57,8 +60,13 @@ pub struct HostPass {
 /// How soon to look again at a host that has a job starting or ending, or
 /// one being followed.
 pub const BUSY_INTERVAL: Duration = Duration::from_millis(500);
-/// How soon to look again at a host whose jobs just run.
+/// How soon to look again at a host whose jobs just run and one of them
+/// owes outputs when it ends (fetched within a few seconds of the end).
 pub const LIVE_INTERVAL: Duration = Duration::from_secs(3);
+/// How soon to look again at a host whose jobs just run, none owing
+/// outputs: a thousand jobs at rest cost next to nothing, and a command
+/// that asks reconciles them itself.
+pub const RESTING_INTERVAL: Duration = Duration::from_secs(10);
 /// How soon to look again at a host with no work.
 pub const IDLE_INTERVAL: Duration = Duration::from_secs(60);
 /// The first and the longest wait before asking a host that did not answer.
@@ -78,8 +86,10 @@ pub fn next_interval(pass: &HostPass, followed: bool) -> Duration {
     }
     if followed || pass.busy {
         BUSY_INTERVAL
-    } else if pass.live_jobs > 0 {
+    } else if pass.live_with_outputs > 0 {
         LIVE_INTERVAL
+    } else if pass.live_jobs > 0 {
+        RESTING_INTERVAL
     } else {
         IDLE_INTERVAL
     }
@@ -130,12 +140,13 @@ impl Engine {
         if pass.answered {
             self.fetch_due_outputs(home, host, &mut pass)?;
         }
-        let after: HashMap<String, JobState> = self
-            .store
-            .reconcilable(Some(host), LOST_RECHECK_MS)?
-            .into_iter()
-            .map(|j| (j.id, j.state))
-            .collect();
+        let after_jobs = self.store.reconcilable(Some(host), LOST_RECHECK_MS)?;
+        pass.live_with_outputs = after_jobs
+            .iter()
+            .filter(|j| j.state.is_live() && !j.outputs.is_empty())
+            .count();
+        let after: HashMap<String, JobState> =
+            after_jobs.into_iter().map(|j| (j.id, j.state)).collect();
         let moved = jobs.iter().any(|j| after.get(&j.id) != Some(&j.state));
         pass.live_jobs = after.values().filter(|s| s.is_live()).count();
         pass.busy = moved
@@ -228,9 +239,21 @@ mod tests {
     fn a_host_with_something_moving_is_looked_at_soon() {
         assert_eq!(next_interval(&pass(true, 3, true), false), BUSY_INTERVAL);
         assert_eq!(next_interval(&pass(true, 0, false), true), BUSY_INTERVAL);
-        assert_eq!(next_interval(&pass(true, 3, false), false), LIVE_INTERVAL);
+        let owing = HostPass {
+            live_with_outputs: 1,
+            ..pass(true, 3, false)
+        };
+        assert_eq!(next_interval(&owing, false), LIVE_INTERVAL);
+        assert_eq!(
+            next_interval(&pass(true, 3, false), false),
+            RESTING_INTERVAL
+        );
         assert_eq!(next_interval(&pass(true, 0, false), false), IDLE_INTERVAL);
-        assert!(BUSY_INTERVAL < LIVE_INTERVAL && LIVE_INTERVAL < IDLE_INTERVAL);
+        assert!(
+            BUSY_INTERVAL < LIVE_INTERVAL
+                && LIVE_INTERVAL < RESTING_INTERVAL
+                && RESTING_INTERVAL < IDLE_INTERVAL
+        );
     }
 
     #[test]

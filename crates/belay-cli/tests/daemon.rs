@@ -507,6 +507,11 @@ fn an_attached_run_to_a_host_away_waits_and_ctrl_c_leaves_it_queued() {
 fn a_detached_jobs_outputs_are_fetched_with_no_cli_running() {
     let host = Loopback::start();
     let b = through_daemon(host.belay());
+    // The host at rest first: a job came and went, and the daemon's passes
+    // found nothing live there since (its next look is then a minute
+    // away). A new submit must bring that look forward.
+    b.cmd(["run", "target", "--", "true"]).ok();
+    std::thread::sleep(Duration::from_secs(2));
     let id = b.submit(&[
         "--output",
         "out.txt",

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use belay_core::engine::advance::{HostPass, next_interval};
+use belay_core::engine::advance::{BUSY_INTERVAL, HostPass, next_interval};
 use belay_core::job::JobState;
 
 use crate::state::Shared;
@@ -70,11 +70,18 @@ pub async fn run(state: Shared) {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = state.nudge.notified() => {
-                // A submit: read the hosts again (a new one is looked at
-                // at once). Hosts already scheduled keep their time: a
-                // pass now would only compete with the submit's own
-                // round trips on the same connection.
+                // A submit: read the hosts again, and look at its host
+                // soon — not at once: a pass now would only compete with
+                // the submit's own round trips on the same connection.
                 hosts_read = None;
+                let soon = Instant::now() + BUSY_INTERVAL;
+                let woken: Vec<String> =
+                    std::mem::take(&mut *state.woken.lock().expect("woken lock"));
+                let mut due = due.lock().expect("schedule lock");
+                for host in woken {
+                    let at = due.entry(host).or_insert(soon);
+                    *at = (*at).min(soon);
+                }
             }
         }
     }

@@ -32,6 +32,9 @@ pub struct DaemonState {
     /// Wakes the background loop to read the hosts with work again (a
     /// submit).
     pub nudge: Notify,
+    /// Hosts a submit just gave a job: looked at again soon, whatever their
+    /// schedule said (an idle host's next pass may be a minute away).
+    pub woken: std::sync::Mutex<Vec<String>>,
     /// Hosts with a job being followed or waited for, and how many
     /// clients do so: their passes run at the fast interval.
     followed: std::sync::Mutex<std::collections::HashMap<String, usize>>,
@@ -73,6 +76,7 @@ impl DaemonState {
             last_activity: AtomicI64::new(now_ms()),
             shutdown: Notify::new(),
             nudge: Notify::new(),
+            woken: Default::default(),
             followed: Default::default(),
             prompts,
         })
@@ -88,6 +92,15 @@ impl DaemonState {
     pub fn busy(self: &Arc<Self>) -> BusyGuard {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         BusyGuard(self.clone())
+    }
+
+    /// A submit gave `host` a job: have the background loop look at it soon.
+    pub fn wake(&self, host: &str) {
+        self.woken
+            .lock()
+            .expect("woken lock")
+            .push(host.to_string());
+        self.nudge.notify_one();
     }
 
     /// Mark `host` followed until the guard drops.

@@ -237,7 +237,7 @@ pub async fn submit(
                     &tx,
                     json!({"event": "submitted", "job": JobView::new(&job)}),
                 );
-                worker.nudge.notify_one();
+                worker.wake(&job.host);
             }
             Err(e) => {
                 send_line(&tx, json!({"event": "error", "error": e.body}));

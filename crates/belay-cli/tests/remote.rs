@@ -308,44 +308,21 @@ fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal_only() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr_of(&out).contains("locked"), "{}", stderr_of(&out));
 
-    // On a terminal (a real pty from `script`): asked, answered, connected.
-    let cmd = format!(
-        "{} run locked -- echo unlocked",
-        env!("CARGO_BIN_EXE_belay")
+    // On a terminal (a real pty from `script`): asked, answered, connected
+    // (through the daemon the question is relayed to this terminal).
+    let (text, code) = on_a_terminal(
+        &b,
+        &host,
+        "BELAY run locked -- echo unlocked",
+        "Enter passphrase for key",
+        "s3cret phrase",
     );
-    let mut c = std::process::Command::new("script");
-    // Through the daemon the question is relayed to this terminal.
-    c.args(["-q", "-e", "-c", &cmd, "/dev/null"])
-        .env("BELAY_HOME", b.home.path())
-        .env("BELAY_SSH_CONFIG", &host.config)
-        .env("HOME", b.scratch("home"))
-        .env("BELAY_NO_DAEMON", if daemon_mode() { "" } else { "1" })
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    // Answer only once asked, as a person would (typed-ahead input is
-    // echoed by the terminal before belay can turn echo off).
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    use std::io::{Read, Write};
-    while !String::from_utf8_lossy(&seen).contains("Enter passphrase for key") {
-        let n = stdout.read(&mut buf).unwrap();
-        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
-    stdin.write_all(b"s3cret phrase\n").unwrap();
-    stdout.read_to_end(&mut seen).unwrap();
-    let status = child.wait().unwrap();
-    let text = String::from_utf8_lossy(&seen);
     assert!(
         !text.contains("s3cret"),
         "the passphrase was echoed: {text}"
     );
     assert!(text.contains("unlocked"), "{text}");
-    assert_eq!(status.code(), Some(0), "{text}");
+    assert_eq!(code, 0, "{text}");
 
     if daemon_mode() {
         // One answer serves the daemon's connection for as long as it
@@ -356,8 +333,10 @@ fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal_only() {
 }
 
 /// Runs `line` (BELAY = the binary) on a new terminal (a real pty from
-/// `script`), answers `answer` once `asked` is on it, and returns what the
-/// terminal showed and the exit status.
+/// `script`), answers `answer` once `asked` is on it — only once asked, as
+/// a person would (typed-ahead input is echoed by the terminal before
+/// belay can turn echo off) — and returns what the terminal showed and the
+/// exit status.
 fn on_a_terminal(
     b: &Belay,
     host: &Loopback,

@@ -132,6 +132,15 @@ impl Client {
             .map_err(|e| self.unavailable(format!("went away: {e}")))
     }
 
+    async fn whole_body(&self, response: Response) -> Result<Bytes, ClientError> {
+        Ok(response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| self.unavailable(format!("went away mid-answer: {e}")))?
+            .to_bytes())
+    }
+
     /// A whole JSON answer, or the daemon's error.
     async fn json<T: DeserializeOwned>(
         &self,
@@ -141,12 +150,7 @@ impl Client {
     ) -> Result<T, ClientError> {
         let response = self.send(method, path, body, &[]).await?;
         let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| self.unavailable(format!("went away mid-answer: {e}")))?
-            .to_bytes();
+        let bytes = self.whole_body(response).await?;
         parse_answer(status, &bytes, path)
     }
 
@@ -199,12 +203,7 @@ impl Client {
             let response = self.send(method, path, body, headers).await?;
             let status = response.status();
             if !status.is_success() {
-                let bytes = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| self.unavailable(format!("went away mid-answer: {e}")))?
-                    .to_bytes();
+                let bytes = self.whole_body(response).await?;
                 return parse_answer::<serde_json::Value>(status, &bytes, path).map(|_| true);
             }
             let mut body = response.into_body();

@@ -46,24 +46,14 @@ pub fn cancel(ctx: &Ctx, a: CancelArgs) -> Result<u8> {
 
 fn direct(ctx: &Ctx, a: &CancelArgs) -> Result<Vec<(Job, CancelResult)>> {
     let mut engine = ctx.existing_engine(&a.jobs[0])?;
-    let jobs = a
-        .jobs
-        .iter()
-        .map(|r| engine.store().resolve(r))
-        .collect::<Result<Vec<_>, _>>()?;
-    // One script per host for all the live ones.
-    let live: Vec<_> = jobs.iter().filter(|j| j.state.is_live()).cloned().collect();
-    let mut outcomes = engine.cancel_many(&live, a.grace).into_iter();
-    Ok(jobs
+    Ok(engine
+        .cancel_references(&a.jobs, a.grace)?
         .into_iter()
-        .map(|job| {
-            let result = if !job.state.is_live() {
-                CancelResult::Already
-            } else {
-                match outcomes.next().expect("one outcome per live job") {
-                    Ok(after) => CancelResult::After(Box::new(after)),
-                    Err(e) => CancelResult::Failed(e.to_string()),
-                }
+        .map(|(job, outcome)| {
+            let result = match outcome {
+                None => CancelResult::Already,
+                Some(Ok(after)) => CancelResult::After(Box::new(after)),
+                Some(Err(e)) => CancelResult::Failed(e.to_string()),
             };
             (job, result)
         })

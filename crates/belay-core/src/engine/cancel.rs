@@ -54,6 +54,33 @@ impl Engine {
             .expect("one result per job")
     }
 
+    /// `belay cancel REF…`: every reference resolved before anything is
+    /// stopped (a typo stops nothing), then the live ones cancelled, one
+    /// script per host. One entry per reference, in order: the job as it
+    /// was, and what its cancel came to (`None`: it had ended already).
+    pub fn cancel_references(
+        &mut self,
+        references: &[String],
+        grace_secs: u32,
+    ) -> Result<Vec<(Job, Option<Result<Job>>)>> {
+        let jobs = references
+            .iter()
+            .map(|r| self.store.resolve(r))
+            .collect::<Result<Vec<_>>>()?;
+        let live: Vec<Job> = jobs.iter().filter(|j| j.state.is_live()).cloned().collect();
+        let mut outcomes = self.cancel_many(&live, grace_secs).into_iter();
+        Ok(jobs
+            .into_iter()
+            .map(|job| {
+                let outcome = job
+                    .state
+                    .is_live()
+                    .then(|| outcomes.next().expect("one outcome per live job"));
+                (job, outcome)
+            })
+            .collect())
+    }
+
     /// Stop jobs, one script per host; one result per job, in order. Ended
     /// jobs are returned unchanged. A job whose host cannot be reached gets
     /// [`CoreError::CancelDeferred`]: the cancel is recorded and carried out

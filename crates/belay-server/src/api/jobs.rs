@@ -270,30 +270,21 @@ pub async fn cancel(
         .unwrap_or(belay_core::engine::cancel::DEFAULT_GRACE_SECS);
     let state = Arc::clone(&state);
     blocking_armed(&state, failpoint_of(&headers), move |engine| {
-        let jobs = request
-            .jobs
-            .iter()
-            .map(|r| engine.store().resolve(r))
-            .collect::<Result<Vec<_>, _>>()?;
-        let live: Vec<_> = jobs.iter().filter(|j| j.state.is_live()).cloned().collect();
-        let mut outcomes = engine.cancel_many(&live, grace).into_iter();
-        let mut results = Vec::new();
-        for job in &jobs {
-            if !job.state.is_live() {
-                results.push(json!({ "job": JobView::new(job) }));
-                continue;
-            }
-            match outcomes.next().expect("one outcome per live job") {
-                Ok(after) => results.push(json!({
-                    "job": JobView::new(job),
+        let results: Vec<_> = engine
+            .cancel_references(&request.jobs, grace)?
+            .into_iter()
+            .map(|(job, outcome)| match outcome {
+                None => json!({ "job": JobView::new(&job) }),
+                Some(Ok(after)) => json!({
+                    "job": JobView::new(&job),
                     "after": JobView::new(&after),
-                })),
-                Err(e) => results.push(json!({
-                    "job": JobView::new(job),
+                }),
+                Some(Err(e)) => json!({
+                    "job": JobView::new(&job),
                     "error": ApiError::from(e).body,
-                })),
-            }
-        }
+                }),
+            })
+            .collect();
         Ok(Json(json!({ "results": results })))
     })
     .await

@@ -28,6 +28,7 @@ Everything it started is stopped at the end (the jobs cancelled, the
 daemon stopped, the sshd killed) and its directory removed.
 """
 import argparse
+import sqlite3
 import importlib.util
 import json
 import os
@@ -135,12 +136,47 @@ def row(what, ms, target=None):
     return med
 
 
+def partition_heal(b, lo, seconds):
+    """A detached job on `target` ends while every packet to and from the
+    sshd is dropped (nftables, our own table) for `seconds`; returns the
+    seconds from the heal until the store says `succeeded`, read straight
+    from the database (no belay command runs meanwhile: a command would
+    reconcile it itself)."""
+    job = b("run", "-d", "target", "--", "sleep 3; echo done").strip()
+    table = f"belaybench{os.getpid()}"
+    sshbench.sh(["nft", "add", "table", "inet", table])
+    try:
+        sshbench.sh(["nft", "add", "chain", "inet", table, "out",
+                     "{ type filter hook output priority 0 ; }"])
+        for way in ("dport", "sport"):
+            sshbench.sh(["nft", "add", "rule", "inet", table, "out", "tcp", way,
+                         str(lo.port), "drop"])
+        time.sleep(seconds)
+    finally:
+        sshbench.sh(["nft", "delete", "table", "inet", table])
+    healed = time.time()
+    db = sqlite3.connect(os.path.join(b.home, "belay.db"))
+    try:
+        while True:
+            (state,) = db.execute("SELECT state FROM jobs WHERE id = ?", (job,)).fetchone()
+            if state == "succeeded":
+                return time.time() - healed
+            if state in ("failed", "lost", "cancelled"):
+                raise RuntimeError(f"job {job} ended {state} across the partition")
+            if time.time() - healed > 120:
+                raise RuntimeError(f"job {job} still {state} 120 s after the heal")
+            time.sleep(0.05)
+    finally:
+        db.close()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=30, help="samples per timed command")
     ap.add_argument("--rounds", type=int, default=3, help="alternating chunks per comparison")
     ap.add_argument("--rest", type=int, default=30, help="seconds the daemon is watched at rest")
     ap.add_argument("--jobs", type=int, default=1000, help="live jobs for the rest figure")
+    ap.add_argument("--partition", type=int, default=30, help="seconds the host is cut off")
     a = ap.parse_args()
     sshbench.prerequisites()
     exe = build()
@@ -201,7 +237,12 @@ def main():
             lags.append((seen - float(open(path).read())) * 1000)
         row("detached --output on disk after the job's end", lags, "<= 5000 ms")
 
-        # 5. the daemon at rest with many live jobs
+        # 5. a partition that heals: the job's true state in the store, no CLI
+        heal_lag = partition_heal(b, lo, a.partition)
+        print(f"{f'state in the store after a {a.partition} s partition heals':<52} "
+              f"{heal_lag:.1f} s (no CLI running)  target <= 10 s")
+
+        # 6. the daemon at rest with many live jobs
         for i in range(a.jobs - len(live)):
             live.append(b("run", "-d", HOSTS[i % len(HOSTS)], "--", "sleep 3600").strip())
         wait_running(b, live, within=600)

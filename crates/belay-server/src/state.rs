@@ -59,6 +59,14 @@ impl DaemonState {
             HostsOptions {
                 ssh_config: ssh_config.clone(),
                 prompter: None,
+                // The background passes pace attempts per host (a quarter
+                // of the time away, at most 5 s apart); the connection's
+                // own backoff must not add minutes on top once it heals.
+                reconnect: Some(belay_ssh::Backoff {
+                    min_interval: std::time::Duration::from_secs(1),
+                    base: std::time::Duration::from_secs(1),
+                    cap: std::time::Duration::from_secs(4),
+                }),
                 prompter_for: Some(Arc::new(move |host: &str| {
                     Arc::new(RelayPrompter {
                         host: host.to_string(),

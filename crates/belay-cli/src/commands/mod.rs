@@ -89,6 +89,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             ssh_config: cli.ssh_config,
             prompter: Some(std::sync::Arc::new(crate::prompt::TtyPrompter)),
             prompter_for: None,
+            reconnect: None,
         },
         no_daemon,
         daemon: std::cell::OnceCell::new(),

@@ -71,7 +71,7 @@ pub const RESTING_INTERVAL: Duration = Duration::from_secs(10);
 pub const IDLE_INTERVAL: Duration = Duration::from_secs(60);
 /// The first and the longest wait before asking a host that did not answer.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// When to look at a host again after `pass` (`followed`: a client is
 /// following one of its jobs). Fast while something moves, slow at rest,

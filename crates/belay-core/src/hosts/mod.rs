@@ -43,6 +43,10 @@ pub struct HostsOptions {
     pub prompter: Option<Arc<dyn Prompter>>,
     /// A prompter per host, used instead of `prompter` when set.
     pub prompter_for: Option<PrompterFor>,
+    /// Reconnect pacing instead of belay-ssh's default (a daemon paces
+    /// its attempts itself, per host pass, and wants a host back soon
+    /// after it heals).
+    pub reconnect: Option<belay_ssh::Backoff>,
 }
 
 pub struct Hosts {
@@ -91,6 +95,9 @@ impl Hosts {
             jump_fallbacks: self.config.host(host).jump_fallbacks,
             ..ClientOptions::default()
         };
+        if let Some(backoff) = self.options.reconnect {
+            opts.backoff = backoff;
+        }
         if let Some(make) = &self.options.prompter_for {
             opts.prompter = make(host);
         } else if let Some(p) = &self.options.prompter {

@@ -282,25 +282,7 @@ fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal_only() {
         "s3cret phrase",
     )
     .unwrap();
-    let sshd = belay_testbed::Sshd::start(belay_testbed::SshdOptions {
-        authorized_keys: vec![key.public_line().unwrap()],
-        ..Default::default()
-    })
-    .unwrap();
-    std::fs::write(
-        &host.known_hosts,
-        format!("{}\n", sshd.known_hosts_line("127.0.0.1")),
-    )
-    .unwrap();
-    // No BatchMode: like a user's interactive config.
-    host.add_hosts(
-        &belay_testbed::HostBlock::new("locked")
-            .hostname("127.0.0.1")
-            .port(sshd.port())
-            .test_client(&key, &host.known_hosts)
-            .without("BatchMode")
-            .to_string(),
-    );
+    let _sshd = host.add_interactive_host("locked", &key, Default::default());
     let b = host.belay();
 
     // No terminal: no prompt, a clear failure naming the key.
@@ -390,28 +372,17 @@ fn a_second_factor_is_asked_on_the_terminal_and_one_answer_serves_the_connection
         belay_testbed::KeyKind::Ed25519,
     )
     .unwrap();
-    let sshd = belay_testbed::Sshd::start(belay_testbed::SshdOptions {
-        authorized_keys: vec![key.public_line().unwrap()],
-        extra_config: vec!["AuthenticationMethods publickey,keyboard-interactive".into()],
-        pam_stack: Some(format!(
-            "auth required pam_exec.so expose_authtok quiet {}\nauth required pam_permit.so\naccount required pam_permit.so\nsession required pam_permit.so\n",
-            check.display()
-        )),
-        ..Default::default()
-    })
-    .unwrap();
-    std::fs::write(
-        &host.known_hosts,
-        format!("{}\n", sshd.known_hosts_line("127.0.0.1")),
-    )
-    .unwrap();
-    host.add_hosts(
-        &belay_testbed::HostBlock::new("otp")
-            .hostname("127.0.0.1")
-            .port(sshd.port())
-            .test_client(&key, &host.known_hosts)
-            .without("BatchMode")
-            .to_string(),
+    let _sshd = host.add_interactive_host(
+        "otp",
+        &key,
+        belay_testbed::SshdOptions {
+            extra_config: vec!["AuthenticationMethods publickey,keyboard-interactive".into()],
+            pam_stack: Some(format!(
+                "auth required pam_exec.so expose_authtok quiet {}\nauth required pam_permit.so\naccount required pam_permit.so\nsession required pam_permit.so\n",
+                check.display()
+            )),
+            ..Default::default()
+        },
     );
     let b = host.belay();
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::remote::Loopback;
 use crate::support::*;
-use belay_testbed::{HostBlock, KeyKind, KeyPair, Sshd, SshdOptions};
+use belay_testbed::{KeyKind, KeyPair, Sshd, SshdOptions};
 
 /// `belay` under a real pseudo-terminal (`script`), its output collected
 /// as it comes.
@@ -113,23 +113,11 @@ fn locked_host(host: &Loopback, batch_mode: bool) -> (Sshd, KeyPair) {
         "s3cret phrase",
     )
     .unwrap();
-    let sshd = Sshd::start(SshdOptions {
-        authorized_keys: vec![key.public_line().unwrap()],
-        ..Default::default()
-    })
-    .unwrap();
-    let mut kh = std::fs::read_to_string(&host.known_hosts).unwrap();
-    kh.push_str(&format!("{}\n", sshd.known_hosts_line("127.0.0.1")));
-    std::fs::write(&host.known_hosts, kh).unwrap();
-    let mut block = HostBlock::new("locked")
-        .hostname("127.0.0.1")
-        .port(sshd.port())
-        .test_client(&key, &host.known_hosts)
-        .without("BatchMode");
+    let sshd = host.add_interactive_host("locked", &key, SshdOptions::default());
     if batch_mode {
-        block = block.option("BatchMode", "yes");
+        // The alias's first block leaves BatchMode out; this one sets it.
+        host.add_hosts("Host locked\n  BatchMode yes\n");
     }
-    host.add_hosts(&block.to_string());
     (sshd, key)
 }
 

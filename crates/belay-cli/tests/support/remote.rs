@@ -179,6 +179,28 @@ impl Loopback {
         self.add_host(HostBlock::new(alias).user(user.name()));
     }
 
+    /// Another sshd (with `options`, `key` authorized) reached as `alias`
+    /// with `key` and no BatchMode — like a user's interactive config, where
+    /// a passphrase or a second factor may be asked; its host key is
+    /// added to the shared known_hosts.
+    pub fn add_interactive_host(&self, alias: &str, key: &KeyPair, options: SshdOptions) -> Sshd {
+        let mut options = options;
+        options.authorized_keys.push(key.public_line().unwrap());
+        let sshd = Sshd::start(options).unwrap();
+        let mut known = std::fs::read_to_string(&self.known_hosts).unwrap();
+        known.push_str(&format!("{}\n", sshd.known_hosts_line("127.0.0.1")));
+        std::fs::write(&self.known_hosts, known).unwrap();
+        self.add_hosts(
+            &HostBlock::new(alias)
+                .hostname("127.0.0.1")
+                .port(sshd.port())
+                .test_client(key, &self.known_hosts)
+                .without("BatchMode")
+                .to_string(),
+        );
+        sshd
+    }
+
     /// Append `Host` blocks to the config.
     pub fn add_hosts(&self, blocks: &str) {
         let mut c = std::fs::read_to_string(&self.config).expect("config");

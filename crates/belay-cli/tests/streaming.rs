@@ -13,18 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::remote::Loopback;
 use crate::support::*;
-
-/// Processes whose command line matches `pattern` (an extended regex).
-fn procs(pattern: &str) -> Vec<String> {
-    let out = std::process::Command::new("pgrep")
-        .args(["-af", pattern])
-        .output()
-        .expect("pgrep");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
+use belay_testbed::processes_matching;
 
 /// The follower's watcher for the job directory `dir`.
 fn watcher_of(dir: &Path) -> String {
@@ -203,18 +192,22 @@ fn nothing_of_the_follower_is_left_on_the_host() {
         o.text() == "start\n"
     });
     assert!(
-        poll(Duration::from_secs(10), || !procs(&watcher_of(&dir))
-            .is_empty()),
+        poll(Duration::from_secs(10), || !processes_matching(
+            &watcher_of(&dir)
+        )
+        .is_empty()),
         "the follower does not wait with inotifywait on the host"
     );
     child.kill().unwrap();
     child.wait().unwrap();
     out.finish();
     assert!(
-        poll(Duration::from_secs(5), || procs(&watcher_of(&dir))
-            .is_empty()),
+        poll(Duration::from_secs(5), || processes_matching(&watcher_of(
+            &dir
+        ))
+        .is_empty()),
         "the watcher outlived its client: {:?}",
-        procs(&watcher_of(&dir))
+        processes_matching(&watcher_of(&dir))
     );
     host.wait_sessions_gone();
     b.ok(&["cancel", &id]);
@@ -232,9 +225,10 @@ fn nothing_of_the_follower_is_left_on_the_host() {
     let dir = b.job_dir("short");
     let pattern = dir.display().to_string();
     assert!(
-        poll(Duration::from_secs(3), || procs(&pattern).is_empty()),
+        poll(Duration::from_secs(3), || processes_matching(&pattern)
+            .is_empty()),
         "left on the host after the end: {:?}",
-        procs(&pattern)
+        processes_matching(&pattern)
     );
 }
 
@@ -255,8 +249,10 @@ fn ctrl_c_detaches_within_a_second_and_stops_the_local_follower() {
     });
     let dir = b.job_dir("long");
     assert!(
-        poll(Duration::from_secs(10), || !procs(&watcher_of(&dir))
-            .is_empty()),
+        poll(Duration::from_secs(10), || !processes_matching(
+            &watcher_of(&dir)
+        )
+        .is_empty()),
         "the local follower does not wait with inotifywait"
     );
     let t = Instant::now();
@@ -273,10 +269,12 @@ fn ctrl_c_detaches_within_a_second_and_stops_the_local_follower() {
     );
     out.finish();
     assert!(
-        poll(Duration::from_secs(3), || procs(&watcher_of(&dir))
-            .is_empty()),
+        poll(Duration::from_secs(3), || processes_matching(&watcher_of(
+            &dir
+        ))
+        .is_empty()),
         "the watcher outlived the detach: {:?}",
-        procs(&watcher_of(&dir))
+        processes_matching(&watcher_of(&dir))
     );
     assert_eq!(b.job("long")["state"], "running", "the job keeps running");
     b.ok(&["cancel", "long"]);
@@ -302,7 +300,7 @@ fn without_inotifywait_the_follower_sleeps_briefly_on_the_host() {
         o.text().contains("line 3\n")
     });
     assert!(
-        procs(&watcher_of(&dir)).is_empty(),
+        processes_matching(&watcher_of(&dir)).is_empty(),
         "inotifywait used despite the fallback"
     );
     assert!(wait_child(&mut child, Duration::from_secs(30)).success());

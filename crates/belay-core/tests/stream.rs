@@ -7,38 +7,14 @@
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use belay_core::engine::{Engine, Offsets, Piece, StreamEnd};
 use belay_core::home::BelayHome;
 use belay_core::hosts::{Hosts, HostsOptions};
 use belay_core::job::{JobSpec, JobState};
-use belay_testbed::{HostBlock, KeyKind, KeyPair, Sshd, SshdOptions};
-
-/// Processes whose command line matches `pattern`.
-fn procs(pattern: &str) -> Vec<String> {
-    let out = std::process::Command::new("pgrep")
-        .args(["-af", pattern])
-        .output()
-        .expect("pgrep");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-fn poll(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use belay_testbed::wait_until as poll;
+use belay_testbed::{HostBlock, KeyKind, KeyPair, Sshd, SshdOptions, processes_matching};
 
 const BOTH: Offsets = Offsets {
     stdout: Some(0),
@@ -146,8 +122,10 @@ fn engines_sharing_a_connection_stream_and_stop_without_leftovers() {
     // The connection lives on (the daemon keeps it), yet the stopped
     // stream's follower has ended on the host: its watcher is gone.
     let watcher = format!("inotifywait .*{}", endless_dir.display());
-    if !poll(Duration::from_secs(3), || procs(&watcher).is_empty()) {
-        let left = procs(&watcher);
+    if !poll(Duration::from_secs(3), || {
+        processes_matching(&watcher).is_empty()
+    }) {
+        let left = processes_matching(&watcher);
         // Cut the connection first: its channel would never close, and
         // dropping the client would wait for it.
         sshd.kill_sessions();

@@ -37,6 +37,6 @@ pub use host_block::HostBlock;
 pub use keys::{KeyKind, KeyPair, UserCa};
 pub use lab_hosts::LabHosts;
 pub use netlab::{NetLab, NsHost};
-pub use process::{Prerequisite, require};
+pub use process::{Prerequisite, processes_matching, require, wait_until};
 pub use sshd::{Sshd, SshdOptions};
 pub use user::TestUser;

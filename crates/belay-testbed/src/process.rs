@@ -139,8 +139,9 @@ pub(crate) fn alive(pid: u32) -> bool {
     }
 }
 
-/// Polls `f` every 10 ms until it returns true or `deadline` passes.
-pub(crate) fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
+/// Polls `f` every 10 ms until it returns true or `deadline` passes (the
+/// tests' one way to wait: never a bare sleep).
+pub fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + deadline;
     loop {
         if f() {
@@ -151,4 +152,17 @@ pub(crate) fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> boo
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The processes whose command line matches `pattern` (`pgrep -af`, an
+/// extended regex), one line each: what a test checks was left behind.
+pub fn processes_matching(pattern: &str) -> Vec<String> {
+    let out = Command::new("pgrep")
+        .args(["-af", pattern])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }

@@ -14,7 +14,7 @@ pub mod remote;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -289,19 +289,8 @@ pub fn run_with_deadline(mut c: Command, deadline: Duration) -> Output {
     }
 }
 
-/// Poll `f` every 20 ms until it returns true or `within` passes.
-pub fn poll(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// Poll `f` until it returns true or `within` passes.
+pub use belay_testbed::wait_until as poll;
 
 pub fn stderr_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

@@ -12,6 +12,7 @@
 //! - `POST /v1/cancellations` (`{"jobs": [...], "grace": SECS}`): every
 //!   reference resolved before anything is stopped; one result per job.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,7 @@ use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use belay_core::engine::{Offsets, StreamEnd};
 use belay_core::job::view::JobView;
 use belay_core::job::{Job, JobSpec};
 use belay_core::store::JobFilter;
@@ -103,10 +105,6 @@ pub struct ShowQuery {
     wait: Option<u64>,
 }
 
-/// How often a waited-for job is looked at again. (Output, the thing a
-/// person watches, is streamed; this is only a state.)
-const WAIT_STEP: Duration = Duration::from_millis(250);
-
 pub async fn show(
     State(state): State<Shared>,
     headers: axum::http::HeaderMap,
@@ -117,23 +115,30 @@ pub async fn show(
     let wait = q.wait.map(|s| Duration::from_secs(s.min(3600)));
     let waiting = state.clone();
     blocking_armed(&state, failpoint_of(&headers), move |engine| {
-        let _followed = wait
-            .map(|_| engine.store().resolve(&reference))
-            .transpose()?
-            .map(|job| waiting.follow(&job.host));
-        let deadline = wait.map(|w| Instant::now() + w);
-        loop {
-            let (job, problems) = engine.job(&reference)?;
-            let done = !job.state.is_live();
-            if done || deadline.is_none_or(|d| Instant::now() >= d) {
-                let events = engine.store().events(&job.id)?;
-                let view = JobView::with_events(&job, &events);
-                return Ok(Json(
-                    json!({ "job": view, "warnings": warnings(&problems) }),
-                ));
+        let (job, problems) = engine.job(&reference)?;
+        let job = match wait {
+            Some(within) if job.state.is_live() => {
+                // Waited for next to the job's files on its host (the
+                // engine's follower, no stream wanted), not by asking again
+                // and again from here.
+                let _followed = waiting.follow(&job.host);
+                let deadline = Instant::now() + within;
+                match engine.stream_output(
+                    &job,
+                    Offsets::default(),
+                    &mut |_| ControlFlow::Continue(()),
+                    &|| Instant::now() >= deadline,
+                )? {
+                    StreamEnd::Ended(job) | StreamEnd::Stopped(job) => job,
+                }
             }
-            std::thread::sleep(WAIT_STEP);
-        }
+            _ => job,
+        };
+        let events = engine.store().events(&job.id)?;
+        let view = JobView::with_events(&job, &events);
+        Ok(Json(
+            json!({ "job": view, "warnings": warnings(&problems) }),
+        ))
     })
     .await
 }

@@ -39,16 +39,9 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     check_outputs(&a.outputs)?;
     spec.outputs = a.outputs.clone();
     if let Some(client) = ctx.daemon(true) {
-        match through_daemon(client, &a, &spec) {
-            // The daemon has no terminal: a key that needs a passphrase
-            // (or a login that needs an answer) is asked for here, by this
-            // command working directly. Nothing was recorded (the host is
-            // reached before a job is).
-            Err(e) if needs_terminal_answer(&e) => {
-                tracing::info!("the daemon cannot answer a prompt ({e}); working directly");
-            }
-            done => return done,
-        }
+        // (A passphrase or second factor the daemon's connection needs is
+        // relayed to this terminal: see daemon::submit.)
+        return through_daemon(client, &a, &spec);
     }
     belay_core::hosts::Hosts::new(&ctx.home, ctx.hosts.clone())?.validate(&spec.host)?;
     let mut engine = ctx.engine()?;
@@ -101,16 +94,6 @@ fn say_if_queued(job: &Job) {
             belay_ssh::terminal_safe(job.reason.as_deref().unwrap_or("waiting for its host"))
         );
     }
-}
-
-/// A refusal that a person at this terminal could have answered.
-fn needs_terminal_answer(e: &anyhow::Error) -> bool {
-    use belay_ssh::Prompter;
-    matches!(
-        e.downcast_ref::<belay_server::ClientError>(),
-        Some(belay_server::ClientError::Api { kind, message, .. })
-            if kind == "refused" && message.contains("no terminal")
-    ) && crate::prompt::TtyPrompter.has_terminal()
 }
 
 /// `run` through the daemon: the submit (input progress drawn here), then

@@ -32,19 +32,16 @@ pub fn heredoc_delimiter(body: &str) -> String {
 
 /// A shell command that writes `body` to the file `name` in the current
 /// directory atomically (a temporary name of this writer's own, then
-/// rename: two concurrent writers never share a half-written file), with a quoted
-/// heredoc so nothing in `body` is expanded. The copy uses shell builtins
-/// only; the file's mode comes from the script's umask.
+/// rename: two concurrent writers never share a half-written file). The
+/// body is one quoted word for the `printf` builtin, so nothing in it is
+/// expanded and it costs one `write`, not a read per byte as a heredoc
+/// through `read` does (4 KiB of wrapper took milliseconds that way); the
+/// file's mode comes from the script's umask.
 pub fn write_file_atomically(name: &str, body: &str) -> String {
     debug_assert!(!name.contains('/') && !name.contains('\''));
-    let tag = heredoc_delimiter(body);
-    let nl = if body.ends_with('\n') || body.is_empty() {
-        ""
-    } else {
-        "\n"
-    };
     format!(
-        "while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done > '{name}.tmp'.$$ <<'{tag}'\n{body}{nl}{tag}\nmv -f '{name}.tmp'.$$ '{name}'\n"
+        "printf '%s' {body} > '{name}.tmp'.$$ && mv -f '{name}.tmp'.$$ '{name}'\n",
+        body = quote(body)
     )
 }
 

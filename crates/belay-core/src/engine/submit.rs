@@ -81,18 +81,21 @@ impl Engine {
         }
         // A working directory that does not exist is bad input: refuse it
         // before anything is recorded (one round trip, no side effect).
-        // (A job with inputs and no working directory runs in its own
-        // inputs directory, which staging creates.)
-        let word = wrapper::workdir_word(spec.workdir.as_deref());
-        let in_inputs = spec.workdir.is_none() && !spec.inputs.is_empty();
-        let check = transport.run_script(&format!(
-            "(cd \"$HOME\" 2>/dev/null; cd {word} 2>/dev/null) && echo ok"
-        ))?;
-        if !in_inputs && !String::from_utf8_lossy(&check.stdout).contains("ok") {
-            return Err(CoreError::BadInput(format!(
-                "bad --workdir: {}",
-                missing_workdir(spec.workdir.as_deref(), &spec.host)
-            )));
+        // Without `--workdir` the job runs in the home directory (or, with
+        // inputs, in its own inputs directory, which staging creates): no
+        // round trip for that — staging checks it again anyway and fails
+        // the job if it is missing.
+        if let Some(workdir) = spec.workdir.as_deref() {
+            let word = wrapper::workdir_word(Some(workdir));
+            let check = transport.run_script(&format!(
+                "{{ cd \"$HOME\" 2>/dev/null; cd {word} 2>/dev/null; }} && echo ok"
+            ))?;
+            if !String::from_utf8_lossy(&check.stdout).contains("ok") {
+                return Err(CoreError::BadInput(format!(
+                    "bad --workdir: {}",
+                    missing_workdir(Some(workdir), &spec.host)
+                )));
+            }
         }
         let scheduler = "direct";
         self.arm_stop();
@@ -228,16 +231,50 @@ impl Engine {
             wrapper::workdir_word(job.workdir.as_deref())
         };
         failpoint::pause("pause-before-stage", std::time::Duration::from_secs(1));
-        let out = transport.run_script(&scripts::stage(
-            &transport.workroot(),
-            &job.key,
-            &spec_json,
-            &run_sh,
-            &workdir_word,
-            !job.inputs.is_empty(),
-            &crate::job::id::random_hex(8)?,
-        ))?;
+        // With no inputs to copy in between, staging and the launch are one
+        // script: one round trip. Checked first, as between the two steps:
+        // the user's Ctrl-C and a cancel recorded by another command.
+        // (Test builds keep the steps apart when a failpoint stops between
+        // them.)
+        let fold = job.inputs.is_empty()
+            && !failpoint::armed().is_some_and(|p| p == "after-stage" || p == "stage-fails-hard");
+        if fold {
+            if self.stop_requested() {
+                return self.cancel_unlaunched(job);
+            }
+            if self.store.cancel_recorded(&job.id)? {
+                return self.settle_cancelled_unlaunched(job);
+            }
+        }
+        let marker = crate::job::id::random_hex(8)?;
+        let out = if fold {
+            *launch_sent = true;
+            transport.run_script(&scripts::stage_and_launch(
+                &transport.workroot(),
+                &job.key,
+                &spec_json,
+                &run_sh,
+                &workdir_word,
+                &marker,
+                &*scheduler,
+                &job.id,
+            ))?
+        } else {
+            transport.run_script(&scripts::stage(
+                &transport.workroot(),
+                &job.key,
+                &spec_json,
+                &run_sh,
+                &workdir_word,
+                !job.inputs.is_empty(),
+                &marker,
+            ))?
+        };
         let text = String::from_utf8_lossy(&out.stdout);
+        let (text, launched) = match text.split_once(&format!("\n{}\n", scripts::LAUNCH_MARK)) {
+            Some((staged, launched)) => (staged.to_string(), Some(launched.to_string())),
+            None => (text.into_owned(), None),
+        };
         let dir = text
             .lines()
             .find_map(|l| l.strip_prefix("dir="))
@@ -284,6 +321,9 @@ impl Engine {
                 message: reason,
             });
         }
+        if let Some(launched) = launched {
+            return self.launched(job, &*transport, &launched, &out.stderr_text());
+        }
         failpoint::hit("after-stage");
         if failpoint::hit_soft("stage-fails-hard") {
             // As if the host refused the next step for good.
@@ -308,6 +348,22 @@ impl Engine {
             &job.id,
             &crate::shell::quote(&dir),
         ))?;
+        self.launched(
+            job,
+            &*transport,
+            &String::from_utf8_lossy(&out.stdout),
+            &out.stderr_text(),
+        )
+    }
+
+    /// What the launch script said (`R …` and the job's report), recorded.
+    fn launched(
+        &mut self,
+        job: &Job,
+        transport: &dyn Transport,
+        stdout: &str,
+        stderr: &str,
+    ) -> Result<()> {
         failpoint::hit("after-launch");
         if failpoint::hit_soft("launch-reply-lost") {
             // As if the link dropped right after the launch ran.
@@ -318,7 +374,7 @@ impl Engine {
                 },
             ));
         }
-        let report = HostReport::parse(&String::from_utf8_lossy(&out.stdout));
+        let report = HostReport::parse(stdout);
         if let Some(why) = report
             .tagged("R")
             .and_then(|r| r.strip_prefix("unsupported "))
@@ -338,9 +394,9 @@ impl Engine {
                 Ok(())
             }
             None => Err(protocol_error(
-                &*transport,
+                transport,
                 "launching the job gave no report",
-                &out.stderr_text(),
+                stderr,
             )),
         }
     }

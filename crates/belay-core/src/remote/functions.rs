@@ -12,7 +12,10 @@ pub fn prelude(scheduler: &dyn Scheduler) -> String {
         r#"boot=; node=
 read -r boot 2>/dev/null < {boot_id_file}
 read -r node 2>/dev/null < /proc/sys/kernel/hostname
-pidns=$(stat -L -c %i /proc/$$/ns/pid 2>/dev/null)
+pidns=; belay_pidns_read=
+# The pid namespace costs a process (stat): read once, and only by a script
+# that compares it with a job's `started`.
+belay_pidns() {{ [ -n "$belay_pidns_read" ] || {{ belay_pidns_read=1; pidns=$(stat -L -c %i /proc/$$/ns/pid 2>/dev/null); }}; }}
 # Builtins only on hot paths: every external command costs a fork+exec.
 belay_cat() {{ while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1"; }}
 belay_read_started() {{
@@ -75,6 +78,7 @@ belay_absent() {{
 # running, with the identity it recorded. One /proc read when nothing
 # changed; anything else goes to the full report.
 belay_quick() {{
+  belay_pidns
   if [ ! -f "$2/exit" ] && [ "$5" = "$boot" ] && [ "$6" = "$node" ] && [ "$7" = "$pidns" ] &&
      read -r l < "/proc/$3/stat" 2>/dev/null; then
     q_id=$1; q_dir=$2; q_ticks=$4

@@ -51,9 +51,12 @@ printf 'workroot_id=%s\n' "$belay_rid"
 if [ ! -e launch.lock ]; then
 {spec}{run}[ -s reserve ] || printf '%{reserve}s' '' > reserve || exit 3
 fi
-{mk_inputs}belay_jd=$(pwd -P)
+{mk_inputs}cd -P . && belay_jd=$PWD || exit 3
 printf 'dir=%s\n' "$belay_jd"
-(cd "$HOME" 2>/dev/null; cd {workdir_word} 2>/dev/null) || echo "workdir=missing"
+# Builtins only (no subshell): the check changes directory, then comes back.
+belay_wd_missing=
+{{ cd "$HOME" 2>/dev/null; cd {workdir_word} 2>/dev/null; }} || {{ belay_wd_missing=1; echo "workdir=missing"; }}
+cd "$belay_jd" || exit 3
 "#,
         mk_inputs = if inputs {
             "mkdir -p inputs || exit 3\n"
@@ -66,6 +69,33 @@ printf 'dir=%s\n' "$belay_jd"
         spec = write_file_atomically("spec.json", spec_json),
         run = write_file_atomically("run.sh", wrapper),
         reserve = RESERVE_BYTES,
+    )
+}
+
+/// The line between the staging half and the launch half of
+/// [`stage_and_launch`]'s output.
+pub const LAUNCH_MARK: &str = "belay-launch";
+
+/// [`stage`] then, unless the working directory is missing, [`launch`]:
+/// one round trip for a job with no inputs to copy in between (a submit's
+/// cost is mostly round trips and the processes each script forks). Prints
+/// the staging lines, then [`LAUNCH_MARK`] and the launch's lines.
+#[allow(clippy::too_many_arguments)]
+pub fn stage_and_launch(
+    root: &Workroot,
+    key: &str,
+    spec_json: &str,
+    wrapper: &str,
+    workdir_word: &str,
+    marker: &str,
+    scheduler: &dyn Scheduler,
+    job_id: &str,
+) -> String {
+    format!(
+        "{stage}[ -n \"$belay_wd_missing\" ] && exit 0\necho {mark}\n{launch}",
+        stage = stage(root, key, spec_json, wrapper, workdir_word, false, marker),
+        mark = LAUNCH_MARK,
+        launch = launch(scheduler, job_id, "\"$belay_jd\""),
     )
 }
 
@@ -82,14 +112,17 @@ if [ ! -e launch.lock ]; then
   [ -f run.sh ] || {{ echo "R absent"; belay_report {id} "$d"; exit 0; }}
 {preflight}fi
 if ( set -C; : > launch.lock ) 2>/dev/null; then
-  belay_ids=$(
-{submit}  )
-  printf 'scheduler={sched}\nlaunched_at=%s\nnode=%s\n%s\n' "$(date +%s)" "$node" "$belay_ids" > "launched.tmp.$$" &&
+  belay_ids=
+{submit}  printf 'scheduler={sched}\nlaunched_at=%s\nnode=%s\n%s\n' "$(date +%s)" "$node" "$belay_ids" > "launched.tmp.$$" &&
     mv -f "launched.tmp.$$" launched
   echo "R launched"
-else
-  echo "R adopted"
+  # Just handed over: launching, whatever the wrapper has done since (the
+  # next look says more), without another look at the clock or the files.
+  echo "J "{id}" launching"; echo "lock_age=0"
+  [ -f launched ] && belay_cat launched
+  exit 0
 fi
+echo "R adopted"
 belay_report {id} "$d"
 "#,
         prelude = prelude(scheduler),
@@ -119,46 +152,76 @@ pub fn job_dir_word(root: &Workroot, key: &str, recorded: Option<&str>) -> Strin
     }
 }
 
+/// Up to this many jobs known to be running are checked with shell
+/// builtins (`belay_quick`: no process at all); more go through one `awk`,
+/// whose start-up then costs less than the shell's byte-by-byte reads.
+pub const QUICK_BUILTIN_MAX: usize = 32;
+
 /// One round trip that reports every listed job of a host.
 ///
 /// Jobs the store already knows are running carry their recorded identity
-/// (`known`); they are checked in one `awk` pass (one read of
-/// `/proc/PID/stat` each, no exit file, same boot/node/pid namespace) and
-/// print `J ID running`. Every other job — and any known one that fails the
-/// quick check — gets the full `belay_report`. Without awk, all get the
-/// full report.
+/// (`known`); they are checked with one read of `/proc/PID/stat` each (no
+/// exit file, same boot/node/pid namespace) and print `J ID running`:
+/// with builtins for a few ([`QUICK_BUILTIN_MAX`]), in one `awk` pass for
+/// many. Every other job — and any known one that fails the quick check —
+/// gets the full `belay_report`. Without awk, all get the full report.
 pub fn probe(scheduler: &dyn Scheduler, targets: &[ProbeTarget<'_>]) -> String {
+    probe_with(scheduler, targets, QUICK_BUILTIN_MAX)
+}
+
+fn probe_with(
+    scheduler: &dyn Scheduler,
+    targets: &[ProbeTarget<'_>],
+    builtin_max: usize,
+) -> String {
     let mut s = prelude(scheduler);
-    let mut quick_rows = String::new();
-    let mut quick_dirs = String::new();
-    let mut quick_ids = Vec::new();
+    let mut quick = Vec::new();
     for t in targets {
         let fields: Vec<&str> = t.known.map(|k| k.split(' ').collect()).unwrap_or_default();
         let dir = t.dir.trim_matches('\'');
         let plain = |v: &str| !v.contains(['\n', '\'', ' ']) && !v.is_empty();
-        let quick = fields.len() == 5
+        let is_quick = fields.len() == 5
             && fields[..3].iter().all(|f| plain(f))
             && t.dir.starts_with('\'')
             && !dir.contains(['\n', '\'']);
-        if quick {
+        if is_quick {
             let f: Vec<&str> = fields
                 .iter()
                 .map(|v| if v.is_empty() { "-" } else { v })
                 .collect();
-            quick_rows.push_str(&format!("{} {} {}\n", t.job_id, f.join(" "), dir));
-            quick_dirs.push_str(&format!("  {}) belay_qd={} ;;\n", t.job_id, t.dir));
-            quick_ids.push(t.job_id);
+            quick.push((t, f));
         } else {
             s.push_str(&format!("belay_report {} {}\n", quote(t.job_id), t.dir));
         }
     }
-    if !quick_ids.is_empty() {
+    if quick.is_empty() {
+    } else if quick.len() <= builtin_max {
+        for (t, f) in &quick {
+            let words: Vec<String> = f.iter().map(|v| quote(v)).collect();
+            s.push_str(&format!(
+                "belay_quick {} {} {}\n",
+                quote(t.job_id),
+                t.dir,
+                words.join(" ")
+            ));
+        }
+    } else {
+        let mut quick_rows = String::new();
+        let mut quick_dirs = String::new();
+        let mut quick_ids = Vec::new();
+        for (t, f) in &quick {
+            let dir = t.dir.trim_matches('\'');
+            quick_rows.push_str(&format!("{} {} {}\n", t.job_id, f.join(" "), dir));
+            quick_dirs.push_str(&format!("  {}) belay_qd={} ;;\n", t.job_id, t.dir));
+            quick_ids.push(t.job_id);
+        }
         let tag = crate::shell::heredoc_delimiter(&quick_rows);
         s.push_str(&format!(
             r#"belay_qdir() {{
   case $1 in
 {quick_dirs}  esac
 }}
+belay_pidns
 if command -v awk >/dev/null 2>&1; then
   belay_q=$(awk -v boot="${{boot:--}}" -v node="${{node:--}}" -v pidns="${{pidns:--}}" '
     {{
@@ -182,8 +245,12 @@ if command -v awk >/dev/null 2>&1; then
     }}' <<'{tag}'
 {quick_rows}{tag}
 )
-  printf '%s\n' "$belay_q" | grep '^J '
-  belay_rest=$(printf '%s\n' "$belay_q" | sed -n 's/^Q //p')
+  belay_rest=
+  while read -r belay_t belay_i belay_x; do
+    case $belay_t in J) echo "J $belay_i running" ;; Q) belay_rest="$belay_rest $belay_i" ;; esac
+  done <<{tag}
+$belay_q
+{tag}
 else
   belay_rest='{ids}'
 fi
@@ -447,10 +514,20 @@ mod tests {
                 known: None,
             },
         ];
-        let script = probe(&Direct, &targets);
+        for builtin_max in [QUICK_BUILTIN_MAX, 0] {
+            quick_probe_agrees(&targets, builtin_max, tmp.path());
+        }
+        alive.kill().unwrap();
+        alive.wait().unwrap();
+    }
+
+    /// The probe of `targets`, with and without awk on the PATH, checked
+    /// against what the full report says of each.
+    fn quick_probe_agrees(targets: &[ProbeTarget<'_>], builtin_max: usize, tmp: &std::path::Path) {
+        let script = probe_with(&Direct, targets, builtin_max);
         let with_awk = HostReport::parse(&sh(&script, "/usr/bin:/bin"));
         // A PATH with every tool the probe uses except awk.
-        let bin = tmp.path().join("bin");
+        let bin = tmp.join(format!("bin{builtin_max}"));
         std::fs::create_dir(&bin).unwrap();
         for tool in ["stat", "grep", "sed", "date", "cat"] {
             std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), bin.join(tool))
@@ -458,8 +535,6 @@ mod tests {
                 .unwrap();
         }
         let no_awk = HostReport::parse(&sh(&script, bin.to_str().unwrap()));
-        alive.kill().unwrap();
-        alive.wait().unwrap();
         for r in [&with_awk, &no_awk] {
             use crate::remote::RemoteStatus::*;
             assert_eq!(r.jobs["a1"].status, Running);

@@ -24,7 +24,7 @@ impl Scheduler for Direct {
     }
 
     fn submit(&self) -> String {
-        "setsid /bin/sh ./run.sh </dev/null >/dev/null 2>&1 &\n".to_string()
+        "  setsid /bin/sh ./run.sh </dev/null >/dev/null 2>&1 &\n".to_string()
     }
 
     fn liveness(&self) -> String {
@@ -35,6 +35,7 @@ impl Scheduler for Direct {
   if [ -n "$st_node" ] && [ "$st_node" != "$node" ]; then
     alive=elsewhere; why="it runs on $st_node, and this connection reached $node"; return
   fi
+  belay_pidns
   if [ -n "$st_pidns" ] && [ -n "$pidns" ] && [ "$st_pidns" != "$pidns" ]; then
     alive=elsewhere; why="it runs in another pid namespace (container) than this connection"; return
   fi
@@ -96,6 +97,7 @@ belay_ours() {
     ll=${ll##*) }; set -f; set -- $ll; set +f
     [ "${20}" = "$st_ticks" ] || ours=no
   fi
+  belay_pidns
   if [ -n "$st_pidns" ] && [ -n "$pidns" ] && [ "$st_pidns" != "$pidns" ]; then
     ours=elsewhere; why="it runs in another pid namespace (container) than this connection"
   fi

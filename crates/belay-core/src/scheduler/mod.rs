@@ -24,14 +24,17 @@ pub trait Scheduler: Send + Sync {
     /// sh run in the job directory while holding `launch.lock`: hand
     /// `./run.sh` to the scheduler, fully detached (all three standard
     /// streams redirected, or the transport's channel would stay open).
-    /// May print `scheduler_id=ID` lines, which are recorded in `launched`.
+    /// Sets `belay_ids` to `scheduler_id=ID` lines (possibly none), which
+    /// are recorded in `launched`: e.g. `belay_ids=$(sbatch …)`. A
+    /// scheduler with no ids leaves it empty and forks nothing more.
     fn submit(&self) -> String;
 
     /// sh function `belay_alive DIR` for a job that has written `started`:
     /// sets `alive` to `yes`, `no` or `elsewhere` (it runs where this host
     /// cannot see: another node sharing the home, another container) and,
     /// unless `yes`, `why` to the reason. `$boot`, `$node` and `$pidns`
-    /// describe where the probe runs.
+    /// describe where the probe runs (`$pidns` only after `belay_pidns`,
+    /// which reads it once).
     fn liveness(&self) -> String;
 
     /// sh functions that stop started jobs, many at once: `belay_ours DIR`

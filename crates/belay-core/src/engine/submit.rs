@@ -7,6 +7,13 @@
 //! store: pending (or running / ended, if the host says so) ─(after-store)
 //! ```
 //!
+//! With no inputs to copy in between, stage and launch are one script
+//! (one round trip: most of a submit's cost is round trips and the
+//! processes each script forks on the host); the working directory is
+//! checked there before anything is created, and by an earlier round trip
+//! only when `--workdir` was given (a bad one is bad input, refused before
+//! the record).
+//!
 //! A crash anywhere leaves a job that `reconcile` can finish: before the
 //! lock it stages and launches again (same files, same lock), after it the
 //! job is adopted. Never two launches.

@@ -54,6 +54,16 @@ pub enum Command {
         after_help = "Examples:\n  belay cancel train\n  belay cancel --grace 30 1a2b3c4d 5e6f7a8b"
     )]
     Cancel(CancelArgs),
+    /// End a debug hold (`run --hold-on-failure`): the job ends with its
+    /// command's own exit code.
+    #[command(after_help = "Examples:
+  belay run --hold-on-failure 2h gpu1 -- python train.py
+  belay shell train        # look around the failed job's machine
+  belay release train      # done: the job ends `failed` with its code
+
+`belay cancel` ends a hold too (the job ends `cancelled`). A hold ends by
+itself at its time limit, kept on the host even with no belay running.")]
+    Release(ReleaseArgs),
     /// Copy a local file or directory tree to HOST (resumable, verified).
     #[command(
         after_help = "Examples:\n  belay push gpu1 ./data /scratch/data        # a tree; re-run to resume\n  belay push gpu1 train.py '~/proj/'          # into an existing directory\n  belay push gpu1 ckpt.pt /scratch/ckpt.pt --json\n\nLike `cp -r`: into DEST if it is a directory, else as DEST (whose parent\nmust exist). DEST/ (trailing slash): into that directory, made if missing. An interrupted copy resumes when run again: complete files are\nskipped, a partial big file is verified and extended. Every file is checked\n(cksum on both ends) and appears under its final name only when complete.\n\nHosts that refuse commands but serve SFTP (sftp-only accounts) are copied\nto over SFTP, found out automatically; there each file is read back to be\nverified. `--via sftp` asks for SFTP, `--via exec` for the shell only."
@@ -195,6 +205,13 @@ pub struct RunArgs {
     /// refuses.
     #[arg(long)]
     pub no_queue: bool,
+    /// If the command fails, keep the job (state `held`: its directory,
+    /// environment and machine) for DUR, e.g. `30m`, `2h`, for `belay
+    /// shell JOB`; `belay release JOB` ends it sooner. The limit is kept
+    /// on the host. (A job can also ask for a hold itself: `touch
+    /// "$BELAY_JOB_DIR/hold"`, held even on success.)
+    #[arg(long, value_name = "DUR", value_parser = parse_hold)]
+    pub hold_on_failure: Option<u64>,
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -302,6 +319,27 @@ pub struct LogsArgs {
 pub struct JobArg {
     /// Job id, id prefix or name.
     pub job: String,
+}
+
+/// `--hold-on-failure`: a duration (`90s`, `30m`, `2h`; a bare number is
+/// seconds), as whole seconds.
+fn parse_hold(text: &str) -> Result<u64, String> {
+    let secs = match text.parse::<u64>() {
+        Ok(s) => s,
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("'{text}' is not a duration like 30m or 2h ({e})"))?
+            .as_secs(),
+    };
+    Ok(secs)
+}
+
+#[derive(Args, Debug)]
+pub struct ReleaseArgs {
+    /// The held job (id, prefix or name).
+    pub job: String,
+    /// Print the job as JSON once released.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

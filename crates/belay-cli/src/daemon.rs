@@ -105,7 +105,7 @@ pub fn wait(client: &Client, job: Job) -> Result<Outcome> {
         }
         let reply: JobAnswer = serde_json::from_slice(&body)?;
         job = reply.job.into_job().0;
-        if !job.state.is_live() {
+        if job.state.command_over() {
             return Ok(Outcome::Ended(job));
         }
     }
@@ -430,7 +430,7 @@ pub fn follow(client: &Client, job: Job, streams: Streams) -> Result<Outcome> {
         return Ok(Outcome::Detached(job));
     }
     let (job, _, _) = self::job(client, &job.id)?;
-    if job.state.is_live() {
+    if !job.state.command_over() {
         // The answer ended but the job has not (a daemon going away mid-
         // answer ends it too): wait for the state to catch up.
         return wait(client, job);
@@ -500,6 +500,17 @@ pub fn cancel(client: &Client, jobs: &[String], grace: u32) -> Result<Vec<(Job, 
             (job, result)
         })
         .collect())
+}
+
+#[derive(Deserialize)]
+struct ReleaseDoc {
+    job: JobRecord,
+}
+
+/// `release`: end a held job's debug hold; the job as the daemon then has it.
+pub fn release(client: &Client, reference: &str) -> Result<Job> {
+    let doc: ReleaseDoc = client.post("/v1/releases", &serde_json::json!({ "job": reference }))?;
+    Ok(doc.job.into_job().0)
 }
 
 /// What a fetch through the daemon did.

@@ -88,6 +88,36 @@ pub fn stuck_submits(jobs: &[Job]) -> Vec<String> {
         .collect()
 }
 
+/// "45s", "12m", "3h05m", "2d04h".
+pub fn span(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// Time from `now` to `until` (ms), as [`span`] says it.
+fn left(until: i64, now: i64) -> String {
+    span((until - now) / 1000)
+}
+
+/// What `run` and `wait` say when the job they followed is held: its
+/// command ended, its machine is kept for debugging, and how to use it.
+pub fn held_line(job: &Job) -> String {
+    let code = job.exit_code.map_or("?".into(), |c| c.to_string());
+    let until = job.hold_until.map_or(String::new(), |t| {
+        format!(" for {}", left(t, belay_core::time::now_ms()))
+    });
+    format!(
+        "job {id} exited with code {code} and is held{until} on {host}: `belay shell {id}` opens a shell in its directory, `belay release {id}` ends the hold",
+        id = job.id,
+        host = job.host,
+    )
+}
+
 /// `show`'s human view.
 pub fn detail(job: &Job, events: &[JobEvent], now: i64) -> String {
     let mut s = String::new();
@@ -104,6 +134,21 @@ pub fn detail(job: &Job, events: &[JobEvent], now: i64) -> String {
     kv("state", state);
     if let Some(c) = job.exit_code {
         kv("exit code", c.to_string());
+    }
+    if let (JobState::Held, Some(until)) = (job.state, job.hold_until) {
+        kv(
+            "held",
+            format!(
+                "until {} ({} left; enforced on the host)",
+                rfc3339(until),
+                left(until, now)
+            ),
+        );
+    } else if let Some(secs) = job.hold_secs {
+        kv(
+            "hold",
+            format!("{} if it fails (--hold-on-failure)", span(secs.into())),
+        );
     }
     kv("command", job.command_line());
     kv("workdir", job.workdir.clone().unwrap_or_else(|| "~".into()));
@@ -176,6 +221,8 @@ mod tests {
             login_shell: true,
             inputs: Vec::new(),
             outputs: Vec::new(),
+            hold_secs: None,
+            hold_until: None,
         }
     }
 

@@ -7,6 +7,7 @@ mod fetch;
 mod host;
 mod logs;
 mod ps;
+mod release;
 mod run;
 mod serve;
 mod show;
@@ -101,6 +102,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Logs(a) => logs::logs(&ctx, a),
         Command::Wait(a) => wait::wait(&ctx, a),
         Command::Cancel(a) => cancel::cancel(&ctx, a),
+        Command::Release(a) => release::release(&ctx, a),
         Command::Push(a) => transfer::push(&ctx, a),
         Command::Pull(a) => transfer::pull(&ctx, a),
         Command::Fetch(a) => fetch::fetch(&ctx, a),
@@ -130,6 +132,9 @@ fn finish(outcome: Outcome) -> u8 {
         Outcome::Ended(job) => {
             if let (belay_core::job::JobState::Lost, Some(reason)) = (job.state, &job.reason) {
                 eprintln!("belay: job {} was lost: {reason}", job.id);
+            }
+            if job.state == belay_core::job::JobState::Held {
+                eprintln!("belay: {}", crate::render::held_line(&job));
             }
             exit_byte(&job)
         }

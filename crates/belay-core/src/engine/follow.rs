@@ -112,7 +112,7 @@ impl Engine {
             if stop() {
                 return Ok(StreamEnd::Stopped(self.store.get(&job.id)?));
             }
-            if !job.state.is_live() {
+            if job.state.command_over() {
                 return self.drain(&job, &mut at, sink, stop);
             }
             let delivered = at;
@@ -127,13 +127,13 @@ impl Engine {
                 Run::Drained => {
                     // The follower sent both streams to their final size,
                     // and the job's report, which was recorded.
-                    if !job.state.is_live() {
+                    if job.state.command_over() {
                         return Ok(StreamEnd::Ended(job));
                     }
                     self.reconcile(std::slice::from_ref(&job))?;
                     reconciled = Instant::now();
                     job = self.store.get(&job.id)?;
-                    if !job.state.is_live() {
+                    if job.state.command_over() {
                         return Ok(StreamEnd::Ended(job));
                     }
                     // The exit file is there but the probe could not
@@ -254,7 +254,7 @@ impl Engine {
             if reconciled.elapsed() >= RECONCILE_EVERY {
                 self.reconcile(std::slice::from_ref(job))?;
                 *reconciled = Instant::now();
-                if !self.store.get(&job.id)?.state.is_live() {
+                if self.store.get(&job.id)?.state.command_over() {
                     stream.abort();
                     return Ok(Run::NotLive);
                 }

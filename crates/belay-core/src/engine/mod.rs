@@ -11,6 +11,7 @@
 //!   byte offsets; [`follow`]: streaming it as it is written.
 //! - [`fetch`]: copying a job's declared outputs here (beside input upload
 //!   in [`submit`]).
+//! - [`release`]: ending a debug hold (`held`, see `run --hold-on-failure`).
 //! - [`health`]: the one writer of host health.
 //! - [`advance`]: one pass over every host with work (cancels recorded,
 //!   queued and orphaned submits, live jobs, outputs owed): the daemon's
@@ -23,6 +24,7 @@ pub mod follow;
 pub mod health;
 pub mod output;
 pub mod reconcile;
+pub mod release;
 pub mod submit;
 pub mod submitter;
 

@@ -247,6 +247,13 @@ impl Engine {
                 } else {
                     (JobState::Failed, exit_reason("failed", code))
                 };
+                // After a debug hold: how the hold ended, too.
+                let reason = match jr.field("hold_end") {
+                    Some("released") => format!("{reason}; its hold was released"),
+                    Some("expired") => format!("{reason}; its hold expired"),
+                    Some("cancelled") => format!("{reason} while held"),
+                    _ => reason,
+                };
                 let update = JobUpdate {
                     exit_code: code,
                     started_at,
@@ -255,7 +262,11 @@ impl Engine {
                         .map(|t| t.max(started_at.unwrap_or(job.created_at))),
                     scheduler_id: pid,
                     last_seen: seen,
-                    reason: jr.field("why").map(str::to_string),
+                    // The hold's reason (shell, release) is history now.
+                    reason: jr
+                        .field("why")
+                        .map(str::to_string)
+                        .or_else(|| jr.field("hold_end").map(|_| reason.clone())),
                     ..Default::default()
                 };
                 self.move_job(job, to, &reason, update)
@@ -273,6 +284,40 @@ impl Engine {
                 } else {
                     self.move_job(job, JobState::Running, "the wrapper started", update)
                 }
+            }
+            RemoteStatus::Held => {
+                let code = jr.int("code").map(|c| c as i32);
+                let until = jr.int("until").map(|s| s * 1000);
+                let update = JobUpdate {
+                    exit_code: code,
+                    started_at,
+                    scheduler_id: pid,
+                    last_seen: seen,
+                    liveness: liveness_token(jr),
+                    hold_until: until,
+                    ..Default::default()
+                };
+                if job.state == JobState::Held {
+                    return self.store.touch(&job.id, &update);
+                }
+                let mut update = update;
+                let until_text =
+                    until.map_or_else(|| "its time limit".to_string(), crate::job::view::rfc3339);
+                let reason = if jr.field("hold") == Some("requested") {
+                    format!(
+                        "{}; held as it asked (a `hold` file) until {until_text}: `belay shell {id}`, `belay release {id}`",
+                        exit_reason("ended", code),
+                        id = job.id
+                    )
+                } else {
+                    format!(
+                        "{}; held for debugging until {until_text}: `belay shell {id}`, `belay release {id}`",
+                        exit_reason("failed", code),
+                        id = job.id
+                    )
+                };
+                update.reason = Some(reason.clone());
+                self.move_job(job, JobState::Held, &reason, update)
             }
             RemoteStatus::Dead => {
                 let why = jr.field("why").unwrap_or("its wrapper process is gone");

@@ -216,6 +216,7 @@ impl Engine {
             login_shell: job.login_shell,
             heartbeat_secs: HEARTBEAT_SECS,
             run_in_inputs: job.runs_in_inputs(),
+            hold_secs: job.hold_secs.unwrap_or(0),
         });
         let spec_json = serde_json::to_string_pretty(&json!({
             "id": job.id,
@@ -228,6 +229,7 @@ impl Engine {
             "scheduler": job.scheduler,
             "inputs": job.inputs,
             "outputs": job.outputs,
+            "hold_on_failure": job.hold_secs,
             "created_at": job.created_at,
             "belay_version": env!("CARGO_PKG_VERSION"),
         }))

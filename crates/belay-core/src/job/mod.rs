@@ -52,6 +52,10 @@ pub struct Job {
     pub inputs: Vec<Input>,
     /// Declared outputs, relative to the working directory.
     pub outputs: Vec<String>,
+    /// `run --hold-on-failure`: seconds a failed job's machine is kept.
+    pub hold_secs: Option<u32>,
+    /// While `held`: when the hold ends by itself (the host's clock).
+    pub hold_until: Option<i64>,
 }
 
 impl Job {
@@ -61,6 +65,8 @@ impl Job {
         match self.state {
             JobState::Succeeded => Some(0),
             JobState::Failed | JobState::Cancelled => Some(self.exit_code.unwrap_or(1)),
+            // The command has ended; its machine is kept for debugging.
+            JobState::Held => Some(self.exit_code.unwrap_or(1)),
             JobState::Lost => Some(1),
             _ => None,
         }

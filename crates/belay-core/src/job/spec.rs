@@ -63,6 +63,10 @@ pub struct JobSpec {
     pub inputs: Vec<Input>,
     /// Paths (relative to the working directory) `belay fetch` copies back.
     pub outputs: Vec<String>,
+    /// `--hold-on-failure`: keep a failed job's machine this many seconds
+    /// (state `held`) for `belay shell`, until `belay release`.
+    #[serde(default)]
+    pub hold_on_failure: Option<u32>,
 }
 
 /// `--input LOCAL[:NAME]`: a local file or tree, and its name under the
@@ -227,7 +231,23 @@ impl JobSpec {
             login_shell: true,
             inputs: Vec::new(),
             outputs: Vec::new(),
+            hold_on_failure: None,
         })
+    }
+
+    /// Sets `--hold-on-failure`: from one second to [`MAX_HOLD_SECS`].
+    pub fn with_hold(mut self, secs: Option<u64>) -> Result<Self> {
+        self.hold_on_failure = match secs {
+            None => None,
+            Some(s) if (1..=MAX_HOLD_SECS as u64).contains(&s) => Some(s as u32),
+            Some(s) => {
+                return Err(CoreError::BadInput(format!(
+                    "bad --hold-on-failure '{s}s': give 1s to {} days",
+                    MAX_HOLD_SECS / 86_400
+                )));
+            }
+        };
+        Ok(self)
     }
 
     /// The same checks as [`JobSpec::new`], [`check_inputs`] and
@@ -241,9 +261,12 @@ impl JobSpec {
         spec.login_shell = self.login_shell;
         spec.inputs = self.inputs;
         spec.outputs = self.outputs;
-        Ok(spec)
+        spec.with_hold(self.hold_on_failure.map(u64::from))
     }
 }
+
+/// The longest debug hold: a week (a machine kept longer is forgotten).
+pub const MAX_HOLD_SECS: u32 = 7 * 86_400;
 
 /// A job name: letters, digits, `.`, `_`, `-`; not all hex digits (that would
 /// read as an id).

@@ -63,6 +63,13 @@ impl JobState {
         )
     }
 
+    /// The command writes no more output and has an exit code: the job
+    /// ended, or it is `held` (its command ended; the machine is kept for
+    /// debugging). What `run`, `wait` and `logs -f` stop at.
+    pub fn command_over(self) -> bool {
+        !self.is_live() || self == JobState::Held
+    }
+
     /// States whose truth lives on the host and must be reconciled.
     pub fn is_live(self) -> bool {
         matches!(
@@ -83,9 +90,12 @@ impl JobState {
             (Queued, Submitting | Cancelled | Failed)
                 | (
                     Submitting,
-                    Pending | Running | Succeeded | Failed | Cancelled | Lost
+                    Pending | Running | Held | Succeeded | Failed | Cancelled | Lost
                 )
-                | (Pending, Running | Succeeded | Failed | Cancelled | Lost)
+                | (
+                    Pending,
+                    Running | Held | Succeeded | Failed | Cancelled | Lost
+                )
                 | (Running, Held | Succeeded | Failed | Cancelled | Lost)
                 | (Held, Succeeded | Failed | Cancelled | Lost)
                 | (Lost, Succeeded | Failed | Cancelled)

@@ -49,6 +49,14 @@ pub struct JobView<'a> {
     started_at: Option<String>,
     ended_at: Option<String>,
     last_seen: Option<String>,
+    /// `run --hold-on-failure`, in seconds (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hold_on_failure: Option<u32>,
+    /// While `held`: when the hold ends by itself, and the seconds left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hold_until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hold_left_s: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<Vec<EventView<'a>>>,
 }
@@ -63,6 +71,7 @@ pub struct EventView<'a> {
 
 impl<'a> JobView<'a> {
     pub fn new(job: &'a Job) -> Self {
+        let held = job.state == JobState::Held;
         JobView {
             id: &job.id,
             name: job.name.as_deref(),
@@ -87,6 +96,12 @@ impl<'a> JobView<'a> {
             started_at: job.started_at.map(rfc3339),
             ended_at: job.ended_at.map(rfc3339),
             last_seen: job.last_seen.map(rfc3339),
+            hold_on_failure: job.hold_secs,
+            hold_until: job.hold_until.filter(|_| held).map(rfc3339),
+            hold_left_s: job
+                .hold_until
+                .filter(|_| held)
+                .map(|t| ((t - crate::time::now_ms()) / 1000).max(0)),
             events: None,
         }
     }
@@ -134,6 +149,10 @@ pub struct JobRecord {
     started_at: Option<String>,
     ended_at: Option<String>,
     last_seen: Option<String>,
+    #[serde(default)]
+    hold_on_failure: Option<u32>,
+    #[serde(default)]
+    hold_until: Option<String>,
     #[serde(default)]
     events: Option<Vec<EventRecord>>,
 }
@@ -187,6 +206,8 @@ impl JobRecord {
             login_shell: true,
             inputs: self.inputs,
             outputs: self.outputs,
+            hold_secs: self.hold_on_failure,
+            hold_until: time(self.hold_until),
         };
         (job, events)
     }
@@ -235,6 +256,8 @@ mod tests {
                 name: "x".into(),
             }],
             outputs: vec!["out".into()],
+            hold_secs: Some(600),
+            hold_until: None,
         };
         let events = vec![JobEvent {
             at: 1_700_000_000_200,

@@ -12,8 +12,10 @@
 //! T\n                 a tick: nothing new (at most ~1 s apart while idle)
 //! R <len>\n<report>   the job's report (`belay_report`, as a probe prints
 //!                     it), sent once the exit file exists, just before `X`
-//! X\n                 the job's `exit` file exists and both streams are
-//!                     drained to their final size; the script then ends
+//! X\n                 the job's `exit` file (or `held`: its command ended
+//!                     and the job is held for debugging) exists and both
+//!                     streams are drained to their final size; the script
+//!                     then ends
 //! ```
 //!
 //! The report spares the caller a probe of its own to record the end.
@@ -84,6 +86,7 @@ belay_send() {{
 }}
 belay_pump() {{
   x=; [ -f exit ] && x=1
+  [ -f held ] && x=1
   sent=
   if [ "$oo" -ge 0 ]; then belay_send O stdout "$oo"; oo=$at; fi
   if [ "$eo" -ge 0 ]; then belay_send E stderr "$eo"; eo=$at; fi

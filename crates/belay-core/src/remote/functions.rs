@@ -39,7 +39,11 @@ belay_report() {{
   fi
   if [ -f "$d/started" ]; then
     belay_alive "$d"
-    if [ "$alive" = yes ]; then echo "J $1 running"; belay_cat "$d/started"; return 0; fi
+    if [ "$alive" = yes ]; then
+      # The command ended and the wrapper holds the job for debugging.
+      if [ -f "$d/held" ]; then echo "J $1 held"; belay_cat "$d/held"; belay_cat "$d/started"; return 0; fi
+      echo "J $1 running"; belay_cat "$d/started"; return 0
+    fi
     if [ "$alive" = elsewhere ]; then echo "J $1 elsewhere"; echo "why=$why"; return 0; fi
     if [ -f "$d/exit" ]; then belay_report "$1" "$d"; return 0; fi
     echo "J $1 dead"; belay_cat "$d/started"; echo "why=$why"; return 0
@@ -79,7 +83,7 @@ belay_absent() {{
 # changed; anything else goes to the full report.
 belay_quick() {{
   belay_pidns
-  if [ ! -f "$2/exit" ] && [ "$5" = "$boot" ] && [ "$6" = "$node" ] && [ "$7" = "$pidns" ] &&
+  if [ ! -f "$2/exit" ] && [ ! -f "$2/held" ] && [ "$5" = "$boot" ] && [ "$6" = "$node" ] && [ "$7" = "$pidns" ] &&
      read -r l < "/proc/$3/stat" 2>/dev/null; then
     q_id=$1; q_dir=$2; q_ticks=$4
     l=${{l##*) }}

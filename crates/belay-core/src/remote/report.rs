@@ -12,6 +12,9 @@ pub enum RemoteStatus {
     Exit,
     /// The wrapper is alive.
     Running,
+    /// The command ended and the wrapper holds the job for debugging
+    /// (`held` exists; `code`, `until` and `hold` come with it).
+    Held,
     /// The wrapper is gone and left no `exit` file.
     Dead,
     /// It runs where this connection cannot see (another node sharing the
@@ -35,6 +38,7 @@ impl RemoteStatus {
         Some(match s {
             "exit" => Self::Exit,
             "running" => Self::Running,
+            "held" => Self::Held,
             "dead" => Self::Dead,
             "elsewhere" => Self::Elsewhere,
             "launching" => Self::Launching,

@@ -233,6 +233,9 @@ if command -v awk >/dev/null 2>&1; then
         ex = dir "/exit"
         has_exit = (getline e < ex) > 0
         close(ex)
+        ex = dir "/held"
+        if ((getline e < ex) > 0) has_exit = 1
+        close(ex)
         st = "/proc/" pid "/stat"
         if (!has_exit && (getline line < st) > 0) {{
           sub(/^.*\) /, "", line)
@@ -298,6 +301,19 @@ exit 0
         oo = out_offset,
         eo = err_offset,
         max = MAX_CHUNK,
+    )
+}
+
+/// End a debug hold: leave `release` in the job's directory, where its
+/// wrapper looks every second. Prints `R released`, `R ended` (the hold
+/// was over already), `R not-held` or `R absent`.
+pub fn release(dir_word: &str) -> String {
+    format!(
+        r#"cd {dir_word} 2>/dev/null || {{ echo "R absent"; exit 0; }}
+if [ -f exit ]; then echo "R ended"
+elif [ -f held ]; then : > release && echo "R released"
+else echo "R not-held"; fi
+"#
     )
 }
 

@@ -16,6 +16,17 @@
 //! Signals: TERM/INT/HUP are trapped (not ignored), so the user's command
 //! gets the default disposition and dies on `belay cancel` while the wrapper
 //! lives on to record how it ended.
+//!
+//! Debug hold: when the command failed and the job was run with
+//! `--hold-on-failure SECS`, or whenever the command left a `hold` file in
+//! the job directory (optionally holding a number of seconds), the wrapper
+//! ends the job's processes as always, writes `held` (`code`, `held_at`,
+//! `until`, `hold=failure|requested`) and waits — keeping the directory,
+//! and under a batch scheduler the allocation — until a `release` file
+//! appears (`belay release`), a cancel (TERM or `cancel-requested`), or
+//! `until` passes: the time limit is enforced here, on the host, with no
+//! belay process needed. Then it writes `exit` with the command's own code
+//! and `hold_end=released|cancelled|expired`.
 
 use crate::job::Command;
 use crate::shell::quote;
@@ -31,7 +42,14 @@ pub struct WrapperSpec<'a> {
     pub heartbeat_secs: u32,
     /// No working directory given and inputs were: run in `inputs/`.
     pub run_in_inputs: bool,
+    /// `--hold-on-failure`: seconds a failed job is held (0: not held
+    /// unless it asks with a `hold` file).
+    pub hold_secs: u32,
 }
+
+/// A hold the job asked for with an empty `hold` file, and no
+/// `--hold-on-failure` to take the length from: one hour.
+pub const DEFAULT_REQUESTED_HOLD_SECS: u32 = 3600;
 
 /// A working directory as a shell word: `~/x` is relative to the job's home
 /// on the host, anything else is taken as given (relative to home).
@@ -136,16 +154,55 @@ trap '' TERM INT HUP
 kill -TERM 0 2>/dev/null
 belay_cancelled=0
 [ -f "$belay_d/cancel-requested" ] && belay_cancelled=1
+# A debug hold (see the module docs of wrapper.rs in belay).
+belay_hold=; belay_hold_end=
+if [ "$belay_cancelled" = 0 ] && [ -z "$belay_sig" ]; then
+  if [ -f "$belay_d/hold" ]; then belay_hold=requested
+  elif [ "$belay_code" != 0 ] && [ {hold} -gt 0 ]; then belay_hold=failure; fi
+fi
+if [ -n "$belay_hold" ]; then
+  belay_secs={hold}
+  if [ "$belay_hold" = requested ]; then
+    belay_req=; read -r belay_req 2>/dev/null < "$belay_d/hold"
+    case $belay_req in ''|*[!0-9]*) ;; *) belay_secs=$belay_req ;; esac
+    [ "$belay_secs" -gt 0 ] || belay_secs={default_hold}
+    [ "$belay_secs" -le {max_hold} ] || belay_secs={max_hold}
+  fi
+  belay_now=$(date +%s); belay_until=$((belay_now + belay_secs))
+  printf 'code=%s\nheld_at=%s\nuntil=%s\nhold=%s\n' "$belay_code" "$belay_now" "$belay_until" "$belay_hold" \
+    > "$belay_d/held.tmp.$$" && mv -f "$belay_d/held.tmp.$$" "$belay_d/held"
+  trap 'belay_sig=TERM' TERM
+  trap 'belay_sig=INT' INT
+  trap 'belay_sig=HUP' HUP
+  belay_hold_end=expired
+  while [ "$belay_now" -lt "$belay_until" ]; do
+    if [ -f "$belay_d/release" ]; then belay_hold_end=released; break; fi
+    if [ -n "$belay_sig" ] || [ -f "$belay_d/cancel-requested" ]; then
+      belay_hold_end=cancelled; belay_cancelled=1; break
+    fi
+    : > "$belay_d/heartbeat"
+    # A signal interrupts `wait` at once; the sleep is the only child left.
+    sleep 1 </dev/null >/dev/null 2>&1 &
+    wait $!
+    belay_now=$(date +%s)
+  done
+  trap '' TERM INT HUP
+  kill -TERM 0 2>/dev/null
+fi
 # The reserve goes now, so that a disk the job filled still has room for
 # its `exit` file.
 rm -f "$belay_d/reserve"
-printf 'code=%s\nended_at=%s\ncancelled=%s\n' "$belay_code" "$(date +%s)" "$belay_cancelled" \
-  > "$belay_d/exit.tmp.$$" && mv -f "$belay_d/exit.tmp.$$" "$belay_d/exit"
+printf 'code=%s\nended_at=%s\ncancelled=%s\n%s' "$belay_code" "$(date +%s)" "$belay_cancelled" \
+  "${{belay_hold_end:+hold_end=$belay_hold_end
+}}" > "$belay_d/exit.tmp.$$" && mv -f "$belay_d/exit.tmp.$$" "$belay_d/exit"
 "#,
         boot_id_file = crate::failpoint::BOOT_ID_FILE_WORD,
         id = spec.job_id,
         qid = quote(spec.job_id),
         hb = spec.heartbeat_secs,
+        hold = spec.hold_secs,
+        default_hold = DEFAULT_REQUESTED_HOLD_SECS,
+        max_hold = crate::job::spec::MAX_HOLD_SECS,
         line = quote(&spec.command.shell_line()),
     )
 }
@@ -162,6 +219,7 @@ pub(crate) fn render_for_test() -> String {
         login_shell: true,
         run_in_inputs: false,
         heartbeat_secs: 15,
+        hold_secs: 0,
     })
 }
 
@@ -188,6 +246,7 @@ mod tests {
             login_shell: true,
             run_in_inputs: false,
             heartbeat_secs: 15,
+            hold_secs: 0,
         });
         let out = std::process::Command::new("sh")
             .arg("-n")

@@ -22,6 +22,7 @@ pub struct JobUpdate {
     pub ended_at: Option<i64>,
     pub last_seen: Option<i64>,
     pub liveness: Option<String>,
+    pub hold_until: Option<i64>,
 }
 
 /// Which jobs `list` returns.
@@ -34,7 +35,7 @@ pub struct JobFilter {
 
 pub(super) const JOB_COLUMNS: &str = "id, key, name, host, state, command, workdir, env, scheduler, \
     scheduler_id, remote_dir, exit_code, reason, created_at, updated_at, started_at, ended_at, \
-    last_seen, submitter, liveness, login_shell, inputs, outputs";
+    last_seen, submitter, liveness, login_shell, inputs, outputs, hold_secs, hold_until";
 
 impl Store {
     /// Record a new job in state `queued`: the intent, before anything
@@ -86,8 +87,8 @@ impl Store {
         let run = || -> rusqlite::Result<()> {
             tx.execute(
                 "INSERT INTO jobs (id, key, name, host, state, command, workdir, env, login_shell, \
-                 scheduler, created_at, updated_at, submitter, inputs, outputs, reason) \
-                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14)",
+                 scheduler, created_at, updated_at, submitter, inputs, outputs, reason, hold_secs) \
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15)",
                 params![
                     job_id.as_str(),
                     key,
@@ -103,6 +104,7 @@ impl Store {
                     inputs,
                     outputs,
                     reason,
+                    spec.hold_on_failure,
                 ],
             )?;
             tx.execute(
@@ -387,7 +389,8 @@ fn apply_update(conn: &Connection, job_id: &str, update: &JobUpdate) -> rusqlite
            started_at = COALESCE(?6, started_at), \
            ended_at = COALESCE(?7, ended_at), \
            last_seen = COALESCE(?8, last_seen), \
-           liveness = COALESCE(?9, liveness) \
+           liveness = COALESCE(?9, liveness), \
+           hold_until = COALESCE(?10, hold_until) \
          WHERE id = ?1",
         params![
             job_id,
@@ -399,6 +402,7 @@ fn apply_update(conn: &Connection, job_id: &str, update: &JobUpdate) -> rusqlite
             update.ended_at,
             update.last_seen,
             update.liveness,
+            update.hold_until,
         ],
     )?;
     Ok(())
@@ -441,6 +445,8 @@ pub(super) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
             .map_err(|e| bad(21, e.to_string()))?,
         outputs: serde_json::from_str(&r.get::<_, String>(22)?)
             .map_err(|e| bad(22, e.to_string()))?,
+        hold_secs: r.get(23)?,
+        hold_until: r.get(24)?,
     })
 }
 
@@ -506,10 +512,11 @@ mod tests {
                 .transition(&job.id, JobState::Queued, "back", &JobUpdate::default())
                 .unwrap()
         );
+        let queued = store.insert_job(&spec(), "direct", "test").unwrap();
         let err = store
-            .transition(&job.id, JobState::Held, "jump", &JobUpdate::default())
+            .transition(&queued.id, JobState::Held, "jump", &JobUpdate::default())
             .unwrap_err();
-        assert!(err.to_string().contains("submitting to held"), "{err}");
+        assert!(err.to_string().contains("queued to held"), "{err}");
         let upd = JobUpdate {
             exit_code: Some(3),
             ..Default::default()

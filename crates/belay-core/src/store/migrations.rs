@@ -94,6 +94,12 @@ const STEPS: &[&str] = &[
     CREATE INDEX jobs_outputs_due ON jobs(host)
      WHERE outputs_fetched_at IS NULL AND outputs <> '[]';
     "#,
+    // 8: debug hold: `run --hold-on-failure` (seconds; NULL: none) and,
+    // while a job is `held`, when its hold ends (ms, the host's clock).
+    r#"
+    ALTER TABLE jobs ADD COLUMN hold_secs INTEGER;
+    ALTER TABLE jobs ADD COLUMN hold_until INTEGER;
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two

@@ -10,7 +10,9 @@
 //!   job is recorded cancelled, nothing runs), as Ctrl-C does without the
 //!   daemon;
 //! - `POST /v1/cancellations` (`{"jobs": [...], "grace": SECS}`): every
-//!   reference resolved before anything is stopped; one result per job.
+//!   reference resolved before anything is stopped; one result per job;
+//! - `POST /v1/releases` (`{"job": REF}`): end a held job's debug hold;
+//!   answers the job once its host recorded the end (or still `held`).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -117,7 +119,7 @@ pub async fn show(
     blocking_armed(&state, failpoint_of(&headers), move |engine| {
         let (job, problems) = engine.job(&reference)?;
         let job = match wait {
-            Some(within) if job.state.is_live() => {
+            Some(within) if !job.state.command_over() => {
                 // Waited for next to the job's files on its host (the
                 // engine's follower, no stream wanted), not by asking again
                 // and again from here.
@@ -291,6 +293,24 @@ pub async fn cancel(
             })
             .collect();
         Ok(Json(json!({ "results": results })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct ReleaseRequest {
+    job: String,
+}
+
+pub async fn release(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    body: Result<Json<ReleaseRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(request) = body?;
+    blocking_armed(&state, failpoint_of(&headers), move |engine| {
+        let job = engine.release(&request.job)?;
+        Ok(Json(json!({ "job": JobView::new(&job) })))
     })
     .await
 }

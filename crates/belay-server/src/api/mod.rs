@@ -50,6 +50,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/jobs/{job}/output", get(logs::output))
         .route("/v1/jobs/{job}/fetches", post(jobs::fetch))
         .route("/v1/cancellations", post(jobs::cancel))
+        .route("/v1/releases", post(jobs::release))
         .route("/v1/hosts", get(hosts::list))
         .route("/v1/hosts/{host}", get(hosts::show))
         .route("/v1/hosts/{host}/checks", post(hosts::check))

@@ -27,6 +27,7 @@ pub mod api;
 pub mod autostart;
 pub mod background;
 pub mod build;
+pub mod forwards;
 pub mod client;
 pub mod listener;
 pub mod location;

@@ -9,7 +9,7 @@ use super::{Store, store_error};
 use crate::error::Result;
 
 /// One recorded forward.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ForwardRecord {
     pub id: String,
     /// The host alias whose connection carries it.

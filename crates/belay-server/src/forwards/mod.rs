@@ -30,7 +30,7 @@ use belay_core::engine::Engine;
 use belay_core::hosts::Hosts;
 use belay_core::store::ForwardRecord;
 use belay_core::time::now_ms;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use local::{Bound, bind};
 use relay::Activity;
@@ -54,7 +54,7 @@ pub enum ForwardsError {
 }
 
 /// What `--list` shows of one forward.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ForwardView {
     #[serde(flatten)]
     pub record: ForwardRecord,

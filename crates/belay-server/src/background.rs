@@ -13,8 +13,9 @@
 //! At most one pass per host is under way at any time, so a host that
 //! hangs delays only itself.
 //!
-//! [`forwards`] binds the recorded forwards again when the daemon starts
-//! and closes a job's forward once a pass has seen the job end.
+//! [`restore_forwards`] binds the recorded forwards again when the daemon
+//! starts; [`forwards`] closes a job's forward once a pass has seen the
+//! job end.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -158,10 +159,9 @@ pub async fn has_work(state: &Shared) -> bool {
 /// How often the forwards of jobs are compared with their jobs' states.
 const FORWARDS_STEP: Duration = Duration::from_secs(1);
 
-/// The daemon's forwards: bound again at start (those a killed daemon
-/// left recorded), then each job's forward closed once the store says the
-/// job ended (this loop's passes record the end).
-pub async fn forwards(state: Shared) {
+/// Binds the forwards a killed daemon left recorded (before the API
+/// answers, so the first `forward --list` sees them listening).
+pub async fn restore_forwards(state: &Shared) {
     let restoring = state.clone();
     let restored = tokio::task::spawn_blocking(move || {
         if !restoring.home.store_exists() {
@@ -177,6 +177,11 @@ pub async fn forwards(state: Shared) {
     if let Ok(Err(e)) = restored {
         tracing::warn!("restoring forwards: {e}");
     }
+}
+
+/// Closes each job's forward once the store says the job ended (the
+/// passes of [`run`] record the end).
+pub async fn forwards(state: Shared) {
     loop {
         tokio::time::sleep(FORWARDS_STEP).await;
         if !state.forwards.has_job_forwards() {

@@ -65,6 +65,7 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
             source,
         })?;
         tracing::info!(socket = %socket.display(), pid = std::process::id(), "belay daemon serving");
+        crate::background::restore_forwards(&state).await;
         let app = crate::api::router(state.clone());
         let background = tokio::spawn(crate::background::run(state.clone()));
         let forwards = tokio::spawn(crate::background::forwards(state.clone()));

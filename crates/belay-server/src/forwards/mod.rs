@@ -130,8 +130,9 @@ impl Forwards {
         if let Some(job) = &job {
             check_node(engine.hosts(), job)?;
         }
-        let probe = belay_core::transport::ssh::runtime().block_on(client.open_forward(&spec.remote));
-        drop(probe?);
+        // Dropped on the runtime: closing the channel is sent from there.
+        belay_core::transport::ssh::runtime()
+            .block_on(async { client.open_forward(&spec.remote).await.map(drop) })?;
         let bound = bind(&spec.local)?;
         let record = ForwardRecord {
             id: belay_core::job::id::random_hex(4)?,

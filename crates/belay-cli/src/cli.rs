@@ -82,6 +82,12 @@ itself at its time limit, kept on the host even with no belay running.")]
     /// Hosts: how belay reaches them (from your OpenSSH config) and their health.
     #[command(subcommand)]
     Host(HostCommand),
+    /// Forward local ports or sockets to a job's node or a host (as `ssh -L`),
+    /// held by the daemon and self-healing.
+    #[command(
+        after_help = "Examples:\n  belay forward train 8888                  # 127.0.0.1:<chosen> -> localhost:8888 on train's node\n  belay forward gpu1 9000:8888 6006         # 127.0.0.1:9000 -> 8888, and a chosen port -> 6006\n  belay forward node1 /run/user/1000/app.sock   # a Unix socket on the node\n  belay forward gpu1 /tmp/db.sock:db:5432   # a local socket (0600) -> db:5432 as gpu1 sees it\n  belay forward --list\n  belay forward --stop all\n\nREMOTE is a port (on the node's localhost), HOST:PORT as the node sees it, or\n/path.sock; LOCAL is a port (absent or 0: chosen) or a local socket path.\nThe forward lives in the daemon: the command returns once it listens and\nprints where. The local address never changes while the link drops and comes\nback (connections made meanwhile wait up to 30 s for it). A job's forward\ngoes to the node the job runs on and closes when the job ends. A daemon that\nwas killed binds its forwards again when it restarts (`--list` says so).\n--foreground (and --no-daemon) keep the forward in this command until Ctrl-C."
+    )]
+    Forward(ForwardArgs),
     /// Run the belay daemon: pooled connections, work moved forward with
     /// no terminal open, the API on $BELAY_HOME/belay.sock.
     #[command(
@@ -350,4 +356,25 @@ pub struct CancelArgs {
     /// Seconds between TERM and KILL.
     #[arg(long, default_value_t = belay_core::engine::cancel::DEFAULT_GRACE_SECS)]
     pub grace: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct ForwardArgs {
+    /// A job (forwards go to the node it runs on) or a host alias.
+    #[arg(required_unless_present_any = ["list", "stop"])]
+    pub to: Option<String>,
+    /// What to forward: [LOCAL:]REMOTE, one or more.
+    #[arg(value_name = "[LOCAL:]REMOTE")]
+    pub specs: Vec<String>,
+    /// List the daemon's forwards.
+    #[arg(long, conflicts_with_all = ["stop", "foreground", "to"])]
+    pub list: bool,
+    /// Stop a forward (its id), a job's forwards, or `all`.
+    #[arg(long, value_name = "ID|JOB|all", conflicts_with_all = ["foreground", "to"])]
+    pub stop: Option<String>,
+    /// Keep the forward in this command (not the daemon) until Ctrl-C.
+    #[arg(long)]
+    pub foreground: bool,
+    #[arg(long)]
+    pub json: bool,
 }

@@ -10,6 +10,7 @@ mod support;
 
 mod chaos;
 mod daemon;
+mod forward;
 mod hold;
 mod hosts_and_outputs;
 mod lifecycle;

@@ -12,6 +12,10 @@
 //!
 //! At most one pass per host is under way at any time, so a host that
 //! hangs delays only itself.
+//!
+//! [`restore_forwards`] binds the recorded forwards again when the daemon
+//! starts; [`forwards`] closes a job's forward once a pass has seen the
+//! job end.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -150,4 +154,50 @@ pub async fn has_work(state: &Shared) -> bool {
     .await
     .map(|r| r.unwrap_or(true))
     .unwrap_or(true)
+}
+
+/// How often the forwards of jobs are compared with their jobs' states.
+const FORWARDS_STEP: Duration = Duration::from_secs(1);
+
+/// Binds the forwards a killed daemon left recorded (before the API
+/// answers, so the first `forward --list` sees them listening).
+pub async fn restore_forwards(state: &Shared) {
+    let restoring = state.clone();
+    let restored = tokio::task::spawn_blocking(move || {
+        if !restoring.home.store_exists() {
+            return Ok(());
+        }
+        let mut engine = restoring.engine().map_err(|e| e.to_string())?;
+        restoring
+            .forwards
+            .restore(&mut engine)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    if let Ok(Err(e)) = restored {
+        tracing::warn!("restoring forwards: {e}");
+    }
+}
+
+/// Closes each job's forward once the store says the job ended (the
+/// passes of [`run`] record the end).
+pub async fn forwards(state: Shared) {
+    loop {
+        tokio::time::sleep(FORWARDS_STEP).await;
+        if !state.forwards.has_job_forwards() {
+            continue;
+        }
+        let state = state.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            let mut engine = state.engine().map_err(|e| e.to_string())?;
+            state
+                .forwards
+                .close_ended_jobs(&mut engine)
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        if let Ok(Err(e)) = swept {
+            tracing::warn!("forwards of ended jobs: {e}");
+        }
+    }
 }

@@ -28,6 +28,7 @@ pub mod autostart;
 pub mod background;
 pub mod build;
 pub mod client;
+pub mod forwards;
 pub mod listener;
 pub mod location;
 pub mod lock;

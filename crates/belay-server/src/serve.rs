@@ -1,6 +1,7 @@
 //! The daemon's life: take the lock, bind the socket, serve the API, run
 //! the background loop, and exit when asked (`DELETE /v1/daemon`), when
-//! idle for `idle_exit` (auto-started daemons only), or when its
+//! idle for `idle_exit` (auto-started daemons only, and never while a
+//! forward listens), or when its
 //! `BELAY_HOME` has gone (a removed test directory must not leave a daemon
 //! behind).
 //!
@@ -64,13 +65,16 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
             source,
         })?;
         tracing::info!(socket = %socket.display(), pid = std::process::id(), "belay daemon serving");
+        crate::background::restore_forwards(&state).await;
         let app = crate::api::router(state.clone());
         let background = tokio::spawn(crate::background::run(state.clone()));
+        let forwards = tokio::spawn(crate::background::forwards(state.clone()));
         let stop = state.clone();
         let server = axum::serve(SameUserListener::new(listener), app)
             .with_graceful_shutdown(async move { stop_reason(&stop, &options).await });
         let result = server.await;
         background.abort();
+        forwards.abort();
         result.map_err(|source| ServeError::Socket {
             path: socket.display().to_string(),
             source,
@@ -102,6 +106,7 @@ async fn stop_reason(state: &Arc<DaemonState>, options: &ServeOptions) {
         if let Some(limit) = options.idle_exit
             && let Some(idle) = state.idle_for_ms()
             && idle >= limit.as_millis() as i64
+            && state.forwards.open_count() == 0
             && !crate::background::has_work(state).await
         {
             tracing::info!("stopping: idle for {}s", idle / 1000);

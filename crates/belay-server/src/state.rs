@@ -40,6 +40,9 @@ pub struct DaemonState {
     followed: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Questions from connections, relayed to clients with a terminal.
     pub prompts: Arc<PromptRoutes>,
+    /// The forwards this daemon serves (`belay forward`), recorded in the
+    /// store; while any listens, the daemon does not idle-exit.
+    pub forwards: Arc<crate::forwards::Forwards>,
 }
 
 pub type Shared = Arc<DaemonState>;
@@ -87,6 +90,7 @@ impl DaemonState {
             woken: Default::default(),
             followed: Default::default(),
             prompts,
+            forwards: Arc::new(crate::forwards::Forwards::new(true)),
         })
     }
 

@@ -505,44 +505,25 @@ impl Client {
         }
     }
 
-    /// Opens a `direct-tcpip` stream to `host:port` as seen from the remote
-    /// host (for tunnels).
-    pub async fn open_tcp(&self, host: &str, port: u16) -> Result<Box<dyn ChannelIo>, SshError> {
+    /// Opens a forwarded byte stream to `target` as seen from the host
+    /// (`direct-tcpip` / `direct-streamlocal`); see [`crate::forward`].
+    pub async fn open_forward(
+        &self,
+        target: &crate::forward::ForwardTarget,
+    ) -> Result<crate::forward::ForwardStream, crate::forward::ForwardError> {
         let live = self.ensure().await?;
-        let fut = live.conn.handle.channel_open_direct_tcpip(
-            host.to_string(),
-            port as u32,
-            "127.0.0.1",
-            0,
-        );
-        match tokio::time::timeout(crate::session::DEFAULT_CONNECT_TIMEOUT, fut).await {
-            Ok(Ok(ch)) => Ok(Box::new(ch.into_stream())),
+        let opening = crate::forward::open_channel(&live.conn.handle, target);
+        let after = crate::session::DEFAULT_CONNECT_TIMEOUT;
+        match tokio::time::timeout(after, opening).await {
+            Ok(Ok(channel)) => Ok(channel.into_stream()),
+            Ok(Err(russh::Error::ChannelOpenFailure(reason))) if live.conn.is_alive() => {
+                Err(crate::forward::refusal(self, target, reason).await)
+            }
             Ok(Err(e)) => Err(self
-                .channel_err(&live, format!("cannot forward to {host}:{port}: {e}"))
-                .await),
-            Err(_) => Err(self.timeout(
-                "opening a forwarded connection",
-                crate::session::DEFAULT_CONNECT_TIMEOUT,
-            )),
-        }
-    }
-
-    /// Opens a `direct-streamlocal` stream to a unix socket on the host.
-    pub async fn open_unix(&self, path: &str) -> Result<Box<dyn ChannelIo>, SshError> {
-        let live = self.ensure().await?;
-        let fut = live
-            .conn
-            .handle
-            .channel_open_direct_streamlocal(path.to_string());
-        match tokio::time::timeout(crate::session::DEFAULT_CONNECT_TIMEOUT, fut).await {
-            Ok(Ok(ch)) => Ok(Box::new(ch.into_stream())),
-            Ok(Err(e)) => Err(self
-                .channel_err(&live, format!("cannot forward to {path}: {e}"))
-                .await),
-            Err(_) => Err(self.timeout(
-                "opening a forwarded connection",
-                crate::session::DEFAULT_CONNECT_TIMEOUT,
-            )),
+                .channel_err(&live, format!("cannot forward to {target}: {e}"))
+                .await
+                .into()),
+            Err(_) => Err(self.timeout("opening a forwarded connection", after).into()),
         }
     }
 

@@ -10,7 +10,8 @@
 //! * [`Client`] / [`Pool`] — pooled, reconnecting connections with
 //!   [`Client::run_script`] (persistent `/bin/sh`), [`Client::exec`] and
 //!   [`Client::exec_stream`] (bulk data, [`ExecStream`]), and
-//!   [`Client::open_sftp`] ([`Sftp`]) for hosts that refuse commands. A
+//!   [`Client::open_sftp`] ([`Sftp`]) for hosts that refuse commands, and
+//!   [`Client::open_forward`] ([`forward`]: `ssh -L` to a port or a Unix socket). A
 //!   live connection is reused only while the known_hosts/config files its
 //!   trust came from are unchanged (`trust_stamp`): a long-lived daemon
 //!   re-checks a host key the user has since changed, as a new `ssh` would.
@@ -21,6 +22,7 @@ pub mod auth;
 mod backoff;
 mod client;
 mod error;
+pub mod forward;
 mod key_file;
 pub mod known_hosts;
 mod prompt;
@@ -39,6 +41,7 @@ pub use auth::{AuthAttempt, AuthError};
 pub use backoff::Backoff;
 pub use client::{ChannelIo, Client, ClientOptions, Pool, scan_host_key};
 pub use error::SshError;
+pub use forward::{ForwardError, ForwardStream, ForwardTarget};
 pub use known_hosts::{HostKeyAccepted, HostKeyError, fingerprint};
 pub use prompt::{NoTerminal, Prompter};
 pub use resolve::{

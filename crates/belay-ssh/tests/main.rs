@@ -7,5 +7,6 @@
 
 mod common;
 
+mod forward;
 mod loopback;
 mod netns;

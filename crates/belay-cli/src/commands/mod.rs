@@ -4,6 +4,7 @@ mod advance;
 mod cancel;
 mod completions;
 mod fetch;
+mod forward;
 mod host;
 mod logs;
 mod ps;
@@ -106,6 +107,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Push(a) => transfer::push(&ctx, a),
         Command::Pull(a) => transfer::pull(&ctx, a),
         Command::Fetch(a) => fetch::fetch(&ctx, a),
+        Command::Forward(a) => forward::forward(&ctx, a),
         Command::Host(c) => host::host(&ctx, c),
         Command::Serve(a) => serve::serve(&ctx, a),
         Command::Advance { json } => advance::advance(&ctx, json),

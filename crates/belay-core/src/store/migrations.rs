@@ -100,6 +100,22 @@ const STEPS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN hold_secs INTEGER;
     ALTER TABLE jobs ADD COLUMN hold_until INTEGER;
     "#,
+    // 9: forwards (`belay forward`): what the daemon listens on and where
+    // each connection goes, so a daemon killed with SIGKILL binds them again
+    // (the same local address when it is still free). `closed` says why a
+    // forward no longer listens ("job ended"); NULL while it should.
+    r#"
+    CREATE TABLE forwards (
+        id         TEXT PRIMARY KEY,
+        host       TEXT NOT NULL,
+        job_id     TEXT,
+        local      TEXT NOT NULL,
+        remote     TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        closed     TEXT,
+        note       TEXT
+    );
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two

@@ -14,13 +14,15 @@
 //! [`events`] (the per-job event log), [`hosts`] (host health),
 //! [`job_host`] (what a job's host copy is checked against: its workroot
 //! marker, a cancel waiting for the host), [`outputs`] (declared outputs
-//! still to copy here once their job ended).
+//! still to copy here once their job ended), [`forwards`] (the forwards a
+//! daemon listens for, bound again after a restart).
 //! `bench` seeds large stores for benchmarks only (feature `bench`).
 
 #[cfg(any(test, feature = "bench"))]
 mod bench;
 mod events;
 pub mod filesystem;
+mod forwards;
 mod hosts;
 mod job_host;
 mod jobs;
@@ -36,6 +38,7 @@ use crate::error::{CoreError, Result};
 use crate::job::id;
 use filesystem::FsKind;
 
+pub use forwards::ForwardRecord;
 pub use hosts::{DEGRADED_WINDOW_MS, HostHealth};
 pub use jobs::{JobFilter, JobUpdate};
 pub use migrations::latest_version;

@@ -42,6 +42,17 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message.into(), 2)
     }
 
+    /// The host refused what was asked (a forward its sshd does not allow,
+    /// a job on another node): exit 1, the refusal's own words.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "refused",
+            message.into(),
+            1,
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,6 +1,7 @@
 //! The `/v1` API: HTTP/JSON on the daemon's Unix socket. Resources, not
 //! verbs, so the same routes can later be served on TCP with per-user
-//! tokens: `jobs` (and each job's `logs`), `cancellations`, `daemon`.
+//! tokens: `jobs` (and each job's `logs`), `cancellations`, `forwards`,
+//! `daemon`.
 //! The document `/v1/openapi.json` describes every route.
 //!
 //! Every handler runs engine code on a blocking thread ([`blocking`]): the
@@ -15,12 +16,15 @@
 //! - [`hosts`]: hosts, their health, checks, and their keys;
 //! - [`logs`]: a job's stdout/stderr from byte offsets, followed as
 //!   written (raw per stream, or both framed in one body);
+//! - [`forwards`]: the daemon's forwards (`belay forward`): open, list,
+//!   stop;
 //! - [`prompts`]: answers to a connection's questions (passphrase, second
 //!   factor) that a submit relayed to its client;
 //! - [`daemon`]: who the daemon is; stopping it.
 
 pub mod daemon;
 pub mod error;
+pub mod forwards;
 pub mod hosts;
 pub mod jobs;
 pub mod logs;
@@ -30,7 +34,7 @@ use std::convert::Infallible;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use belay_core::engine::Engine;
 use belay_core::engine::HostProblem;
 use serde::Serialize;
@@ -59,6 +63,13 @@ pub fn router(state: Shared) -> Router {
             put(hosts::trust).delete(hosts::forget),
         )
         .route("/v1/prompts/{id}", post(prompts::answer))
+        .route(
+            "/v1/forwards",
+            get(forwards::list)
+                .post(forwards::open)
+                .delete(forwards::stop_many),
+        )
+        .route("/v1/forwards/{id}", delete(forwards::stop_one))
         .fallback(|| async { ApiError::not_found("no such resource (see /v1/openapi.json)") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

@@ -88,6 +88,10 @@ itself at its time limit, kept on the host even with no belay running.")]
         after_help = "Examples:\n  belay forward train 8888                  # 127.0.0.1:<chosen> -> localhost:8888 on train's node\n  belay forward gpu1 9000:8888 6006         # 127.0.0.1:9000 -> 8888, and a chosen port -> 6006\n  belay forward node1 /run/user/1000/app.sock   # a Unix socket on the node\n  belay forward gpu1 /tmp/db.sock:db:5432   # a local socket (0600) -> db:5432 as gpu1 sees it\n  belay forward --list\n  belay forward --stop all\n\nREMOTE is a port (on the node's localhost), HOST:PORT as the node sees it, or\n/path.sock; LOCAL is a port (absent or 0: chosen) or a local socket path.\nThe forward lives in the daemon: the command returns once it listens and\nprints where. The local address never changes while the link drops and comes\nback (connections made meanwhile wait up to 30 s for it). A job's forward\ngoes to the node the job runs on and closes when the job ends. A daemon that\nwas killed binds its forwards again when it restarts (`--list` says so).\n--foreground (and --no-daemon) keep the forward in this command until Ctrl-C."
     )]
     Forward(ForwardArgs),
+    /// Apps: a server (Jupyter, your own HTTP server) run as a job and
+    /// reached through a forward, its URL printed.
+    #[command(subcommand)]
+    App(AppCommand),
     /// Run the belay daemon: pooled connections, work moved forward with
     /// no terminal open, the API on $BELAY_HOME/belay.sock.
     #[command(
@@ -118,6 +122,61 @@ pub enum CompletionShell {
     Bash,
     Zsh,
     Fish,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppCommand {
+    /// Start APP on HOST as a job, wait until it answers, forward to it and
+    /// print its URL.
+    #[command(
+        after_help = "Examples:\n  belay app run gpu1 jupyter                  # JupyterLab (or jupyter-server) from your login shell's PATH\n  belay app run node7 jupyter --name nb2 -- --ServerApp.root_dir=/scratch/me\n  belay app run gpu1 http -- 'python3 -m my_server --unix-socket \"$BELAY_APP_SOCKET\"'\n\nThe app listens on a Unix socket in its job's directory (mode 0600), reached\nthrough the daemon's forward (127.0.0.1:PORT here); its token, if it has one,\nis made on the host and never stored or logged by belay. Your own templates:\n$BELAY_HOME/apps/NAME.toml (see `belay app list --templates`). One app of a name\nper host: a second `app run` says where the first is. --no-daemon keeps the\nforward in this command until Ctrl-C."
+    )]
+    Run {
+        host: String,
+        /// The app's template: `jupyter`, `http`, or one of yours.
+        app: String,
+        /// The job's name (default: the app's); one app per name per host.
+        #[arg(long)]
+        name: Option<String>,
+        /// Open the URL in a browser ($BROWSER, else xdg-open).
+        #[arg(long)]
+        open: bool,
+        /// How long to wait for the app to answer (e.g. 2m).
+        #[arg(long, default_value = "3m", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        /// Print {job, app, host, url, local, remote} as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Arguments for the app (jupyter: server options; http: the command).
+        #[arg(last = true, value_name = "ARG")]
+        args: Vec<String>,
+    },
+    /// Apps that run (or, with --templates, the templates there are).
+    #[command(after_help = "Examples:\n  belay app list\n  belay app list --templates")]
+    List {
+        #[arg(long)]
+        json: bool,
+        /// List the app templates (built-in and yours) instead.
+        #[arg(long)]
+        templates: bool,
+    },
+    /// Forward to a running app again (if needed) and print its URL.
+    #[command(after_help = "Example:\n  belay app open jupyter")]
+    Open {
+        job: String,
+        #[arg(long)]
+        open: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End an app: its job, its forwards and its socket.
+    #[command(after_help = "Example:\n  belay app stop jupyter")]
+    Stop { job: String },
+}
+
+/// A duration (`90s`, `3m`); a bare number is seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    parse_hold(text).map(std::time::Duration::from_secs)
 }
 
 #[derive(Subcommand, Debug)]

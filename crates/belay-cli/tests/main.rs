@@ -8,6 +8,7 @@
 
 mod support;
 
+mod app;
 mod chaos;
 mod daemon;
 mod forward;

@@ -8,6 +8,7 @@
 //! [hosts.gpu1]
 //! workroot = "/scratch/me/belay"     # where job directories live (default ~/.belay/jobs)
 //! jump_fallbacks = ["jump2", "jump3"] # first hops to try when the configured one is down
+//! jupyter = "/opt/conda/bin/jupyter-lab" # what `belay app run gpu1 jupyter` starts
 //!
 //! [daemon]
 //! idle_exit = "10m"                  # an auto-started daemon exits after this long idle
@@ -65,6 +66,9 @@ pub struct HostConfig {
     /// Alternative first hops, tried in order when the primary is down.
     #[serde(default)]
     pub jump_fallbacks: Vec<String>,
+    /// The command `belay app run HOST jupyter` starts there, instead of
+    /// `jupyter-lab` (or `jupyter-server`) from the login shell's PATH.
+    pub jupyter: Option<String>,
 }
 
 impl BelayConfig {

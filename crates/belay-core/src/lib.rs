@@ -18,6 +18,7 @@
 //! [`paths`] holds the path rules shared by transfers and job specs (one
 //! `join`, `parent`, `partial_beside`, `safe_relative`, `base_name`).
 
+pub mod apps;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -24,6 +24,7 @@
 //! - [`client`] and [`autostart`]: the CLI's side.
 
 pub mod api;
+pub mod apps;
 pub mod autostart;
 pub mod background;
 pub mod build;

@@ -1,6 +1,7 @@
 //! One module per command; `dispatch` opens the engine and routes.
 
 mod advance;
+mod app;
 mod cancel;
 mod completions;
 mod fetch;
@@ -109,6 +110,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Fetch(a) => fetch::fetch(&ctx, a),
         Command::Forward(a) => forward::forward(&ctx, a),
         Command::Host(c) => host::host(&ctx, c),
+        Command::App(c) => app::app(&ctx, c),
         Command::Serve(a) => serve::serve(&ctx, a),
         Command::Advance { json } => advance::advance(&ctx, json),
         Command::Completions { shell } => completions::completions(shell),

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod files;
+pub mod jupyter;
 pub mod remote;
 
 use std::ffi::{OsStr, OsString};

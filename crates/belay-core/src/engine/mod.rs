@@ -18,6 +18,7 @@
 //!   loop, runnable by any command.
 
 pub mod advance;
+pub mod apps;
 pub mod cancel;
 pub mod fetch;
 pub mod follow;

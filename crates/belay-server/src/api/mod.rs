@@ -16,12 +16,14 @@
 //! - [`hosts`]: hosts, their health, checks, and their keys;
 //! - [`logs`]: a job's stdout/stderr from byte offsets, followed as
 //!   written (raw per stream, or both framed in one body);
+//! - [`apps`]: where an app job listens, once it does (`belay app`);
 //! - [`forwards`]: the daemon's forwards (`belay forward`): open, list,
 //!   stop;
 //! - [`prompts`]: answers to a connection's questions (passphrase, second
 //!   factor) that a submit relayed to its client;
 //! - [`daemon`]: who the daemon is; stopping it.
 
+pub mod apps;
 pub mod daemon;
 pub mod error;
 pub mod forwards;
@@ -53,6 +55,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/jobs/{job}/logs/{stream}", get(logs::read))
         .route("/v1/jobs/{job}/output", get(logs::output))
         .route("/v1/jobs/{job}/fetches", post(jobs::fetch))
+        .route("/v1/jobs/{job}/app", get(apps::show).delete(apps::stop))
         .route("/v1/cancellations", post(jobs::cancel))
         .route("/v1/releases", post(jobs::release))
         .route("/v1/hosts", get(hosts::list))

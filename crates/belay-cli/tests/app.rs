@@ -194,3 +194,28 @@ fn an_unknown_app_or_a_missing_jupyter_is_said_plainly() {
         "{logs}"
     );
 }
+
+#[test]
+fn jupyter_on_an_isolated_node_is_reached_through_the_jump_host() {
+    let jupyter = jupyter_server();
+    let lab = crate::support::remote::Lab::start();
+    let b = through_daemon(lab.belay());
+    std::fs::write(
+        b.home.path().join("config.toml"),
+        format!("[hosts.node1]\njupyter = \"{}\"\n", jupyter.display()),
+    )
+    .unwrap();
+    let app = b
+        .cmd(["app", "run", "node1", "jupyter", "--json"])
+        .deadline(Duration::from_secs(180))
+        .json();
+    let url = app["url"].as_str().unwrap();
+    let local = app["local"].as_str().unwrap();
+    let token = url.split("token=").nth(1).expect("a token");
+    assert_eq!(status(local, &format!("/api/status?token={token}")), Ok(200));
+    assert_eq!(status(local, "/api/status"), Ok(403));
+    let job = app["job"].as_str().unwrap();
+    b.ok(&["app", "stop", job]);
+    assert_eq!(b.job(job)["state"], "cancelled");
+    assert!(TcpStream::connect(local).is_err(), "the forward still listens");
+}

@@ -64,14 +64,24 @@ fn tcp_server(dir: &Path) -> (HttpServer, u16) {
         .unwrap()
         .port();
     let child = Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("python3");
     assert!(
-        poll(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        poll(Duration::from_secs(10), || TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
         "http.server on {port}"
     );
     (HttpServer { child }, port)
@@ -87,7 +97,9 @@ fn unix_server(dir: &Path, socket: &Path) -> HttpServer {
         .spawn()
         .expect("python3");
     assert!(
-        poll(Duration::from_secs(10), || std::os::unix::net::UnixStream::connect(socket).is_ok()),
+        poll(Duration::from_secs(10), || {
+            std::os::unix::net::UnixStream::connect(socket).is_ok()
+        }),
         "unix http server at {}",
         socket.display()
     );
@@ -182,7 +194,10 @@ fn http_goes_through_a_forwarded_port_and_a_forwarded_unix_socket() {
     assert_eq!(get(&local_of(&fixed)).unwrap(), "hello through belay\n");
     let here = b.scratch("here.sock");
     let to_socket = open(&b, "target", &format!("{}:{port}", here.display()));
-    assert_eq!(get(here.to_str().unwrap()).unwrap(), "hello through belay\n");
+    assert_eq!(
+        get(here.to_str().unwrap()).unwrap(),
+        "hello through belay\n"
+    );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&here).unwrap().permissions().mode() & 0o777,
@@ -191,9 +206,15 @@ fn http_goes_through_a_forwarded_port_and_a_forwarded_unix_socket() {
 
     let listed = list(&b);
     assert_eq!(listed.len(), 4, "{listed:?}");
-    assert!(listed.iter().all(|f| f["state"] == "listening"), "{listed:?}");
+    assert!(
+        listed.iter().all(|f| f["state"] == "listening"),
+        "{listed:?}"
+    );
     let human = b.cmd(["forward", "--list"]).ok();
-    assert!(human.contains(&via_port) && human.contains("listening"), "{human}");
+    assert!(
+        human.contains(&via_port) && human.contains("listening"),
+        "{human}"
+    );
 
     // --stop ID: no listener left; --stop all: none at all.
     let id = by_port["id"].as_str().unwrap();
@@ -289,7 +310,11 @@ fn a_forward_heals_after_the_link_drops_on_the_same_local_port() {
     host.sshd.restart().expect("sshd back");
     assert_eq!(during.join().unwrap().unwrap(), "still here\n");
     let listed = list(&b);
-    assert_eq!(local_of(&listed[0]), addr, "the local address never changes");
+    assert_eq!(
+        local_of(&listed[0]),
+        addr,
+        "the local address never changes"
+    );
 }
 
 #[test]
@@ -399,7 +424,14 @@ fn a_forward_to_a_socket_on_an_isolated_node_survives_a_partition() {
     // The server runs in node1's network namespace (the socket is a path:
     // the forward reaches it through node1's sshd, via the jump host).
     let child = Command::new("ip")
-        .args(["netns", "exec", &lab.lab.nodes[0].netns, "python3", "-c", UNIX_HTTP])
+        .args([
+            "netns",
+            "exec",
+            &lab.lab.nodes[0].netns,
+            "python3",
+            "-c",
+            UNIX_HTTP,
+        ])
         .arg(&socket)
         .arg(&dir)
         .stdout(Stdio::null())
@@ -433,5 +465,7 @@ fn partition(lab: &Lab, ns: &str, cut: bool) {
     } else {
         "nft delete table inet belay_fwd 2>/dev/null; true\n"
     };
-    lab.lab.exec_in(ns, script).expect("nft in the node namespace");
+    lab.lab
+        .exec_in(ns, script)
+        .expect("nft in the node namespace");
 }

@@ -231,7 +231,9 @@ mod tests {
             }
         );
         assert_eq!(
-            ForwardTarget::parse("db.internal:5432").unwrap().to_string(),
+            ForwardTarget::parse("db.internal:5432")
+                .unwrap()
+                .to_string(),
             "db.internal:5432"
         );
         assert_eq!(
@@ -244,7 +246,10 @@ mod tests {
         );
         for bad in ["0", "65536", "host:", "host:x", ":80", "a b:80", "99999999"] {
             let e = ForwardTarget::parse(bad).unwrap_err();
-            assert!(e.contains(&format!("'{bad}'")) || e.contains("bad"), "{bad}: {e}");
+            assert!(
+                e.contains(&format!("'{bad}'")) || e.contains("bad"),
+                "{bad}: {e}"
+            );
         }
     }
 }

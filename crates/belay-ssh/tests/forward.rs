@@ -64,12 +64,20 @@ async fn tcp_and_unix_forwards_carry_bytes_beyond_the_window() {
     let tcp = ForwardTarget::parse(&format!("127.0.0.1:{port}")).unwrap();
     // 24 MiB: six times the channel window, so the sender must wait for
     // the reader (flow control) and nothing is lost.
-    echo_round(client.open_forward(&tcp).await.expect("tcp forward"), 24 << 20).await;
+    echo_round(
+        client.open_forward(&tcp).await.expect("tcp forward"),
+        24 << 20,
+    )
+    .await;
 
     let sock = env.path().join("echo.sock");
     unix_echo(&sock);
     let unix = ForwardTarget::Unix(sock.display().to_string());
-    echo_round(client.open_forward(&unix).await.expect("unix forward"), 1 << 20).await;
+    echo_round(
+        client.open_forward(&unix).await.expect("unix forward"),
+        1 << 20,
+    )
+    .await;
     // Many forwards on one connection at once (not limited by MaxSessions).
     let mut opened = Vec::new();
     for _ in 0..12 {
@@ -88,14 +96,16 @@ async fn nothing_listening_is_named_as_such() {
     let e = client
         .open_forward(&ForwardTarget::parse(&format!("127.0.0.1:{port}")).unwrap())
         .await
-        .err().expect("nothing listens");
+        .err()
+        .expect("nothing listens");
     assert!(matches!(e, ForwardError::NothingThere { .. }), "{e}");
     assert!(e.to_string().contains("target"), "{e}");
     let missing = env.path().join("missing.sock").display().to_string();
     let e = client
         .open_forward(&ForwardTarget::Unix(missing.clone()))
         .await
-        .err().expect("no socket");
+        .err()
+        .expect("no socket");
     let text = e.to_string();
     assert!(
         matches!(e, ForwardError::NothingThere { .. }) && text.contains("no such socket"),
@@ -118,7 +128,8 @@ async fn refusals_name_the_hop_and_the_setting() {
     let e = client
         .open_forward(&ForwardTarget::parse(&port.to_string()).unwrap())
         .await
-        .err().expect("AllowTcpForwarding no");
+        .err()
+        .expect("AllowTcpForwarding no");
     let text = e.to_string();
     assert!(matches!(e, ForwardError::Refused { .. }), "{text}");
     assert!(text.starts_with("target refuses"), "{text}");
@@ -129,7 +140,8 @@ async fn refusals_name_the_hop_and_the_setting() {
     let e = client
         .open_forward(&ForwardTarget::Unix(sock.display().to_string()))
         .await
-        .err().expect("AllowStreamLocalForwarding no");
+        .err()
+        .expect("AllowStreamLocalForwarding no");
     let text = e.to_string();
     assert!(matches!(e, ForwardError::Refused { .. }), "{text}");
     assert!(text.contains("AllowStreamLocalForwarding"), "{text}");
@@ -147,7 +159,8 @@ async fn permit_open_refusal_is_named() {
         .client("target")
         .open_forward(&ForwardTarget::parse(&format!("127.0.0.1:{port}")).unwrap())
         .await
-        .err().expect("PermitOpen");
+        .err()
+        .expect("PermitOpen");
     let text = e.to_string();
     assert!(matches!(e, ForwardError::Refused { .. }), "{text}");
     assert!(text.contains("PermitOpen"), "{text}");

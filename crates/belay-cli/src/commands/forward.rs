@@ -63,7 +63,10 @@ fn open_in_daemon(client: &Client, to: &str, specs: &[String], json: bool) -> Re
 
 fn show_opened(opened: &[ForwardView], json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(opened).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(opened).unwrap_or_default()
+        );
         return;
     }
     for v in opened {
@@ -128,7 +131,9 @@ fn list(ctx: &Ctx, json: bool) -> Result<u8> {
     }
     if views.is_empty() {
         if ctx.no_daemon {
-            println!("no forwards (without the daemon a forward lives only as long as its `belay forward`)");
+            println!(
+                "no forwards (without the daemon a forward lives only as long as its `belay forward`)"
+            );
         } else {
             println!("no forwards");
         }
@@ -195,7 +200,10 @@ fn stop(ctx: &Ctx, which: &str, json: bool) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&doc.stopped)?);
     } else {
         for r in &doc.stopped {
-            println!("{}: stopped ({} -> {} on {})", r.id, r.local, r.remote, r.host);
+            println!(
+                "{}: stopped ({} -> {} on {})",
+                r.id, r.local, r.remote, r.host
+            );
         }
     }
     Ok(0)

@@ -76,7 +76,12 @@ impl Store {
     }
 
     /// Where it listens now and what the user should know about it.
-    pub fn update_forward_local(&mut self, id: &str, local: &str, note: Option<&str>) -> Result<()> {
+    pub fn update_forward_local(
+        &mut self,
+        id: &str,
+        local: &str,
+        note: Option<&str>,
+    ) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE forwards SET local = ?2, note = ?3 WHERE id = ?1",

@@ -45,7 +45,12 @@ impl ApiError {
     /// The host refused what was asked (a forward its sshd does not allow,
     /// a job on another node): exit 1, the refusal's own words.
     pub fn refused(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", message.into(), 1)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "refused",
+            message.into(),
+            1,
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

@@ -24,12 +24,11 @@ impl From<ForwardsError> for ApiError {
         match e {
             ForwardsError::Core(core) => core.into(),
             ForwardsError::NotFound(message) => ApiError::not_found(message),
-            ForwardsError::Forward(belay_ssh::ForwardError::Link(link)) => ApiError::from(
-                belay_core::CoreError::Transport(belay_core::transport::ssh::map_error(
-                    &host_of(&link),
-                    link,
-                )),
-            ),
+            ForwardsError::Forward(belay_ssh::ForwardError::Link(link)) => {
+                ApiError::from(belay_core::CoreError::Transport(
+                    belay_core::transport::ssh::map_error(&host_of(&link), link),
+                ))
+            }
             other => ApiError::refused(other.to_string()),
         }
     }

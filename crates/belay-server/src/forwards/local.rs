@@ -68,9 +68,8 @@ fn bind_socket(path: &Path) -> Result<Bound, CoreError> {
         // A socket nothing answers on: stale.
         let _ = std::fs::remove_file(path);
     }
-    let listener = std::os::unix::net::UnixListener::bind(path).map_err(|e| {
-        CoreError::BadInput(format!("cannot listen on {}: {e}", path.display()))
-    })?;
+    let listener = std::os::unix::net::UnixListener::bind(path)
+        .map_err(|e| CoreError::BadInput(format!("cannot listen on {}: {e}", path.display())))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
     listener.set_nonblocking(true).map_err(io)?;
     Ok(Bound::Unix(listener, path.to_path_buf()))

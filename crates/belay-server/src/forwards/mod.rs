@@ -266,9 +266,11 @@ impl Forwards {
                         b.address()
                     );
                     tracing::warn!(id = %record.id, "{note}");
-                    engine
-                        .store_mut()
-                        .update_forward_local(&record.id, &b.address(), Some(&note))?;
+                    engine.store_mut().update_forward_local(
+                        &record.id,
+                        &b.address(),
+                        Some(&note),
+                    )?;
                     record.local = b.address();
                     record.note = Some(note);
                     b

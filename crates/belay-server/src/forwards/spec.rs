@@ -19,10 +19,7 @@ pub enum LocalEnd {
 impl LocalEnd {
     /// Reads a recorded local address back (`127.0.0.1:PORT` or a path).
     pub fn from_recorded(text: &str) -> LocalEnd {
-        match text
-            .strip_prefix("127.0.0.1:")
-            .and_then(|p| p.parse().ok())
-        {
+        match text.strip_prefix("127.0.0.1:").and_then(|p| p.parse().ok()) {
             Some(port) => LocalEnd::Port(port),
             None => LocalEnd::Socket(PathBuf::from(text)),
         }

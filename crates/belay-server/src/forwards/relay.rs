@@ -17,6 +17,9 @@ use super::local::Bound;
 /// How long a connection accepted while the link is down waits for it.
 pub const LINK_WAIT: Duration = Duration::from_secs(30);
 
+/// Bytes read at once on either side of a relayed connection.
+const RELAY_BUFFER: usize = 32 * 1024;
+
 /// What a serving forward shares with its manager.
 #[derive(Default)]
 pub struct Activity {
@@ -96,7 +99,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut channel = open_waiting(client, target, LINK_WAIT).await?;
-    let _ = tokio::io::copy_bidirectional(&mut sock, &mut channel).await;
+    // Reads as large as an SSH packet (32 KiB): one packet per read, not
+    // four (tokio's default buffer is 8 KiB).
+    let _ = tokio::io::copy_bidirectional_with_sizes(
+        &mut sock,
+        &mut channel,
+        RELAY_BUFFER,
+        RELAY_BUFFER,
+    )
+    .await;
     Ok(())
 }
 

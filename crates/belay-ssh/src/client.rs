@@ -293,6 +293,14 @@ impl Client {
     /// Safe to call concurrently.
     pub async fn run_script(&self, script: &str) -> Result<ScriptOutput, SshError> {
         let live = self.ensure().await?;
+        self.guarded(&live, self.run_script_on(&live, script)).await
+    }
+
+    async fn run_script_on(
+        &self,
+        live: &Arc<Live>,
+        script: &str,
+    ) -> Result<ScriptOutput, SshError> {
         let deadline = self.opts.op_timeout;
         let slot = tokio::time::timeout(deadline, live.shell_slots.clone().acquire_owned())
             .await
@@ -357,20 +365,23 @@ impl Client {
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ScriptOutput, SshError> {
         let live = self.ensure().await?;
         let deadline = self.opts.op_timeout;
-        let _permit = tokio::time::timeout(deadline, live.channels.clone().acquire_owned())
+        let run = async {
+            let _permit = tokio::time::timeout(deadline, live.channels.clone().acquire_owned())
+                .await
+                .map_err(|_| self.timeout("waiting for a free channel", deadline))?
+                .map_err(|_| self.lost("client closed"))?;
+            exec_once(
+                &live.conn.handle,
+                command,
+                stdin,
+                &self.alias,
+                &live.conn.monitor,
+                deadline,
+                self.opts.reply_limits,
+            )
             .await
-            .map_err(|_| self.timeout("waiting for a free channel", deadline))?
-            .map_err(|_| self.lost("client closed"))?;
-        exec_once(
-            &live.conn.handle,
-            command,
-            stdin,
-            &self.alias,
-            &live.conn.monitor,
-            deadline,
-            self.opts.reply_limits,
-        )
-        .await
+        };
+        self.guarded(&live, run).await
     }
 
     /// Starts a POSIX sh `script` with streaming stdin/stdout (bulk data).
@@ -380,12 +391,22 @@ impl Client {
     /// progress.
     pub async fn exec_stream(&self, script: &str, idle: Duration) -> Result<ExecStream, SshError> {
         let live = self.ensure().await?;
+        self.guarded(&live, self.exec_stream_on(&live, script, idle))
+            .await
+    }
+
+    async fn exec_stream_on(
+        &self,
+        live: &Arc<Live>,
+        script: &str,
+        idle: Duration,
+    ) -> Result<ExecStream, SshError> {
         tracing::debug!(host = %self.alias, script_bytes = script.len(), "stream script");
         // An idle shell may have died since it was last used (its loop
         // killed, its temp dir cleaned): then a fresh one is opened.
         let idle_shell = live.idle.lock().ok().and_then(|mut v| v.pop());
         if let Some(shell) = idle_shell
-            && let Ok(stream) = self.start_stream(&live, shell, script, idle).await
+            && let Ok(stream) = self.start_stream(live, shell, script, idle).await
         {
             return Ok(stream);
         }
@@ -402,7 +423,7 @@ impl Client {
             self.opts.reply_limits,
         )
         .await?;
-        self.start_stream(&live, shell, script, idle).await
+        self.start_stream(live, shell, script, idle).await
     }
 
     async fn start_stream(
@@ -461,6 +482,10 @@ impl Client {
     /// goes through the persistent shells.
     pub async fn open_sftp(&self) -> Result<Sftp, SshError> {
         let live = self.ensure().await?;
+        self.guarded(&live, self.open_sftp_on(&live)).await
+    }
+
+    async fn open_sftp_on(&self, live: &Arc<Live>) -> Result<Sftp, SshError> {
         let deadline = self.opts.op_timeout;
         let permit = tokio::time::timeout(deadline, live.channels.clone().acquire_owned())
             .await
@@ -492,7 +517,7 @@ impl Client {
         };
         let channel = match tokio::time::timeout(deadline, opening).await {
             Ok(Ok(c)) => c,
-            Ok(Err(detail)) => return Err(self.channel_err(&live, detail).await),
+            Ok(Err(detail)) => return Err(self.channel_err(live, detail).await),
             Err(_) => return Err(self.timeout("starting sftp", deadline)),
         };
         match tokio::time::timeout(deadline, Sftp::start(channel.into_stream(), permit)).await {
@@ -543,6 +568,21 @@ impl Client {
                 "opening a forwarded connection",
                 crate::session::DEFAULT_CONNECT_TIMEOUT,
             )),
+        }
+    }
+
+    /// `op` on `live`, failed as soon as the connection is found dead
+    /// while it waits (`Connection::watch`: closed, or silent past its
+    /// liveness bound — then abandoned, and the next operation reconnects).
+    async fn guarded<T>(
+        &self,
+        live: &Live,
+        op: impl std::future::Future<Output = Result<T, SshError>>,
+    ) -> Result<T, SshError> {
+        tokio::select! {
+            biased;
+            r = op => r,
+            dead = live.conn.watch(&self.alias) => Err(dead),
         }
     }
 

@@ -48,7 +48,7 @@ pub use resolve::{
 /// The SFTP protocol types [`Sftp::raw`] speaks.
 pub use russh_sftp;
 pub use sanitize::{terminal_safe, terminal_safe_bytes};
-pub use session::{ConnectInfo, HopInfo};
+pub use session::{ConnectInfo, HopInfo, OP_SILENCE};
 pub use sftp::Sftp;
 pub use shell::{ReplyLimits, ScriptOutput};
 pub use stream::{ExecStream, StreamEnd};

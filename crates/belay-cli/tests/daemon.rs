@@ -548,6 +548,70 @@ fn a_detached_jobs_outputs_are_fetched_with_no_cli_running() {
     );
 }
 
+/// Every packet to and from a local TCP port dropped (nftables, a table
+/// of our own) until dropped itself: a network partition of one loopback
+/// sshd, as `bench/daemon.py --partition` makes it.
+struct PortCut(String);
+
+impl PortCut {
+    fn new(port: u16) -> PortCut {
+        let table = format!("belay_cut_{port}");
+        let rules = format!(
+            "table inet {table} {{\n  chain out {{ type filter hook output priority 0; \
+             tcp dport {port} drop; tcp sport {port} drop; }}\n}}\n"
+        );
+        let mut nft = Command::new("nft");
+        nft.args(["-f", "-"]).stdin(Stdio::piped());
+        let mut child = nft.spawn().expect("nft");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "nft refused {rules}");
+        PortCut(table)
+    }
+}
+
+impl Drop for PortCut {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn a_partition_that_heals_is_seen_by_the_daemon_alone_soon_after() {
+    // The pooled connection is up; a detached job ends while every packet
+    // to the host is dropped; a pass's probe meanwhile waits on a
+    // connection that receives nothing. Once the cut heals, the daemon
+    // must not wait on that connection (TCP's retransmission timer, doubled
+    // through the cut, took 24.6 s after a 30 s cut): it gives up on a
+    // silent connection within seconds and reconnects afresh.
+    let host = Loopback::start();
+    let b = through_daemon(host.belay());
+    let id = b.submit(&["target", "--", "sleep 3; echo done"]);
+    wait_stored(&b, &id, "running", Duration::from_secs(20));
+    let cut = PortCut::new(host.sshd.port());
+    std::thread::sleep(Duration::from_secs(30));
+    assert_eq!(
+        stored(&b, &id, "state").as_deref(),
+        Some("running"),
+        "nothing could be seen during the cut"
+    );
+    drop(cut);
+    let healed = Instant::now();
+    // No command runs from here: the store is read directly.
+    wait_stored(&b, &id, "succeeded", Duration::from_secs(15));
+    println!(
+        "DAEMON|state in the store after a 30 s partition heals|{} ms",
+        healed.elapsed().as_millis()
+    );
+}
+
 // ------------------------------------------------------------------- chaos
 
 /// The command's daemon (`pid`) was SIGKILLed at `point` mid-request: the

@@ -612,6 +612,103 @@ fn a_partition_that_heals_is_seen_by_the_daemon_alone_soon_after() {
     );
 }
 
+/// `certonly`: the loopback sshd, reached with a key it does not
+/// authorize, so that the only way in is that key's certificate (signed by
+/// `ca`, which the sshd trusts).
+fn certificate_host() -> (
+    Loopback,
+    tempfile::TempDir,
+    belay_testbed::UserCa,
+    belay_testbed::KeyPair,
+) {
+    let cadir = tempfile::tempdir().unwrap();
+    let ca = belay_testbed::UserCa::new(cadir.path()).unwrap();
+    let user_key =
+        belay_testbed::KeyPair::generate(cadir.path(), "k", belay_testbed::KeyKind::Ed25519)
+            .unwrap();
+    let host = Loopback::start_options(belay_testbed::SshdOptions {
+        trusted_user_ca: Some(ca.public().to_path_buf()),
+        ..Default::default()
+    });
+    host.add_host(
+        belay_testbed::HostBlock::new("certonly")
+            .option("IdentityFile", user_key.private.display()),
+    );
+    (host, cadir, ca, user_key)
+}
+
+/// Signs `key` again in place (its `-cert.pub`) with identity `id`, valid
+/// from five minutes ago for an hour.
+fn renew(ca: &belay_testbed::UserCa, key: &belay_testbed::KeyPair, id: &str) {
+    let out = Command::new("ssh-keygen")
+        .arg("-q")
+        .arg("-s")
+        .arg(&ca.key.private)
+        .args(["-I", id, "-n", "root", "-V", "-5m:+1h"])
+        .arg(&key.public)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+#[test]
+fn a_certificate_renewed_while_the_daemon_runs_is_used_at_its_next_connect() {
+    let (host, _cadir, ca, user_key) = certificate_host();
+    let cert = ca.sign(&user_key, &["root"], "-3h:-2h").unwrap();
+    let expired = format!("certificate {} expired 2 h ago", cert.display());
+
+    // Expired: the same message and status through the daemon as without.
+    let b = through_daemon(host.belay());
+    let direct = b
+        .cmd(["run", "certonly", "--", "true"])
+        .env("BELAY_NO_DAEMON", "1")
+        .output();
+    assert!(
+        stderr_of(&direct).contains(&expired),
+        "{}",
+        stderr_of(&direct)
+    );
+    b.cmd(["run", "target", "--", "true"]).ok();
+    let pid = daemon_pid(&b);
+    let served = b.cmd(["run", "certonly", "--", "true"]).output();
+    assert_eq!(
+        served.status.code(),
+        direct.status.code(),
+        "{}",
+        stderr_of(&served)
+    );
+    assert!(
+        stderr_of(&served).contains(&expired),
+        "{}",
+        stderr_of(&served)
+    );
+
+    // Renewed in place: the next command through the same daemon gets in.
+    renew(&ca, &user_key, "renewed-once");
+    let out = b.cmd(["run", "certonly", "--", "echo in"]).ok();
+    assert_eq!(out, "in\n");
+    assert_eq!(daemon_pid(&b), pid, "the same daemon");
+    assert!(
+        host.sshd.log().contains("ID renewed-once"),
+        "{}",
+        host.sshd.log()
+    );
+
+    // Renewed again while connected; the connection is lost (its sshd
+    // sessions killed): the reconnect presents the new certificate.
+    renew(&ca, &user_key, "renewed-twice");
+    host.sshd.kill_sessions();
+    host.wait_sessions_gone();
+    let out = b.cmd(["run", "certonly", "--", "echo again"]).ok();
+    assert_eq!(out, "again\n");
+    assert_eq!(daemon_pid(&b), pid, "the same daemon");
+    assert!(
+        host.sshd.log().contains("ID renewed-twice"),
+        "{}",
+        host.sshd.log()
+    );
+}
+
 // ------------------------------------------------------------------- chaos
 
 /// The command's daemon (`pid`) was SIGKILLed at `point` mid-request: the

@@ -709,6 +709,61 @@ fn a_certificate_renewed_while_the_daemon_runs_is_used_at_its_next_connect() {
     );
 }
 
+/// Four attached runs at once through the daemon to a host whose sshd
+/// allows `max_sessions` channels per connection (`None`: OpenSSH's 10):
+/// each gets its full output; returns the connections the sshd accepted.
+fn four_attached_runs(max_sessions: Option<u32>) -> usize {
+    let extra = max_sessions.map(|n| format!("MaxSessions {n}"));
+    let host = Loopback::start_with(extra.into_iter().collect());
+    let b = through_daemon(host.belay());
+    b.cmd(["run", "target", "--", "true"]).ok();
+    let script = "for i in 1 2 3 4 5 6; do echo line$i; sleep 0.3; done";
+    let runs: Vec<_> = (0..4)
+        .map(|_| b.spawn(&["run", "target", "--", script]))
+        .collect();
+    let want: String = (1..=6).map(|i| format!("line{i}\n")).collect();
+    for run in runs {
+        let out = wait_child(run, Duration::from_secs(30), &b);
+        let log = std::fs::read_to_string(b.home.path().join("serve.log")).unwrap_or_default();
+        assert!(out.status.success(), "{}\n{log}", stderr_of(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            want,
+            "{}\n{log}",
+            stderr_of(&out),
+        );
+    }
+    host.sshd.log().matches("Accepted publickey").count()
+}
+
+/// `child`'s output, killing it after `within`.
+fn wait_child(mut child: std::process::Child, within: Duration, b: &Belay) -> Output {
+    let deadline = Instant::now() + within;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            let log = std::fs::read_to_string(b.home.path().join("serve.log")).unwrap_or_default();
+            panic!("still running after {within:?}: {}\n{log}", stderr_of(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn channels_beyond_the_servers_max_sessions_go_over_a_second_connection() {
+    let connections = four_attached_runs(Some(2));
+    println!("DAEMON|connections accepted for 4 followed jobs at MaxSessions 2|{connections}");
+    assert!(connections >= 2, "{connections} connection(s)");
+    assert!(connections <= 4, "{connections} connections (the cap is 4)");
+}
+
+#[test]
+fn channels_within_the_servers_max_sessions_share_one_connection() {
+    assert_eq!(four_attached_runs(None), 1);
+}
+
 // ------------------------------------------------------------------- chaos
 
 /// The command's daemon (`pid`) was SIGKILLed at `point` mid-request: the

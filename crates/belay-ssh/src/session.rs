@@ -9,6 +9,10 @@
 //!   default 3), i.e. 15 s × 3 — belay always runs with keepalive, because
 //!   unattended jobs must notice a dead link; `ServerAliveInterval 0`
 //!   (which is also what `ssh -G` prints when unset) means this default;
+//! * an operation's liveness: [`OP_SILENCE`] of silence, then a keepalive
+//!   unanswered for as long, and the connection is abandoned
+//!   (`Connection::watch`) — far sooner than keepalives every 300 s
+//!   (what BatchMode makes `ssh -G` say) or TCP's retransmission timer;
 //! * connect deadline: [`DEFAULT_CONNECT_TIMEOUT`] per step (TCP, key
 //!   exchange), authentication [`AUTH_TIMEOUT`];
 //! * windows: [`WINDOW_SIZE`] per channel, [`MAX_PACKET`] packets.
@@ -41,7 +45,7 @@ pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 /// How long an operation waits on a silent connection (nothing received)
 /// before it asks for a keepalive answer (ServerAliveInterval instead when
 /// shorter), and how long it then waits for that answer
-/// ([`Connection::watch`]).
+/// (`Connection::watch`).
 pub const OP_SILENCE: Duration = Duration::from_secs(3);
 /// Deadline for TCP connect and for key exchange when ConnectTimeout is unset.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);

@@ -164,6 +164,9 @@ pub struct Client {
     opts: ClientOptions,
     state: tokio::sync::Mutex<State>,
     extras: Extras,
+    /// No extra connection is tried before then (the last attempt failed:
+    /// never a storm of them).
+    extras_after: Mutex<Option<Instant>>,
     /// The server's channel limit per connection, once a refusal showed
     /// it (0: not known).
     server_limit: Arc<std::sync::atomic::AtomicUsize>,
@@ -188,6 +191,7 @@ impl Client {
             opts,
             state: tokio::sync::Mutex::new(State::default()),
             extras: Extras::default(),
+            extras_after: Mutex::new(None),
             server_limit: Arc::default(),
             last_info: Mutex::new(None),
             connects: std::sync::atomic::AtomicU32::new(0),
@@ -400,21 +404,30 @@ impl Client {
     /// free (`None`: at [`MAX_CONNECTIONS`], or the new connection failed).
     async fn extra_channel(&self) -> Option<(Arc<Live>, OwnedSemaphorePermit)> {
         let mut extras = self.extras.lock().await;
-        extras.retain(|l| l.conn.is_alive());
+        extras.retain(|l| l.conn.is_alive() && !l.stamp.as_ref().is_some_and(|s| s.changed()));
         for live in extras.iter() {
             if let Ok(permit) = live.channels.clone().try_acquire_owned() {
                 live.touch();
                 return Some((live.clone(), permit));
             }
         }
-        if extras.len() + 1 >= MAX_CONNECTIONS {
+        let held_back = self
+            .extras_after
+            .lock()
+            .is_ok_and(|t| t.is_some_and(|t| Instant::now() < t));
+        if extras.len() + 1 >= MAX_CONNECTIONS || held_back {
             return None;
         }
+        let stamp = self
+            .resolve()
+            .await
+            .ok()
+            .map(|chain| crate::trust_stamp::TrustStamp::of(&chain));
         // Never a prompt: a connection that needs an answer is not worth
         // asking again for (the first one stays, and waiting there works).
         match self.connect_now(Arc::new(NoTerminal)).await {
             Ok(conn) => {
-                let live = Arc::new(self.new_live(conn, None));
+                let live = Arc::new(self.new_live(conn, stamp));
                 let permit = live.channels.clone().try_acquire_owned().ok()?;
                 if extras.is_empty() {
                     spawn_reaper(Arc::downgrade(&self.extras), self.alias.clone());
@@ -425,6 +438,9 @@ impl Client {
             }
             Err(e) => {
                 tracing::info!(host = %self.alias, error = %e, "another connection failed: waiting for a channel on the first");
+                if let Ok(mut after) = self.extras_after.lock() {
+                    *after = Some(Instant::now() + EXTRA_IDLE);
+                }
                 None
             }
         }

@@ -37,7 +37,9 @@ mod trust_stamp;
 
 pub use auth::{AuthAttempt, AuthError};
 pub use backoff::Backoff;
-pub use client::{ChannelIo, Client, ClientOptions, Pool, scan_host_key};
+pub use client::{
+    ChannelIo, Client, ClientOptions, EXTRA_IDLE, MAX_CONNECTIONS, Pool, scan_host_key,
+};
 pub use error::SshError;
 pub use known_hosts::{HostKeyAccepted, HostKeyError, fingerprint};
 pub use prompt::{NoTerminal, Prompter};

@@ -632,6 +632,45 @@ async fn a_long_script_on_a_live_connection_outlives_the_liveness_bound() {
     assert_eq!(c.connect_count(), 1);
 }
 
+/// An sshd with `MaxSessions 2`: four streams held open at once, and
+/// scripts beside them, all work — the channels beyond the server's limit
+/// go over more connections (at most `MAX_CONNECTIONS`), never an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_beyond_max_sessions_go_over_more_connections() {
+    let env = Env::new(SshdOptions {
+        extra_config: vec!["MaxSessions 2".into()],
+        ..SshdOptions::default()
+    });
+    let c = env.client("target");
+    c.run_script("true").await.expect("warm up");
+    let idle = Duration::from_secs(30);
+    let mut streams = Vec::new();
+    for i in 0..4 {
+        let s = c
+            .exec_stream(&format!("cat; echo {i}"), idle)
+            .await
+            .unwrap_or_else(|e| panic!("stream {i}: {e}"));
+        streams.push(s);
+    }
+    let out = c.run_script("echo beside").await.expect("a script beside");
+    assert_eq!(out.stdout, b"beside\n");
+    let connections = c.connections().await;
+    assert!(
+        (2..=belay_ssh::MAX_CONNECTIONS).contains(&connections),
+        "{connections} connections"
+    );
+    for (i, mut s) in streams.into_iter().enumerate() {
+        s.write_all(b"x").await.expect("write");
+        s.close_input().await.expect("eof");
+        let mut back = Vec::new();
+        while let Some(chunk) = s.read().await.expect("read") {
+            back.extend_from_slice(&chunk);
+        }
+        assert_eq!(String::from_utf8_lossy(&back), format!("x{i}\n"));
+        assert_eq!(s.finish().await.expect("finish").status, 0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_gives_one_client_per_host() {
     let env = Env::new(SshdOptions::default());

@@ -119,6 +119,8 @@ struct Live {
     idle: Mutex<Vec<Shell>>,
     /// When an operation last took this connection.
     last_used: Mutex<Instant>,
+    /// Channels being opened now (not yet known to be accepted).
+    opening: std::sync::atomic::AtomicUsize,
 }
 
 impl Live {
@@ -138,10 +140,26 @@ impl Live {
                 .is_ok_and(|t| t.elapsed() >= EXTRA_IDLE)
     }
 
+    /// Counts a channel as being opened until the guard drops.
+    fn opening(&self) -> Opening<'_> {
+        self.opening
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Opening(&self.opening)
+    }
+
     fn touch(&self) {
         if let Ok(mut t) = self.last_used.lock() {
             *t = Instant::now();
         }
+    }
+}
+
+/// A channel open under way on a [`Live`] (see [`Live::opening`]).
+struct Opening<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -269,6 +287,7 @@ impl Client {
             shell_slots: Arc::new(Semaphore::new(self.opts.max_shells.clamp(1, capacity))),
             idle: Mutex::new(Vec::new()),
             last_used: Mutex::new(Instant::now()),
+            opening: Default::default(),
         }
     }
 
@@ -513,6 +532,7 @@ impl Client {
                         .map_err(|_| self.lost("client closed"))?,
                 };
                 let t = Instant::now();
+                let opening = live.opening();
                 let sh = Shell::open(
                     &live.conn.handle,
                     permit,
@@ -521,7 +541,9 @@ impl Client {
                     deadline,
                     self.opts.reply_limits,
                 )
-                .await?;
+                .await;
+                drop(opening);
+                let sh = sh?;
                 tracing::debug!(host = %self.alias, elapsed = ?t.elapsed(), "persistent /bin/sh started (through the login shell)");
                 sh
             }
@@ -567,6 +589,7 @@ impl Client {
             let (live, permit) = self.take_channel(deadline).await?;
             let run = async {
                 let _permit = permit;
+                let _opening = live.opening();
                 exec_once(
                     &live.conn.handle,
                     command,
@@ -609,6 +632,7 @@ impl Client {
         loop {
             let (live, permit) = self.take_channel(idle).await?;
             let open = async {
+                let opening = live.opening();
                 let shell = Shell::open(
                     &live.conn.handle,
                     permit,
@@ -617,7 +641,9 @@ impl Client {
                     idle,
                     self.opts.reply_limits,
                 )
-                .await?;
+                .await;
+                drop(opening);
+                let shell = shell?;
                 self.start_stream(&live, shell, script, idle).await
             };
             match self.guarded(&live, open).await {
@@ -664,6 +690,7 @@ impl Client {
         let (live, alias, deadline) = (live.clone(), self.alias.clone(), self.opts.op_timeout);
         let (limits, server_limit) = (self.opts.reply_limits, self.server_limit.clone());
         tokio::spawn(async move {
+            let opening = live.opening();
             let opened = Shell::open(
                 &live.conn.handle,
                 permit,
@@ -673,6 +700,7 @@ impl Client {
                 limits,
             )
             .await;
+            drop(opening);
             match opened {
                 Ok(shell) => {
                     if let Ok(mut idle) = live.idle.lock() {
@@ -706,6 +734,7 @@ impl Client {
         permit: OwnedSemaphorePermit,
     ) -> Result<Sftp, SshError> {
         let deadline = self.opts.op_timeout;
+        let _opening = live.opening();
         let opening = async {
             let mut channel = live
                 .conn
@@ -843,21 +872,20 @@ fn learn_refusal(
     if !detail.contains("cannot open a session channel: Failed to open channel (") {
         return false;
     }
-    // The first refusal says the server's limit: the channels in use then.
-    // A later one on a connection already within it is the server still
-    // closing a channel we let go of: nothing to learn, the caller retries.
+    // A refusal says the server's limit: at most the channels open then
+    // (in use, less those still being opened, which may be refused too;
+    // a channel we let go of and the server has not closed yet makes it
+    // low, never high). The first refusal sets it for the host.
     use std::sync::atomic::Ordering::Relaxed;
     let capacity = live.capacity.load(Relaxed);
     let in_use = capacity.saturating_sub(live.channels.available_permits());
-    let limit = match server_limit.load(Relaxed) {
-        0 => {
-            let limit = in_use.max(1);
-            server_limit.store(limit, Relaxed);
-            tracing::info!(host = %alias, channels = limit, "the server refused a channel: keeping below its limit");
-            limit
-        }
-        known => known,
-    };
+    let open = in_use.saturating_sub(live.opening.load(Relaxed)).max(1);
+    let known = server_limit.load(Relaxed);
+    let limit = if known == 0 { open } else { known };
+    if known == 0 {
+        server_limit.store(limit, Relaxed);
+        tracing::info!(host = %alias, channels = limit, "the server refused a channel: keeping below its limit");
+    }
     if capacity > limit {
         let forgotten = live
             .channels

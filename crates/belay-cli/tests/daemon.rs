@@ -683,30 +683,24 @@ fn a_certificate_renewed_while_the_daemon_runs_is_used_at_its_next_connect() {
         stderr_of(&served)
     );
 
-    // Renewed in place: the next command through the same daemon gets in.
+    // The next command through the same daemon gets in, presenting the
+    // certificate signed last (its identity in the sshd's log).
+    let gets_in = |identity: &str| {
+        let out = b.cmd(["run", "certonly", "--", "echo in"]).ok();
+        assert_eq!(out, "in\n");
+        assert_eq!(daemon_pid(&b), pid, "the same daemon");
+        let log = host.sshd.log();
+        assert!(log.contains(&format!("ID {identity}")), "{log}");
+    };
+    // Renewed in place.
     renew(&ca, &user_key, "renewed-once");
-    let out = b.cmd(["run", "certonly", "--", "echo in"]).ok();
-    assert_eq!(out, "in\n");
-    assert_eq!(daemon_pid(&b), pid, "the same daemon");
-    assert!(
-        host.sshd.log().contains("ID renewed-once"),
-        "{}",
-        host.sshd.log()
-    );
-
+    gets_in("renewed-once");
     // Renewed again while connected; the connection is lost (its sshd
     // sessions killed): the reconnect presents the new certificate.
     renew(&ca, &user_key, "renewed-twice");
     host.sshd.kill_sessions();
     host.wait_sessions_gone();
-    let out = b.cmd(["run", "certonly", "--", "echo again"]).ok();
-    assert_eq!(out, "again\n");
-    assert_eq!(daemon_pid(&b), pid, "the same daemon");
-    assert!(
-        host.sshd.log().contains("ID renewed-twice"),
-        "{}",
-        host.sshd.log()
-    );
+    gets_in("renewed-twice");
 }
 
 /// Four attached runs at once through the daemon to a host whose sshd

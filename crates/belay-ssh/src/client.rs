@@ -532,18 +532,8 @@ impl Client {
                         .map_err(|_| self.lost("client closed"))?,
                 };
                 let t = Instant::now();
-                let opening = live.opening();
-                let sh = Shell::open(
-                    &live.conn.handle,
-                    permit,
-                    &self.alias,
-                    &live.conn.monitor,
-                    deadline,
-                    self.opts.reply_limits,
-                )
-                .await;
-                drop(opening);
-                let sh = sh?;
+                let sh =
+                    open_shell(live, permit, &self.alias, deadline, self.opts.reply_limits).await?;
                 tracing::debug!(host = %self.alias, elapsed = ?t.elapsed(), "persistent /bin/sh started (through the login shell)");
                 sh
             }
@@ -584,29 +574,21 @@ impl Client {
     /// shell — slower; for rare calls), with `stdin` fed and closed.
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ScriptOutput, SshError> {
         let deadline = self.opts.op_timeout;
-        let mut refusals = 0;
-        loop {
-            let (live, permit) = self.take_channel(deadline).await?;
-            let run = async {
-                let _permit = permit;
-                let _opening = live.opening();
-                exec_once(
-                    &live.conn.handle,
-                    command,
-                    stdin,
-                    &self.alias,
-                    &live.conn.monitor,
-                    deadline,
-                    self.opts.reply_limits,
-                )
-                .await
-            };
-            match self.guarded(&live, run).await {
-                // Refused before the command started: it goes elsewhere.
-                Err(e) if self.refused(&live, &e, &mut refusals).await => {}
-                r => return r,
-            }
-        }
+        self.on_a_channel(deadline, |live, permit| async move {
+            let _permit = permit;
+            let _opening = live.opening();
+            exec_once(
+                &live.conn.handle,
+                command,
+                stdin,
+                &self.alias,
+                &live.conn.monitor,
+                deadline,
+                self.opts.reply_limits,
+            )
+            .await
+        })
+        .await
     }
 
     /// Starts a POSIX sh `script` with streaming stdin/stdout (bulk data).
@@ -628,30 +610,12 @@ impl Client {
             main.touch();
             return Ok(stream);
         }
-        let mut refusals = 0;
-        loop {
-            let (live, permit) = self.take_channel(idle).await?;
-            let open = async {
-                let opening = live.opening();
-                let shell = Shell::open(
-                    &live.conn.handle,
-                    permit,
-                    &self.alias,
-                    &live.conn.monitor,
-                    idle,
-                    self.opts.reply_limits,
-                )
-                .await;
-                drop(opening);
-                let shell = shell?;
-                self.start_stream(&live, shell, script, idle).await
-            };
-            match self.guarded(&live, open).await {
-                // Refused before the script was sent: it goes elsewhere.
-                Err(e) if self.refused(&live, &e, &mut refusals).await => {}
-                r => return r,
-            }
-        }
+        self.on_a_channel(idle, |live, permit| async move {
+            let shell =
+                open_shell(&live, permit, &self.alias, idle, self.opts.reply_limits).await?;
+            self.start_stream(&live, shell, script, idle).await
+        })
+        .await
     }
 
     async fn start_stream(
@@ -690,18 +654,7 @@ impl Client {
         let (live, alias, deadline) = (live.clone(), self.alias.clone(), self.opts.op_timeout);
         let (limits, server_limit) = (self.opts.reply_limits, self.server_limit.clone());
         tokio::spawn(async move {
-            let opening = live.opening();
-            let opened = Shell::open(
-                &live.conn.handle,
-                permit,
-                &alias,
-                &live.conn.monitor,
-                deadline,
-                limits,
-            )
-            .await;
-            drop(opening);
-            match opened {
+            match open_shell(&live, permit, &alias, deadline, limits).await {
                 Ok(shell) => {
                     if let Ok(mut idle) = live.idle.lock() {
                         idle.push(shell);
@@ -718,14 +671,10 @@ impl Client {
     /// session is dropped). For hosts that refuse commands; everything else
     /// goes through the persistent shells.
     pub async fn open_sftp(&self) -> Result<Sftp, SshError> {
-        let mut refusals = 0;
-        loop {
-            let (live, permit) = self.take_channel(self.opts.op_timeout).await?;
-            match self.guarded(&live, self.open_sftp_on(&live, permit)).await {
-                Err(e) if self.refused(&live, &e, &mut refusals).await => {}
-                r => return r,
-            }
-        }
+        self.on_a_channel(self.opts.op_timeout, |live, permit| async move {
+            self.open_sftp_on(&live, permit).await
+        })
+        .await
     }
 
     async fn open_sftp_on(
@@ -815,6 +764,27 @@ impl Client {
         }
     }
 
+    /// `op` on a channel taken for it ([`Client::take_channel`], waiting
+    /// at most `wait`), given again to another channel while the server
+    /// refuses the one `op` opens (nothing was started on the host then).
+    async fn on_a_channel<T, Fut>(
+        &self,
+        wait: Duration,
+        op: impl Fn(Arc<Live>, OwnedSemaphorePermit) -> Fut,
+    ) -> Result<T, SshError>
+    where
+        Fut: std::future::Future<Output = Result<T, SshError>>,
+    {
+        let mut refusals = 0;
+        loop {
+            let (live, permit) = self.take_channel(wait).await?;
+            match self.guarded(&live, op(live.clone(), permit)).await {
+                Err(e) if self.refused(&live, &e, &mut refusals).await => {}
+                r => return r,
+            }
+        }
+    }
+
     /// `op` on `live`, failed as soon as the connection is found dead
     /// while it waits (`Connection::watch`: closed, or silent past its
     /// liveness bound — then abandoned, and the next operation reconnects).
@@ -855,6 +825,27 @@ impl Client {
             detail: d.into(),
         }
     }
+}
+
+/// A persistent shell on `permit`'s channel of `live` (counted as being
+/// opened until it answers or fails).
+async fn open_shell(
+    live: &Live,
+    permit: OwnedSemaphorePermit,
+    alias: &str,
+    deadline: Duration,
+    limits: ReplyLimits,
+) -> Result<Shell, SshError> {
+    let _opening = live.opening();
+    Shell::open(
+        &live.conn.handle,
+        permit,
+        alias,
+        &live.conn.monitor,
+        deadline,
+        limits,
+    )
+    .await
 }
 
 /// [`Client::refused`], for a task of its own.

@@ -411,6 +411,23 @@ impl Client {
         if let Some(taken) = self.extra_channel().await {
             return Ok(taken);
         }
+        // Every connection full: an idle shell gives its channel up rather
+        // than have the operation wait while it sits unused.
+        let mut all = vec![main.clone()];
+        // (Not waiting on another connection being opened meanwhile.)
+        if let Ok(extras) = self.extras.try_lock() {
+            all.extend(extras.iter().cloned());
+        }
+        for live in all {
+            let closed = live.idle.lock().ok().and_then(|mut v| v.pop());
+            if let Some(shell) = closed {
+                drop(shell);
+                if let Ok(permit) = live.channels.clone().try_acquire_owned() {
+                    live.touch();
+                    return Ok((live, permit));
+                }
+            }
+        }
         let permit = tokio::time::timeout(deadline, main.channels.clone().acquire_owned())
             .await
             .map_err(|_| self.timeout("waiting for a free channel", deadline))?
@@ -599,16 +616,24 @@ impl Client {
     pub async fn exec_stream(&self, script: &str, idle: Duration) -> Result<ExecStream, SshError> {
         tracing::debug!(host = %self.alias, script_bytes = script.len(), "stream script");
         let main = self.ensure().await?;
-        // An idle shell may have died since it was last used (its loop
-        // killed, its temp dir cleaned): then a fresh one is opened.
-        let idle_shell = main.idle.lock().ok().and_then(|mut v| v.pop());
-        if let Some(shell) = idle_shell
-            && let Ok(stream) = self
-                .guarded(&main, self.start_stream(&main, shell, script, idle))
-                .await
-        {
-            main.touch();
-            return Ok(stream);
+        // An idle shell of any connection, the first one's first. One may
+        // have died since it was last used (its loop killed, its temp dir
+        // cleaned): then a fresh one is opened.
+        let mut all = vec![main];
+        // (Not waiting on another connection being opened meanwhile.)
+        if let Ok(extras) = self.extras.try_lock() {
+            all.extend(extras.iter().cloned());
+        }
+        for live in all {
+            let idle_shell = live.idle.lock().ok().and_then(|mut v| v.pop());
+            if let Some(shell) = idle_shell
+                && let Ok(stream) = self
+                    .guarded(&live, self.start_stream(&live, shell, script, idle))
+                    .await
+            {
+                live.touch();
+                return Ok(stream);
+            }
         }
         self.on_a_channel(idle, |live, permit| async move {
             let shell =

@@ -548,6 +548,216 @@ fn a_detached_jobs_outputs_are_fetched_with_no_cli_running() {
     );
 }
 
+/// Every packet to and from a local TCP port dropped (nftables, a table
+/// of our own) until dropped itself: a network partition of one loopback
+/// sshd, as `bench/daemon.py --partition` makes it.
+struct PortCut(String);
+
+impl PortCut {
+    fn new(port: u16) -> PortCut {
+        let table = format!("belay_cut_{port}");
+        let rules = format!(
+            "table inet {table} {{\n  chain out {{ type filter hook output priority 0; \
+             tcp dport {port} drop; tcp sport {port} drop; }}\n}}\n"
+        );
+        let mut nft = Command::new("nft");
+        nft.args(["-f", "-"]).stdin(Stdio::piped());
+        let mut child = nft.spawn().expect("nft");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "nft refused {rules}");
+        PortCut(table)
+    }
+}
+
+impl Drop for PortCut {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn a_partition_that_heals_is_seen_by_the_daemon_alone_soon_after() {
+    // The pooled connection is up; a detached job ends while every packet
+    // to the host is dropped; a pass's probe meanwhile waits on a
+    // connection that receives nothing. Once the cut heals, the daemon
+    // must not wait on that connection (TCP's retransmission timer, doubled
+    // through the cut, took 24.6 s after a 30 s cut): it gives up on a
+    // silent connection within seconds and reconnects afresh.
+    let host = Loopback::start();
+    let b = through_daemon(host.belay());
+    let id = b.submit(&["target", "--", "sleep 3; echo done"]);
+    wait_stored(&b, &id, "running", Duration::from_secs(20));
+    let cut = PortCut::new(host.sshd.port());
+    std::thread::sleep(Duration::from_secs(30));
+    assert_eq!(
+        stored(&b, &id, "state").as_deref(),
+        Some("running"),
+        "nothing could be seen during the cut"
+    );
+    drop(cut);
+    let healed = Instant::now();
+    // No command runs from here: the store is read directly.
+    wait_stored(&b, &id, "succeeded", Duration::from_secs(15));
+    println!(
+        "DAEMON|state in the store after a 30 s partition heals|{} ms",
+        healed.elapsed().as_millis()
+    );
+}
+
+/// `certonly`: the loopback sshd, reached with a key it does not
+/// authorize, so that the only way in is that key's certificate (signed by
+/// `ca`, which the sshd trusts).
+fn certificate_host() -> (
+    Loopback,
+    tempfile::TempDir,
+    belay_testbed::UserCa,
+    belay_testbed::KeyPair,
+) {
+    let cadir = tempfile::tempdir().unwrap();
+    let ca = belay_testbed::UserCa::new(cadir.path()).unwrap();
+    let user_key =
+        belay_testbed::KeyPair::generate(cadir.path(), "k", belay_testbed::KeyKind::Ed25519)
+            .unwrap();
+    let host = Loopback::start_options(belay_testbed::SshdOptions {
+        trusted_user_ca: Some(ca.public().to_path_buf()),
+        ..Default::default()
+    });
+    host.add_host(
+        belay_testbed::HostBlock::new("certonly")
+            .option("IdentityFile", user_key.private.display()),
+    );
+    (host, cadir, ca, user_key)
+}
+
+/// Signs `key` again in place (its `-cert.pub`) with identity `id`, valid
+/// from five minutes ago for an hour.
+fn renew(ca: &belay_testbed::UserCa, key: &belay_testbed::KeyPair, id: &str) {
+    let out = Command::new("ssh-keygen")
+        .arg("-q")
+        .arg("-s")
+        .arg(&ca.key.private)
+        .args(["-I", id, "-n", "root", "-V", "-5m:+1h"])
+        .arg(&key.public)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+#[test]
+fn a_certificate_renewed_while_the_daemon_runs_is_used_at_its_next_connect() {
+    let (host, _cadir, ca, user_key) = certificate_host();
+    let cert = ca.sign(&user_key, &["root"], "-3h:-2h").unwrap();
+    let expired = format!("certificate {} expired 2 h ago", cert.display());
+
+    // Expired: the same message and status through the daemon as without.
+    let b = through_daemon(host.belay());
+    let direct = b
+        .cmd(["run", "certonly", "--", "true"])
+        .env("BELAY_NO_DAEMON", "1")
+        .output();
+    assert!(
+        stderr_of(&direct).contains(&expired),
+        "{}",
+        stderr_of(&direct)
+    );
+    b.cmd(["run", "target", "--", "true"]).ok();
+    let pid = daemon_pid(&b);
+    let served = b.cmd(["run", "certonly", "--", "true"]).output();
+    assert_eq!(
+        served.status.code(),
+        direct.status.code(),
+        "{}",
+        stderr_of(&served)
+    );
+    assert!(
+        stderr_of(&served).contains(&expired),
+        "{}",
+        stderr_of(&served)
+    );
+
+    // The next command through the same daemon gets in, presenting the
+    // certificate signed last (its identity in the sshd's log).
+    let gets_in = |identity: &str| {
+        let out = b.cmd(["run", "certonly", "--", "echo in"]).ok();
+        assert_eq!(out, "in\n");
+        assert_eq!(daemon_pid(&b), pid, "the same daemon");
+        let log = host.sshd.log();
+        assert!(log.contains(&format!("ID {identity}")), "{log}");
+    };
+    // Renewed in place.
+    renew(&ca, &user_key, "renewed-once");
+    gets_in("renewed-once");
+    // Renewed again while connected; the connection is lost (its sshd
+    // sessions killed): the reconnect presents the new certificate.
+    renew(&ca, &user_key, "renewed-twice");
+    host.sshd.kill_sessions();
+    host.wait_sessions_gone();
+    gets_in("renewed-twice");
+}
+
+/// Four attached runs at once through the daemon to a host whose sshd
+/// allows `max_sessions` channels per connection (`None`: OpenSSH's 10):
+/// each gets its full output; returns the connections the sshd accepted.
+fn four_attached_runs(max_sessions: Option<u32>) -> usize {
+    let extra = max_sessions.map(|n| format!("MaxSessions {n}"));
+    let host = Loopback::start_with(extra.into_iter().collect());
+    let b = through_daemon(host.belay());
+    b.cmd(["run", "target", "--", "true"]).ok();
+    let script = "for i in 1 2 3 4 5 6; do echo line$i; sleep 0.3; done";
+    let runs: Vec<_> = (0..4)
+        .map(|_| b.spawn(&["run", "target", "--", script]))
+        .collect();
+    let want: String = (1..=6).map(|i| format!("line{i}\n")).collect();
+    for run in runs {
+        let out = wait_child(run, Duration::from_secs(30), &b);
+        let log = std::fs::read_to_string(b.home.path().join("serve.log")).unwrap_or_default();
+        assert!(out.status.success(), "{}\n{log}", stderr_of(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            want,
+            "{}\n{log}",
+            stderr_of(&out),
+        );
+    }
+    host.sshd.log().matches("Accepted publickey").count()
+}
+
+/// `child`'s output, killing it after `within`.
+fn wait_child(mut child: std::process::Child, within: Duration, b: &Belay) -> Output {
+    let deadline = Instant::now() + within;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            let log = std::fs::read_to_string(b.home.path().join("serve.log")).unwrap_or_default();
+            panic!("still running after {within:?}: {}\n{log}", stderr_of(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn channels_beyond_the_servers_max_sessions_go_over_a_second_connection() {
+    let connections = four_attached_runs(Some(2));
+    println!("DAEMON|connections accepted for 4 followed jobs at MaxSessions 2|{connections}");
+    assert!(connections >= 2, "{connections} connection(s)");
+    assert!(connections <= 4, "{connections} connections (the cap is 4)");
+}
+
+#[test]
+fn channels_within_the_servers_max_sessions_share_one_connection() {
+    assert_eq!(four_attached_runs(None), 1);
+}
+
 // ------------------------------------------------------------------- chaos
 
 /// The command's daemon (`pid`) was SIGKILLed at `point` mid-request: the

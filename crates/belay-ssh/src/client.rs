@@ -11,6 +11,17 @@
 //! caller's decision. Session channels are limited by a semaphore
 //! ([`ClientOptions::max_channels`], default 8, below OpenSSH's default
 //! MaxSessions 10); persistent shells for `run_script` hold one each.
+//!
+//! When every channel of the connection is in use, an operation goes over
+//! another connection to the same host (at most [`MAX_CONNECTIONS`] in
+//! all) instead of waiting. A server that refuses a channel below our
+//! limit (a lower MaxSessions: "administratively prohibited") teaches the
+//! client its real limit: the refused operation is retried elsewhere and
+//! later connections keep below it. Extra connections never ask the
+//! prompter (a passphrase, a second factor — keyboard-interactive would
+//! need a new answer each time): a host that needs one keeps to its one
+//! connection, and operations there wait for a channel as before. An extra
+//! connection left with no channel in use for [`EXTRA_IDLE`] is closed.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::backoff::Backoff;
 use crate::error::SshError;
@@ -30,6 +41,17 @@ use crate::session::{
 use crate::sftp::Sftp;
 use crate::shell::{ReplyLimits, ScriptOutput, Shell, exec_once};
 use crate::stream::ExecStream;
+
+/// Connections to one host at most (the first and the extra ones opened
+/// when its channels are all in use).
+pub const MAX_CONNECTIONS: usize = 4;
+/// How often an operation whose channel the server refused is tried again
+/// (elsewhere, or once the server has closed a channel), and the pause
+/// before the first retry (growing by as much each time).
+const REFUSAL_RETRIES: u32 = 8;
+const REFUSAL_PAUSE: Duration = Duration::from_millis(25);
+/// How long an extra connection stays open with no channel in use.
+pub const EXTRA_IDLE: Duration = Duration::from_secs(60);
 
 /// Per-client settings.
 #[derive(Clone)]
@@ -90,9 +112,59 @@ struct Live {
     /// The trust files as they were when this connection was made.
     stamp: Option<crate::trust_stamp::TrustStamp>,
     channels: Arc<Semaphore>,
+    /// What `channels` was made with, less the permits the server's
+    /// refusals took away.
+    capacity: std::sync::atomic::AtomicUsize,
     shell_slots: Arc<Semaphore>,
     idle: Mutex<Vec<Shell>>,
+    /// When an operation last took this connection.
+    last_used: Mutex<Instant>,
+    /// Channels being opened now (not yet known to be accepted).
+    opening: std::sync::atomic::AtomicUsize,
 }
+
+impl Live {
+    /// A channel is free, or an idle shell waits for a script.
+    fn has_room(&self) -> bool {
+        self.channels.available_permits() > 0 || self.idle.lock().is_ok_and(|v| !v.is_empty())
+    }
+
+    /// No channel in use but idle shells', for [`EXTRA_IDLE`].
+    fn unused(&self) -> bool {
+        let idle_shells = self.idle.lock().map_or(0, |v| v.len());
+        let capacity = self.capacity.load(std::sync::atomic::Ordering::Relaxed);
+        self.channels.available_permits() + idle_shells >= capacity
+            && self
+                .last_used
+                .lock()
+                .is_ok_and(|t| t.elapsed() >= EXTRA_IDLE)
+    }
+
+    /// Counts a channel as being opened until the guard drops.
+    fn opening(&self) -> Opening<'_> {
+        self.opening
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Opening(&self.opening)
+    }
+
+    fn touch(&self) {
+        if let Ok(mut t) = self.last_used.lock() {
+            *t = Instant::now();
+        }
+    }
+}
+
+/// A channel open under way on a [`Live`] (see [`Live::opening`]).
+struct Opening<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Extra connections of one client, beyond its first.
+type Extras = Arc<tokio::sync::Mutex<Vec<Arc<Live>>>>;
 
 #[derive(Default)]
 struct State {
@@ -109,6 +181,13 @@ pub struct Client {
     alias: String,
     opts: ClientOptions,
     state: tokio::sync::Mutex<State>,
+    extras: Extras,
+    /// No extra connection is tried before then (the last attempt failed:
+    /// never a storm of them).
+    extras_after: Mutex<Option<Instant>>,
+    /// The server's channel limit per connection, once a refusal showed
+    /// it (0: not known).
+    server_limit: Arc<std::sync::atomic::AtomicUsize>,
     last_info: Mutex<Option<ConnectInfo>>,
     connects: std::sync::atomic::AtomicU32,
 }
@@ -129,6 +208,9 @@ impl Client {
             alias: alias.to_string(),
             opts,
             state: tokio::sync::Mutex::new(State::default()),
+            extras: Extras::default(),
+            extras_after: Mutex::new(None),
+            server_limit: Arc::default(),
             last_info: Mutex::new(None),
             connects: std::sync::atomic::AtomicU32::new(0),
         }
@@ -161,17 +243,51 @@ impl Client {
         self.last_info.lock().ok().and_then(|i| i.clone())
     }
 
-    /// Drops the current connection (the next operation reconnects).
+    /// Drops the current connections (the next operation reconnects).
     pub async fn disconnect(&self) {
         let mut st = self.state.lock().await;
         st.live = None;
+        self.extras.lock().await.clear();
     }
 
-    fn params(&self) -> ConnectParams {
+    /// Connections open now (the first and the extra ones).
+    pub async fn connections(&self) -> usize {
+        let first = self
+            .state
+            .lock()
+            .await
+            .live
+            .as_ref()
+            .is_some_and(|l| l.conn.is_alive());
+        let extras = self.extras.lock().await;
+        usize::from(first) + extras.iter().filter(|l| l.conn.is_alive()).count()
+    }
+
+    fn params(&self, prompter: Arc<dyn Prompter>) -> ConnectParams {
         ConnectParams {
-            prompter: self.opts.prompter.clone(),
+            prompter,
             alias: self.alias.clone(),
             scan_only: false,
+        }
+    }
+
+    /// A [`Live`] around a new connection, its channels kept below the
+    /// server's limit when one is known.
+    fn new_live(&self, conn: Connection, stamp: Option<crate::trust_stamp::TrustStamp>) -> Live {
+        let mut capacity = self.opts.max_channels.max(1);
+        let known = self.server_limit.load(std::sync::atomic::Ordering::Relaxed);
+        if known > 0 {
+            capacity = capacity.min(known);
+        }
+        Live {
+            conn,
+            stamp,
+            channels: Arc::new(Semaphore::new(capacity)),
+            capacity: std::sync::atomic::AtomicUsize::new(capacity),
+            shell_slots: Arc::new(Semaphore::new(self.opts.max_shells.clamp(1, capacity))),
+            idle: Mutex::new(Vec::new()),
+            last_used: Mutex::new(Instant::now()),
+            opening: Default::default(),
         }
     }
 
@@ -206,7 +322,7 @@ impl Client {
             .await
             .ok()
             .map(|chain| crate::trust_stamp::TrustStamp::of(&chain));
-        match self.connect_now().await {
+        match self.connect_now(self.opts.prompter.clone()).await {
             Ok(conn) => {
                 st.failures = 0;
                 st.was_connected = true;
@@ -215,15 +331,7 @@ impl Client {
                 if let Ok(mut i) = self.last_info.lock() {
                     *i = Some(conn.info.clone());
                 }
-                let live = Arc::new(Live {
-                    conn,
-                    stamp,
-                    channels: Arc::new(Semaphore::new(self.opts.max_channels.max(1))),
-                    shell_slots: Arc::new(Semaphore::new(
-                        self.opts.max_shells.clamp(1, self.opts.max_channels.max(1)),
-                    )),
-                    idle: Mutex::new(Vec::new()),
-                });
+                let live = Arc::new(self.new_live(conn, stamp));
                 st.live = Some(live.clone());
                 Ok(live)
             }
@@ -235,9 +343,9 @@ impl Client {
         }
     }
 
-    async fn connect_now(&self) -> Result<Connection, SshError> {
+    async fn connect_now(&self, prompter: Arc<dyn Prompter>) -> Result<Connection, SshError> {
         let chain = self.resolve().await?;
-        let params = self.params();
+        let params = self.params(prompter);
         let first_err = match connect_chain(&chain, &params).await {
             Ok(c) => return Ok(c),
             Err(e) => e,
@@ -287,12 +395,143 @@ impl Client {
         })
     }
 
+    /// A free channel for an operation: on the first connection if it has
+    /// one, else on an extra connection (opened if all have theirs in use
+    /// and fewer than [`MAX_CONNECTIONS`] are open), else the first
+    /// connection's next free one, waited for within `deadline`.
+    async fn take_channel(
+        &self,
+        deadline: Duration,
+    ) -> Result<(Arc<Live>, OwnedSemaphorePermit), SshError> {
+        let main = self.ensure().await?;
+        if let Ok(permit) = main.channels.clone().try_acquire_owned() {
+            main.touch();
+            return Ok((main, permit));
+        }
+        if let Some(taken) = self.extra_channel().await {
+            return Ok(taken);
+        }
+        // Every connection full: an idle shell gives its channel up rather
+        // than have the operation wait while it sits unused.
+        let mut all = vec![main.clone()];
+        // (Not waiting on another connection being opened meanwhile.)
+        if let Ok(extras) = self.extras.try_lock() {
+            all.extend(extras.iter().cloned());
+        }
+        for live in all {
+            let closed = live.idle.lock().ok().and_then(|mut v| v.pop());
+            if let Some(shell) = closed {
+                drop(shell);
+                if let Ok(permit) = live.channels.clone().try_acquire_owned() {
+                    live.touch();
+                    return Ok((live, permit));
+                }
+            }
+        }
+        let permit = tokio::time::timeout(deadline, main.channels.clone().acquire_owned())
+            .await
+            .map_err(|_| self.timeout("waiting for a free channel", deadline))?
+            .map_err(|_| self.lost("client closed"))?;
+        main.touch();
+        Ok((main, permit))
+    }
+
+    /// A channel on an extra connection, opening one if none has a channel
+    /// free (`None`: at [`MAX_CONNECTIONS`], or the new connection failed).
+    async fn extra_channel(&self) -> Option<(Arc<Live>, OwnedSemaphorePermit)> {
+        let mut extras = self.extras.lock().await;
+        extras.retain(|l| l.conn.is_alive() && !l.stamp.as_ref().is_some_and(|s| s.changed()));
+        for live in extras.iter() {
+            if let Ok(permit) = live.channels.clone().try_acquire_owned() {
+                live.touch();
+                return Some((live.clone(), permit));
+            }
+        }
+        let held_back = self
+            .extras_after
+            .lock()
+            .is_ok_and(|t| t.is_some_and(|t| Instant::now() < t));
+        if extras.len() + 1 >= MAX_CONNECTIONS || held_back {
+            return None;
+        }
+        let stamp = self
+            .resolve()
+            .await
+            .ok()
+            .map(|chain| crate::trust_stamp::TrustStamp::of(&chain));
+        // Never a prompt: a connection that needs an answer is not worth
+        // asking again for (the first one stays, and waiting there works).
+        match self.connect_now(Arc::new(NoTerminal)).await {
+            Ok(conn) => {
+                let live = Arc::new(self.new_live(conn, stamp));
+                let permit = live.channels.clone().try_acquire_owned().ok()?;
+                if extras.is_empty() {
+                    spawn_reaper(Arc::downgrade(&self.extras), self.alias.clone());
+                }
+                extras.push(live.clone());
+                tracing::info!(host = %self.alias, connections = extras.len() + 1, "every channel in use: another connection to the host");
+                Some((live, permit))
+            }
+            Err(e) => {
+                tracing::info!(host = %self.alias, error = %e, "another connection failed: waiting for a channel on the first");
+                if let Ok(mut after) = self.extras_after.lock() {
+                    *after = Some(Instant::now() + EXTRA_IDLE);
+                }
+                None
+            }
+        }
+    }
+
+    /// Whether `e` is the server refusing a new session channel on `live`
+    /// (its MaxSessions reached below our own limit). If so, `live` keeps
+    /// to the channels it has open now, and later connections to the host
+    /// to as many.
+    /// Then, for the `refusals`-th time in a row, it pauses a little (the
+    /// server may still be closing a channel) and says to try again.
+    async fn refused(&self, live: &Live, e: &SshError, refusals: &mut u32) -> bool {
+        if *refusals >= REFUSAL_RETRIES || !learn_refusal(live, &self.server_limit, &self.alias, e)
+        {
+            return false;
+        }
+        *refusals += 1;
+        tokio::time::sleep(REFUSAL_PAUSE * *refusals).await;
+        true
+    }
+
     /// Runs a POSIX sh script with `/bin/sh` on the host through a
     /// persistent shell (no login-shell start-up per call). Each script runs
     /// in a subshell; its stdout, stderr and exit status are returned.
     /// Safe to call concurrently.
     pub async fn run_script(&self, script: &str) -> Result<ScriptOutput, SshError> {
-        let live = self.ensure().await?;
+        let mut refusals = 0;
+        loop {
+            let main = self.ensure().await?;
+            let (live, permit) = if main.has_room() {
+                main.touch();
+                (main, None)
+            } else {
+                let (live, permit) = self.take_channel(self.opts.op_timeout).await?;
+                (live, Some(permit))
+            };
+            match self
+                .guarded(&live, self.run_script_on(&live, permit, script))
+                .await
+            {
+                // Refused before the script was sent: it goes elsewhere.
+                Err(e) if self.refused(&live, &e, &mut refusals).await => {}
+                r => return r,
+            }
+        }
+    }
+
+    /// `script` in one of `live`'s shells (an idle one, else one opened on
+    /// `permit`'s channel, else on the next free one).
+    async fn run_script_on(
+        &self,
+        live: &Arc<Live>,
+        permit: Option<OwnedSemaphorePermit>,
+        script: &str,
+    ) -> Result<ScriptOutput, SshError> {
         let deadline = self.opts.op_timeout;
         let slot = tokio::time::timeout(deadline, live.shell_slots.clone().acquire_owned())
             .await
@@ -302,20 +541,16 @@ impl Client {
         let mut shell = match idle {
             Some(s) => s,
             None => {
-                let permit = tokio::time::timeout(deadline, live.channels.clone().acquire_owned())
-                    .await
-                    .map_err(|_| self.timeout("waiting for a free channel", deadline))?
-                    .map_err(|_| self.lost("client closed"))?;
+                let permit = match permit {
+                    Some(p) => p,
+                    None => tokio::time::timeout(deadline, live.channels.clone().acquire_owned())
+                        .await
+                        .map_err(|_| self.timeout("waiting for a free channel", deadline))?
+                        .map_err(|_| self.lost("client closed"))?,
+                };
                 let t = Instant::now();
-                let sh = Shell::open(
-                    &live.conn.handle,
-                    permit,
-                    &self.alias,
-                    &live.conn.monitor,
-                    deadline,
-                    self.opts.reply_limits,
-                )
-                .await?;
+                let sh =
+                    open_shell(live, permit, &self.alias, deadline, self.opts.reply_limits).await?;
                 tracing::debug!(host = %self.alias, elapsed = ?t.elapsed(), "persistent /bin/sh started (through the login shell)");
                 sh
             }
@@ -355,21 +590,21 @@ impl Client {
     /// Runs `command` on a plain exec channel (through the user's login
     /// shell — slower; for rare calls), with `stdin` fed and closed.
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ScriptOutput, SshError> {
-        let live = self.ensure().await?;
         let deadline = self.opts.op_timeout;
-        let _permit = tokio::time::timeout(deadline, live.channels.clone().acquire_owned())
+        self.on_a_channel(deadline, |live, permit| async move {
+            let _permit = permit;
+            let _opening = live.opening();
+            exec_once(
+                &live.conn.handle,
+                command,
+                stdin,
+                &self.alias,
+                &live.conn.monitor,
+                deadline,
+                self.opts.reply_limits,
+            )
             .await
-            .map_err(|_| self.timeout("waiting for a free channel", deadline))?
-            .map_err(|_| self.lost("client closed"))?;
-        exec_once(
-            &live.conn.handle,
-            command,
-            stdin,
-            &self.alias,
-            &live.conn.monitor,
-            deadline,
-            self.opts.reply_limits,
-        )
+        })
         .await
     }
 
@@ -379,30 +614,33 @@ impl Client {
     /// one channel until the stream is dropped. `idle` bounds any wait for
     /// progress.
     pub async fn exec_stream(&self, script: &str, idle: Duration) -> Result<ExecStream, SshError> {
-        let live = self.ensure().await?;
         tracing::debug!(host = %self.alias, script_bytes = script.len(), "stream script");
-        // An idle shell may have died since it was last used (its loop
-        // killed, its temp dir cleaned): then a fresh one is opened.
-        let idle_shell = live.idle.lock().ok().and_then(|mut v| v.pop());
-        if let Some(shell) = idle_shell
-            && let Ok(stream) = self.start_stream(&live, shell, script, idle).await
-        {
-            return Ok(stream);
+        let main = self.ensure().await?;
+        // An idle shell of any connection, the first one's first. One may
+        // have died since it was last used (its loop killed, its temp dir
+        // cleaned): then a fresh one is opened.
+        let mut all = vec![main];
+        // (Not waiting on another connection being opened meanwhile.)
+        if let Ok(extras) = self.extras.try_lock() {
+            all.extend(extras.iter().cloned());
         }
-        let permit = tokio::time::timeout(idle, live.channels.clone().acquire_owned())
-            .await
-            .map_err(|_| self.timeout("waiting for a free channel", idle))?
-            .map_err(|_| self.lost("client closed"))?;
-        let shell = Shell::open(
-            &live.conn.handle,
-            permit,
-            &self.alias,
-            &live.conn.monitor,
-            idle,
-            self.opts.reply_limits,
-        )
-        .await?;
-        self.start_stream(&live, shell, script, idle).await
+        for live in all {
+            let idle_shell = live.idle.lock().ok().and_then(|mut v| v.pop());
+            if let Some(shell) = idle_shell
+                && let Ok(stream) = self
+                    .guarded(&live, self.start_stream(&live, shell, script, idle))
+                    .await
+            {
+                live.touch();
+                return Ok(stream);
+            }
+        }
+        self.on_a_channel(idle, |live, permit| async move {
+            let shell =
+                open_shell(&live, permit, &self.alias, idle, self.opts.reply_limits).await?;
+            self.start_stream(&live, shell, script, idle).await
+        })
+        .await
     }
 
     async fn start_stream(
@@ -439,19 +677,17 @@ impl Client {
             return;
         };
         let (live, alias, deadline) = (live.clone(), self.alias.clone(), self.opts.op_timeout);
-        let limits = self.opts.reply_limits;
+        let (limits, server_limit) = (self.opts.reply_limits, self.server_limit.clone());
         tokio::spawn(async move {
-            let opened = Shell::open(
-                &live.conn.handle,
-                permit,
-                &alias,
-                &live.conn.monitor,
-                deadline,
-                limits,
-            )
-            .await;
-            if let (Ok(shell), Ok(mut idle)) = (opened, live.idle.lock()) {
-                idle.push(shell);
+            match open_shell(&live, permit, &alias, deadline, limits).await {
+                Ok(shell) => {
+                    if let Ok(mut idle) = live.idle.lock() {
+                        idle.push(shell);
+                    }
+                }
+                Err(e) => {
+                    learn_refusal(&live, &server_limit, &alias, &e);
+                }
             }
         });
     }
@@ -460,12 +696,19 @@ impl Client {
     /// session is dropped). For hosts that refuse commands; everything else
     /// goes through the persistent shells.
     pub async fn open_sftp(&self) -> Result<Sftp, SshError> {
-        let live = self.ensure().await?;
+        self.on_a_channel(self.opts.op_timeout, |live, permit| async move {
+            self.open_sftp_on(&live, permit).await
+        })
+        .await
+    }
+
+    async fn open_sftp_on(
+        &self,
+        live: &Arc<Live>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Sftp, SshError> {
         let deadline = self.opts.op_timeout;
-        let permit = tokio::time::timeout(deadline, live.channels.clone().acquire_owned())
-            .await
-            .map_err(|_| self.timeout("waiting for a free channel", deadline))?
-            .map_err(|_| self.lost("client closed"))?;
+        let _opening = live.opening();
         let opening = async {
             let mut channel = live
                 .conn
@@ -492,7 +735,7 @@ impl Client {
         };
         let channel = match tokio::time::timeout(deadline, opening).await {
             Ok(Ok(c)) => c,
-            Ok(Err(detail)) => return Err(self.channel_err(&live, detail).await),
+            Ok(Err(detail)) => return Err(self.channel_err(live, detail).await),
             Err(_) => return Err(self.timeout("starting sftp", deadline)),
         };
         match tokio::time::timeout(deadline, Sftp::start(channel.into_stream(), permit)).await {
@@ -527,6 +770,42 @@ impl Client {
         }
     }
 
+    /// `op` on a channel taken for it ([`Client::take_channel`], waiting
+    /// at most `wait`), given again to another channel while the server
+    /// refuses the one `op` opens (nothing was started on the host then).
+    async fn on_a_channel<T, Fut>(
+        &self,
+        wait: Duration,
+        op: impl Fn(Arc<Live>, OwnedSemaphorePermit) -> Fut,
+    ) -> Result<T, SshError>
+    where
+        Fut: std::future::Future<Output = Result<T, SshError>>,
+    {
+        let mut refusals = 0;
+        loop {
+            let (live, permit) = self.take_channel(wait).await?;
+            match self.guarded(&live, op(live.clone(), permit)).await {
+                Err(e) if self.refused(&live, &e, &mut refusals).await => {}
+                r => return r,
+            }
+        }
+    }
+
+    /// `op` on `live`, failed as soon as the connection is found dead
+    /// while it waits (`Connection::watch`: closed, or silent past its
+    /// liveness bound — then abandoned, and the next operation reconnects).
+    async fn guarded<T>(
+        &self,
+        live: &Live,
+        op: impl std::future::Future<Output = Result<T, SshError>>,
+    ) -> Result<T, SshError> {
+        tokio::select! {
+            biased;
+            r = op => r,
+            dead = live.conn.watch(&self.alias) => Err(dead),
+        }
+    }
+
     async fn channel_err(&self, live: &Live, detail: String) -> SshError {
         if live.conn.is_alive() {
             SshError::Channel {
@@ -552,6 +831,94 @@ impl Client {
             detail: d.into(),
         }
     }
+}
+
+/// A persistent shell on `permit`'s channel of `live` (counted as being
+/// opened until it answers or fails).
+async fn open_shell(
+    live: &Live,
+    permit: OwnedSemaphorePermit,
+    alias: &str,
+    deadline: Duration,
+    limits: ReplyLimits,
+) -> Result<Shell, SshError> {
+    let _opening = live.opening();
+    Shell::open(
+        &live.conn.handle,
+        permit,
+        alias,
+        &live.conn.monitor,
+        deadline,
+        limits,
+    )
+    .await
+}
+
+/// [`Client::refused`], for a task of its own.
+fn learn_refusal(
+    live: &Live,
+    server_limit: &std::sync::atomic::AtomicUsize,
+    alias: &str,
+    e: &SshError,
+) -> bool {
+    let SshError::Channel { detail, .. } = e else {
+        return false;
+    };
+    // A session channel refused, whatever the reason code (OpenSSH at
+    // MaxSessions answers "open failed", ConnectFailed).
+    if !detail.contains("cannot open a session channel: Failed to open channel (") {
+        return false;
+    }
+    // A refusal says the server's limit: at most the channels open then
+    // (in use, less those still being opened, which may be refused too;
+    // a channel we let go of and the server has not closed yet makes it
+    // low, never high). The first refusal sets it for the host.
+    use std::sync::atomic::Ordering::Relaxed;
+    let capacity = live.capacity.load(Relaxed);
+    let in_use = capacity.saturating_sub(live.channels.available_permits());
+    let open = in_use.saturating_sub(live.opening.load(Relaxed)).max(1);
+    let known = server_limit.load(Relaxed);
+    let limit = if known == 0 { open } else { known };
+    if known == 0 {
+        server_limit.store(limit, Relaxed);
+        tracing::info!(host = %alias, channels = limit, "the server refused a channel: keeping below its limit");
+    }
+    if capacity > limit {
+        let forgotten = live
+            .channels
+            .forget_permits((capacity - limit).min(live.channels.available_permits()));
+        live.capacity.fetch_sub(forgotten, Relaxed);
+    }
+    true
+}
+
+/// Closes `extras` that have had no channel in use for [`EXTRA_IDLE`];
+/// ends when none is left (the next extra connection starts another).
+fn spawn_reaper(extras: std::sync::Weak<tokio::sync::Mutex<Vec<Arc<Live>>>>, alias: String) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(EXTRA_IDLE / 4).await;
+            let Some(extras) = extras.upgrade() else {
+                return;
+            };
+            let mut extras = extras.lock().await;
+            let (idle, kept): (Vec<_>, Vec<_>) = extras
+                .drain(..)
+                .partition(|l| !l.conn.is_alive() || l.unused());
+            *extras = kept;
+            for live in &idle {
+                tracing::info!(host = %alias, "extra connection idle: closed");
+                let _ = live
+                    .conn
+                    .handle
+                    .disconnect(russh::Disconnect::ByApplication, "idle", "")
+                    .await;
+            }
+            if extras.is_empty() {
+                return;
+            }
+        }
+    });
 }
 
 /// The server host key of `alias`, fetched without trusting it (jumps on

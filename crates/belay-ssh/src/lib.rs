@@ -39,7 +39,9 @@ mod trust_stamp;
 
 pub use auth::{AuthAttempt, AuthError};
 pub use backoff::Backoff;
-pub use client::{ChannelIo, Client, ClientOptions, Pool, scan_host_key};
+pub use client::{
+    ChannelIo, Client, ClientOptions, EXTRA_IDLE, MAX_CONNECTIONS, Pool, scan_host_key,
+};
 pub use error::SshError;
 pub use forward::{ForwardError, ForwardStream, ForwardTarget};
 pub use known_hosts::{HostKeyAccepted, HostKeyError, fingerprint};
@@ -51,7 +53,7 @@ pub use resolve::{
 /// The SFTP protocol types [`Sftp::raw`] speaks.
 pub use russh_sftp;
 pub use sanitize::{terminal_safe, terminal_safe_bytes};
-pub use session::{ConnectInfo, HopInfo};
+pub use session::{ConnectInfo, HopInfo, OP_SILENCE};
 pub use sftp::Sftp;
 pub use shell::{ReplyLimits, ScriptOutput};
 pub use stream::{ExecStream, StreamEnd};

@@ -9,6 +9,10 @@
 //!   default 3), i.e. 15 s × 3 — belay always runs with keepalive, because
 //!   unattended jobs must notice a dead link; `ServerAliveInterval 0`
 //!   (which is also what `ssh -G` prints when unset) means this default;
+//! * an operation's liveness: [`OP_SILENCE`] of silence, then a keepalive
+//!   unanswered for as long, and the connection is abandoned
+//!   (`Connection::watch`) — far sooner than keepalives every 300 s
+//!   (what BatchMode makes `ssh -G` say) or TCP's retransmission timer;
 //! * connect deadline: [`DEFAULT_CONNECT_TIMEOUT`] per step (TCP, key
 //!   exchange), authentication [`AUTH_TIMEOUT`];
 //! * windows: [`WINDOW_SIZE`] per channel, [`MAX_PACKET`] packets.
@@ -38,6 +42,11 @@ use crate::sanitize::terminal_safe;
 
 /// Keepalive interval when ServerAliveInterval is unset/0.
 pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// How long an operation waits on a silent connection (nothing received)
+/// before it asks for a keepalive answer (ServerAliveInterval instead when
+/// shorter), and how long it then waits for that answer
+/// (`Connection::watch`).
+pub const OP_SILENCE: Duration = Duration::from_secs(3);
 /// Deadline for TCP connect and for key exchange when ConnectTimeout is unset.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Deadline for authentication of one hop (agent and server round trips).
@@ -251,11 +260,139 @@ pub(crate) struct Connection {
     _proxy: Option<tokio::process::Child>,
     pub monitor: Arc<LinkMonitor>,
     pub info: ConnectInfo,
+    /// When the target's transport last received a byte.
+    received: Arc<Received>,
+    /// An operation's liveness bound ([`Connection::watch`]).
+    silence: Duration,
 }
 
 impl Connection {
     pub(crate) fn is_alive(&self) -> bool {
         !self.handle.is_closed() && !self.monitor.is_down()
+    }
+
+    /// Resolves only when this connection is dead, as seen by an operation
+    /// waiting on it: closed, declared down by a hop, or silent — nothing
+    /// received for `silence` ([`OP_SILENCE`], or ServerAliveInterval when
+    /// shorter — BatchMode makes `ssh -G` say 300 s), then no answer to a
+    /// keepalive within [`OP_SILENCE`] more. A silent
+    /// connection is declared down here, so that the client's next
+    /// operation connects afresh instead of waiting on TCP's own
+    /// retransmission timer after a partition heals. Bytes of any channel
+    /// count as an answer: a long script, or a download filling the pipe,
+    /// is never cut for taking long.
+    pub(crate) async fn watch(&self, host: &str) -> SshError {
+        // Silence counts from the operation's start at the earliest: an
+        // idle connection's first operation sends no keepalive of its own.
+        let started = Instant::now();
+        loop {
+            if !self.is_alive() {
+                return self.monitor.error(host, "the connection closed").await;
+            }
+            let quiet = self.received.quiet_for().min(started.elapsed());
+            if quiet < self.silence {
+                let woken = self.monitor.notify.notified();
+                tokio::select! {
+                    _ = tokio::time::sleep(self.silence - quiet) => {}
+                    _ = woken => {}
+                }
+                continue;
+            }
+            match tokio::time::timeout(OP_SILENCE, self.handle.send_ping()).await {
+                Ok(Ok(())) => {
+                    if self.received.quiet_for() >= self.silence {
+                        // Answered without a byte (the session ended, which
+                        // the next turn sees): never a ping loop.
+                        tokio::time::sleep(self.silence).await;
+                    }
+                }
+                Ok(Err(e)) => return self.monitor.error(host, e).await,
+                Err(_) => {
+                    tracing::info!(
+                        host = %host,
+                        silent_for = ?self.received.quiet_for(),
+                        "no keepalive answer while an operation waited: abandoning the connection"
+                    );
+                    self.monitor.set(LinkDown::NotResponding {
+                        hop: host.to_string(),
+                        interval: self.silence,
+                        count_max: 1,
+                    });
+                    return self.monitor.error(host, "not responding").await;
+                }
+            }
+        }
+    }
+}
+
+/// When a byte last arrived on a transport (ms since `base`).
+#[derive(Debug)]
+pub(crate) struct Received {
+    base: Instant,
+    at_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Received {
+    fn new() -> Self {
+        Received {
+            base: Instant::now(),
+            at_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn mark(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.at_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn quiet_for(&self) -> Duration {
+        let at = Duration::from_millis(self.at_ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.base.elapsed().saturating_sub(at)
+    }
+}
+
+/// A transport stream that records when it last received bytes.
+struct Watched<S> {
+    inner: S,
+    received: Arc<Received>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.received.mark();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -605,6 +742,8 @@ struct Connector<'a> {
     handles: Vec<Handle<HopHandler>>,
     infos: Vec<HopInfo>,
     proxy_child: Option<tokio::process::Child>,
+    /// Fed by the target hop's transport.
+    received: Arc<Received>,
 }
 
 impl<'a> Connector<'a> {
@@ -623,6 +762,7 @@ impl<'a> Connector<'a> {
             handles: Vec::new(),
             infos: Vec::new(),
             proxy_child: None,
+            received: Arc::new(Received::new()),
         }
     }
 
@@ -638,6 +778,12 @@ impl<'a> Connector<'a> {
         } else {
             Arc::new(Mutex::new(None))
         };
+        let received = if i == last {
+            self.received.clone()
+        } else {
+            Arc::new(Received::new())
+        };
+
         let t = Instant::now();
         let (up, via) = if i == 0 {
             if let Some(pc) = &h.proxy_command {
@@ -646,7 +792,10 @@ impl<'a> Connector<'a> {
                 tracing::info!(hop = %h.alias, via = "proxycommand", "connect: ProxyCommand started");
                 let up = handshake(
                     &h,
-                    stream,
+                    Watched {
+                        inner: stream,
+                        received: received.clone(),
+                    },
                     self.params,
                     &self.monitor,
                     scan,
@@ -660,7 +809,10 @@ impl<'a> Connector<'a> {
                 tracing::info!(hop = %h.alias, via = %format!("tcp {addr}"), elapsed = ?t.elapsed(), "connect: TCP connected");
                 let up = handshake(
                     &h,
-                    stream,
+                    Watched {
+                        inner: stream,
+                        received: received.clone(),
+                    },
                     self.params,
                     &self.monitor,
                     scan,
@@ -676,7 +828,10 @@ impl<'a> Connector<'a> {
             tracing::info!(hop = %h.alias, via = %prev_alias, elapsed = ?t.elapsed(), "connect: channel opened through the previous hop");
             let up = handshake(
                 &h,
-                ch.into_stream(),
+                Watched {
+                    inner: ch.into_stream(),
+                    received: received.clone(),
+                },
                 self.params,
                 &self.monitor,
                 scan,
@@ -798,6 +953,11 @@ impl<'a> Connector<'a> {
             _jumps: self.handles,
             _proxy: self.proxy_child,
             monitor: self.monitor,
+            received: self.received,
+            silence: chain
+                .target
+                .server_alive_interval
+                .map_or(OP_SILENCE, |i| i.min(OP_SILENCE)),
             info: ConnectInfo {
                 chain: chain.clone(),
                 first_hop: chain.jumps.first().map(|j| j.alias.clone()),

@@ -585,6 +585,92 @@ async fn stopped_sshd_gives_host_not_responding_within_keepalive_budget() {
     assert!(matches!(err, SshError::HostNotResponding { .. }), "{err}");
 }
 
+/// With no ServerAliveInterval (keepalives every 15 s × 3), an operation
+/// on a connection that went silent still fails within the operation's
+/// own liveness bound (a few seconds of silence, then a keepalive that is
+/// not answered), and the next operation connects afresh at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_on_a_silently_dead_connection_fails_within_the_liveness_bound() {
+    let env = Env::new(SshdOptions::default());
+    env.write_config("");
+    let c = env.client("target");
+    c.run_script("true").await.expect("first");
+    let stopped = env.sshd.stop_sessions();
+    let t = Instant::now();
+    let budget = belay_ssh::OP_SILENCE * 2 + Duration::from_secs(3);
+    let r = tokio::time::timeout(budget, c.run_script("echo late")).await;
+    let waited = t.elapsed();
+    let err = r
+        .unwrap_or_else(|_| panic!("no error within {budget:?} (waited {waited:?})"))
+        .expect_err("must fail");
+    eprintln!("failed after {waited:?}: {err}");
+    assert!(matches!(err, SshError::HostNotResponding { .. }), "{err}");
+    // The old connection is abandoned (its sessions still stopped); a new
+    // one answers at once.
+    let t = Instant::now();
+    let out = c.run_script("echo fresh").await.expect("reconnected");
+    env.sshd.continue_sessions(&stopped);
+    assert_eq!(out.stdout, b"fresh\n");
+    assert_eq!(c.connect_count(), 2);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+/// The liveness bound is on silence, not on how long a script runs: a
+/// script that takes several bounds to finish on a live connection ends
+/// normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_script_on_a_live_connection_outlives_the_liveness_bound() {
+    let env = Env::new(SshdOptions::default());
+    env.write_config("");
+    let c = env.client("target");
+    let secs = belay_ssh::OP_SILENCE.as_secs() * 3;
+    let out = c
+        .run_script(&format!("sleep {secs}; echo slept"))
+        .await
+        .expect("a long script on a live link");
+    assert_eq!(out.stdout, b"slept\n");
+    assert_eq!(c.connect_count(), 1);
+}
+
+/// An sshd with `MaxSessions 2`: four streams held open at once, and
+/// scripts beside them, all work — the channels beyond the server's limit
+/// go over more connections (at most `MAX_CONNECTIONS`), never an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_beyond_max_sessions_go_over_more_connections() {
+    let env = Env::new(SshdOptions {
+        extra_config: vec!["MaxSessions 2".into()],
+        ..SshdOptions::default()
+    });
+    let c = env.client("target");
+    c.run_script("true").await.expect("warm up");
+    let idle = Duration::from_secs(30);
+    let mut streams = Vec::new();
+    for i in 0..4 {
+        let s = c
+            .exec_stream(&format!("cat; echo {i}"), idle)
+            .await
+            .unwrap_or_else(|e| panic!("stream {i}: {e}"));
+        streams.push(s);
+    }
+    let out = c.run_script("echo beside").await.expect("a script beside");
+    assert_eq!(out.stdout, b"beside\n");
+    let connections = c.connections().await;
+    assert!(
+        (2..=belay_ssh::MAX_CONNECTIONS).contains(&connections),
+        "{connections} connections"
+    );
+    for (i, mut s) in streams.into_iter().enumerate() {
+        s.write_all(b"x").await.expect("write");
+        s.close_input().await.expect("eof");
+        let mut back = Vec::new();
+        while let Some(chunk) = s.read().await.expect("read") {
+            back.extend_from_slice(&chunk);
+        }
+        assert_eq!(String::from_utf8_lossy(&back), format!("x{i}\n"));
+        assert_eq!(s.finish().await.expect("finish").status, 0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_gives_one_client_per_host() {
     let env = Env::new(SshdOptions::default());

@@ -9,3 +9,4 @@ mod common;
 
 mod loopback;
 mod netns;
+mod pty;

@@ -23,6 +23,7 @@ pub mod follow;
 pub mod health;
 pub mod output;
 pub mod reconcile;
+pub mod shell_target;
 pub mod submit;
 pub mod submitter;
 

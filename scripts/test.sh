@@ -18,6 +18,9 @@ need ip iproute2
 need nft nftables
 need rsync rsync
 need inotifywait inotify-tools
+# belay shell: the tests drive a real pty with it, and the remote side keeps
+# persistent shells in it.
+need tmux tmux
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test.sh: missing ${packages[*]}; run as root (or install them) first" >&2

@@ -9,6 +9,7 @@ mod logs;
 mod ps;
 mod run;
 mod serve;
+mod shell;
 mod show;
 mod transfer;
 mod wait;
@@ -106,6 +107,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Fetch(a) => fetch::fetch(&ctx, a),
         Command::Host(c) => host::host(&ctx, c),
         Command::Serve(a) => serve::serve(&ctx, a),
+        Command::Shell(a) => shell::shell(&ctx, a),
         Command::Advance { json } => advance::advance(&ctx, json),
         Command::Completions { shell } => completions::completions(shell),
     }

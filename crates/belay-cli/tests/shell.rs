@@ -261,6 +261,12 @@ fn a_job_shell_lands_in_its_directory_follows_resizes_and_survives_a_killed_clie
         sessions,
         vec![format!("belay-{id}"), format!("belay-{id}-2")]
     );
+    // SIGTERM ends the client (128+15) with the terminal restored; the
+    // shell it showed lives on.
+    unsafe { libc::kill(second.belay_pid() as i32, libc::SIGTERM) };
+    assert_eq!(second.status(), 128 + 15);
+    assert_cooked(&second.stty());
+    assert_eq!(remote_sessions(&host).len(), 2);
     let out = b.ok(&["shell", "--end", &id]);
     assert!(
         out.contains(&format!("ended belay-{id} on target"))
@@ -268,11 +274,10 @@ fn a_job_shell_lands_in_its_directory_follows_resizes_and_survives_a_killed_clie
         "{out}"
     );
     assert!(remote_sessions(&host).is_empty());
-    // Their clients see the end (a tmux client exits 0) and restore the
-    // terminal.
+    // The attached client sees the end (a tmux client exits 0) and
+    // restores the terminal.
     assert_eq!(first.status(), 0);
     assert_cooked(&first.stty());
-    assert_eq!(second.status(), 0);
     let out = b.ok(&["shell", "--end", &id]);
     assert!(out.contains("no shell session"), "{out}");
     b.ok(&["cancel", &id]);

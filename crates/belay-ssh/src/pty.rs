@@ -248,6 +248,13 @@ impl InteractiveInput {
         self.write.eof().await.map_err(|e| self.closed(e))
     }
 
+    /// Closes the channel (the client went away): the server hangs up the
+    /// remote side as when a terminal closes.
+    pub async fn close(&self) {
+        let _ = self.write.eof().await;
+        let _ = self.write.close().await;
+    }
+
     fn closed(&self, e: russh::Error) -> SshError {
         SshError::Channel {
             host: self.host.clone(),

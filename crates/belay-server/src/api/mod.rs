@@ -17,6 +17,8 @@
 //!   written (raw per stream, or both framed in one body);
 //! - [`prompts`]: answers to a connection's questions (passphrase, second
 //!   factor) that a submit relayed to its client;
+//! - [`shells`]: `belay shell` on the daemon's warm connection (an HTTP
+//!   upgrade, then [`crate::shell_frames`]);
 //! - [`daemon`]: who the daemon is; stopping it.
 
 pub mod daemon;
@@ -25,6 +27,7 @@ pub mod hosts;
 pub mod jobs;
 pub mod logs;
 pub mod prompts;
+pub mod shells;
 
 use std::convert::Infallible;
 
@@ -58,6 +61,7 @@ pub fn router(state: Shared) -> Router {
             put(hosts::trust).delete(hosts::forget),
         )
         .route("/v1/prompts/{id}", post(prompts::answer))
+        .route("/v1/shells", post(shells::open))
         .fallback(|| async { ApiError::not_found("no such resource (see /v1/openapi.json)") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

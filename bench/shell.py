@@ -32,16 +32,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKER = b"BELAY-BENCH-PROMPT>"
 
-_spec = importlib.util.spec_from_file_location("sshbench", os.path.join(ROOT, "bench", "ssh.py"))
-sshbench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sshbench)
+# The test host of bench/ssh.py and the release build of bench/daemon.py.
+_spec = importlib.util.spec_from_file_location("daemonbench",
+                                               os.path.join(ROOT, "bench", "daemon.py"))
+daemonbench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(daemonbench)
+sshbench, build = daemonbench.sshbench, daemonbench.build
 sh, stats = sshbench.sh, sshbench.stats
-
-
-def build():
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    sh(["cargo", "build", "--release", "-q", "-p", "belay-cli"], cwd=ROOT)
-    return os.path.join(target, "release", "belay")
 
 
 def to_prompt(argv, env, timeout=20.0):

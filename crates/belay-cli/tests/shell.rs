@@ -177,6 +177,10 @@ impl Pane {
 impl Drop for Pane {
     fn drop(&mut self) {
         self.tmux(&["kill-server"]);
+        // tmux leaves the socket file behind.
+        let uid = unsafe { libc::getuid() };
+        let base = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".into());
+        let _ = std::fs::remove_file(format!("{base}/tmux-{uid}/{}", self.socket));
     }
 }
 

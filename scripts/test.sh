@@ -21,6 +21,9 @@ need inotifywait inotify-tools
 # The app tests install a real jupyter-server into a virtualenv (kept
 # under target/) from the Python package index.
 /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
+# belay shell: the tests drive a real pty with it, and the remote side keeps
+# persistent shells in it.
+need tmux tmux
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test.sh: missing ${packages[*]}; run as root (or install them) first" >&2

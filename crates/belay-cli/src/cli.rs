@@ -64,6 +64,12 @@ pub enum Command {
 `belay cancel` ends a hold too (the job ends `cancelled`). A hold ends by
 itself at its time limit, kept on the host even with no belay running.")]
     Release(ReleaseArgs),
+    /// Open a terminal on a job's host, in its directory with its
+    /// environment (or on HOST, in the home directory).
+    #[command(
+        after_help = "Examples:\n  belay shell train                 # where job `train` runs, in its working directory\n  belay shell gpu1                  # a login shell on host gpu1\n  belay shell train -- nvidia-smi   # one command there (no terminal needed)\n  belay shell --new train           # a second shell beside the first\n  belay shell --end train           # end the job's shells\n\nWhen the host has tmux, the shell is a tmux session named belay-<job id>\n(or belay-<host>): it survives a dropped connection or a killed terminal,\nand `belay shell JOB` again re-attaches with the earlier output. Without\ntmux it is a plain shell that ends with the connection. belay exits with\nthe remote shell's exit status (0 after a tmux detach)."
+    )]
+    Shell(ShellArgs),
     /// Copy a local file or directory tree to HOST (resumable, verified).
     #[command(
         after_help = "Examples:\n  belay push gpu1 ./data /scratch/data        # a tree; re-run to resume\n  belay push gpu1 train.py '~/proj/'          # into an existing directory\n  belay push gpu1 ckpt.pt /scratch/ckpt.pt --json\n\nLike `cp -r`: into DEST if it is a directory, else as DEST (whose parent\nmust exist). DEST/ (trailing slash): into that directory, made if missing. An interrupted copy resumes when run again: complete files are\nskipped, a partial big file is verified and extended. Every file is checked\n(cksum on both ends) and appears under its final name only when complete.\n\nHosts that refuse commands but serve SFTP (sftp-only accounts) are copied\nto over SFTP, found out automatically; there each file is read back to be\nverified. `--via sftp` asks for SFTP, `--via exec` for the shell only."
@@ -405,6 +411,23 @@ pub struct ReleaseArgs {
     /// Print the job as JSON once released.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ShellArgs {
+    /// A job (id, prefix or name) or a host (ssh_config alias or
+    /// [user@]host[:port]).
+    #[arg(value_name = "JOB|HOST")]
+    pub target: String,
+    /// Start another persistent shell instead of re-attaching to the first.
+    #[arg(long, conflicts_with = "end")]
+    pub new: bool,
+    /// End the job's (or host's) persistent shells.
+    #[arg(long, conflicts_with = "command")]
+    pub end: bool,
+    /// Run this command there instead of an interactive shell.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Args, Debug)]

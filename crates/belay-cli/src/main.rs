@@ -14,6 +14,7 @@ mod logging;
 mod progress;
 mod prompt;
 mod render;
+mod terminal;
 
 use std::process::ExitCode;
 

@@ -212,10 +212,16 @@ fn jupyter_on_an_isolated_node_is_reached_through_the_jump_host() {
     let url = app["url"].as_str().unwrap();
     let local = app["local"].as_str().unwrap();
     let token = url.split("token=").nth(1).expect("a token");
-    assert_eq!(status(local, &format!("/api/status?token={token}")), Ok(200));
+    assert_eq!(
+        status(local, &format!("/api/status?token={token}")),
+        Ok(200)
+    );
     assert_eq!(status(local, "/api/status"), Ok(403));
     let job = app["job"].as_str().unwrap();
     b.ok(&["app", "stop", job]);
     assert_eq!(b.job(job)["state"], "cancelled");
-    assert!(TcpStream::connect(local).is_err(), "the forward still listens");
+    assert!(
+        TcpStream::connect(local).is_err(),
+        "the forward still listens"
+    );
 }

@@ -20,6 +20,7 @@ mod recovery;
 mod remote;
 mod remote_netns;
 mod shared_home;
+mod shell;
 mod ssh_trust;
 mod states;
 mod store_and_input;

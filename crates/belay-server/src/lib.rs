@@ -20,6 +20,7 @@
 //! - [`state`]: what requests share (hosts, activity counters);
 //! - [`api`]: routes, one file per resource, and the OpenAPI document;
 //! - [`prompts`]: a connection's questions relayed to the client asking;
+//! - [`shell_frames`]: the framing of a shell after its upgrade;
 //! - [`build`]: the identity a client compares with the daemon's;
 //! - [`client`] and [`autostart`]: the CLI's side.
 
@@ -36,6 +37,7 @@ pub mod lock;
 pub mod output;
 pub mod prompts;
 pub mod serve;
+pub mod shell_frames;
 pub mod state;
 
 pub use client::{Client, ClientError};

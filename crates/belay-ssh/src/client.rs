@@ -748,6 +748,44 @@ impl Client {
         }
     }
 
+    /// Starts an interactive session ([`crate::pty`]): a terminal if asked,
+    /// then a command or the user's shell, on this client's connection.
+    /// Holds one session channel until both halves are dropped.
+    pub async fn open_interactive(
+        &self,
+        request: &crate::pty::SessionRequest,
+    ) -> Result<crate::pty::Interactive, SshError> {
+        let live = self.ensure().await?;
+        let deadline = self.opts.op_timeout;
+        let permit = tokio::time::timeout(deadline, live.channels.clone().acquire_owned())
+            .await
+            .map_err(|_| self.timeout("waiting for a free channel", deadline))?
+            .map_err(|_| self.lost("client closed"))?;
+        let watched = live.clone();
+        let opening = async {
+            let channel = live
+                .conn
+                .handle
+                .channel_open_session()
+                .await
+                .map_err(|e| format!("cannot open a session channel: {e}"))?;
+            crate::pty::Interactive::start(
+                channel,
+                request,
+                &self.alias,
+                live.conn.monitor.clone(),
+                Box::new(move || watched.conn.is_alive()),
+                permit,
+            )
+            .await
+        };
+        match tokio::time::timeout(deadline, opening).await {
+            Ok(Ok(session)) => Ok(session),
+            Ok(Err(detail)) => Err(self.channel_err(&live, detail).await),
+            Err(_) => Err(self.timeout("starting an interactive session", deadline)),
+        }
+    }
+
     /// Opens a forwarded byte stream to `target` as seen from the host
     /// (`direct-tcpip` / `direct-streamlocal`); see [`crate::forward`].
     pub async fn open_forward(

@@ -11,7 +11,8 @@
 //!   [`Client::run_script`] (persistent `/bin/sh`), [`Client::exec`] and
 //!   [`Client::exec_stream`] (bulk data, [`ExecStream`]), and
 //!   [`Client::open_sftp`] ([`Sftp`]) for hosts that refuse commands, and
-//!   [`Client::open_forward`] ([`forward`]: `ssh -L` to a port or a Unix socket). A
+//!   [`Client::open_forward`] ([`forward`]: `ssh -L` to a port or a Unix socket),
+//!   [`Client::open_interactive`] ([`Interactive`]: a terminal session). A
 //!   live connection is reused only while the known_hosts/config files its
 //!   trust came from are unchanged (`trust_stamp`): a long-lived daemon
 //!   re-checks a host key the user has since changed, as a new `ssh` would.
@@ -26,6 +27,7 @@ pub mod forward;
 mod key_file;
 pub mod known_hosts;
 mod prompt;
+pub mod pty;
 mod quickack;
 pub mod resolve;
 mod revoked_keys;
@@ -46,6 +48,9 @@ pub use error::SshError;
 pub use forward::{ForwardError, ForwardStream, ForwardTarget};
 pub use known_hosts::{HostKeyAccepted, HostKeyError, fingerprint};
 pub use prompt::{NoTerminal, Prompter};
+pub use pty::{
+    Interactive, InteractiveInput, InteractiveOutput, PtySpec, SessionEvent, SessionRequest,
+};
 pub use resolve::{
     CONFIG_ENV, HopSpec, IdentityAgent, ResolvedChain, ResolvedHost, StrictHostKeyChecking,
     config_file_from_env, resolve,

@@ -10,3 +10,4 @@ mod common;
 mod forward;
 mod loopback;
 mod netns;
+mod pty;

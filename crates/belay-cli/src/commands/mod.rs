@@ -12,6 +12,7 @@ mod ps;
 mod release;
 mod run;
 mod serve;
+mod shell;
 mod show;
 mod transfer;
 mod wait;
@@ -112,6 +113,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Host(c) => host::host(&ctx, c),
         Command::App(c) => app::app(&ctx, c),
         Command::Serve(a) => serve::serve(&ctx, a),
+        Command::Shell(a) => shell::shell(&ctx, a),
         Command::Advance { json } => advance::advance(&ctx, json),
         Command::Completions { shell } => completions::completions(shell),
     }

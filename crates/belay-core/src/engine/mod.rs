@@ -26,6 +26,7 @@ pub mod health;
 pub mod output;
 pub mod reconcile;
 pub mod release;
+pub mod shell_target;
 pub mod submit;
 pub mod submitter;
 

@@ -21,6 +21,8 @@
 //!   stop;
 //! - [`prompts`]: answers to a connection's questions (passphrase, second
 //!   factor) that a submit relayed to its client;
+//! - [`shells`]: `belay shell` on the daemon's warm connection (an HTTP
+//!   upgrade, then [`crate::shell_frames`]);
 //! - [`daemon`]: who the daemon is; stopping it.
 
 pub mod apps;
@@ -31,6 +33,7 @@ pub mod hosts;
 pub mod jobs;
 pub mod logs;
 pub mod prompts;
+pub mod shells;
 
 use std::convert::Infallible;
 
@@ -73,6 +76,7 @@ pub fn router(state: Shared) -> Router {
                 .delete(forwards::stop_many),
         )
         .route("/v1/forwards/{id}", delete(forwards::stop_one))
+        .route("/v1/shells", post(shells::open))
         .fallback(|| async { ApiError::not_found("no such resource (see /v1/openapi.json)") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

@@ -367,6 +367,10 @@ pub fn follow(client: &Client, job: Job, streams: Streams) -> Result<Outcome> {
         }
         let mut frames = FrameReader::default();
         let mut broken: Option<String> = None;
+        // A body whose last frame is a warning was cut by the daemon (an
+        // error on its side): asked again from the offsets, never taken
+        // for the job's end.
+        let mut last_was_warning = false;
         let result = client.stream(
             HttpMethod::GET,
             &path,
@@ -380,6 +384,7 @@ pub fn follow(client: &Client, job: Job, streams: Streams) -> Result<Outcome> {
                     }
                 };
                 for frame in parsed {
+                    last_was_warning = matches!(frame, Frame::Retrying(_));
                     let written = match frame {
                         Frame::Stdout(bytes) => {
                             *out.get_or_insert(0) += bytes.len() as u64;
@@ -416,6 +421,17 @@ pub fn follow(client: &Client, job: Job, streams: Streams) -> Result<Outcome> {
         }
         match result {
             Ok(false) => return Ok(Outcome::Detached(job)),
+            Ok(true) if last_was_warning && failures < 3 => {
+                failures += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Ok(true) if last_was_warning => {
+                anyhow::bail!(
+                    "the belay daemon could not stream job {}'s output (see its serve.log); `belay logs {}` reads it",
+                    job.id,
+                    job.id
+                );
+            }
             Ok(true) => break,
             Err(ClientError::Unavailable { .. }) if failures < 3 => {
                 // The daemon went away (restarted, killed): ask again from

@@ -101,6 +101,7 @@ async fn serve(
     let followed = follow.then(|| state.follow(&job.host));
     let (tx, body) = channel_body(16);
     let worker = state.clone();
+    let cut = tx.clone();
     tokio::task::spawn_blocking(move || {
         let _followed = followed;
         let result = (|| -> belay_core::error::Result<()> {
@@ -130,6 +131,14 @@ async fn serve(
             // The body is already under way: the client sees it cut short
             // and asks again from its offsets; the cause goes to the log.
             tracing::warn!("output stream ended early: {e}");
+            // Framed: said as the body's last frame, so the client asks
+            // again from its offsets instead of taking the end for the
+            // job's (a raw body has no room for it: the client re-reads
+            // sizes when it resumes).
+            if framed {
+                let _ =
+                    cut.blocking_send(frame(b'W', format!("output stream cut: {e}").as_bytes()));
+            }
         }
     });
     let content_type = if framed {

@@ -46,6 +46,14 @@ fn a_failed_job_is_held_until_released_and_then_fails_with_its_code() {
     assert!(b.ok(&["show", &id]).contains("held"), "show names the hold");
     assert!(b.ok(&["ps"]).contains("held"), "ps lists it as held");
 
+    // A shell works while held: in the job's directory, with its id.
+    let there = b.ok(&["shell", &id, "--", "echo \"$BELAY_JOB_ID\"; pwd"]);
+    assert!(there.starts_with(&format!("{id}\n")), "{there}");
+    assert!(
+        there.trim_end().ends_with("/root") || there.contains("/root"),
+        "{there}"
+    );
+
     let said = b.ok(&["release", &id]);
     assert!(said.contains("failed") && said.contains("3"), "{said}");
     let job = b.job(&id);

@@ -119,6 +119,19 @@ impl ShellTarget {
     /// or `None`.
     pub fn ended_note(&self) -> Option<String> {
         let job = self.job.as_ref()?;
+        if job.state == crate::job::JobState::Held {
+            // The banner of a debug hold: what failed, and how to end it.
+            return Some(format!(
+                "job {id} is held for debugging: `{cmd}` exited with code {code}{until}; `belay release {id}` ends the hold",
+                id = job.id,
+                cmd = job.command_line(),
+                code = job.exit_code.map_or("?".into(), |c| c.to_string()),
+                until = job.hold_until.map_or(String::new(), |t| format!(
+                    " (held until {})",
+                    crate::job::view::rfc3339(t)
+                )),
+            ));
+        }
         if !job.state.is_terminal() {
             return None;
         }
@@ -261,6 +274,8 @@ mod tests {
             login_shell: true,
             inputs: vec![],
             outputs: vec![],
+            hold_secs: None,
+            hold_until: None,
         }
     }
 
@@ -278,6 +293,20 @@ mod tests {
         assert_eq!(
             target(None, "me@login.example.org:22").session_name(),
             "belay-me_login_example_org_22"
+        );
+    }
+
+    #[test]
+    fn a_held_job_gets_the_banner_of_its_hold() {
+        let mut j = job();
+        j.state = JobState::Held;
+        j.exit_code = Some(3);
+        let note = target(Some(j), "h").ended_note().unwrap();
+        assert!(
+            note.contains("held for debugging")
+                && note.contains("code 3")
+                && note.contains("belay release"),
+            "{note}"
         );
     }
 

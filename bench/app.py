@@ -46,7 +46,7 @@ def answers(sock_path, token):
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(5)
         s.connect(sock_path)
-        s.sendall(f"GET /api/status?token={token} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(f"GET /api/status?token={token} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
         head = s.recv(12)
         s.close()
         return head.startswith(b"HTTP/1.1 200")
@@ -63,9 +63,12 @@ def by_hand(server, tmp):
     p = subprocess.Popen([server, "--no-browser", "--allow-root", f"--sock={sock}"], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=d)
     try:
+        deadline = time.time() + 60
         while not answers(sock, "benchtoken"):
             if p.poll() is not None:
                 raise RuntimeError("jupyter-server exited")
+            if time.time() > deadline:
+                raise RuntimeError("jupyter-server started by hand did not answer within 60 s")
             time.sleep(0.01)
         return (time.perf_counter() - t) * 1000
     finally:

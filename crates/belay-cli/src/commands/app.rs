@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
 use super::{Ctx, UsageError};
 use crate::cli::AppCommand;
 use crate::daemon::{self, Submitted, encode};
-use crate::interrupt;
 
 pub fn app(ctx: &Ctx, cmd: AppCommand) -> Result<u8> {
     match cmd {
@@ -194,20 +193,7 @@ impl<'a> Via<'a> {
         eprintln!(
             "belay: forwarding until Ctrl-C (without the daemon the forward lives only as long as this command)"
         );
-        interrupt::install();
-        let mut checked = Instant::now();
-        while !interrupt::requested() {
-            std::thread::sleep(Duration::from_millis(100));
-            if checked.elapsed() >= Duration::from_secs(2) {
-                checked = Instant::now();
-                let _ = engine.job(&job.id);
-                if forwards.close_ended_jobs(engine).unwrap_or(0) > 0 {
-                    eprintln!("belay: app job {} ended", job.id);
-                    break;
-                }
-            }
-        }
-        Ok(())
+        super::forward::serve_here(engine, forwards, &job.id)
     }
 }
 
@@ -247,7 +233,7 @@ fn run(ctx: &Ctx, req: &RunRequest, show: Show, timeout: Duration) -> Result<u8>
             "belay: app {name} already runs on {} as job {} (`belay app stop {}` ends it; `--name` starts another)",
             req.host, running.id, running.id
         );
-        return connect(&ctx.home, &mut via, &running, show, timeout);
+        return connect(&template.ready_path, &mut via, &running, show, timeout);
     }
     let job = via.submit(&spec)?;
     if !show.json {
@@ -256,7 +242,7 @@ fn run(ctx: &Ctx, req: &RunRequest, show: Show, timeout: Duration) -> Result<u8>
             template.name, req.host, job.id
         );
     }
-    connect(&ctx.home, &mut via, &job, show, timeout)
+    connect(&template.ready_path, &mut via, &job, show, timeout)
 }
 
 fn open_existing(ctx: &Ctx, reference: &str, show: Show) -> Result<u8> {
@@ -275,13 +261,17 @@ fn open_existing(ctx: &Ctx, reference: &str, show: Show) -> Result<u8> {
             job.state
         );
     }
-    connect(&ctx.home, &mut via, &job, show, Duration::from_secs(30))
+    // The template it was started from (gone or renamed since: `/`).
+    let ready_path = app_of(&job)
+        .and_then(|name| AppTemplate::find(&ctx.home, name).ok())
+        .map_or_else(|| "/".to_string(), |t| t.ready_path);
+    connect(&ready_path, &mut via, &job, show, Duration::from_secs(30))
 }
 
 /// Waits until `job`'s app listens, forwards to it, waits until it
 /// answers, prints the URL; then (`--no-daemon`) holds the forward.
 fn connect(
-    home: &belay_core::home::BelayHome,
+    ready_path: &str,
     via: &mut Via<'_>,
     job: &Job,
     show: Show,
@@ -317,9 +307,6 @@ fn connect(
     let forward = via.forward(job, &listening.remote)?;
     let local = forward.record.local.clone();
     let template = app_of(job).unwrap_or("app");
-    let ready_path = AppTemplate::find(home, template)
-        .map(|t| t.ready_path)
-        .unwrap_or_else(|_| "/".into());
     let query = listening
         .token
         .as_ref()

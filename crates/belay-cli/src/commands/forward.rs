@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use belay_core::engine::Engine;
 use belay_server::forwards::spec::ForwardSpec;
 use belay_server::forwards::{ForwardView, Forwards, ForwardsError};
 use belay_server::{Client, ClientError};
@@ -88,23 +89,30 @@ fn foreground(ctx: &Ctx, to: &str, specs: &[String], json: bool) -> Result<u8> {
     }
     show_opened(&opened, json);
     eprintln!("belay: forwarding until Ctrl-C");
+    serve_here(&mut engine, &forwards, to)?;
+    Ok(0)
+}
+
+/// Serves `forwards` in this process until Ctrl-C, or until the job `to`
+/// names ends and none is left open (the job is reconciled here every 2 s:
+/// no daemon records its end for us).
+pub(crate) fn serve_here(engine: &mut Engine, forwards: &Forwards, to: &str) -> Result<()> {
     interrupt::install();
     let mut last_check = std::time::Instant::now();
     while !interrupt::requested() {
         std::thread::sleep(Duration::from_millis(100));
         if forwards.has_job_forwards() && last_check.elapsed() >= Duration::from_secs(2) {
             last_check = std::time::Instant::now();
-            // Reconcile the job here: no daemon records its end for us.
             let _ = engine.job(to);
-            if forwards.close_ended_jobs(&mut engine).map_err(into_cli)? > 0 {
+            if forwards.close_ended_jobs(engine).map_err(into_cli)? > 0 {
                 eprintln!("belay: job {to} ended: its forwards are closed");
                 if forwards.open_count() == 0 {
-                    return Ok(0);
+                    return Ok(());
                 }
             }
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 fn into_cli(e: ForwardsError) -> anyhow::Error {

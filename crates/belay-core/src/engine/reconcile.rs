@@ -288,7 +288,7 @@ impl Engine {
             RemoteStatus::Held => {
                 let code = jr.int("code").map(|c| c as i32);
                 let until = jr.int("until").map(|s| s * 1000);
-                let update = JobUpdate {
+                let mut update = JobUpdate {
                     exit_code: code,
                     started_at,
                     scheduler_id: pid,
@@ -300,22 +300,20 @@ impl Engine {
                 if job.state == JobState::Held {
                     return self.store.touch(&job.id, &update);
                 }
-                let mut update = update;
                 let until_text =
                     until.map_or_else(|| "its time limit".to_string(), crate::job::view::rfc3339);
-                let reason = if jr.field("hold") == Some("requested") {
+                let what = if jr.field("hold") == Some("requested") {
                     format!(
-                        "{}; held as it asked (a `hold` file) until {until_text}: `belay shell {id}`, `belay release {id}`",
-                        exit_reason("ended", code),
-                        id = job.id
+                        "{}; held as it asked (a `hold` file)",
+                        exit_reason("ended", code)
                     )
                 } else {
-                    format!(
-                        "{}; held for debugging until {until_text}: `belay shell {id}`, `belay release {id}`",
-                        exit_reason("failed", code),
-                        id = job.id
-                    )
+                    format!("{}; held for debugging", exit_reason("failed", code))
                 };
+                let reason = format!(
+                    "{what} until {until_text}: `belay shell {id}`, `belay release {id}`",
+                    id = job.id
+                );
                 update.reason = Some(reason.clone());
                 self.move_job(job, JobState::Held, &reason, update)
             }

@@ -248,12 +248,7 @@ impl Engine {
         let fold = job.inputs.is_empty()
             && !failpoint::armed().is_some_and(|p| p == "after-stage" || p == "stage-fails-hard");
         if fold {
-            if self.stop_requested() {
-                return self.cancel_unlaunched(job);
-            }
-            if self.store.cancel_recorded(&job.id)? {
-                return self.settle_cancelled_unlaunched(job);
-            }
+            self.may_launch(job)?;
         }
         let marker = crate::job::id::random_hex(8)?;
         let out = if fold {
@@ -342,14 +337,7 @@ impl Engine {
             });
         }
         self.copy_inputs(&*transport, job, &dir)?;
-        if self.stop_requested() {
-            return self.cancel_unlaunched(job);
-        }
-        // A cancel recorded meanwhile by another command (one that could
-        // not reach the host) is the user's last word: no launch.
-        if self.store.cancel_recorded(&job.id)? {
-            return self.settle_cancelled_unlaunched(job);
-        }
+        self.may_launch(job)?;
 
         *launch_sent = true;
         let out = transport.run_script(&scripts::launch(
@@ -412,6 +400,19 @@ impl Engine {
 }
 
 impl Engine {
+    /// Just before a launch is sent: the user's Ctrl-C, or a cancel
+    /// recorded meanwhile by another command (one that could not reach the
+    /// host, the user's last word), ends the job unlaunched.
+    fn may_launch(&mut self, job: &Job) -> Result<()> {
+        if self.stop_requested() {
+            return self.cancel_unlaunched(job);
+        }
+        if self.store.cancel_recorded(&job.id)? {
+            return self.settle_cancelled_unlaunched(job);
+        }
+        Ok(())
+    }
+
     /// The user stopped a submit before its launch: the job is recorded
     /// cancelled (so no later reconcile launches it) and the submit ends.
     fn cancel_unlaunched(&mut self, job: &Job) -> Result<()> {

@@ -71,7 +71,8 @@ pub struct EventView<'a> {
 
 impl<'a> JobView<'a> {
     pub fn new(job: &'a Job) -> Self {
-        let held = job.state == JobState::Held;
+        // Only while held: after it, `hold_until` is history.
+        let hold_until = job.hold_until.filter(|_| job.state == JobState::Held);
         JobView {
             id: &job.id,
             name: job.name.as_deref(),
@@ -97,11 +98,8 @@ impl<'a> JobView<'a> {
             ended_at: job.ended_at.map(rfc3339),
             last_seen: job.last_seen.map(rfc3339),
             hold_on_failure: job.hold_secs,
-            hold_until: job.hold_until.filter(|_| held).map(rfc3339),
-            hold_left_s: job
-                .hold_until
-                .filter(|_| held)
-                .map(|t| ((t - crate::time::now_ms()) / 1000).max(0)),
+            hold_until: hold_until.map(rfc3339),
+            hold_left_s: hold_until.map(|t| ((t - crate::time::now_ms()) / 1000).max(0)),
             events: None,
         }
     }

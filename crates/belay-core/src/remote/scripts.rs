@@ -194,8 +194,7 @@ fn probe_with(
             s.push_str(&format!("belay_report {} {}\n", quote(t.job_id), t.dir));
         }
     }
-    if quick.is_empty() {
-    } else if quick.len() <= builtin_max {
+    if quick.len() <= builtin_max {
         for (t, f) in &quick {
             let words: Vec<String> = f.iter().map(|v| quote(v)).collect();
             s.push_str(&format!(

@@ -62,6 +62,10 @@ pub struct SlurmOptions {
     pub slurmd_timeout: u32,
     /// `sbatch` lies from the start (see [`Slurm::set_sbatch_lies`]).
     pub lying_sbatch: bool,
+    /// Keep a job completion record (`JobCompType=jobcomp/filetxt`, in
+    /// [`Slurm::jobcomp`]); false: none, so a job purged from slurmctld
+    /// leaves no trace at all (no accounting either).
+    pub jobcomp: bool,
 }
 
 impl Default for SlurmOptions {
@@ -70,6 +74,7 @@ impl Default for SlurmOptions {
             min_job_age: 300,
             slurmd_timeout: 300,
             lying_sbatch: false,
+            jobcomp: true,
         }
     }
 }
@@ -188,8 +193,7 @@ impl Slurm {
              SelectTypeParameters=CR_Core\n\
              JobAcctGatherType=jobacct_gather/none\n\
              AccountingStorageType=accounting_storage/none\n\
-             JobCompType=jobcomp/filetxt\n\
-             JobCompLoc={d}/log/jobcomp.txt\n\
+             {jobcomp}\
              SchedulerParameters=batch_sched_delay=0,sched_min_interval=0\n\
              SlurmdParameters=config_overrides\n\
              MpiDefault=none\n\
@@ -201,6 +205,11 @@ impl Slurm {
              PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP\n\
              PartitionName=short Nodes=localhost MaxTime=1 State=UP\n",
             age = self.opts.min_job_age,
+            jobcomp = if self.opts.jobcomp {
+                format!("JobCompType=jobcomp/filetxt\nJobCompLoc={d}/log/jobcomp.txt\n")
+            } else {
+                "JobCompType=jobcomp/none\n".to_string()
+            },
             sdt = self.opts.slurmd_timeout,
         );
         std::fs::write(self.conf(), conf)
@@ -442,6 +451,12 @@ impl Slurm {
     pub fn queue(&self) -> String {
         self.command("squeue", &["-t", "all", "-h", "-o", "%A|%T|%r|%k"])
             .unwrap_or_else(|e| e.to_string())
+    }
+
+    /// The job completion records so far (one line per finished job;
+    /// empty without [`SlurmOptions::jobcomp`]).
+    pub fn jobcomp(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log/jobcomp.txt")).unwrap_or_default()
     }
 
     /// The slurmctld log so far.

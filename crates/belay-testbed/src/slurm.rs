@@ -245,6 +245,21 @@ impl Slurm {
         )]
     }
 
+    /// Files for the login user's home (`SshdOptions::home_files`): a
+    /// `.profile` that puts the same `PATH` and `SLURM_CONF` back after
+    /// `/etc/profile` resets them, so login shells see the cluster (and the
+    /// wrappers) exactly as plain sessions do.
+    pub fn home_files(&self) -> Vec<(String, String)> {
+        vec![(
+            ".profile".into(),
+            format!(
+                "PATH={}\nSLURM_CONF={}\nexport PATH SLURM_CONF\n",
+                self.path(),
+                self.conf().display()
+            ),
+        )]
+    }
+
     /// From now on `sbatch` submits, then fails with [`SBATCH_LIE`]
     /// (`true`), or just submits (`false`).
     pub fn set_sbatch_lies(&self, lies: bool) -> io::Result<()> {
@@ -588,6 +603,15 @@ impl NoSlurmPath {
     /// sshd_config lines giving every session that `PATH`.
     pub fn sshd_config(&self) -> Vec<String> {
         vec![format!("SetEnv PATH={}", self.path())]
+    }
+
+    /// A `.profile` with that `PATH` for login shells (after
+    /// `/etc/profile`, which would bring `/usr/bin` back).
+    pub fn home_files(&self) -> Vec<(String, String)> {
+        vec![(
+            ".profile".into(),
+            format!("PATH={}\nexport PATH\n", self.path()),
+        )]
     }
 }
 

@@ -24,13 +24,14 @@ struct Host {
 }
 
 impl Host {
-    fn start(extra_config: Vec<String>) -> Host {
+    fn start(extra_config: Vec<String>, home_files: Vec<(String, String)>) -> Host {
         require(&[Prerequisite::Root, Prerequisite::OpenSsh]).expect("root and OpenSSH");
         let dir = tempfile::tempdir().unwrap();
         let key = KeyPair::generate(dir.path(), "id", KeyKind::Ed25519).unwrap();
         let sshd = Sshd::start(SshdOptions {
             authorized_keys: vec![key.public_line().unwrap()],
             extra_config,
+            home_files,
             ..SshdOptions::default()
         })
         .expect("sshd");
@@ -63,7 +64,7 @@ impl Login {
     fn start(opts: SlurmOptions) -> Login {
         require(&[Prerequisite::Slurm]).expect("the Slurm test bed needs Slurm");
         let mut slurm = Slurm::prepare(opts).expect("prepare slurm");
-        let host = Host::start(slurm.sshd_config());
+        let host = Host::start(slurm.sshd_config(), slurm.home_files());
         slurm.start(host.sshd.pid()).expect("start slurm");
         Login { slurm, host }
     }
@@ -117,6 +118,14 @@ fn a_job_submitted_over_ssh_runs_and_sees_the_login_nodes_home() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(l.slurm.calls("squeue"), 2);
     assert_eq!(l.slurm.calls("scontrol"), 1);
+    // Login shells find the cluster and the wrappers too.
+    let out = l.ssh("bash -lc 'squeue -h >/dev/null && command -v sbatch'");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        l.slurm.bin_dir().join("sbatch").display().to_string()
+    );
+    assert_eq!(l.slurm.calls("squeue"), 3);
 }
 
 #[test]
@@ -196,11 +205,19 @@ fn killing_slurmd_takes_the_node_down_and_drop_stops_everything() {
 #[test]
 fn a_host_without_slurm_has_no_sbatch_but_a_working_shell() {
     let none = NoSlurmPath::create().unwrap();
-    let host = Host::start(none.sshd_config());
+    let host = Host::start(none.sshd_config(), none.home_files());
     let out =
         host.ssh("command -v sbatch; echo status=$?; ls / >/dev/null && command -v sh cat mkdir");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout.starts_with("status=1\n"), "{}", text(&out));
     assert_eq!(stdout.lines().count(), 4, "{}", text(&out));
+    // Login shells too, though /etc/profile resets PATH.
+    let out = host.ssh("bash -lc 'command -v sbatch; echo status=$?'");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "status=1\n",
+        "{}",
+        text(&out)
+    );
 }

@@ -29,7 +29,11 @@ impl Cluster {
         require(&[Prerequisite::Slurm])
             .expect("Slurm tests need slurm-wlm and munge (scripts/test.sh installs them)");
         let mut slurm = Slurm::prepare(opts).expect("prepare slurm");
-        let login = Loopback::start_with(slurm.sshd_config());
+        let login = Loopback::start_options(belay_testbed::SshdOptions {
+            extra_config: slurm.sshd_config(),
+            home_files: slurm.home_files(),
+            ..Default::default()
+        });
         slurm.start(login.sshd.pid()).expect("start slurm");
         login.add_host(HostBlock::new("cluster"));
         Cluster { slurm, login }
@@ -88,7 +92,11 @@ pub struct NoSbatch {
 impl NoSbatch {
     pub fn start() -> Self {
         let path = NoSlurmPath::create().expect("a PATH without Slurm");
-        let login = Loopback::start_with(path.sshd_config());
+        let login = Loopback::start_options(belay_testbed::SshdOptions {
+            extra_config: path.sshd_config(),
+            home_files: path.home_files(),
+            ..Default::default()
+        });
         login.add_host(HostBlock::new("nosbatch"));
         NoSbatch { login, _path: path }
     }

@@ -277,7 +277,7 @@ impl Engine {
                     (JobState::Failed, format!("Slurm refused the job: {why}"))
                 } else if let Some(end) = slurm_end.as_ref().filter(|e| e.abnormal()) {
                     // A signal belay did not send: Slurm says whose.
-                    end.verdict(&exit_reason("ended", code))
+                    end.verdict(exit_reason("ended", code).trim_start_matches("ended: "))
                 } else if jr.field("cancelled") == Some("1") {
                     (JobState::Cancelled, exit_reason("cancelled", code))
                 } else if let Some(why) = jr.field("why") {
@@ -478,7 +478,16 @@ impl Engine {
             if lock_age < 10 {
                 return Ok(());
             }
-            let (to, reason) = end.verdict("before it started");
+            let what = if end.abnormal() {
+                "before it started"
+            } else {
+                // Slurm ran it, yet the wrapper recorded nothing here: its
+                // node cannot see the job directory.
+                "but its wrapper never recorded a start in the job directory: is the workroot \
+                 on a file system the compute nodes share? (workroot under [hosts.H] in \
+                 config.toml; slurm-<id>.out in the job directory, if any, says more)"
+            };
+            let (to, reason) = end.verdict(what);
             return self.settle(job, to, &reason, JobUpdate::default());
         }
         let reason = match (end.state, end.reason) {

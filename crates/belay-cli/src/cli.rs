@@ -32,9 +32,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a command as a tracked job on HOST.
     #[command(
-        after_help = "Examples:\n  belay run local -- sh -c 'echo hi; exit 3'    # streams output, exits 3\n  belay run -d --name build local -- 'make -j4'   # one argument: a shell command line\n  belay run --env LR=0.1 --workdir ~/proj local -- python train.py\n\nOne argument after `--` is run as a shell command line; several are an\nexact argv. Attached runs stream output and exit with the job's code\n(128+N for signal N); Ctrl-C detaches and leaves the job running."
+        after_help = "Examples:\n  belay run local -- sh -c 'echo hi; exit 3'    # streams output, exits 3\n  belay run -d --name build local -- 'make -j4'   # one argument: a shell command line\n  belay run --env LR=0.1 --workdir ~/proj local -- python train.py\n  belay run -d cluster --partition gpu --gpus 1 --time 4:00:00 -- python train.py\n\nOn a host with `scheduler = \"slurm\"` in config.toml (or with --scheduler slurm)\nthe job goes through sbatch on that login node: `pending` with Slurm's reason\nwhile queued, its Slurm id in `belay show`, `cancel` is scancel.\n\nOne argument after `--` is run as a shell command line; several are an\nexact argv. Attached runs stream output and exit with the job's code\n(128+N for signal N); Ctrl-C detaches and leaves the job running."
     )]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List jobs (live ones; --all for every job).
     #[command(
         after_help = "Examples:\n  belay ps\n  belay ps --all --json | jq '.[] | select(.state==\"failed\")'"
@@ -283,9 +283,75 @@ pub struct RunArgs {
     /// "$BELAY_JOB_DIR/hold"`, held even on success.)
     #[arg(long, value_name = "DUR", value_parser = parse_hold)]
     pub hold_on_failure: Option<u64>,
+    /// Who runs the job on the host: `direct` (a detached process) or
+    /// `slurm` (sbatch on a login node). Default: the host's `scheduler`
+    /// in config.toml, else direct.
+    #[arg(long, value_name = "direct|slurm")]
+    pub scheduler: Option<String>,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// Slurm resources of a job: each becomes an `#SBATCH` line of its batch
+/// script (the host's `[hosts.H.slurm]` defaults fill in the rest).
+#[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Slurm (with scheduler slurm)")]
+pub struct SlurmArgs {
+    /// Partition (sbatch --partition).
+    #[arg(long, value_name = "P")]
+    pub partition: Option<String>,
+    /// Time limit, in any form sbatch takes: `30`, `2:00:00`, `1-0`.
+    #[arg(long, value_name = "T")]
+    pub time: Option<String>,
+    /// Number of nodes.
+    #[arg(long, value_name = "N")]
+    pub nodes: Option<String>,
+    /// Number of tasks.
+    #[arg(long, value_name = "N")]
+    pub ntasks: Option<String>,
+    /// CPUs per task (sbatch --cpus-per-task).
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<String>,
+    /// Memory per node, e.g. `16G`.
+    #[arg(long, value_name = "M")]
+    pub mem: Option<String>,
+    /// GPUs, e.g. `1` or `a100:2`.
+    #[arg(long, value_name = "G")]
+    pub gpus: Option<String>,
+    /// Account to charge.
+    #[arg(long, value_name = "A")]
+    pub account: Option<String>,
+    /// Quality of service.
+    #[arg(long, value_name = "Q")]
+    pub qos: Option<String>,
+    /// Node features, e.g. `a100&ib`.
+    #[arg(long, value_name = "C")]
+    pub constraint: Option<String>,
+    /// Any other sbatch option, passed as given (repeatable), e.g.
+    /// `--sbatch-arg=--exclusive`.
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+}
+
+impl SlurmArgs {
+    pub fn resources(&self) -> belay_core::config::SlurmResources {
+        belay_core::config::SlurmResources {
+            partition: self.partition.clone(),
+            time: self.time.clone(),
+            nodes: self.nodes.clone(),
+            ntasks: self.ntasks.clone(),
+            cpus: self.cpus.clone(),
+            mem: self.mem.clone(),
+            gpus: self.gpus.clone(),
+            account: self.account.clone(),
+            qos: self.qos.clone(),
+            constraint: self.constraint.clone(),
+            sbatch_args: self.sbatch_args.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -35,7 +35,7 @@ pub fn table(jobs: &[Job], now: i64) -> String {
                 j.id.clone(),
                 j.name.clone().unwrap_or_else(|| "-".into()),
                 j.host.clone(),
-                j.state.to_string(),
+                state_cell(j),
                 j.exit_code.map_or("-".into(), |c| c.to_string()),
                 ago(j.created_at, now),
             ]
@@ -70,6 +70,20 @@ pub fn table(jobs: &[Job], now: i64) -> String {
         line(cells, &j.command_line());
     }
     out
+}
+
+/// A job's state in the `ps` table: with the scheduler's reason while it
+/// waits in a batch queue (`pending (Resources)`).
+fn state_cell(j: &Job) -> String {
+    let queue_reason = j
+        .reason
+        .as_deref()
+        .filter(|_| j.state == JobState::Pending)
+        .and_then(|r| r.strip_prefix(belay_core::engine::SLURM_QUEUE_REASON));
+    match queue_reason {
+        Some(r) => format!("{} ({r})", j.state),
+        None => j.state.to_string(),
+    }
 }
 
 /// One line per job a submit left `submitting` for a reason (its launch
@@ -169,8 +183,15 @@ pub fn detail(job: &Job, events: &[JobEvent], now: i64) -> String {
     if let Some(d) = &job.remote_dir {
         kv("job dir", d.clone());
     }
-    if let Some(p) = &job.scheduler_id {
-        kv("pid", format!("{p} ({})", job.scheduler));
+    match (job.scheduler.as_str(), &job.scheduler_id) {
+        ("direct", Some(p)) => kv("pid", format!("{p} (direct)")),
+        ("slurm", Some(id)) => kv("slurm job", id.clone()),
+        ("slurm", None) => kv("scheduler", "slurm (not submitted yet)".into()),
+        (other, Some(id)) => kv("scheduler", format!("{other} job {id}")),
+        _ => {}
+    }
+    if !job.sbatch.is_empty() {
+        kv("sbatch", job.sbatch.join(" "));
     }
     s.push_str("events:\n");
     for e in events {
@@ -223,6 +244,7 @@ mod tests {
             outputs: Vec::new(),
             hold_secs: None,
             hold_until: None,
+            sbatch: Vec::new(),
         }
     }
 

@@ -99,7 +99,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         daemon: std::cell::OnceCell::new(),
     };
     match cli.command {
-        Command::Run(a) => run::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, *a),
         Command::Ps(a) => ps::ps(&ctx, a),
         Command::Show(a) => show::show(&ctx, a),
         Command::Logs(a) => logs::logs(&ctx, a),

@@ -38,7 +38,9 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     check_inputs(&spec.inputs)?;
     check_outputs(&a.outputs)?;
     spec.outputs = a.outputs.clone();
-    let spec = spec.with_hold(a.hold_on_failure)?;
+    let spec = spec
+        .with_hold(a.hold_on_failure)?
+        .with_scheduler(a.scheduler.clone(), a.slurm.resources())?;
     if let Some(client) = ctx.daemon(true) {
         // (A passphrase or second factor the daemon's connection needs is
         // relayed to this terminal: see daemon::submit.)

@@ -177,15 +177,34 @@ impl Engine {
             .collect())
     }
 
-    /// One cancel script for `jobs` (all live, all on `host`).
+    /// One cancel script for `jobs` (all live, all on `host`) per
+    /// scheduler they use.
     fn cancel_on_host(
         &mut self,
         host: &str,
         jobs: &[&Job],
         grace_secs: u32,
     ) -> Result<Vec<(String, Result<Job>)>> {
+        let mut groups: std::collections::BTreeMap<&str, Vec<&Job>> = Default::default();
+        for job in jobs {
+            groups.entry(job.scheduler.as_str()).or_default().push(job);
+        }
+        let mut done = Vec::new();
+        for group in groups.values() {
+            done.extend(self.cancel_group(host, group, grace_secs)?);
+        }
+        Ok(done)
+    }
+
+    /// [`Self::cancel_on_host`] for the jobs of one scheduler.
+    fn cancel_group(
+        &mut self,
+        host: &str,
+        jobs: &[&Job],
+        grace_secs: u32,
+    ) -> Result<Vec<(String, Result<Job>)>> {
         let transport = self.transport(host)?;
-        let scheduler = Self::scheduler(jobs[0])?;
+        let scheduler = self.scheduler(jobs[0])?;
         let targets: Vec<CancelTarget<'_>> = jobs
             .iter()
             .map(|j| CancelTarget {

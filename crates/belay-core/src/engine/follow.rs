@@ -174,7 +174,7 @@ impl Engine {
         } else {
             WaitMode::Best
         };
-        let scheduler = Self::scheduler(job)?;
+        let scheduler = self.scheduler(job)?;
         let script = follow::script(&*scheduler, &job.id, &dir, at.stdout, at.stderr, mode);
         let mut stream = match transport.open_stream(&script) {
             Ok(s) => s,

@@ -43,7 +43,7 @@ use crate::transport::Transport;
 
 pub use advance::{HostPass, next_interval};
 pub use follow::{Offsets, Piece, StreamEnd};
-pub use reconcile::HostProblem;
+pub use reconcile::{HostProblem, SLURM_QUEUE_REASON};
 pub use submit::SubmitOptions;
 
 /// How often the wrapper touches `heartbeat`.
@@ -154,8 +154,16 @@ impl Engine {
         self.hosts.get(host)
     }
 
-    fn scheduler(job: &Job) -> Result<Box<dyn Scheduler>> {
-        scheduler::by_name(&job.scheduler).ok_or_else(|| CoreError::Protocol {
+    fn scheduler(&self, job: &Job) -> Result<Box<dyn Scheduler>> {
+        let poll = self
+            .hosts
+            .config()
+            .host(&job.host)
+            .poll_interval(&job.host)?;
+        let settings = scheduler::SchedulerSettings {
+            poll_secs: poll.as_secs().max(1),
+        };
+        scheduler::by_name(&job.scheduler, settings).ok_or_else(|| CoreError::Protocol {
             host: job.host.clone(),
             message: format!(
                 "job {} uses scheduler '{}', which this build does not know",

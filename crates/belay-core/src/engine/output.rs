@@ -40,7 +40,7 @@ impl Engine {
         with_state: bool,
     ) -> Result<OutputChunk> {
         let transport = self.transport(&job.host)?;
-        let scheduler = Self::scheduler(job)?;
+        let scheduler = self.scheduler(job)?;
         let dir = Self::dir_word(&*transport, job);
         let script = scripts::read_output(
             &*scheduler,

@@ -24,6 +24,10 @@ use crate::time::now_ms;
 /// late (a host that came back with its files, a verdict from a stale view).
 pub const LOST_RECHECK_MS: i64 = 3 * 24 * 3600 * 1000;
 
+/// How a pending Slurm job's reason begins; Slurm's own reason follows
+/// (`Priority`, `Resources`, …), which `ps` shows beside the state.
+pub const SLURM_QUEUE_REASON: &str = "waiting in Slurm's queue: ";
+
 /// Does this job's truth still live on its host?
 pub fn wanted(job: &Job) -> bool {
     job.state.is_live()
@@ -86,10 +90,26 @@ impl Engine {
                 error: e.to_string(),
             });
         }
+        // One probe per scheduler the host's jobs use (almost always one).
+        let mut groups: BTreeMap<&str, Vec<&Job>> = BTreeMap::new();
+        for job in jobs {
+            groups.entry(job.scheduler.as_str()).or_default().push(job);
+        }
+        for group in groups.values() {
+            self.reconcile_group(host, group, &mut problems)?;
+        }
+        Ok(problems)
+    }
+
+    /// [`Self::reconcile_host`] for the jobs of one scheduler.
+    fn reconcile_group(
+        &mut self,
+        host: &str,
+        jobs: &[&Job],
+        problems: &mut Vec<HostProblem>,
+    ) -> Result<()> {
         let transport = self.transport(host)?;
-        // All jobs of one host share the probe; the scheduler is per job,
-        // but today every job is `direct`.
-        let scheduler = Self::scheduler(jobs[0])?;
+        let scheduler = self.scheduler(jobs[0])?;
         let targets: Vec<ProbeTarget<'_>> = jobs
             .iter()
             .map(|j| ProbeTarget {
@@ -189,7 +209,7 @@ impl Engine {
             self.apply_report(&current, jr)?;
         }
         self.store.touch_seen(&still_running)?;
-        Ok(problems)
+        Ok(())
     }
 
     /// Why this report is no verdict on the job, if it is not: its files
@@ -228,7 +248,16 @@ impl Engine {
         let seen = Some(now_ms());
         // Seconds from the host, truncated: never before the job existed.
         let started_at = jr.time_ms("started_at").map(|t| t.max(job.created_at));
-        let pid = jr.field("pid").map(str::to_string);
+        // The scheduler's id: the wrapper's pid under `direct`; a batch
+        // scheduler's job id was recorded at launch and stays.
+        let pid = jr
+            .field("pid")
+            .filter(|_| job.scheduler == "direct")
+            .map(str::to_string);
+        let slurm_end = jr.field("sched_state").map(|state| SlurmEnd {
+            state,
+            reason: jr.field("sched_reason"),
+        });
         match jr.status {
             RemoteStatus::Exit => {
                 let code = jr.int("code").map(|c| c as i32);
@@ -237,6 +266,18 @@ impl Engine {
                         JobState::Cancelled,
                         "cancelled before it was launched".to_string(),
                     )
+                } else if jr.field("never_started").is_some() {
+                    (
+                        JobState::Cancelled,
+                        "cancelled while it waited in the scheduler's queue (it never started)"
+                            .to_string(),
+                    )
+                } else if jr.field("refused").is_some() {
+                    let why = jr.field("why").unwrap_or("the scheduler refused the job");
+                    (JobState::Failed, format!("Slurm refused the job: {why}"))
+                } else if let Some(end) = slurm_end.as_ref().filter(|e| e.abnormal()) {
+                    // A signal belay did not send: Slurm says whose.
+                    end.verdict(exit_reason("ended", code).trim_start_matches("ended: "))
                 } else if jr.field("cancelled") == Some("1") {
                     (JobState::Cancelled, exit_reason("cancelled", code))
                 } else if let Some(why) = jr.field("why") {
@@ -262,11 +303,17 @@ impl Engine {
                         .map(|t| t.max(started_at.unwrap_or(job.created_at))),
                     scheduler_id: pid,
                     last_seen: seen,
-                    // The hold's reason (shell, release) is history now.
-                    reason: jr
-                        .field("why")
-                        .map(str::to_string)
-                        .or_else(|| jr.field("hold_end").map(|_| reason.clone())),
+                    // The hold's reason (shell, release) is history now;
+                    // a refusal's or Slurm's verdict is the reason.
+                    reason: if jr.field("refused").is_some()
+                        || slurm_end.as_ref().is_some_and(|e| e.abnormal())
+                    {
+                        Some(reason.clone())
+                    } else {
+                        jr.field("why")
+                            .map(str::to_string)
+                            .or_else(|| jr.field("hold_end").map(|_| reason.clone()))
+                    },
                     ..Default::default()
                 };
                 self.move_job(job, to, &reason, update)
@@ -310,12 +357,33 @@ impl Engine {
                 } else {
                     format!("{}; held for debugging", exit_reason("failed", code))
                 };
+                let limit = if job.scheduler == "slurm" {
+                    " (or until the job's Slurm time limit, if that comes first: the hold keeps its allocation)"
+                } else {
+                    ""
+                };
                 let reason = format!(
-                    "{what} until {until_text}: `belay shell {id}`, `belay release {id}`",
+                    "{what} until {until_text}{limit}: `belay shell {id}`, `belay release {id}`",
                     id = job.id
                 );
                 update.reason = Some(reason.clone());
                 self.move_job(job, JobState::Held, &reason, update)
+            }
+            RemoteStatus::Dead if slurm_end.is_some() => {
+                // Slurm ended it and no exit file was written (a node
+                // failure, an out-of-memory kill, a time limit with no
+                // grace): Slurm's word names the end.
+                let end = slurm_end.as_ref().expect("checked");
+                let (to, reason) = end.verdict("it left no exit file");
+                self.settle(
+                    job,
+                    to,
+                    &reason,
+                    JobUpdate {
+                        started_at,
+                        ..Default::default()
+                    },
+                )
             }
             RemoteStatus::Dead => {
                 let why = jr.field("why").unwrap_or("its wrapper process is gone");
@@ -337,14 +405,38 @@ impl Engine {
             RemoteStatus::Launching => {
                 let age = jr.int("lock_age").unwrap_or(0);
                 let accepted = jr.field("scheduler").is_some();
+                let mut job = job.clone();
                 if accepted && job.state == JobState::Submitting {
+                    let sid = jr.field("scheduler_id");
                     let update = JobUpdate {
-                        scheduler_id: jr.field("scheduler_id").map(str::to_string),
+                        scheduler_id: sid.map(str::to_string),
                         last_seen: seen,
                         ..Default::default()
                     };
-                    self.move_job(job, JobState::Pending, "handed to the scheduler", update)?;
+                    let why = match (jr.field("submit_note"), sid) {
+                        (Some(note), _) => format!("handed to the scheduler: {note}"),
+                        (None, Some(id)) if job.scheduler == "slurm" => {
+                            format!("handed to the scheduler: Slurm job {id}")
+                        }
+                        _ => "handed to the scheduler".to_string(),
+                    };
+                    self.move_job(&job, JobState::Pending, &why, update)?;
+                    job = self.store.get(&job.id)?;
                 }
+                if let Some(end) = &slurm_end {
+                    return self.slurm_waiting(&job, end, age);
+                }
+                if jr.field("sched_unknown").is_some() {
+                    // Slurm could not say: no verdict, the job stays.
+                    return self.store.touch(
+                        &job.id,
+                        &JobUpdate {
+                            last_seen: seen,
+                            ..Default::default()
+                        },
+                    );
+                }
+                let job = &job;
                 if age <= LAUNCH_TIMEOUT_SECS {
                     return self.store.touch(
                         &job.id,
@@ -370,6 +462,47 @@ impl Engine {
                 self.settle(job, JobState::Lost, &reason, JobUpdate::default())
             }
         }
+    }
+
+    /// A launched Slurm job that has not started: pending with Slurm's
+    /// reason, or ended by Slurm before it ran.
+    fn slurm_waiting(&mut self, job: &Job, end: &SlurmEnd<'_>, lock_age: i64) -> Result<()> {
+        let seen = Some(now_ms());
+        if end.state == "gone" {
+            let reason = "it left Slurm's queue before it started, and Slurm keeps no record of it";
+            return self.settle(job, JobState::Lost, reason, JobUpdate::default());
+        }
+        if !end.live() {
+            // A shared file system may show the wrapper's files late: the
+            // verdict waits a little after the launch.
+            if lock_age < 10 {
+                return Ok(());
+            }
+            let what = if end.abnormal() {
+                "before it started"
+            } else {
+                // Slurm ran it, yet the wrapper recorded nothing here: its
+                // node cannot see the job directory.
+                "but its wrapper never recorded a start in the job directory: is the workroot \
+                 on a file system the compute nodes share? (workroot under [hosts.H] in \
+                 config.toml; slurm-<id>.out in the job directory, if any, says more)"
+            };
+            let (to, reason) = end.verdict(what);
+            return self.settle(job, to, &reason, JobUpdate::default());
+        }
+        let reason = match (end.state, end.reason) {
+            ("PENDING", Some(r)) if r != "None" => format!("{SLURM_QUEUE_REASON}{r}"),
+            ("PENDING", _) => "waiting in Slurm's queue".to_string(),
+            (state, _) => format!("Slurm says {state}; the wrapper has not started yet"),
+        };
+        self.store.touch(
+            &job.id,
+            &JobUpdate {
+                last_seen: seen,
+                reason: (job.reason.as_deref() != Some(reason.as_str())).then_some(reason),
+                ..Default::default()
+            },
+        )
     }
 
     /// Transition, passing through `submitting` when a queued job turns out
@@ -407,7 +540,7 @@ impl Engine {
     /// Stop processes a lost job left behind (its session, provably ours).
     fn kill_remnants(&mut self, job: &Job) -> Result<()> {
         let transport = self.transport(&job.host)?;
-        let scheduler = Self::scheduler(job)?;
+        let scheduler = self.scheduler(job)?;
         let dir = Self::dir_word(&*transport, job);
         transport.run_script(&scripts::kill_remnants(&*scheduler, &dir))?;
         Ok(())
@@ -429,5 +562,80 @@ fn exit_reason(what: &str, code: Option<i32>) -> String {
         Some(c) if c > 128 => format!("{what}: exited with code {c} (signal {})", c - 128),
         Some(c) => format!("{what}: exited with code {c}"),
         None => what.to_string(),
+    }
+}
+
+/// What Slurm's listing says of a job (`sched_state`, `sched_reason`).
+struct SlurmEnd<'a> {
+    state: &'a str,
+    reason: Option<&'a str>,
+}
+
+impl SlurmEnd<'_> {
+    /// Still queued or holding its allocation.
+    fn live(&self) -> bool {
+        matches!(
+            self.state,
+            "PENDING"
+                | "RUNNING"
+                | "CONFIGURING"
+                | "COMPLETING"
+                | "SUSPENDED"
+                | "REQUEUED"
+                | "REQUEUE_HOLD"
+                | "REQUEUE_FED"
+                | "RESIZING"
+                | "SIGNALING"
+                | "STAGE_OUT"
+                | "STOPPED"
+                | "RESV_DEL_HOLD"
+                | "SPECIAL_EXIT"
+        )
+    }
+
+    /// Slurm ended the job, not the job itself: a time limit, a node
+    /// failure, a preemption, memory, someone's scancel.
+    fn abnormal(&self) -> bool {
+        self.reason == Some("TimeLimit")
+            || matches!(
+                self.state,
+                "TIMEOUT"
+                    | "NODE_FAIL"
+                    | "PREEMPTED"
+                    | "OUT_OF_MEMORY"
+                    | "CANCELLED"
+                    | "BOOT_FAIL"
+                    | "DEADLINE"
+            )
+    }
+
+    /// The state and reason a Slurm-side end gives the job; `what` says
+    /// what else is known ("it left no exit file", the exit code).
+    fn verdict(&self, what: &str) -> (JobState, String) {
+        let state = if self.reason == Some("TimeLimit") {
+            "TIMEOUT"
+        } else {
+            self.state
+        };
+        let why = match state {
+            "TIMEOUT" => "it reached its time limit",
+            "NODE_FAIL" => "its node failed",
+            "PREEMPTED" => "it was preempted",
+            "OUT_OF_MEMORY" => "it ran out of memory",
+            "CANCELLED" => "it was cancelled outside belay (scancel)",
+            "BOOT_FAIL" => "its node failed to boot",
+            "DEADLINE" => "it reached its deadline",
+            _ => "Slurm ended it",
+        };
+        let reason = match self.reason.filter(|r| *r != "None" && *r != "TimeLimit") {
+            Some(r) => format!("{why} (Slurm: {state}, {r}); {what}"),
+            None => format!("{why} (Slurm: {state}); {what}"),
+        };
+        let to = if state == "CANCELLED" {
+            JobState::Cancelled
+        } else {
+            JobState::Failed
+        };
+        (to, reason)
     }
 }

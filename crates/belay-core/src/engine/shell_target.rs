@@ -276,6 +276,7 @@ mod tests {
             outputs: vec![],
             hold_secs: None,
             hold_until: None,
+            sbatch: Vec::new(),
         }
     }
 

@@ -69,6 +69,7 @@ impl Engine {
     /// [`Self::submit`], with a choice for a host that does not answer.
     pub fn submit_with(&mut self, spec: &JobSpec, options: SubmitOptions) -> Result<Job> {
         self.hosts.validate(&spec.host)?;
+        let (scheduler, sbatch) = self.scheduler_of(spec)?;
         // Reach the host before recording anything: a host that does not
         // answer (or refuses us) gets no job stuck in `submitting`.
         let transport = self.transport(&spec.host)?;
@@ -80,7 +81,9 @@ impl Engine {
                 // Nothing touches the host: the job waits, recorded, with
                 // no submitter, for the first pass that reaches the host.
                 let reason = format!("{e}; starts when {} answers", spec.host);
-                let job = self.store.insert_queued(spec, "direct", &reason)?;
+                let job =
+                    self.store
+                        .insert_scheduled(spec, scheduler, &sbatch, None, Some(&reason))?;
                 self.note_recorded(&job);
                 return Ok(job);
             }
@@ -104,14 +107,14 @@ impl Engine {
                 )));
             }
         }
-        let scheduler = "direct";
         self.arm_stop();
         if self.stop_requested() {
             return Err(CoreError::SubmitInterrupted { id: None });
         }
+        let me = submitter::current();
         let job = self
             .store
-            .insert_job(spec, scheduler, &submitter::current())?;
+            .insert_scheduled(spec, scheduler, &sbatch, Some(&me), None)?;
         self.note_recorded(&job);
         failpoint::hit("after-record");
         let mut launch_sent = false;
@@ -128,13 +131,53 @@ impl Engine {
                     source: e,
                 });
             }
-            Err(e @ (CoreError::SubmitInterrupted { .. } | CoreError::SubmitCancelled { .. })) => {
+            // (Bad input found by the host — a scheduler that refused the
+            // job, one missing — has already failed the job with the cause.)
+            Err(
+                e @ (CoreError::SubmitInterrupted { .. }
+                | CoreError::SubmitCancelled { .. }
+                | CoreError::BadInput(_)),
+            ) => {
                 return Err(e);
             }
             Err(e) => return Err(self.submit_stopped(&job, launch_sent, e)),
         }
         failpoint::hit("after-store");
         self.store.get(&job.id)
+    }
+
+    /// The scheduler a job of `spec` runs under (`--scheduler`, else the
+    /// host's config) and its sbatch options (the flags over the host's
+    /// defaults). Slurm flags for a `direct` job are bad input.
+    fn scheduler_of(&self, spec: &JobSpec) -> Result<(&'static str, Vec<String>)> {
+        let config = self.hosts.config().host(&spec.host);
+        let configured = config.scheduler(&spec.host)?;
+        let scheduler = match spec.scheduler.as_deref().unwrap_or(configured) {
+            "slurm" => "slurm",
+            _ => "direct",
+        };
+        if scheduler == "direct" {
+            if let Some(flag) = spec.slurm.flags_given().first() {
+                return Err(CoreError::BadInput(format!(
+                    "bad {flag}: it is a Slurm option, and jobs on {host} run directly \
+                     (give --scheduler slurm, or set scheduler = \"slurm\" under [hosts.{host}] in config.toml)",
+                    host = spec.host
+                )));
+            }
+            return Ok((scheduler, Vec::new()));
+        }
+        let resources = spec.slurm.over(&config.slurm);
+        if let Some(bad) = resources
+            .sbatch_args
+            .iter()
+            .find_map(|a| crate::scheduler::slurm::reserved_arg(a).map(|r| (a, r)))
+        {
+            return Err(CoreError::BadInput(format!(
+                "bad --sbatch-arg '{}': belay sets {} itself (the job's name, token, output and directory are how it tracks the job)",
+                bad.0, bad.1
+            )));
+        }
+        Ok((scheduler, resources.sbatch_options()?))
     }
 
     /// A submit ended by a cause that retrying will not cure, after the job
@@ -197,7 +240,7 @@ impl Engine {
             return self.cancel_unlaunched(job);
         }
         let transport = self.transport(&job.host)?;
-        let scheduler = Self::scheduler(job)?;
+        let scheduler = self.scheduler(job)?;
         if job.state == JobState::Queued {
             self.store.transition(
                 &job.id,
@@ -208,7 +251,9 @@ impl Engine {
         }
 
         let command = crate::job::Command::from_argv(job.command.clone());
+        let header = scheduler.batch_header(job);
         let run_sh = wrapper::render(&wrapper::WrapperSpec {
+            batch_header: header.as_deref(),
             job_id: &job.id,
             command: &command,
             workdir: job.workdir.as_deref(),
@@ -227,6 +272,7 @@ impl Engine {
             "workdir": job.workdir,
             "env": job.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
             "scheduler": job.scheduler,
+            "sbatch": job.sbatch,
             "inputs": job.inputs,
             "outputs": job.outputs,
             "hold_on_failure": job.hold_secs,
@@ -379,10 +425,45 @@ impl Engine {
             let reason = format!("cannot launch on {}: {why}", job.host);
             let current = self.store.get(&job.id)?;
             self.settle(&current, JobState::Failed, &reason, JobUpdate::default())?;
+            if job.scheduler != "direct" {
+                // A host configured for a scheduler it lacks: the
+                // configuration (or --scheduler) is what is wrong.
+                return Err(CoreError::BadInput(format!(
+                    "host {}: {why} (job {} failed)",
+                    job.host, job.id
+                )));
+            }
             return Err(CoreError::Protocol {
                 host: job.host.clone(),
                 message: why.to_string(),
             });
+        }
+        if let Some(why) = report.tagged("R").and_then(|r| r.strip_prefix("refused ")) {
+            // The scheduler refused the job (a bad partition, a bad time
+            // limit): nothing was submitted; the job failed with its word.
+            if let Some(jr) = report.jobs.get(&job.id) {
+                let current = self.store.get(&job.id)?;
+                self.apply_report(&current, jr)?;
+            }
+            return Err(CoreError::BadInput(format!(
+                "Slurm refused job {} (it failed; nothing was submitted): {}",
+                job.id,
+                why.trim()
+            )));
+        }
+        if let Some(note) = report.tagged("R").and_then(|r| r.strip_prefix("unsure ")) {
+            // No answer from the scheduler and no job with our token: the
+            // next look adopts it if it shows up, else it is lost.
+            self.store.touch(
+                &job.id,
+                &JobUpdate {
+                    reason: Some(format!(
+                        "its submission is unconfirmed ({}); belay looks for it by its token",
+                        note.trim()
+                    )),
+                    ..Default::default()
+                },
+            )?;
         }
         match report.jobs.get(&job.id) {
             Some(jr) => {

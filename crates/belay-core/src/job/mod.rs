@@ -26,9 +26,10 @@ pub struct Job {
     pub command: Vec<String>,
     pub workdir: Option<String>,
     pub env: Vec<(String, String)>,
-    /// Scheduler that runs it on the host (`direct` today).
+    /// Scheduler that runs it on the host (`direct` or `slurm`).
     pub scheduler: String,
-    /// The scheduler's own id for the job (the process id under `direct`).
+    /// The scheduler's own id for the job (the process id under `direct`,
+    /// the Slurm job id under `slurm`).
     pub scheduler_id: Option<String>,
     /// Absolute job directory on the host, once staged.
     pub remote_dir: Option<String>,
@@ -56,6 +57,10 @@ pub struct Job {
     pub hold_secs: Option<u32>,
     /// While `held`: when the hold ends by itself (the host's clock).
     pub hold_until: Option<i64>,
+    /// Under Slurm: the sbatch options of its `#SBATCH` lines
+    /// (`--partition=debug`, …), resolved at submit from the flags and the
+    /// host's defaults, so a resumed submit stages the same script.
+    pub sbatch: Vec<String>,
 }
 
 impl Job {

@@ -67,6 +67,12 @@ pub struct JobSpec {
     /// (state `held`) for `belay shell`, until `belay release`.
     #[serde(default)]
     pub hold_on_failure: Option<u32>,
+    /// `run --scheduler`: overrides the host's configured scheduler.
+    #[serde(default)]
+    pub scheduler: Option<String>,
+    /// `run --partition …`: Slurm resources (the host's defaults fill in).
+    #[serde(default)]
+    pub slurm: crate::config::SlurmResources,
 }
 
 /// `--input LOCAL[:NAME]`: a local file or tree, and its name under the
@@ -232,7 +238,31 @@ impl JobSpec {
             inputs: Vec::new(),
             outputs: Vec::new(),
             hold_on_failure: None,
+            scheduler: None,
+            slurm: Default::default(),
         })
+    }
+
+    /// Sets `--scheduler` and the Slurm resource flags. A scheduler belay
+    /// does not know is bad input; whether the resources suit the host's
+    /// scheduler is checked at submit, where its config is known.
+    pub fn with_scheduler(
+        mut self,
+        scheduler: Option<String>,
+        slurm: crate::config::SlurmResources,
+    ) -> Result<Self> {
+        if let Some(s) = scheduler
+            .as_deref()
+            .filter(|s| !crate::config::SCHEDULERS.contains(s))
+        {
+            return Err(CoreError::BadInput(format!(
+                "bad --scheduler '{s}': use direct or slurm"
+            )));
+        }
+        slurm.sbatch_options()?;
+        self.scheduler = scheduler;
+        self.slurm = slurm;
+        Ok(self)
     }
 
     /// Sets `--hold-on-failure`: from one second to [`MAX_HOLD_SECS`].
@@ -261,7 +291,8 @@ impl JobSpec {
         spec.login_shell = self.login_shell;
         spec.inputs = self.inputs;
         spec.outputs = self.outputs;
-        spec.with_hold(self.hold_on_failure.map(u64::from))
+        spec.with_hold(self.hold_on_failure.map(u64::from))?
+            .with_scheduler(self.scheduler, self.slurm)
     }
 }
 

@@ -41,6 +41,9 @@ pub struct JobView<'a> {
     env: BTreeMap<&'a str, &'a str>,
     scheduler: &'a str,
     scheduler_id: Option<&'a str>,
+    /// Under Slurm: the job's sbatch options (its `#SBATCH` lines).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    sbatch: &'a [String],
     job_dir: Option<&'a str>,
     key: &'a str,
     inputs: &'a [Input],
@@ -89,6 +92,7 @@ impl<'a> JobView<'a> {
                 .collect(),
             scheduler: &job.scheduler,
             scheduler_id: job.scheduler_id.as_deref(),
+            sbatch: &job.sbatch,
             job_dir: job.remote_dir.as_deref(),
             key: &job.key,
             inputs: &job.inputs,
@@ -137,6 +141,8 @@ pub struct JobRecord {
     env: BTreeMap<String, String>,
     scheduler: String,
     scheduler_id: Option<String>,
+    #[serde(default)]
+    sbatch: Vec<String>,
     job_dir: Option<String>,
     key: String,
     #[serde(default)]
@@ -191,6 +197,7 @@ impl JobRecord {
             env: self.env.into_iter().collect(),
             scheduler: self.scheduler,
             scheduler_id: self.scheduler_id,
+            sbatch: self.sbatch,
             remote_dir: self.job_dir,
             exit_code: self.exit_code,
             reason: self.reason,
@@ -256,6 +263,7 @@ mod tests {
             outputs: vec!["out".into()],
             hold_secs: Some(600),
             hold_until: None,
+            sbatch: Vec::new(),
         };
         let events = vec![JobEvent {
             at: 1_700_000_000_200,

@@ -28,12 +28,18 @@ belay_read_started() {{
   done < "$1/started"
 }}
 belay_mtime() {{ stat -c %Y "$1" 2>/dev/null || stat -f %m "$1" 2>/dev/null || date +%s; }}
-{liveness}
+sched_end=
+{hooks}{liveness}
 # belay_report ID DIR: one section `J ID STATUS` followed by key=value lines.
 belay_report() {{
   d=$2
   if [ -f "$d/exit" ]; then
+    belay_sched_ended "$1" "$d"
+    if [ -n "$sched_hold" ]; then
+      echo "J $1 running"; [ -f "$d/started" ] && belay_cat "$d/started"; return 0
+    fi
     echo "J $1 exit"; belay_cat "$d/exit"
+    [ -n "$sched_info" ] && printf '%s\n' "$sched_info"
     [ -f "$d/started" ] && belay_cat "$d/started"
     return 0
   fi
@@ -46,7 +52,9 @@ belay_report() {{
     fi
     if [ "$alive" = elsewhere ]; then echo "J $1 elsewhere"; echo "why=$why"; return 0; fi
     if [ -f "$d/exit" ]; then belay_report "$1" "$d"; return 0; fi
-    echo "J $1 dead"; belay_cat "$d/started"; echo "why=$why"; return 0
+    echo "J $1 dead"; belay_cat "$d/started"; echo "why=$why"
+    [ -n "$sched_end" ] && echo "sched_state=$sched_end"
+    return 0
   fi
   if [ -f "$d/launch.lock" ]; then
     # Age on one clock: launched_at was written by this host's `date`.
@@ -55,6 +63,7 @@ belay_report() {{
     [ -n "$la" ] || la=$(belay_mtime "$d/launch.lock")
     echo "J $1 launching"; echo "lock_age=$(($(date +%s) - la))"
     [ -f "$d/launched" ] && belay_cat "$d/launched"
+    belay_sched_launched "$1" "$d"
     return 0
   fi
   if [ -f "$d/run.sh" ]; then echo "J $1 staged"; return 0; fi
@@ -95,6 +104,7 @@ belay_quick() {{
 }}
 "#,
         liveness = scheduler.liveness(),
+        hooks = scheduler.report_hooks(),
         boot_id_file = crate::failpoint::BOOT_ID_FILE_WORD,
     )
 }

@@ -112,8 +112,16 @@ if [ ! -e launch.lock ]; then
   [ -f run.sh ] || {{ echo "R absent"; belay_report {id} "$d"; exit 0; }}
 {preflight}fi
 if ( set -C; : > launch.lock ) 2>/dev/null; then
-  belay_ids=
-{submit}  printf 'scheduler={sched}\nlaunched_at=%s\nnode=%s\n%s\n' "$(date +%s)" "$node" "$belay_ids" > "launched.tmp.$$" &&
+  belay_ids=; belay_refused=; belay_job={id}
+{submit}  if [ -n "$belay_refused" ]; then
+    # Nothing was submitted: the job ends here, with the scheduler's word.
+    printf 'code=\nended_at=%s\ncancelled=0\nrefused=1\nwhy=%s\n' "$(date +%s)" "$belay_refused" > "exit.tmp.$$" &&
+      mv -f "exit.tmp.$$" exit
+    echo "R refused $belay_refused"
+    belay_report {id} "$d"
+    exit 0
+  fi
+  printf 'scheduler={sched}\nlaunched_at=%s\nnode=%s\n%s\n' "$(date +%s)" "$node" "$belay_ids" > "launched.tmp.$$" &&
     mv -f "launched.tmp.$$" launched
   echo "R launched"
   # Just handed over: launching, whatever the wrapper has done since (the
@@ -378,9 +386,13 @@ belay_cancel1() {{
     belay_term && belay_termed="$belay_termed $1"
   else
     belay_waiting="$belay_waiting $1"
+    # Under a batch scheduler it leaves the queue and will never start.
+    belay_unqueue "$c_d" && belay_unqueued="$belay_unqueued $1"
   fi
 }}
+belay_unqueued=
 for c_id in {ids}; do belay_cdir "$c_id"; belay_cancel1 "$c_id"; done
+belay_unqueue_flush
 cd /
 # A wrapper that has not started yet finds cancel-requested itself and never
 # runs the command; wait only briefly so the common case ends decided.
@@ -395,6 +407,14 @@ while [ -n "$belay_waiting" ] && [ "$i" -lt 100 ]; do
     else c_rest="$c_rest $c_id"; fi
   done
   belay_waiting=$c_rest
+done
+# Taken out of the queue before they started: they never will.
+for c_id in $belay_waiting; do
+  case " $belay_unqueued " in *" $c_id "*) ;; *) continue ;; esac
+  belay_cdir "$c_id"
+  [ -f "$c_d/exit" ] || [ -f "$c_d/started" ] && continue
+  printf 'code=\nended_at=%s\ncancelled=1\nnever_started=1\n' "$(date +%s)" > "$c_d/exit.tmp.$$" &&
+    mv -f "$c_d/exit.tmp.$$" "$c_d/exit"
 done
 belay_reap
 # The wrapper records the exit itself unless it had to be KILLed.
@@ -419,7 +439,7 @@ done
 echo END
 "#,
         prelude = prelude(scheduler),
-        stop = scheduler.stop(),
+        stop = scheduler.stop() + &scheduler.unqueue(),
         grace = grace_secs,
         ids = ids.join(" "),
     )

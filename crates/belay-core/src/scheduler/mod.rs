@@ -3,14 +3,18 @@
 //! rest of the protocol (job directory, wrapper, exit file) is shared.
 //!
 //! `direct` starts the wrapper under `setsid` and judges liveness by pid +
-//! process start time + boot id. A batch scheduler (Slurm) fits the same
-//! shape: `submit` runs `sbatch run.sh` and prints the scheduler id, the job
-//! sits in `pending` until the wrapper writes `started`, and liveness asks
-//! the scheduler and the heartbeat instead of `/proc`.
+//! process start time + boot id. `slurm` hands the wrapper to `sbatch` as
+//! the batch script: the job sits in `pending` (with Slurm's reason) until
+//! the wrapper writes `started`, and liveness asks Slurm's queue and the
+//! heartbeat instead of `/proc`.
 
 pub mod direct;
+pub mod slurm;
 
 pub use direct::Direct;
+pub use slurm::Slurm;
+
+use crate::job::Job;
 
 pub trait Scheduler: Send + Sync {
     /// The name stored with each job (`direct`, `slurm`).
@@ -27,6 +31,9 @@ pub trait Scheduler: Send + Sync {
     /// Sets `belay_ids` to `scheduler_id=ID` lines (possibly none), which
     /// are recorded in `launched`: e.g. `belay_ids=$(sbatch …)`. A
     /// scheduler with no ids leaves it empty and forks nothing more.
+    /// `$belay_job` is the job's id. Setting `belay_refused` to the
+    /// scheduler's message instead says it refused the job (nothing was
+    /// submitted): the job fails with that message.
     fn submit(&self) -> String;
 
     /// sh function `belay_alive DIR` for a job that has written `started`:
@@ -44,12 +51,50 @@ pub trait Scheduler: Send + Sync {
     /// `belay_reap` waits up to `$grace` seconds for every job so signalled,
     /// then KILLs whatever is left (sets `belay_killed=yes` if it had to).
     fn stop(&self) -> String;
+
+    /// sh functions for a cancel of launched jobs that have not started:
+    /// `belay_unqueue DIR` takes the job out of the scheduler's queue (or
+    /// returns 1: the wrapper itself will find `cancel-requested`), and
+    /// `belay_unqueue_flush` sends what `belay_unqueue` gathered.
+    fn unqueue(&self) -> String {
+        "belay_unqueue() { return 1; }\nbelay_unqueue_flush() { :; }\n".to_string()
+    }
+
+    /// sh functions `belay_report` calls: `belay_sched_launched ID DIR`
+    /// prints what the scheduler says of a launched job that has not
+    /// started (`sched_state=`, `sched_reason=` lines); `belay_sched_ended
+    /// ID DIR` sets `sched_info` (lines to add to an ended job's report)
+    /// and `sched_hold` (non-empty: the scheduler has not settled the job;
+    /// report it running for now). Defined by [`Scheduler::liveness`]
+    /// where a scheduler has something to say; no-ops otherwise.
+    fn report_hooks(&self) -> String {
+        "belay_sched_launched() { :; }\nbelay_sched_ended() { sched_hold=; sched_info=; }\n"
+            .to_string()
+    }
+
+    /// Lines that open the wrapper (after `#!/bin/sh`) for a batch
+    /// scheduler: `#SBATCH …`. `Some` also means the wrapper finds its job
+    /// directory where it was submitted, not beside `$0` (the scheduler
+    /// runs a copy of it).
+    fn batch_header(&self, _job: &Job) -> Option<String> {
+        None
+    }
+}
+
+/// How a host's scheduler is driven: its poll interval (from config.toml).
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerSettings {
+    /// The least time between two scheduler queries on the host.
+    pub poll_secs: u64,
 }
 
 /// The scheduler named `name`, if belay knows it.
-pub fn by_name(name: &str) -> Option<Box<dyn Scheduler>> {
+pub fn by_name(name: &str, settings: SchedulerSettings) -> Option<Box<dyn Scheduler>> {
     match name {
         "direct" => Some(Box::new(Direct)),
+        "slurm" => Some(Box::new(Slurm {
+            poll_secs: settings.poll_secs,
+        })),
         _ => None,
     }
 }

@@ -35,29 +35,44 @@ pub struct JobFilter {
 
 pub(super) const JOB_COLUMNS: &str = "id, key, name, host, state, command, workdir, env, scheduler, \
     scheduler_id, remote_dir, exit_code, reason, created_at, updated_at, started_at, ended_at, \
-    last_seen, submitter, liveness, login_shell, inputs, outputs, hold_secs, hold_until";
+    last_seen, submitter, liveness, login_shell, inputs, outputs, hold_secs, hold_until, sbatch";
 
 impl Store {
     /// Record a new job in state `queued`: the intent, before anything
     /// touches a host.
     pub fn insert_job(&mut self, spec: &JobSpec, scheduler: &str, submitter: &str) -> Result<Job> {
-        self.insert(spec, scheduler, Some(submitter), None)
+        self.insert(spec, scheduler, &[], Some(submitter), None)
+    }
+
+    /// [`Store::insert_job`] for a batch scheduler: with the job's sbatch
+    /// options, or (no submitter) waiting `queued` with `reason`.
+    pub fn insert_scheduled(
+        &mut self,
+        spec: &JobSpec,
+        scheduler: &str,
+        sbatch: &[String],
+        submitter: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Job> {
+        self.insert(spec, scheduler, sbatch, submitter, reason)
     }
 
     /// Record a job that waits in `queued` for its host to answer: no
     /// submitter (any pass that reaches the host may claim it with
     /// [`Store::claim_submit`]), and `reason` says what it waits for.
     pub fn insert_queued(&mut self, spec: &JobSpec, scheduler: &str, reason: &str) -> Result<Job> {
-        self.insert(spec, scheduler, None, Some(reason))
+        self.insert(spec, scheduler, &[], None, Some(reason))
     }
 
     fn insert(
         &mut self,
         spec: &JobSpec,
         scheduler: &str,
+        sbatch: &[String],
         submitter: Option<&str>,
         reason: Option<&str>,
     ) -> Result<Job> {
+        let sbatch = serde_json::to_string(sbatch).expect("sbatch options serialise");
         let installation = self.installation_id()?;
         let now = now_ms();
         let command = serde_json::to_string(&spec.command).expect("argv serialises");
@@ -87,8 +102,8 @@ impl Store {
         let run = || -> rusqlite::Result<()> {
             tx.execute(
                 "INSERT INTO jobs (id, key, name, host, state, command, workdir, env, login_shell, \
-                 scheduler, created_at, updated_at, submitter, inputs, outputs, reason, hold_secs) \
-                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 scheduler, created_at, updated_at, submitter, inputs, outputs, reason, hold_secs, sbatch) \
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 params![
                     job_id.as_str(),
                     key,
@@ -105,6 +120,7 @@ impl Store {
                     outputs,
                     reason,
                     spec.hold_on_failure,
+                    sbatch,
                 ],
             )?;
             tx.execute(
@@ -447,6 +463,8 @@ pub(super) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
             .map_err(|e| bad(22, e.to_string()))?,
         hold_secs: r.get(23)?,
         hold_until: r.get(24)?,
+        sbatch: serde_json::from_str(&r.get::<_, String>(25)?)
+            .map_err(|e| bad(25, e.to_string()))?,
     })
 }
 

@@ -116,6 +116,11 @@ const STEPS: &[&str] = &[
         note       TEXT
     );
     "#,
+    // 10: Slurm: a job's sbatch options (JSON array of strings, `[]` for
+    // other schedulers), resolved at submit.
+    r#"
+    ALTER TABLE jobs ADD COLUMN sbatch TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two

@@ -519,3 +519,36 @@ fn a_held_job_keeps_its_allocation_until_released() {
         c.slurm.scontrol_show_job(&sid)
     );
 }
+
+#[test]
+fn a_job_whose_node_fails_fails_naming_node_fail() {
+    let mut c = Cluster::start_with(SlurmOptions {
+        slurmd_timeout: 3,
+        ..SlurmOptions::default()
+    });
+    let b = c.belay();
+    let id = b.submit(&["cluster", "--", "sleep 3019"]);
+    b.wait_state(&id, "running", Duration::from_secs(30));
+    let sid = c.slurm_id(&b, &id);
+    // The node dies with the job on it (no exit file); slurmctld gives the
+    // node up after SlurmdTimeout and ends its jobs as NODE_FAIL.
+    c.slurm.kill_node();
+    assert!(
+        poll(Duration::from_secs(90), || c
+            .slurm
+            .node_state()
+            .starts_with("down")),
+        "node: {}",
+        c.slurm.node_state()
+    );
+    let job = wait_job(&b, &id, Duration::from_secs(60), "ended", |j| {
+        !matches!(j["state"].as_str(), Some("pending" | "running"))
+    });
+    assert_eq!(job["state"], "failed", "{job:#}");
+    assert!(reason(&job).contains("NODE_FAIL"), "{job:#}");
+    // Slurm does not requeue it to run the command a second time (its
+    // default for batch jobs on a failed node).
+    let shown = c.slurm.scontrol_show_job(&sid);
+    assert!(shown.contains("Restarts=0"), "{shown}");
+    assert!(shown.contains("JobState=NODE_FAIL"), "{shown}");
+}

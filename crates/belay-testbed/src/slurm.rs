@@ -479,13 +479,27 @@ impl Slurm {
         std::fs::read_to_string(self.dir.path().join("log/slurmctld.log")).unwrap_or_default()
     }
 
-    /// SIGKILLs slurmd (the node dies; running jobs' steps stay until
-    /// slurmctld gives up on the node after `SlurmdTimeout`).
+    /// SIGKILLs slurmd alone (its jobs' steps and commands keep running, as
+    /// after a slurmd crash; slurmctld gives up on the node after
+    /// `SlurmdTimeout`). See [`Slurm::kill_node`] for a node that dies.
     pub fn kill_slurmd(&mut self) {
         if let Some(mut c) = self.slurmd.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The node crashes: SIGKILL slurmd and everything its jobs run (every
+    /// process in the login node's namespace that is not the sshd's nor a
+    /// daemon: job steps, batch scripts, their commands). slurmctld learns
+    /// of it only after `SlurmdTimeout`.
+    pub fn kill_node(&mut self) {
+        self.kill_slurmd();
+        let strays = self.namespace_strays();
+        for &p in &strays {
+            signal(p, libc::SIGKILL);
+        }
+        wait_until(Duration::from_secs(5), || strays.iter().all(|&p| !alive(p)));
     }
 
     /// Pids of processes in the login node's mount namespace that are not
@@ -546,14 +560,9 @@ fn exited(slot: &mut Option<Child>) -> bool {
 
 impl Drop for Slurm {
     fn drop(&mut self) {
-        // The node first, so it starts nothing new; then whatever its steps
+        // The node first, so it starts nothing new, with whatever its steps
         // left in the namespace; then the controller and munge.
-        self.kill_slurmd();
-        let strays = self.namespace_strays();
-        for &p in &strays {
-            signal(p, libc::SIGKILL);
-        }
-        wait_until(Duration::from_secs(5), || strays.iter().all(|&p| !alive(p)));
+        self.kill_node();
         self.stop_daemons();
         if let Some(mut c) = self.munged.take() {
             let _ = c.kill();

@@ -48,7 +48,8 @@ impl Drop for RemoteTmux<'_> {
 
 /// The client side: `belay ARGS` in a pane of a private tmux server; when
 /// belay exits, its status goes to `status` and `stty -a` of the pane's
-/// terminal to `stty`.
+/// terminal to `stty`, and the pane stays (with what belay said on its
+/// screen) until the pane is dropped.
 struct Pane {
     socket: String,
     dir: PathBuf,
@@ -81,15 +82,18 @@ impl Pane {
             .map(|w| belay_core::shell::quote(&w.to_string_lossy()))
             .collect();
         script.push_str(&format!(
-            "{} \necho $? > {d}/status.tmp; stty -a > {d}/stty; mv {d}/status.tmp {d}/status\n",
+            "{} \necho $? > {d}/status.tmp; stty -a > {d}/stty; mv {d}/status.tmp {d}/status\nexec sleep 600\n",
             words.join(" "),
             d = belay_core::shell::quote(&dir.to_string_lossy())
         ));
         let launcher = dir.join("launch.sh");
         std::fs::write(&launcher, script).expect("launcher");
+        // Unique per pane: tests running at once name their panes alike.
+        static PANES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let socket = format!(
-            "belay-test-{}-{}",
+            "belay-test-{}-{}-{}",
             std::process::id(),
+            PANES.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
             dir.file_name().unwrap().to_string_lossy()
         );
         let pane = Pane {
@@ -440,4 +444,37 @@ fn pipes_carry_every_byte_exactly_and_an_unreachable_host_is_named() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("down") && err.contains("refused"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn a_dropped_link_or_a_killed_daemon_ends_the_client_with_the_terminal_restored() {
+    let host = host("");
+    let _tmux = RemoteTmux(&host);
+    let b = host.belay();
+    let pane = Pane::start(&b, &["shell", "target"], &b.scratch("pane1"), 80, 24);
+    pane.type_line("echo \"up-$((3 * 3))\"");
+    pane.wait_for("up-9");
+    // The link drops (the host's sshd processes die).
+    host.sshd.kill_sessions();
+    let status = pane.status();
+    eprintln!("after the drop: {status}; screen:\n{}", pane.screen());
+    assert_ne!(status, 0, "screen:\n{}", pane.screen());
+    assert_cooked(&pane.stty());
+    drop(pane);
+
+    if daemon_mode() {
+        // The daemon dies under a shell: one line saying so, exit 1, the
+        // terminal restored.
+        let pane = Pane::start(&b, &["shell", "target"], &b.scratch("pane2"), 80, 24);
+        pane.type_line("echo \"again-$((2 * 2))\"");
+        pane.wait_for("again-4");
+        let v: serde_json::Value =
+            serde_json::from_str(&b.ok(&["serve", "--status", "--json"])).unwrap();
+        let pid = v["pid"].as_u64().expect("pid") as i32;
+        // SAFETY: signalling the daemon this test's commands started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert_eq!(pane.status(), 1, "screen:\n{}", pane.screen());
+        assert!(pane.screen().contains("went away"), "{}", pane.screen());
+        assert_cooked(&pane.stty());
+    }
 }

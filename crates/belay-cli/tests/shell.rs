@@ -373,6 +373,12 @@ fn a_passphrase_is_asked_on_the_terminal_before_raw_mode_and_the_pty_gets_term_a
     .unwrap();
     let _sshd = host.add_interactive_host("locked", &key, Default::default());
     let b = host.belay();
+    // No terminal: nothing to ask on; the key's failure, named (exit 1).
+    let out = b.run(&["shell", "locked", "--", "echo unlocked"]);
+    eprintln!("belay said: {}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("locked") && !err.contains("unlocked"), "{err}");
     // A command on a terminal: a pty, no tmux. Its exit status is a line
     // typed into it (stdin through the pty).
     let pane = Pane::start(

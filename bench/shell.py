@@ -12,8 +12,16 @@ interleaved in rounds so a noisy period hits all of them:
   * `ssh -t target` (a login shell; the reference);
   * `belay shell target` (belay's own connection, the remote shell inside
     a tmux session when the host has tmux: this machine's tmux);
-  * `belay shell target` through a warm daemon, when the build has the
-    daemon route (issue target <= 0.5x `ssh -t`).
+  * `belay shell target` through a warm daemon (issue target <= 0.5x
+    `ssh -t`).
+
+Then a command, timed from the client's start to its exit, each side
+against its OpenSSH counterpart in the same interleaved rounds:
+
+  * on a pty: `ssh -t target true` vs `belay shell target -- true` (warm
+    daemon, and its own connection);
+  * without a terminal: `ssh target true` vs `belay shell target -- true`
+    (warm daemon).
 
 Run as root (sshd, mount namespaces); builds the release binary first:
 
@@ -93,6 +101,66 @@ def times(argv, env, n):
     return [to_prompt(argv, env) for _ in range(n)]
 
 
+def to_exit(argv, env, timeout=20.0):
+    """Milliseconds from starting `argv` on a new pty until it has exited
+    (its output read to the end); it must exit 0."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(argv[0], argv, env)
+    t0 = time.perf_counter()
+    seen = b""
+    try:
+        while True:
+            left = timeout - (time.perf_counter() - t0)
+            if left <= 0:
+                raise RuntimeError(f"{argv}: still running after {timeout} s: {seen[-300:]!r}")
+            r, _, _ = select.select([fd], [], [], left)
+            if r:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # EIO: the client and its pty are gone
+                    chunk = b""
+                if not chunk:
+                    break
+                seen += chunk
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+        took = (time.perf_counter() - t0) * 1000
+    finally:
+        if pid:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{argv}: exit {os.waitstatus_to_exitcode(status)}: {seen[-300:]!r}")
+    return took
+
+
+def exit_times(argv, env, n):
+    return [to_exit(argv, env) for _ in range(n)]
+
+
+def pipe_times(argv, env, n):
+    """Milliseconds to exit without a terminal (stdin /dev/null, pipes)."""
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        r = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True)
+        out.append((time.perf_counter() - t) * 1000)
+        if r.returncode != 0:
+            raise RuntimeError(f"{argv}: exit {r.returncode}: {r.stderr.decode().strip()}")
+    return out
+
+
+def table(title, sides, results, ref_name):
+    print(f"\n{title}")
+    ref = stats(results[0])[0]
+    for (what, _, _), ms in zip(sides, results):
+        med, p90 = stats(ms)
+        print(f"{what:<52} median {med:7.1f} ms  p90 {p90:7.1f} ms  "
+              f"(n={len(ms)})  {med / ref:4.2f}x {ref_name}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=30, help="samples per side")
@@ -101,7 +169,7 @@ def main():
     sshbench.prerequisites()
     exe = build()
     tmp = tempfile.mkdtemp(prefix="belay-bench-shell.")
-    lo = None
+    lo, started, daemon = None, False, None
     try:
         key = os.path.join(tmp, "id_bench")
         sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench-client", "-f", key])
@@ -113,23 +181,51 @@ def main():
                    BELAY_SSH_CONFIG=cfg)
         env.pop("BELAY_FAILPOINT", None)
         direct = dict(env, BELAY_NO_DAEMON="1")
+        daemon = dict(env)
+        daemon.pop("BELAY_NO_DAEMON", None)
         has_tmux = shutil.which("tmux") is not None
+        # Starts the daemon (as a user's first command would) and warms its
+        # connection to the host.
+        started = True
+        pipe_times([exe, "shell", "target", "--", "true"], daemon, 1)
+        ssh_t = ["ssh", "-F", cfg, "-t", "target"]
         sides = [
-            ("ssh -t target", ["ssh", "-F", cfg, "-t", "target"], env),
+            ("ssh -t target", ssh_t, env),
             ("belay shell target (own connection)", [exe, "shell", "target"], direct),
+            ("belay shell target (warm daemon)", [exe, "shell", "target"], daemon),
+        ]
+        on_pty = [
+            ("ssh -t target true", ssh_t + ["true"], env),
+            ("belay shell target -- true (own connection)",
+             [exe, "shell", "target", "--", "true"], direct),
+            ("belay shell target -- true (warm daemon)",
+             [exe, "shell", "target", "--", "true"], daemon),
+        ]
+        piped = [
+            ("ssh target true", ["ssh", "-F", cfg, "target", "true"], env),
+            ("belay shell target -- true (warm daemon)",
+             [exe, "shell", "target", "--", "true"], daemon),
         ]
         # Warm-up (first connects, the host key checks' file caches).
         for _, argv, e in sides:
             to_prompt(argv, e)
-        results = ssh.interleaved(a.n, *[(lambda k, s=s: times(s[1], s[2], k)) for s in sides])
+        for _, argv, e in on_pty:
+            to_exit(argv, e)
+        for _, argv, e in piped:
+            pipe_times(argv, e, 1)
+        results = ssh.interleaved(
+            a.n,
+            *[(lambda k, s=s: times(s[1], s[2], k)) for s in sides],
+            *[(lambda k, s=s: exit_times(s[1], s[2], k)) for s in on_pty],
+            *[(lambda k, s=s: pipe_times(s[1], s[2], k)) for s in piped])
         print(f"OpenSSH {sshbench.ssh_version()}; tmux on the host: {has_tmux}; "
-              f"{a.rounds} alternating rounds\n")
-        ref = stats(results[0])[0]
-        for (what, _, _), ms in zip(sides, results):
-            med, p90 = stats(ms)
-            print(f"{what:<44} median {med:7.1f} ms  p90 {p90:7.1f} ms  "
-                  f"(n={len(ms)})  {med / ref:4.2f}x ssh -t")
+              f"{a.rounds} alternating rounds")
+        table("To a prompt (a fresh pty each time):", sides, results[:3], "ssh -t")
+        table("A command on a pty, to its exit:", on_pty, results[3:6], "ssh -t")
+        table("A command without a terminal, to its exit:", piped, results[6:], "ssh")
     finally:
+        if started:
+            subprocess.run([exe, "serve", "--stop"], env=daemon, capture_output=True)
         if lo:
             lo.stop()
         shutil.rmtree(tmp, ignore_errors=True)

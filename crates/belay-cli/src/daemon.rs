@@ -208,6 +208,32 @@ fn send_answer(socket: &std::path::Path, id: u64, answers: Option<Vec<String>>) 
     Ok(())
 }
 
+/// Does this process have a terminal the daemon may relay its
+/// connection's questions to? Then the request says so.
+pub fn terminal_headers() -> &'static [(&'static str, &'static str)] {
+    use belay_ssh::Prompter;
+    if crate::prompt::TtyPrompter.has_terminal() {
+        &[(belay_server::prompts::TERMINAL_HEADER, "1")]
+    } else {
+        &[]
+    }
+}
+
+/// A question the daemon relayed outside a submit's stream (a shell's
+/// frames carry the same `prompt` document): asked on this terminal, the
+/// answer sent back.
+pub fn answer_prompt(client: &Client, document: &str) -> Result<()> {
+    #[derive(Deserialize)]
+    struct Relayed {
+        id: u64,
+        #[serde(flatten)]
+        question: Question,
+    }
+    let relayed: Relayed = serde_json::from_str(document)
+        .map_err(|e| anyhow::anyhow!("the belay daemon relayed an unreadable question: {e}"))?;
+    send_answer(client.socket(), relayed.id, ask(relayed.question))
+}
+
 #[derive(Deserialize)]
 struct Begin {
     files: u64,
@@ -239,15 +265,7 @@ pub fn submit(
     let mut outcome: Option<Result<Job, ClientError>> = None;
     let mut bad_line: Option<String> = None;
     // A terminal here: the daemon may relay its connection's questions.
-    let terminal = {
-        use belay_ssh::Prompter;
-        crate::prompt::TtyPrompter.has_terminal()
-    };
-    let headers: &[(&str, &str)] = if terminal {
-        &[(belay_server::prompts::TERMINAL_HEADER, "1")]
-    } else {
-        &[]
-    };
+    let headers = terminal_headers();
     let ended = client.stream_with(
         HttpMethod::POST,
         "/v1/jobs",

@@ -317,6 +317,87 @@ fn a_forward_heals_after_the_link_drops_on_the_same_local_port() {
     );
 }
 
+/// The TCP ports process `pid` listens on (its own sockets in LISTEN).
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next().unwrap_or("0");
+                ports.push(u16::from_str_radix(port, 16).unwrap_or(0));
+            }
+        }
+    }
+    ports.sort();
+    ports
+}
+
+#[test]
+fn a_hundred_forced_reconnects_keep_the_port_and_stop_leaves_no_listener() {
+    let host = Loopback::start();
+    let b = through_daemon(host.belay());
+    let dir = page_dir(&b, "every time\n");
+    let (_tcp, port) = tcp_server(&dir);
+    b.cmd(["run", "local", "--", "true"]).ok(); // starts the daemon
+    let before = listening_ports(daemon_pid(&b));
+    let fwd = open(&b, "target", &port.to_string());
+    let addr = local_of(&fwd);
+    let pid = daemon_pid(&b);
+    let local: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        listening_ports(pid).contains(&local),
+        "{addr} is the daemon's"
+    );
+    assert_eq!(get(&addr).unwrap(), "every time\n");
+    let accepted = || host.sshd.log().matches("Accepted publickey").count();
+    for i in 0..100 {
+        let logins = accepted();
+        // The daemon's connection dies (its sshd processes killed); the
+        // next request through the same port heals it.
+        host.sshd.kill_sessions();
+        let mut last = Err(String::new());
+        let healed = poll(Duration::from_secs(30), || {
+            last = get(&addr);
+            last.is_ok()
+        });
+        assert!(healed, "drop {i}: the forward did not heal: {last:?}");
+        assert_eq!(last.unwrap(), "every time\n", "drop {i}");
+        assert!(
+            accepted() > logins,
+            "drop {i}: no new login, so no reconnect"
+        );
+    }
+    assert_eq!(daemon_pid(&b), pid, "one daemon throughout");
+    let listed = list(&b);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        local_of(&listed[0]),
+        addr,
+        "the local address never changes"
+    );
+
+    b.cmd(["forward", "--stop", "all"]).ok();
+    assert!(refused(&addr), "{addr} still accepts after --stop");
+    assert_eq!(
+        listening_ports(pid),
+        before,
+        "the daemon listens where it did before"
+    );
+    assert!(list(&b).is_empty());
+}
+
 #[test]
 fn a_killed_daemon_binds_its_forwards_again() {
     let host = Loopback::start();

@@ -48,7 +48,8 @@ impl Drop for RemoteTmux<'_> {
 
 /// The client side: `belay ARGS` in a pane of a private tmux server; when
 /// belay exits, its status goes to `status` and `stty -a` of the pane's
-/// terminal to `stty`.
+/// terminal to `stty`, and the pane stays (with what belay said on its
+/// screen) until the pane is dropped.
 struct Pane {
     socket: String,
     dir: PathBuf,
@@ -81,15 +82,18 @@ impl Pane {
             .map(|w| belay_core::shell::quote(&w.to_string_lossy()))
             .collect();
         script.push_str(&format!(
-            "{} \necho $? > {d}/status.tmp; stty -a > {d}/stty; mv {d}/status.tmp {d}/status\n",
+            "{} \necho $? > {d}/status.tmp; stty -a > {d}/stty; mv {d}/status.tmp {d}/status\nexec sleep 600\n",
             words.join(" "),
             d = belay_core::shell::quote(&dir.to_string_lossy())
         ));
         let launcher = dir.join("launch.sh");
         std::fs::write(&launcher, script).expect("launcher");
+        // Unique per pane: tests running at once name their panes alike.
+        static PANES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let socket = format!(
-            "belay-test-{}-{}",
+            "belay-test-{}-{}-{}",
             std::process::id(),
+            PANES.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
             dir.file_name().unwrap().to_string_lossy()
         );
         let pane = Pane {
@@ -355,4 +359,128 @@ fn a_command_without_a_terminal_runs_plainly_and_bad_targets_are_named() {
         .bad_input("no-such-job-or-host.invalid");
     b.cmd(["shell", "local"]).bad_input("local");
     b.ok(&["cancel", &id]);
+}
+
+#[test]
+fn a_passphrase_is_asked_on_the_terminal_before_raw_mode_and_the_pty_gets_term_and_size() {
+    let host = host("");
+    let key = belay_testbed::KeyPair::generate_with_passphrase(
+        host.dir.path(),
+        "locked",
+        belay_testbed::KeyKind::Ed25519,
+        "s3cret phrase",
+    )
+    .unwrap();
+    let _sshd = host.add_interactive_host("locked", &key, Default::default());
+    let b = host.belay();
+    // No terminal: nothing to ask on; the key's failure, named (exit 1).
+    let out = b.run(&["shell", "locked", "--", "echo unlocked"]);
+    eprintln!("belay said: {}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("locked") && !err.contains("unlocked"), "{err}");
+    // A command on a terminal: a pty, no tmux. Its exit status is a line
+    // typed into it (stdin through the pty).
+    let pane = Pane::start(
+        &b,
+        &[
+            "shell",
+            "locked",
+            "--",
+            "echo \"term=$TERM size=$(stty size) sum=$((2 + 3))\"; read c; exit $c",
+        ],
+        &b.scratch("pane"),
+        90,
+        25,
+    );
+    // Through the daemon, its connection's question is relayed here.
+    pane.wait_for("Enter passphrase for key");
+    pane.type_line("s3cret phrase");
+    let screen = pane.wait_for("sum=5");
+    assert!(
+        screen.contains("term=xterm-256color size=25 90"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("s3cret"),
+        "the passphrase was echoed:\n{screen}"
+    );
+    pane.type_line("7");
+    assert_eq!(pane.status(), 7, "screen:\n{}", pane.screen());
+    assert_cooked(&pane.stty());
+    if daemon_mode() {
+        // One answer serves the daemon's connection while it lives: a
+        // shell with no terminal gets through now (only the daemon's
+        // connection, unlocked above, can carry it).
+        assert_eq!(b.ok(&["shell", "locked", "--", "echo again"]), "again\n");
+    }
+}
+
+#[test]
+fn pipes_carry_every_byte_exactly_and_an_unreachable_host_is_named() {
+    let host = host("");
+    let b = host.belay();
+    // Every byte value, more than one frame's worth, through `cat` and back;
+    // stderr apart; the remote status as belay's.
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let input = b.scratch("input");
+    std::fs::write(&input, &data).expect("input");
+    let mut c = b.command(&["shell", "target", "--", "cat; echo done >&2; exit 9"]);
+    c.stdin(std::fs::File::open(&input).expect("input"));
+    let out = run_with_deadline(c, WAIT);
+    assert_eq!(out.status.code(), Some(9), "{}", stderr_of(&out));
+    assert_eq!(stderr_of(&out), "done\n");
+    assert!(
+        out.stdout == data,
+        "{} bytes back of {}",
+        out.stdout.len(),
+        data.len()
+    );
+
+    // A host nothing answers on: exit 1, the host and the real error.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    host.add_hosts(&format!("Host down\n  HostName 127.0.0.1\n  Port {port}\n"));
+    let out = b.run(&["shell", "down", "--", "true"]);
+    let err = stderr_of(&out);
+    eprintln!("belay said: {err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("down") && err.contains("refused"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn a_dropped_link_or_a_killed_daemon_ends_the_client_with_the_terminal_restored() {
+    let host = host("");
+    let _tmux = RemoteTmux(&host);
+    let b = host.belay();
+    let pane = Pane::start(&b, &["shell", "target"], &b.scratch("pane1"), 80, 24);
+    pane.type_line("echo \"up-$((3 * 3))\"");
+    pane.wait_for("up-9");
+    // The link drops (the host's sshd processes die).
+    host.sshd.kill_sessions();
+    let status = pane.status();
+    eprintln!("after the drop: {status}; screen:\n{}", pane.screen());
+    assert_ne!(status, 0, "screen:\n{}", pane.screen());
+    assert_cooked(&pane.stty());
+    drop(pane);
+
+    if daemon_mode() {
+        // The daemon dies under a shell: one line saying so, exit 1, the
+        // terminal restored.
+        let pane = Pane::start(&b, &["shell", "target"], &b.scratch("pane2"), 80, 24);
+        pane.type_line("echo \"again-$((2 * 2))\"");
+        pane.wait_for("again-4");
+        let v: serde_json::Value =
+            serde_json::from_str(&b.ok(&["serve", "--status", "--json"])).unwrap();
+        let pid = v["pid"].as_u64().expect("pid") as i32;
+        // SAFETY: signalling the daemon this test's commands started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert_eq!(pane.status(), 1, "screen:\n{}", pane.screen());
+        assert!(pane.screen().contains("went away"), "{}", pane.screen());
+        assert_cooked(&pane.stty());
+    }
 }

@@ -69,6 +69,9 @@ pub struct Client {
 
 type Response = hyper::Response<hyper::body::Incoming>;
 
+/// A connection switched to another protocol: raw bytes both ways.
+pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+
 impl Client {
     /// A client for the daemon at `socket` (nothing is connected yet).
     pub fn new(socket: &Path) -> Self {
@@ -94,22 +97,14 @@ impl Client {
         }
     }
 
-    async fn send(
+    /// A request as every route takes it (the failpoint carried along).
+    fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
         headers: &[(&str, &str)],
-    ) -> Result<Response, ClientError> {
-        let stream = UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| self.unavailable(format!("does not answer: {e}")))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| self.unavailable(format!("refused the connection: {e}")))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+    ) -> Request<Full<Bytes>> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -123,13 +118,85 @@ impl Client {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request
+        request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .expect("a well-formed request");
+            .expect("a well-formed request")
+    }
+
+    /// A new connection to the socket; `upgrades`: it may switch
+    /// protocols after its answer.
+    async fn connect(
+        &self,
+        upgrades: bool,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError> {
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| self.unavailable(format!("does not answer: {e}")))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| self.unavailable(format!("refused the connection: {e}")))?;
+        tokio::spawn(async move {
+            let _ = match upgrades {
+                true => connection.with_upgrades().await,
+                false => connection.await,
+            };
+        });
+        Ok(sender)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, ClientError> {
+        let mut sender = self.connect(false).await?;
+        let request = self.request(method, path, body, headers);
         sender
             .send_request(request)
             .await
             .map_err(|e| self.unavailable(format!("went away: {e}")))
+    }
+
+    /// `POST path` with `body`, asking to switch the connection to
+    /// `protocol` (HTTP/1.1 upgrade): the connection once switched, or the
+    /// daemon's error document. Use it inside [`Client::block_on`].
+    pub async fn upgrade(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+        protocol: &str,
+    ) -> Result<Upgraded, ClientError> {
+        let mut sender = self.connect(true).await?;
+        let body = serde_json::to_vec(body).expect("request bodies serialise");
+        let mut all = vec![("connection", "upgrade"), ("upgrade", protocol)];
+        all.extend_from_slice(headers);
+        let request = self.request(Method::POST, path, Some(body), &all);
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| self.unavailable(format!("went away: {e}")))?;
+        let status = response.status();
+        if status != StatusCode::SWITCHING_PROTOCOLS {
+            let bytes = self.whole_body(response).await?;
+            parse_answer::<serde_json::Value>(status, &bytes, path)?;
+            return Err(ClientError::Protocol {
+                what: path.to_string(),
+                message: format!("HTTP {status} where 101 Switching Protocols was asked for"),
+            });
+        }
+        let upgraded = hyper::upgrade::on(response)
+            .await
+            .map_err(|e| self.unavailable(format!("went away while switching protocols: {e}")))?;
+        Ok(TokioIo::new(upgraded))
+    }
+
+    /// Runs `future` on this client's runtime (a conversation on an
+    /// upgraded connection, say).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
     }
 
     async fn whole_body(&self, response: Response) -> Result<Bytes, ClientError> {

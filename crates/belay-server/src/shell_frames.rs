@@ -3,6 +3,12 @@
 //! u32 length, and that many bytes. Both directions use it; the kinds
 //! differ ([`ToDaemon`], [`FromDaemon`]). Small and fixed, so any client
 //! can speak it.
+//!
+//! The daemon's side of one shell, in order: at most one [`FromDaemon::Note`]
+//! (the job has ended or is held), any number of [`FromDaemon::Prompt`]s
+//! while the SSH connection logs in, then [`FromDaemon::Opened`] (the client
+//! may now put its terminal in raw mode) followed by output and one
+//! [`FromDaemon::Ended`] — or one [`FromDaemon::Failed`] at any point.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -30,8 +36,20 @@ pub enum FromDaemon {
     Stderr(Vec<u8>),
     /// The session ended with this status (kind 2: i32 BE; -1: none sent).
     Ended(Option<i32>),
-    /// The session failed: the message (kind 3, UTF-8).
-    Failed(String),
+    /// The session could not open, or broke: the message and the exit
+    /// status the CLI ends with, as for the same error without the daemon
+    /// (kind 3: the status byte, then the UTF-8 message).
+    Failed { message: String, exit: u8 },
+    /// A question of the host's connection (passphrase, second factor,
+    /// host key) for the client's terminal: the JSON document of the
+    /// submit stream's `prompt` event (kind 4); the answer goes to
+    /// `POST /v1/prompts/{id}`.
+    Prompt(String),
+    /// The SSH session is open (kind 5, empty).
+    Opened,
+    /// A line to show before the session (kind 6, UTF-8): the job has
+    /// ended, or is held for debugging.
+    Note(String),
 }
 
 async fn write_frame(
@@ -114,7 +132,14 @@ impl FromDaemon {
             FromDaemon::Stdout(b) => write_frame(w, 0, b).await,
             FromDaemon::Stderr(b) => write_frame(w, 1, b).await,
             FromDaemon::Ended(s) => write_frame(w, 2, &s.unwrap_or(-1).to_be_bytes()).await,
-            FromDaemon::Failed(m) => write_frame(w, 3, m.as_bytes()).await,
+            FromDaemon::Failed { message, exit } => {
+                let mut p = vec![*exit];
+                p.extend_from_slice(message.as_bytes());
+                write_frame(w, 3, &p).await
+            }
+            FromDaemon::Prompt(json) => write_frame(w, 4, json.as_bytes()).await,
+            FromDaemon::Opened => write_frame(w, 5, &[]).await,
+            FromDaemon::Note(line) => write_frame(w, 6, line.as_bytes()).await,
         }
     }
 
@@ -133,7 +158,18 @@ impl FromDaemon {
                 );
                 FromDaemon::Ended((s >= 0).then_some(s))
             }
-            3 => FromDaemon::Failed(String::from_utf8_lossy(&p).into_owned()),
+            3 => {
+                let (&exit, message) = p
+                    .split_first()
+                    .ok_or_else(|| invalid("a failure frame without a status".into()))?;
+                FromDaemon::Failed {
+                    message: String::from_utf8_lossy(message).into_owned(),
+                    exit,
+                }
+            }
+            4 => FromDaemon::Prompt(String::from_utf8_lossy(&p).into_owned()),
+            5 => FromDaemon::Opened,
+            6 => FromDaemon::Note(String::from_utf8_lossy(&p).into_owned()),
             k => return Err(invalid(format!("unknown shell frame kind {k}"))),
         }))
     }
@@ -162,7 +198,13 @@ mod tests {
             FromDaemon::Stderr(vec![]),
             FromDaemon::Ended(Some(5)),
             FromDaemon::Ended(None),
-            FromDaemon::Failed("link lost".into()),
+            FromDaemon::Failed {
+                message: "link lost".into(),
+                exit: 1,
+            },
+            FromDaemon::Prompt(r#"{"id":3}"#.into()),
+            FromDaemon::Opened,
+            FromDaemon::Note("job j1 ended".into()),
         ];
         for f in &from {
             f.write(&mut a).await.unwrap();

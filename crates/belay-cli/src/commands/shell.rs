@@ -5,8 +5,15 @@
 //! (raw mode, resizes, TERM), plain pipes for a command otherwise, and the
 //! remote exit status as belay's.
 //!
-//! It opens its own connection through the same engine hosts (`ssh -G`
-//! resolution, known_hosts, the pool) as every other command.
+//! When a daemon answers, the session is opened on its warm connection
+//! ([`relay`]); with `--no-daemon` (or no daemon) it opens its own
+//! connection through the same engine hosts (`ssh -G` resolution,
+//! known_hosts, the pool) as every other command. Either way the terminal
+//! side is the same: raw mode only once the session is open (a passphrase
+//! is asked in the normal mode), restored on every way out; SIGWINCH a
+//! resize; the remote exit status as belay's.
+
+mod relay;
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -32,6 +39,20 @@ pub fn shell(ctx: &Ctx, a: ShellArgs) -> Result<u8> {
         ))
         .into());
     }
+    let mode = if a.new {
+        ShellMode::New
+    } else {
+        ShellMode::Attach
+    };
+    let pty = tty.then(pty_spec);
+    if let Some(client) = ctx.daemon(true) {
+        if a.end {
+            let ended = relay::end(client, &a.target)?;
+            print_ended(&ended.host, &ended.session, &ended.ended);
+            return Ok(0);
+        }
+        return relay::shell(client, &a.target, mode, command, pty);
+    }
     let mut engine = ctx.engine()?;
     let target = engine.shell_target(&a.target)?;
     let client = engine.hosts().ssh(&target.host).client().clone();
@@ -43,23 +64,6 @@ pub fn shell(ctx: &Ctx, a: ShellArgs) -> Result<u8> {
     {
         eprintln!("belay: {note}");
     }
-    let mode = if a.new {
-        ShellMode::New
-    } else {
-        ShellMode::Attach
-    };
-    let pty = tty.then(|| {
-        let (cols, rows) = terminal::size(STDIN);
-        PtySpec {
-            term: std::env::var("TERM")
-                .ok()
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| "xterm".into()),
-            cols,
-            rows,
-            modes: terminal::modes(STDIN),
-        }
-    });
     let request = SessionRequest {
         pty,
         command: Some(target.remote_command(mode, command.as_deref())),
@@ -69,6 +73,20 @@ pub fn shell(ctx: &Ctx, a: ShellArgs) -> Result<u8> {
         .block_on(session(&client, &request, tty))
         .map_err(|e| map_error(&host, e))?;
     Ok(status)
+}
+
+/// This terminal as the remote pty should be: TERM, size, control keys.
+fn pty_spec() -> PtySpec {
+    let (cols, rows) = terminal::size(STDIN);
+    PtySpec {
+        term: std::env::var("TERM")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "xterm".into()),
+        cols,
+        rows,
+        modes: terminal::modes(STDIN),
+    }
 }
 
 /// `-- CMD`: one word is a shell line as given; several are argv, quoted.
@@ -90,19 +108,20 @@ fn end(target: &ShellTarget, client: &Client) -> Result<u8> {
         .map_err(|e| map_error(&target.host, e))?;
     let ended: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(belay_ssh::terminal_safe)
+        .map(str::to_string)
         .collect();
+    print_ended(&target.host, &target.session_name(), &ended);
+    Ok(0)
+}
+
+/// What `--end` did: the sessions ended (their names come from the host).
+fn print_ended(host: &str, session: &str, ended: &[String]) {
     if ended.is_empty() {
-        println!(
-            "no shell session of {} on {}",
-            target.session_name(),
-            target.host
-        );
+        println!("no shell session of {session} on {host}");
     }
     for name in ended {
-        println!("ended {name} on {}", target.host);
+        println!("ended {} on {host}", belay_ssh::terminal_safe(name));
     }
-    Ok(0)
 }
 
 /// Runs the session to its end: the remote exit status (as a byte, as a
@@ -151,11 +170,23 @@ async fn session(client: &Client, request: &SessionRequest, tty: bool) -> Result
     }
 }
 
-/// Local stdin to the remote side, from a thread (a blocking read of a
-/// terminal cannot be cancelled; the thread ends with the process). At
-/// end of input the remote side sees EOF.
+/// Local stdin to the remote side. At end of input the remote side sees
+/// EOF.
 async fn forward_stdin(input: Arc<InteractiveInput>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let mut rx = stdin_chunks();
+    while let Some(bytes) = rx.recv().await {
+        if input.send(&bytes).await.is_err() {
+            return;
+        }
+    }
+    let _ = input.close_stdin().await;
+}
+
+/// Local stdin as it is read, from a thread (a blocking read of a terminal
+/// cannot be cancelled; the thread ends with the process). The channel
+/// closes at end of input.
+fn stdin_chunks() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 16 * 1024];
         let mut stdin = std::io::stdin().lock();
@@ -170,10 +201,5 @@ async fn forward_stdin(input: Arc<InteractiveInput>) {
             }
         }
     });
-    while let Some(bytes) = rx.recv().await {
-        if input.send(&bytes).await.is_err() {
-            return;
-        }
-    }
-    let _ = input.close_stdin().await;
+    rx
 }

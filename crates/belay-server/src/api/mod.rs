@@ -77,6 +77,7 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/v1/forwards/{id}", delete(forwards::stop_one))
         .route("/v1/shells", post(shells::open))
+        .route("/v1/shells/{target}", delete(shells::end))
         .fallback(|| async { ApiError::not_found("no such resource (see /v1/openapi.json)") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

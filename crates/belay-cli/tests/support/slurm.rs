@@ -64,13 +64,17 @@ impl Cluster {
     }
 
     /// The Slurm job belay submitted for `job` (from `show --json`'s
-    /// `scheduler_id`), checked against the comment belay gave it.
+    /// `scheduler_id`, waited for: through the daemon `run -d` returns
+    /// before sbatch has answered), checked against the comment belay gave
+    /// it: exactly one Slurm job carries it.
     pub fn slurm_id(&self, b: &Belay, job: &str) -> String {
-        let v = b.job(job);
-        let id = v["scheduler_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no scheduler_id: {v:#}"))
-            .to_string();
+        let mut v = serde_json::Value::Null;
+        let ok = super::poll(std::time::Duration::from_secs(30), || {
+            v = b.job(job);
+            v["scheduler_id"].is_string()
+        });
+        assert!(ok, "no scheduler_id: {v:#}");
+        let id = v["scheduler_id"].as_str().expect("id").to_string();
         let key = v["key"].as_str().expect("key");
         assert_eq!(
             self.slurm.jobs_with_comment(&format!("belay:{key}")),

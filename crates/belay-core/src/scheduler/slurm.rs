@@ -31,7 +31,7 @@ use crate::job::Job;
 pub const LOST_GRACE_SECS: u32 = 4 * crate::engine::HEARTBEAT_SECS;
 
 /// sbatch options belay sets itself: the user may not override them.
-const RESERVED: [&str; 14] = [
+const RESERVED: [&str; 15] = [
     "--comment",
     "--job-name",
     "-J",
@@ -46,6 +46,7 @@ const RESERVED: [&str; 14] = [
     "--wait",
     "-W",
     "--array",
+    "--requeue",
 ];
 
 /// Why a pass-through `--sbatch-arg` would break belay's hold on the job.
@@ -351,9 +352,13 @@ belay_unqueue_flush() { [ -z "$belay_uq_ids" ] || scancel $belay_uq_ids 2>/dev/n
             .name
             .clone()
             .unwrap_or_else(|| format!("belay-{}", job.id));
+        // --no-requeue: Slurm requeues a batch job whose node fails by
+        // default, which would run the command a second time in the same
+        // job directory; belay's promise is once, and the failure named.
         let mut h = format!(
             "#SBATCH --job-name={name}\n#SBATCH --comment=belay:{key}\n\
-             #SBATCH --output=slurm-%j.out\n#SBATCH --open-mode=append\n",
+             #SBATCH --output=slurm-%j.out\n#SBATCH --open-mode=append\n\
+             #SBATCH --no-requeue\n",
             key = job.key
         );
         for opt in &job.sbatch {

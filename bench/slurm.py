@@ -197,7 +197,7 @@ def main():
             raise RuntimeError(f"the sshd's sessions do not see Slurm: {out.stdout} {out.stderr}")
         b("run", "cluster", "--", "true")  # starts the daemon, warms its connection
         print(f"belay daemon pid {b.daemon_pid()}; OpenSSH {sshbench.ssh_version()}; "
-              f"Slurm {subprocess.run(['sbatch', '--version'], capture_output=True, text=True).stdout.strip()}; "
+              f"Slurm {subprocess.run(['sbatch', '--version'], env=slurm.env, capture_output=True, text=True).stdout.strip()}; "
               f"poll interval {a.poll} s\n")
 
         # 1. submit latency

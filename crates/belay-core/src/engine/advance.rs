@@ -50,6 +50,10 @@ pub struct HostPass {
     /// A job there is starting (queued, submitting, pending), changed state
     /// in this pass, or still owes its outputs: look again soon.
     pub busy: bool,
+    /// A batch scheduler's poll interval, when the host has live jobs
+    /// under one: their ends are seen within it, and jobs waiting in its
+    /// queue (for hours, maybe) do not make the host busy.
+    pub scheduler_poll: Option<Duration>,
     /// Jobs whose outputs this pass copied here.
     pub outputs_fetched: Vec<String>,
     /// Problems of single jobs (a resumed submit that failed, an output
@@ -84,7 +88,7 @@ pub fn next_interval(pass: &HostPass, followed: bool) -> Duration {
         let away = pass.unreachable_for.unwrap_or(BACKOFF_MAX * 4);
         return (away / 4).clamp(BACKOFF_MIN, BACKOFF_MAX);
     }
-    if followed || pass.busy {
+    let interval = if followed || pass.busy {
         BUSY_INTERVAL
     } else if pass.live_with_outputs > 0 {
         LIVE_INTERVAL
@@ -92,6 +96,10 @@ pub fn next_interval(pass: &HostPass, followed: bool) -> Duration {
         RESTING_INTERVAL
     } else {
         IDLE_INTERVAL
+    };
+    match pass.scheduler_poll {
+        Some(poll) => interval.min(poll),
+        None => interval,
     }
 }
 
@@ -145,18 +153,22 @@ impl Engine {
             .iter()
             .filter(|j| j.state.is_live() && !j.outputs.is_empty())
             .count();
+        let batch = |j: &crate::job::Job| j.scheduler != "direct";
+        if after_jobs.iter().any(|j| j.state.is_live() && batch(j)) {
+            let config = self.hosts.config().host(host);
+            pass.scheduler_poll = Some(config.poll_interval(host)?);
+        }
+        // Waiting in a batch queue is not starting: it may last hours, and
+        // the scheduler is asked once per its poll interval anyway.
+        let starting = after_jobs.iter().any(|j| {
+            matches!(j.state, JobState::Queued | JobState::Submitting)
+                || (j.state == JobState::Pending && !batch(j))
+        });
         let after: HashMap<String, JobState> =
             after_jobs.into_iter().map(|j| (j.id, j.state)).collect();
         let moved = jobs.iter().any(|j| after.get(&j.id) != Some(&j.state));
         pass.live_jobs = after.values().filter(|s| s.is_live()).count();
-        pass.busy = moved
-            || after.values().any(|s| {
-                matches!(
-                    s,
-                    JobState::Queued | JobState::Submitting | JobState::Pending
-                )
-            })
-            || !self.store.outputs_due(Some(host))?.is_empty();
+        pass.busy = moved || starting || !self.store.outputs_due(Some(host))?.is_empty();
         if !pass.answered {
             let health = self.store.host_health(host)?.unwrap_or_default();
             pass.unreachable_for = health

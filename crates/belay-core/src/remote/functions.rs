@@ -28,7 +28,7 @@ belay_read_started() {{
   done < "$1/started"
 }}
 belay_mtime() {{ stat -c %Y "$1" 2>/dev/null || stat -f %m "$1" 2>/dev/null || date +%s; }}
-sched_end=
+sched_end=; belay_t=
 {hooks}{liveness}
 # belay_report ID DIR: one section `J ID STATUS` followed by key=value lines.
 belay_report() {{
@@ -61,7 +61,9 @@ belay_report() {{
     la=
     [ -f "$d/launched" ] && while IFS='=' read -r k v; do [ "$k" = launched_at ] && la=$v; done < "$d/launched"
     [ -n "$la" ] || la=$(belay_mtime "$d/launch.lock")
-    echo "J $1 launching"; echo "lock_age=$(($(date +%s) - la))"
+    # One clock reading per script: a queue of pending jobs costs no fork each.
+    [ -n "$belay_t" ] || belay_t=$(date +%s)
+    echo "J $1 launching"; echo "lock_age=$((belay_t - la))"
     [ -f "$d/launched" ] && belay_cat "$d/launched"
     belay_sched_launched "$1" "$d"
     return 0

@@ -31,7 +31,7 @@ use crate::job::Job;
 pub const LOST_GRACE_SECS: u32 = 4 * crate::engine::HEARTBEAT_SECS;
 
 /// sbatch options belay sets itself: the user may not override them.
-const RESERVED: [&str; 14] = [
+const RESERVED: [&str; 15] = [
     "--comment",
     "--job-name",
     "-J",
@@ -46,6 +46,7 @@ const RESERVED: [&str; 14] = [
     "--wait",
     "-W",
     "--array",
+    "--requeue",
 ];
 
 /// Why a pass-through `--sbatch-arg` would break belay's hold on the job.
@@ -120,9 +121,11 @@ submit_note=adopted Slurm job $sq_id (found by its token) after sbatch said: $be
     fn liveness(&self) -> String {
         format!(
             r#"belay_sq=; belay_sq_at=; belay_sq_err=; belay_sq_done=
-# belay_sq_load DIR: Slurm's listing of this account's jobs, one line
-# `ID|STATE|REASON|COMMENT` each, once per script; reused from the cache
-# beside DIR's workroot while younger than the poll interval.
+# belay_sq_load DIR: Slurm's listing of this account's jobs (`squeue -t
+# all`: `ID|STATE|REASON|COMMENT` lines), once per script, read into
+# variables (sq_s_ID, sq_r_ID, and sq_t_KEY for a belay token) so that each
+# job's lookup is one expansion, not a scan; reused from the cache beside
+# DIR's workroot while younger than the poll interval.
 belay_sq_load() {{
   [ -n "$belay_sq_done" ] && return 0
   belay_sq_done=1
@@ -130,7 +133,7 @@ belay_sq_load() {{
   if [ -f "$sq_c" ]; then
     sq_t=$(belay_mtime "$sq_c")
     if [ "$((sq_now - sq_t))" -lt {poll} ] && [ "$((sq_now - sq_t))" -ge 0 ]; then
-      belay_sq=$(cat "$sq_c" 2>/dev/null) && {{ belay_sq_at=$sq_t; return 0; }}
+      belay_sq=$(cat "$sq_c" 2>/dev/null) && {{ belay_sq_at=$sq_t; belay_sq_parse; return 0; }}
     fi
   fi
   belay_sq_fresh "$1"
@@ -142,9 +145,28 @@ belay_sq_fresh() {{
   if sq_out=$(squeue --me -h -t all -o '%A|%T|%r|%k' 2>&1); then
     belay_sq=$sq_out; belay_sq_at=$sq_now; belay_sq_err=
     printf '%s\n' "$sq_out" > "$sq_c.$$" 2>/dev/null && mv -f "$sq_c.$$" "$sq_c" 2>/dev/null
+    belay_sq_parse
   else
     belay_sq_at=; belay_sq_err=$(printf '%s' "$sq_out" | tr '\n' ' ')
   fi
+}}
+# belay_sq_word KEY: sets sq_w to KEY with each `-` made `_` (a variable
+# name part), without a process.
+belay_sq_word() {{
+  sq_w=$1
+  while :; do case $sq_w in *-*) sq_w=${{sq_w%%-*}}_${{sq_w#*-}} ;; *) break ;; esac; done
+}}
+belay_sq_parse() {{
+  while IFS='|' read -r sq_a sq_b sq_x sq_k; do
+    case $sq_a in ''|*[!0-9_]*) continue ;; esac
+    eval "sq_s_$sq_a=\$sq_b; sq_r_$sq_a=\$sq_x"
+    case $sq_k in
+      belay:*) sq_k=${{sq_k#belay:}}
+        case $sq_k in ''|*[!0-9a-zA-Z_-]*) ;; *) belay_sq_word "$sq_k"; eval "sq_t_$sq_w=\$sq_a" ;; esac ;;
+    esac
+  done <<EOF
+$belay_sq
+EOF
 }}
 # belay_sq_find SLURM_ID DIR: sets sq_state and sq_reason (empty: not
 # listed) and sq_at (when the listing was taken; empty: squeue failed).
@@ -152,44 +174,37 @@ belay_sq_find() {{
   sq_state=; sq_reason=
   belay_sq_load "$2"; sq_at=$belay_sq_at
   [ -n "$sq_at" ] || return 0
-  sq_l="
-$belay_sq"
-  case $sq_l in
-    *"
-$1|"*) sq_r=${{sq_l#*"
-$1|"}}; sq_r=${{sq_r%%"
-"*}}; sq_state=${{sq_r%%|*}}; sq_r=${{sq_r#*|}}; sq_reason=${{sq_r%%|*}} ;;
-  esac
+  case $1 in ''|*[!0-9_]*) return 0 ;; esac
+  eval "sq_state=\${{sq_s_$1-}}; sq_reason=\${{sq_r_$1-}}"
 }}
-# belay_sq_token TOKEN: sets sq_id to the job whose comment is TOKEN.
+# belay_sq_token TOKEN: sets sq_id to the job whose comment is TOKEN
+# (`belay:KEY`).
 belay_sq_token() {{
-  sq_id=; sq_l="
-$belay_sq
-"
-  case $sq_l in
-    *"|$1
-"*) sq_r=${{sq_l%%"|$1
-"*}}; sq_r=${{sq_r##*"
-"}}; sq_id=${{sq_r%%|*}} ;;
-  esac
+  sq_id=; sq_k=${{1#belay:}}
+  case $sq_k in ''|*[!0-9a-zA-Z_-]*) return 0 ;; esac
+  belay_sq_word "$sq_k"
+  eval "sq_id=\${{sq_t_$sq_w-}}"
 }}
 # belay_sacct SLURM_ID: where accounting exists, the job's final state
-# (sets sq_state, sq_reason); at most one call per script.
-belay_sacct_done=; belay_sacct=
+# (sets sq_state, sq_reason); at most one sacct call per script, for all
+# jobs of the last week, read into variables (sa_s_ID).
+belay_sacct_done=
 belay_sacct() {{
   if [ -z "$belay_sacct_done" ]; then
     belay_sacct_done=1
-    command -v sacct >/dev/null 2>&1 &&
-      belay_sacct=$(sacct -X -n -P -o JobIDRaw,State -S now-7days --user="$(id -un)" 2>/dev/null)
+    if command -v sacct >/dev/null 2>&1 &&
+      sq_out=$(sacct -X -n -P -o JobIDRaw,State -S now-7days --user="$(id -un)" 2>/dev/null); then
+      while IFS='|' read -r sq_a sq_b; do
+        case $sq_a in ''|*[!0-9_]*) continue ;; esac
+        eval "sa_s_$sq_a=\${{sq_b%% *}}"
+      done <<EOF
+$sq_out
+EOF
+    fi
   fi
-  sq_l="
-$belay_sacct"
-  case $sq_l in
-    *"
-$1|"*) sq_r=${{sq_l#*"
-$1|"}}; sq_state=${{sq_r%%"
-"*}}; sq_state=${{sq_state%% *}}; sq_reason="from accounting" ;;
-  esac
+  case $1 in ''|*[!0-9_]*) return 0 ;; esac
+  eval "sq_state=\${{sa_s_$1-}}"
+  [ -n "$sq_state" ] && sq_reason="from accounting"
 }}
 belay_slurm_id() {{
   sl_id=
@@ -337,9 +352,13 @@ belay_unqueue_flush() { [ -z "$belay_uq_ids" ] || scancel $belay_uq_ids 2>/dev/n
             .name
             .clone()
             .unwrap_or_else(|| format!("belay-{}", job.id));
+        // --no-requeue: Slurm requeues a batch job whose node fails by
+        // default, which would run the command a second time in the same
+        // job directory; belay's promise is once, and the failure named.
         let mut h = format!(
             "#SBATCH --job-name={name}\n#SBATCH --comment=belay:{key}\n\
-             #SBATCH --output=slurm-%j.out\n#SBATCH --open-mode=append\n",
+             #SBATCH --output=slurm-%j.out\n#SBATCH --open-mode=append\n\
+             #SBATCH --no-requeue\n",
             key = job.key
         );
         for opt in &job.sbatch {
@@ -352,6 +371,64 @@ belay_unqueue_flush() { [ -z "$belay_uq_ids" ] || scancel $belay_uq_ids 2>/dev/n
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The functions a probe runs, against a cached squeue listing: a
+    /// pending job's reason, a lost reply adopted by its token, and a
+    /// job absent from a listing taken before it was launched (no verdict).
+    #[test]
+    fn queue_lookups_read_the_cached_listing() {
+        let root = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        std::fs::write(
+            root.path().join(".belay-squeue"),
+            "41|PENDING|Priority|belay:aa11bb22-cc33dd44\n\
+             42|RUNNING|None|(null)\n\
+             43_7|PENDING|Resources|belay:ee55ff66-cc33dd44\n",
+        )
+        .unwrap();
+        let job = |key: &str, launched: Option<String>| {
+            let d = root.path().join(key);
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("launch.lock"), "").unwrap();
+            if let Some(l) = launched {
+                std::fs::write(d.join("launched"), l).unwrap();
+            }
+            d.display().to_string()
+        };
+        let pending = job(
+            "aa11bb22-cc33dd44",
+            Some(format!("scheduler=slurm\nlaunched_at={}\nscheduler_id=41\n", now - 5)),
+        );
+        let lost_reply = job("ee55ff66-cc33dd44", None);
+        let newer = job(
+            "99999999-cc33dd44",
+            Some(format!("scheduler=slurm\nlaunched_at={}\nscheduler_id=77\n", now + 5)),
+        );
+        let slurm = Slurm { poll_secs: 600 };
+        let script = format!(
+            "{}belay_report a '{pending}'\nbelay_report b '{lost_reply}'\nbelay_report c '{newer}'\n",
+            crate::remote::functions::prelude(&slurm)
+        );
+        // No squeue on this PATH: everything must come from the cache.
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let r = crate::remote::HostReport::parse(&text);
+        assert_eq!(r.jobs["a"].field("sched_state"), Some("PENDING"), "{text}");
+        assert_eq!(r.jobs["a"].field("sched_reason"), Some("Priority"));
+        assert_eq!(r.jobs["b"].field("scheduler_id"), Some("43_7"), "{text}");
+        assert_eq!(r.jobs["b"].field("sched_reason"), Some("Resources"));
+        assert!(std::path::Path::new(&lost_reply).join("launched").exists());
+        assert!(r.jobs["c"].field("sched_unknown").is_some(), "{text}");
+        assert_eq!(r.jobs["c"].field("sched_state"), None);
+    }
 
     #[test]
     fn reserved_options_are_found_in_all_their_spellings() {

@@ -24,6 +24,11 @@ need inotifywait inotify-tools
 # belay shell: the tests drive a real pty with it, and the remote side keeps
 # persistent shells in it.
 need tmux tmux
+# Slurm hosts: a real single-node Slurm (slurmctld, slurmd, the commands)
+# authenticated by a private munged, started by the tests themselves.
+need slurmctld slurm-wlm
+need munged munge
+need mungekey munge
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test.sh: missing ${packages[*]}; run as root (or install them) first" >&2
@@ -43,5 +48,5 @@ cargo test --workspace --locked "$@"
 # the daemon run again, every command going through it (the run above
 # works directly: tests/support `daemon_mode`).
 BELAY_TEST_DAEMON=1 cargo test -p belay-cli --test integration --locked -- \
-  lifecycle:: remote:: recovery:: chaos:: hold:: shell:: \
+  lifecycle:: remote:: recovery:: chaos:: hold:: shell:: slurm:: \
   hosts_and_outputs:: ssh_trust:: transfer:: store_and_input::

@@ -21,6 +21,7 @@ mod remote;
 mod remote_netns;
 mod shared_home;
 mod shell;
+mod slurm;
 mod ssh_trust;
 mod states;
 mod store_and_input;

@@ -14,6 +14,9 @@
 //!   root namespace and isolated nodes behind it, each running its own sshd;
 //!   [`LabHosts`] adds the client side (key, known_hosts, ssh_config).
 //! * [`HostBlock`] — ssh_config `Host` stanzas built, not pasted.
+//! * [`Slurm`] — a real single-node Slurm whose login node is an [`Sshd`]
+//!   (daemons in the sshd's mount namespace, so jobs see its files), with
+//!   counting and lying command wrappers; [`NoSlurmPath`] for a host without.
 //!
 //! Rules every type follows: unique temporary directories and per-run names
 //! (tests run concurrently), processes are killed by their own pid only, and
@@ -28,6 +31,7 @@ mod keys;
 mod lab_hosts;
 mod netlab;
 mod process;
+mod slurm;
 mod sshd;
 mod user;
 
@@ -38,5 +42,6 @@ pub use keys::{KeyKind, KeyPair, UserCa};
 pub use lab_hosts::LabHosts;
 pub use netlab::{NetLab, NsHost};
 pub use process::{Prerequisite, processes_matching, require, wait_until};
+pub use slurm::{NoSlurmPath, SBATCH_LIE, Slurm, SlurmOptions};
 pub use sshd::{Sshd, SshdOptions};
 pub use user::TestUser;

@@ -17,6 +17,8 @@ pub enum Prerequisite {
     OpenSsh,
     /// `ip` from iproute2 (network namespaces).
     IpRoute,
+    /// Slurm's daemons and commands and munge (`slurm-wlm`, `munge`).
+    Slurm,
 }
 
 const INSTALL_HINT: &str = "install with: apt-get update && apt-get install -y \
@@ -48,6 +50,23 @@ pub fn require(what: &[Prerequisite]) -> io::Result<()> {
                     if !Path::new(bin).exists() {
                         return Err(io::Error::other(format!(
                             "{bin} is missing; {INSTALL_HINT}"
+                        )));
+                    }
+                }
+            }
+            Prerequisite::Slurm => {
+                for bin in [
+                    "/usr/sbin/slurmctld",
+                    "/usr/sbin/slurmd",
+                    "/usr/bin/sbatch",
+                    "/usr/sbin/munged",
+                    "/usr/sbin/mungekey",
+                    "/usr/bin/nsenter",
+                ] {
+                    if !Path::new(bin).exists() {
+                        return Err(io::Error::other(format!(
+                            "{bin} is missing; install with: apt-get update && apt-get install -y \
+                             --no-install-recommends slurm-wlm munge"
                         )));
                     }
                 }

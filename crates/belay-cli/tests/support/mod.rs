@@ -11,6 +11,7 @@
 pub mod files;
 pub mod jupyter;
 pub mod remote;
+pub mod slurm;
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};

@@ -158,7 +158,7 @@ pub enum AppCommand {
         #[arg(long, value_name = "direct|slurm")]
         scheduler: Option<String>,
         #[command(flatten)]
-        slurm: SlurmArgs,
+        slurm: Box<SlurmArgs>,
         /// Arguments for the app (jupyter: server options; http: the command).
         #[arg(last = true, value_name = "ARG")]
         args: Vec<String>,

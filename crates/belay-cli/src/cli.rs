@@ -160,7 +160,7 @@ pub enum AppCommand {
         #[command(flatten)]
         slurm: Box<SlurmArgs>,
         /// Arguments for the app (jupyter: server options; http: the command).
-        #[arg(last = true, value_name = "ARG")]
+        #[arg(last = true, value_name = "ARG", help_heading = "Arguments")]
         args: Vec<String>,
     },
     /// Apps that run (or, with --templates, the templates there are).
@@ -297,7 +297,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub slurm: SlurmArgs,
     /// The command to run, after `--`.
-    #[arg(last = true, value_name = "CMD")]
+    #[arg(last = true, value_name = "CMD", help_heading = "Arguments")]
     pub command: Vec<String>,
 }
 

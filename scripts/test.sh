@@ -48,4 +48,5 @@ cargo test --workspace --locked "$@"
 # the daemon run again, every command going through it (the run above
 # works directly: tests/support `daemon_mode`).
 BELAY_TEST_DAEMON=1 cargo test -p belay-cli --test integration --locked -- \
-  lifecycle:: remote:: recovery:: chaos:: hold:: shell:: slurm::
+  lifecycle:: remote:: recovery:: chaos:: hold:: shell:: slurm:: slurm_into:: \
+  hosts_and_outputs:: ssh_trust:: transfer:: store_and_input::

@@ -135,7 +135,7 @@ pub enum AppCommand {
     /// Start APP on HOST as a job, wait until it answers, forward to it and
     /// print its URL.
     #[command(
-        after_help = "Examples:\n  belay app run gpu1 jupyter                  # JupyterLab (or jupyter-server) from your login shell's PATH\n  belay app run node7 jupyter --name nb2 -- --ServerApp.root_dir=/scratch/me\n  belay app run gpu1 http -- 'python3 -m my_server --unix-socket \"$BELAY_APP_SOCKET\"'\n\nThe app listens on a Unix socket in its job's directory (mode 0600), reached\nthrough the daemon's forward (127.0.0.1:PORT here); its token, if it has one,\nis made on the host and never stored or logged by belay. Your own templates:\n$BELAY_HOME/apps/NAME.toml (see `belay app list --templates`). One app of a name\nper host: a second `app run` says where the first is. --no-daemon keeps the\nforward in this command until Ctrl-C."
+        after_help = "Examples:\n  belay app run gpu1 jupyter                  # JupyterLab (or jupyter-server) from your login shell's PATH\n  belay app run node7 jupyter --name nb2 -- --ServerApp.root_dir=/scratch/me\n  belay app run gpu1 http -- 'python3 -m my_server --unix-socket \"$BELAY_APP_SOCKET\"'\n  belay app run cluster jupyter --partition debug --time 2:00:00   # through Slurm\n\nThe app listens on a Unix socket in its job's directory (mode 0600), reached\nthrough the daemon's forward (127.0.0.1:PORT here); its token, if it has one,\nis made on the host and never stored or logged by belay. Your own templates:\n$BELAY_HOME/apps/NAME.toml (see `belay app list --templates`). One app of a name\nper host: a second `app run` says where the first is. --no-daemon keeps the\nforward in this command until Ctrl-C."
     )]
     Run {
         host: String,
@@ -153,8 +153,14 @@ pub enum AppCommand {
         /// Print {job, app, host, url, local, remote} as JSON.
         #[arg(long)]
         json: bool,
+        /// Who runs the app's job: `direct` or `slurm` (default: the
+        /// host's `scheduler` in config.toml).
+        #[arg(long, value_name = "direct|slurm")]
+        scheduler: Option<String>,
+        #[command(flatten)]
+        slurm: Box<SlurmArgs>,
         /// Arguments for the app (jupyter: server options; http: the command).
-        #[arg(last = true, value_name = "ARG")]
+        #[arg(last = true, value_name = "ARG", help_heading = "Arguments")]
         args: Vec<String>,
     },
     /// Apps that run (or, with --templates, the templates there are).
@@ -291,7 +297,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub slurm: SlurmArgs,
     /// The command to run, after `--`.
-    #[arg(last = true, value_name = "CMD")]
+    #[arg(last = true, value_name = "CMD", help_heading = "Arguments")]
     pub command: Vec<String>,
 }
 

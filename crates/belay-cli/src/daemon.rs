@@ -547,6 +547,125 @@ pub fn release(client: &Client, reference: &str) -> Result<Job> {
     Ok(doc.job.into_job().0)
 }
 
+#[derive(Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum RelayedEvent {
+    Progress {
+        output: String,
+        begin: Option<Begin>,
+        advance: Option<u64>,
+        file_done: Option<bool>,
+        warn: Option<String>,
+    },
+    Prompt {
+        id: u64,
+        #[serde(flatten)]
+        question: Question,
+    },
+    Done {
+        result: serde_json::Value,
+    },
+    Error {
+        error: ErrorFields,
+    },
+}
+
+/// Makes the progress bar of one output.
+type BarFor<'a> = &'a mut dyn FnMut(&str) -> Box<dyn Progress>;
+
+/// A request the daemon answers as JSON lines because it connects for
+/// this client (belay-server's `api::relayed`): the connection's questions
+/// are asked on this terminal, copy progress is drawn by a bar per output
+/// (`bar_for`), and the `done` result (or the error) is returned.
+fn relayed<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    method: HttpMethod,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    mut bar_for: Option<BarFor<'_>>,
+) -> Result<T> {
+    let mut lines = JsonLines::default();
+    let mut outcome: Option<Result<serde_json::Value, ClientError>> = None;
+    let mut bad_line: Option<String> = None;
+    let mut bars: Vec<(String, Box<dyn Progress>)> = Vec::new();
+    client.stream_with(
+        method,
+        path,
+        body,
+        terminal_headers(),
+        &mut |piece| {
+            let events: Vec<serde_json::Value> = match lines.feed(piece) {
+                Ok(e) => e,
+                Err(e) => {
+                    bad_line = Some(e);
+                    return ControlFlow::Break(());
+                }
+            };
+            for value in events {
+                let event = match serde_json::from_value::<RelayedEvent>(value) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        bad_line = Some(e.to_string());
+                        return ControlFlow::Break(());
+                    }
+                };
+                match event {
+                    RelayedEvent::Progress {
+                        output,
+                        begin,
+                        advance,
+                        file_done,
+                        warn,
+                    } => {
+                        let Some(make) = bar_for.as_deref_mut() else {
+                            continue;
+                        };
+                        if bars.last().is_none_or(|(o, _)| *o != output) {
+                            // The previous output is done: its bar goes.
+                            bars.clear();
+                            bars.push((output.clone(), make(&output)));
+                        }
+                        let p = &mut bars.last_mut().expect("just pushed").1;
+                        if let Some(b) = &begin {
+                            p.begin(b.files, b.bytes);
+                        }
+                        if let Some(n) = advance {
+                            p.advance(n);
+                        }
+                        if file_done == Some(true) {
+                            p.file_done();
+                        }
+                        if let Some(w) = &warn {
+                            p.warn(w);
+                        }
+                    }
+                    RelayedEvent::Prompt { id, question } => {
+                        let answers = ask(question);
+                        if let Err(e) = send_answer(client.socket(), id, answers) {
+                            bad_line = Some(e.to_string());
+                            return ControlFlow::Break(());
+                        }
+                    }
+                    RelayedEvent::Done { result } => outcome = Some(Ok(result)),
+                    RelayedEvent::Error { error } => outcome = Some(Err(error.into())),
+                }
+            }
+            ControlFlow::Continue(())
+        },
+        &|| false,
+    )?;
+    drop(bars);
+    if let Some(e) = bad_line {
+        anyhow::bail!("the belay daemon's answer to {path} is unreadable: {e}");
+    }
+    match outcome {
+        Some(Ok(value)) => serde_json::from_value(value)
+            .map_err(|e| anyhow::anyhow!("the belay daemon's answer to {path} is unreadable: {e}")),
+        Some(Err(e)) => Err(e.into()),
+        None => anyhow::bail!("the belay daemon ended its answer to {path} without a result"),
+    }
+}
+
 /// What a fetch through the daemon did.
 #[derive(Deserialize)]
 pub struct Fetched {
@@ -554,12 +673,119 @@ pub struct Fetched {
     /// False: fetched already (by the daemon's own pass, say).
     pub copied: bool,
     pub problems: Vec<String>,
+    /// What `belay fetch --json` prints (`None` when not copied).
+    pub report: Option<serde_json::Value>,
+    warnings: Vec<WarningDoc>,
 }
 
-/// Have the daemon copy an ended job's outputs into `results/<id>/` (once).
-pub fn fetch_outputs(client: &Client, id: &str) -> Result<Fetched> {
-    Ok(client.post(
+impl Fetched {
+    /// Host problems met while the daemon looked the job up.
+    pub fn warnings(&mut self) -> Vec<HostProblem> {
+        problems(std::mem::take(&mut self.warnings))
+    }
+}
+
+/// Have the daemon copy a job's declared outputs: into `results/<id>/`
+/// (once, unless `again`) or into `to` (absolute), a bar per output drawn
+/// here from its progress.
+pub fn fetch_outputs(
+    client: &Client,
+    id: &str,
+    again: bool,
+    to: Option<&std::path::Path>,
+    bar_for: &mut dyn FnMut(&str) -> Box<dyn Progress>,
+) -> Result<Fetched> {
+    relayed(
+        client,
+        HttpMethod::POST,
         &format!("/v1/jobs/{}/fetches", encode(id)),
-        &serde_json::json!({ "again": false }),
-    )?)
+        Some(&serde_json::json!({ "again": again, "to": to })),
+        Some(bar_for),
+    )
+}
+
+/// `GET /v1/hosts`: one row per host, as `host list --json` prints them.
+pub fn hosts(client: &Client) -> Result<Vec<serde_json::Value>> {
+    #[derive(Deserialize)]
+    struct Doc {
+        hosts: Vec<serde_json::Value>,
+    }
+    Ok(client.get::<Doc>("/v1/hosts")?.hosts)
+}
+
+/// `GET /v1/hosts/{host}`: how it is reached, as `host show --json`.
+pub fn host(client: &Client, name: &str) -> Result<serde_json::Value> {
+    Ok(client.get(&format!("/v1/hosts/{}", encode(name)))?)
+}
+
+/// Connect to `name` afresh and time it, as `host check --json` shows.
+pub fn check_host(client: &Client, name: &str) -> Result<serde_json::Value> {
+    relayed(
+        client,
+        HttpMethod::POST,
+        &format!("/v1/hosts/{}/checks", encode(name)),
+        Some(&serde_json::json!({})),
+        None,
+    )
+}
+
+/// The key a host offers now, and what known_hosts holds for it.
+#[derive(Deserialize)]
+pub struct OfferedKey {
+    pub hostname: String,
+    pub port: u16,
+    pub algorithm: String,
+    pub fingerprint: String,
+    pub recorded: RecordedDoc,
+}
+
+#[derive(Deserialize)]
+pub struct RecordedDoc {
+    /// `nothing`, `same`, `different`, `revoked`.
+    pub state: String,
+    pub file: Option<std::path::PathBuf>,
+    pub line: Option<usize>,
+}
+
+pub fn offered_key(client: &Client, name: &str) -> Result<OfferedKey> {
+    relayed(
+        client,
+        HttpMethod::GET,
+        &format!("/v1/hosts/{}/key", encode(name)),
+        None,
+        None,
+    )
+}
+
+/// A key recorded by the daemon (only if it still has `fingerprint`).
+#[derive(Deserialize)]
+pub struct Trusted {
+    pub file: std::path::PathBuf,
+    pub line: usize,
+    pub already: bool,
+}
+
+pub fn trust_key(client: &Client, name: &str, fingerprint: &str, replace: bool) -> Result<Trusted> {
+    relayed(
+        client,
+        HttpMethod::PUT,
+        &format!("/v1/hosts/{}/key", encode(name)),
+        Some(&serde_json::json!({ "fingerprint": fingerprint, "replace": replace })),
+        None,
+    )
+}
+
+/// The known_hosts entries removed for `name`.
+pub fn forget_key(client: &Client, name: &str) -> Result<Vec<(std::path::PathBuf, usize)>> {
+    #[derive(Deserialize)]
+    struct Removed {
+        file: std::path::PathBuf,
+        line: usize,
+    }
+    #[derive(Deserialize)]
+    struct Doc {
+        removed: Vec<Removed>,
+    }
+    let doc: Doc = client.delete(&format!("/v1/hosts/{}/key", encode(name)))?;
+    Ok(doc.removed.into_iter().map(|r| (r.file, r.line)).collect())
 }

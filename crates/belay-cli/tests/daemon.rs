@@ -1004,3 +1004,149 @@ fn a_pass_that_probed_before_a_submit_staged_its_job_does_not_call_it_lost() {
     b.wait_state("racing", "running", Duration::from_secs(10));
     b.cmd(["cancel", "--grace", "1", "racing"]).ok();
 }
+
+/// `fetch`'s JSON without where it went (two fetches, two directories).
+fn placeless(mut v: Value) -> Value {
+    v["to"] = Value::Null;
+    for o in v["outputs"].as_array_mut().expect("outputs") {
+        o["local"] = Value::Null;
+    }
+    v
+}
+
+#[test]
+fn fetch_and_host_commands_go_through_the_daemon_and_say_the_same() {
+    let host = Loopback::start();
+    let b = through_daemon(host.belay());
+    let id = b.submit(&["--output", "out.txt", "target", "--", "echo data > out.txt"]);
+    b.wait_state(&id, "succeeded", Duration::from_secs(30));
+    let logins = || host.sshd.log().matches("Accepted publickey").count();
+    let before = logins();
+
+    // Through the daemon: over its pooled connection (no new login), and a
+    // relative --to is the command's directory, not the daemon's.
+    let through = b.cmd(["fetch", &id, "--to", "fetched", "--json"]).json();
+    assert_eq!(read(b.scratch("fetched").join("out.txt")), "data\n");
+    assert_eq!(logins(), before, "the fetch logged in anew");
+    let direct = b
+        .cmd(["fetch", &id, "--to", "direct", "--json"])
+        .env("BELAY_NO_DAEMON", "1")
+        .json();
+    assert_eq!(read(b.scratch("direct").join("out.txt")), "data\n");
+    assert_eq!(
+        logins(),
+        before + 1,
+        "without the daemon: a connection of its own"
+    );
+    assert_eq!(placeless(through), placeless(direct));
+    // An output that is not there: the same line and exit status both ways.
+    let missing = b.submit(&["--output", "absent.txt", "target", "--", "true"]);
+    b.wait_state(&missing, "succeeded", Duration::from_secs(30));
+    let says = |no_daemon: &str| {
+        let out = b
+            .cmd(["fetch", &missing, "--to", "m"])
+            .env("BELAY_NO_DAEMON", no_daemon)
+            .output();
+        (out.status.code(), stderr_of(&out))
+    };
+    let (code, err) = says("");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("output 'absent.txt' not found on target"),
+        "{err}"
+    );
+    assert_eq!(says("1"), (code, err));
+    b.cmd(["fetch", "no-such-job"]).bad_input("no-such-job");
+
+    // host show / list / check: the daemon's answers, rendered as without it.
+    let show = |no_daemon: &str, json: bool| {
+        let mut args = vec!["host", "show", "target"];
+        if json {
+            args.push("--json");
+        }
+        let text = b.cmd(args).env("BELAY_NO_DAEMON", no_daemon).ok();
+        // (Health times move while the daemon's passes probe.)
+        text.lines()
+            .filter(|l| !l.starts_with("last ") && !l.contains("\"last_"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(show("", false), show("1", false));
+    assert_eq!(show("", true), show("1", true));
+    assert!(show("", false).contains("jump chain: none (direct)"));
+    let rows = |no_daemon: &str| -> Vec<(Value, Value, Value)> {
+        let v = b
+            .cmd(["host", "list", "--json"])
+            .env("BELAY_NO_DAEMON", no_daemon)
+            .json();
+        v.as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| (r["host"].clone(), r["health"].clone(), r["jobs"].clone()))
+            .collect()
+    };
+    let listed = rows("");
+    assert!(
+        listed.contains(&("target".into(), "healthy".into(), 2.into())),
+        "{listed:?}"
+    );
+    assert_eq!(listed, rows("1"));
+    let check = b.cmd(["host", "check", "target"]).ok();
+    assert!(check.starts_with("target: ok in "), "{check}");
+    assert!(check.contains("  target ("), "one line per hop: {check}");
+    // A bad name among them: refused before anything is checked.
+    let out = b.run(&["host", "check", "target", "no-such-host.invalid"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("no-such-host.invalid"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+}
+
+#[test]
+fn forget_through_the_daemon_ends_its_connections_trust_and_trust_restores_it() {
+    let host = Loopback::start();
+    let b = through_daemon(host.belay());
+    assert_eq!(b.ok(&["run", "target", "--", "echo warm"]), "warm\n");
+    let recorded = read(&host.known_hosts);
+
+    let forgot = b.ok(&["host", "forget", "target"]);
+    assert!(forgot.starts_with("removed "), "{forgot}");
+    // The daemon's warm connection was verified against the entry just
+    // removed: it is not used again, and a new one meets an unknown key.
+    let out = b.run(&["run", "target", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("not known"), "{}", stderr_of(&out));
+
+    // Nothing recorded without a confirmation, or with another fingerprint.
+    let line = b
+        .cmd(["host", "trust", "target"])
+        .bad_input("--fingerprint");
+    assert!(line.contains("SHA256:"), "{line}");
+    let out = b.run(&[
+        "host",
+        "trust",
+        "target",
+        "--fingerprint",
+        "SHA256:not-this-one",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("not SHA256:not-this-one"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!read(&host.known_hosts).contains("ssh-"), "recorded anyway");
+
+    let fingerprint = line
+        .split_whitespace()
+        .find(|w| w.starts_with("SHA256:"))
+        .expect("a fingerprint")
+        .to_string();
+    let trusted = b.ok(&["host", "trust", "target", "--fingerprint", &fingerprint]);
+    assert!(trusted.contains(&fingerprint), "shown first: {trusted}");
+    assert!(trusted.contains("recorded in "), "{trusted}");
+    let entries = |text: &str| text.lines().filter(|l| l.contains("ssh-")).count();
+    assert_eq!(entries(&read(&host.known_hosts)), entries(&recorded));
+    assert_eq!(b.ok(&["run", "target", "--", "echo back"]), "back\n");
+    let again = b.ok(&["host", "trust", "target", "--yes"]);
+    assert!(again.contains("already recorded in "), "{again}");
+}

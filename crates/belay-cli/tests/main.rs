@@ -22,6 +22,7 @@ mod remote_netns;
 mod shared_home;
 mod shell;
 mod slurm;
+mod slurm_into;
 mod ssh_trust;
 mod states;
 mod store_and_input;

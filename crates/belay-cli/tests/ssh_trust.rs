@@ -264,10 +264,12 @@ fn verbose_output_names_each_step_and_never_a_secret() {
     let host = Loopback::start();
     let (_sshd, _key) = locked_host(&host, false);
     let b = host.belay();
+    // The steps of this command's own connection: without a daemon,
+    // whose connection's steps go to its serve.log instead.
     let mut t = OnTerminal::start(
         &b,
         &host,
-        "BELAY -vv run --env TOKEN=env-secret-value locked -- echo unlocked",
+        "BELAY --no-daemon -vv run --env TOKEN=env-secret-value locked -- echo unlocked",
     );
     assert!(
         t.wait_for("Enter passphrase for key", Duration::from_secs(30)),
@@ -307,4 +309,42 @@ fn verbose_output_names_each_step_and_never_a_secret() {
         stderr_of(&out)
     );
     assert_eq!(stderr_of(&out).trim().lines().count(), 1);
+}
+
+#[test]
+fn host_trust_asks_on_the_terminal_and_records_only_a_yes() {
+    let host = Loopback::start();
+    let b = host.belay();
+    std::fs::write(&host.known_hosts, "").unwrap();
+    // (Through the daemon the question is still this terminal's.)
+    let mut t = OnTerminal::start(&b, &host, "BELAY host trust target");
+    assert!(
+        t.wait_for("[y/N]", Duration::from_secs(30)),
+        "no question: {}",
+        t.text()
+    );
+    assert!(t.text().contains("fingerprint SHA256:"), "{}", t.text());
+    t.send(b"n\n");
+    let (code, text) = t.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("nothing recorded"), "{text}");
+    assert_eq!(std::fs::read_to_string(&host.known_hosts).unwrap(), "");
+
+    let mut t = OnTerminal::start(&b, &host, "BELAY host trust target");
+    assert!(
+        t.wait_for("[y/N]", Duration::from_secs(30)),
+        "no question: {}",
+        t.text()
+    );
+    t.send(b"y\n");
+    let (code, text) = t.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("recorded in "), "{text}");
+    assert!(
+        std::fs::read_to_string(&host.known_hosts)
+            .unwrap()
+            .contains("ssh-"),
+        "nothing recorded"
+    );
+    assert_eq!(b.ok(&["run", "target", "--", "echo trusted"]), "trusted\n");
 }

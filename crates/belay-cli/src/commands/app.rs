@@ -34,6 +34,8 @@ pub fn app(ctx: &Ctx, cmd: AppCommand) -> Result<u8> {
             open,
             timeout,
             json,
+            scheduler,
+            slurm,
             args,
         } => run(
             ctx,
@@ -42,6 +44,8 @@ pub fn app(ctx: &Ctx, cmd: AppCommand) -> Result<u8> {
                 app,
                 name,
                 args,
+                scheduler,
+                slurm: slurm.resources(),
             },
             Show { open, json },
             timeout,
@@ -63,6 +67,8 @@ struct RunRequest {
     app: String,
     name: Option<String>,
     args: Vec<String>,
+    scheduler: Option<String>,
+    slurm: belay_core::config::SlurmResources,
 }
 
 /// How the URL is given.
@@ -215,12 +221,14 @@ fn run(ctx: &Ctx, req: &RunRequest, show: Show, timeout: Duration) -> Result<u8>
     let template = AppTemplate::find(&ctx.home, &req.app)?;
     let hosts = belay_core::hosts::Hosts::new(&ctx.home, ctx.hosts.clone())?;
     hosts.validate(&req.host)?;
-    let spec = template.job_spec(
-        &req.host,
-        req.name.clone(),
-        &req.args,
-        &hosts.config().host(&req.host),
-    )?;
+    let spec = template
+        .job_spec(
+            &req.host,
+            req.name.clone(),
+            &req.args,
+            &hosts.config().host(&req.host),
+        )?
+        .with_scheduler(req.scheduler.clone(), req.slurm.clone())?;
     let name = spec.name.clone().unwrap_or_default();
     let mut via = Via::new(ctx)?;
     // One app of a name per host.

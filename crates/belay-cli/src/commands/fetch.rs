@@ -2,18 +2,20 @@
 //! machine, each at its path under DIR (an absolute output by its name) —
 //! resumable and verified like `pull`. The copying is the engine's
 //! (`Engine::fetch_outputs`); this renders it. An attached `belay run`
-//! calls the same code when its job ends.
+//! calls the same code when its job ends. With a daemon, the daemon copies
+//! (its pooled connection; progress and prompts come back as JSON lines)
+//! and the same lines, `--json` and exit status come out here.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use belay_core::engine::Engine;
-use belay_core::engine::fetch::{FetchReport, OutputOutcome};
+use belay_core::engine::fetch::FetchReport;
 use belay_core::job::Job;
-use serde::Serialize;
 
 use super::Ctx;
 use crate::cli::FetchArgs;
+use crate::daemon;
 use crate::progress::TransferBar;
 
 /// Where outputs go unless `--to` says otherwise.
@@ -21,11 +23,9 @@ pub fn default_dir(ctx: &Ctx, job_id: &str) -> PathBuf {
     ctx.home.results_dir(job_id)
 }
 
-#[derive(Serialize)]
-struct OutputView {
-    path: String,
-    local: Option<String>,
-    found: bool,
+/// The progress bar of one output being fetched.
+pub fn bar(output: &str) -> Box<dyn belay_core::transfer::Progress> {
+    Box::new(TransferBar::new(&format!("fetch {output}")))
 }
 
 /// Fetches `job`'s outputs with a progress bar per output, into `to`, or
@@ -40,9 +40,7 @@ pub fn fetch_outputs(
     to: Option<&Path>,
     again: bool,
 ) -> Result<(PathBuf, Option<FetchReport>)> {
-    let mut bar = |output: &str| -> Box<dyn belay_core::transfer::Progress> {
-        Box::new(TransferBar::new(&format!("fetch {output}")))
-    };
+    let mut bar = bar;
     Ok(match to {
         Some(to) => (
             to.to_path_buf(),
@@ -55,7 +53,56 @@ pub fn fetch_outputs(
     })
 }
 
+/// What a `belay fetch` came to, whoever copied.
+struct Done {
+    job: String,
+    to: PathBuf,
+    problems: Vec<String>,
+    /// `--json`'s document ([`FetchReport::json`]).
+    report: serde_json::Value,
+}
+
 pub fn fetch(ctx: &Ctx, a: FetchArgs) -> Result<u8> {
+    let done = match ctx.daemon(ctx.home.store_exists()) {
+        Some(client) => through_daemon(client, &a)?,
+        None => direct(ctx, &a)?,
+    };
+    for m in &done.problems {
+        eprintln!("belay: {}", belay_ssh::terminal_safe(m));
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&done.report)?);
+    } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("belay: outputs of {} in {}", done.job, done.to.display());
+    }
+    Ok(if done.problems.is_empty() { 0 } else { 1 })
+}
+
+/// The daemon copies (as this user: the socket checks the peer's uid), so
+/// `--to` goes to it as an absolute path.
+fn through_daemon(client: &belay_server::Client, a: &FetchArgs) -> Result<Done> {
+    let to = match &a.to {
+        Some(to) => Some(
+            std::path::absolute(to)
+                .map_err(|e| super::UsageError(format!("bad --to '{}': {e}", to.display())))?,
+        ),
+        None => None,
+    };
+    let mut fetched = daemon::fetch_outputs(client, &a.job, true, to.as_deref(), &mut bar)?;
+    super::warn_problems(&fetched.warnings());
+    let report = fetched.report.ok_or_else(|| {
+        anyhow::anyhow!("the belay daemon did not copy the outputs it was asked to")
+    })?;
+    let job = report["job"].as_str().unwrap_or(&a.job).to_string();
+    Ok(Done {
+        job,
+        to: fetched.dir,
+        problems: fetched.problems,
+        report,
+    })
+}
+
+fn direct(ctx: &Ctx, a: &FetchArgs) -> Result<Done> {
     let mut engine = ctx.existing_engine(&a.job)?;
     let (job, problems) = engine.job(&a.job)?;
     super::warn_problems(&problems);
@@ -70,57 +117,11 @@ pub fn fetch(ctx: &Ctx, a: FetchArgs) -> Result<u8> {
         anyhow::bail!("job {} has not been staged on {} yet", job.id, job.host);
     }
     let (to, report) = fetch_outputs(ctx, &mut engine, &job, a.to.as_deref(), true)?;
-    let report = report.expect("fetched again when asked");
-    let missing = report.problems(&job.host);
-    for m in &missing {
-        eprintln!("belay: {m}");
-    }
-    if a.json {
-        #[derive(Serialize)]
-        struct View<'a> {
-            job: &'a str,
-            to: String,
-            outputs: &'a [OutputView],
-            files: u64,
-            files_transferred: u64,
-            files_skipped: u64,
-            bytes: u64,
-            bytes_sent: u64,
-            bytes_resumed: u64,
-        }
-        let t = &report.total();
-        let outputs: Vec<OutputView> = report
-            .outputs
-            .iter()
-            .map(|o| match &o.outcome {
-                OutputOutcome::Copied(s) => OutputView {
-                    path: o.output.clone(),
-                    local: Some(s.destination.clone()),
-                    found: true,
-                },
-                OutputOutcome::NotFound(_) => OutputView {
-                    path: o.output.clone(),
-                    local: None,
-                    found: false,
-                },
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&View {
-                job: &job.id,
-                to: to.display().to_string(),
-                outputs: &outputs,
-                files: t.files,
-                files_transferred: t.files_transferred,
-                files_skipped: t.files_skipped,
-                bytes: t.bytes,
-                bytes_sent: t.bytes_sent,
-                bytes_resumed: t.bytes_resumed,
-            })?
-        );
-    } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!("belay: outputs of {} in {}", job.id, to.display());
-    }
-    Ok(if missing.is_empty() { 0 } else { 1 })
+    let report: FetchReport = report.expect("fetched again when asked");
+    Ok(Done {
+        problems: report.problems(&job.host),
+        report: report.json(&job.id, &to),
+        job: job.id,
+        to,
+    })
 }

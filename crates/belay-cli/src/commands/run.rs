@@ -138,7 +138,7 @@ fn through_daemon(client: &belay_server::Client, a: &RunArgs, spec: &JobSpec) ->
         && !job.outputs.is_empty()
     {
         // The daemon copies them (once: its own pass may have already).
-        match daemon::fetch_outputs(client, &job.id) {
+        match daemon::fetch_outputs(client, &job.id, false, None, &mut super::fetch::bar) {
             Ok(f) => {
                 for problem in &f.problems {
                     eprintln!("belay: warning: {}", belay_ssh::terminal_safe(problem));

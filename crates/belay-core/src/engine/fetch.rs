@@ -55,6 +55,35 @@ impl FetchReport {
         lines
     }
 
+    /// `belay fetch --json`: where each output landed and the totals
+    /// (one shape whether the CLI fetched or the daemon did).
+    pub fn json(&self, job_id: &str, to: &Path) -> serde_json::Value {
+        let t = self.total();
+        let outputs: Vec<serde_json::Value> = self
+            .outputs
+            .iter()
+            .map(|o| match &o.outcome {
+                OutputOutcome::Copied(s) => serde_json::json!({
+                    "path": o.output, "local": s.destination, "found": true,
+                }),
+                OutputOutcome::NotFound(_) => serde_json::json!({
+                    "path": o.output, "local": null, "found": false,
+                }),
+            })
+            .collect();
+        serde_json::json!({
+            "job": job_id,
+            "to": to.display().to_string(),
+            "outputs": outputs,
+            "files": t.files,
+            "files_transferred": t.files_transferred,
+            "files_skipped": t.files_skipped,
+            "bytes": t.bytes,
+            "bytes_sent": t.bytes_sent,
+            "bytes_resumed": t.bytes_resumed,
+        })
+    }
+
     /// The copied outputs' summaries added up (files, bytes, resumed…).
     pub fn total(&self) -> Summary {
         let mut total = Summary::default();

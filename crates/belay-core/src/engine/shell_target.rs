@@ -94,6 +94,39 @@ impl Engine {
 }
 
 impl ShellTarget {
+    /// The Slurm job id of a live (running or held) Slurm job: a shell for
+    /// it enters its allocation.
+    fn slurm_job_id(&self) -> Option<&str> {
+        let job = self.job.as_ref()?;
+        let live = matches!(
+            job.state,
+            crate::job::JobState::Running | crate::job::JobState::Held
+        );
+        let id = job.scheduler_id.as_deref()?;
+        (job.scheduler == "slurm" && live && id.bytes().all(|b| b.is_ascii_digit() || b == b'_'))
+            .then_some(id)
+    }
+
+    /// sh that sets `belay_step` to the words that run a command inside
+    /// the job's Slurm allocation (`srun --overlap --jobid=ID`, with
+    /// `--pty` on a terminal), or to nothing: not a live Slurm job, or no
+    /// srun on the host (the shell then stays on the login node, and says
+    /// so).
+    fn slurm_step(&self) -> String {
+        match self.slurm_job_id() {
+            Some(id) => format!(
+                "belay_step=\n\
+                 if command -v srun >/dev/null 2>&1; then\n\
+                 \x20 belay_step=\"srun --overlap --jobid={id} --quiet\"\n\
+                 \x20 [ -t 0 ] && belay_step=\"$belay_step --pty\"\n\
+                 else\n\
+                 \x20 echo 'belay: no srun on this host: this shell is on the login node, outside the job'\\''s allocation' >&2\n\
+                 fi\n"
+            ),
+            _ => "belay_step=\n".to_string(),
+        }
+    }
+
     /// The tmux session name: `belay-<job id>`, or `belay-<host>` with
     /// anything tmux would rewrite (`.`, `:`) or a shell would expand made
     /// `_`.
@@ -185,8 +218,10 @@ impl ShellTarget {
             setup.push_str(&format!(
                 "cd {workdir} 2>/dev/null || echo \"belay: cannot enter \"{shown}\" on this host; staying in $HOME\" >&2\n"
             ));
-            // The node the job ran on, from its `started` record.
-            setup.push_str(&format!(
+            // The node the job ran on, from its `started` record (a live
+            // Slurm job is entered through srun, wherever it runs).
+            if self.slurm_job_id().is_none() {
+                setup.push_str(&format!(
                 "belay_jn=; belay_n=\n\
                  if [ -r {dir}/started ]; then\n\
                  \x20 while IFS='=' read -r k v; do [ \"$k\" = node ] && belay_jn=$v; done < {dir}/started\n\
@@ -197,6 +232,7 @@ impl ShellTarget {
                  fi\n",
                 id = job.id
             ));
+            }
             for (k, v) in &job.env {
                 env.push_str(&format!("{k}={}; export {k}\n", quote(v)));
             }
@@ -207,8 +243,16 @@ impl ShellTarget {
         }
         setup.push_str(&env);
         setup.push_str("belay_sh=${SHELL:-/bin/sh}\n");
+        // Into a live Slurm job's allocation (its node, its GPUs, its
+        // cgroup): the shell runs as a step beside the job (`srun
+        // --overlap`), wherever Slurm placed it.
+        let step = self.slurm_step();
+        setup.push_str(&step);
         if let Some(command) = command {
-            setup.push_str(&format!("exec \"$belay_sh\" -lc {}\n", quote(command)));
+            setup.push_str(&format!(
+                "exec $belay_step \"$belay_sh\" -lc {}\n",
+                quote(command)
+            ));
             return setup;
         }
         // Inside tmux: a new session's panes get the tmux server's
@@ -216,7 +260,7 @@ impl ShellTarget {
         // job's variables and directory itself, then writes the shell's
         // exit status where the waiting client finds it ($1).
         let inner = format!(
-            "cd \"$2\" 2>/dev/null\n{env}\"${{SHELL:-/bin/sh}}\" -l\nbelay_c=$?\nprintf '%s\\n' \"$belay_c\" > \"$1\"\n"
+            "cd \"$2\" 2>/dev/null\n{env}{step}$belay_step \"${{SHELL:-/bin/sh}}\" -l\nbelay_c=$?\nprintf '%s\\n' \"$belay_c\" > \"$1\"\n"
         );
         let pick = match mode {
             ShellMode::New => format!(
@@ -237,7 +281,7 @@ impl ShellTarget {
              \x20 exit \"${{belay_c:-0}}\"\n\
              fi\n\
              echo 'belay: no tmux on this host: this shell will not survive a dropped connection' >&2\n\
-             exec \"$belay_sh\" -l\n",
+             exec $belay_step \"$belay_sh\" -l\n",
             inner = quote(&inner)
         ));
         setup

@@ -445,8 +445,15 @@ impl Engine {
                 let current = self.store.get(&job.id)?;
                 self.apply_report(&current, jr)?;
             }
+            // Slurm does not always repeat the value it refused
+            // ("Invalid --time specification"): the options are named.
+            let options = if job.sbatch.is_empty() {
+                String::new()
+            } else {
+                format!(" [its options: {}]", job.sbatch.join(" "))
+            };
             return Err(CoreError::BadInput(format!(
-                "Slurm refused job {} (it failed; nothing was submitted): {}",
+                "Slurm refused job {} (it failed; nothing was submitted): {}{options}",
                 job.id,
                 why.trim()
             )));

@@ -38,8 +38,11 @@ pub struct HostCheck {
 }
 
 impl Hosts {
-    /// Connects to `host` (reusing this process's connection) and runs two
-    /// round trips. `local` is always fine and costs nothing.
+    /// Connects to `host` afresh and runs two round trips. `local` is
+    /// always fine and costs nothing. Never this process's pooled
+    /// connection: a check says whether the host takes a new connection now
+    /// (a daemon's warm one says nothing of a hung listener) and what that
+    /// connection costs.
     pub fn check(&self, host: &str) -> Result<HostCheck, TransportError> {
         let started = Instant::now();
         if Self::is_local(host) {
@@ -51,17 +54,24 @@ impl Hosts {
                 hops: Vec::new(),
             });
         }
-        let transport = self.ssh(host);
+        let transport = self.fresh_ssh(host);
         let client = transport.client().clone();
         let (info, first_command, round_trip) = runtime()
             .block_on(async {
-                let info = client.connect_info().await?;
-                let first = Instant::now();
-                client.run_script("true").await?;
-                let first = first.elapsed();
-                let rt = Instant::now();
-                client.run_script("true").await?;
-                Ok::<_, belay_ssh::SshError>((info, first, rt.elapsed()))
+                let measured = async {
+                    let info = client.connect_info().await?;
+                    let first = Instant::now();
+                    client.run_script("true").await?;
+                    let first = first.elapsed();
+                    let rt = Instant::now();
+                    client.run_script("true").await?;
+                    Ok::<_, belay_ssh::SshError>((info, first, rt.elapsed()))
+                }
+                .await;
+                // The check's own connection ends with it (a daemon keeps
+                // running).
+                client.disconnect().await;
+                measured
             })
             .map_err(|e| map_error(host, e))?;
         let hops = info

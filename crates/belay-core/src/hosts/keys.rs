@@ -76,19 +76,31 @@ impl ScannedKey {
     /// Whether this key may be recorded: refused when it is revoked, or
     /// when a different key is on file and `replace` was not given.
     pub fn may_record(&self, replace: bool) -> std::result::Result<(), TrustError> {
-        match &self.recorded {
-            RecordedHostKey::Revoked(file, line) => Err(TrustError::Revoked {
-                host: self.host.clone(),
-                file: file.clone(),
-                line: *line,
-            }),
-            RecordedHostKey::Different(file, line) if !replace => Err(TrustError::KeyDiffers {
-                host: self.host.clone(),
-                file: file.clone(),
-                line: *line,
-            }),
-            _ => Ok(()),
-        }
+        may_record(&self.host, &self.recorded, replace)
+    }
+}
+
+/// Whether a key may be recorded for `host` over what known_hosts holds
+/// for it (`recorded`, compared with the key): refused when it is
+/// revoked, or when a different key is on file and `replace` was not
+/// given. (A client of the daemon decides on the daemon's scan.)
+pub fn may_record(
+    host: &str,
+    recorded: &RecordedHostKey,
+    replace: bool,
+) -> std::result::Result<(), TrustError> {
+    match recorded {
+        RecordedHostKey::Revoked(file, line) => Err(TrustError::Revoked {
+            host: host.to_string(),
+            file: file.clone(),
+            line: *line,
+        }),
+        RecordedHostKey::Different(file, line) if !replace => Err(TrustError::KeyDiffers {
+            host: host.to_string(),
+            file: file.clone(),
+            line: *line,
+        }),
+        _ => Ok(()),
     }
 }
 

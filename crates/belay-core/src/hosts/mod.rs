@@ -144,6 +144,17 @@ impl Hosts {
         })
     }
 
+    /// An SSH transport for `host` with a connection of its own (not
+    /// pooled: closed when dropped).
+    pub fn fresh_ssh(&self, host: &str) -> Arc<SshTransport> {
+        let client = Arc::new(belay_ssh::Client::new(host, self.client_options(host)));
+        Arc::new(SshTransport::new(
+            host,
+            client,
+            self.config.host(host).workroot(),
+        ))
+    }
+
     /// The SSH transport for a non-local `host`.
     pub fn ssh(&self, host: &str) -> Arc<SshTransport> {
         let mut map = self.ssh.lock().unwrap_or_else(|p| p.into_inner());

@@ -121,5 +121,6 @@ pub fn chain_json(
         "last_ok": health.last_ok_at.map(rfc3339),
         "last_route": health.last_route,
         "last_error": health.last_error,
+        "last_error_at": health.last_error_at.map(rfc3339),
     })
 }

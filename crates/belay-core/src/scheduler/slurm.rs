@@ -400,12 +400,18 @@ mod tests {
         };
         let pending = job(
             "aa11bb22-cc33dd44",
-            Some(format!("scheduler=slurm\nlaunched_at={}\nscheduler_id=41\n", now - 5)),
+            Some(format!(
+                "scheduler=slurm\nlaunched_at={}\nscheduler_id=41\n",
+                now - 5
+            )),
         );
         let lost_reply = job("ee55ff66-cc33dd44", None);
         let newer = job(
             "99999999-cc33dd44",
-            Some(format!("scheduler=slurm\nlaunched_at={}\nscheduler_id=77\n", now + 5)),
+            Some(format!(
+                "scheduler=slurm\nlaunched_at={}\nscheduler_id=77\n",
+                now + 5
+            )),
         );
         let slurm = Slurm { poll_secs: 600 };
         let script = format!(

@@ -5,13 +5,19 @@
 //!   health and job counts;
 //! - `GET /v1/hosts/{host}`: how it is reached (every hop as `ssh -G`
 //!   resolves it), belay's extras and health;
-//! - `POST /v1/hosts/{host}/checks`: connect (through the daemon's pooled
-//!   connection) and time round trips; `ok: false` with the real error;
+//! - `POST /v1/hosts/{host}/checks`: connect afresh and time round trips;
+//!   `ok: false` with the real error;
+//! - `GET /v1/hosts/{host}/key`: the key the host offers now and what
+//!   known_hosts holds for it (nothing recorded);
 //! - `PUT /v1/hosts/{host}/key` (`{"fingerprint": "SHA256:…", "replace":
 //!   false}`): record the key the host offers, only if it has exactly that
-//!   fingerprint (an API has no terminal to confirm on), never over a
-//!   different recorded key without `replace`;
+//!   fingerprint (the client confirmed it with its user, on its own
+//!   terminal), never over a different recorded key without `replace`;
 //! - `DELETE /v1/hosts/{host}/key`: forget the host's known_hosts entries.
+//!
+//! The checks and both key requests connect for the client: they answer
+//! as JSON lines ([`super::relayed`]), so a jump host's passphrase or
+//! second factor is asked on the client's terminal.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -20,9 +26,11 @@ use belay_core::hosts::Hosts;
 use belay_core::hosts::view::{chain_json, check_json, health_json};
 use belay_core::store::HostHealth;
 use belay_core::time::now_ms;
+use belay_ssh::RecordedHostKey;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::relayed::relayed;
 use super::{ApiError, blocking};
 use crate::state::Shared;
 
@@ -73,14 +81,55 @@ pub async fn show(
 
 pub async fn check(
     State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
     Path(host): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> axum::response::Response {
     let hosts = state.hosts.clone();
-    blocking(&state, move |engine| {
+    relayed(&state, &headers, move |engine, relay| {
         hosts.validate(&host)?;
-        Ok(Json(check_json(&host, &engine.check_host(&host))))
+        let _route = relay.route(&host);
+        Ok(check_json(&host, &engine.check_host(&host)))
     })
-    .await
+}
+
+/// What known_hosts holds for the host, next to the key it offers.
+fn recorded_json(recorded: &RecordedHostKey) -> Value {
+    let (state, at) = match recorded {
+        RecordedHostKey::Nothing => ("nothing", None),
+        RecordedHostKey::Same(f, l) => ("same", Some((f, l))),
+        RecordedHostKey::Different(f, l) => ("different", Some((f, l))),
+        RecordedHostKey::Revoked(f, l) => ("revoked", Some((f, l))),
+    };
+    json!({
+        "state": state,
+        "file": at.map(|(f, _)| f),
+        "line": at.map(|(_, l)| l),
+    })
+}
+
+/// `GET /v1/hosts/{host}/key`: the key the host offers now (nothing is
+/// recorded), and what known_hosts holds for it. A client shows the
+/// fingerprint, asks its user, then `PUT`s it.
+pub async fn offered(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    Path(host): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    no_key_for_local(&host)?;
+    let hosts = state.hosts.clone();
+    Ok(relayed(&state, &headers, move |_, relay| {
+        // Jump hosts on the way log in: their questions go to the client.
+        let _route = relay.route(&host);
+        let scanned = hosts.scan_key(&host)?;
+        Ok(json!({
+            "host": host,
+            "hostname": scanned.hostname,
+            "port": scanned.port,
+            "algorithm": scanned.algorithm,
+            "fingerprint": scanned.fingerprint,
+            "recorded": recorded_json(&scanned.recorded),
+        }))
+    }))
 }
 
 #[derive(Deserialize)]
@@ -101,13 +150,15 @@ fn no_key_for_local(host: &str) -> Result<(), ApiError> {
 
 pub async fn trust(
     State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
     Path(host): Path<String>,
     body: Result<Json<TrustBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let Json(body) = body?;
     no_key_for_local(&host)?;
     let hosts = state.hosts.clone();
-    blocking(&state, move |_| {
+    Ok(relayed(&state, &headers, move |_, relay| {
+        let _route = relay.route(&host);
         let scanned = hosts.scan_key(&host)?;
         scanned
             .may_record(body.replace)
@@ -115,18 +166,19 @@ pub async fn trust(
         scanned
             .matches(&body.fingerprint)
             .map_err(belay_core::CoreError::from)?;
-        let already = matches!(scanned.recorded, belay_ssh::RecordedHostKey::Same(..));
+        let already = matches!(scanned.recorded, RecordedHostKey::Same(..));
         let (file, line) = hosts.trust_key(&scanned, body.replace)?;
-        Ok(Json(json!({
+        // The pooled connection was verified against the old known_hosts:
+        // its trust stamp no longer matches, so the next use reconnects.
+        Ok(json!({
             "host": host,
             "fingerprint": scanned.fingerprint,
             "algorithm": scanned.algorithm,
             "file": file,
             "line": line,
             "already": already,
-        })))
-    })
-    .await
+        }))
+    }))
 }
 
 pub async fn forget(

@@ -317,47 +317,82 @@ pub async fn release(
 
 #[derive(Deserialize, Default)]
 pub struct FetchBody {
-    /// Copy again even if the outputs were fetched already.
+    /// Copy again even if the outputs were fetched already (`belay
+    /// fetch`); without it an ended job's outputs are copied once.
     #[serde(default)]
     again: bool,
+    /// An absolute directory to copy into instead of `results/<id>/`
+    /// (written as the daemon's user, who is the client's: the socket
+    /// checks the peer's uid).
+    to: Option<std::path::PathBuf>,
 }
 
-/// `POST /v1/jobs/{job}/fetches`: copy an ended job's declared outputs
-/// into `$BELAY_HOME/results/<id>/` (what the background loop does by
-/// itself; once, unless `again`). Answers where they are, whether this
-/// request copied them, and one line per output that did not come whole.
+/// `POST /v1/jobs/{job}/fetches`: copy a job's declared outputs into
+/// `$BELAY_HOME/results/<id>/` (what the background loop does by itself
+/// once the job ends; once, unless `again`) or into `to`. Answers as
+/// JSON lines ([`super::relayed`]): copy progress per output, then where
+/// they are, whether this request copied them, one line per output that
+/// did not come whole, and the `report` `belay fetch --json` prints.
 pub async fn fetch(
     State(state): State<Shared>,
     headers: axum::http::HeaderMap,
     Path(reference): Path<String>,
     body: Result<Json<FetchBody>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let Json(body) = body?;
+    if let Some(to) = &body.to
+        && !to.is_absolute()
+    {
+        return Err(ApiError::bad_input(format!(
+            "'to' must be an absolute path, not '{}'",
+            to.display()
+        )));
+    }
     let home = state.home.clone();
-    blocking_armed(&state, failpoint_of(&headers), move |engine| {
-        let (job, _) = engine.job(&reference)?;
-        if job.outputs.is_empty() {
-            return Err(ApiError::bad_input(format!(
-                "job {} declared no outputs (use `belay run --output PATH`; `belay pull` copies any path)",
-                job.id
-            )));
-        }
-        if job.state.is_live() {
-            return Err(ApiError::bad_input(format!(
-                "job {} is {}: its outputs are fetched once it ends",
-                job.id, job.state
-            )));
-        }
-        let mut quiet = |_: &str| -> Box<dyn belay_core::transfer::Progress> {
-            Box::new(belay_core::transfer::progress::Quiet)
-        };
-        let report = engine.fetch_outputs_home(&home, &job, body.again, &mut quiet)?;
-        Ok(Json(json!({
-            "job": job.id,
-            "dir": home.results_dir(&job.id),
-            "copied": report.is_some(),
-            "problems": report.map(|r| r.problems(&job.host)).unwrap_or_default(),
-        })))
-    })
-    .await
+    Ok(super::relayed::relayed(
+        &state,
+        &headers,
+        move |engine, relay| {
+            let (job, problems) = engine.job(&reference)?;
+            let warnings = serde_json::to_value(warnings(&problems)).unwrap_or_default();
+            if job.outputs.is_empty() {
+                return Err(ApiError::bad_input(format!(
+                    "job {} declared no outputs (use `belay run --output PATH`; `belay pull` copies any path)",
+                    job.id
+                )));
+            }
+            if !body.again && body.to.is_none() && job.state.is_live() {
+                return Err(ApiError::bad_input(format!(
+                    "job {} is {}: its outputs are fetched once it ends",
+                    job.id, job.state
+                )));
+            }
+            if job.remote_dir.is_none() {
+                return Err(ApiError::refused(format!(
+                    "job {} has not been staged on {} yet",
+                    job.id, job.host
+                )));
+            }
+            let _route = relay.route(&job.host);
+            let mut progress = |output: &str| relay.progress(output);
+            let (dir, report) = match &body.to {
+                Some(to) => (
+                    to.clone(),
+                    Some(engine.fetch_outputs(&job, to, &mut progress)?),
+                ),
+                None => (
+                    home.results_dir(&job.id),
+                    engine.fetch_outputs_home(&home, &job, body.again, &mut progress)?,
+                ),
+            };
+            Ok(json!({
+                "job": job.id,
+                "dir": dir,
+                "copied": report.is_some(),
+                "problems": report.as_ref().map(|r| r.problems(&job.host)).unwrap_or_default(),
+                "report": report.as_ref().map(|r| r.json(&job.id, &dir)),
+                "warnings": warnings,
+            }))
+        },
+    ))
 }

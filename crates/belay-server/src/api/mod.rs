@@ -19,6 +19,9 @@
 //! - [`apps`]: where an app job listens, once it does (`belay app`);
 //! - [`forwards`]: the daemon's forwards (`belay forward`): open, list,
 //!   stop;
+//! - [`relayed`]: answers of requests that connect for the client
+//!   (fetch, check, host keys) as JSON lines that carry the connection's
+//!   questions and copy progress to it;
 //! - [`prompts`]: answers to a connection's questions (passphrase, second
 //!   factor) that a submit relayed to its client;
 //! - [`shells`]: `belay shell` on the daemon's warm connection (an HTTP
@@ -33,13 +36,14 @@ pub mod hosts;
 pub mod jobs;
 pub mod logs;
 pub mod prompts;
+pub mod relayed;
 pub mod shells;
 
 use std::convert::Infallible;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, post};
 use belay_core::engine::Engine;
 use belay_core::engine::HostProblem;
 use serde::Serialize;
@@ -66,7 +70,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/hosts/{host}/checks", post(hosts::check))
         .route(
             "/v1/hosts/{host}/key",
-            put(hosts::trust).delete(hosts::forget),
+            get(hosts::offered).put(hosts::trust).delete(hosts::forget),
         )
         .route("/v1/prompts/{id}", post(prompts::answer))
         .route(

@@ -4,6 +4,9 @@
 //! belay-core's (`Hosts::check`, `Hosts::scan_key`, `Engine::check_host`,
 //! the engine as the one writer of host health); these modules parse and
 //! render: `list` here, [`show`], [`check`], [`keys`] (trust, forget).
+//! With a daemon, it does the work (`/v1/hosts`): the text is rendered
+//! from the same JSON shapes either way, and `trust` still asks on this
+//! terminal before the daemon records anything.
 
 mod check;
 mod keys;
@@ -17,6 +20,7 @@ use serde_json::Value;
 
 use super::Ctx;
 use crate::cli::HostCommand;
+use crate::daemon;
 use crate::render::ago;
 
 pub fn host(ctx: &Ctx, cmd: HostCommand) -> Result<u8> {
@@ -62,7 +66,11 @@ fn health(ctx: &Ctx, host: &str) -> Result<HostHealth> {
     })
 }
 
-fn list(ctx: &Ctx, as_json: bool) -> Result<u8> {
+/// `host list --json`'s rows, from the daemon when one answers.
+fn rows(ctx: &Ctx) -> Result<Vec<Value>> {
+    if let Some(client) = ctx.daemon(ctx.home.store_exists()) {
+        return daemon::hosts(client);
+    }
     let hosts = Hosts::new(&ctx.home, ctx.hosts.clone())?;
     let names = known_hosts(ctx, &hosts)?;
     let engine = if ctx.home.store_exists() {
@@ -80,35 +88,55 @@ fn list(ctx: &Ctx, as_json: bool) -> Result<u8> {
             }
             None => (0, 0, HostHealth::default()),
         };
-        rows.push((name, live, total, health));
+        rows.push(belay_core::hosts::view::health_json(
+            name, live, total, &health, now,
+        ));
     }
-    let status = |name: &str, h: &HostHealth| belay_core::hosts::view::health_word(name, h, now);
+    Ok(rows)
+}
+
+/// A time of the JSON shapes (RFC 3339) as the store keeps it.
+fn time_of(v: &Value) -> Option<i64> {
+    v.as_str().and_then(belay_core::job::view::parse_rfc3339)
+}
+
+/// The health a row of `host list --json` (or `host show --json`) says.
+fn health_of(row: &Value) -> HostHealth {
+    let text = |key: &str| row[key].as_str().map(str::to_string);
+    HostHealth {
+        last_ok_at: time_of(&row["last_ok"]),
+        last_route: text("last_route"),
+        last_error: text("last_error"),
+        last_error_at: time_of(&row["last_error_at"]),
+        last_error_kind: text("last_error_kind"),
+    }
+}
+
+/// Rendered from the JSON rows either way, so both modes print the same.
+fn list(ctx: &Ctx, as_json: bool) -> Result<u8> {
+    let rows = rows(ctx)?;
     if as_json {
-        let v: Vec<Value> = rows
-            .iter()
-            .map(|(name, live, total, h)| {
-                belay_core::hosts::view::health_json(name, *live, *total, h, now)
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
+    let now = now_ms();
     println!(
         "{:<24} {:<12} {:>10}  {:<12} LAST ERROR",
         "HOST", "HEALTH", "LIVE/JOBS", "LAST OK"
     );
-    for (name, live, total, h) in &rows {
+    for row in &rows {
+        let name = row["host"].as_str().unwrap_or("?");
+        let h = health_of(row);
         let ok = h.last_ok_at.map_or("-".into(), |t| ago(t, now));
         println!(
             "{name:<24} {:<12} {:>10}  {ok:<12} {}",
-            status(name, h),
-            format!("{live}/{total}"),
-            last_error_cell(h, now)
+            row["health"].as_str().unwrap_or("unknown"),
+            format!("{}/{}", row["live_jobs"], row["jobs"]),
+            last_error_cell(&h, now)
         );
     }
     Ok(0)
 }
-
 /// The LAST ERROR column: the last error whenever there is one (the JSON
 /// has it too), marked `(answered since)` once the host answered after it.
 fn last_error_cell(h: &HostHealth, now: i64) -> String {

@@ -25,8 +25,9 @@
 //! and under a batch scheduler the allocation — until a `release` file
 //! appears (`belay release`), a cancel (TERM or `cancel-requested`), or
 //! `until` passes: the time limit is enforced here, on the host, with no
-//! belay process needed. Then it writes `exit` with the command's own code
-//! and `hold_end=released|cancelled|expired`.
+//! belay process needed. Under Slurm, `until` is never after the job's
+//! own time limit (its allocation ends there). Then it writes `exit` with
+//! the command's own code and `hold_end=released|cancelled|expired`.
 
 use crate::job::Command;
 use crate::shell::quote;
@@ -179,6 +180,12 @@ if [ -n "$belay_hold" ]; then
     [ "$belay_secs" -le {max_hold} ] || belay_secs={max_hold}
   fi
   belay_now=$(date +%s); belay_until=$((belay_now + belay_secs))
+  # Under Slurm the allocation ends at the job's time limit, hold or not:
+  # the hold says so by ending there.
+  if [ -n "$SLURM_JOB_ID" ] && belay_end=$(squeue -h -j "$SLURM_JOB_ID" -o %e 2>/dev/null) &&
+     belay_end=$(date -d "$belay_end" +%s 2>/dev/null) && [ "$belay_end" -lt "$belay_until" ]; then
+    belay_until=$belay_end
+  fi
   printf 'code=%s\nheld_at=%s\nuntil=%s\nhold=%s\n' "$belay_code" "$belay_now" "$belay_until" "$belay_hold" \
     > "$belay_d/held.tmp.$$" && mv -f "$belay_d/held.tmp.$$" "$belay_d/held"
   trap 'belay_sig=TERM' TERM

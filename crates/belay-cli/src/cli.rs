@@ -85,6 +85,12 @@ itself at its time limit, kept on the host even with no belay running.")]
         after_help = "Examples:\n  belay fetch train                  # into $BELAY_HOME/results/<id>/\n  belay fetch train --to ./results\n\nAn attached `belay run` fetches its outputs by itself when the job ends."
     )]
     Fetch(FetchArgs),
+    /// Diagnose how belay reaches HOST: each hop of the jump chain, then
+    /// the host itself; names the failing hop, what was seen and the fix.
+    #[command(
+        after_help = "Examples:\n  belay doctor gpu1\n  belay doctor cluster --json | jq '.checks[] | select(.verdict != \"ok\")'\n\nChecks, in order, hop by hop: resolution (ssh -G), reachability (DNS, TCP,\nSSH banner), host key, authentication; then on the host: server capabilities\n(SFTP, forwarding, MaxSessions), the login shell, and the host (workroot,\nspace, clock, tools, jobs recorded elsewhere). The doctor makes a fresh\nconnection of its own and changes nothing. Exit status: 0 when nothing\nfailed (warnings included), 1 when a check failed."
+    )]
+    Doctor(DoctorArgs),
     /// Hosts: how belay reaches them (from your OpenSSH config) and their health.
     #[command(subcommand)]
     Host(HostCommand),
@@ -409,6 +415,15 @@ pub struct PullArgs {
     /// refuses commands), `exec` (the shell only) or `sftp`.
     #[arg(long, value_name = "auto|exec|sftp", default_value = "auto")]
     pub via: belay_core::transfer::Via,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// Host: an ssh_config alias, [user@]host[:port], or `local`.
+    pub host: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

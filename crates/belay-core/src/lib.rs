@@ -20,6 +20,7 @@
 
 pub mod apps;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod failpoint;

@@ -4,6 +4,7 @@ mod advance;
 mod app;
 mod cancel;
 mod completions;
+mod doctor;
 mod fetch;
 mod forward;
 mod host;
@@ -108,6 +109,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Release(a) => release::release(&ctx, a),
         Command::Push(a) => transfer::push(&ctx, a),
         Command::Pull(a) => transfer::pull(&ctx, a),
+        Command::Doctor(a) => doctor::doctor(&ctx, a),
         Command::Fetch(a) => fetch::fetch(&ctx, a),
         Command::Forward(a) => forward::forward(&ctx, a),
         Command::Host(c) => host::host(&ctx, c),

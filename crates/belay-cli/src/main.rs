@@ -6,6 +6,7 @@
 //! cause; `run` and `wait` otherwise exit with the job's own code.
 
 mod cli;
+mod closed_output;
 mod commands;
 mod daemon;
 mod follow;
@@ -23,6 +24,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 fn main() -> ExitCode {
+    closed_output::install_panic_hook();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
     }
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
+        Err(err) if closed_output::is_closed_stdout(&err) => ExitCode::from(closed_output::STATUS),
         Err(err) => {
             // Core errors carry their cause in their message already. Parts
             // of it may come from the host (its stderr, its messages): no

@@ -1,6 +1,9 @@
 //! The store under concurrency, and bad input: exit status 2, one line
 //! naming the bad value, nothing written.
 
+use std::process::Command;
+use std::time::Duration;
+
 use crate::support::*;
 
 #[test]
@@ -139,4 +142,31 @@ fn host_check_refuses_bad_names_before_creating_anything() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("no-such-host.invalid"));
     assert!(!b.home.path().join("belay.db").exists());
+}
+
+#[test]
+fn a_reader_that_stops_reading_ends_belay_quietly() {
+    let b = Belay::new();
+    let id = b.submit(&["local", "--", "seq 1 300000"]);
+    b.wait_state(&id, "succeeded", Duration::from_secs(30));
+    // `belay logs JOB | head -c 1`: the reader quits after one byte of
+    // 2 MB, far more than a pipe holds, so belay's writes meet EPIPE.
+    let proto = b.command(&[]);
+    let line = format!(
+        "'{}' logs {id} 2>stderr | head -c 1 >/dev/null; echo \"${{PIPESTATUS[0]}}\"",
+        proto.get_program().to_string_lossy()
+    );
+    let mut sh = Command::new("bash");
+    sh.args(["-c", &line]).current_dir(b.scratch(""));
+    for (k, v) in proto.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let out = run_with_deadline(sh, Duration::from_secs(60));
+    let status = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let stderr = std::fs::read_to_string(b.scratch("stderr")).unwrap();
+    assert!(stderr.is_empty(), "belay wrote {stderr:?}");
+    assert_eq!(status, "141", "the status of a process SIGPIPE ended");
 }

@@ -786,6 +786,36 @@ impl Client {
         }
     }
 
+    /// Starts `command` on the host (through `/bin/sh -c` as sshd runs any
+    /// command) and returns its stdin and stdout as one byte stream
+    /// ([`crate::CommandStream`]): a relay to where no forwarded channel
+    /// reaches. Waits for a free channel like any operation.
+    pub async fn open_command_stream(
+        &self,
+        command: &str,
+    ) -> Result<crate::CommandStream, SshError> {
+        let deadline = self.opts.op_timeout;
+        let (live, permit) = self.take_channel(deadline).await?;
+        let opening = async {
+            let channel = live
+                .conn
+                .handle
+                .channel_open_session()
+                .await
+                .map_err(|e| format!("cannot open a session channel: {e}"))?;
+            channel
+                .exec(true, command.as_bytes())
+                .await
+                .map_err(|e| format!("cannot start the relay command: {e}"))?;
+            Ok::<_, String>(channel.into_stream())
+        };
+        match tokio::time::timeout(deadline, opening).await {
+            Ok(Ok(stream)) => Ok(crate::CommandStream::new(stream, permit)),
+            Ok(Err(detail)) => Err(self.channel_err(&live, detail).await),
+            Err(_) => Err(self.timeout("starting a relay command", deadline)),
+        }
+    }
+
     /// Opens a forwarded byte stream to `target` as seen from the host
     /// (`direct-tcpip` / `direct-streamlocal`); see [`crate::forward`].
     pub async fn open_forward(

@@ -12,7 +12,9 @@
 //!   [`Client::exec_stream`] (bulk data, [`ExecStream`]), and
 //!   [`Client::open_sftp`] ([`Sftp`]) for hosts that refuse commands, and
 //!   [`Client::open_forward`] ([`forward`]: `ssh -L` to a port or a Unix socket),
-//!   [`Client::open_interactive`] ([`Interactive`]: a terminal session). A
+//!   [`Client::open_interactive`] ([`Interactive`]: a terminal session),
+//!   [`Client::open_command_stream`] ([`CommandStream`]: a relay command's
+//!   stdio as a byte stream). A
 //!   live connection is reused only while the known_hosts/config files its
 //!   trust came from are unchanged (`trust_stamp`): a long-lived daemon
 //!   re-checks a host key the user has since changed, as a new `ssh` would.
@@ -22,6 +24,7 @@
 pub mod auth;
 mod backoff;
 mod client;
+mod command_stream;
 mod error;
 pub mod forward;
 mod key_file;
@@ -44,6 +47,7 @@ pub use backoff::Backoff;
 pub use client::{
     ChannelIo, Client, ClientOptions, EXTRA_IDLE, MAX_CONNECTIONS, Pool, scan_host_key,
 };
+pub use command_stream::CommandStream;
 pub use error::SshError;
 pub use forward::{ForwardError, ForwardStream, ForwardTarget};
 pub use known_hosts::{HostKeyAccepted, HostKeyError, fingerprint};

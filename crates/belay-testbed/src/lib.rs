@@ -16,7 +16,9 @@
 //! * [`HostBlock`] — ssh_config `Host` stanzas built, not pasted.
 //! * [`Slurm`] — a real single-node Slurm whose login node is an [`Sshd`]
 //!   (daemons in the sshd's mount namespace, so jobs see its files), with
-//!   counting and lying command wrappers; [`NoSlurmPath`] for a host without.
+//!   counting and lying command wrappers, and optionally a second,
+//!   isolated compute node `node1` (its own network namespace, the login
+//!   node's files); [`NoSlurmPath`] for a host without.
 //!
 //! Rules every type follows: unique temporary directories and per-run names
 //! (tests run concurrently), processes are killed by their own pid only, and
@@ -26,6 +28,7 @@
 
 mod agent;
 mod client;
+mod compute_node;
 mod host_block;
 mod keys;
 mod lab_hosts;
@@ -37,6 +40,7 @@ mod user;
 
 pub use agent::SshAgent;
 pub use client::host_options;
+pub use compute_node::NODE_NAME;
 pub use host_block::HostBlock;
 pub use keys::{KeyKind, KeyPair, UserCa};
 pub use lab_hosts::LabHosts;

@@ -23,6 +23,12 @@
 //! ([`Slurm::scontrol_show_job`], [`Slurm::jobs_with_comment`]) call the
 //! real commands and are never counted.
 //!
+//! With [`SlurmOptions::compute_node`] the cluster's node is not the login
+//! node but `node1`, isolated as a real compute node is
+//! ([`crate::compute_node`]): its own network namespace and hostname, the
+//! login node's mount namespace (the shared home). Its slurmd runs there,
+//! and so do all jobs.
+//!
 //! [`NoSlurmPath`] is a `PATH` without any Slurm command, for a host that
 //! is configured as a cluster but has no `sbatch`.
 //!
@@ -36,10 +42,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::compute_node::{ComputeNet, NODE_NAME};
 use crate::process::{alive, descendants, run, signal, wait_until};
 
 /// The Slurm commands the wrappers count.
-const COUNTED: [&str; 5] = ["sbatch", "squeue", "sacct", "scontrol", "scancel"];
+const COUNTED: [&str; 6] = ["sbatch", "squeue", "sacct", "scontrol", "scancel", "srun"];
 
 /// Where the real commands are (slurm-wlm on Debian).
 const REAL_BIN: &str = "/usr/bin";
@@ -66,6 +73,9 @@ pub struct SlurmOptions {
     /// [`Slurm::jobcomp`]); false: none, so a job purged from slurmctld
     /// leaves no trace at all (no accounting either).
     pub jobcomp: bool,
+    /// The node is `node1`, in a network namespace of its own, instead of
+    /// the login node itself: see the module docs.
+    pub compute_node: bool,
 }
 
 impl Default for SlurmOptions {
@@ -75,12 +85,15 @@ impl Default for SlurmOptions {
             slurmd_timeout: 300,
             lying_sbatch: false,
             jobcomp: true,
+            compute_node: false,
         }
     }
 }
 
-/// A single-node Slurm cluster: node `localhost` with 2 CPUs, partitions
-/// `debug` (the default, no time limit) and `short` (`MaxTime=1`, minutes).
+/// A single-node Slurm cluster: node `localhost` (or, with
+/// [`SlurmOptions::compute_node`], an isolated `node1`) with 2 CPUs,
+/// partitions `debug` (the default, no time limit) and `short`
+/// (`MaxTime=1`, minutes).
 #[derive(Debug)]
 pub struct Slurm {
     dir: tempfile::TempDir,
@@ -92,6 +105,10 @@ pub struct Slurm {
     munged: Option<Child>,
     slurmctld: Option<Child>,
     slurmd: Option<Child>,
+    /// The compute node's network (with `compute_node`).
+    compute: Option<ComputeNet>,
+    /// The compute node's sshd ([`Slurm::start_node_sshd`]).
+    node_sshd: Option<Child>,
 }
 
 impl Slurm {
@@ -120,6 +137,8 @@ impl Slurm {
             munged: None,
             slurmctld: None,
             slurmd: None,
+            compute: None,
+            node_sshd: None,
         };
         slurm.write_wrappers()?;
         slurm.set_sbatch_lies(slurm.opts.lying_sbatch)?;
@@ -171,9 +190,23 @@ impl Slurm {
                 .unwrap_or("x")
                 .to_lowercase()
         );
+        // With a compute node, the controller is named by this machine's
+        // hostname (slurmctld insists) at the address the node reaches.
+        let controller = match &self.compute {
+            Some(net) => format!("{}({})", hostname(), net.controller_addr()),
+            None => "localhost".to_string(),
+        };
+        // With a compute node, it is the only node (slurmctld refuses a
+        // node named `localhost` beside another), as on a cluster whose
+        // login node runs no jobs.
+        let node = match &self.compute {
+            Some(net) => format!("NodeName={NODE_NAME} NodeAddr={}", net.node_addr()),
+            None => "NodeName=localhost NodeAddr=127.0.0.1".to_string(),
+        };
+        let nodes = self.node_name();
         let conf = format!(
             "ClusterName={name}\n\
-             SlurmctldHost=localhost\n\
+             SlurmctldHost={controller}\n\
              SlurmctldPort={ctld_port}\n\
              SlurmdPort={slurmd_port}\n\
              SlurmUser=root\n\
@@ -201,9 +234,9 @@ impl Slurm {
              KillWait=2\n\
              MinJobAge={age}\n\
              SlurmdTimeout={sdt}\n\
-             NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 RealMemory=1024 State=UNKNOWN\n\
-             PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP\n\
-             PartitionName=short Nodes=localhost MaxTime=1 State=UP\n",
+             {node} CPUs=2 RealMemory=1024 State=UNKNOWN\n\
+             PartitionName=debug Nodes={nodes} Default=YES MaxTime=INFINITE State=UP\n\
+             PartitionName=short Nodes={nodes} MaxTime=1 State=UP\n",
             age = self.opts.min_job_age,
             jobcomp = if self.opts.jobcomp {
                 format!("JobCompType=jobcomp/filetxt\nJobCompLoc={d}/log/jobcomp.txt\n")
@@ -293,6 +326,9 @@ impl Slurm {
     /// `idle`. Retries with other ports if one was taken meanwhile.
     pub fn start(&mut self, ns_pid: u32) -> io::Result<()> {
         self.ns_pid = ns_pid;
+        if self.opts.compute_node && self.compute.is_none() {
+            self.compute = Some(ComputeNet::create()?);
+        }
         let ns = std::fs::read_link(format!("/proc/{ns_pid}/ns/mnt"))
             .map_err(|e| io::Error::other(format!("mount namespace of pid {ns_pid}: {e}")))?;
         self.mnt_ns = Some(ns);
@@ -348,6 +384,9 @@ impl Slurm {
         if !up || !answered {
             return Err(self.failure("slurmctld did not come up", "log/slurmctld.log"));
         }
+        if self.compute.is_some() {
+            return self.start_compute_slurmd();
+        }
         self.slurmd = Some(self.spawn_in_ns(
             "slurmd",
             &[
@@ -369,6 +408,130 @@ impl Slurm {
             let state = self.node_state();
             return Err(self.failure(
                 &format!("the node never became idle (state '{state}')"),
+                "log/slurmd.log",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Starts an sshd on the compute node (port 22 at [`Slurm::node_addr`]),
+    /// run with the login node's `sshd_config` (its host key, its
+    /// authorized keys; the home is shared anyway): the cluster then lets
+    /// users SSH to compute nodes through the login node, as many do.
+    /// Needs [`SlurmOptions::compute_node`]; stopped with the cluster.
+    pub fn start_node_sshd(&mut self, login_sshd_config: &Path) -> io::Result<()> {
+        let net = self
+            .compute
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no compute node (SlurmOptions::compute_node)"))?;
+        let log = self.dir.path().join("log/node-sshd.log");
+        // The login node's configuration, listening on the node's port 22.
+        let login = std::fs::read_to_string(login_sshd_config)?;
+        let mut conf = String::from("Port 22\nListenAddress 0.0.0.0\nPidFile none\n");
+        for line in login.lines() {
+            let key = line.split_whitespace().next().unwrap_or("");
+            if !["Port", "ListenAddress", "PidFile"].contains(&key) {
+                conf.push_str(line);
+                conf.push('\n');
+            }
+        }
+        let node_config = self.dir.path().join("node_sshd_config");
+        std::fs::write(&node_config, conf)?;
+        let child = Command::new("nsenter")
+            .arg("-t")
+            .arg(self.ns_pid.to_string())
+            .arg("-m")
+            .arg(format!("--net=/run/netns/{}", net.netns))
+            .args(["--", "unshare", "-u", "sh", "-c"])
+            .arg(format!(
+                "hostname {NODE_NAME} && exec /usr/sbin/sshd -D -f {} -E {}",
+                node_config.display(),
+                log.display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let addr = net.node_addr();
+        self.node_sshd = Some(child);
+        // Listening once a connect from the root namespace succeeds.
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect_timeout(
+                &format!("{addr}:22").parse().expect("an address"),
+                Duration::from_millis(200),
+            )
+            .is_ok()
+        });
+        if !up {
+            return Err(self.failure(
+                "the compute node's sshd did not listen",
+                "log/node-sshd.log",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The compute node's address (with [`SlurmOptions::compute_node`]).
+    pub fn node_addr(&self) -> Option<String> {
+        self.compute.as_ref().map(ComputeNet::node_addr)
+    }
+
+    /// The compute node's sshd log (after [`Slurm::start_node_sshd`]).
+    pub fn node_sshd_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log/node-sshd.log")).unwrap_or_default()
+    }
+
+    /// The cluster's one node: `localhost` (the login node itself), or
+    /// [`NODE_NAME`] with a compute node.
+    pub fn node_name(&self) -> &'static str {
+        if self.compute.is_some() || self.opts.compute_node {
+            NODE_NAME
+        } else {
+            "localhost"
+        }
+    }
+
+    /// slurmd of `node1`: in the login node's mount namespace, the compute
+    /// network namespace, and a UTS namespace whose hostname is `node1`
+    /// (nsenter and unshare exec without forking, and sh execs slurmd: the
+    /// child's pid is slurmd's).
+    fn start_compute_slurmd(&mut self) -> io::Result<()> {
+        let netns = self
+            .compute
+            .as_ref()
+            .map(|n| n.netns.clone())
+            .unwrap_or_default();
+        let out = std::fs::File::create(self.dir.path().join("log/slurmd.out"))?;
+        let err = out.try_clone()?;
+        self.slurmd = Some(
+            Command::new("nsenter")
+                .arg("-t")
+                .arg(self.ns_pid.to_string())
+                .arg("-m")
+                .arg(format!("--net=/run/netns/{netns}"))
+                .args(["--", "unshare", "-u", "sh", "-c"])
+                .arg(format!(
+                    "hostname {NODE_NAME} && exec slurmd -D -N {NODE_NAME}"
+                ))
+                .env("SLURM_CONF", self.conf())
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .map_err(|e| io::Error::new(e.kind(), format!("spawning node1's slurmd: {e}")))?,
+        );
+        let mut idle = false;
+        let ok = wait_until(Duration::from_secs(30), || {
+            if exited(&mut self.slurmd) {
+                return true;
+            }
+            idle = self.state_of(NODE_NAME) == "idle";
+            idle
+        });
+        if !ok || !idle {
+            let state = self.state_of(NODE_NAME);
+            return Err(self.failure(
+                &format!("{NODE_NAME} never became idle (state '{state}')"),
                 "log/slurmd.log",
             ));
         }
@@ -426,7 +589,11 @@ impl Slurm {
     /// The node's state as `sinfo -h -o %t` prints it (`idle`, `alloc`,
     /// `mix`, `down*`, …), or an empty string if sinfo fails.
     pub fn node_state(&self) -> String {
-        self.command("sinfo", &["-h", "-o", "%t"])
+        self.state_of(self.node_name())
+    }
+
+    fn state_of(&self, name: &str) -> String {
+        self.command("sinfo", &["-h", "-n", name, "-o", "%t"])
             .map(|s| s.trim().to_string())
             .unwrap_or_default()
     }
@@ -510,7 +677,7 @@ impl Slurm {
         };
         let mut keep = descendants(self.ns_pid);
         keep.push(self.ns_pid);
-        for c in [&self.munged, &self.slurmctld, &self.slurmd]
+        for c in [&self.munged, &self.slurmctld, &self.slurmd, &self.node_sshd]
             .into_iter()
             .flatten()
         {
@@ -535,7 +702,7 @@ impl Slurm {
     }
 
     fn stop_daemons(&mut self) {
-        for child in [&mut self.slurmd, &mut self.slurmctld] {
+        for child in [&mut self.node_sshd, &mut self.slurmd, &mut self.slurmctld] {
             if let Some(mut c) = child.take() {
                 signal(c.id(), libc::SIGTERM);
                 let pid = c.id();
@@ -548,6 +715,14 @@ impl Slurm {
             }
         }
     }
+}
+
+/// This machine's hostname (what slurmctld checks `SlurmctldHost`
+/// against).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// True once the child in `slot` has exited (it is then reaped).

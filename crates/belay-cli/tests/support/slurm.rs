@@ -58,6 +58,37 @@ impl Cluster {
         b
     }
 
+    /// Lets users SSH to the compute node through the login node (needs
+    /// `SlurmOptions::compute_node`): an sshd on `node1` with the login
+    /// node's configuration, and `Host node1` in the ssh config with
+    /// `ProxyJump cluster`, the way a user reaches compute nodes where the
+    /// site allows it.
+    pub fn allow_ssh_to_node(&mut self) {
+        let config = self.login.sshd.dir().join("sshd_config");
+        self.slurm
+            .start_node_sshd(&config)
+            .expect("the node's sshd");
+        self.configure_node_host();
+    }
+
+    /// `Host node1` (ProxyJump cluster) in the ssh config, whether or not
+    /// the node takes SSH ([`Cluster::allow_ssh_to_node`] makes it).
+    pub fn configure_node_host(&self) {
+        let addr = self.slurm.node_addr().expect("a compute node");
+        let mut known = std::fs::read_to_string(&self.login.known_hosts).expect("known_hosts");
+        // Port 22: the plain name, no `[addr]:port`.
+        known.push_str(&format!("{addr} {}\n", self.login.sshd.host_key_line()));
+        std::fs::write(&self.login.known_hosts, known).expect("known_hosts");
+        self.login.add_hosts(
+            &HostBlock::new(belay_testbed::NODE_NAME)
+                .hostname(&addr)
+                .port(22)
+                .proxy_jump("cluster")
+                .test_client(&self.login.key, &self.login.known_hosts)
+                .to_string(),
+        );
+    }
+
     /// `path` (absolute) as the login node and its jobs see it.
     pub fn remote(&self, path: &str) -> std::path::PathBuf {
         self.login.remote_view(std::path::Path::new(path))

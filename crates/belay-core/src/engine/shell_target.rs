@@ -97,14 +97,7 @@ impl ShellTarget {
     /// The Slurm job id of a live (running or held) Slurm job: a shell for
     /// it enters its allocation.
     fn slurm_job_id(&self) -> Option<&str> {
-        let job = self.job.as_ref()?;
-        let live = matches!(
-            job.state,
-            crate::job::JobState::Running | crate::job::JobState::Held
-        );
-        let id = job.scheduler_id.as_deref()?;
-        (job.scheduler == "slurm" && live && id.bytes().all(|b| b.is_ascii_digit() || b == b'_'))
-            .then_some(id)
+        crate::scheduler::slurm_step::live_job_id(self.job.as_ref()?)
     }
 
     /// sh that sets `belay_step` to the words that run a command inside

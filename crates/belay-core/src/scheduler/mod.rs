@@ -10,6 +10,7 @@
 
 pub mod direct;
 pub mod slurm;
+pub mod slurm_step;
 
 pub use direct::Direct;
 pub use slurm::Slurm;

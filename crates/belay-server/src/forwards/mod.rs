@@ -10,16 +10,19 @@
 //!
 //! A forward to a job goes to the node the job runs on (its host alias;
 //! a connection that reaches another node than the job's recorded one is
-//! refused) and closes when the job ends ([`Forwards::close_ended_jobs`],
+//! refused; a live Slurm job is reached by a relay step inside its
+//! allocation, on whichever compute node it runs: [`route`]) and closes when the job ends ([`Forwards::close_ended_jobs`],
 //! which the daemon calls after its background passes see the end):
 //! `--list` then says "job ended".
 //!
 //! - [`spec`]: `[LOCAL:]REMOTE` parsing;
 //! - [`local`]: binding the local end (port in use → bad input);
-//! - [`relay`]: accepting and relaying, waiting for the link.
+//! - [`relay`]: accepting and relaying, waiting for the link;
+//! - [`route`]: how each connection reaches the target.
 
 pub mod local;
 pub mod relay;
+pub mod route;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -34,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use local::{Bound, bind};
 use relay::Activity;
+use route::Route;
 use spec::{ForwardSpec, LocalEnd};
 
 /// Why a forward could not be opened or found.
@@ -126,13 +130,26 @@ impl Forwards {
     ) -> Result<ForwardView, ForwardsError> {
         let spec = ForwardSpec::parse(spec).map_err(CoreError::BadInput)?;
         let (host, job) = destination(engine, to)?;
-        let client = engine.hosts().ssh(&host).client().clone();
-        if let Some(job) = &job {
+        let mut chosen = Route::choose(engine.hosts(), &host, job.as_ref(), spec.remote.clone());
+        if let (Some(job), Route::Channel(_), None) = (&job, &chosen.route, &chosen.fallback) {
             check_node(engine.hosts(), job)?;
         }
         // Dropped on the runtime: closing the channel is sent from there.
-        belay_core::transport::ssh::runtime()
-            .block_on(async { client.open_forward(&spec.remote).await.map(drop) })?;
+        let runtime = belay_core::transport::ssh::runtime();
+        if let Err(e) = runtime.block_on(chosen.route.check(&chosen.client)) {
+            // A compute node that does not take SSH or forwards nothing
+            // (no job-owner access, no route, AllowTcpForwarding no): into
+            // the allocation instead. Nothing listening is the answer
+            // either way.
+            let nothing_there = matches!(e, belay_ssh::ForwardError::NothingThere { .. });
+            let Some(fallback) = chosen.fallback.take().filter(|_| !nothing_there) else {
+                return Err(e.into());
+            };
+            tracing::info!(node = %chosen.client.alias(), "no SSH to the job's node ({e}); forwarding through srun");
+            chosen = *fallback;
+            runtime.block_on(chosen.route.check(&chosen.client))?;
+        }
+        let (client, route) = (chosen.client, chosen.route);
         let bound = bind(&spec.local)?;
         let record = ForwardRecord {
             id: belay_core::job::id::random_hex(4)?,
@@ -147,7 +164,7 @@ impl Forwards {
         if self.persist {
             engine.store_mut().insert_forward(&record)?;
         }
-        Ok(self.serve(record, bound, client, spec.remote))
+        Ok(self.serve(record, bound, client, route))
     }
 
     fn serve(
@@ -155,7 +172,7 @@ impl Forwards {
         record: ForwardRecord,
         bound: Bound,
         client: Arc<belay_ssh::Client>,
-        target: belay_ssh::ForwardTarget,
+        target: Route,
     ) -> ForwardView {
         let activity = Arc::new(Activity::default());
         let runtime = belay_core::transport::ssh::runtime();
@@ -282,8 +299,13 @@ impl Forwards {
                     continue;
                 }
             };
-            let client = engine.hosts().ssh(&record.host).client().clone();
-            self.serve(record, bound, client, target);
+            let job = match &record.job_id {
+                Some(id) => engine.store().resolve(id).ok(),
+                None => None,
+            };
+            // Not checked (the link may be down): the first choice.
+            let chosen = Route::choose(engine.hosts(), &record.host, job.as_ref(), target);
+            self.serve(record, bound, chosen.client, chosen.route);
         }
         Ok(())
     }

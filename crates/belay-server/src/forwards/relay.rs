@@ -1,5 +1,6 @@
 //! One forward's serving: accept local connections and relay each over a
-//! forwarded channel on the host's pooled connection. Self-healing: the
+//! connection its [`Route`] opens on the host's pooled connection (a
+//! forwarded channel, or a relay step inside a Slurm job). Self-healing: the
 //! listener stays bound whatever the link does; a connection accepted
 //! while the link is down waits (up to [`LINK_WAIT`]) for the connection
 //! to come back, then proceeds. Per-connection errors are logged and end
@@ -9,10 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use belay_ssh::{Client, ForwardTarget};
+use belay_ssh::Client;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::local::Bound;
+use super::route::{Duplex, Route};
 
 /// How long a connection accepted while the link is down waits for it.
 pub const LINK_WAIT: Duration = Duration::from_secs(30);
@@ -30,12 +32,7 @@ pub struct Activity {
 }
 
 /// Serves `bound` until the task is aborted. Runs on the SSH runtime.
-pub async fn serve(
-    bound: Bound,
-    client: Arc<Client>,
-    target: ForwardTarget,
-    activity: Arc<Activity>,
-) {
+pub async fn serve(bound: Bound, client: Arc<Client>, target: Route, activity: Arc<Activity>) {
     match bound {
         Bound::Tcp(std_listener) => {
             let listener = match tokio::net::TcpListener::from_std(std_listener) {
@@ -73,7 +70,7 @@ async fn accept_failed(e: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-fn spawn_one<S>(sock: S, client: &Arc<Client>, target: &ForwardTarget, activity: &Arc<Activity>)
+fn spawn_one<S>(sock: S, client: &Arc<Client>, target: &Route, activity: &Arc<Activity>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -93,7 +90,7 @@ where
 async fn relay<S>(
     mut sock: S,
     client: &Client,
-    target: &ForwardTarget,
+    target: &Route,
 ) -> Result<(), belay_ssh::ForwardError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -114,13 +111,13 @@ where
 /// Opens a forwarded channel, waiting up to `wait` while the link is down.
 pub async fn open_waiting(
     client: &Client,
-    target: &ForwardTarget,
+    target: &Route,
     wait: Duration,
-) -> Result<belay_ssh::ForwardStream, belay_ssh::ForwardError> {
+) -> Result<std::pin::Pin<Box<dyn Duplex>>, belay_ssh::ForwardError> {
     let deadline = Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(opened) = tokio::time::timeout(left, client.open_forward(target)).await else {
+        let Ok(opened) = tokio::time::timeout(left, target.open(client)).await else {
             return Err(belay_ssh::SshError::Timeout {
                 host: client.alias().to_string(),
                 what: "waiting for the link to come back".into(),

@@ -818,8 +818,10 @@ impl Client {
     /// [`Client::run_script`] and the others then try again).
     pub async fn session_limit(&self, bound: usize) -> Result<Option<usize>, SshError> {
         let live = self.ensure().await?;
-        let held = live.capacity.load(std::sync::atomic::Ordering::Relaxed)
-            - live.channels.available_permits();
+        let held = live
+            .capacity
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(live.channels.available_permits());
         let deadline = self
             .opts
             .op_timeout

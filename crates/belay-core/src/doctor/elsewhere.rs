@@ -31,7 +31,9 @@ pub fn check(store: &Store, facts: &HostFacts, host: &str) -> Check {
     let pidns = facts.get("pidns").unwrap_or("");
     let running: Vec<&Job> = jobs
         .iter()
-        .filter(|j| j.state == JobState::Running && j.scheduler == "direct")
+        .filter(|j| {
+            matches!(j.state, JobState::Running | JobState::Held) && j.scheduler == "direct"
+        })
         .collect();
     let away: Vec<(&Job, Away)> = running
         .iter()

@@ -118,7 +118,11 @@ pub fn checks(facts: &HostFacts, host: &str) -> Vec<Check> {
             format!("{name} starts slowly: {times}"),
         )
         .remedy(format!(
-            "every connection and every job pays it: look at {} (time its parts with `{shell} {}-x -c true`)",
+            "{} pays it: look at {} (time its parts with `{shell} {}-x -c true`)",
+            match slowest {
+                Mode::Command => "every connection (and each scp, rsync, sftp)",
+                Mode::Login => "every job",
+            },
             or_profile(&startup_files(name, slowest, &dotfiles)),
             if slowest == Mode::Login { "-l " } else { "" }
         ))

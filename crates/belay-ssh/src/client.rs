@@ -838,6 +838,47 @@ impl Client {
         }
     }
 
+    /// How many session channels the server lets one connection have open
+    /// at once (its MaxSessions), found by opening bare session channels
+    /// on the current connection until one is refused, `bound` at most
+    /// (counting the channels this client holds now). `None`: `bound`
+    /// channels were open with no refusal. Nothing runs in them; each is
+    /// closed before it returns (the server may take a moment to free
+    /// them: a channel opened right after may be refused, and
+    /// [`Client::run_script`] and the others then try again).
+    pub async fn session_limit(&self, bound: usize) -> Result<Option<usize>, SshError> {
+        let live = self.ensure().await?;
+        let held = live
+            .capacity
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(live.channels.available_permits());
+        let deadline = self
+            .opts
+            .op_timeout
+            .min(crate::session::DEFAULT_CONNECT_TIMEOUT);
+        let mut opened = Vec::new();
+        let mut limit = None;
+        while held + opened.len() < bound {
+            match tokio::time::timeout(deadline, live.conn.handle.channel_open_session()).await {
+                Ok(Ok(channel)) => opened.push(channel),
+                Ok(Err(russh::Error::ChannelOpenFailure(_))) if live.conn.is_alive() => {
+                    limit = Some(held + opened.len());
+                    break;
+                }
+                Ok(Err(e)) => {
+                    return Err(self
+                        .channel_err(&live, format!("cannot open a session channel: {e}"))
+                        .await);
+                }
+                Err(_) => return Err(self.timeout("opening a session channel", deadline)),
+            }
+        }
+        for channel in opened {
+            let _ = channel.close().await;
+        }
+        Ok(limit)
+    }
+
     /// `op` on a channel taken for it ([`Client::take_channel`], waiting
     /// at most `wait`), given again to another channel while the server
     /// refuses the one `op` opens (nothing was started on the host then).

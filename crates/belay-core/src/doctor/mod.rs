@@ -14,9 +14,17 @@
 //! would hide a host that no longer takes new ones) and records nothing:
 //! it only looks. [`report`] holds the verdicts and their stable JSON.
 
+pub mod capabilities;
 pub mod connection;
+pub mod elsewhere;
+pub mod gpus;
+pub mod host_facts;
+pub mod login_shell;
 pub mod on_host;
 pub mod report;
+pub mod system;
+pub mod tools;
+pub mod workroot;
 
 use std::time::Instant;
 

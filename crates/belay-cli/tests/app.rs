@@ -166,6 +166,86 @@ fn jupyter_runs_behind_a_forward_and_its_token_stays_private() {
     );
 }
 
+/// A jupyter without `--sock` (as before jupyter-server 2) serves on a
+/// port of the node's loopback instead; the first port it is given is
+/// taken by another process before the server binds it, and the app
+/// chooses another and comes up there.
+#[test]
+fn jupyter_without_sock_serves_on_a_port_and_chooses_again_when_it_is_taken() {
+    let jupyter = jupyter_server();
+    let host = Loopback::start();
+    let b = through_daemon(host.belay());
+    let old = b.scratch("old-jupyter");
+    let (mark, taken) = (b.scratch("first-try"), b.scratch("port-taken"));
+    std::fs::write(
+        &old,
+        format!(
+            r#"#!/bin/sh
+# jupyter-server without --sock; on its first launch someone binds its port first.
+if [ "$1" = --help-all ]; then {real} --help-all | grep -v -- --sock; exit 0; fi
+for a in "$@"; do
+  case $a in --sock*) echo "no --sock here" >&2; exit 2 ;; --port=*) port=${{a#--port=}} ;; esac
+done
+if [ ! -e {mark} ]; then
+  : > {mark}
+  python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))
+open(sys.argv[2], "w").write(sys.argv[1]); time.sleep(300)' "$port" {taken} &
+  while [ ! -s {taken} ]; do sleep 0.05; done
+fi
+exec {real} "$@"
+"#,
+            real = jupyter.display(),
+            mark = mark.display(),
+            taken = taken.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        b.home.path().join("config.toml"),
+        format!("[hosts.target]\njupyter = \"{}\"\n", old.display()),
+    )
+    .unwrap();
+    let app = b
+        .cmd(["app", "run", "target", "jupyter", "--json"])
+        .deadline(Duration::from_secs(180))
+        .json();
+    let job = app["job"].as_str().unwrap().to_string();
+    let (url, local) = (app["url"].as_str().unwrap(), app["local"].as_str().unwrap());
+    let token = url.split("token=").nth(1).expect("a token in the URL");
+    assert_eq!(
+        status(local, &format!("/api/status?token={token}")),
+        Ok(200)
+    );
+    assert_eq!(status(local, "/api/status"), Ok(403));
+    let first = std::fs::read_to_string(&taken).expect("the first port was taken");
+    let dir = host.remote_view(&b.job_dir(&job));
+    let listed = b.cmd(["forward", "--list", "--json"]).json();
+    let remote = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["job_id"] == job.as_str())
+        .and_then(|f| f["remote"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        remote.starts_with("127.0.0.1:") && !remote.ends_with(&format!(":{first}")),
+        "a port, not the taken one ({first}): {listed:#}"
+    );
+    assert!(!dir.join("app/http.sock").exists(), "no socket");
+    let stderr = b.ok(&["logs", "--stderr", &job]);
+    assert!(stderr.contains("has no --sock"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("port {first} was taken; trying another")),
+        "{stderr}"
+    );
+    b.ok(&["app", "stop", &job]);
+    assert_eq!(b.job(&job)["state"], "cancelled");
+}
+
 #[test]
 fn an_unknown_app_or_a_missing_jupyter_is_said_plainly() {
     let host = Loopback::start();

@@ -11,6 +11,7 @@ mod support;
 mod app;
 mod chaos;
 mod daemon;
+mod doctor_connection;
 mod forward;
 mod hold;
 mod hosts_and_outputs;

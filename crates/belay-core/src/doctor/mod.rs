@@ -3,8 +3,9 @@
 //! the tool fails"; a doctor turns each such failure into a verdict.
 //!
 //! The checks run in the order a connection is made, hop by hop along the
-//! jump chain — [`connection`]: resolution (`ssh -G`), reachability (DNS,
-//! TCP, banner), host key, authentication — and, once the whole chain
+//! jump chain — [`connection`]: resolution (`ssh -G`, `resolution`),
+//! reachability (DNS, TCP, banner) and host key (`reach`), authentication
+//! (`auth_diag`) — and, once the whole chain
 //! answers, on the host itself — [`on_host`]: server capabilities (SFTP,
 //! forwarding, MaxSessions), the login shell, and the host (workroot,
 //! space, clock, tools, jobs recorded elsewhere). A failing hop stops the
@@ -14,9 +15,12 @@
 //! would hide a host that no longer takes new ones) and records nothing:
 //! it only looks. [`report`] holds the verdicts and their stable JSON.
 
+mod auth_diag;
 pub mod connection;
 pub mod on_host;
+mod reach;
 pub mod report;
+mod resolution;
 
 use std::time::Instant;
 

@@ -473,3 +473,52 @@ fn connection_errors_of_other_commands_point_to_the_doctor() {
         stderr_of(&out)
     );
 }
+
+#[test]
+fn a_name_that_does_not_resolve_fails_at_dns_and_a_proxycommand_is_shown_expanded() {
+    let host = Loopback::start();
+    host.add_hosts(
+        &HostBlock::new("nowhere")
+            .hostname("no-such-host.belay.invalid")
+            .test_client(&host.key, &host.known_hosts)
+            .to_string(),
+    );
+    host.add_hosts(
+        &HostBlock::new("proxied")
+            .hostname("127.0.0.1")
+            .port(host.sshd.port())
+            .option("HostKeyAlias", format!("[127.0.0.1]:{}", host.sshd.port()))
+            .option(
+                "ProxyCommand",
+                "bash -c 'exec 3<>/dev/tcp/%h/%p; cat <&3 & exec cat >&3'",
+            )
+            .test_client(&host.key, &host.known_hosts)
+            .to_string(),
+    );
+    let b = host.belay();
+    let (r, code) = doctor(&b, "nowhere");
+    assert_eq!(code, 1);
+    assert_eq!(r["failed_hop"], "nowhere");
+    let dns = check(&r, "dns", "nowhere");
+    assert_eq!(dns["verdict"], "fail");
+    assert!(
+        text(&dns["seen"]).contains("cannot resolve no-such-host.belay.invalid"),
+        "{dns}"
+    );
+    assert!(
+        text(&dns["remedy"]).contains("HostName of 'nowhere'"),
+        "{dns}"
+    );
+    assert!(checks(&r, "tcp", None).is_empty());
+
+    let (r, code) = doctor(&b, "proxied");
+    assert_eq!(code, 0, "{r:#}");
+    let expanded = format!("exec 3<>/dev/tcp/127.0.0.1/{}", host.sshd.port());
+    let g = check(&r, "ssh -G", "proxied");
+    assert!(text(&g["seen"]).contains(&expanded), "{g}");
+    let pc = check(&r, "proxycommand", "proxied");
+    assert_eq!(pc["verdict"], "ok");
+    assert!(text(&pc["seen"]).contains(&expanded), "{pc}");
+    assert!(checks(&r, "tcp", None).is_empty(), "no TCP of belay's own");
+    assert_eq!(check(&r, "auth", "proxied")["verdict"], "ok");
+}

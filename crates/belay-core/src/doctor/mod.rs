@@ -5,8 +5,8 @@
 //! The checks run in the order a connection is made, hop by hop along the
 //! jump chain — [`connection`]: resolution (`ssh -G`, `resolution`),
 //! reachability (DNS, TCP, banner) and host key (`reach`), authentication
-//! (`auth_diag`) — and, once the whole chain
-//! answers, on the host itself — [`on_host`]: server capabilities (SFTP,
+//! (`auth_diag`) — and, once the whole chain answers, on the host
+//! itself — [`on_host`]: server capabilities (SFTP,
 //! forwarding, MaxSessions), the login shell, and the host (workroot,
 //! space, clock, tools, jobs recorded elsewhere). A failing hop stops the
 //! descent but is always named.

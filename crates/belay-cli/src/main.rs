@@ -46,7 +46,12 @@ fn main() -> ExitCode {
             // Core errors carry their cause in their message already. Parts
             // of it may come from the host (its stderr, its messages): no
             // terminal control sequence of theirs reaches the terminal.
-            eprintln!("belay: {}", belay_ssh::terminal_safe(&err.to_string()));
+            // A connection failure ends with "run `belay doctor HOST`".
+            let message = match err.downcast_ref::<CoreError>() {
+                Some(core) => core.message(),
+                None => err.to_string(),
+            };
+            eprintln!("belay: {}", belay_ssh::terminal_safe(&message));
             // Ctrl-C that stopped a submit before its launch: the shell's
             // convention for "ended by SIGINT".
             if matches!(

@@ -11,6 +11,7 @@ mod support;
 mod app;
 mod chaos;
 mod daemon;
+mod doctor_connection;
 mod doctor_host;
 mod forward;
 mod hold;

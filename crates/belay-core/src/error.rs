@@ -104,6 +104,32 @@ pub enum CoreError {
 }
 
 impl CoreError {
+    /// `run `belay doctor HOST`` for a failure to connect to or log in on
+    /// a host (unreachable, not responding, host key or authentication
+    /// refused), where a diagnosis names the hop, the cause and the fix.
+    pub fn doctor_hint(&self) -> Option<String> {
+        let host = match self {
+            CoreError::Transport(t) | CoreError::SubmitDeferred { source: t, .. } => match t {
+                TransportError::Unreachable { host, .. }
+                | TransportError::NotResponding { host, .. }
+                | TransportError::Refused { host, .. } => host,
+                _ => return None,
+            },
+            CoreError::SubmitStopped { source, .. } => return source.doctor_hint(),
+            _ => return None,
+        };
+        (!crate::hosts::Hosts::is_local(host)).then(|| format!("run `belay doctor {host}`"))
+    }
+
+    /// The message with [`CoreError::doctor_hint`] after it, where there
+    /// is one: what the CLI and the daemon's API show.
+    pub fn message(&self) -> String {
+        match self.doctor_hint() {
+            Some(hint) => format!("{self} — {hint}"),
+            None => self.to_string(),
+        }
+    }
+
     /// True when the caller's input is at fault (exit status 2).
     pub fn is_bad_input(&self) -> bool {
         matches!(

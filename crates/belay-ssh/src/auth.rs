@@ -68,8 +68,9 @@ fn list_attempts(a: &[AuthAttempt]) -> String {
 pub(crate) enum AuthFailure {
     /// The server refused everything we had.
     Rejected(AuthError),
-    /// The connection failed during authentication.
-    Link(String),
+    /// The connection failed during authentication (after these
+    /// attempts).
+    Link(String, Vec<AuthAttempt>),
 }
 
 /// `~/x` for paths under the home directory (for messages).
@@ -242,19 +243,19 @@ pub(crate) async fn authenticate<H: Handler>(
     prompter: &dyn Prompter,
 ) -> Result<String, AuthFailure> {
     let mut a = Authenticator::new(handle, host, prompter).await;
-    if let Some(m) = a.agent_configured_keys().await? {
-        return Ok(m);
+    match a.run().await {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => {
+            if a.learn_server_methods().await {
+                return Ok("none (the server asks for no authentication)".into());
+            }
+            Err(AuthFailure::Rejected(a.into_error()))
+        }
+        // What was tried before the link failed (e.g. the server's "Too
+        // many authentication failures") goes with the error.
+        Err(AuthFailure::Link(d, _)) => Err(AuthFailure::Link(d, a.attempts)),
+        Err(e) => Err(e),
     }
-    if let Some(m) = a.agent_other_keys().await? {
-        return Ok(m);
-    }
-    if let Some(m) = a.identity_files().await? {
-        return Ok(m);
-    }
-    if let Some(m) = a.keyboard_interactive().await? {
-        return Ok(m);
-    }
-    Err(AuthFailure::Rejected(a.into_error()))
 }
 
 /// One hop's authentication in progress: what there is to offer, what the
@@ -326,6 +327,45 @@ impl<'a, H: Handler> Authenticator<'a, H> {
             agent,
             agent_ids,
             rsa_hash,
+        }
+    }
+
+    /// The phases in order; `Some(method)` once one worked.
+    async fn run(&mut self) -> Result<Option<String>, AuthFailure> {
+        if let Some(m) = self.agent_configured_keys().await? {
+            return Ok(Some(m));
+        }
+        if let Some(m) = self.agent_other_keys().await? {
+            return Ok(Some(m));
+        }
+        if let Some(m) = self.identity_files().await? {
+            return Ok(Some(m));
+        }
+        self.keyboard_interactive().await
+    }
+
+    /// When nothing was offered, the server has not said what it accepts:
+    /// ask it with the `none` method (as OpenSSH does first), so the error
+    /// can name its methods.
+    /// True if the server let us in with `none`.
+    async fn learn_server_methods(&mut self) -> bool {
+        if self.server_methods.is_some() {
+            return false;
+        }
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.handle.authenticate_none(self.user.clone()),
+        )
+        .await
+        {
+            Ok(Ok(AuthResult::Failure {
+                remaining_methods, ..
+            })) => {
+                self.server_methods = Some(remaining_methods.to_vec());
+                false
+            }
+            Ok(Ok(AuthResult::Success)) => true,
+            _ => false,
         }
     }
 
@@ -500,7 +540,7 @@ impl<'a, H: Handler> Authenticator<'a, H> {
 
     /// (3) identity files from disk.
     async fn identity_files(&mut self) -> Result<Option<String>, AuthFailure> {
-        let link = |e: russh::Error| AuthFailure::Link(e.to_string());
+        let link = |e: russh::Error| AuthFailure::Link(e.to_string(), Vec::new());
         for i in 0..self.ids.len() {
             if self.ids[i].path.as_os_str().is_empty() || !self.publickey_allowed() {
                 continue;
@@ -606,8 +646,10 @@ impl<'a, H: Handler> Authenticator<'a, H> {
 
 fn signer_failure(e: russh::AgentAuthError) -> AuthFailure {
     match e {
-        russh::AgentAuthError::Send(e) => AuthFailure::Link(e.to_string()),
-        russh::AgentAuthError::Key(e) => AuthFailure::Link(format!("agent failed to sign: {e}")),
+        russh::AgentAuthError::Send(e) => AuthFailure::Link(e.to_string(), Vec::new()),
+        russh::AgentAuthError::Key(e) => {
+            AuthFailure::Link(format!("agent failed to sign: {e}"), Vec::new())
+        }
     }
 }
 
@@ -616,7 +658,7 @@ async fn keyboard_interactive<H: Handler>(
     user: &str,
     prompter: &dyn Prompter,
 ) -> Result<Result<(), String>, AuthFailure> {
-    let link = |e: russh::Error| AuthFailure::Link(e.to_string());
+    let link = |e: russh::Error| AuthFailure::Link(e.to_string(), Vec::new());
     let mut resp = handle
         .authenticate_keyboard_interactive_start(user.to_string(), None)
         .await

@@ -72,6 +72,8 @@ pub struct ClientOptions {
     pub prompter: Arc<dyn Prompter>,
     /// The most a host may send in reply to one script or command.
     pub reply_limits: ReplyLimits,
+    /// Records every step of every connection made (`belay doctor`).
+    pub trace: Option<Arc<crate::trace::ConnectTrace>>,
 }
 
 impl Default for ClientOptions {
@@ -85,6 +87,7 @@ impl Default for ClientOptions {
             backoff: Backoff::default(),
             prompter: Arc::new(NoTerminal),
             reply_limits: ReplyLimits::default(),
+            trace: None,
         }
     }
 }
@@ -268,6 +271,7 @@ impl Client {
             prompter,
             alias: self.alias.clone(),
             scan_only: false,
+            trace: self.opts.trace.clone(),
         }
     }
 
@@ -1042,6 +1046,7 @@ pub async fn scan_host_key(
         prompter: opts.prompter.clone(),
         alias: alias.to_string(),
         scan_only: true,
+        trace: opts.trace.clone(),
     };
     let key = scan_chain_key(&chain, &params).await?;
     Ok((chain, key))

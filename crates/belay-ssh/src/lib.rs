@@ -19,14 +19,20 @@
 //!   trust came from are unchanged (`trust_stamp`): a long-lived daemon
 //!   re-checks a host key the user has since changed, as a new `ssh` would.
 //!
+//! * [`trace`] — what each step of a connection saw ([`ConnectTrace`], for
+//!   `belay doctor`), and [`host_match::unmatched_name`] (a hop name no `Host`
+//!   block matched).
+//!
 //! Crypto backend: russh with `ring` (see README.md for the measurement).
 
 pub mod auth;
 mod backoff;
+mod cert_info;
 mod client;
 mod command_stream;
 mod error;
 pub mod forward;
+pub mod host_match;
 mod key_file;
 pub mod known_hosts;
 mod prompt;
@@ -40,10 +46,12 @@ pub mod sftp;
 mod shell;
 mod stream;
 mod tokens;
+pub mod trace;
 mod trust_stamp;
 
 pub use auth::{AuthAttempt, AuthError};
 pub use backoff::Backoff;
+pub use cert_info::{CertificateTerms, certificate_terms};
 pub use client::{
     ChannelIo, Client, ClientOptions, EXTRA_IDLE, MAX_CONNECTIONS, Pool, scan_host_key,
 };
@@ -66,6 +74,7 @@ pub use session::{ConnectInfo, HopInfo, OP_SILENCE};
 pub use sftp::Sftp;
 pub use shell::{ReplyLimits, ScriptOutput};
 pub use stream::{ExecStream, StreamEnd};
+pub use trace::{Cause, ConnectTrace, Step, TraceEvent};
 
 /// A server public key (re-exported so callers need not depend on russh).
 pub type PublicKey = russh::keys::PublicKey;

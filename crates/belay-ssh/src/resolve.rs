@@ -67,6 +67,8 @@ pub enum IdentityAgent {
 pub struct ResolvedHost {
     /// The name that was resolved (alias or hop spec's host part).
     pub alias: String,
+    /// What was asked of `ssh -G` (`-l USER -p PORT HOST`).
+    pub spec: HopSpec,
     pub hostname: String,
     pub user: String,
     pub port: u16,
@@ -434,12 +436,13 @@ async fn run_ssh_g(spec: &HopSpec, config: Option<&Path>) -> Result<ResolvedHost
             },
         });
     }
-    let host = parse_ssh_g(&spec.host, &String::from_utf8_lossy(&out.stdout)).map_err(|m| {
+    let mut host = parse_ssh_g(&spec.host, &String::from_utf8_lossy(&out.stdout)).map_err(|m| {
         SshError::Resolve {
             host: spec.host.clone(),
             message: m,
         }
     })?;
+    host.spec = spec.clone();
     tracing::info!(
         hop = %spec.host,
         target = %host.display_target(),
@@ -532,6 +535,11 @@ pub(crate) fn parse_ssh_g(alias: &str, text: &str) -> Result<ResolvedHost, Strin
     };
     Ok(ResolvedHost {
         alias: alias.to_string(),
+        spec: HopSpec {
+            user: None,
+            host: alias.to_string(),
+            port: None,
+        },
         identity_files: paths(all("identityfile"))?,
         certificate_files: paths(all("certificatefile"))?,
         identities_only: parse_bool(one("identitiesonly")),

@@ -39,6 +39,7 @@ use crate::prompt::Prompter;
 use crate::quickack::QuickAck;
 use crate::resolve::{ResolvedChain, ResolvedHost};
 use crate::sanitize::terminal_safe;
+use crate::trace::{BannerSniff, Cause, ConnectTrace, Step, TraceEvent, io_cause};
 
 /// Keepalive interval when ServerAliveInterval is unset/0.
 pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
@@ -355,6 +356,8 @@ impl Received {
 struct Watched<S> {
     inner: S,
     received: Arc<Received>,
+    /// Sees the server's banner go by (until it is complete).
+    sniff: Arc<BannerSniff>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
@@ -367,6 +370,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.received.mark();
+            if !self.sniff.done() {
+                self.sniff.feed(&buf.filled()[before..]);
+            }
         }
         r
     }
@@ -410,16 +416,46 @@ fn connect_timeout(h: &ResolvedHost) -> Duration {
     h.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)
 }
 
-async fn tcp_stream(h: &ResolvedHost) -> Result<(QuickAck, String), SshError> {
+async fn tcp_stream(
+    h: &ResolvedHost,
+    trace: Option<&ConnectTrace>,
+) -> Result<(QuickAck, String), SshError> {
     let deadline = connect_timeout(h);
+    let t = Instant::now();
+    let note_dns = |cause: Option<Cause>, seen: String| {
+        if let Some(tr) = trace {
+            match cause {
+                None => tr.ok(&h.alias, Step::Dns, t.elapsed(), seen),
+                Some(c) => tr.fail(&h.alias, Step::Dns, t.elapsed(), c, seen),
+            }
+        }
+    };
     let addrs = match tokio::time::timeout(
         deadline,
         tokio::net::lookup_host((h.hostname.as_str(), h.port)),
     )
     .await
     {
-        Ok(Ok(a)) => a.collect::<Vec<_>>(),
+        Ok(Ok(a)) => {
+            let a = a.collect::<Vec<_>>();
+            note_dns(
+                None,
+                format!(
+                    "{} → {}",
+                    h.hostname,
+                    a.iter()
+                        .map(|x| x.ip().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            a
+        }
         Ok(Err(e)) => {
+            note_dns(
+                Some(Cause::NoSuchName),
+                format!("cannot resolve {}: {e}", h.hostname),
+            );
             return Err(SshError::Unreachable {
                 hop: h.alias.clone(),
                 source: std::io::Error::new(
@@ -429,17 +465,20 @@ async fn tcp_stream(h: &ResolvedHost) -> Result<(QuickAck, String), SshError> {
             });
         }
         Err(_) => {
-            return Err(unreachable(
-                &h.alias,
-                format!("resolving {} timed out after {deadline:?}", h.hostname),
-            ));
+            let msg = format!("resolving {} timed out after {deadline:?}", h.hostname);
+            note_dns(Some(Cause::TimedOut), msg.clone());
+            return Err(unreachable(&h.alias, msg));
         }
     };
-    let mut last = None;
+    let mut last: Option<std::io::Error> = None;
+    let t = Instant::now();
     for a in addrs {
         match tokio::time::timeout(deadline, tokio::net::TcpStream::connect(a)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
+                if let Some(tr) = trace {
+                    tr.ok(&h.alias, Step::Tcp, t.elapsed(), a.to_string());
+                }
                 return Ok((QuickAck::new(s), a.to_string()));
             }
             Ok(Err(e)) => {
@@ -456,10 +495,20 @@ async fn tcp_stream(h: &ResolvedHost) -> Result<(QuickAck, String), SshError> {
             }
         }
     }
+    let last =
+        last.unwrap_or_else(|| std::io::Error::other(format!("{} has no addresses", h.hostname)));
+    if let Some(tr) = trace {
+        tr.fail(
+            &h.alias,
+            Step::Tcp,
+            t.elapsed(),
+            io_cause(last.kind()),
+            last.to_string(),
+        );
+    }
     Err(SshError::Unreachable {
         hop: h.alias.clone(),
-        source: last
-            .unwrap_or_else(|| std::io::Error::other(format!("{} has no addresses", h.hostname))),
+        source: last,
     })
 }
 
@@ -543,6 +592,8 @@ pub(crate) struct ConnectParams {
     pub alias: String,
     /// Only fetch the target's host key (for `host trust`).
     pub scan_only: bool,
+    /// Where each step is recorded (`belay doctor`), if anywhere.
+    pub trace: Option<Arc<ConnectTrace>>,
 }
 
 /// Result of a hop handshake.
@@ -599,6 +650,13 @@ fn client_config(h: &ResolvedHost) -> (Arc<client::Config>, (Duration, u32)) {
     (Arc::new(cfg), (interval, count))
 }
 
+/// What a handshake watches besides the protocol: a ProxyCommand's
+/// stderr (for its error), the banner going by (for the trace).
+struct Seen<'a> {
+    proxy_err: Option<&'a Arc<ProxyStderr>>,
+    sniff: &'a BannerSniff,
+}
+
 async fn handshake(
     h: &Arc<ResolvedHost>,
     stream: impl Stream,
@@ -606,8 +664,9 @@ async fn handshake(
     monitor: &Arc<LinkMonitor>,
     scan_only: bool,
     presented: Arc<Mutex<Option<PublicKey>>>,
-    proxy_err: Option<&Arc<ProxyStderr>>,
+    seen: Seen<'_>,
 ) -> Result<HopUp, SshError> {
+    let Seen { proxy_err, sniff } = seen;
     let (cfg, keepalive) = client_config(h);
     let verdict = Arc::new(Mutex::new(None));
     let handler = HopHandler {
@@ -629,6 +688,9 @@ async fn handshake(
     let res = tokio::time::timeout(deadline, client::connect_stream(cfg, stream, handler)).await;
     let kex = t.elapsed();
     let recorded = verdict.lock().ok().and_then(|mut v| v.take());
+    if let Some(tr) = &params.trace {
+        note_handshake(tr, h, &res, recorded.as_ref(), sniff, kex, deadline);
+    }
     match res {
         Ok(Ok(handle)) => {
             let host_key = match recorded {
@@ -660,6 +722,61 @@ async fn handshake(
             what: "SSH handshake (version + key exchange)".into(),
             after: deadline,
         }),
+    }
+}
+
+/// Records the banner, and the host key's verdict or the key exchange's
+/// failure, of one handshake.
+fn note_handshake<T>(
+    tr: &ConnectTrace,
+    h: &ResolvedHost,
+    res: &Result<Result<T, russh::Error>, tokio::time::error::Elapsed>,
+    recorded: Option<&Result<HostKeyAccepted, HostKeyError>>,
+    sniff: &BannerSniff,
+    kex: Duration,
+    deadline: Duration,
+) {
+    let hop = &h.alias;
+    match sniff.banner() {
+        Some((line, at)) => tr.ok(hop, Step::Banner, at, terminal_safe(&line)),
+        None => {
+            let (cause, seen) = match res {
+                Err(_) => (
+                    Cause::TimedOut,
+                    format!(
+                        "no SSH banner within {deadline:?} (ConnectTimeout): connected, but nothing answers"
+                    ),
+                ),
+                Ok(Err(e)) => (
+                    Cause::Closed,
+                    format!("no SSH banner: {e} (is an SSH server listening there?)"),
+                ),
+                Ok(Ok(_)) => return,
+            };
+            tr.fail(hop, Step::Banner, kex, cause, seen);
+            return;
+        }
+    }
+    match recorded {
+        Some(Ok(a)) => tr.ok(hop, Step::HostKey, kex, describe_acceptance(Some(a))),
+        Some(Err(e)) => tr.fail(hop, Step::HostKey, kex, Cause::Other, e.to_string()),
+        None => match res {
+            Ok(Err(e)) => tr.fail(
+                hop,
+                Step::Kex,
+                kex,
+                Cause::Other,
+                format!("key exchange failed: {e}"),
+            ),
+            Err(_) => tr.fail(
+                hop,
+                Step::Kex,
+                kex,
+                Cause::TimedOut,
+                format!("key exchange did not finish within {deadline:?}"),
+            ),
+            Ok(Ok(_)) => {}
+        },
     }
 }
 
@@ -785,9 +902,23 @@ impl<'a> Connector<'a> {
         };
 
         let t = Instant::now();
+        let sniff = Arc::new(BannerSniff::new());
         let (up, via) = if i == 0 {
             if let Some(pc) = &h.proxy_command {
-                let (stream, child, errbuf) = proxy_stream(&h, pc).map_err(|e| *e)?;
+                let started = proxy_stream(&h, pc);
+                if let Some(tr) = &self.params.trace {
+                    match &started {
+                        Ok(_) => tr.ok(&h.alias, Step::ProxyCommand, t.elapsed(), pc.clone()),
+                        Err(e) => tr.fail(
+                            &h.alias,
+                            Step::ProxyCommand,
+                            t.elapsed(),
+                            Cause::Other,
+                            e.to_string(),
+                        ),
+                    }
+                }
+                let (stream, child, errbuf) = started.map_err(|e| *e)?;
                 self.proxy_child = Some(child);
                 tracing::info!(hop = %h.alias, via = "proxycommand", "connect: ProxyCommand started");
                 let up = handshake(
@@ -795,35 +926,45 @@ impl<'a> Connector<'a> {
                     Watched {
                         inner: stream,
                         received: received.clone(),
+                        sniff: sniff.clone(),
                     },
                     self.params,
                     &self.monitor,
                     scan,
                     presented,
-                    Some(&errbuf),
+                    Seen {
+                        proxy_err: Some(&errbuf),
+                        sniff: &sniff,
+                    },
                 )
                 .await?;
                 (up, "proxycommand".to_string())
             } else {
-                let (stream, addr) = tcp_stream(&h).await?;
+                let (stream, addr) = tcp_stream(&h, self.params.trace.as_deref()).await?;
                 tracing::info!(hop = %h.alias, via = %format!("tcp {addr}"), elapsed = ?t.elapsed(), "connect: TCP connected");
                 let up = handshake(
                     &h,
                     Watched {
                         inner: stream,
                         received: received.clone(),
+                        sniff: sniff.clone(),
                     },
                     self.params,
                     &self.monitor,
                     scan,
                     presented,
-                    None,
+                    Seen {
+                        proxy_err: None,
+                        sniff: &sniff,
+                    },
                 )
                 .await?;
                 (up, format!("tcp {addr}"))
             }
         } else {
             let ch = self.through_previous(i).await?;
+            // The banner's time counts from the channel, not from the start.
+            let sniff = Arc::new(BannerSniff::new());
             let prev_alias = &self.hops[i - 1].alias;
             tracing::info!(hop = %h.alias, via = %prev_alias, elapsed = ?t.elapsed(), "connect: channel opened through the previous hop");
             let up = handshake(
@@ -831,12 +972,16 @@ impl<'a> Connector<'a> {
                 Watched {
                     inner: ch.into_stream(),
                     received: received.clone(),
+                    sniff: sniff.clone(),
                 },
                 self.params,
                 &self.monitor,
                 scan,
                 presented,
-                None,
+                Seen {
+                    proxy_err: None,
+                    sniff: &sniff,
+                },
             )
             .await?;
             (up, format!("via {prev_alias}"))
@@ -856,28 +1001,53 @@ impl<'a> Connector<'a> {
         let prev = &self.handles[i - 1];
         let prev_alias = &self.hops[i - 1].alias;
         let deadline = connect_timeout(h);
-        match tokio::time::timeout(
+        let t = Instant::now();
+        let (cause, msg) = match tokio::time::timeout(
             deadline,
             prev.channel_open_direct_tcpip(h.hostname.clone(), h.port as u32, "127.0.0.1", 0),
         )
         .await
         {
-            Ok(Ok(ch)) => Ok(ch),
-            Ok(Err(e)) => Err(unreachable(
-                &h.alias,
-                format!(
-                    "{prev_alias} could not connect to {}:{}: {e}",
-                    h.hostname, h.port
-                ),
-            )),
-            Err(_) => Err(unreachable(
-                &h.alias,
+            Ok(Ok(ch)) => {
+                if let Some(tr) = &self.params.trace {
+                    tr.ok(
+                        &h.alias,
+                        Step::Channel,
+                        t.elapsed(),
+                        format!("{prev_alias} → {}:{}", h.hostname, h.port),
+                    );
+                }
+                return Ok(ch);
+            }
+            Ok(Err(e)) => {
+                use russh::ChannelOpenFailure as F;
+                let cause = match &e {
+                    russh::Error::ChannelOpenFailure(F::AdministrativelyProhibited) => {
+                        Cause::Prohibited
+                    }
+                    russh::Error::ChannelOpenFailure(F::ConnectFailed) => Cause::ConnectFailed,
+                    _ => Cause::Other,
+                };
+                (
+                    cause,
+                    format!(
+                        "{prev_alias} could not connect to {}:{}: {e}",
+                        h.hostname, h.port
+                    ),
+                )
+            }
+            Err(_) => (
+                Cause::TimedOut,
                 format!(
                     "{prev_alias} did not open a channel to {}:{} within {deadline:?}",
                     h.hostname, h.port
                 ),
-            )),
+            ),
+        };
+        if let Some(tr) = &self.params.trace {
+            tr.fail(&h.alias, Step::Channel, t.elapsed(), cause, msg.clone());
         }
+        Err(unreachable(&h.alias, msg))
     }
 
     /// User authentication on hop `i` ([`crate::auth`]), within
@@ -895,17 +1065,60 @@ impl<'a> Connector<'a> {
         )
         .await
         {
-            Ok(Ok(m)) => Ok(m),
-            Ok(Err(AuthFailure::Rejected(e))) => Err(e.into()),
-            Ok(Err(AuthFailure::Link(d))) => Err(self
-                .monitor
-                .error(&h.alias, format!("during authentication: {d}"))
-                .await),
-            Err(_) => Err(SshError::Timeout {
-                host: h.alias.clone(),
-                what: "authentication".into(),
-                after: AUTH_TIMEOUT,
-            }),
+            Ok(Ok(m)) => {
+                if let Some(tr) = &self.params.trace {
+                    tr.ok(&h.alias, Step::Auth, t.elapsed(), m.clone());
+                }
+                Ok(m)
+            }
+            Ok(Err(AuthFailure::Rejected(e))) => {
+                if let Some(tr) = &self.params.trace {
+                    tr.push(TraceEvent {
+                        hop: h.alias.clone(),
+                        step: Step::Auth,
+                        took: t.elapsed(),
+                        seen: e.to_string(),
+                        failure: Some(Cause::Other),
+                        attempts: e.attempts.clone(),
+                        server_methods: Some(e.server_methods.clone()),
+                    });
+                }
+                Err(e.into())
+            }
+            Ok(Err(AuthFailure::Link(d, attempts))) => {
+                let e = self
+                    .monitor
+                    .error(&h.alias, format!("during authentication: {d}"))
+                    .await;
+                if let Some(tr) = &self.params.trace {
+                    tr.push(TraceEvent {
+                        hop: h.alias.clone(),
+                        step: Step::Auth,
+                        took: t.elapsed(),
+                        seen: e.to_string(),
+                        failure: Some(Cause::Closed),
+                        attempts,
+                        server_methods: None,
+                    });
+                }
+                Err(e)
+            }
+            Err(_) => {
+                if let Some(tr) = &self.params.trace {
+                    tr.fail(
+                        &h.alias,
+                        Step::Auth,
+                        t.elapsed(),
+                        Cause::TimedOut,
+                        format!("authentication did not finish within {AUTH_TIMEOUT:?}"),
+                    );
+                }
+                Err(SshError::Timeout {
+                    host: h.alias.clone(),
+                    what: "authentication".into(),
+                    after: AUTH_TIMEOUT,
+                })
+            }
         };
         match &r {
             Ok(m) => {

@@ -3,9 +3,10 @@
 //! the tool fails"; a doctor turns each such failure into a verdict.
 //!
 //! The checks run in the order a connection is made, hop by hop along the
-//! jump chain — [`connection`]: resolution (`ssh -G`), reachability (DNS,
-//! TCP, banner), host key, authentication — and, once the whole chain
-//! answers, on the host itself — [`on_host`]: server capabilities (SFTP,
+//! jump chain — [`connection`]: resolution (`ssh -G`, `resolution`),
+//! reachability (DNS, TCP, banner) and host key (`reach`), authentication
+//! (`auth_diag`) — and, once the whole chain answers, on the host
+//! itself — [`on_host`]: server capabilities (SFTP,
 //! forwarding, MaxSessions), the login shell, and the host (workroot,
 //! space, clock, tools, jobs recorded elsewhere). A failing hop stops the
 //! descent but is always named.
@@ -14,6 +15,7 @@
 //! would hide a host that no longer takes new ones) and records nothing:
 //! it only looks. [`report`] holds the verdicts and their stable JSON.
 
+mod auth_diag;
 pub mod capabilities;
 pub mod connection;
 pub mod elsewhere;
@@ -21,7 +23,9 @@ pub mod gpus;
 pub mod host_facts;
 pub mod login_shell;
 pub mod on_host;
+mod reach;
 pub mod report;
+mod resolution;
 pub mod system;
 pub mod tools;
 pub mod workroot;

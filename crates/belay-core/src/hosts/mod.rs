@@ -147,7 +147,13 @@ impl Hosts {
     /// An SSH transport for `host` with a connection of its own (not
     /// pooled: closed when dropped).
     pub fn fresh_ssh(&self, host: &str) -> Arc<SshTransport> {
-        let client = Arc::new(belay_ssh::Client::new(host, self.client_options(host)));
+        self.fresh_ssh_with(host, self.client_options(host))
+    }
+
+    /// [`Hosts::fresh_ssh`] with these client options (the doctor's: a
+    /// trace, a prompter that records nothing).
+    pub fn fresh_ssh_with(&self, host: &str, opts: ClientOptions) -> Arc<SshTransport> {
+        let client = Arc::new(belay_ssh::Client::new(host, opts));
         Arc::new(SshTransport::new(
             host,
             client,

@@ -69,7 +69,7 @@ impl ApiError {
 
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
-        let message = e.to_string();
+        let message = e.message();
         match &e {
             CoreError::UnknownJob(_) => Self::new(StatusCode::NOT_FOUND, "unknown_job", message, 2),
             e if e.is_bad_input() => Self::bad_input(message),

@@ -321,6 +321,7 @@ mod tests {
             hold_secs: None,
             hold_until: None,
             sbatch: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 

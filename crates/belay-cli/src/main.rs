@@ -14,6 +14,7 @@ mod logging;
 mod progress;
 mod prompt;
 mod render;
+mod secrets;
 mod terminal;
 
 use std::process::ExitCode;
@@ -43,7 +44,11 @@ fn main() -> ExitCode {
             // Core errors carry their cause in their message already. Parts
             // of it may come from the host (its stderr, its messages): no
             // terminal control sequence of theirs reaches the terminal.
-            eprintln!("belay: {}", belay_ssh::terminal_safe(&err.to_string()));
+            // A secret's value this process knows is never printed.
+            eprintln!(
+                "belay: {}",
+                secrets::mask_text(&belay_ssh::terminal_safe(&err.to_string()))
+            );
             // Ctrl-C that stopped a submit before its launch: the shell's
             // convention for "ended by SIGINT".
             if matches!(

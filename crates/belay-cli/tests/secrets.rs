@@ -5,7 +5,6 @@
 //! on Slurm the scheduler's record of the job and its batch script. A job
 //! restaged after a crash without its value fails and never runs.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -55,26 +54,33 @@ fn processes() -> Vec<(u32, u32)> {
     all
 }
 
-/// `pid` and all its descendants.
-fn tree_of(pid: u32) -> HashSet<u32> {
-    let all = processes();
-    let mut tree = HashSet::from([pid]);
-    loop {
-        let before = tree.len();
-        for (p, pp) in &all {
-            if tree.contains(pp) {
-                tree.insert(*p);
-            }
+/// The parent of `pid`, read now.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(") ").map(|(_, a)| a)?;
+    after.split(' ').nth(1)?.parse().ok()
+}
+
+/// Is `pid` the job (`job`) or one of its descendants? Read live, so a
+/// child the job starts during the scan (its `sleep`) counts as the
+/// job's: a process's ancestry is fixed once it exists.
+fn in_job(pid: u32, job: u32) -> bool {
+    let mut p = pid;
+    for _ in 0..64 {
+        if p == job {
+            return true;
         }
-        if tree.len() == before {
-            return tree;
+        match parent_of(p) {
+            Some(pp) if pp > 1 => p = pp,
+            _ => return false,
         }
     }
+    false
 }
 
 /// Processes whose command line has `value` (any process), or whose
-/// environment has it (any but `except`).
-fn process_hits(value: &str, except: &HashSet<u32>) -> Vec<String> {
+/// environment has it (any but the job `job` and its descendants).
+fn process_hits(value: &str, job: u32) -> Vec<String> {
     let mut hits = Vec::new();
     for (pid, _) in processes() {
         let has = |what: &str| {
@@ -84,7 +90,9 @@ fn process_hits(value: &str, except: &HashSet<u32>) -> Vec<String> {
         if has("cmdline") {
             hits.push(format!("cmdline of {pid}"));
         }
-        if !except.contains(&pid) && has("environ") {
+        // Ancestry first, then the environment (a process that exists
+        // has its parent already).
+        if !in_job(pid, job) && has("environ") {
             let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             hits.push(format!("environ of {pid} ({})", cmd.replace('\0', " ")));
         }
@@ -209,7 +217,6 @@ fn a_secret_reaches_the_remote_job_and_no_log_store_file_or_other_process() {
         .trim()
         .parse()
         .unwrap();
-    let job_tree = tree_of(job_pid);
 
     // While it runs: the job's own environment has it (and its children's)…
     let environ = std::fs::read(format!("/proc/{job_pid}/environ")).unwrap();
@@ -219,7 +226,7 @@ fn a_secret_reaches_the_remote_job_and_no_log_store_file_or_other_process() {
     );
     // …and nothing else does: no command line, no other environment.
     for value in [&token, &filesec] {
-        let hits = process_hits(value, &job_tree);
+        let hits = process_hits(value, job_pid);
         assert!(hits.is_empty(), "leaked to processes: {hits:?}");
         // Not in the job directory after start (spec.json, run.sh, the
         // secret file's pointer), nor anywhere in belay's home (the store,
@@ -393,7 +400,6 @@ fn a_slurm_job_gets_its_secret_through_a_file_not_the_scheduler() {
         .trim()
         .parse()
         .unwrap();
-    let job_tree = tree_of(job_pid);
     let shown = c
         .slurm
         .command("scontrol", &["show", "job", "-d", &sid])
@@ -406,7 +412,7 @@ fn a_slurm_job_gets_its_secret_through_a_file_not_the_scheduler() {
     for value in [&token, &filesec] {
         assert!(!shown.contains(value.as_str()), "in scontrol show job -d");
         assert!(!script.contains(value.as_str()), "in the batch script");
-        let hits = process_hits(value, &job_tree);
+        let hits = process_hits(value, job_pid);
         assert!(hits.is_empty(), "leaked to processes: {hits:?}");
         // (Except what the job printed itself: its `stdout`.)
         let hits: Vec<_> = file_hits(&dir, value)

@@ -28,6 +28,13 @@
 //! belay process needed. Under Slurm, `until` is never after the job's
 //! own time limit (its allocation ends there). Then it writes `exit` with
 //! the command's own code and `hold_end=released|cancelled|expired`.
+//!
+//! Secrets (`run --secret`, see `secrets.rs`): `secrets.where` names the
+//! job's 0600 secret file. The command's subshell sources it into
+//! unexported variables, removes it, then exports them, so only the
+//! command (and what it starts) has them in its environment; without the
+//! file the command does not run (exit 125). A job cancelled before it
+//! starts removes the file unread.
 
 use crate::job::Command;
 use crate::shell::quote;

@@ -32,7 +32,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a command as a tracked job on HOST.
     #[command(
-        after_help = "Examples:\n  belay run local -- sh -c 'echo hi; exit 3'    # streams output, exits 3\n  belay run -d --name build local -- 'make -j4'   # one argument: a shell command line\n  belay run --env LR=0.1 --workdir ~/proj local -- python train.py\n  belay run -d cluster --partition gpu --gpus 1 --time 4:00:00 -- python train.py\n\nOn a host with `scheduler = \"slurm\"` in config.toml (or with --scheduler slurm)\nthe job goes through sbatch on that login node: `pending` with Slurm's reason\nwhile queued, its Slurm id in `belay show`, `cancel` is scancel.\n\nOne argument after `--` is run as a shell command line; several are an\nexact argv. Attached runs stream output and exit with the job's code\n(128+N for signal N); Ctrl-C detaches and leaves the job running."
+        after_help = "Examples:\n  belay run local -- sh -c 'echo hi; exit 3'    # streams output, exits 3\n  belay run -d --name build local -- 'make -j4'   # one argument: a shell command line\n  belay run --env LR=0.1 --workdir ~/proj local -- python train.py\n  belay run -d cluster --partition gpu --gpus 1 --time 4:00:00 -- python train.py\n  HF_TOKEN=… belay run gpu1 --secret HF_TOKEN --secret DB_PASS=@~/.dbpass -- python train.py\n\nOn a host with `scheduler = \"slurm\"` in config.toml (or with --scheduler slurm)\nthe job goes through sbatch on that login node: `pending` with Slurm's reason\nwhile queued, its Slurm id in `belay show`, `cancel` is scancel.\n\nOne argument after `--` is run as a shell command line; several are an\nexact argv. Attached runs stream output and exit with the job's code\n(128+N for signal N); Ctrl-C detaches and leaves the job running."
     )]
     Run(Box<RunArgs>),
     /// List jobs (live ones; --all for every job).
@@ -163,6 +163,10 @@ pub enum AppCommand {
         /// host's `scheduler` in config.toml).
         #[arg(long, value_name = "direct|slurm")]
         scheduler: Option<String>,
+        /// A secret for the app's job, as `run --secret`: NAME (from the
+        /// environment or a terminal prompt) or NAME=@FILE (repeatable).
+        #[arg(long = "secret", value_name = "NAME[=@FILE]")]
+        secrets: Vec<String>,
         #[command(flatten)]
         slurm: Box<SlurmArgs>,
         /// Arguments for the app (jupyter: server options; http: the command).
@@ -263,6 +267,13 @@ pub struct RunArgs {
     /// Set an environment variable for the job (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
+    /// Give the job the secret NAME as an environment variable (repeatable):
+    /// its value from the environment variable NAME, from FILE with
+    /// NAME=@FILE, or asked for (echo off) on a terminal; never on the
+    /// command line. It reaches the host on an SSH channel's stdin and is
+    /// kept in no log, store or job file; output showing it prints `***`.
+    #[arg(long = "secret", value_name = "NAME[=@FILE]")]
+    pub secrets: Vec<String>,
     /// Do not wait: print the job id and return.
     #[arg(short = 'd', long)]
     pub detach: bool,

@@ -2,7 +2,6 @@
 //! each returning what the engine would have returned in direct mode, so
 //! commands render and exit the same way either way.
 
-use std::io::Write;
 use std::ops::ControlFlow;
 
 use anyhow::Result;
@@ -255,11 +254,14 @@ pub enum Submitted {
 pub fn submit(
     client: &Client,
     spec: &JobSpec,
+    secrets: &[belay_core::secrets::SecretValue],
     queue: bool,
     mut progress: Option<&mut dyn Progress>,
 ) -> Result<Submitted> {
     interrupt::install();
-    let body = serde_json::json!({ "spec": spec, "queue": queue });
+    // Secret values go in the body, over the 0600 socket, to the daemon's
+    // memory (never its log or store).
+    let body = serde_json::json!({ "spec": spec, "queue": queue, "secrets": secrets });
     let mut lines = JsonLines::default();
     let mut recorded: Option<String> = None;
     let mut outcome: Option<Result<Job, ClientError>> = None;
@@ -371,6 +373,7 @@ pub fn follow(client: &Client, job: Job, streams: Streams) -> Result<Outcome> {
     if !streams.stdout && !streams.stderr {
         return wait(client, job);
     }
+    crate::secrets::remember_from_env(&job.secrets);
     let mut out = streams.stdout.then_some(0u64);
     let mut err = streams.stderr.then_some(0u64);
     let mut failures = 0;
@@ -404,15 +407,14 @@ pub fn follow(client: &Client, job: Job, streams: Streams) -> Result<Outcome> {
                 for frame in parsed {
                     last_was_warning = matches!(frame, Frame::Retrying(_));
                     let written = match frame {
+                        // A secret's value this process knows prints as `***`.
                         Frame::Stdout(bytes) => {
                             *out.get_or_insert(0) += bytes.len() as u64;
-                            let mut o = std::io::stdout().lock();
-                            o.write_all(&bytes).and_then(|()| o.flush())
+                            crate::secrets::write_masked(0, &mut std::io::stdout().lock(), &bytes)
                         }
                         Frame::Stderr(bytes) => {
                             *err.get_or_insert(0) += bytes.len() as u64;
-                            let mut e = std::io::stderr().lock();
-                            e.write_all(&bytes).and_then(|()| e.flush())
+                            crate::secrets::write_masked(1, &mut std::io::stderr().lock(), &bytes)
                         }
                         Frame::Retrying(why) => {
                             // At most every 30 s, as without the daemon.
@@ -460,6 +462,8 @@ pub fn follow(client: &Client, job: Job, streams: Streams) -> Result<Outcome> {
             Err(e) => return Err(e.into()),
         }
     }
+    let _ = crate::secrets::flush_held(0, &mut std::io::stdout().lock());
+    let _ = crate::secrets::flush_held(1, &mut std::io::stderr().lock());
     if interrupt::requested() {
         return Ok(Outcome::Detached(job));
     }
@@ -482,8 +486,7 @@ pub fn print_log(client: &Client, id: &str, stderr: bool) -> Result<()> {
         &path,
         None,
         &mut |piece| {
-            let mut o = std::io::stdout().lock();
-            if let Err(e) = o.write_all(piece).and_then(|()| o.flush()) {
+            if let Err(e) = crate::secrets::write_masked(0, &mut std::io::stdout().lock(), piece) {
                 failure = Some(e);
                 return ControlFlow::Break(());
             }
@@ -491,6 +494,7 @@ pub fn print_log(client: &Client, id: &str, stderr: bool) -> Result<()> {
         },
         &|| false,
     )?;
+    crate::secrets::flush_held(0, &mut std::io::stdout().lock())?;
     if let Some(e) = failure {
         return Err(e.into());
     }

@@ -11,7 +11,6 @@
 //! ends it as soon as the job does, where a poll would add up to its
 //! interval, and a dead job is still found by the stream's reconcile.
 
-use std::io::Write;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
@@ -49,14 +48,9 @@ pub fn follow(engine: &mut Engine, job: Job, streams: Streams) -> Result<Outcome
     let mut broken: Option<std::io::Error> = None;
     let mut sink = |piece: Piece| {
         let written = match piece {
-            Piece::Stdout(d) => {
-                let mut o = std::io::stdout().lock();
-                o.write_all(&d).and_then(|()| o.flush())
-            }
-            Piece::Stderr(d) => {
-                let mut e = std::io::stderr().lock();
-                e.write_all(&d).and_then(|()| e.flush())
-            }
+            // A secret's value this process knows prints as `***`.
+            Piece::Stdout(d) => crate::secrets::write_masked(0, &mut std::io::stdout().lock(), &d),
+            Piece::Stderr(d) => crate::secrets::write_masked(1, &mut std::io::stderr().lock(), &d),
             Piece::Retrying(why) => {
                 if warned_at.is_none_or(|w| w.elapsed() > WARN_EVERY) {
                     let why = belay_ssh::terminal_safe(&why);
@@ -74,7 +68,10 @@ pub fn follow(engine: &mut Engine, job: Job, streams: Streams) -> Result<Outcome
             }
         }
     };
+    crate::secrets::remember_from_env(&job.secrets);
     let end = engine.stream_output(&job, from, &mut sink, &interrupt::requested)?;
+    let _ = crate::secrets::flush_held(0, &mut std::io::stdout().lock());
+    let _ = crate::secrets::flush_held(1, &mut std::io::stderr().lock());
     if let Some(e) = broken {
         return Err(e.into());
     }

@@ -15,6 +15,7 @@ mod logging;
 mod progress;
 mod prompt;
 mod render;
+mod secrets;
 mod terminal;
 
 use std::process::ExitCode;
@@ -46,12 +47,16 @@ fn main() -> ExitCode {
             // Core errors carry their cause in their message already. Parts
             // of it may come from the host (its stderr, its messages): no
             // terminal control sequence of theirs reaches the terminal.
-            // A connection failure ends with "run `belay doctor HOST`".
+            // A connection failure ends with "run `belay doctor HOST`"; a
+            // secret's value this process knows is never printed.
             let message = match err.downcast_ref::<CoreError>() {
                 Some(core) => core.message(),
                 None => err.to_string(),
             };
-            eprintln!("belay: {}", belay_ssh::terminal_safe(&message));
+            eprintln!(
+                "belay: {}",
+                secrets::mask_text(&belay_ssh::terminal_safe(&message))
+            );
             // Ctrl-C that stopped a submit before its launch: the shell's
             // convention for "ended by SIGINT".
             if matches!(

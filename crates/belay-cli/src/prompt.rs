@@ -184,6 +184,12 @@ impl TtyPrompter {
     }
 }
 
+/// Asks on the terminal for a `--secret` value, echo off; `None` without a
+/// terminal (or on end of input).
+pub fn ask_secret(prompt: &str) -> Option<String> {
+    TtyPrompter::ask(prompt, true)
+}
+
 impl Prompter for TtyPrompter {
     fn has_terminal(&self) -> bool {
         Self::tty().is_some()

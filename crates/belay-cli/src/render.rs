@@ -193,6 +193,9 @@ pub fn detail(job: &Job, events: &[JobEvent], now: i64) -> String {
     if !job.sbatch.is_empty() {
         kv("sbatch", job.sbatch.join(" "));
     }
+    if !job.secrets.is_empty() {
+        kv("secrets", job.secrets.join(" "));
+    }
     s.push_str("events:\n");
     for e in events {
         s.push_str(&format!(
@@ -245,6 +248,7 @@ mod tests {
             hold_secs: None,
             hold_until: None,
             sbatch: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 

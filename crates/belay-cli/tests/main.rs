@@ -21,6 +21,7 @@ mod queue;
 mod recovery;
 mod remote;
 mod remote_netns;
+mod secrets;
 mod shared_home;
 mod shell;
 mod slurm;

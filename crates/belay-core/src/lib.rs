@@ -30,6 +30,7 @@ pub mod job;
 pub mod paths;
 pub mod remote;
 pub mod scheduler;
+pub mod secrets;
 pub mod shell;
 pub mod store;
 pub mod time;

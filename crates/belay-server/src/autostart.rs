@@ -121,6 +121,18 @@ pub fn stop(home: &BelayHome) -> Result<Option<u32>, ClientError> {
     Ok(pid)
 }
 
+/// Environment variables a daemon this process starts must not inherit:
+/// the names of `run --secret`s read from the environment (their values
+/// reach the daemon in the submit request, and only for as long as it
+/// needs them; an inherited copy would stay in its environment for good).
+static WITHHELD: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Adds `names` to the variables withheld from a daemon started here.
+pub fn withhold_env(names: &[String]) {
+    let mut w = WITHHELD.lock().unwrap_or_else(|p| p.into_inner());
+    w.extend(names.iter().cloned());
+}
+
 fn spawn(
     home: &BelayHome,
     location: &DaemonLocation,
@@ -151,6 +163,9 @@ fn spawn(
         .stdout(log.try_clone()?)
         .stderr(log)
         .current_dir(Path::new("/"));
+    for name in WITHHELD.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        command.env_remove(name);
+    }
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(|| {

@@ -17,6 +17,7 @@ use belay_core::apps::scripts::{Listening, Readiness};
 use belay_core::apps::{AppTemplate, app_of};
 use belay_core::engine::Engine;
 use belay_core::job::{Job, JobSpec, JobState};
+use belay_core::secrets::SecretValue;
 use belay_server::Client;
 use belay_server::forwards::{ForwardView, Forwards};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,7 @@ pub fn app(ctx: &Ctx, cmd: AppCommand) -> Result<u8> {
             timeout,
             json,
             scheduler,
+            secrets,
             slurm,
             args,
         } => run(
@@ -45,6 +47,7 @@ pub fn app(ctx: &Ctx, cmd: AppCommand) -> Result<u8> {
                 name,
                 args,
                 scheduler,
+                secrets,
                 slurm: slurm.resources(),
             },
             Show { open, json },
@@ -68,6 +71,7 @@ struct RunRequest {
     name: Option<String>,
     args: Vec<String>,
     scheduler: Option<String>,
+    secrets: Vec<String>,
     slurm: belay_core::config::SlurmResources,
 }
 
@@ -136,15 +140,17 @@ impl<'a> Via<'a> {
         })
     }
 
-    fn submit(&mut self, spec: &JobSpec) -> Result<Job> {
+    fn submit(&mut self, spec: &JobSpec, secrets: Vec<SecretValue>) -> Result<Job> {
         match self {
-            Via::Daemon(client) => match daemon::submit(client, spec, false, None)? {
+            Via::Daemon(client) => match daemon::submit(client, spec, &secrets, false, None)? {
                 Submitted::Job(job) => Ok(job),
                 Submitted::Interrupted(_) => {
                     Err(belay_core::CoreError::SubmitInterrupted { id: None }.into())
                 }
             },
-            Via::Direct { engine, .. } => Ok(engine.submit(spec)?),
+            Via::Direct { engine, .. } => {
+                Ok(engine.submit_with_secrets(spec, Default::default(), secrets)?)
+            }
         }
     }
 
@@ -229,6 +235,8 @@ fn run(ctx: &Ctx, req: &RunRequest, show: Show, timeout: Duration) -> Result<u8>
             &hosts.config().host(&req.host),
         )?
         .with_scheduler(req.scheduler.clone(), req.slurm.clone())?;
+    let (names, secrets) = crate::secrets::resolve(&req.secrets)?;
+    let spec = spec.with_secrets(names)?;
     let name = spec.name.clone().unwrap_or_default();
     let mut via = Via::new(ctx)?;
     // One app of a name per host.
@@ -243,7 +251,7 @@ fn run(ctx: &Ctx, req: &RunRequest, show: Show, timeout: Duration) -> Result<u8>
         );
         return connect(&template.ready_path, &mut via, &running, show, timeout);
     }
-    let job = via.submit(&spec)?;
+    let job = via.submit(&spec, secrets)?;
     if !show.json {
         eprintln!(
             "belay: {} starting on {} as job {} …",

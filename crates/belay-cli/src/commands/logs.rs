@@ -1,8 +1,6 @@
 //! `belay logs`: print a job's stdout (or stderr) from the start; with -f,
 //! keep printing until the job ends.
 
-use std::io::Write;
-
 use anyhow::Result;
 
 use super::{Ctx, finish, warn_problems};
@@ -17,6 +15,7 @@ pub fn logs(ctx: &Ctx, a: LogsArgs) -> Result<u8> {
     if let Some(client) = ctx.daemon(ctx.home.store_exists()) {
         let (job, _, problems) = crate::daemon::job(client, &a.job)?;
         warn_problems(&problems);
+        crate::secrets::remember_from_env(&job.secrets);
         if a.follow {
             return Ok(match crate::daemon::follow(client, job, streams)? {
                 Outcome::Ended(_) => 0,
@@ -29,6 +28,7 @@ pub fn logs(ctx: &Ctx, a: LogsArgs) -> Result<u8> {
     let mut engine = ctx.existing_engine(&a.job)?;
     let (job, problems) = engine.job(&a.job)?;
     warn_problems(&problems);
+    crate::secrets::remember_from_env(&job.secrets);
     if a.follow {
         return Ok(match follow::follow(&mut engine, job, streams)? {
             // logs -f reports how the job ended but is not the job.
@@ -55,11 +55,10 @@ pub fn logs(ctx: &Ctx, a: LogsArgs) -> Result<u8> {
         let end = *end.get_or_insert(size);
         let take = data.len().min(end.saturating_sub(offset) as usize);
         if take == 0 {
+            crate::secrets::flush_held(0, &mut std::io::stdout().lock())?;
             return Ok(0);
         }
-        let mut o = std::io::stdout().lock();
-        o.write_all(&data[..take])?;
-        o.flush()?;
+        crate::secrets::write_masked(0, &mut std::io::stdout().lock(), &data[..take])?;
         offset += take as u64;
     }
 }

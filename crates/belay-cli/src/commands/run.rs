@@ -38,13 +38,15 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     check_inputs(&spec.inputs)?;
     check_outputs(&a.outputs)?;
     spec.outputs = a.outputs.clone();
+    let (names, secret_values) = crate::secrets::resolve(&a.secrets)?;
     let spec = spec
+        .with_secrets(names)?
         .with_hold(a.hold_on_failure)?
         .with_scheduler(a.scheduler.clone(), a.slurm.resources())?;
     if let Some(client) = ctx.daemon(true) {
         // (A passphrase or second factor the daemon's connection needs is
         // relayed to this terminal: see daemon::submit.)
-        return through_daemon(client, &a, &spec);
+        return through_daemon(client, &a, &spec, secret_values);
     }
     belay_core::hosts::Hosts::new(&ctx.home, ctx.hosts.clone())?.validate(&spec.host)?;
     let mut engine = ctx.engine()?;
@@ -70,7 +72,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
             && !a.no_queue
             && belay_core::failpoint::queue_in_direct_mode(),
     };
-    let job = engine.submit_with(&spec, options)?;
+    let job = engine.submit_with_secrets(&spec, options, secret_values)?;
     say_if_queued(&job);
     // (A Ctrl-C that came after the launch was sent: `follow` detaches at
     // once, saying how to re-attach.)
@@ -101,13 +103,19 @@ fn say_if_queued(job: &Job) {
 
 /// `run` through the daemon: the submit (input progress drawn here), then
 /// the job's output streamed as it is written.
-fn through_daemon(client: &belay_server::Client, a: &RunArgs, spec: &JobSpec) -> Result<u8> {
+fn through_daemon(
+    client: &belay_server::Client,
+    a: &RunArgs,
+    spec: &JobSpec,
+    secrets: Vec<belay_core::secrets::SecretValue>,
+) -> Result<u8> {
     // The daemon checks the host name as the engine would (exit 2).
     let mut bar =
         (!spec.inputs.is_empty()).then(|| TransferBar::new(&format!("inputs → {}", spec.host)));
     let job = match daemon::submit(
         client,
         spec,
+        &secrets,
         !a.no_queue,
         bar.as_mut()
             .map(|b| b as &mut dyn belay_core::transfer::Progress),

@@ -314,6 +314,7 @@ mod tests {
             hold_secs: None,
             hold_until: None,
             sbatch: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 

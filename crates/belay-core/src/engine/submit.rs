@@ -45,6 +45,7 @@ use crate::error::{CoreError, Result};
 use crate::failpoint;
 use crate::job::{Job, JobSpec, JobState};
 use crate::remote::{HostReport, scripts, wrapper};
+use crate::secrets::SecretValue;
 use crate::store::JobUpdate;
 use crate::transport::Transport;
 
@@ -68,6 +69,21 @@ impl Engine {
 
     /// [`Self::submit`], with a choice for a host that does not answer.
     pub fn submit_with(&mut self, spec: &JobSpec, options: SubmitOptions) -> Result<Job> {
+        self.submit_with_secrets(spec, options, Vec::new())
+    }
+
+    /// [`Self::submit_with`] for a job with `--secret`s: `secrets` holds a
+    /// value for each name in `spec.secrets`. The values stay in this
+    /// process's memory until the launch carries them to the host (see
+    /// [`crate::secrets`]); the store and the host's job record get the
+    /// names only.
+    pub fn submit_with_secrets(
+        &mut self,
+        spec: &JobSpec,
+        options: SubmitOptions,
+        secrets: Vec<SecretValue>,
+    ) -> Result<Job> {
+        crate::secrets::check_values(&spec.secrets, &secrets)?;
         self.hosts.validate(&spec.host)?;
         let (scheduler, sbatch) = self.scheduler_of(spec)?;
         // Reach the host before recording anything: a host that does not
@@ -84,6 +100,7 @@ impl Engine {
                 let job =
                     self.store
                         .insert_scheduled(spec, scheduler, &sbatch, None, Some(&reason))?;
+                crate::secrets::keep(&job.id, secrets);
                 self.note_recorded(&job);
                 return Ok(job);
             }
@@ -115,6 +132,7 @@ impl Engine {
         let job = self
             .store
             .insert_scheduled(spec, scheduler, &sbatch, Some(&me), None)?;
+        crate::secrets::keep(&job.id, secrets);
         self.note_recorded(&job);
         failpoint::hit("after-record");
         let mut launch_sent = false;
@@ -236,6 +254,19 @@ impl Engine {
     /// sent (`launch_sent`): after that, a lost reply means "may be
     /// running", not "not launched".
     fn stage_and_launch_steps(&mut self, job: &Job, launch_sent: &mut bool) -> Result<()> {
+        let result = self.stage_and_launch_inner(job, launch_sent);
+        // The secrets' values were needed for this launch only: once it
+        // happened, or never will, this process forgets them. (A dropped
+        // link keeps them for the next try.)
+        if !job.secrets.is_empty()
+            && !matches!(&result, Err(CoreError::Transport(e)) if e.is_transient())
+        {
+            crate::secrets::forget(&job.id);
+        }
+        result
+    }
+
+    fn stage_and_launch_inner(&mut self, job: &Job, launch_sent: &mut bool) -> Result<()> {
         if self.stop_requested() {
             return self.cancel_unlaunched(job);
         }
@@ -262,6 +293,7 @@ impl Engine {
             heartbeat_secs: HEARTBEAT_SECS,
             run_in_inputs: job.runs_in_inputs(),
             hold_secs: job.hold_secs.unwrap_or(0),
+            secrets: &job.secrets,
         });
         let spec_json = serde_json::to_string_pretty(&json!({
             "id": job.id,
@@ -276,6 +308,7 @@ impl Engine {
             "inputs": job.inputs,
             "outputs": job.outputs,
             "hold_on_failure": job.hold_secs,
+            "secrets": job.secrets,
             "created_at": job.created_at,
             "belay_version": env!("CARGO_PKG_VERSION"),
         }))
@@ -291,7 +324,9 @@ impl Engine {
         // the user's Ctrl-C and a cancel recorded by another command.
         // (Test builds keep the steps apart when a failpoint stops between
         // them.)
+        // Secrets go between the two, on a stream of their own.
         let fold = job.inputs.is_empty()
+            && job.secrets.is_empty()
             && !failpoint::armed().is_some_and(|p| p == "after-stage" || p == "stage-fails-hard");
         if fold {
             self.may_launch(job)?;
@@ -374,6 +409,21 @@ impl Engine {
         if let Some(launched) = launched {
             return self.launched(job, &*transport, &launched, &out.stderr_text());
         }
+        let locked = text.lines().any(|l| l == "locked");
+        if !job.secrets.is_empty() && !locked && crate::secrets::get(&job.id).is_none() {
+            // Restaged by a process that never had the values (the one
+            // that did crashed): the job must not run without them.
+            let reason = crate::secrets::lost_reason(&job.secrets[0]);
+            // A secret file the crashed submit left on the host goes too
+            // (best effort: the job fails either way).
+            let _ = transport.run_script(&remove_secrets_in(&dir));
+            let current = self.store.get(&job.id)?;
+            self.settle(&current, JobState::Failed, &reason, JobUpdate::default())?;
+            return Err(CoreError::Protocol {
+                host: job.host.clone(),
+                message: format!("job {}: {reason}", job.id),
+            });
+        }
         failpoint::hit("after-stage");
         if failpoint::hit_soft("stage-fails-hard") {
             // As if the host refused the next step for good.
@@ -384,6 +434,9 @@ impl Engine {
         }
         self.copy_inputs(&*transport, job, &dir)?;
         self.may_launch(job)?;
+        if !job.secrets.is_empty() && !locked {
+            self.send_secrets(&*transport, job, &dir)?;
+        }
 
         *launch_sent = true;
         let out = transport.run_script(&scripts::launch(
@@ -529,6 +582,47 @@ impl Engine {
         Ok(())
     }
 
+    /// Writes the job's secret values to the host through a stream's stdin
+    /// (never a command line): see [`crate::secrets::store_script`].
+    fn send_secrets(&mut self, transport: &dyn Transport, job: &Job, dir: &str) -> Result<()> {
+        let Some(values) = crate::secrets::get(&job.id) else {
+            return Ok(());
+        };
+        let script = crate::secrets::store_script(
+            &crate::shell::quote(dir),
+            &job.key,
+            job.scheduler != "direct",
+        );
+        let mut stream = transport.open_stream(&script)?;
+        stream.write_all(crate::secrets::file_content(&values).as_bytes())?;
+        stream.close_input()?;
+        let mut said = Vec::new();
+        while let Some(piece) = stream.read_chunk()? {
+            said.extend_from_slice(&piece);
+        }
+        let out = stream.finish()?;
+        let said = String::from_utf8_lossy(&said);
+        if out.status != 0 || !said.lines().any(|l| l == "stored" || l == "locked") {
+            let err = protocol_error(
+                transport,
+                "storing the job's secrets on the host failed",
+                &out.stderr_text(),
+            );
+            // (Best effort: whatever part of it was written goes.)
+            let _ = transport.run_script(&remove_secrets_in(dir));
+            let current = self.store.get(&job.id)?;
+            self.settle(
+                &current,
+                JobState::Failed,
+                &err.to_string(),
+                JobUpdate::default(),
+            )?;
+            return Err(err);
+        }
+        failpoint::hit("after-secrets");
+        Ok(())
+    }
+
     /// Copies the job's inputs into `DIR/inputs/` — resumable and
     /// idempotent like every submit step (complete files are skipped), so
     /// a submit resumed after a crash just finishes the copy. An input that
@@ -579,6 +673,15 @@ impl Engine {
         failpoint::hit("after-inputs");
         Ok(())
     }
+}
+
+/// A script removing the secret file of the job in `dir`, if any.
+fn remove_secrets_in(dir: &str) -> String {
+    format!(
+        "cd {} 2>/dev/null && {{\n{}}}",
+        crate::shell::quote(dir),
+        crate::secrets::REMOVE_LINES
+    )
 }
 
 fn missing_workdir(workdir: Option<&str>, host: &str) -> String {

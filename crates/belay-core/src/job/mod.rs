@@ -61,6 +61,8 @@ pub struct Job {
     /// (`--partition=debug`, …), resolved at submit from the flags and the
     /// host's defaults, so a resumed submit stages the same script.
     pub sbatch: Vec<String>,
+    /// `run --secret`: the names of its secrets (never their values).
+    pub secrets: Vec<String>,
 }
 
 impl Job {

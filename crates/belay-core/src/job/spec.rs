@@ -73,6 +73,10 @@ pub struct JobSpec {
     /// `run --partition …`: Slurm resources (the host's defaults fill in).
     #[serde(default)]
     pub slurm: crate::config::SlurmResources,
+    /// `run --secret NAME`: the names only; the values never enter a spec
+    /// (see [`crate::secrets`]).
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// `--input LOCAL[:NAME]`: a local file or tree, and its name under the
@@ -240,6 +244,7 @@ impl JobSpec {
             hold_on_failure: None,
             scheduler: None,
             slurm: Default::default(),
+            secrets: Vec::new(),
         })
     }
 
@@ -262,6 +267,19 @@ impl JobSpec {
         slurm.sbatch_options()?;
         self.scheduler = scheduler;
         self.slurm = slurm;
+        Ok(self)
+    }
+
+    /// Sets the `--secret` names: each an environment variable name, none
+    /// twice.
+    pub fn with_secrets(mut self, names: Vec<String>) -> Result<Self> {
+        crate::secrets::check_names(&names)?;
+        if let Some((k, _)) = self.env.iter().find(|(k, _)| names.contains(k)) {
+            return Err(CoreError::BadInput(format!(
+                "bad --secret '{k}': also given with --env"
+            )));
+        }
+        self.secrets = names;
         Ok(self)
     }
 
@@ -291,6 +309,7 @@ impl JobSpec {
         spec.login_shell = self.login_shell;
         spec.inputs = self.inputs;
         spec.outputs = self.outputs;
+        spec = spec.with_secrets(self.secrets)?;
         spec.with_hold(self.hold_on_failure.map(u64::from))?
             .with_scheduler(self.scheduler, self.slurm)
     }

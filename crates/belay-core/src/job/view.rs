@@ -44,6 +44,9 @@ pub struct JobView<'a> {
     /// Under Slurm: the job's sbatch options (its `#SBATCH` lines).
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     sbatch: &'a [String],
+    /// `run --secret`: the names (never the values).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    secrets: &'a [String],
     job_dir: Option<&'a str>,
     key: &'a str,
     inputs: &'a [Input],
@@ -93,6 +96,7 @@ impl<'a> JobView<'a> {
             scheduler: &job.scheduler,
             scheduler_id: job.scheduler_id.as_deref(),
             sbatch: &job.sbatch,
+            secrets: &job.secrets,
             job_dir: job.remote_dir.as_deref(),
             key: &job.key,
             inputs: &job.inputs,
@@ -143,6 +147,8 @@ pub struct JobRecord {
     scheduler_id: Option<String>,
     #[serde(default)]
     sbatch: Vec<String>,
+    #[serde(default)]
+    secrets: Vec<String>,
     job_dir: Option<String>,
     key: String,
     #[serde(default)]
@@ -198,6 +204,7 @@ impl JobRecord {
             scheduler: self.scheduler,
             scheduler_id: self.scheduler_id,
             sbatch: self.sbatch,
+            secrets: self.secrets,
             remote_dir: self.job_dir,
             exit_code: self.exit_code,
             reason: self.reason,
@@ -264,6 +271,7 @@ mod tests {
             hold_secs: Some(600),
             hold_until: None,
             sbatch: Vec::new(),
+            secrets: Vec::new(),
         };
         let events = vec![JobEvent {
             at: 1_700_000_000_200,

@@ -18,7 +18,7 @@ pub const RESERVE_BYTES: usize = 8192;
 /// Stage a job: create its directory and write `spec.json`, `run.sh` and
 /// the disk-full `reserve`.
 /// Once `launch.lock` exists the files are left alone (the launched job's
-/// record must not change under it). Prints `dir=ABSOLUTE_DIR`, then
+/// record must not change under it) and it prints `locked`. Prints `dir=ABSOLUTE_DIR`, then
 /// `workdir=missing` if the working directory does not exist, and
 /// `workroot_id=ID`: the workroot's `.belay-workroot` marker, created with
 /// `marker` unless it exists (empty when it cannot be written). With
@@ -50,6 +50,8 @@ belay_rid=; read -r belay_rid < ../.belay-workroot 2>/dev/null
 printf 'workroot_id=%s\n' "$belay_rid"
 if [ ! -e launch.lock ]; then
 {spec}{run}[ -s reserve ] || printf '%{reserve}s' '' > reserve || exit 3
+else
+  echo locked
 fi
 {mk_inputs}cd -P . && belay_jd=$PWD || exit 3
 printf 'dir=%s\n' "$belay_jd"
@@ -117,7 +119,7 @@ if ( set -C; : > launch.lock ) 2>/dev/null; then
     # Nothing was submitted: the job ends here, with the scheduler's word.
     printf 'code=\nended_at=%s\ncancelled=0\nrefused=1\nwhy=%s\n' "$(date +%s)" "$belay_refused" > "exit.tmp.$$" &&
       mv -f "exit.tmp.$$" exit
-    echo "R refused $belay_refused"
+{remove_secrets}    echo "R refused $belay_refused"
     belay_report {id} "$d"
     exit 0
   fi
@@ -139,6 +141,7 @@ belay_report {id} "$d"
         submit = scheduler.submit(),
         sched = scheduler.name(),
         id = quote(job_id),
+        remove_secrets = crate::secrets::REMOVE_LINES,
     )
 }
 
@@ -380,14 +383,16 @@ belay_cancel1() {{
   if [ ! -e launch.lock ] && ( set -C; : > launch.lock ) 2>/dev/null; then
     printf 'code=\nended_at=%s\ncancelled=1\nnever_launched=1\n' "$(date +%s)" > "exit.tmp.$$" &&
       mv -f "exit.tmp.$$" exit
-    return 0
+{rm_secrets}    return 0
   fi
   if [ -f started ]; then
     belay_term && belay_termed="$belay_termed $1"
   else
     belay_waiting="$belay_waiting $1"
-    # Under a batch scheduler it leaves the queue and will never start.
-    belay_unqueue "$c_d" && belay_unqueued="$belay_unqueued $1"
+    # Under a batch scheduler it leaves the queue and will never start
+    # (nor read its secret file: removed here).
+    belay_unqueue "$c_d" && {{ belay_unqueued="$belay_unqueued $1"
+{rm_secrets}  }}
   fi
 }}
 belay_unqueued=
@@ -442,6 +447,7 @@ echo END
         stop = scheduler.stop() + &scheduler.unqueue(),
         grace = grace_secs,
         ids = ids.join(" "),
+        rm_secrets = crate::secrets::REMOVE_LINES,
     )
 }
 

@@ -28,6 +28,13 @@
 //! belay process needed. Under Slurm, `until` is never after the job's
 //! own time limit (its allocation ends there). Then it writes `exit` with
 //! the command's own code and `hold_end=released|cancelled|expired`.
+//!
+//! Secrets (`run --secret`, see `secrets.rs`): `secrets.where` names the
+//! job's 0600 secret file. The command's subshell sources it into
+//! unexported variables, removes it, then exports them, so only the
+//! command (and what it starts) has them in its environment; without the
+//! file the command does not run (exit 125). A job cancelled before it
+//! starts removes the file unread.
 
 use crate::job::Command;
 use crate::shell::quote;
@@ -50,6 +57,9 @@ pub struct WrapperSpec<'a> {
     /// then the batch script, run from a copy in the scheduler's spool, so
     /// it finds its job directory where it was submitted.
     pub batch_header: Option<&'a str>,
+    /// `run --secret`: the names of the variables the secret file (see
+    /// [`crate::secrets`]) sets for the command.
+    pub secrets: &'a [String],
 }
 
 /// A hold the job asked for with an empty `hold` file, and no
@@ -83,6 +93,26 @@ pub fn render(spec: &WrapperSpec<'_>) -> String {
   esac"#
     } else {
         "belay_sh=/bin/sh"
+    };
+    // Secrets: read in the command's own subshell into unexported
+    // variables, the file removed (the only process started meanwhile, `rm`,
+    // cannot see them), then exported for the command alone. Without its
+    // file the command does not run.
+    let secrets = if spec.secrets.is_empty() {
+        String::new()
+    } else {
+        let names = spec.secrets.join(" ");
+        format!(
+            r#"    if [ -z "$belay_sf" ] || [ ! -f "$belay_sf" ]; then
+      echo "belay: the job's secrets ({names}) are not on this host (gone with a reboot or a cleanup?); the command was not run" >&2
+      exit 125
+    fi
+    unset {names}
+    . "$belay_sf" || exit 125
+    rm -f "$belay_sf" "$belay_d/secrets.where"
+    export {names}
+"#
+        )
     };
     let flag = if spec.login_shell { "-lc" } else { "-c" };
     let workdir = if spec.run_in_inputs {
@@ -144,12 +174,15 @@ trap 'belay_sig=INT' INT
 trap 'belay_sig=HUP' HUP
 # A cancel that arrived before this point (the job was still pending) wins:
 # the command never starts.
+# Where the job's secret file is (a path, never a value), if it has one.
+belay_sf=; read -r belay_sf 2>/dev/null < "$belay_d/secrets.where"
 if [ -n "$belay_sig" ] || [ -f "$belay_d/cancel-requested" ]; then
   belay_code=143
+  [ -n "$belay_sf" ] && rm -f "$belay_sf" "$belay_d/secrets.where"
 else
   {login}
   (
-    cd "$HOME" 2>/dev/null
+{secrets}    cd "$HOME" 2>/dev/null
     cd {workdir} 2>/dev/null || {{ echo "belay: cannot enter working directory "{workdir} >&2; exit 126; }}
 {env}    BELAY_JOB_ID={qid}; export BELAY_JOB_ID
     BELAY_JOB_DIR=$belay_d; export BELAY_JOB_DIR
@@ -238,6 +271,7 @@ pub(crate) fn render_for_test() -> String {
         heartbeat_secs: 15,
         hold_secs: 0,
         batch_header: None,
+        secrets: &[],
     })
 }
 
@@ -266,6 +300,7 @@ mod tests {
             heartbeat_secs: 15,
             hold_secs: 0,
             batch_header: Some("#SBATCH --job-name=x\n"),
+            secrets: &["TOKEN".to_string()],
         });
         let out = std::process::Command::new("sh")
             .arg("-n")

@@ -35,7 +35,7 @@ pub struct JobFilter {
 
 pub(super) const JOB_COLUMNS: &str = "id, key, name, host, state, command, workdir, env, scheduler, \
     scheduler_id, remote_dir, exit_code, reason, created_at, updated_at, started_at, ended_at, \
-    last_seen, submitter, liveness, login_shell, inputs, outputs, hold_secs, hold_until, sbatch";
+    last_seen, submitter, liveness, login_shell, inputs, outputs, hold_secs, hold_until, sbatch, secrets";
 
 impl Store {
     /// Record a new job in state `queued`: the intent, before anything
@@ -73,6 +73,7 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<Job> {
         let sbatch = serde_json::to_string(sbatch).expect("sbatch options serialise");
+        let secrets = serde_json::to_string(&spec.secrets).expect("secret names serialise");
         let installation = self.installation_id()?;
         let now = now_ms();
         let command = serde_json::to_string(&spec.command).expect("argv serialises");
@@ -102,8 +103,8 @@ impl Store {
         let run = || -> rusqlite::Result<()> {
             tx.execute(
                 "INSERT INTO jobs (id, key, name, host, state, command, workdir, env, login_shell, \
-                 scheduler, created_at, updated_at, submitter, inputs, outputs, reason, hold_secs, sbatch) \
-                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                 scheduler, created_at, updated_at, submitter, inputs, outputs, reason, hold_secs, sbatch, secrets) \
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 params![
                     job_id.as_str(),
                     key,
@@ -121,6 +122,7 @@ impl Store {
                     reason,
                     spec.hold_on_failure,
                     sbatch,
+                    secrets,
                 ],
             )?;
             tx.execute(
@@ -465,6 +467,8 @@ pub(super) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         hold_until: r.get(24)?,
         sbatch: serde_json::from_str(&r.get::<_, String>(25)?)
             .map_err(|e| bad(25, e.to_string()))?,
+        secrets: serde_json::from_str(&r.get::<_, String>(26)?)
+            .map_err(|e| bad(26, e.to_string()))?,
     })
 }
 

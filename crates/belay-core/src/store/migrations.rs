@@ -121,6 +121,11 @@ const STEPS: &[&str] = &[
     r#"
     ALTER TABLE jobs ADD COLUMN sbatch TEXT NOT NULL DEFAULT '[]';
     "#,
+    // 11: `run --secret`: the names of a job's secrets (JSON array of
+    // strings). Never their values.
+    r#"
+    ALTER TABLE jobs ADD COLUMN secrets TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two

@@ -153,6 +153,10 @@ pub struct SubmitRequest {
     /// refusing.
     #[serde(default)]
     pub queue: bool,
+    /// `run --secret`: a value for each name in `spec.secrets`. Kept in
+    /// memory only until the job's launch (never logged nor stored).
+    #[serde(default)]
+    pub secrets: Vec<belay_core::secrets::SecretValue>,
 }
 
 /// Sends one JSON line (from a blocking thread, never from inside a
@@ -210,6 +214,8 @@ pub async fn submit(
         .is_some_and(|v| v == "1");
     let Json(request) = body?;
     let spec = request.spec.checked()?;
+    let secrets = request.secrets;
+    belay_core::secrets::check_values(&spec.secrets, &secrets)?;
     let options = belay_core::engine::SubmitOptions {
         queue_if_unreachable: request.queue,
     };
@@ -233,7 +239,7 @@ pub async fn submit(
             engine.on_recorded(Box::new(move |job: &Job| {
                 send_line(&recorded, json!({"event": "recorded", "id": job.id}));
             }));
-            Ok(engine.submit_with(&spec, options)?)
+            Ok(engine.submit_with_secrets(&spec, options, secrets)?)
         })();
         // The hook was this submit's: the worker thread goes back to the
         // pool, where a later pass must not find it armed.

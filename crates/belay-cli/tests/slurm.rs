@@ -322,25 +322,13 @@ fn a_job_killed_by_its_slurm_time_limit_fails_naming_timeout() {
     assert!(reason(&job).contains("TIMEOUT"), "{job:#}");
 }
 
-#[test]
-fn a_job_gone_from_squeue_without_a_trace_is_lost_after_a_grace_never_done() {
-    // Records leave slurmctld 2 s after the end; no accounting, no jobcomp.
-    let c = Cluster::start_with(SlurmOptions {
-        min_job_age: 2,
-        jobcomp: false,
-        ..SlurmOptions::default()
-    });
-    let b = c.belay();
-    let id = b.submit(&["cluster", "--", "sleep 3017"]);
-    let job = b.wait_state(&id, "running", Duration::from_secs(30));
-    let sid = c.slurm_id(&b, &id);
-    let dir = c.remote(job["job_dir"].as_str().unwrap());
-    // No belay may watch the end: only what is left afterwards counts.
+/// Kills belay job `id`'s batch script (Slurm job `sid`, with its
+/// subshells) by SIGKILL while no belay watches (the daemon stopped): no
+/// exit file; Slurm ends the job, and its record leaves slurmctld.
+fn kill_unwatched(c: &Cluster, b: &Belay, id: &str, sid: &str) {
     if daemon_mode() {
         b.ok(&["serve", "--stop"]);
     }
-    // The wrapper (Slurm's batch script, with its subshells) dies by
-    // SIGKILL: no exit file; Slurm ends the job.
     let script = format!(
         "{}/spool/job{:0>5}/slurm_script",
         c.slurm.dir().display(),
@@ -356,12 +344,28 @@ fn a_job_gone_from_squeue_without_a_trace_is_lost_after_a_grace_never_done() {
     assert!(
         poll(Duration::from_secs(90), || c
             .slurm
-            .scontrol_show_job(&sid)
+            .scontrol_show_job(sid)
             .is_empty()
-            && c.slurm.jobs_with_comment(&id).is_empty()),
+            && c.slurm.jobs_with_comment(id).is_empty()),
         "Slurm kept the job's record:\n{}",
-        c.slurm.scontrol_show_job(&sid)
+        c.slurm.scontrol_show_job(sid)
     );
+}
+
+#[test]
+fn a_job_gone_from_squeue_without_a_trace_is_lost_after_a_grace_never_done() {
+    // Records leave slurmctld 2 s after the end; no accounting, no jobcomp.
+    let c = Cluster::start_with(SlurmOptions {
+        min_job_age: 2,
+        jobcomp: false,
+        ..SlurmOptions::default()
+    });
+    let b = c.belay();
+    let id = b.submit(&["cluster", "--", "sleep 3017"]);
+    let job = b.wait_state(&id, "running", Duration::from_secs(30));
+    let sid = c.slurm_id(&b, &id);
+    let dir = c.remote(job["job_dir"].as_str().unwrap());
+    kill_unwatched(&c, &b, &id, &sid);
     assert!(
         !dir.join("exit").exists(),
         "the killed wrapper wrote no exit file"
@@ -383,6 +387,45 @@ fn a_job_gone_from_squeue_without_a_trace_is_lost_after_a_grace_never_done() {
         .map(|e| e.iter().filter_map(|e| e["to"].as_str()).collect())
         .unwrap_or_default();
     assert!(!events.contains(&"succeeded"), "{job:#}");
+}
+
+/// A job Slurm ended (its batch script killed) whose record left
+/// slurmctld before belay looked, on a site that keeps job completion
+/// records in a text file: the record names the end at once, no grace.
+#[test]
+fn a_job_gone_from_squeue_is_named_from_the_job_completion_record() {
+    let c = Cluster::start_with(SlurmOptions {
+        min_job_age: 2,
+        jobcomp: true,
+        ..SlurmOptions::default()
+    });
+    let b = c.belay();
+    let id = b.submit(&["cluster", "--", "sleep 3018"]);
+    b.wait_state(&id, "running", Duration::from_secs(30));
+    let sid = c.slurm_id(&b, &id);
+    kill_unwatched(&c, &b, &id, &sid);
+    let record = c
+        .slurm
+        .jobcomp()
+        .lines()
+        .find(|l| l.starts_with(&format!("JobId={sid} ")))
+        .map(str::to_string)
+        .expect("a completion record");
+    let state = record
+        .split(' ')
+        .find_map(|w| w.strip_prefix("JobState="))
+        .unwrap()
+        .to_string();
+    // Well inside the lost grace (a minute of silent heartbeat).
+    let job = wait_job(&b, &id, Duration::from_secs(30), "ended", |j| {
+        !matches!(j["state"].as_str(), Some("running" | "pending"))
+    });
+    assert_eq!(job["state"], "failed", "{job:#}");
+    let why = reason(&job);
+    assert!(
+        why.contains(&state) && why.contains("job completion record"),
+        "{job:#}"
+    );
 }
 
 #[test]

@@ -252,8 +252,9 @@ fn a_forward_reaches_a_port_on_an_isolated_compute_node_through_the_allocation()
 
 /// Where the cluster lets users SSH to compute nodes (an sshd on the node,
 /// `Host node1` with `ProxyJump cluster` in the ssh config), a forward to
-/// a job there is a forwarded channel on a connection to the node itself:
-/// no relay step (srun is not called), the node's sshd sees the login.
+/// a job there is a forwarded channel on a connection to the node itself,
+/// and a shell is a login there: no relay step (srun is not called), the
+/// node's sshd sees the login.
 #[test]
 fn a_forward_goes_by_ssh_to_the_compute_node_where_the_cluster_allows_it() {
     let mut c = Cluster::start_with(SlurmOptions {
@@ -289,11 +290,36 @@ fn a_forward_goes_by_ssh_to_the_compute_node_where_the_cluster_allows_it() {
         "the node's sshd took the connection: {}",
         c.slurm.node_sshd_log()
     );
+    // `belay shell JOB` goes there too: on the node, in the job's
+    // directory with its variables, not as a step (no srun, no Slurm
+    // step variables).
+    let out = b
+        .cmd([
+            "shell",
+            &id,
+            "--",
+            "echo node=$(cat /proc/sys/kernel/hostname) belay=$BELAY_JOB_ID step=${SLURM_STEP_ID:-none}; pwd",
+        ])
+        .deadline(Duration::from_secs(60))
+        .ok();
+    assert_eq!(
+        out.lines().next(),
+        Some(format!("node={} belay={id} step=none", belay_testbed::NODE_NAME).as_str()),
+        "{out}"
+    );
+    assert_eq!(out.lines().nth(1), Some("/root"), "{out}");
+    assert_eq!(
+        c.slurm.calls("srun"),
+        srun_before,
+        "no srun for the shell either: {}",
+        c.slurm.call_log()
+    );
 }
 
 /// A config that names the compute node (`Host node1`, ProxyJump cluster)
 /// where the node takes no SSH: the forward still works, through a relay
-/// step in the allocation, and the daemon's log says why.
+/// step in the allocation, and the daemon's log says why; so does a shell,
+/// a step of the allocation, with a line saying why.
 #[test]
 fn a_forward_falls_back_to_srun_when_the_compute_node_refuses_ssh() {
     let c = Cluster::start_with(SlurmOptions {
@@ -317,6 +343,28 @@ fn a_forward_falls_back_to_srun_when_the_compute_node_refuses_ssh() {
     assert!(
         log.contains("no SSH to the job's node") && log.contains("forwarding through srun"),
         "{log}"
+    );
+    // A shell falls back the same way, and says so.
+    let out = b
+        .cmd([
+            "shell",
+            &id,
+            "--",
+            "echo node=$(cat /proc/sys/kernel/hostname) step=${SLURM_STEP_ID:-none}",
+        ])
+        .deadline(Duration::from_secs(60))
+        .output();
+    assert!(out.status.success(), "{}", crate::support::stderr_of(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.starts_with(&format!("node={} step=", belay_testbed::NODE_NAME))
+            && !said.contains("step=none"),
+        "a step of the allocation on the node: {said}"
+    );
+    assert!(
+        crate::support::stderr_of(&out).contains("no SSH to the job's node"),
+        "{}",
+        crate::support::stderr_of(&out)
     );
 }
 

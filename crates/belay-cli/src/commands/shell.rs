@@ -54,8 +54,10 @@ pub fn shell(ctx: &Ctx, a: ShellArgs) -> Result<u8> {
         return relay::shell(client, &a.target, mode, command, pty);
     }
     let mut engine = ctx.engine()?;
-    let target = engine.shell_target(&a.target)?;
-    let client = engine.hosts().ssh(&target.host).client().clone();
+    let (target, client, note) = engine.shell_target(&a.target)?.connect(engine.hosts());
+    if let Some(note) = note {
+        eprintln!("belay: {note}");
+    }
     if a.end {
         return end(&target, &client);
     }

@@ -51,6 +51,13 @@ pub struct ShellTarget {
     pub job: Option<Job>,
     /// The job-directory root on the host.
     pub workroot: Workroot,
+    /// A live Slurm job's compute node as the user's OpenSSH config names
+    /// it (`slurm_step::node_alias`): tried first, by SSH; the login node
+    /// and srun when it does not take the connection ([`ShellTarget::connect`]).
+    pub node: Option<String>,
+    /// This target is that node, reached by SSH: the shell runs there
+    /// directly, not as an srun step.
+    pub on_node: bool,
 }
 
 impl Engine {
@@ -85,10 +92,16 @@ impl Engine {
             }));
         }
         let workroot = self.hosts().config().host(&host).workroot();
+        let node = job
+            .as_ref()
+            .filter(|j| crate::scheduler::slurm_step::live_job_id(j).is_some())
+            .and_then(|j| crate::scheduler::slurm_step::node_alias(self.hosts(), &host, j));
         Ok(ShellTarget {
             host,
             job,
             workroot,
+            node,
+            on_node: false,
         })
     }
 }
@@ -97,7 +110,47 @@ impl ShellTarget {
     /// The Slurm job id of a live (running or held) Slurm job: a shell for
     /// it enters its allocation.
     fn slurm_job_id(&self) -> Option<&str> {
+        if self.on_node {
+            return None;
+        }
         crate::scheduler::slurm_step::live_job_id(self.job.as_ref()?)
+    }
+
+    /// The connection for this shell: to the job's compute node when the
+    /// config names it and it takes the connection now (the target then
+    /// becomes that node), else to the target's host, with a line saying
+    /// why the node was not used. Blocking.
+    pub fn connect(
+        self,
+        hosts: &Hosts,
+    ) -> (
+        ShellTarget,
+        std::sync::Arc<belay_ssh::Client>,
+        Option<String>,
+    ) {
+        let mut note = None;
+        if let Some(node) = &self.node {
+            let client = hosts.ssh(node).client().clone();
+            match crate::transport::ssh::runtime().block_on(client.connect_info()) {
+                Ok(_) => {
+                    let on_node = ShellTarget {
+                        host: node.clone(),
+                        node: None,
+                        on_node: true,
+                        ..self
+                    };
+                    return (on_node, client, None);
+                }
+                Err(e) => {
+                    note = Some(format!(
+                        "no SSH to the job's node {node} ({e}); the shell is a step of the job's allocation through {}",
+                        self.host
+                    ))
+                }
+            }
+        }
+        let client = hosts.ssh(&self.host).client().clone();
+        (self, client, note)
     }
 
     /// sh that sets `belay_step` to the words that run a command inside

@@ -28,7 +28,7 @@ belay_read_started() {{
   done < "$1/started"
 }}
 belay_mtime() {{ stat -c %Y "$1" 2>/dev/null || stat -f %m "$1" 2>/dev/null || date +%s; }}
-sched_end=; belay_t=
+sched_end=; sched_reason=; belay_t=
 {hooks}{liveness}
 # belay_report ID DIR: one section `J ID STATUS` followed by key=value lines.
 belay_report() {{
@@ -53,7 +53,7 @@ belay_report() {{
     if [ "$alive" = elsewhere ]; then echo "J $1 elsewhere"; echo "why=$why"; return 0; fi
     if [ -f "$d/exit" ]; then belay_report "$1" "$d"; return 0; fi
     echo "J $1 dead"; belay_cat "$d/started"; echo "why=$why"
-    [ -n "$sched_end" ] && echo "sched_state=$sched_end"
+    [ -n "$sched_end" ] && printf 'sched_state=%s\nsched_reason=%s\n' "$sched_end" "$sched_reason"
     return 0
   fi
   if [ -f "$d/launch.lock" ]; then

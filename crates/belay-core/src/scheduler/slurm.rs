@@ -12,7 +12,8 @@
 //!   next probe.
 //! - **Call a job done because it left `squeue`.** A job ends by its `exit`
 //!   file. Without one, Slurm's record (`squeue -t all` while slurmctld
-//!   keeps it, `sacct` where accounting exists) names how it ended
+//!   keeps it, `sacct` where accounting exists, else the job completion
+//!   file where the site keeps one and it is readable) names how it ended
 //!   (TIMEOUT, NODE_FAIL, CANCELLED…); with no record either, it is `lost`
 //!   only once its heartbeat has been silent for [`LOST_GRACE_SECS`].
 //! - **Poll the scheduler per job, or often.** One `squeue` lists every job
@@ -206,6 +207,28 @@ EOF
   eval "sq_state=\${{sa_s_$1-}}"
   [ -n "$sq_state" ] && sq_reason="from accounting"
 }}
+# belay_jobcomp SLURM_ID: where the site keeps job completion records in
+# a text file (JobCompType=jobcomp/filetxt) readable here, the job's final
+# state from its record (sets sq_state, sq_reason). No Slurm call: the
+# file is named in slurm.conf; a configless site has none to read.
+belay_jobcomp() {{
+  case $1 in ''|*[!0-9_]*) return 0 ;; esac
+  jc_conf=${{SLURM_CONF:-/etc/slurm/slurm.conf}}
+  [ -r "$jc_conf" ] || return 0
+  jc_type=; jc_loc=/var/log/slurm_jobcomp.log
+  while IFS='=' read -r k v; do
+    case $k in
+      [Jj]ob[Cc]omp[Tt]ype*) jc_type=${{v%%[ #]*}} ;;
+      [Jj]ob[Cc]omp[Ll]oc*) jc_loc=${{v%%[ #]*}} ;;
+    esac
+  done < "$jc_conf"
+  [ "$jc_type" = jobcomp/filetxt ] && [ -r "$jc_loc" ] || return 0
+  # (A site's file can be long: one grep, not a shell loop.)
+  jc_line=$(grep "^JobId=$1 " "$jc_loc" 2>/dev/null | tail -n 1)
+  case $jc_line in *" JobState="*) ;; *) return 0 ;; esac
+  sq_state=${{jc_line#* JobState=}}; sq_state=${{sq_state%% *}}
+  [ -n "$sq_state" ] && sq_reason="from the job completion record"
+}}
 belay_slurm_id() {{
   sl_id=
   [ -f "$1/launched" ] && while IFS='=' read -r k v; do [ "$k" = scheduler_id ] && sl_id=$v; done < "$1/launched"
@@ -218,7 +241,7 @@ belay_sq_live() {{
   return 1
 }}
 belay_alive() {{
-  sched_end=
+  sched_end=; sched_reason=
   belay_read_started "$1"
   belay_slurm_id "$1"
   if [ -z "$sl_id" ]; then
@@ -230,8 +253,9 @@ belay_alive() {{
   fi
   if [ -n "$sq_state" ] && belay_sq_live "$sq_state"; then alive=yes; return; fi
   [ -n "$sq_state" ] || belay_sacct "$sl_id"
+  [ -n "$sq_state" ] || belay_jobcomp "$sl_id"
   if [ -n "$sq_state" ]; then
-    alive=no; sched_end=$sq_state
+    alive=no; sched_end=$sq_state; sched_reason=$sq_reason
     why="Slurm ended it: $sq_state${{sq_reason:+ ($sq_reason)}}"; return
   fi
   # Gone from the queue, and Slurm keeps no record (MinJobAge passed, no
@@ -262,6 +286,7 @@ belay_sched_launched() {{
     echo "sched_unknown=the queue was last listed before the job was submitted"; return 0
   fi
   [ -n "$sq_state" ] || belay_sacct "$sl_id"
+  [ -n "$sq_state" ] || belay_jobcomp "$sl_id"
   echo "sched_state=${{sq_state:-gone}}"; echo "sched_reason=$sq_reason"
 }}
 # belay_sched_ended ID DIR: the job has an `exit` file. A signal that

@@ -1,7 +1,10 @@
-//! Reaching into a live Slurm job's allocation from the login node: a
-//! command run as a job step beside the job (`srun --overlap
-//! --jobid=ID`), on the compute node Slurm placed it, whatever that
-//! node's network lets the login node reach. `belay shell` runs the user's
+//! Reaching a live Slurm job's compute node. Where the user's OpenSSH
+//! config names the node (a `Host` with a ProxyJump or ProxyCommand,
+//! typically through the login node: [`node_alias`]) and the node takes
+//! the connection, `shell`, `forward` and `app` go there by SSH. Else,
+//! from the login node, a command run as a job step beside the job
+//! (`srun --overlap --jobid=ID`), on the compute node Slurm placed it,
+//! whatever that node's network lets the login node reach. `belay shell` runs the user's
 //! shell that way; `belay forward` and `belay app` run [`RELAY_PROGRAM`]
 //! there, a small byte relay to a port or Unix socket on the node, whose
 //! stdin and stdout are the forwarded connection (a compute node's
@@ -12,8 +15,25 @@
 //! relayed protocol that writes no newline (a websocket frame) would stall.
 //! Verified byte-exact on Slurm 22.05 with 5 MB of random data.
 
+use crate::hosts::Hosts;
 use crate::job::{Job, JobState};
 use crate::shell::quote;
+
+/// The alias by which the user's OpenSSH config reaches `job`'s compute
+/// node, if it does: the node's hostname (from the job's `started`
+/// record) resolves to a chain with a ProxyJump or ProxyCommand (a plain
+/// name would be tried directly, from here, where compute nodes are rarely
+/// reachable), and it is not `host`, the login node itself. Only for a
+/// Slurm job that has not ended.
+pub fn node_alias(hosts: &Hosts, host: &str, job: &Job) -> Option<String> {
+    allocation_id(job)?;
+    let node = job.liveness.as_deref()?.split(' ').nth(3)?;
+    if node.is_empty() || node == host || node.starts_with('-') {
+        return None;
+    }
+    let chain = hosts.resolve(node).ok()?;
+    (!chain.jumps.is_empty() || chain.target.proxy_command.is_some()).then(|| node.to_string())
+}
 
 /// The Slurm job id of `job` when it is a live Slurm job (running or in a
 /// debug hold), the case where its processes are inside an allocation on

@@ -95,7 +95,7 @@ pub async fn open(State(state): State<Shared>, mut request: Request) -> Result<R
             )));
         }
     };
-    let (target, client) = resolve(&state, asked.target.clone()).await?;
+    let (target, client, node_note) = resolve(&state, asked.target.clone()).await?;
     let session_request = SessionRequest {
         pty: asked.pty.map(|p| PtySpec {
             term: p.term,
@@ -105,11 +105,12 @@ pub async fn open(State(state): State<Shared>, mut request: Request) -> Result<R
         }),
         command: Some(target.remote_command(mode, asked.command.as_deref())),
     };
-    let note = asked
+    let ended_note = asked
         .command
         .is_none()
         .then(|| target.ended_note())
         .flatten();
+    let notes: Vec<String> = node_note.into_iter().chain(ended_note).collect();
     let host = target.host.clone();
     let prompts = terminal.then(|| state.prompts.clone());
     // The session keeps the daemon from its idle exit while it lasts.
@@ -119,10 +120,10 @@ pub async fn open(State(state): State<Shared>, mut request: Request) -> Result<R
         match on_upgrade.await {
             Ok(upgraded) => {
                 let (from_client, mut to_client) = tokio::io::split(TokioIo::new(upgraded));
-                if let Some(note) = note
-                    && FromDaemon::Note(note).write(&mut to_client).await.is_err()
-                {
-                    return;
+                for note in notes {
+                    if FromDaemon::Note(note).write(&mut to_client).await.is_err() {
+                        return;
+                    }
                 }
                 let Some(session) =
                     open_session(client, session_request, &host, prompts, &mut to_client).await
@@ -148,7 +149,7 @@ pub async fn end(
     State(state): State<Shared>,
     Path(reference): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let (target, client) = resolve(&state, reference).await?;
+    let (target, client, _) = resolve(&state, reference).await?;
     let script = target.remote_command(ShellMode::End, None);
     let out = on_ssh_runtime(move || async move { client.exec(&script, b"").await })
         .await
@@ -164,15 +165,16 @@ pub async fn end(
     })))
 }
 
-/// The target and the pooled client of its host.
+/// The target and the pooled client of its host (a live Slurm job's
+/// compute node where it takes SSH), with a line saying why not when the
+/// node was tried and refused.
 async fn resolve(
     state: &Shared,
     reference: String,
-) -> Result<(ShellTarget, Arc<Client>), ApiError> {
+) -> Result<(ShellTarget, Arc<Client>, Option<String>), ApiError> {
     blocking(state, move |engine| {
         let target = engine.shell_target(&reference)?;
-        let client = engine.hosts().ssh(&target.host).client().clone();
-        Ok((target, client))
+        Ok(target.connect(engine.hosts()))
     })
     .await
 }

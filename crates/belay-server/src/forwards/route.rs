@@ -62,7 +62,7 @@ impl Route {
             },
             fallback: None,
         };
-        match node_alias(hosts, host, job) {
+        match slurm_step::node_alias(hosts, host, job) {
             Some(node) => Chosen {
                 client: hosts.ssh(&node).client().clone(),
                 route: Route::Channel(target),
@@ -117,20 +117,6 @@ pub struct Chosen {
     /// Where to go instead if this connection cannot be made (SSH to a
     /// compute node the cluster does not let the user into).
     pub fallback: Option<Box<Chosen>>,
-}
-
-/// The alias by which the user's OpenSSH config reaches `job`'s compute
-/// node, if it does: the node's hostname (from the job's `started`
-/// record) resolves to a chain with a ProxyJump or ProxyCommand (a plain
-/// name would be tried directly, from here, where compute nodes are rarely
-/// reachable), and it is not the login node itself.
-fn node_alias(hosts: &Hosts, host: &str, job: &Job) -> Option<String> {
-    let node = job.liveness.as_deref()?.split(' ').nth(3)?;
-    if node.is_empty() || node == host || node.starts_with('-') {
-        return None;
-    }
-    let chain = hosts.resolve(node).ok()?;
-    (!chain.jumps.is_empty() || chain.target.proxy_command.is_some()).then(|| node.to_string())
 }
 
 impl fmt::Display for Route {

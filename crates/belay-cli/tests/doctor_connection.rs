@@ -356,7 +356,7 @@ fn key_files_others_may_read_and_encrypted_keys_without_an_agent_get_their_comma
 }
 
 #[test]
-fn certificates_expired_or_for_other_principals_show_their_window_and_fix() {
+fn certificates_expired_not_yet_valid_or_for_other_principals_show_their_window_and_fix() {
     let cadir = tempfile::tempdir().unwrap();
     let ca = UserCa::new(cadir.path()).unwrap();
     let key = KeyPair::generate(cadir.path(), "k", KeyKind::Ed25519).unwrap();
@@ -386,6 +386,20 @@ fn certificates_expired_or_for_other_principals_show_their_window_and_fix() {
         "{}",
         certs[0]
     );
+
+    // Not valid yet (a clock behind, or a certificate for later).
+    ca.sign(&key, &["root"], "+1h:+2h").unwrap();
+    let (r, code) = doctor(&b, "certonly");
+    assert_eq!(code, 1);
+    let c = checks(&r, "identity", Some("certonly"))
+        .into_iter()
+        .find(|c| text(&c["seen"]).starts_with("certificate "))
+        .unwrap();
+    assert!(
+        text(&c["seen"]).contains("(valid ") && text(&c["seen"]).contains(" UTC → "),
+        "{c}"
+    );
+    assert!(text(&c["remedy"]).contains("is not valid yet"), "{c}");
 
     ca.sign(&key, &["alice"], "-5m:+1h").unwrap();
     let (r, _) = doctor(&b, "certonly");
@@ -521,4 +535,41 @@ fn a_name_that_does_not_resolve_fails_at_dns_and_a_proxycommand_is_shown_expande
     assert!(text(&pc["seen"]).contains(&expanded), "{pc}");
     assert!(checks(&r, "tcp", None).is_empty(), "no TCP of belay's own");
     assert_eq!(check(&r, "auth", "proxied")["verdict"], "ok");
+}
+
+/// An isolated node tried directly has no route from here; a jump host
+/// whose firewall drops packets gives no answer within ConnectTimeout.
+/// Each is its own verdict with its own fix (network namespaces: the
+/// root namespace has an `unreachable` route to the nodes' subnet).
+#[test]
+fn no_route_and_a_silent_firewall_are_told_apart() {
+    let lab = crate::support::remote::Lab::start();
+    let b = lab.belay();
+    let (r, code) = doctor(&b, "node1-direct");
+    assert_eq!(code, 1, "{r:#}");
+    assert_eq!(r["failed_hop"], "node1-direct");
+    let tcp = check(&r, "tcp", "node1-direct");
+    assert_eq!(tcp["verdict"], "fail");
+    assert!(text(&tcp["seen"]).starts_with("no route: "), "{tcp}");
+    assert!(text(&tcp["remedy"]).contains("ProxyJump"), "{tcp}");
+
+    // The jump's namespace drops every packet to its sshd.
+    lab.lab
+        .exec_in(
+            &lab.lab.jump.netns,
+            "nft add table inet belaydrop && \
+             nft add chain inet belaydrop in '{ type filter hook input priority 0; policy accept; }' && \
+             nft add rule inet belaydrop in tcp dport 22 drop",
+        )
+        .expect("nft in the jump's namespace");
+    let started = std::time::Instant::now();
+    let (r, code) = doctor(&b, "jump");
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{r:#}");
+    let tcp = check(&r, "tcp", "jump");
+    assert_eq!(tcp["verdict"], "fail");
+    assert!(text(&tcp["seen"]).starts_with("no answer after "), "{tcp}");
+    assert!(text(&tcp["remedy"]).contains("firewall"), "{tcp}");
+    // ConnectTimeout (5 s in the lab's config) + 2 s.
+    assert!(took.as_secs_f64() < 7.0, "{took:?}");
 }

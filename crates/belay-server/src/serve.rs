@@ -51,7 +51,10 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
     let location = DaemonLocation::new(&home);
     let _lock = DaemonLock::acquire(&location.lock())?;
     // Connections to hosts must be served between requests too
-    // (keepalives, a host closing a channel): one thread drives SSH I/O.
+    // (keepalives, a host closing a channel), and many at once (forwards,
+    // shells, several hosts): SSH I/O runs on two worker threads, one per
+    // core of a small machine.
+    belay_core::transport::ssh::use_worker_threads(2);
     belay_core::transport::ssh::drive_in_background();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

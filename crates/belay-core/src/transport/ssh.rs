@@ -5,19 +5,42 @@
 //!
 //! belay's job system is synchronous (a CLI process does one thing at a
 //! time); a single current-thread tokio runtime per process drives all SSH
-//! I/O while a call is in progress.
+//! I/O while a call is in progress. The daemon, which serves many hosts,
+//! forwards and shells at once, asks for worker threads instead
+//! ([`use_worker_threads`]): a session through a jump host carries two
+//! layers of encryption, and on one thread they shared one core where
+//! OpenSSH (`ssh -W` in a second process) uses two.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use belay_ssh::{Client, SshError};
 
 use super::{DataStream, ScriptOutput, Transport, TransportError, Workroot};
 
+/// Worker threads of the SSH runtime (0: a current-thread runtime).
+static WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Before the runtime's first use: drive SSH I/O on `n` worker threads of
+/// its own (the daemon) rather than on whichever thread waits for it.
+/// Too late once [`runtime`] has been called: it keeps its kind.
+pub fn use_worker_threads(n: usize) {
+    WORKERS.store(n, Ordering::SeqCst);
+}
+
 /// The process's runtime for SSH I/O.
 pub fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
+        let mut builder = match WORKERS.load(Ordering::SeqCst) {
+            0 => tokio::runtime::Builder::new_current_thread(),
+            n => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(n).thread_name("belay-ssh-io");
+                b
+            }
+        };
+        builder
             .enable_all()
             .build()
             .expect("a tokio runtime can be built")
@@ -30,6 +53,10 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 /// thread parks in the runtime for the process's life; calls from other
 /// threads still `block_on` it, their I/O driven by that thread.
 pub fn drive_in_background() {
+    // Worker threads drive it already.
+    if WORKERS.load(Ordering::SeqCst) > 0 {
+        return;
+    }
     static STARTED: OnceLock<()> = OnceLock::new();
     STARTED.get_or_init(|| {
         std::thread::Builder::new()

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use belay_testbed::{HostBlock, Sshd, SshdOptions};
+use belay_testbed::{HostBlock, KeyKind, KeyPair, NetLab, Sshd, SshdOptions};
 use serde_json::Value;
 
 use crate::support::remote::Loopback;
@@ -227,4 +227,50 @@ fn a_pattern_matching_no_host_name_is_bad_input() {
         .bad_input("no-such-host.invalid");
     b.cmd(["exec", "--parallel", "0", "node-a", "--", "true"])
         .bad_input("0");
+}
+
+#[test]
+fn nodes_behind_one_jump_host_share_one_authentication_there() {
+    crate::support::remote::prerequisites();
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate(dir.path(), "id", KeyKind::Ed25519).unwrap();
+    let lab = NetLab::start(
+        12,
+        SshdOptions {
+            authorized_keys: vec![key.public_line().unwrap()],
+            ..SshdOptions::default()
+        },
+    )
+    .expect("netlab");
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, lab.known_hosts_lines()).unwrap();
+    let mut config = HostBlock::new("jump")
+        .hostname(&lab.jump.addr)
+        .test_client(&key, &known_hosts)
+        .to_string();
+    for (i, node) in lab.nodes.iter().enumerate() {
+        config.push_str(
+            &HostBlock::new(&format!("n{:02}", i + 1))
+                .hostname(&node.addr)
+                .proxy_jump("jump")
+                .test_client(&key, &known_hosts)
+                .to_string(),
+        );
+    }
+    let config_file = dir.path().join("ssh_config");
+    std::fs::write(&config_file, config).unwrap();
+    let b = Belay::new().with_env("BELAY_SSH_CONFIG", config_file.to_str().unwrap());
+    let out = b.cmd(["exec", "n*", "--", "echo ok"]).ok();
+    let want: HashSet<String> = (1..=12).map(|i| format!("n{i:02}: ok")).collect();
+    assert_eq!(lines(&out), want);
+    let accepted = |log: String| log.matches("Accepted publickey").count();
+    assert_eq!(
+        accepted(lab.jump.sshd.log()),
+        1,
+        "one authentication on the jump host for 12 nodes:\n{}",
+        lab.jump.sshd.log()
+    );
+    for node in &lab.nodes {
+        assert_eq!(accepted(node.sshd.log()), 1, "{}", node.sshd.log());
+    }
 }

@@ -7,9 +7,10 @@
 //! link), a command still running at D is `timeout` (its channel is
 //! closed).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use belay_ssh::{Client, SshError};
+use belay_ssh::{Client, JumpCache, SshError};
 use serde::Serialize;
 
 use super::Gateways;
@@ -93,10 +94,11 @@ pub fn exec(
     done: impl FnMut(&HostResult),
 ) -> Vec<HostResult> {
     let gateways = Gateways::default();
+    let jumps = Arc::new(JumpCache::default());
     crate::transport::ssh::runtime().block_on(super::bounded(
         names,
         opts.parallel,
-        |host| one(hosts, &gateways, host, line, opts.timeout),
+        |host| one(hosts, &gateways, &jumps, host, line, opts.timeout),
         done,
     ))
 }
@@ -104,6 +106,7 @@ pub fn exec(
 async fn one(
     hosts: &Hosts,
     gateways: &Gateways,
+    jumps: &Arc<JumpCache>,
     host: String,
     line: &str,
     timeout: Option<Duration>,
@@ -153,13 +156,16 @@ async fn one(
     }
     let mut opts = hosts.client_options(&host);
     opts.op_timeout = limit;
+    opts.jump_cache = Some(jumps.clone());
     let client = Client::new(&host, opts);
-    // Pace the handshake through this host's gateway (its first hop).
+    // Pace the handshakes with one sshd: the host's own, reached directly
+    // or through its (shared) jump connection.
     let gateway = match client.resolve().await {
-        Ok(chain) => {
-            let first = chain.hops().next().unwrap_or(&chain.target);
-            format!("{}:{}", first.hostname, first.port)
-        }
+        Ok(chain) => chain
+            .hops()
+            .map(|h| format!("{}:{}", h.hostname, h.port))
+            .collect::<Vec<_>>()
+            .join(">"),
         Err(e) => return end(HostStatus::Unreachable, None, None, Some(e.to_string())),
     };
     let connected = {

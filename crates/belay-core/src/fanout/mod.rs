@@ -4,11 +4,13 @@
 //!
 //! Nothing here touches the store: a fan-out command is not a job. Every
 //! host gets its own connection, made concurrently on the process's one SSH
-//! runtime, at most `parallel` hosts in flight, and new connections through
-//! one gateway (the first hop: a jump host, or the host itself) paced so
-//! that no more than [`HANDSHAKES_PER_GATEWAY`] handshakes are in progress
-//! there at once — sshd's `MaxStartups 10:30:100` drops bursts beyond 10
-//! unauthenticated connections.
+//! runtime, at most `parallel` hosts in flight. Hosts behind the same jump
+//! host share one authenticated connection to it (belay-ssh's
+//! [`belay_ssh::JumpCache`]: one authentication, one second-factor prompt),
+//! and handshakes with one sshd are paced so that no more than
+//! [`HANDSHAKES_PER_GATEWAY`] are in progress there at once — sshd's
+//! `MaxStartups 10:30:100` drops bursts beyond 10 unauthenticated
+//! connections.
 //!
 //! - [`targets`]: host words (aliases, `local`, `Host` patterns) to names;
 //! - [`exec`]: one command on one host, and how it ended ([`HostResult`]).

@@ -274,3 +274,22 @@ fn nodes_behind_one_jump_host_share_one_authentication_there() {
         assert_eq!(accepted(node.sshd.log()), 1, "{}", node.sshd.log());
     }
 }
+
+#[test]
+fn handshakes_with_one_sshd_are_paced_below_its_max_startups() {
+    // This sshd drops every connection beyond 10 unauthenticated ones;
+    // 24 aliases of it at --parallel 32 must all get through.
+    let lb = Loopback::start_with(vec!["MaxStartups 10:100:10".into()]);
+    for i in 1..=24 {
+        lb.add_host(HostBlock::new(&format!("h{i:02}")));
+    }
+    let out = lb
+        .belay()
+        .cmd(["exec", "--parallel", "32", "h*", "--", "echo ok"])
+        .ok();
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(": ok")).count(),
+        24,
+        "{out}"
+    );
+}

@@ -293,3 +293,39 @@ fn handshakes_with_one_sshd_are_paced_below_its_max_startups() {
         "{out}"
     );
 }
+
+#[test]
+fn host_check_of_many_hosts_checks_them_at_once() {
+    // Four hosts that never answer (2 s connect timeout each: 8 s one
+    // after another) and one that does.
+    let f = Fleet::start();
+    let silent_port = f._silent.local_addr().unwrap().port();
+    for i in 1..=4 {
+        f.lb.add_hosts(
+            &HostBlock::new(&format!("mute{i}"))
+                .hostname("127.0.0.1")
+                .port(silent_port)
+                .option("ConnectTimeout", 2)
+                .test_client(&f.lb.key, &f.lb.known_hosts)
+                .to_string(),
+        );
+    }
+    let t = Instant::now();
+    let out = f
+        .belay()
+        .cmd([
+            "host", "check", "mute1", "mute2", "mute3", "mute4", "target",
+        ])
+        .output();
+    let took = t.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", stderr_of(&out));
+    assert!(stdout.contains("target: ok"), "{stdout}");
+    for i in 1..=4 {
+        assert!(stdout.contains(&format!("mute{i}: FAILED")), "{stdout}");
+    }
+    assert!(
+        took < Duration::from_secs(6),
+        "checked one after another: {took:?}"
+    );
+}

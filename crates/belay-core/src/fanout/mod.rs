@@ -50,6 +50,19 @@ impl Gateways {
     }
 }
 
+/// The first hop of `host` (`hostname:port` of its first jump, or of the
+/// host itself), where its new connection's handshake happens; `None` for
+/// `local` or a name `ssh -G` refuses (its check says why).
+pub async fn first_hop(hosts: &crate::hosts::Hosts, host: &str) -> Option<String> {
+    if crate::hosts::Hosts::is_local(host) {
+        return None;
+    }
+    let config = hosts.client_options(host).config_file;
+    let chain = belay_ssh::resolve(host, config.as_deref()).await.ok()?;
+    let first = chain.hops().next()?;
+    Some(format!("{}:{}", first.hostname, first.port))
+}
+
 /// Runs `work` for every item, at most `parallel` at once, calling `done`
 /// with each result as it comes (completion order). The results are
 /// returned in the items' order.

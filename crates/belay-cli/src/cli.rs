@@ -35,6 +35,12 @@ pub enum Command {
         after_help = "Examples:\n  belay run local -- sh -c 'echo hi; exit 3'    # streams output, exits 3\n  belay run -d --name build local -- 'make -j4'   # one argument: a shell command line\n  belay run --env LR=0.1 --workdir ~/proj local -- python train.py\n  belay run -d cluster --partition gpu --gpus 1 --time 4:00:00 -- python train.py\n  HF_TOKEN=… belay run gpu1 --secret HF_TOKEN --secret DB_PASS=@~/.dbpass -- python train.py\n\nOn a host with `scheduler = \"slurm\"` in config.toml (or with --scheduler slurm)\nthe job goes through sbatch on that login node: `pending` with Slurm's reason\nwhile queued, its Slurm id in `belay show`, `cancel` is scancel.\n\nOne argument after `--` is run as a shell command line; several are an\nexact argv. Attached runs stream output and exit with the job's code\n(128+N for signal N); Ctrl-C detaches and leaves the job running."
     )]
     Run(Box<RunArgs>),
+    /// Run a quick, untracked command on many hosts at once (no job, nothing
+    /// recorded): aliases, `local`, or patterns over your ssh config's Host names.
+    #[command(
+        after_help = "Examples:\n  belay exec 'gpu-*' -- nvidia-smi --query-gpu=name,memory.used --format=csv\n  belay exec node1 node2 node3 -- uptime\n  belay exec --group 'node*' -- cat /etc/os-release     # identical outputs merged\n  belay exec --parallel 64 --timeout 10s 'n??' -- 'df -h /scratch | tail -1'\n  belay exec --json 'gpu-*' -- hostname | jq -r '.hosts[] | select(.status != \"ok\") | .host'\n\nA pattern (`*`, `?`) is matched against the plain names on the `Host` lines\nof your OpenSSH config and its Includes; one that matches nothing is an error\n(exit 2). Each line a host prints is prefixed `host: ` (stderr lines go to\nstderr), or with --group each distinct output is printed once under the list\nof hosts that printed it. A summary follows on stderr: every host that did not\nsucceed, with its exit code, its SSH error (unreachable) or its timeout.\nExit status: 0 when the command succeeded on every host, else 1.\n\nOne argument after `--` is a shell command line; several are an exact argv.\nHosts behind the same jump host share the pacing of new connections there\n(at most 8 handshakes at once per gateway, below sshd's MaxStartups)."
+    )]
+    Exec(ExecArgs),
     /// List jobs (live ones; --all for every job).
     #[command(
         after_help = "Examples:\n  belay ps\n  belay ps --all --json | jq '.[] | select(.state==\"failed\")'"
@@ -199,6 +205,36 @@ pub enum AppCommand {
 /// A duration (`90s`, `3m`); a bare number is seconds.
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     parse_hold(text).map(std::time::Duration::from_secs)
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Hosts: ssh_config aliases, [user@]host[:port], `local`, or patterns
+    /// (`gpu-*`) over the Host names of your ssh config.
+    #[arg(required = true, value_name = "HOST|PATTERN")]
+    pub hosts: Vec<String>,
+    /// Hosts worked on at once.
+    #[arg(long, value_name = "N", default_value_t = belay_core::fanout::DEFAULT_PARALLEL as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub parallel: u32,
+    /// Give up on a host after this long (`30s`, `2m`): `unreachable` if not
+    /// connected by then, `timeout` if the command still runs.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Merge identical outputs under the list of hosts that printed them.
+    #[arg(long)]
+    pub group: bool,
+    /// One JSON document: per host {host, status, exit_code, stdout, stderr, ms, error}.
+    #[arg(long, conflicts_with = "group")]
+    pub json: bool,
+    /// The command to run, after `--`.
+    #[arg(
+        last = true,
+        value_name = "CMD",
+        help_heading = "Arguments",
+        required = true
+    )]
+    pub command: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -13,6 +13,7 @@ mod chaos;
 mod daemon;
 mod doctor_connection;
 mod doctor_host;
+mod exec;
 mod forward;
 mod hold;
 mod hosts_and_outputs;

@@ -24,6 +24,7 @@ pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
+pub mod fanout;
 pub mod home;
 pub mod hosts;
 pub mod job;

@@ -74,6 +74,9 @@ pub struct ClientOptions {
     pub reply_limits: ReplyLimits,
     /// Records every step of every connection made (`belay doctor`).
     pub trace: Option<Arc<crate::trace::ConnectTrace>>,
+    /// Share first jump hops with the other clients given the same cache
+    /// (one authentication on a jump host for a whole fan-out).
+    pub jump_cache: Option<Arc<crate::jump_cache::JumpCache>>,
 }
 
 impl Default for ClientOptions {
@@ -88,6 +91,7 @@ impl Default for ClientOptions {
             prompter: Arc::new(NoTerminal),
             reply_limits: ReplyLimits::default(),
             trace: None,
+            jump_cache: None,
         }
     }
 }
@@ -272,6 +276,7 @@ impl Client {
             alias: self.alias.clone(),
             scan_only: false,
             trace: self.opts.trace.clone(),
+            jump_cache: self.opts.jump_cache.clone(),
         }
     }
 
@@ -1047,6 +1052,7 @@ pub async fn scan_host_key(
         alias: alias.to_string(),
         scan_only: true,
         trace: opts.trace.clone(),
+        jump_cache: None,
     };
     let key = scan_chain_key(&chain, &params).await?;
     Ok((chain, key))

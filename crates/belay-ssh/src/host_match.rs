@@ -87,6 +87,22 @@ pub async fn unmatched_name(
     Ok(Some(similar))
 }
 
+/// Is `word` a pattern (`*`, `?`) rather than one host's name?
+pub fn is_pattern(word: &str) -> bool {
+    word.contains(['*', '?'])
+}
+
+/// The plain `Host` names of the config (see [`host_names`]) that the
+/// OpenSSH-style pattern `pattern` (`*`, `?`, case-insensitive) matches, in
+/// config order — `belay exec 'gpu-*'`. Each is still resolved by `ssh -G`
+/// when used.
+pub fn matching_host_names(pattern: &str, config: Option<&Path>) -> Vec<String> {
+    host_names(config)
+        .into_iter()
+        .filter(|n| crate::known_hosts::glob(pattern.as_bytes(), n.as_bytes()))
+        .collect()
+}
+
 /// Every plain name (no wildcard, not negated) on a `Host` line of the
 /// config file and the files it Includes (one level of `*` globbing in
 /// the file name), in order.
@@ -178,5 +194,9 @@ mod tests {
             host_names(Some(&cfg)),
             vec!["ela", "ela2", "other", "extra"]
         );
+        assert_eq!(matching_host_names("ela*", Some(&cfg)), vec!["ela", "ela2"]);
+        assert_eq!(matching_host_names("?XTRA", Some(&cfg)), vec!["extra"]);
+        assert!(matching_host_names("gpu-*", Some(&cfg)).is_empty());
+        assert!(is_pattern("gpu-*") && is_pattern("n?") && !is_pattern("gpu1"));
     }
 }

@@ -141,7 +141,7 @@ pub fn fingerprint(key: &PublicKey) -> String {
 }
 
 /// Glob match with `*` and `?`, case-insensitive (OpenSSH match_pattern).
-fn glob(pattern: &[u8], s: &[u8]) -> bool {
+pub(crate) fn glob(pattern: &[u8], s: &[u8]) -> bool {
     match (pattern.first(), s.first()) {
         (None, None) => true,
         (Some(b'*'), _) => glob(&pattern[1..], s) || (!s.is_empty() && glob(pattern, &s[1..])),

@@ -33,6 +33,7 @@ mod command_stream;
 mod error;
 pub mod forward;
 pub mod host_match;
+pub mod jump_cache;
 mod key_file;
 pub mod known_hosts;
 mod prompt;
@@ -58,6 +59,7 @@ pub use client::{
 pub use command_stream::CommandStream;
 pub use error::SshError;
 pub use forward::{ForwardError, ForwardStream, ForwardTarget};
+pub use jump_cache::JumpCache;
 pub use known_hosts::{HostKeyAccepted, HostKeyError, fingerprint};
 pub use prompt::{NoTerminal, Prompter};
 pub use pty::{

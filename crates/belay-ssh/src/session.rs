@@ -258,6 +258,8 @@ pub struct ConnectInfo {
 pub(crate) struct Connection {
     pub handle: Handle<HopHandler>,
     _jumps: Vec<Handle<HopHandler>>,
+    /// The first jump, when it is shared with other connections.
+    _shared_jump: Option<crate::jump_cache::JumpUse>,
     _proxy: Option<tokio::process::Child>,
     pub monitor: Arc<LinkMonitor>,
     pub info: ConnectInfo,
@@ -594,6 +596,8 @@ pub(crate) struct ConnectParams {
     pub scan_only: bool,
     /// Where each step is recorded (`belay doctor`), if anywhere.
     pub trace: Option<Arc<ConnectTrace>>,
+    /// First jump hops shared with other clients ([`crate::jump_cache`]).
+    pub jump_cache: Option<Arc<crate::jump_cache::JumpCache>>,
 }
 
 /// Result of a hop handshake.
@@ -816,7 +820,43 @@ async fn connect_inner(
     target_presented: Arc<Mutex<Option<PublicKey>>>,
 ) -> Result<Connection, SshError> {
     let mut c = Connector::new(chain, params, target_presented);
+    let share = params
+        .jump_cache
+        .clone()
+        .filter(|_| !chain.jumps.is_empty() && !params.scan_only);
     for i in 0..c.hops.len() {
+        if i == 0
+            && let Some(cache) = &share
+        {
+            let hop = c.hops[0].clone();
+            let shared = cache
+                .take(&hop, || async {
+                    let t = Instant::now();
+                    let (up, via) = c.reach(0).await?;
+                    let stream_time = t.elapsed().saturating_sub(up.kex);
+                    let mut handle = up.handle;
+                    let ta = Instant::now();
+                    let method = c.authenticate(0, &mut handle).await?;
+                    let info = HopInfo {
+                        alias: hop.alias.clone(),
+                        target: hop.display_target(),
+                        via,
+                        stream: stream_time,
+                        kex: up.kex,
+                        auth: ta.elapsed(),
+                        host_key: up.host_key.unwrap_or(HostKeyAccepted::Known {
+                            file: Default::default(),
+                            line: 0,
+                        }),
+                        auth_method: method,
+                    };
+                    Ok((handle, info))
+                })
+                .await?;
+            c.infos.push(shared.info().clone());
+            c.shared = Some(shared);
+            continue;
+        }
         let t = Instant::now();
         let (up, via) = c.reach(i).await?;
         let stream_time = t.elapsed().saturating_sub(up.kex);
@@ -861,6 +901,8 @@ struct Connector<'a> {
     proxy_child: Option<tokio::process::Child>,
     /// Fed by the target hop's transport.
     received: Arc<Received>,
+    /// Hop 0, when it is a shared jump connection (then not in `handles`).
+    shared: Option<crate::jump_cache::JumpUse>,
 }
 
 impl<'a> Connector<'a> {
@@ -880,6 +922,17 @@ impl<'a> Connector<'a> {
             infos: Vec::new(),
             proxy_child: None,
             received: Arc::new(Received::new()),
+            shared: None,
+        }
+    }
+
+    /// The authenticated handle of hop `i` (the shared jump for hop 0 when
+    /// there is one).
+    fn handle(&self, i: usize) -> &Handle<HopHandler> {
+        match &self.shared {
+            Some(s) if i == 0 => s.handle(),
+            Some(_) => &self.handles[i - 1],
+            None => &self.handles[i],
         }
     }
 
@@ -998,7 +1051,7 @@ impl<'a> Connector<'a> {
     /// A `direct-tcpip` channel from hop `i - 1` to hop `i`.
     async fn through_previous(&self, i: usize) -> Result<russh::Channel<client::Msg>, SshError> {
         let h = &self.hops[i];
-        let prev = &self.handles[i - 1];
+        let prev = self.handle(i - 1);
         let prev_alias = &self.hops[i - 1].alias;
         let deadline = connect_timeout(h);
         let t = Instant::now();
@@ -1133,7 +1186,7 @@ impl<'a> Connector<'a> {
 
     /// Hop `i` is up and authenticated.
     fn hop_up(&mut self, i: usize, handle: Handle<HopHandler>, info: HopInfo) {
-        debug_assert_eq!(self.handles.len(), i);
+        debug_assert_eq!(self.handles.len() + usize::from(self.shared.is_some()), i);
         self.handles.push(handle);
         self.infos.push(info);
     }
@@ -1164,6 +1217,7 @@ impl<'a> Connector<'a> {
         Ok(Connection {
             handle: target,
             _jumps: self.handles,
+            _shared_jump: self.shared,
             _proxy: self.proxy_child,
             monitor: self.monitor,
             received: self.received,

@@ -5,6 +5,7 @@ mod app;
 mod cancel;
 mod completions;
 mod doctor;
+mod exec;
 mod fetch;
 mod forward;
 mod host;
@@ -101,6 +102,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     };
     match cli.command {
         Command::Run(a) => run::run(&ctx, *a),
+        Command::Exec(a) => exec::exec(&ctx, a),
         Command::Ps(a) => ps::ps(&ctx, a),
         Command::Show(a) => show::show(&ctx, a),
         Command::Logs(a) => logs::logs(&ctx, a),

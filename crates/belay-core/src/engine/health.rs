@@ -41,4 +41,41 @@ impl Engine {
         self.note_host(host, outcome.as_ref().map(|_| ()));
         outcome
     }
+
+    /// [`Engine::check_host`] for many hosts at once (`host check --all`):
+    /// at most `parallel` at a time, through the fan-out machinery
+    /// ([`crate::fanout::bounded`]); `done` sees each outcome as it comes.
+    /// Outcomes in `names`' order, each recorded as that host's health.
+    pub fn check_hosts(
+        &mut self,
+        names: Vec<String>,
+        parallel: usize,
+        mut done: impl FnMut(&str, &std::result::Result<HostCheck, TransportError>),
+    ) -> Vec<(String, std::result::Result<HostCheck, TransportError>)> {
+        let hosts = &self.hosts;
+        // Every check makes its own connection, the whole chain: paced per
+        // first hop, like exec's handshakes (sshd's MaxStartups).
+        let gateways = crate::fanout::Gateways::default();
+        let gateways = &gateways;
+        let outcomes = crate::transport::ssh::runtime().block_on(crate::fanout::bounded(
+            names,
+            parallel,
+            |name| async move {
+                let slots = crate::fanout::first_hop(hosts, &name)
+                    .await
+                    .map(|g| gateways.slots(&g));
+                let _slot = match &slots {
+                    Some(s) => s.acquire().await.ok(),
+                    None => None,
+                };
+                let outcome = hosts.check_async(&name).await;
+                (name, outcome)
+            },
+            |(name, outcome)| done(name, outcome),
+        ));
+        for (name, outcome) in &outcomes {
+            self.note_host(name, outcome.as_ref().map(|_| ()));
+        }
+        outcomes
+    }
 }

@@ -44,6 +44,12 @@ impl Hosts {
     /// (a daemon's warm one says nothing of a hung listener) and what that
     /// connection costs.
     pub fn check(&self, host: &str) -> Result<HostCheck, TransportError> {
+        runtime().block_on(self.check_async(host))
+    }
+
+    /// [`Hosts::check`] on the caller's runtime (many hosts at once:
+    /// [`crate::engine::Engine::check_hosts`]).
+    pub async fn check_async(&self, host: &str) -> Result<HostCheck, TransportError> {
         let started = Instant::now();
         if Self::is_local(host) {
             return Ok(HostCheck {
@@ -56,24 +62,24 @@ impl Hosts {
         }
         let transport = self.fresh_ssh(host);
         let client = transport.client().clone();
-        let (info, first_command, round_trip) = runtime()
-            .block_on(async {
-                let measured = async {
-                    let info = client.connect_info().await?;
-                    let first = Instant::now();
-                    client.run_script("true").await?;
-                    let first = first.elapsed();
-                    let rt = Instant::now();
-                    client.run_script("true").await?;
-                    Ok::<_, belay_ssh::SshError>((info, first, rt.elapsed()))
-                }
-                .await;
-                // The check's own connection ends with it (a daemon keeps
-                // running).
-                client.disconnect().await;
-                measured
-            })
-            .map_err(|e| map_error(host, e))?;
+        let (info, first_command, round_trip) = async {
+            let measured = async {
+                let info = client.connect_info().await?;
+                let first = Instant::now();
+                client.run_script("true").await?;
+                let first = first.elapsed();
+                let rt = Instant::now();
+                client.run_script("true").await?;
+                Ok::<_, belay_ssh::SshError>((info, first, rt.elapsed()))
+            }
+            .await;
+            // The check's own connection ends with it (a daemon keeps
+            // running).
+            client.disconnect().await;
+            measured
+        }
+        .await
+        .map_err(|e| map_error(host, e))?;
         let hops = info
             .hops
             .iter()

@@ -1,8 +1,12 @@
-//! `belay host check`: connect, time a round trip per hop, and show it.
+//! `belay host check`: connect, time a round trip per hop, and show it —
+//! many hosts (`--all`) at once, bounded, each shown as it ends.
 //! The measuring and the health record are the core's
 //! (`Engine::check_host`), done by the daemon when one answers; this
 //! validates names and renders `--json`'s document (belay-core's
 //! `hosts::view::check_json`) either way.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Result, bail};
 use belay_core::hosts::Hosts;
@@ -11,9 +15,6 @@ use serde_json::Value;
 
 use super::super::{Ctx, UsageError};
 use crate::daemon;
-
-/// One host's check, by the daemon or this process.
-type CheckOne<'a> = Box<dyn FnMut(&str) -> Result<Value> + 'a>;
 
 pub fn check(ctx: &Ctx, mut names: Vec<String>, all: bool, as_json: bool) -> Result<u8> {
     let hosts = Hosts::new(&ctx.home, ctx.hosts.clone())?;
@@ -34,27 +35,74 @@ pub fn check(ctx: &Ctx, mut names: Vec<String>, all: bool, as_json: bool) -> Res
     for name in &names {
         hosts.validate(name)?;
     }
-    let mut check_one: CheckOne = match client {
-        Some(c) => Box::new(move |name| daemon::check_host(c, name)),
+    // Many hosts are checked at once (belay-core's fan-out machinery, or
+    // concurrent requests to the daemon), each printed as it ends.
+    let parallel = belay_core::fanout::DEFAULT_PARALLEL;
+    let results: Vec<Value> = match client {
+        Some(c) if names.len() > 1 => through_daemon(c, &names, parallel, as_json)?,
+        Some(c) => {
+            let result = daemon::check_host(c, &names[0])?;
+            if !as_json {
+                print!("{}", check_lines(&names[0], &result));
+            }
+            vec![result]
+        }
         None => {
             let mut engine = ctx.engine()?;
-            Box::new(move |name| Ok(check_json(name, &engine.check_host(name))))
+            engine
+                .check_hosts(names, parallel, |name, outcome| {
+                    if !as_json {
+                        print!("{}", check_lines(name, &check_json(name, outcome)));
+                    }
+                })
+                .into_iter()
+                .map(|(name, outcome)| check_json(&name, &outcome))
+                .collect()
         }
     };
-    let mut failed = false;
-    let mut results = Vec::new();
-    for name in &names {
-        let result = check_one(name)?;
-        if !as_json {
-            print!("{}", check_lines(name, &result));
-        }
-        failed |= result["ok"] != true;
-        results.push(result);
-    }
+    let failed = results.iter().any(|r| r["ok"] != true);
     if as_json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// Checks by the daemon, `parallel` requests at once (a client each),
+/// printed as they end; results in `names`' order.
+fn through_daemon(
+    client: &belay_server::Client,
+    names: &[String],
+    parallel: usize,
+    as_json: bool,
+) -> Result<Vec<Value>> {
+    let next = AtomicUsize::new(0);
+    let slots: Mutex<Vec<Option<Result<Value>>>> = Mutex::new(names.iter().map(|_| None).collect());
+    let socket = client.socket();
+    std::thread::scope(|s| {
+        for _ in 0..parallel.min(names.len()) {
+            s.spawn(|| {
+                let client = belay_server::Client::new(socket);
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(name) = names.get(i) else { break };
+                    let result = daemon::check_host(&client, name);
+                    let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Ok(v) = &result
+                        && !as_json
+                    {
+                        print!("{}", check_lines(name, v));
+                    }
+                    slots[i] = Some(result);
+                }
+            });
+        }
+    });
+    slots
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("host check did not run"))))
+        .collect()
 }
 
 /// The text of one check, from its JSON document.

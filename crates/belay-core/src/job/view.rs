@@ -168,6 +168,8 @@ pub struct JobRecord {
     #[serde(default)]
     hold_until: Option<String>,
     #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
     events: Option<Vec<EventRecord>>,
 }
 
@@ -218,7 +220,7 @@ impl JobRecord {
             ended_at: time(self.ended_at),
             last_seen: time(self.last_seen),
             submitter: None,
-            owner: None,
+            owner: self.owner,
             liveness: None,
             login_shell: true,
             inputs: self.inputs,

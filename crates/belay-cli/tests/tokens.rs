@@ -161,6 +161,12 @@ fn start(b: Belay, host: Loopback) -> Api {
     }
 }
 
+/// `/v1/jobs/{job}` matches `/v1/jobs/1a2b3c4d`.
+fn matches_template(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| t.starts_with('{') || t == p)
+}
+
 fn ids(list: &Value) -> Vec<String> {
     list["jobs"]
         .as_array()
@@ -212,6 +218,17 @@ fn every_route_wants_a_token_and_a_user_token_reaches_only_its_own_jobs() {
             assert!(every.contains(id), "{id} missing from {every:?}");
         }
     }
+
+    // Pages of the newest-first list.
+    let page = |q: &str| {
+        ids(&api
+            .tcp("GET", &format!("/v1/jobs?all=true&{q}"), Some(&ops), None)
+            .json())
+    };
+    let first = page("limit=2");
+    assert_eq!(first.len(), 2);
+    assert_eq!(page("limit=2&offset=1")[0], first[1]);
+    assert_eq!(page("limit=10").len(), 4, "every job, fewer than the limit");
 
     // Every route: (method, path, body, bob's answer on alice's job).
     let job = &remote;
@@ -273,6 +290,30 @@ fn every_route_wants_a_token_and_a_user_token_reaches_only_its_own_jobs() {
             403,
         ),
     ];
+    // Tried on their own below (a submit; stopping the daemon, last),
+    // and without a token here.
+    let elsewhere = [
+        ("POST", "/v1/jobs", "/v1/jobs"),
+        ("DELETE", "/v1/daemon", "/v1/daemon"),
+        ("DELETE", "/v1/forwards/{id}", "/v1/forwards/1"),
+    ];
+    for (method, _, path) in elsewhere {
+        let a = api.tcp(method, path, None, Some(json!({})));
+        assert_eq!(a.status, 401, "{method} {path} without a token");
+    }
+    // Every operation the OpenAPI document names is tried.
+    let document = api.unix("GET", "/v1/openapi.json", None).json();
+    for (template, operations) in document["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            let tried = routes.iter().any(|(m, path, _, _)| {
+                *m == method && matches_template(template, path.split('?').next().unwrap())
+            }) || elsewhere
+                .iter()
+                .any(|(m, t, _)| *m == method && t == template);
+            assert!(tried, "{method} {template} is not tried");
+        }
+    }
     for (method, path, body, for_bob) in &routes {
         let what = format!("{method} {path}");
         let none = api.tcp(method, path, None, body.clone());

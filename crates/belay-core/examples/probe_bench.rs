@@ -36,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         all: false,
         host: Some(host.clone()),
         owner: None,
+        page: None,
     };
     for _ in 0..50 {
         let (jobs, _) = engine.list(&filter)?;

@@ -128,6 +128,7 @@ impl<'a> Via<'a> {
                     all: false,
                     host: host.map(str::to_string),
                     owner: None,
+                    page: None,
                 };
                 engine.list(&filter)?.0
             }

@@ -21,6 +21,7 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
             all: a.all,
             host: a.host.clone(),
             owner: None,
+            page: None,
         })?;
         warn_problems(&problems);
         jobs

@@ -17,6 +17,7 @@ pub fn check(store: &Store, facts: &HostFacts, host: &str) -> Check {
         all: false,
         host: Some(host.to_string()),
         owner: None,
+        page: None,
     }) {
         Ok(jobs) => jobs,
         Err(e) => {

@@ -33,6 +33,9 @@ pub struct JobFilter {
     pub host: Option<String>,
     /// Only this owner's jobs (a user token on the API); `None`: everyone's.
     pub owner: Option<String>,
+    /// One page of the newest-first list: (offset, at most this many); a
+    /// dashboard over 10,000 jobs asks for the page it shows.
+    pub page: Option<(u64, u64)>,
 }
 
 pub(super) const JOB_COLUMNS: &str = "id, key, name, host, state, command, workdir, env, scheduler, \
@@ -392,6 +395,9 @@ impl Store {
             sql.push_str(" AND owner = :owner");
         }
         sql.push_str(" ORDER BY created_at DESC, rowid DESC");
+        if let Some((offset, limit)) = filter.page {
+            sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
+        }
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let mut values: Vec<(&str, &dyn rusqlite::ToSql)> = Vec::new();
         if let Some(h) = &filter.host {

@@ -1,7 +1,8 @@
 //! `/v1/jobs` and `/v1/cancellations`: the job resources.
 //!
-//! - `GET /v1/jobs?all=&host=`: live jobs (every job with `all`), each host
-//!   probed once, as `belay ps`;
+//! - `GET /v1/jobs?all=&host=&limit=&offset=`: live jobs (every job with
+//!   `all`), each host probed once, as `belay ps`; a page of them with
+//!   `limit`; a user token's own only;
 //! - `GET /v1/jobs/{job}?wait=SECS`: one job with its events; with `wait`,
 //!   answered once the job has ended or after SECS, whichever is first;
 //! - `POST /v1/jobs` (a [`SubmitRequest`]): a stream of JSON lines —
@@ -39,6 +40,10 @@ pub struct ListQuery {
     #[serde(default)]
     all: bool,
     host: Option<String>,
+    /// A page: at most `limit` jobs, after skipping `offset` (newest first).
+    limit: Option<u64>,
+    #[serde(default)]
+    offset: u64,
 }
 
 pub async fn list(
@@ -55,6 +60,7 @@ pub async fn list(
             all: q.all,
             host: q.host,
             owner,
+            page: q.limit.map(|limit| (q.offset, limit)),
         };
         let problems = reconcile_hosts_at_once(&shared, engine, &filter)?;
         let jobs = engine.store().list(&filter)?;

@@ -113,9 +113,13 @@ itself at its time limit, kept on the host even with no belay running.")]
     /// Run the belay daemon: pooled connections, work moved forward with
     /// no terminal open, the API on $BELAY_HOME/belay.sock.
     #[command(
-        after_help = "Commands start a daemon by themselves when none answers (it exits after\n10 minutes with nothing to do; `[daemon] idle_exit = \"30m\"` in config.toml).\nRun one yourself in the foreground, e.g. as a systemd user unit:\n\n  # ~/.config/systemd/user/belay.service\n  [Unit]\n  Description=belay daemon\n\n  [Service]\n  ExecStart=%h/.cargo/bin/belay serve\n  Restart=on-failure\n\n  [Install]\n  WantedBy=default.target\n\n  systemctl --user enable --now belay\n\nExamples:\n  belay serve                # foreground, logs on stderr\n  belay serve --status       # is one running? (exit 1 if not)\n  belay serve --stop         # stop it (work in hand is safe: all is in the store)\n  curl --unix-socket \"$BELAY_HOME/belay.sock\" http://belay/v1/jobs"
+        after_help = "Commands start a daemon by themselves when none answers (it exits after\n10 minutes with nothing to do; `[daemon] idle_exit = \"30m\"` in config.toml).\nRun one yourself in the foreground, e.g. as a systemd user unit:\n\n  # ~/.config/systemd/user/belay.service\n  [Unit]\n  Description=belay daemon\n\n  [Service]\n  ExecStart=%h/.cargo/bin/belay serve\n  Restart=on-failure\n\n  [Install]\n  WantedBy=default.target\n\n  systemctl --user enable --now belay\n\nExamples:\n  belay serve                # foreground, logs on stderr\n  belay serve --status       # is one running? (exit 1 if not)\n  belay serve --stop         # stop it (work in hand is safe: all is in the store)\n  curl --unix-socket \"$BELAY_HOME/belay.sock\" http://belay/v1/jobs\n\nThe API on the network (every request needs `Authorization: Bearer TOKEN`,\nfrom `belay token create`; a user token sees only its own jobs):\n  belay serve --listen 127.0.0.1:8765\n  curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8765/v1/jobs\n  belay serve --listen 0.0.0.0:8765 --insecure   # plain HTTP off loopback: say so\n\nA non-loopback address needs TLS (not built into belay yet: put a TLS proxy\nin front of a loopback listener) or an explicit --insecure."
     )]
     Serve(ServeArgs),
+    /// Tokens for the API on the network (`belay serve --listen`): each
+    /// names a user who sees only their own jobs; admin tokens see all.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// One pass of the work no command waits on (the daemon's loop):
     /// recorded cancels, queued and interrupted submits, live jobs, and
     /// the outputs of ended jobs into $BELAY_HOME/results/<id>/.
@@ -428,6 +432,44 @@ pub struct ServeArgs {
     /// With --status: print JSON.
     #[arg(long, requires = "status")]
     pub json: bool,
+    /// Also serve the API on TCP at ADDR (IP:PORT; port 0 picks one, named
+    /// by `serve --status`). Every request needs a token (`belay token`).
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["status", "stop", "background"])]
+    pub listen: Option<String>,
+    /// Serve --listen as plain HTTP on a non-loopback address (tokens
+    /// travel in clear: only on a network you trust).
+    #[arg(long, requires = "listen")]
+    pub insecure: bool,
+    /// TLS certificate (PEM) for --listen: refused for now (see --help).
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM) for --listen: refused for now (see --help).
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Make a token for NAME and print it, once (only its hash is kept).
+    #[command(
+        after_help = "Examples:\n  belay token create alice            # alice's jobs only\n  belay token create ops --admin      # every job\n  TOKEN=$(belay token create ci)      # the token is the only line on stdout"
+    )]
+    Create {
+        /// Who the token is for: the owner of the jobs it submits.
+        name: String,
+        /// See and act on every user's jobs, and manage the daemon.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Tokens: names, admin, created, last used (never the tokens).
+    #[command(after_help = "Example:\n  belay token list --json")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke NAME's token: refused from the next request on.
+    #[command(after_help = "Example:\n  belay token revoke alice")]
+    Revoke { name: String },
 }
 
 #[derive(Args, Debug)]

@@ -241,6 +241,7 @@ mod tests {
             ended_at: None,
             last_seen: None,
             submitter: None,
+            owner: None,
             liveness: None,
             login_shell: true,
             inputs: Vec::new(),

@@ -32,5 +32,6 @@ mod states;
 mod store_and_input;
 mod streaming;
 mod submit_outcomes;
+mod tokens;
 mod transfer;
 mod transfer_hardening;

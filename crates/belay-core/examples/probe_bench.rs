@@ -35,6 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let filter = JobFilter {
         all: false,
         host: Some(host.clone()),
+        owner: None,
+        page: None,
     };
     for _ in 0..50 {
         let (jobs, _) = engine.list(&filter)?;

@@ -35,6 +35,7 @@ pub mod secrets;
 pub mod shell;
 pub mod store;
 pub mod time;
+pub mod tokens;
 pub mod transfer;
 pub mod transport;
 

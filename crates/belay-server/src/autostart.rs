@@ -35,6 +35,9 @@ pub struct DaemonInfo {
     /// The OpenSSH config file its hosts are resolved with (None: ssh's
     /// default).
     pub ssh_config: Option<String>,
+    /// Where it serves the API on TCP (`serve --listen`), if it does.
+    #[serde(default)]
+    pub listen: Option<String>,
 }
 
 /// The daemon for `home`, started if none answers and `start` is true.

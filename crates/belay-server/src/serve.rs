@@ -5,6 +5,9 @@
 //! `BELAY_HOME` has gone (a removed test directory must not leave a daemon
 //! behind).
 //!
+//! With `listen`, the same API is served on TCP too, every request behind
+//! a token ([`crate::api::access`]); it stops with the socket's server.
+//!
 //! Shutting down is safe at any moment, SIGKILL included: the store
 //! holds every intent and each remote step is idempotent.
 
@@ -25,6 +28,10 @@ pub struct ServeOptions {
     /// Exit after this long with no request, no stream and no work in
     /// hand; `None`: never (a daemon run by systemd or by hand).
     pub idle_exit: Option<Duration>,
+    /// `--listen`: also serve the API on TCP here, every request with a
+    /// token ([`crate::api::access`]). The caller has checked that the
+    /// address is loopback or that plain HTTP was asked for.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +75,26 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
             source,
         })?;
         tracing::info!(socket = %socket.display(), pid = std::process::id(), "belay daemon serving");
+        let tcp = match options.listen {
+            Some(addr) => {
+                let bound = tokio::net::TcpListener::bind(addr).await.map_err(|source| {
+                    ServeError::Socket {
+                        path: addr.to_string(),
+                        source,
+                    }
+                })?;
+                let local = bound.local_addr().map_err(ServeError::Runtime)?;
+                let _ = state.listen.set(local.to_string());
+                tracing::info!(listen = %local, "serving the API on TCP (tokens required)");
+                let app = crate::api::router_tcp(state.clone());
+                Some(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(bound, app).await {
+                        tracing::warn!("the TCP listener failed: {e}");
+                    }
+                }))
+            }
+            None => None,
+        };
         crate::background::restore_forwards(&state).await;
         let app = crate::api::router(state.clone());
         let background = tokio::spawn(crate::background::run(state.clone()));
@@ -78,6 +105,9 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
         let result = server.await;
         background.abort();
         forwards.abort();
+        if let Some(tcp) = tcp {
+            tcp.abort();
+        }
         result.map_err(|source| ServeError::Socket {
             path: socket.display().to_string(),
             source,

@@ -43,6 +43,8 @@ pub struct DaemonState {
     /// The forwards this daemon serves (`belay forward`), recorded in the
     /// store; while any listens, the daemon does not idle-exit.
     pub forwards: Arc<crate::forwards::Forwards>,
+    /// Where the API is served on TCP (`serve --listen`), once bound.
+    pub listen: std::sync::OnceLock<String>,
 }
 
 pub type Shared = Arc<DaemonState>;
@@ -91,6 +93,7 @@ impl DaemonState {
             followed: Default::default(),
             prompts,
             forwards: Arc::new(crate::forwards::Forwards::new(true)),
+            listen: std::sync::OnceLock::new(),
         })
     }
 

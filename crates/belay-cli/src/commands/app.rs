@@ -127,6 +127,8 @@ impl<'a> Via<'a> {
                 let filter = belay_core::store::JobFilter {
                     all: false,
                     host: host.map(str::to_string),
+                    owner: None,
+                    page: None,
                 };
                 engine.list(&filter)?.0
             }

@@ -16,6 +16,7 @@ mod run;
 mod serve;
 mod shell;
 mod show;
+mod token;
 mod transfer;
 mod wait;
 
@@ -117,6 +118,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Host(c) => host::host(&ctx, c),
         Command::App(c) => app::app(&ctx, c),
         Command::Serve(a) => serve::serve(&ctx, a),
+        Command::Token(c) => token::token(&ctx, c),
         Command::Shell(a) => shell::shell(&ctx, a),
         Command::Advance { json } => advance::advance(&ctx, json),
         Command::Completions { shell } => completions::completions(shell),

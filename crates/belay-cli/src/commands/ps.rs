@@ -20,6 +20,8 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
         let (jobs, problems) = engine.list(&JobFilter {
             all: a.all,
             host: a.host.clone(),
+            owner: None,
+            page: None,
         })?;
         warn_problems(&problems);
         jobs

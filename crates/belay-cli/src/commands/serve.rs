@@ -1,5 +1,7 @@
 //! `belay serve`: run the daemon (foreground, or `--background` as
 //! commands start it), or ask about it (`--status`) or stop it (`--stop`).
+//! `--listen ADDR` also serves the API on TCP, with tokens; plain HTTP off
+//! loopback only when `--insecure` says so (TLS is not built in yet).
 
 use anyhow::Result;
 use belay_core::config::BelayConfig;
@@ -7,7 +9,7 @@ use belay_server::autostart::{self, DaemonInfo};
 use belay_server::serve::ServeOptions;
 use belay_server::{Client, ClientError, DaemonLocation};
 
-use super::Ctx;
+use super::{Ctx, UsageError};
 use crate::cli::ServeArgs;
 
 pub fn serve(ctx: &Ctx, a: ServeArgs) -> Result<u8> {
@@ -27,6 +29,17 @@ pub fn serve(ctx: &Ctx, a: ServeArgs) -> Result<u8> {
             }
         });
     }
+    let listen = a
+        .listen
+        .as_deref()
+        .map(|addr| {
+            listen_address(
+                addr,
+                a.insecure,
+                a.tls_cert.is_some() || a.tls_key.is_some(),
+            )
+        })
+        .transpose()?;
     let idle_exit = if a.background {
         Some(BelayConfig::load(&ctx.home)?.daemon.idle_exit()?)
     } else {
@@ -38,9 +51,32 @@ pub fn serve(ctx: &Ctx, a: ServeArgs) -> Result<u8> {
         ServeOptions {
             ssh_config,
             idle_exit,
+            listen,
         },
     )?;
     Ok(0)
+}
+
+/// `--listen ADDR`, checked: an IP and a port; off loopback, only with
+/// `--insecure` (tokens would cross the network in clear).
+fn listen_address(addr: &str, insecure: bool, tls: bool) -> Result<std::net::SocketAddr> {
+    let bad = |m: String| anyhow::Error::from(UsageError(m));
+    let parsed: std::net::SocketAddr = addr.parse().map_err(|_| {
+        bad(format!(
+            "bad --listen '{addr}': want IP:PORT, e.g. 127.0.0.1:8765"
+        ))
+    })?;
+    if tls {
+        return Err(bad(format!(
+            "--tls-cert/--tls-key for '{addr}': TLS is not built into belay yet; listen on loopback behind a TLS proxy, or use --insecure"
+        )));
+    }
+    if !parsed.ip().is_loopback() && !insecure {
+        return Err(bad(format!(
+            "--listen '{addr}' is not a loopback address: it needs TLS (--tls-cert/--tls-key, not built in yet) or an explicit --insecure"
+        )));
+    }
+    Ok(parsed)
 }
 
 fn status(location: &DaemonLocation, json: bool) -> Result<u8> {
@@ -52,12 +88,15 @@ fn status(location: &DaemonLocation, json: bool) -> Result<u8> {
             } else {
                 let info: DaemonInfo = serde_json::from_value(info)?;
                 println!(
-                    "belay daemon pid {} serving {} since {} (build {}; socket {})",
+                    "belay daemon pid {} serving {} since {} (build {}; socket {}{})",
                     info.pid,
                     info.home,
                     info.started_at,
                     info.build,
-                    location.socket().display()
+                    location.socket().display(),
+                    info.listen
+                        .map(|l| format!("; TCP {l}"))
+                        .unwrap_or_default()
                 );
             }
             Ok(0)

@@ -16,6 +16,8 @@ pub fn check(store: &Store, facts: &HostFacts, host: &str) -> Check {
     let jobs = match store.list(&JobFilter {
         all: false,
         host: Some(host.to_string()),
+        owner: None,
+        page: None,
     }) {
         Ok(jobs) => jobs,
         Err(e) => {

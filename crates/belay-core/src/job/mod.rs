@@ -63,6 +63,8 @@ pub struct Job {
     pub sbatch: Vec<String>,
     /// `run --secret`: the names of its secrets (never their values).
     pub secrets: Vec<String>,
+    /// The API token's name that submitted it; `None`: the local user.
+    pub owner: Option<String>,
 }
 
 impl Job {

@@ -77,6 +77,11 @@ pub struct JobSpec {
     /// (see [`crate::secrets`]).
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Whose job it is on the API (the token's name); `None`: the local
+    /// user's. Never taken from a client: the daemon sets it from the
+    /// caller after [`JobSpec::checked`], which clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// `--input LOCAL[:NAME]`: a local file or tree, and its name under the
@@ -245,6 +250,7 @@ impl JobSpec {
             scheduler: None,
             slurm: Default::default(),
             secrets: Vec::new(),
+            owner: None,
         })
     }
 

@@ -63,6 +63,9 @@ pub struct JobView<'a> {
     hold_until: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hold_left_s: Option<i64>,
+    /// The API token's name that submitted it (absent: the local user).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<Vec<EventView<'a>>>,
 }
@@ -108,6 +111,7 @@ impl<'a> JobView<'a> {
             hold_on_failure: job.hold_secs,
             hold_until: hold_until.map(rfc3339),
             hold_left_s: hold_until.map(|t| ((t - crate::time::now_ms()) / 1000).max(0)),
+            owner: job.owner.as_deref(),
             events: None,
         }
     }
@@ -164,6 +168,8 @@ pub struct JobRecord {
     #[serde(default)]
     hold_until: Option<String>,
     #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
     events: Option<Vec<EventRecord>>,
 }
 
@@ -214,6 +220,7 @@ impl JobRecord {
             ended_at: time(self.ended_at),
             last_seen: time(self.last_seen),
             submitter: None,
+            owner: self.owner,
             liveness: None,
             login_shell: true,
             inputs: self.inputs,
@@ -261,6 +268,7 @@ mod tests {
             ended_at: Some(1_700_000_002_500),
             last_seen: Some(1_700_000_002_600),
             submitter: None,
+            owner: None,
             liveness: None,
             login_shell: true,
             inputs: vec![Input {

@@ -31,11 +31,16 @@ pub struct JobFilter {
     /// Include ended jobs.
     pub all: bool,
     pub host: Option<String>,
+    /// Only this owner's jobs (a user token on the API); `None`: everyone's.
+    pub owner: Option<String>,
+    /// One page of the newest-first list: (offset, at most this many); a
+    /// dashboard over 10,000 jobs asks for the page it shows.
+    pub page: Option<(u64, u64)>,
 }
 
 pub(super) const JOB_COLUMNS: &str = "id, key, name, host, state, command, workdir, env, scheduler, \
     scheduler_id, remote_dir, exit_code, reason, created_at, updated_at, started_at, ended_at, \
-    last_seen, submitter, liveness, login_shell, inputs, outputs, hold_secs, hold_until, sbatch, secrets";
+    last_seen, submitter, liveness, login_shell, inputs, outputs, hold_secs, hold_until, sbatch, secrets, owner";
 
 impl Store {
     /// Record a new job in state `queued`: the intent, before anything
@@ -103,8 +108,8 @@ impl Store {
         let run = || -> rusqlite::Result<()> {
             tx.execute(
                 "INSERT INTO jobs (id, key, name, host, state, command, workdir, env, login_shell, \
-                 scheduler, created_at, updated_at, submitter, inputs, outputs, reason, hold_secs, sbatch, secrets) \
-                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                 scheduler, created_at, updated_at, submitter, inputs, outputs, reason, hold_secs, sbatch, secrets, owner) \
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
                 params![
                     job_id.as_str(),
                     key,
@@ -123,6 +128,7 @@ impl Store {
                     spec.hold_on_failure,
                     sbatch,
                     secrets,
+                    spec.owner,
                 ],
             )?;
             tx.execute(
@@ -383,14 +389,24 @@ impl Store {
             sql.push_str(&format!(" AND state IN ({live})"));
         }
         if filter.host.is_some() {
-            sql.push_str(" AND host = ?1");
+            sql.push_str(" AND host = :host");
+        }
+        if filter.owner.is_some() {
+            sql.push_str(" AND owner = :owner");
         }
         sql.push_str(" ORDER BY created_at DESC, rowid DESC");
+        if let Some((offset, limit)) = filter.page {
+            sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
+        }
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
-        let rows = match &filter.host {
-            Some(h) => stmt.query_map([h], job_from_row),
-            None => stmt.query_map([], job_from_row),
-        };
+        let mut values: Vec<(&str, &dyn rusqlite::ToSql)> = Vec::new();
+        if let Some(h) = &filter.host {
+            values.push((":host", h));
+        }
+        if let Some(o) = &filter.owner {
+            values.push((":owner", o));
+        }
+        let rows = stmt.query_map(values.as_slice(), job_from_row);
         rows.and_then(|r| r.collect()).map_err(|e| self.err(e))
     }
 }
@@ -469,6 +485,7 @@ pub(super) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
             .map_err(|e| bad(25, e.to_string()))?,
         secrets: serde_json::from_str(&r.get::<_, String>(26)?)
             .map_err(|e| bad(26, e.to_string()))?,
+        owner: r.get(27)?,
     })
 }
 
@@ -658,7 +675,7 @@ mod tests {
             store
                 .list(&JobFilter {
                     all: true,
-                    host: None
+                    ..Default::default()
                 })
                 .unwrap()
                 .len(),

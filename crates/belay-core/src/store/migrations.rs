@@ -126,6 +126,20 @@ const STEPS: &[&str] = &[
     r#"
     ALTER TABLE jobs ADD COLUMN secrets TEXT NOT NULL DEFAULT '[]';
     "#,
+    // 12: the API on TCP (`belay serve --listen`): per-user tokens, kept
+    // only as SHA-256 hashes, and each job's owner (the token's name; NULL:
+    // the local user, whom the Unix socket and direct commands serve).
+    r#"
+    CREATE TABLE tokens (
+        name       TEXT PRIMARY KEY,
+        hash       TEXT NOT NULL UNIQUE,   -- hex SHA-256 of the token
+        admin      INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        last_used  INTEGER
+    );
+    ALTER TABLE jobs ADD COLUMN owner TEXT;
+    CREATE INDEX jobs_owner ON jobs (owner, created_at);
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two

@@ -15,7 +15,8 @@
 //! [`job_host`] (what a job's host copy is checked against: its workroot
 //! marker, a cancel waiting for the host), [`outputs`] (declared outputs
 //! still to copy here once their job ended), [`forwards`] (the forwards a
-//! daemon listens for, bound again after a restart).
+//! daemon listens for, bound again after a restart), [`tokens`] (the API's
+//! per-user tokens, as hashes).
 //! `bench` seeds large stores for benchmarks only (feature `bench`).
 
 #[cfg(any(test, feature = "bench"))]
@@ -28,6 +29,7 @@ mod job_host;
 mod jobs;
 mod migrations;
 mod outputs;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +45,7 @@ pub use hosts::{DEGRADED_WINDOW_MS, HostHealth};
 pub use jobs::{JobFilter, JobUpdate};
 pub use migrations::latest_version;
 pub use outputs::OutputsFetch;
+pub use tokens::TokenRecord;
 
 pub struct Store {
     conn: Connection,

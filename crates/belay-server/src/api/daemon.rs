@@ -18,6 +18,7 @@ pub async fn show(State(state): State<Shared>) -> Json<serde_json::Value> {
         "pid": std::process::id(),
         "home": state.home.root().display().to_string(),
         "started_at": belay_core::job::view::rfc3339(state.started_at),
+        "listen": state.listen.get(),
         // This request included.
         "requests_in_flight": state.in_flight.load(Ordering::SeqCst),
         "ssh_config": state.ssh_config.as_ref().map(|p| p.display().to_string()),

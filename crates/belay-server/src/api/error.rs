@@ -38,6 +38,12 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_input", message.into(), 2)
     }
 
+    /// Another user's job, or what only an admin token may do (the API on
+    /// TCP): exit 1.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message.into(), 1)
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message.into(), 2)
     }

@@ -67,10 +67,28 @@ pub async fn open(
     .await
 }
 
-pub async fn list(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<Shared>,
+    caller: Option<axum::Extension<super::access::Caller>>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = super::access::Caller::of(caller);
     let forwards = state.forwards.clone();
     blocking(&state, move |engine| {
-        Ok(Json(json!({ "forwards": forwards.list(engine)? })))
+        let mut views = forwards.list(engine)?;
+        if !caller.sees_all() {
+            // A user's token sees the forwards to its own jobs only.
+            let mut own = Vec::with_capacity(views.len());
+            for view in views {
+                if let Some(job) = &view.record.job_id
+                    && let Some(owner) = engine.store().job_owner(job)?
+                    && caller.may_see(owner.as_deref())
+                {
+                    own.push(view);
+                }
+            }
+            views = own;
+        }
+        Ok(Json(json!({ "forwards": views })))
     })
     .await
 }

@@ -1,7 +1,8 @@
 //! `/v1/jobs` and `/v1/cancellations`: the job resources.
 //!
-//! - `GET /v1/jobs?all=&host=`: live jobs (every job with `all`), each host
-//!   probed once, as `belay ps`;
+//! - `GET /v1/jobs?all=&host=&limit=&offset=`: live jobs (every job with
+//!   `all`), each host probed once, as `belay ps`; a page of them with
+//!   `limit`; a user token's own only;
 //! - `GET /v1/jobs/{job}?wait=SECS`: one job with its events; with `wait`,
 //!   answered once the job has ended or after SECS, whichever is first;
 //! - `POST /v1/jobs` (a [`SubmitRequest`]): a stream of JSON lines —
@@ -30,6 +31,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::access::Caller;
 use super::{ApiError, blocking_armed, channel_body, failpoint_of, warnings};
 use crate::state::Shared;
 
@@ -38,19 +40,27 @@ pub struct ListQuery {
     #[serde(default)]
     all: bool,
     host: Option<String>,
+    /// A page: at most `limit` jobs, after skipping `offset` (newest first).
+    limit: Option<u64>,
+    #[serde(default)]
+    offset: u64,
 }
 
 pub async fn list(
     State(state): State<Shared>,
+    caller: Option<axum::Extension<Caller>>,
     headers: axum::http::HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query?;
     let shared = state.clone();
+    let owner = Caller::of(caller).owner_filter();
     blocking_armed(&state, failpoint_of(&headers), move |engine| {
         let filter = JobFilter {
             all: q.all,
             host: q.host,
+            owner,
+            page: q.limit.map(|limit| (q.offset, limit)),
         };
         let problems = reconcile_hosts_at_once(&shared, engine, &filter)?;
         let jobs = engine.store().list(&filter)?;
@@ -205,19 +215,25 @@ impl belay_core::transfer::Progress for RelayProgress {
 
 pub async fn submit(
     State(state): State<Shared>,
+    caller: Option<axum::Extension<Caller>>,
     headers: axum::http::HeaderMap,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<axum::response::Response, ApiError> {
+    let caller = Caller::of(caller);
     let failpoint = failpoint_of(&headers);
     let terminal = headers
         .get(crate::prompts::TERMINAL_HEADER)
         .is_some_and(|v| v == "1");
     let Json(request) = body?;
-    let spec = request.spec.checked()?;
+    let mut spec = request.spec.checked()?;
+    spec.owner = caller.owner();
     let secrets = request.secrets;
     belay_core::secrets::check_values(&spec.secrets, &secrets)?;
+    // On TCP a submit is accepted (202) whether or not its host answers
+    // now: a known host away gets the job queued, started when it answers.
+    let on_tcp = caller != Caller::Local;
     let options = belay_core::engine::SubmitOptions {
-        queue_if_unreachable: request.queue,
+        queue_if_unreachable: request.queue || on_tcp,
     };
     let (tx, body) = channel_body(64);
     let worker = state.clone();
@@ -257,7 +273,13 @@ pub async fn submit(
             }
         }
     });
+    let status = if on_tcp {
+        axum::http::StatusCode::ACCEPTED
+    } else {
+        axum::http::StatusCode::OK
+    };
     Ok(axum::response::Response::builder()
+        .status(status)
         .header("content-type", "application/x-ndjson")
         .body(Body::new(body))
         .expect("a static response head"))

@@ -1,7 +1,7 @@
-//! The `/v1` API: HTTP/JSON on the daemon's Unix socket. Resources, not
-//! verbs, so the same routes can later be served on TCP with per-user
-//! tokens: `jobs` (and each job's `logs`), `cancellations`, `forwards`,
-//! `daemon`.
+//! The `/v1` API: HTTP/JSON on the daemon's Unix socket, and the same
+//! routes on TCP with per-user tokens (`belay serve --listen`, behind
+//! [`access::gate`]): `jobs` (and each job's `logs`), `cancellations`,
+//! `forwards`, `daemon`.
 //! The document `/v1/openapi.json` describes every route.
 //!
 //! Every handler runs engine code on a blocking thread ([`blocking`]): the
@@ -26,8 +26,10 @@
 //!   factor) that a submit relayed to its client;
 //! - [`shells`]: `belay shell` on the daemon's warm connection (an HTTP
 //!   upgrade, then [`crate::shell_frames`]);
-//! - [`daemon`]: who the daemon is; stopping it.
+//! - [`daemon`]: who the daemon is; stopping it;
+//! - [`access`]: tokens on TCP, and what a user's token may reach.
 
+pub mod access;
 pub mod apps;
 pub mod daemon;
 pub mod error;
@@ -85,6 +87,11 @@ pub fn router(state: Shared) -> Router {
         .fallback(|| async { ApiError::not_found("no such resource (see /v1/openapi.json)") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// The same routes for TCP: every request passes [`access::gate`] first.
+pub fn router_tcp(state: Shared) -> Router {
+    router(state.clone()).layer(axum::middleware::from_fn_with_state(state, access::gate))
 }
 
 /// Count the request as activity (the idle exit waits for none) for as

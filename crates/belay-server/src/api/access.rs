@@ -1,0 +1,299 @@
+//! Who may do what on the API served on TCP (`belay serve --listen`).
+//!
+//! The Unix socket serves only this user (its peer uid is checked), who
+//! may do everything: requests there carry no [`Caller`], which reads as
+//! [`Caller::Local`]. On TCP, [`gate`] runs before every route: a request
+//! without a valid `Authorization: Bearer TOKEN` is answered 401; otherwise
+//! the token's [`Caller`] goes with the request. An admin token may do what
+//! the local user may. A user token reaches only its own jobs:
+//!
+//! - a job named in the path (`/v1/jobs/{job}/…`), the body
+//!   (cancellations, releases, a forward's or shell's target) or the query
+//!   (`DELETE /v1/forwards?job=`) must be its own, or the answer is 403
+//!   (an unknown one is left to the route: 404);
+//! - a shell or forward to a host rather than to a job, stopping every
+//!   forward, host keys, relayed questions and stopping the daemon are the
+//!   daemon user's: 403;
+//! - lists (`GET /v1/jobs`, `GET /v1/forwards`) hold only its own (the
+//!   routes filter with [`Caller`]), and jobs it submits are its own.
+//!
+//! Checking here, before the routes, keeps one place that says what a
+//! user may reach; the routes only filter their lists and stamp owners.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use belay_core::CoreError;
+use belay_core::store::Store;
+
+use super::ApiError;
+use crate::state::Shared;
+
+/// Who sent a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The Unix socket: this user, who may do everything.
+    Local,
+    /// A token on TCP, by its name.
+    Token { name: String, admin: bool },
+}
+
+impl Caller {
+    /// The caller of a request (no extension: the Unix socket).
+    pub fn of(extension: Option<axum::Extension<Caller>>) -> Caller {
+        extension.map_or(Caller::Local, |axum::Extension(c)| c)
+    }
+
+    /// Sees and acts on every job.
+    pub fn sees_all(&self) -> bool {
+        match self {
+            Caller::Local => true,
+            Caller::Token { admin, .. } => *admin,
+        }
+    }
+
+    /// The owner its submissions get (`None`: the local user).
+    pub fn owner(&self) -> Option<String> {
+        match self {
+            Caller::Local => None,
+            Caller::Token { name, .. } => Some(name.clone()),
+        }
+    }
+
+    /// Only these jobs (`None`: every one) in its lists.
+    pub fn owner_filter(&self) -> Option<String> {
+        if self.sees_all() { None } else { self.owner() }
+    }
+
+    /// May it see a job owned by `owner`?
+    pub fn may_see(&self, owner: Option<&str>) -> bool {
+        self.sees_all() || (owner.is_some() && owner == self.owner().as_deref())
+    }
+}
+
+/// The largest body read here to find the jobs a request names.
+const BODY_LIMIT: usize = 1 << 20;
+
+fn unauthorized(message: &str) -> Response {
+    let body =
+        serde_json::json!({"error": {"kind": "unauthorized", "message": message, "exit": 1}});
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+/// Authenticate, then check what a user token names (see the module doc).
+pub async fn gate(State(state): State<Shared>, mut request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let Some(presented) = presented.filter(|t| !t.is_empty()) else {
+        return unauthorized(
+            "this API needs a token: Authorization: Bearer TOKEN (belay token create NAME)",
+        );
+    };
+    let home = state.home.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let mut store = Store::open(&home.store_path())?;
+        belay_core::tokens::verify(&mut store, &presented)
+    })
+    .await;
+    let caller = match found {
+        Ok(Ok(Some(t))) => Caller::Token {
+            name: t.name,
+            admin: t.admin,
+        },
+        Ok(Ok(None)) => return unauthorized("unknown or revoked token"),
+        Ok(Err(e)) => return ApiError::from(e).into_response(),
+        Err(e) => return ApiError::internal(format!("token check failed: {e}")).into_response(),
+    };
+    if !caller.sees_all() {
+        // Questions a connection asks are the daemon user's to answer.
+        request
+            .headers_mut()
+            .remove(crate::prompts::TERMINAL_HEADER);
+        match authorize(&state, &caller, request).await {
+            Ok(checked) => request = checked,
+            Err(e) => return e.into_response(),
+        }
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// A user token's request, let through or refused (403).
+async fn authorize(state: &Shared, caller: &Caller, request: Request) -> Result<Request, ApiError> {
+    let path = request.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = request.method().clone();
+    let admin_only = |what: &str| Err(ApiError::forbidden(format!("{what} needs an admin token")));
+    match (&method, segments.as_slice()) {
+        (_, ["v1", "jobs", reference, ..]) => {
+            check_job(state, caller, reference, Missing::PassOn).await?;
+            Ok(request)
+        }
+        (&Method::DELETE, ["v1", "daemon"]) => admin_only("stopping the daemon"),
+        (_, ["v1", "hosts", _, "key"]) => admin_only("a host's key"),
+        (_, ["v1", "prompts", ..]) => admin_only("answering a connection's question"),
+        (&Method::DELETE, ["v1", "shells", target]) => {
+            check_job(state, caller, target, Missing::Host).await?;
+            Ok(request)
+        }
+        (&Method::DELETE, ["v1", "forwards", id]) => {
+            let id = id.to_string();
+            let job = with_store(state, move |store| {
+                Ok(store
+                    .forwards()?
+                    .into_iter()
+                    .find(|f| f.id == id)
+                    .map(|f| f.job_id))
+            })
+            .await?;
+            match job {
+                // Unknown: the route says so.
+                None => Ok(request),
+                Some(None) => Err(ApiError::forbidden(
+                    "a forward to a host is the daemon user's",
+                )),
+                Some(Some(job)) => {
+                    check_job(state, caller, &job, Missing::PassOn).await?;
+                    Ok(request)
+                }
+            }
+        }
+        (&Method::DELETE, ["v1", "forwards"]) => {
+            let job = request.uri().query().and_then(|q| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix("job="))
+                    .map(percent_decode)
+            });
+            match job {
+                Some(job) => {
+                    check_job(state, caller, &job, Missing::PassOn).await?;
+                    Ok(request)
+                }
+                None if request.uri().query().is_some_and(|q| q.contains("all=")) => {
+                    admin_only("stopping every forward")
+                }
+                None => Ok(request),
+            }
+        }
+        (&Method::POST, ["v1", "cancellations" | "releases" | "forwards" | "shells"]) => {
+            let (parts, body) = request.into_parts();
+            let bytes = axum::body::to_bytes(body, BODY_LIMIT)
+                .await
+                .map_err(|e| ApiError::bad_input(format!("bad request body: {e}")))?;
+            // A body that is not JSON is the route's to refuse (400).
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                let strings = |key: &str| -> Vec<String> {
+                    match &value[key] {
+                        serde_json::Value::String(s) => vec![s.clone()],
+                        serde_json::Value::Array(items) => items
+                            .iter()
+                            .filter_map(|i| i.as_str().map(str::to_string))
+                            .collect(),
+                        _ => Vec::new(),
+                    }
+                };
+                let (named, missing) = match segments[1] {
+                    "cancellations" => (strings("jobs"), Missing::PassOn),
+                    "releases" => (strings("job"), Missing::PassOn),
+                    "forwards" => (strings("to"), Missing::Host),
+                    _ => (strings("target"), Missing::Host),
+                };
+                for reference in named {
+                    check_job(state, caller, &reference, missing).await?;
+                }
+            }
+            Ok(Request::from_parts(parts, Body::from(bytes)))
+        }
+        _ => Ok(request),
+    }
+}
+
+/// What a reference that names no job means where it was found.
+#[derive(Clone, Copy)]
+enum Missing {
+    /// Only a job fits here: the route answers 404.
+    PassOn,
+    /// It names a host (a shell's or a forward's target): the daemon
+    /// user's account, not a user's.
+    Host,
+}
+
+/// 403 unless `reference` is the caller's job (see [`Missing`]).
+async fn check_job(
+    state: &Shared,
+    caller: &Caller,
+    reference: &str,
+    missing: Missing,
+) -> Result<(), ApiError> {
+    let wanted = reference.to_string();
+    let found = with_store(state, move |store| match store.resolve(&wanted) {
+        Ok(job) => Ok(Some(Some(job))),
+        Err(CoreError::UnknownJob(_)) => Ok(Some(None)),
+        // Ambiguous and the like: the route says why.
+        Err(_) => Ok(None),
+    })
+    .await?;
+    match found {
+        Some(Some(job)) if !caller.may_see(job.owner.as_deref()) => Err(ApiError::forbidden(
+            format!("job {} is another user's", job.id),
+        )),
+        Some(None) if matches!(missing, Missing::Host) => Err(ApiError::forbidden(format!(
+            "'{reference}' is not one of your jobs: a user token reaches its own jobs, not hosts"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+async fn with_store<T, F>(state: &Shared, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store) -> belay_core::error::Result<T> + Send + 'static,
+{
+    let home = state.home.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open(&home.store_path())?;
+        work(&store)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("request worker failed: {e}")))?
+    .map_err(ApiError::from)
+}
+
+/// `%XX` escapes and `+` of a query value.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -377,6 +377,8 @@ mod tests {
             host: host.into(),
             job,
             workroot: Workroot("\"$HOME\"/.belay/jobs".into()),
+            node: None,
+            on_node: false,
         }
     }
 

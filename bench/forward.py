@@ -136,6 +136,15 @@ class Belay:
         return r.stdout
 
 
+def daemon_pid(b):
+    """The pid of the daemon serving `b`'s home (from `serve --status`)."""
+    try:
+        v = json.loads(b("serve", "--status", "--json"))
+        return [int(v["pid"])]
+    except (RuntimeError, ValueError, KeyError, TypeError):
+        return []
+
+
 def belay_forward(b, host):
     v = json.loads(b("forward", host, str(SERVER_PORT), "--json"))[0]
     port = int(v["local"].rsplit(":", 1)[1])
@@ -153,15 +162,54 @@ def ssh_forward(cfg, host):
     return p, port
 
 
-def measure(path, bport, sport, a, rows):
+def cpu_seconds(pids):
+    """User + system CPU seconds the processes and their children used so
+    far (children: a ProxyJump's `ssh -W` under `ssh -L`)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    family, total = set(pids), 0.0
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+            except (OSError, IndexError):
+                pass
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in family and pid not in family:
+                family.add(pid)
+                grew = True
+    for pid in family:
+        if pid in stats:
+            total += stats[pid][1] / tick
+    return total
+
+
+def measure(path, bport, sport, a, rows, bpids=(), spids=()):
     size = a.size << 20
     request(bport, size)  # warm both (window growth, first channel)
     request(sport, size)
     tb, ts = [], []
+    cpu_b = cpu_s = 0.0
     for _ in range(a.rounds):
+        c = cpu_seconds(bpids)
         tb.append(request(bport, size))
+        cpu_b += cpu_seconds(bpids) - c
+        c = cpu_seconds(spids)
         ts.append(request(sport, size))
+        cpu_s += cpu_seconds(spids) - c
     mb = lambda t: size / t / 1e6
+    if bpids and spids:
+        # CPU per GiB on the client side: what throughput comes down to
+        # when both cores are busy, and far steadier than wall time on a
+        # shared machine.
+        gib = a.rounds * size / (1 << 30)
+        rows.append((f"{path}: client CPU per GiB, belay daemon / ssh (+ ssh -W)",
+                     f"{cpu_b / gib:.2f} / {cpu_s / gib:.2f} s", ""))
     b_mbs, s_mbs = statistics.median(mb(t) for t in tb), statistics.median(mb(t) for t in ts)
     rows.append((f"{path}: throughput {a.size} MiB, belay forward", f"{b_mbs:.0f} MB/s", ""))
     rows.append((f"{path}: throughput {a.size} MiB, ssh -L", f"{s_mbs:.0f} MB/s", ""))
@@ -207,6 +255,7 @@ def main():
     ap.add_argument("--n", type=int, default=200, help="small requests per side")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     ap.add_argument("--no-jump", action="store_true", help="loopback path only")
+    ap.add_argument("--cipher", help="a Ciphers line for both sides (default: OpenSSH's)")
     a = ap.parse_args()
     sshbench.prerequisites()
     exe = build()
@@ -220,17 +269,18 @@ def main():
         lo = sshbench.Sshd(tmp, "loopback", pub)
         if not a.no_jump:
             lab = sshbench.NetLab(tmp, pub)
-        cfg = sshbench.write_client_files(tmp, key, lo, lab)
+        extra = f"  Ciphers {a.cipher}\n" if a.cipher else ""
+        cfg = sshbench.write_client_files(tmp, key, lo, lab, extra)
         b = Belay(exe, os.path.join(tmp, "home"), cfg)
         procs.append(start_server())
         wait_port(SERVER_PORT)
         print(f"OpenSSH {sshbench.ssh_version()}; {a.rounds} alternating rounds; "
-              f"{os.cpu_count()} CPUs\n")
+              f"{os.cpu_count()} CPUs; ciphers: {a.cipher or 'default'}\n")
 
         bport = belay_forward(b, "target")
         p, sport = ssh_forward(cfg, "target")
         procs.append(p)
-        measure("loopback", bport, sport, a, rows)
+        measure("loopback", bport, sport, a, rows, daemon_pid(b), [p.pid])
 
         if lab:
             procs.append(start_server(lab.namespaces[1]))
@@ -238,7 +288,7 @@ def main():
             bport = belay_forward(b, "node")
             p, sport = ssh_forward(cfg, "node")
             procs.append(p)
-            measure("jump", bport, sport, a, rows)
+            measure("jump", bport, sport, a, rows, daemon_pid(b), [p.pid])
             heal = partition_heal(lab, bport, 10)
             rows.append(("jump: new connection answers after a 10 s partition heals",
                          f"{heal:.2f} s", "<= 3 s"))

@@ -347,7 +347,7 @@ def close_hosts(tmp, lo, lab):
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_client_files(tmp, key, lo, lab):
+def write_client_files(tmp, key, lo, lab, extra=""):
     kh = os.path.join(tmp, "known_hosts")
     with open(kh, "w") as f:
         f.write(f"[127.0.0.1]:{lo.port} {lo.host_key}\n")
@@ -361,7 +361,7 @@ def write_client_files(tmp, key, lo, lab):
     text += (f"Host *\n  User root\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
              f"  IdentityAgent none\n  BatchMode yes\n  UserKnownHostsFile {kh}\n"
              "  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n"
-             "  ControlMaster no\n")
+             "  ControlMaster no\n" + extra)
     with open(cfg, "w") as f:
         f.write(text)
     return cfg

@@ -154,6 +154,16 @@ impl Live {
         Opening(&self.opening)
     }
 
+    /// A new session channel; the error is the detail for
+    /// [`Client::channel_err`].
+    async fn open_session(&self) -> Result<russh::Channel<russh::client::Msg>, String> {
+        self.conn
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| format!("cannot open a session channel: {e}"))
+    }
+
     fn touch(&self) {
         if let Ok(mut t) = self.last_used.lock() {
             *t = Instant::now();
@@ -197,6 +207,8 @@ pub struct Client {
     server_limit: Arc<std::sync::atomic::AtomicUsize>,
     last_info: Mutex<Option<ConnectInfo>>,
     connects: std::sync::atomic::AtomicU32,
+    /// A chain resolved for the next connection (used once).
+    primed: Mutex<Option<ResolvedChain>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -220,6 +232,7 @@ impl Client {
             server_limit: Arc::default(),
             last_info: Mutex::new(None),
             connects: std::sync::atomic::AtomicU32::new(0),
+            primed: Mutex::new(None),
         }
     }
 
@@ -236,6 +249,27 @@ impl Client {
     /// Resolves the chain as this client would (no connection).
     pub async fn resolve(&self) -> Result<ResolvedChain, SshError> {
         resolve(&self.alias, self.opts.config_file.as_deref()).await
+    }
+
+    /// Resolves the chain and keeps it for this client's next connection,
+    /// which then runs no `ssh -G` of its own (a caller that needs the
+    /// chain before connecting, e.g. to pace handshakes per gateway, pays
+    /// for one resolution, not two).
+    pub async fn resolve_for_connect(&self) -> Result<ResolvedChain, SshError> {
+        let chain = self.resolve().await?;
+        if let Ok(mut p) = self.primed.lock() {
+            *p = Some(chain.clone());
+        }
+        Ok(chain)
+    }
+
+    /// The chain kept by [`Client::resolve_for_connect`], else a fresh one.
+    async fn primed_or_resolve(&self) -> Result<ResolvedChain, SshError> {
+        let kept = self.primed.lock().ok().and_then(|mut p| p.take());
+        match kept {
+            Some(chain) => Ok(chain),
+            None => self.resolve().await,
+        }
     }
 
     /// Connects if needed and returns what the connection is: resolved
@@ -325,13 +359,18 @@ impl Client {
             }
         }
         st.last_attempt = Some(Instant::now());
-        // Taken before connecting: a change made meanwhile is seen next time.
-        let stamp = self
-            .resolve()
-            .await
-            .ok()
-            .map(|chain| crate::trust_stamp::TrustStamp::of(&chain));
-        match self.connect_now(self.opts.prompter.clone()).await {
+        // One resolution serves the connection and its trust stamp, taken
+        // before connecting: a change made meanwhile is seen next time.
+        let chain = match self.primed_or_resolve().await {
+            Ok(chain) => chain,
+            Err(e) => {
+                st.failures = st.failures.saturating_add(1);
+                tracing::info!(host = %self.alias, error = %e, "connection failed");
+                return Err(e);
+            }
+        };
+        let stamp = Some(crate::trust_stamp::TrustStamp::of(&chain));
+        match self.connect_now(chain, self.opts.prompter.clone()).await {
             Ok(conn) => {
                 st.failures = 0;
                 st.was_connected = true;
@@ -352,8 +391,11 @@ impl Client {
         }
     }
 
-    async fn connect_now(&self, prompter: Arc<dyn Prompter>) -> Result<Connection, SshError> {
-        let chain = self.resolve().await?;
+    async fn connect_now(
+        &self,
+        chain: ResolvedChain,
+        prompter: Arc<dyn Prompter>,
+    ) -> Result<Connection, SshError> {
         let params = self.params(prompter);
         let first_err = match connect_chain(&chain, &params).await {
             Ok(c) => return Ok(c),
@@ -463,15 +505,19 @@ impl Client {
         if extras.len() + 1 >= MAX_CONNECTIONS || held_back {
             return None;
         }
-        let stamp = self
-            .resolve()
-            .await
-            .ok()
-            .map(|chain| crate::trust_stamp::TrustStamp::of(&chain));
         // Never a prompt: a connection that needs an answer is not worth
         // asking again for (the first one stays, and waiting there works).
-        match self.connect_now(Arc::new(NoTerminal)).await {
-            Ok(conn) => {
+        let connected = match self.resolve().await {
+            Ok(chain) => {
+                let stamp = Some(crate::trust_stamp::TrustStamp::of(&chain));
+                self.connect_now(chain, Arc::new(NoTerminal))
+                    .await
+                    .map(|conn| (conn, stamp))
+            }
+            Err(e) => Err(e),
+        };
+        match connected {
+            Ok((conn, stamp)) => {
                 let live = Arc::new(self.new_live(conn, stamp));
                 let permit = live.channels.clone().try_acquire_owned().ok()?;
                 if extras.is_empty() {
@@ -719,12 +765,7 @@ impl Client {
         let deadline = self.opts.op_timeout;
         let _opening = live.opening();
         let opening = async {
-            let mut channel = live
-                .conn
-                .handle
-                .channel_open_session()
-                .await
-                .map_err(|e| format!("cannot open a session channel: {e}"))?;
+            let mut channel = live.open_session().await?;
             channel
                 .request_subsystem(true, "sftp")
                 .await
@@ -772,12 +813,7 @@ impl Client {
             .map_err(|_| self.lost("client closed"))?;
         let watched = live.clone();
         let opening = async {
-            let channel = live
-                .conn
-                .handle
-                .channel_open_session()
-                .await
-                .map_err(|e| format!("cannot open a session channel: {e}"))?;
+            let channel = live.open_session().await?;
             crate::pty::Interactive::start(
                 channel,
                 request,
@@ -806,12 +842,7 @@ impl Client {
         let deadline = self.opts.op_timeout;
         let (live, permit) = self.take_channel(deadline).await?;
         let opening = async {
-            let channel = live
-                .conn
-                .handle
-                .channel_open_session()
-                .await
-                .map_err(|e| format!("cannot open a session channel: {e}"))?;
+            let channel = live.open_session().await?;
             channel
                 .exec(true, command.as_bytes())
                 .await

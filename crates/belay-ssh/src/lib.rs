@@ -23,11 +23,14 @@
 //!   `belay doctor`), and [`host_match::unmatched_name`] (a hop name no `Host`
 //!   block matched).
 //!
-//! Crypto backend: russh with `ring` (see README.md for the measurement).
+//! Crypto backend: russh with `ring` (see README.md for the measurement);
+//! the cipher order follows the user's config, with AES-GCM first only for
+//! OpenSSH's default list on AES hardware (`cipher_order`).
 
 pub mod auth;
 mod backoff;
 mod cert_info;
+mod cipher_order;
 mod client;
 mod command_stream;
 mod error;

@@ -623,14 +623,11 @@ fn client_config(h: &ResolvedHost) -> (Arc<client::Config>, (Duration, u32)) {
         "SSH-2.0-belay_",
         env!("CARGO_PKG_VERSION")
     )));
-    // Ciphers in the order the user's config gives (ssh -G prints OpenSSH's
-    // default list when unset, so the default order matches `ssh`'s),
-    // limited to those russh implements.
+    // Ciphers in the order the user's config gives, limited to those
+    // russh implements; OpenSSH's default list (no choice made) with
+    // AES-GCM first on AES hardware (see `cipher_order`).
     if let Some(list) = h.raw.get("ciphers").and_then(|v| v.first()) {
-        let wanted: Vec<russh::cipher::Name> = list
-            .split(',')
-            .filter_map(|n| russh::cipher::Name::try_from(n).ok())
-            .collect();
+        let wanted = crate::cipher_order::preferred(list, crate::cipher_order::aes_hardware());
         if !wanted.is_empty() {
             cfg.preferred.cipher = std::borrow::Cow::Owned(wanted);
         }

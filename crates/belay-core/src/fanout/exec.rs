@@ -160,7 +160,7 @@ async fn one(
     let client = Client::new(&host, opts);
     // Pace the handshakes with one sshd: the host's own, reached directly
     // or through its (shared) jump connection.
-    let gateway = match client.resolve().await {
+    let gateway = match client.resolve_for_connect().await {
         Ok(chain) => chain
             .hops()
             .map(|h| format!("{}:{}", h.hostname, h.port))

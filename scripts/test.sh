@@ -29,6 +29,9 @@ need tmux tmux
 need slurmctld slurm-wlm
 need munged munge
 need mungekey munge
+# TLS on `serve --listen`: certificates made at test time, real clients.
+need openssl openssl
+need curl curl
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test.sh: missing ${packages[*]}; run as root (or install them) first" >&2

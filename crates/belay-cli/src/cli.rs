@@ -113,7 +113,7 @@ itself at its time limit, kept on the host even with no belay running.")]
     /// Run the belay daemon: pooled connections, work moved forward with
     /// no terminal open, the API on $BELAY_HOME/belay.sock.
     #[command(
-        after_help = "Commands start a daemon by themselves when none answers (it exits after\n10 minutes with nothing to do; `[daemon] idle_exit = \"30m\"` in config.toml).\nRun one yourself in the foreground, e.g. as a systemd user unit:\n\n  # ~/.config/systemd/user/belay.service\n  [Unit]\n  Description=belay daemon\n\n  [Service]\n  ExecStart=%h/.cargo/bin/belay serve\n  Restart=on-failure\n\n  [Install]\n  WantedBy=default.target\n\n  systemctl --user enable --now belay\n\nExamples:\n  belay serve                # foreground, logs on stderr\n  belay serve --status       # is one running? (exit 1 if not)\n  belay serve --stop         # stop it (work in hand is safe: all is in the store)\n  curl --unix-socket \"$BELAY_HOME/belay.sock\" http://belay/v1/jobs\n\nThe API on the network (every request needs `Authorization: Bearer TOKEN`,\nfrom `belay token create`; a user token sees only its own jobs):\n  belay serve --listen 127.0.0.1:8765\n  curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8765/v1/jobs\n  belay serve --listen 0.0.0.0:8765 --insecure   # plain HTTP off loopback: say so\n\nA non-loopback address needs TLS (not built into belay yet: put a TLS proxy\nin front of a loopback listener) or an explicit --insecure."
+        after_help = "Commands start a daemon by themselves when none answers (it exits after\n10 minutes with nothing to do; `[daemon] idle_exit = \"30m\"` in config.toml).\nRun one yourself in the foreground, e.g. as a systemd user unit:\n\n  # ~/.config/systemd/user/belay.service\n  [Unit]\n  Description=belay daemon\n\n  [Service]\n  ExecStart=%h/.cargo/bin/belay serve\n  Restart=on-failure\n\n  [Install]\n  WantedBy=default.target\n\n  systemctl --user enable --now belay\n\nExamples:\n  belay serve                # foreground, logs on stderr\n  belay serve --status       # is one running? (exit 1 if not)\n  belay serve --stop         # stop it (work in hand is safe: all is in the store)\n  curl --unix-socket \"$BELAY_HOME/belay.sock\" http://belay/v1/jobs\n\nThe API on the network (every request needs `Authorization: Bearer TOKEN`,\nfrom `belay token create`; a user token sees only its own jobs):\n  belay serve --listen 127.0.0.1:8765\n  curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8765/v1/jobs\n  belay serve --listen 0.0.0.0:8765 --tls-cert cert.pem --tls-key key.pem\n  curl --cacert ca.pem -H \"Authorization: Bearer $TOKEN\" https://gpu-gw:8765/v1/jobs\n  belay serve --listen 0.0.0.0:8765 --insecure   # plain HTTP off loopback: say so\n\nA non-loopback address needs TLS (--tls-cert/--tls-key; the files are read\nagain when they change, so a renewed certificate needs no restart) or an\nexplicit --insecure."
     )]
     Serve(ServeArgs),
     /// Tokens for the API on the network (`belay serve --listen`): each
@@ -440,11 +440,13 @@ pub struct ServeArgs {
     /// travel in clear: only on a network you trust).
     #[arg(long, requires = "listen")]
     pub insecure: bool,
-    /// TLS certificate (PEM) for --listen: refused for now (see --help).
-    #[arg(long, value_name = "FILE", requires = "listen")]
+    /// Serve --listen with TLS: the certificate chain (PEM). Read again
+    /// when the file changes (a renewed certificate needs no restart).
+    #[arg(long, value_name = "FILE", requires_all = ["listen", "tls_key"], conflicts_with = "insecure")]
     pub tls_cert: Option<std::path::PathBuf>,
-    /// TLS private key (PEM) for --listen: refused for now (see --help).
-    #[arg(long, value_name = "FILE", requires = "listen")]
+    /// The certificate's private key (PEM; mode 0600: refused when group or
+    /// others may read it).
+    #[arg(long, value_name = "FILE", requires_all = ["listen", "tls_cert"], conflicts_with = "insecure")]
     pub tls_key: Option<std::path::PathBuf>,
 }
 

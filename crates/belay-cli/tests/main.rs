@@ -32,6 +32,7 @@ mod states;
 mod store_and_input;
 mod streaming;
 mod submit_outcomes;
+mod tls;
 mod tokens;
 mod transfer;
 mod transfer_hardening;

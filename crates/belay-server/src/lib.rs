@@ -21,6 +21,8 @@
 //! - [`api`]: routes, one file per resource, and the OpenAPI document;
 //! - [`prompts`]: a connection's questions relayed to the client asking;
 //! - [`shell_frames`]: the framing of a shell after its upgrade;
+//! - [`tls`]: the certificate pair (reloaded when renewed) and the TLS
+//!   listener for `serve --listen`;
 //! - [`build`]: the identity a client compares with the daemon's;
 //! - [`client`] and [`autostart`]: the CLI's side.
 
@@ -39,6 +41,7 @@ pub mod prompts;
 pub mod serve;
 pub mod shell_frames;
 pub mod state;
+pub mod tls;
 
 pub use client::{Client, ClientError};
 pub use location::DaemonLocation;

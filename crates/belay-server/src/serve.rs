@@ -19,7 +19,8 @@ use belay_core::home::BelayHome;
 use crate::listener::{SameUserListener, bind};
 use crate::location::DaemonLocation;
 use crate::lock::{DaemonLock, LockError};
-use crate::state::DaemonState;
+use crate::state::{DaemonState, Listening};
+use crate::tls::{TlsFiles, TlsListener};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -30,8 +31,11 @@ pub struct ServeOptions {
     pub idle_exit: Option<Duration>,
     /// `--listen`: also serve the API on TCP here, every request with a
     /// token ([`crate::api::access`]). The caller has checked that the
-    /// address is loopback or that plain HTTP was asked for.
+    /// address is loopback, has TLS, or that plain HTTP was asked for.
     pub listen: Option<std::net::SocketAddr>,
+    /// `--tls-cert`/`--tls-key`, loaded and checked: `listen` is served
+    /// with TLS ([`crate::tls`]).
+    pub tls: Option<Arc<TlsFiles>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,11 +88,21 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
                     }
                 })?;
                 let local = bound.local_addr().map_err(ServeError::Runtime)?;
-                let _ = state.listen.set(local.to_string());
-                tracing::info!(listen = %local, "serving the API on TCP (tokens required)");
+                let listening = Listening {
+                    addr: local,
+                    tls: options.tls.is_some(),
+                };
+                let _ = state.listen.set(listening);
+                tracing::info!(listen = %local, tls = listening.tls, "serving the API on TCP (tokens required)");
+                println!("serving the API on {}", listening.url());
                 let app = crate::api::router_tcp(state.clone());
+                let tls = options.tls.clone();
                 Some(tokio::spawn(async move {
-                    if let Err(e) = axum::serve(bound, app).await {
+                    let served = match tls {
+                        Some(files) => axum::serve(TlsListener::new(bound, files), app).await,
+                        None => axum::serve(bound, app).await,
+                    };
+                    if let Err(e) = served {
                         tracing::warn!("the TCP listener failed: {e}");
                     }
                 }))

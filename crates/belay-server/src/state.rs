@@ -44,7 +44,22 @@ pub struct DaemonState {
     /// store; while any listens, the daemon does not idle-exit.
     pub forwards: Arc<crate::forwards::Forwards>,
     /// Where the API is served on TCP (`serve --listen`), once bound.
-    pub listen: std::sync::OnceLock<String>,
+    pub listen: std::sync::OnceLock<Listening>,
+}
+
+/// Where the API is served on TCP, and whether with TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listening {
+    pub addr: std::net::SocketAddr,
+    pub tls: bool,
+}
+
+impl Listening {
+    /// `https://ADDR` (with TLS) or `http://ADDR`: the API's base URL.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
 }
 
 pub type Shared = Arc<DaemonState>;

@@ -1,12 +1,14 @@
 //! `belay serve`: run the daemon (foreground, or `--background` as
 //! commands start it), or ask about it (`--status`) or stop it (`--stop`).
 //! `--listen ADDR` also serves the API on TCP, with tokens; plain HTTP off
-//! loopback only when `--insecure` says so (TLS is not built in yet).
+//! loopback only with TLS (`--tls-cert`/`--tls-key`) or when `--insecure`
+//! says so.
 
 use anyhow::Result;
 use belay_core::config::BelayConfig;
 use belay_server::autostart::{self, DaemonInfo};
 use belay_server::serve::ServeOptions;
+use belay_server::tls::TlsFiles;
 use belay_server::{Client, ClientError, DaemonLocation};
 
 use super::{Ctx, UsageError};
@@ -29,16 +31,16 @@ pub fn serve(ctx: &Ctx, a: ServeArgs) -> Result<u8> {
             }
         });
     }
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(std::sync::Arc::new(
+            TlsFiles::load(cert, key).map_err(|e| UsageError(format!("TLS: {e}")))?,
+        )),
+        _ => None,
+    };
     let listen = a
         .listen
         .as_deref()
-        .map(|addr| {
-            listen_address(
-                addr,
-                a.insecure,
-                a.tls_cert.is_some() || a.tls_key.is_some(),
-            )
-        })
+        .map(|addr| listen_address(addr, a.insecure, tls.is_some()))
         .transpose()?;
     let idle_exit = if a.background {
         Some(BelayConfig::load(&ctx.home)?.daemon.idle_exit()?)
@@ -52,13 +54,14 @@ pub fn serve(ctx: &Ctx, a: ServeArgs) -> Result<u8> {
             ssh_config,
             idle_exit,
             listen,
+            tls,
         },
     )?;
     Ok(0)
 }
 
 /// `--listen ADDR`, checked: an IP and a port; off loopback, only with
-/// `--insecure` (tokens would cross the network in clear).
+/// TLS or `--insecure` (tokens would cross the network in clear).
 fn listen_address(addr: &str, insecure: bool, tls: bool) -> Result<std::net::SocketAddr> {
     let bad = |m: String| anyhow::Error::from(UsageError(m));
     let parsed: std::net::SocketAddr = addr.parse().map_err(|_| {
@@ -66,14 +69,9 @@ fn listen_address(addr: &str, insecure: bool, tls: bool) -> Result<std::net::Soc
             "bad --listen '{addr}': want IP:PORT, e.g. 127.0.0.1:8765"
         ))
     })?;
-    if tls {
+    if !parsed.ip().is_loopback() && !tls && !insecure {
         return Err(bad(format!(
-            "--tls-cert/--tls-key for '{addr}': TLS is not built into belay yet; listen on loopback behind a TLS proxy, or use --insecure"
-        )));
-    }
-    if !parsed.ip().is_loopback() && !insecure {
-        return Err(bad(format!(
-            "--listen '{addr}' is not a loopback address: it needs TLS (--tls-cert/--tls-key, not built in yet) or an explicit --insecure"
+            "--listen '{addr}' is not a loopback address: it needs TLS (--tls-cert FILE --tls-key FILE) or an explicit --insecure"
         )));
     }
     Ok(parsed)

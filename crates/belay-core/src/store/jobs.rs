@@ -376,6 +376,54 @@ impl Store {
         Err(CoreError::UnknownJob(reference.to_string()))
     }
 
+    /// [`Store::resolve`] for a user who may reach only `owner`'s jobs (a
+    /// user token on the API): an exact id is any job's (the caller checks
+    /// its owner), but a name or an id prefix is looked up among `owner`'s
+    /// jobs only — two users may both have a job named `train`.
+    pub fn resolve_owned(&self, reference: &str, owner: &str) -> Result<Job> {
+        if let Some(job) = self.find_one("id = ?1", reference)? {
+            return Ok(job);
+        }
+        let owned = |condition: &str, params: &[&dyn rusqlite::ToSql]| -> Result<Vec<Job>> {
+            let mut stmt = self
+                .conn
+                .prepare(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE owner = ?1 AND {condition} \
+                     ORDER BY created_at DESC, rowid DESC LIMIT 6"
+                ))
+                .map_err(|e| self.err(e))?;
+            stmt.query_map(params, job_from_row)
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.err(e))
+        };
+        // A name means the newest of the owner's jobs of that name.
+        if let Some(job) = owned("name = ?2", &[&owner, &reference])?
+            .into_iter()
+            .next()
+        {
+            return Ok(job);
+        }
+        if id::looks_like_id_prefix(reference) && reference.len() >= 3 {
+            let upper = format!("{reference}\u{7f}");
+            let found = owned("id >= ?2 AND id < ?3", &[&owner, &reference, &upper])?;
+            match found.len() {
+                0 => {}
+                1 => return Ok(found.into_iter().next().expect("one")),
+                _ => {
+                    return Err(CoreError::AmbiguousJob {
+                        reference: reference.to_string(),
+                        candidates: found
+                            .iter()
+                            .map(|j| j.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+            }
+        }
+        Err(CoreError::UnknownJob(reference.to_string()))
+    }
+
     /// Jobs, newest first. Without `all`, only jobs that have not ended.
     pub fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         let live = JobState::ALL

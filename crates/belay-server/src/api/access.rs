@@ -10,7 +10,10 @@
 //! - a job named in the path (`/v1/jobs/{job}/…`), the body
 //!   (cancellations, releases, a forward's or shell's target) or the query
 //!   (`DELETE /v1/forwards?job=`) must be its own, or the answer is 403
-//!   (an unknown one is left to the route: 404);
+//!   (an unknown one: 404). A name or id prefix is looked up among the
+//!   user's own jobs only ([`Store::resolve_owned`]: two users may both
+//!   have a `train`), and the request goes on naming the job's id, so the
+//!   route acts on the job that was checked ([`owned_request`]);
 //! - a shell or forward to a host rather than to a job, stopping every
 //!   forward, host keys, relayed questions and stopping the daemon are the
 //!   daemon user's: 403;
@@ -137,15 +140,15 @@ async fn authorize(state: &Shared, caller: &Caller, request: Request) -> Result<
     let admin_only = |what: &str| Err(ApiError::forbidden(format!("{what} needs an admin token")));
     match (&method, segments.as_slice()) {
         (_, ["v1", "jobs", reference, ..]) => {
-            check_job(state, caller, reference, Missing::PassOn).await?;
-            Ok(request)
+            let id = check_job(state, caller, &decode_segment(reference), Missing::PassOn).await?;
+            Ok(owned_request::in_path(request, 2, id))
         }
         (&Method::DELETE, ["v1", "daemon"]) => admin_only("stopping the daemon"),
         (_, ["v1", "hosts", _, "key"]) => admin_only("a host's key"),
         (_, ["v1", "prompts", ..]) => admin_only("answering a connection's question"),
         (&Method::DELETE, ["v1", "shells", target]) => {
-            check_job(state, caller, target, Missing::Host).await?;
-            Ok(request)
+            let id = check_job(state, caller, &decode_segment(target), Missing::Host).await?;
+            Ok(owned_request::in_path(request, 2, id))
         }
         (&Method::DELETE, ["v1", "forwards", id]) => {
             let id = id.to_string();
@@ -177,8 +180,8 @@ async fn authorize(state: &Shared, caller: &Caller, request: Request) -> Result<
             });
             match job {
                 Some(job) => {
-                    check_job(state, caller, &job, Missing::PassOn).await?;
-                    Ok(request)
+                    let id = check_job(state, caller, &job, Missing::PassOn).await?;
+                    Ok(owned_request::in_query(request, "job", id))
                 }
                 None if request.uri().query().is_some_and(|q| q.contains("all=")) => {
                     admin_only("stopping every forward")
@@ -187,30 +190,32 @@ async fn authorize(state: &Shared, caller: &Caller, request: Request) -> Result<
             }
         }
         (&Method::POST, ["v1", "cancellations" | "releases" | "forwards" | "shells"]) => {
-            let (parts, body) = request.into_parts();
-            let bytes = axum::body::to_bytes(body, BODY_LIMIT)
+            let (mut parts, body) = request.into_parts();
+            let mut bytes = axum::body::to_bytes(body, BODY_LIMIT)
                 .await
                 .map_err(|e| ApiError::bad_input(format!("bad request body: {e}")))?;
             // A body that is not JSON is the route's to refuse (400).
-            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                let strings = |key: &str| -> Vec<String> {
-                    match &value[key] {
-                        serde_json::Value::String(s) => vec![s.clone()],
-                        serde_json::Value::Array(items) => items
-                            .iter()
-                            .filter_map(|i| i.as_str().map(str::to_string))
-                            .collect(),
-                        _ => Vec::new(),
+            if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                let (key, missing) = match segments[1] {
+                    "cancellations" => ("jobs", Missing::PassOn),
+                    "releases" => ("job", Missing::PassOn),
+                    "forwards" => ("to", Missing::Host),
+                    _ => ("target", Missing::Host),
+                };
+                let mut changed = false;
+                for named in owned_request::strings_at(&mut value, key) {
+                    if let Some(id) = check_job(state, caller, named, missing).await? {
+                        *named = id;
+                        changed = true;
                     }
-                };
-                let (named, missing) = match segments[1] {
-                    "cancellations" => (strings("jobs"), Missing::PassOn),
-                    "releases" => (strings("job"), Missing::PassOn),
-                    "forwards" => (strings("to"), Missing::Host),
-                    _ => (strings("target"), Missing::Host),
-                };
-                for reference in named {
-                    check_job(state, caller, &reference, missing).await?;
+                }
+                if changed {
+                    bytes = serde_json::to_vec(&value)
+                        .map_err(|e| ApiError::internal(format!("request body: {e}")))?
+                        .into();
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, bytes.len().into());
                 }
             }
             Ok(Request::from_parts(parts, Body::from(bytes)))
@@ -229,29 +234,38 @@ enum Missing {
     Host,
 }
 
-/// 403 unless `reference` is the caller's job (see [`Missing`]).
+/// 403 unless `reference` is the caller's job (see [`Missing`]); the id
+/// of the job it names among the caller's own (a name, a prefix), which
+/// the request then names instead.
 async fn check_job(
     state: &Shared,
     caller: &Caller,
     reference: &str,
     missing: Missing,
-) -> Result<(), ApiError> {
+) -> Result<Option<String>, ApiError> {
     let wanted = reference.to_string();
-    let found = with_store(state, move |store| match store.resolve(&wanted) {
-        Ok(job) => Ok(Some(Some(job))),
-        Err(CoreError::UnknownJob(_)) => Ok(Some(None)),
-        // Ambiguous and the like: the route says why.
-        Err(_) => Ok(None),
+    let owner = caller.owner().unwrap_or_default();
+    let found = with_store(state, move |store| {
+        match store.resolve_owned(&wanted, &owner) {
+            Ok(job) => Ok(Ok(job)),
+            Err(e) => Ok(Err(e)),
+        }
     })
     .await?;
     match found {
-        Some(Some(job)) if !caller.may_see(job.owner.as_deref()) => Err(ApiError::forbidden(
-            format!("job {} is another user's", job.id),
-        )),
-        Some(None) if matches!(missing, Missing::Host) => Err(ApiError::forbidden(format!(
-            "'{reference}' is not one of your jobs: a user token reaches its own jobs, not hosts"
+        Ok(job) if !caller.may_see(job.owner.as_deref()) => Err(ApiError::forbidden(format!(
+            "job {} is another user's",
+            job.id
         ))),
-        _ => Ok(()),
+        Ok(job) => Ok(Some(job.id)),
+        Err(CoreError::UnknownJob(_)) if matches!(missing, Missing::Host) => {
+            Err(ApiError::forbidden(format!(
+                "'{reference}' is not one of your jobs: a user token reaches its own jobs, not hosts"
+            )))
+        }
+        // Not among the caller's jobs, ambiguous among them: said here,
+        // as the route would, which would look among every user's.
+        Err(e) => Err(ApiError::from(e)),
     }
 }
 
@@ -268,6 +282,11 @@ where
     .await
     .map_err(|e| ApiError::internal(format!("request worker failed: {e}")))?
     .map_err(ApiError::from)
+}
+
+/// `%XX` escapes of a path segment (`+` is itself there).
+fn decode_segment(segment: &str) -> String {
+    percent_decode(&segment.replace('+', "%2B"))
 }
 
 /// `%XX` escapes and `+` of a query value.
@@ -296,4 +315,77 @@ fn percent_decode(value: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A user's request rewritten to name the job [`check_job`] found by id,
+/// so that the route (which resolves among every user's jobs) acts on
+/// that one. The gate runs before routing ([`super::router_tcp`]).
+mod owned_request {
+    use axum::extract::Request;
+    use axum::http::Uri;
+
+    /// Segment `index` (0: `v1`) of the path becomes `id`.
+    pub fn in_path(mut request: Request, index: usize, id: Option<String>) -> Request {
+        let Some(id) = id else { return request };
+        let uri = request.uri();
+        let mut segments: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
+        if index >= segments.len() {
+            return request;
+        }
+        segments[index] = &id;
+        let mut path = format!("/{}", segments.join("/"));
+        if let Some(query) = uri.query() {
+            path = format!("{path}?{query}");
+        }
+        set(&mut request, &path);
+        request
+    }
+
+    /// The query's `key=` becomes `key=id`.
+    pub fn in_query(mut request: Request, key: &str, id: Option<String>) -> Request {
+        let Some(id) = id else { return request };
+        let uri = request.uri();
+        let Some(query) = uri.query() else {
+            return request;
+        };
+        let prefix = format!("{key}=");
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| {
+                if kv.starts_with(&prefix) {
+                    format!("{prefix}{id}")
+                } else {
+                    kv.to_string()
+                }
+            })
+            .collect();
+        let path = format!("{}?{}", uri.path(), query.join("&"));
+        set(&mut request, &path);
+        request
+    }
+
+    fn set(request: &mut Request, path_and_query: &str) {
+        let mut parts = request.uri().clone().into_parts();
+        if let Ok(pq) = path_and_query.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+
+    /// The strings of a body's `key` (one, or an array of them).
+    pub fn strings_at<'a>(value: &'a mut serde_json::Value, key: &str) -> Vec<&'a mut String> {
+        match value.get_mut(key) {
+            Some(serde_json::Value::String(s)) => vec![s],
+            Some(serde_json::Value::Array(items)) => items
+                .iter_mut()
+                .filter_map(|i| match i {
+                    serde_json::Value::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }

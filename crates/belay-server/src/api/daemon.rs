@@ -18,7 +18,8 @@ pub async fn show(State(state): State<Shared>) -> Json<serde_json::Value> {
         "pid": std::process::id(),
         "home": state.home.root().display().to_string(),
         "started_at": belay_core::job::view::rfc3339(state.started_at),
-        "listen": state.listen.get(),
+        "listen": state.listen.get().map(|l| l.addr.to_string()),
+        "tls": state.listen.get().is_some_and(|l| l.tls),
         // This request included.
         "requests_in_flight": state.in_flight.load(Ordering::SeqCst),
         "ssh_config": state.ssh_config.as_ref().map(|p| p.display().to_string()),

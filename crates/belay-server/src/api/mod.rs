@@ -91,7 +91,12 @@ pub fn router(state: Shared) -> Router {
 
 /// The same routes for TCP: every request passes [`access::gate`] first.
 pub fn router_tcp(state: Shared) -> Router {
-    router(state.clone()).layer(axum::middleware::from_fn_with_state(state, access::gate))
+    // The gate runs before routing (the routes are the fallback of a router
+    // with none of its own): a user's request may name a job by name, which
+    // the gate replaces with the id of the caller's own job of that name.
+    Router::new()
+        .fallback_service(router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(state, access::gate))
 }
 
 /// Count the request as activity (the idle exit waits for none) for as

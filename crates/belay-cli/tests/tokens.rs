@@ -110,8 +110,19 @@ impl Api {
 
     /// Submit over TCP as `token`; the job's id (the answer is 202).
     fn submit(&self, token: &str, host: &str, command: &[&str], outputs: &[&str]) -> String {
+        self.submit_named(token, None, host, command, outputs)
+    }
+
+    fn submit_named(
+        &self,
+        token: &str,
+        name: Option<&str>,
+        host: &str,
+        command: &[&str],
+        outputs: &[&str],
+    ) -> String {
         let spec = json!({"spec": {
-            "host": host, "name": null, "command": command, "workdir": null, "env": [],
+            "host": host, "name": name, "command": command, "workdir": null, "env": [],
             "login_shell": false, "inputs": [], "outputs": outputs,
         }});
         let a = self.tcp("POST", "/v1/jobs", Some(token), Some(spec));
@@ -484,6 +495,74 @@ fn every_route_wants_a_token_and_a_user_token_reaches_only_its_own_jobs() {
 }
 
 #[test]
+fn a_job_name_resolves_among_the_callers_own_jobs_only() {
+    let host = Loopback::start();
+    let b = host.belay();
+    let alice = token(&b, "alice", false);
+    let bob = token(&b, "bob", false);
+    let ops = token(&b, "ops", true);
+    let api = start(b, host);
+    let b = &api.b;
+    let sleep = ["sleep", "300"];
+    // Both have a `train`; bob's is the newer (what a bare name meant).
+    let alices = api.submit_named(&alice, Some("train"), "local", &sleep, &[]);
+    let bobs = api.submit_named(&bob, Some("train"), "local", &sleep, &[]);
+    let solo = api.submit_named(&bob, Some("solo"), "local", &sleep, &[]);
+    b.wait_state(&bobs, "running", Duration::from_secs(30));
+
+    let show = |t: &str, reference: &str| {
+        let a = api.tcp("GET", &format!("/v1/jobs/{reference}"), Some(t), None);
+        let id = match a.status {
+            200 => a.json()["job"]["id"].as_str().unwrap().to_string(),
+            _ => String::new(),
+        };
+        (a.status, id)
+    };
+    assert_eq!(show(&alice, "train"), (200, alices.clone()), "alice's own");
+    assert_eq!(show(&bob, "train"), (200, bobs.clone()), "bob's own");
+    assert_eq!(
+        show(&ops, "train"),
+        (200, bobs.clone()),
+        "admin: the newest"
+    );
+    // A path segment is percent-decoded (%74 is `t`).
+    assert_eq!(show(&alice, "%74rain"), (200, alices.clone()));
+    // Another user's name is not found among hers (not "forbidden": it
+    // says nothing of bob's jobs); his job by id is forbidden.
+    assert_eq!(show(&alice, "solo").0, 404);
+    assert_eq!(show(&alice, &solo).0, 403);
+    let logs = api.tcp("GET", "/v1/jobs/train/logs/stdout", Some(&alice), None);
+    assert_eq!(logs.status, 200, "{}", String::from_utf8_lossy(&logs.body));
+
+    // Cancelling `train` as alice cancels hers, not bob's newer one.
+    let cancel = api.tcp(
+        "POST",
+        "/v1/cancellations",
+        Some(&alice),
+        Some(json!({"jobs": ["train"], "grace": 1})),
+    );
+    assert_eq!(
+        cancel.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&cancel.body)
+    );
+    b.wait_state(&alices, "cancelled", Duration::from_secs(30));
+    assert_eq!(b.job(&bobs)["state"], "running", "bob's is untouched");
+    let cancel = api.tcp(
+        "POST",
+        "/v1/cancellations",
+        Some(&ops),
+        Some(json!({"jobs": [bobs, solo], "grace": 1})),
+    );
+    assert_eq!(cancel.status, 200);
+    assert_eq!(
+        api.tcp("DELETE", "/v1/daemon", Some(&ops), None).status,
+        202
+    );
+}
+
+#[test]
 fn tokens_are_shown_once_kept_as_hashes_listed_without_them_and_revocable() {
     let host = Loopback::start();
     let b = host.belay();
@@ -552,7 +631,7 @@ fn listen_refuses_bad_addresses_and_plain_http_off_loopback_unless_insecure() {
         "--tls-key",
         "k.pem",
     ])
-    .bad_input("127.0.0.1:0");
+    .bad_input("c.pem");
     // --insecure says so explicitly: it serves, tokens still required.
     let daemon = b.spawn(&["serve", "--listen", "0.0.0.0:0", "--insecure"]);
     let mut listen = None;

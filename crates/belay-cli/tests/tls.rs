@@ -351,6 +351,11 @@ fn a_non_loopback_address_is_served_with_tls() {
         format!("serving the API on https://0.0.0.0:{}", daemon.port)
     );
     assert_eq!(daemon.status["tls"], true);
+    let human = b.ok(&["serve", "--status"]);
+    assert!(
+        human.contains(&format!("TCP https://0.0.0.0:{}", daemon.port)),
+        "{human}"
+    );
     let url = format!("https://127.0.0.1:{}/v1/daemon", daemon.port);
     let ok = curl(&url, Some(&cert), Some(&alice), dir.path());
     assert_eq!((ok.exit, ok.status), (0, 200), "{}", ok.stderr);

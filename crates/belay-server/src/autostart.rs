@@ -38,6 +38,9 @@ pub struct DaemonInfo {
     /// Where it serves the API on TCP (`serve --listen`), if it does.
     #[serde(default)]
     pub listen: Option<String>,
+    /// It serves `listen` with TLS.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// The daemon for `home`, started if none answers and `start` is true.

@@ -6,7 +6,8 @@
 //! behind).
 //!
 //! With `listen`, the same API is served on TCP too, every request behind
-//! a token ([`crate::api::access`]); it stops with the socket's server.
+//! a token ([`crate::api::access`]), over TLS when a certificate was given
+//! ([`crate::tls`]); it stops with the socket's server.
 //!
 //! Shutting down is safe at any moment, SIGKILL included: the store
 //! holds every intent and each remote step is idempotent.

@@ -93,7 +93,7 @@ fn status(location: &DaemonLocation, json: bool) -> Result<u8> {
                     info.build,
                     location.socket().display(),
                     info.listen
-                        .map(|l| format!("; TCP {l}"))
+                        .map(|l| format!("; TCP {}://{l}", if info.tls { "https" } else { "http" }))
                         .unwrap_or_default()
                 );
             }

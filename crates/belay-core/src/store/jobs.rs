@@ -711,6 +711,36 @@ mod tests {
     }
 
     #[test]
+    fn resolve_owned_looks_up_names_and_prefixes_among_the_owners_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let owned = |owner: &str| {
+            let mut s = spec();
+            s.owner = Some(owner.into());
+            s
+        };
+        let alices = store.insert_job(&owned("alice"), "direct", "1:1").unwrap();
+        let bobs = store.insert_job(&owned("bob"), "direct", "1:1").unwrap();
+        assert_eq!(store.resolve("n1").unwrap().id, bobs.id, "newest of all");
+        assert_eq!(store.resolve_owned("n1", "alice").unwrap().id, alices.id);
+        assert_eq!(store.resolve_owned("n1", "bob").unwrap().id, bobs.id);
+        assert!(matches!(
+            store.resolve_owned("n1", "carol"),
+            Err(CoreError::UnknownJob(_))
+        ));
+        // An exact id is any job's (the caller checks its owner).
+        assert_eq!(store.resolve_owned(&bobs.id, "alice").unwrap().id, bobs.id);
+        assert_eq!(
+            store.resolve_owned(&alices.id[..7], "alice").unwrap().id,
+            alices.id
+        );
+        assert!(matches!(
+            store.resolve_owned(&bobs.id[..7], "alice"),
+            Err(CoreError::UnknownJob(_))
+        ));
+    }
+
+    #[test]
     fn list_hides_ended_jobs_unless_all() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();

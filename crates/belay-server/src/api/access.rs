@@ -388,4 +388,55 @@ mod owned_request {
             _ => Vec::new(),
         }
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn uri(request: Request) -> String {
+            request.uri().to_string()
+        }
+
+        fn get(path: &str) -> Request {
+            Request::builder()
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        }
+
+        #[test]
+        fn the_checked_id_replaces_the_name_and_nothing_else() {
+            let id = || Some("1a2b3c4d".to_string());
+            assert_eq!(
+                uri(in_path(
+                    get("/v1/jobs/my%2Ejob/logs/stdout?from=3"),
+                    2,
+                    id()
+                )),
+                "/v1/jobs/1a2b3c4d/logs/stdout?from=3"
+            );
+            assert_eq!(
+                uri(in_path(get("/v1/jobs/train"), 2, None)),
+                "/v1/jobs/train"
+            );
+            assert_eq!(
+                uri(in_query(get("/v1/forwards?x=1&job=train"), "job", id())),
+                "/v1/forwards?x=1&job=1a2b3c4d"
+            );
+            let mut body = serde_json::json!({"jobs": ["a", 1, "b"], "grace": 1});
+            let found: Vec<String> = strings_at(&mut body, "jobs")
+                .into_iter()
+                .map(|s| s.clone())
+                .collect();
+            assert_eq!(found, ["a", "b"]);
+        }
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn a_path_segment_is_percent_decoded_and_keeps_its_plus() {
+    assert_eq!(decode_segment("%74rain"), "train");
+    assert_eq!(decode_segment("a+b"), "a+b");
+    assert_eq!(percent_decode("a+b"), "a b");
 }

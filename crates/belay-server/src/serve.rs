@@ -95,7 +95,11 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
                 };
                 let _ = state.listen.set(listening);
                 tracing::info!(listen = %local, tls = listening.tls, "serving the API on TCP (tokens required)");
-                println!("serving the API on {}", listening.url());
+                // For whoever started it (a closed stdout is no reason to stop).
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stdout(),
+                    format!("serving the API on {}\n", listening.url()).as_bytes(),
+                );
                 let app = crate::api::router_tcp(state.clone());
                 let tls = options.tls.clone();
                 Some(tokio::spawn(async move {

@@ -353,3 +353,25 @@ fn a_lost_job_leaves_no_process_holding_a_gpu() {
     );
     assert!(!is_running(child), "the setsid child {child} survived");
 }
+
+#[test]
+fn a_daemon_started_from_inside_a_job_does_not_carry_the_job() {
+    // As when `belay run` is used in a job on a host that has belay: the
+    // daemon it starts must not be swept when that job is cancelled.
+    let b = Belay::new()
+        .with_env("BELAY_NO_DAEMON", "")
+        .with_env("BELAY_JOB_ID", "0a1b2c3d")
+        .with_env("BELAY_JOB_DIR", "/tmp/some-job")
+        .with_env("BELAY_INPUTS", "/tmp/some-job/inputs");
+    let id = b.submit(&["local", "--", "true"]);
+    b.wait_state(&id, "succeeded", Duration::from_secs(20));
+    let info = b.cmd(["serve", "--status", "--json"]).json();
+    let pid = info["pid"].as_u64().expect("a daemon answers");
+    let env = std::fs::read(format!("/proc/{pid}/environ")).expect("the daemon's environ");
+    let carried: Vec<String> = env
+        .split(|c| *c == 0)
+        .filter(|v| v.starts_with(b"BELAY_JOB_") || v.starts_with(b"BELAY_INPUTS="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert!(carried.is_empty(), "the daemon carries {carried:?}");
+}

@@ -31,7 +31,7 @@ belay_swept() {
     grep -lszxF -e "$belay_sweep_pat" /proc/[0-9]*/environ 2>/dev/null
   else
     for f in /proc/[0-9]*/environ; do
-      tr '\0' '\n' < "$f" 2>/dev/null | grep -qxF -e "$belay_sweep_pat" && echo "$f"
+      tr '\0' '\n' 2>/dev/null < "$f" | grep -qxF -e "$belay_sweep_pat" && echo "$f"
     done
   fi | while IFS=/ read -r _ _ p _; do [ "$p" != "$$" ] && echo "$p"; done
 }
@@ -66,6 +66,15 @@ mod tests {
 
     #[test]
     fn only_processes_with_the_exact_entry_are_ended() {
+        ended_with("");
+    }
+
+    #[test]
+    fn without_grep_z_each_process_is_read_and_the_same_are_ended() {
+        ended_with("belay_gz=no\n");
+    }
+
+    fn ended_with(setup: &str) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("job");
         std::fs::create_dir(&dir).unwrap();
@@ -82,12 +91,13 @@ mod tests {
         let mut prefix = spawn(&dir.join("x")); // another job's dir below it
         let mut parent = spawn(tmp.path());
         let script = format!(
-            "{}grace=2\nbelay_sweep_add '{}'\nbelay_sweep\necho done\n",
+            "{}{setup}grace=2\nbelay_sweep_add '{}'\nbelay_sweep\necho done\n",
             super::functions(),
             dir.display()
         );
         let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "quiet");
         let _ = ours.wait();
         let deadline = Instant::now() + Duration::from_secs(10);
         while alive(ours.id()) && Instant::now() < deadline {

@@ -15,6 +15,7 @@ mod doctor_connection;
 mod doctor_host;
 mod exec;
 mod forward;
+mod gpus;
 mod hold;
 mod hosts_and_outputs;
 mod lifecycle;

@@ -26,6 +26,8 @@
 //!   factor) that a submit relayed to its client;
 //! - [`shells`]: `belay shell` on the daemon's warm connection (an HTTP
 //!   upgrade, then [`crate::shell_frames`]);
+//! - [`events`]: jobs and hosts as they change (server-sent events, from
+//!   the one store watcher);
 //! - [`daemon`]: who the daemon is; stopping it;
 //! - [`access`]: tokens on TCP, and what a user's token may reach.
 
@@ -33,6 +35,7 @@ pub mod access;
 pub mod apps;
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod forwards;
 pub mod hosts;
 pub mod jobs;
@@ -59,6 +62,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/daemon", get(daemon::show).delete(daemon::stop))
+        .route("/v1/events", get(events::stream))
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{job}", get(jobs::show))
         .route("/v1/jobs/{job}/logs/{stream}", get(logs::read))
@@ -89,9 +93,14 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-/// The same routes for TCP: every request passes [`access::gate`] first.
+/// The same routes for TCP: every request passes [`access::gate`] first;
+/// and the dashboard at `/` ([`crate::dashboard`], which logs in itself).
 pub fn router_tcp(state: Shared) -> Router {
-    router(state.clone()).layer(axum::middleware::from_fn_with_state(state, access::gate))
+    let api = router(state.clone()).layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        access::gate,
+    ));
+    crate::dashboard::router(state).merge(api)
 }
 
 /// Count the request as activity (the idle exit waits for none) for as

@@ -212,6 +212,14 @@ fn the_dashboard_logs_in_shows_jobs_live_and_cancels_from_the_keyboard() {
         WAIT,
         &format!("return ({row}) === 'succeeded'"),
     );
+    // With its bar on its host's row of the timeline.
+    let bar = browser.eval(&format!(
+        "var b = document.querySelector('#timeline [data-host=\"target\"] a[href=\"#/jobs/{job}\"]'); return b ? b.getAttribute('aria-label') : null"
+    ));
+    assert!(
+        bar.as_str().is_some_and(|l| l.contains("succeeded")),
+        "a labelled timeline bar: {bar}"
+    );
 
     // A running job, cancelled with the page's button by keyboard.
     let long = s.submit(&token, "target", &["sleep", "300"]);
@@ -222,6 +230,16 @@ fn the_dashboard_logs_in_shows_jobs_live_and_cancels_from_the_keyboard() {
         &format!("return ({long_row}) === 'running'"),
     );
     browser.screenshot(&target_dir().join("dashboard-jobs.png"));
+    // At 200 % zoom the page still fits the window's width (wide tables
+    // scroll inside their own box) and the jobs still read as text.
+    let zoomed = browser.eval(
+        "document.documentElement.style.zoom = '2'; \
+         var fits = document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1; \
+         var text = document.getElementById('jobs').innerText; \
+         document.documentElement.style.zoom = ''; \
+         return [fits, text.includes('running'), text.includes('succeeded')];",
+    );
+    assert_eq!(zoomed, json!([true, true, true]), "at 200 % zoom");
     browser.eval(&format!("location.hash = '#/jobs/{long}'; return true"));
     browser.wait_for(
         "the cancel button",
@@ -404,4 +422,18 @@ fn ten_live_streams_share_one_store_watcher() {
     drop(streams);
     let ok = poll(WAIT, || s.daemon_info()["event_streams"] == 0);
     assert!(ok, "closed streams are let go: {}", s.daemon_info());
+
+    // The run's admin token went to the terminal only: not the log.
+    let mut s = s;
+    let _ = s.daemon.kill();
+    let _ = s.daemon.wait();
+    let mut logged = String::new();
+    if let Some(mut err) = s.daemon.stderr.take() {
+        let _ = err.read_to_string(&mut logged);
+    }
+    if let Ok(file) = std::fs::read_to_string(s.b.home.path().join("serve.log")) {
+        logged.push_str(&file);
+    }
+    assert!(logged.contains("TCP"), "the daemon logged: {logged}");
+    assert!(!logged.contains(&token), "the token was logged: {logged}");
 }

@@ -3,8 +3,8 @@
 //! ([`crate::support::webdriver`]): logging in by the printed URL (an
 //! HttpOnly cookie, the token gone from the address bar), jobs submitted
 //! through the API appearing and changing state live, a job's log tail,
-//! cancelling from the keyboard, a user's page holding only its own jobs;
-//! and, over plain HTTP, the login, the cross-site request header rule,
+//! cancelling and releasing from the keyboard, a user's page holding only
+//! its own jobs; and, over plain HTTP, the login, the cross-site request header rule,
 //! the page's headers, and one store watcher serving every live stream.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -79,9 +79,14 @@ impl Served {
 
     /// Submit through the API as `token`; the job's id.
     fn submit(&self, token: &str, host: &str, command: &[&str]) -> String {
+        self.submit_held(token, host, command, None)
+    }
+
+    /// [`Served::submit`], held on failure for `hold` seconds.
+    fn submit_held(&self, token: &str, host: &str, command: &[&str], hold: Option<u32>) -> String {
         let spec = json!({"spec": {
             "host": host, "name": "dash", "command": command, "workdir": null, "env": [],
-            "login_shell": false, "inputs": [], "outputs": [],
+            "login_shell": false, "inputs": [], "outputs": [], "hold_on_failure": hold,
         }});
         let auth = format!("Bearer {token}");
         let a = http(
@@ -131,7 +136,7 @@ fn state_in_row(id: &str) -> String {
 }
 
 #[test]
-fn the_dashboard_logs_in_shows_jobs_live_and_cancels_from_the_keyboard() {
+fn the_dashboard_logs_in_shows_jobs_live_and_cancels_and_releases_from_the_keyboard() {
     let s = serve();
     let browser = Browser::start();
 
@@ -254,6 +259,22 @@ fn the_dashboard_logs_in_shows_jobs_live_and_cancels_from_the_keyboard() {
         "var s = document.querySelector('#job-state [data-state]'); return !!s && s.dataset.state === 'cancelled';",
     );
     assert_eq!(s.b.job(&long)["state"], "cancelled", "the store agrees");
+
+    // A failed job held for debugging, released with the page's button.
+    let held = s.submit_held(&token, "target", &["sh", "-c", "exit 3"], Some(600));
+    browser.eval(&format!("location.hash = '#/jobs/{held}'; return true"));
+    browser.wait_for(
+        "the job held, with a release button",
+        WAIT,
+        "var s = document.querySelector('#job-state [data-state]'); return !!s && s.dataset.state === 'held' && !!document.getElementById('release');",
+    );
+    let release = browser.find("#release");
+    browser.keys(&release, ENTER);
+    browser.wait_for(
+        "the released job failed with its code",
+        WAIT,
+        "var s = document.querySelector('#job-state [data-state]'); return !!s && s.dataset.state === 'failed' && document.getElementById('job-facts').textContent.includes('3');",
+    );
     assert_eq!(
         browser.eval("return window.loadedOnce || null"),
         json!("yes"),

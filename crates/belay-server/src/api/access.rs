@@ -99,6 +99,10 @@ pub const COOKIE: &str = "belay_token";
 /// of another site cannot set it), or it is refused (403).
 pub const DASHBOARD_HEADER: &str = "x-belay-dashboard";
 
+/// The owner of jobs submitted with `serve --listen`'s own admin token:
+/// `@` is never in a stored token's name, so no user token can own them.
+pub const SESSION_NAME: &str = "dashboard@serve";
+
 /// How a request presented its token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presented {
@@ -140,7 +144,7 @@ pub async fn authenticate(state: &Shared, presented: &str) -> Result<Option<Call
         )
     {
         return Ok(Some(Caller::Token {
-            name: "dashboard".into(),
+            name: SESSION_NAME.into(),
             admin: true,
         }));
     }
@@ -364,4 +368,38 @@ fn percent_decode(value: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn the_bearer_header_comes_first_then_the_dashboard_cookie() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(presented_token(&headers), None);
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark; belay_token=belay_c00k; belay_token_x=no"),
+        );
+        assert_eq!(
+            presented_token(&headers),
+            Some(("belay_c00k".to_string(), Presented::Cookie))
+        );
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer belay_be4r"),
+        );
+        assert_eq!(
+            presented_token(&headers),
+            Some(("belay_be4r".to_string(), Presented::Bearer))
+        );
+        let mut other = HeaderMap::new();
+        other.insert(
+            header::COOKIE,
+            HeaderValue::from_static("belay_token_x=no; belay_token="),
+        );
+        assert_eq!(presented_token(&other), None, "no empty or look-alike");
+    }
 }

@@ -239,6 +239,7 @@ fn every_route_wants_a_token_and_a_user_token_reaches_only_its_own_jobs() {
         ("GET", "/v1/daemon".into(), None, 200),
         ("GET", "/v1/jobs".into(), None, 200),
         ("GET", format!("/v1/jobs/{job}"), None, 403),
+        ("GET", format!("/v1/jobs/{job}/events"), None, 403),
         ("GET", format!("/v1/jobs/{job}/logs/stdout"), None, 403),
         ("GET", format!("/v1/jobs/{job}/output"), None, 403),
         (

@@ -14,6 +14,7 @@
 //!   submit (a stream of events: recorded, input progress, the outcome),
 //!   cancel;
 //! - [`hosts`]: hosts, their health, checks, and their keys;
+//! - [`history`]: one job and its event log, from the store only;
 //! - [`logs`]: a job's stdout/stderr from byte offsets, followed as
 //!   written (raw per stream, or both framed in one body);
 //! - [`apps`]: where an app job listens, once it does (`belay app`);
@@ -37,6 +38,7 @@ pub mod daemon;
 pub mod error;
 pub mod events;
 pub mod forwards;
+pub mod history;
 pub mod hosts;
 pub mod jobs;
 pub mod logs;
@@ -65,6 +67,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/events", get(events::stream))
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{job}", get(jobs::show))
+        .route("/v1/jobs/{job}/events", get(history::show))
         .route("/v1/jobs/{job}/logs/{stream}", get(logs::read))
         .route("/v1/jobs/{job}/output", get(logs::output))
         .route("/v1/jobs/{job}/fetches", post(jobs::fetch))

@@ -322,7 +322,8 @@ class JobPage {
 
   async loadDetails() {
     try {
-      const r = await fetch('/v1/jobs/' + encodeURIComponent(this.id), { credentials: 'same-origin' });
+      // From the store only: opening a page reaches no host.
+      const r = await fetch('/v1/jobs/' + encodeURIComponent(this.id) + '/events', { credentials: 'same-origin' });
       if (!r.ok) return;
       const data = await r.json();
       if (this.closed) return;
@@ -330,7 +331,8 @@ class JobPage {
         el('time', { datetime: ev.at }, ev.at), ' ',
         ev.from ? ev.from + ' → ' : '', el('strong', {}, ev.to),
         ev.reason ? ': ' + ev.reason : '')));
-      this.loadApp();
+      // Only an app job (`belay app run`) has an app to link to.
+      if (data.job.env && data.job.env.BELAY_APP) this.loadApp();
     } catch (e) { /* shown again on the next change */ }
   }
 

@@ -139,6 +139,9 @@ fn host_check_records_the_gpus_that_show_list_and_doctor_report() {
         .expect("target listed")
         .clone();
     assert_eq!(row["gpu_count"], 2, "{row:#}");
+    // The dashboard's hosts table reads the list itself (one per GPU).
+    assert_eq!(row["gpus"][1]["memory_total_mib"], 81559, "{row:#}");
+    assert_eq!(row["gpus"][1]["name"], "NVIDIA H100 80GB HBM3", "{row:#}");
     assert_eq!(
         row["gpu_utilization_pct"], 35,
         "only GPU 0 reports one: {row:#}"

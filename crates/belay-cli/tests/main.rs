@@ -11,6 +11,7 @@ mod support;
 mod app;
 mod chaos;
 mod daemon;
+mod dashboard;
 mod doctor_connection;
 mod doctor_host;
 mod exec;

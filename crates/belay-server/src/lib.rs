@@ -21,6 +21,8 @@
 //! - [`api`]: routes, one file per resource, and the OpenAPI document;
 //! - [`prompts`]: a connection's questions relayed to the client asking;
 //! - [`shell_frames`]: the framing of a shell after its upgrade;
+//! - [`watch`]: the one store watcher behind every live view;
+//! - [`dashboard`]: the web dashboard served at `/` on TCP;
 //! - [`build`]: the identity a client compares with the daemon's;
 //! - [`client`] and [`autostart`]: the CLI's side.
 
@@ -30,6 +32,7 @@ pub mod autostart;
 pub mod background;
 pub mod build;
 pub mod client;
+pub mod dashboard;
 pub mod forwards;
 pub mod listener;
 pub mod location;
@@ -39,6 +42,7 @@ pub mod prompts;
 pub mod serve;
 pub mod shell_frames;
 pub mod state;
+pub mod watch;
 
 pub use client::{Client, ClientError};
 pub use location::DaemonLocation;

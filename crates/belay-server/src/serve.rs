@@ -6,7 +6,9 @@
 //! behind).
 //!
 //! With `listen`, the same API is served on TCP too, every request behind
-//! a token ([`crate::api::access`]); it stops with the socket's server.
+//! a token ([`crate::api::access`]), and the dashboard at `/`; it stops
+//! with the socket's server. An admin token for this run only is made
+//! then, and the dashboard's URL with it printed on stdout.
 //!
 //! Shutting down is safe at any moment, SIGKILL included: the store
 //! holds every intent and each remote step is idempotent.
@@ -86,6 +88,7 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
                 let local = bound.local_addr().map_err(ServeError::Runtime)?;
                 let _ = state.listen.set(local.to_string());
                 tracing::info!(listen = %local, "serving the API on TCP (tokens required)");
+                announce_dashboard(&state, &local)?;
                 let app = crate::api::router_tcp(state.clone());
                 Some(tokio::spawn(async move {
                     if let Err(e) = axum::serve(bound, app).await {
@@ -116,6 +119,24 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
     // Only our own socket file: a new daemon may already have bound its own.
     let _ = std::fs::remove_file(&socket);
     tracing::info!("belay daemon stopped");
+    Ok(())
+}
+
+/// Make this run's admin token (its hash kept in memory only) and print
+/// the dashboard's login URL on stdout: the terminal of whoever ran
+/// `serve --listen`, never the log.
+fn announce_dashboard(state: &DaemonState, local: &std::net::SocketAddr) -> Result<(), ServeError> {
+    use std::io::Write;
+    let (token, hash) = belay_core::tokens::generate()?;
+    let _ = state.session_token.set(hash);
+    let scheme = if crate::dashboard::served_over_tls_for(state) {
+        "https"
+    } else {
+        "http"
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "dashboard: {scheme}://{local}/?token={token}");
+    let _ = out.flush();
     Ok(())
 }
 

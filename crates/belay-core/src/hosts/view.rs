@@ -33,6 +33,7 @@ pub fn health_json(name: &str, live: i64, total: i64, h: &HostHealth, now: i64) 
         "last_error": h.last_error,
         "last_error_at": h.last_error_at.map(rfc3339),
         "last_error_kind": h.last_error_kind,
+        "gpus": h.gpus,
         "gpu_count": h.gpus.as_ref().map(Vec::len),
         "gpu_utilization_pct": h.gpus.as_deref().and_then(gpus::mean_utilization),
         "gpu_error": h.gpu_error,

@@ -4,7 +4,8 @@
 # On a fresh Debian machine, run as root, it first installs what the tests
 # drive for real (OpenSSH server and client, iproute2 and nftables for
 # network-namespace hosts, rsync and Slurm for later suites, inotify-tools
-# for the output follower on the test hosts). Tests that
+# for the output follower on the test hosts, Chromium and its WebDriver for
+# the dashboard). Tests that
 # need those parts fail, never skip, when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,9 @@ need mungekey munge
 # TLS on `serve --listen`: certificates made at test time, real clients.
 need openssl openssl
 need curl curl
+# The dashboard: a real headless Chromium driven through WebDriver.
+need chromium chromium
+need chromedriver chromium-driver
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test.sh: missing ${packages[*]}; run as root (or install them) first" >&2
@@ -53,4 +57,4 @@ cargo test --workspace --locked "$@"
 BELAY_TEST_DAEMON=1 cargo test -p belay-cli --test integration --locked -- \
   lifecycle:: remote:: recovery:: chaos:: hold:: shell:: slurm:: slurm_into:: \
   hosts_and_outputs:: ssh_trust:: transfer:: store_and_input:: doctor_connection:: \
-  secrets::
+  secrets:: gpus:: dashboard::

@@ -196,6 +196,25 @@ pub fn detail(job: &Job, events: &[JobEvent], now: i64) -> String {
     if !job.secrets.is_empty() {
         kv("secrets", job.secrets.join(" "));
     }
+    if let (JobState::Running, Some(gpus)) = (job.state, &job.gpus) {
+        if gpus.is_empty() {
+            kv("gpus", "none held".into());
+        }
+        for g in gpus {
+            let index = g.gpu_index.map_or("?".to_string(), |i| i.to_string());
+            let mem = g
+                .used_memory_mib
+                .map_or("?".to_string(), |m| format!("{m} MiB"));
+            kv(
+                "gpu",
+                format!(
+                    "{index} ({}): pid {}, {mem}",
+                    belay_ssh::terminal_safe(&g.gpu_uuid),
+                    g.pid
+                ),
+            );
+        }
+    }
     s.push_str("events:\n");
     for e in events {
         s.push_str(&format!(
@@ -242,6 +261,7 @@ mod tests {
             last_seen: None,
             submitter: None,
             owner: None,
+            gpus: None,
             liveness: None,
             login_shell: true,
             inputs: Vec::new(),

@@ -231,6 +231,19 @@ fn a_job_shell_lands_in_its_directory_follows_resizes_and_survives_a_killed_clie
     pane.type_line("echo \"before-$((6 * 7))-kill\"");
     pane.wait_for("before-42-kill");
     assert_eq!(remote_sessions(&host), vec![format!("belay-{id}")]);
+    // The tmux server (it serves every session) carries no BELAY_JOB_*: a
+    // cancel of this job sweeps the processes that carry its BELAY_JOB_DIR.
+    let server = host.in_namespace(&[
+        "sh",
+        "-c",
+        "TMUX_TMPDIR=/root tmux display-message -p '#{pid}'",
+    ]);
+    let server = String::from_utf8_lossy(&server.stdout).trim().to_string();
+    let env = std::fs::read(format!("/proc/{server}/environ")).expect("the server's environ");
+    assert!(
+        !env.split(|c| *c == 0).any(|v| v.starts_with(b"BELAY_JOB_")),
+        "the remote tmux server carries the job's variables"
+    );
 
     // The client dies without a word: the shell lives on in tmux.
     let pid = pane.belay_pid();

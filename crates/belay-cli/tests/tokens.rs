@@ -250,6 +250,7 @@ fn every_route_wants_a_token_and_a_user_token_reaches_only_its_own_jobs() {
         ("GET", "/v1/daemon".into(), None, 200),
         ("GET", "/v1/jobs".into(), None, 200),
         ("GET", format!("/v1/jobs/{job}"), None, 403),
+        ("GET", format!("/v1/jobs/{job}/events"), None, 403),
         ("GET", format!("/v1/jobs/{job}/logs/stdout"), None, 403),
         ("GET", format!("/v1/jobs/{job}/output"), None, 403),
         (
@@ -301,12 +302,14 @@ fn every_route_wants_a_token_and_a_user_token_reaches_only_its_own_jobs() {
             403,
         ),
     ];
-    // Tried on their own below (a submit; stopping the daemon, last),
-    // and without a token here.
+    // Tried on their own below (a submit; stopping the daemon, last) or
+    // elsewhere (the event stream), and without a token here.
     let elsewhere = [
         ("POST", "/v1/jobs", "/v1/jobs"),
         ("DELETE", "/v1/daemon", "/v1/daemon"),
         ("DELETE", "/v1/forwards/{id}", "/v1/forwards/1"),
+        // A stream that never ends: tests/dashboard.rs reads it.
+        ("GET", "/v1/events", "/v1/events"),
     ];
     for (method, _, path) in elsewhere {
         let a = api.tcp(method, path, None, Some(json!({})));

@@ -165,6 +165,11 @@ fn spawn(
         // A test's crash hook is for the command it was set on, never for
         // a daemon that outlives it.
         .env_remove("BELAY_FAILPOINT")
+        // Started from inside a job, the daemon is still no part of it: a
+        // cancel sweeps the processes carrying the job's BELAY_JOB_DIR.
+        .env_remove("BELAY_JOB_ID")
+        .env_remove("BELAY_JOB_DIR")
+        .env_remove("BELAY_INPUTS")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

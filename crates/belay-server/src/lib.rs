@@ -23,6 +23,8 @@
 //! - [`shell_frames`]: the framing of a shell after its upgrade;
 //! - [`tls`]: the certificate pair (reloaded when renewed) and the TLS
 //!   listener for `serve --listen`;
+//! - [`watch`]: the one store watcher behind every live view;
+//! - [`dashboard`]: the web dashboard served at `/` on TCP;
 //! - [`build`]: the identity a client compares with the daemon's;
 //! - [`client`] and [`autostart`]: the CLI's side.
 
@@ -32,6 +34,7 @@ pub mod autostart;
 pub mod background;
 pub mod build;
 pub mod client;
+pub mod dashboard;
 pub mod forwards;
 pub mod listener;
 pub mod location;
@@ -42,6 +45,7 @@ pub mod serve;
 pub mod shell_frames;
 pub mod state;
 pub mod tls;
+pub mod watch;
 
 pub use client::{Client, ClientError};
 pub use location::DaemonLocation;

@@ -7,7 +7,9 @@
 //!
 //! With `listen`, the same API is served on TCP too, every request behind
 //! a token ([`crate::api::access`]), over TLS when a certificate was given
-//! ([`crate::tls`]); it stops with the socket's server.
+//! ([`crate::tls`]), and the dashboard at `/`; it stops with the socket's
+//! server. An admin token for this run only is made then, and the
+//! dashboard's URL with it printed on stdout.
 //!
 //! Shutting down is safe at any moment, SIGKILL included: the store
 //! holds every intent and each remote step is idempotent.
@@ -100,6 +102,7 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
                     &mut std::io::stdout(),
                     format!("serving the API on {}\n", listening.url()).as_bytes(),
                 );
+                announce_dashboard(&state, &listening)?;
                 let app = crate::api::router_tcp(state.clone());
                 let tls = options.tls.clone();
                 Some(tokio::spawn(async move {
@@ -135,6 +138,19 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
     // Only our own socket file: a new daemon may already have bound its own.
     let _ = std::fs::remove_file(&socket);
     tracing::info!("belay daemon stopped");
+    Ok(())
+}
+
+/// Make this run's admin token (its hash kept in memory only) and print
+/// the dashboard's login URL on stdout: the terminal of whoever ran
+/// `serve --listen`, never the log.
+fn announce_dashboard(state: &DaemonState, listening: &Listening) -> Result<(), ServeError> {
+    use std::io::Write;
+    let (token, hash) = belay_core::tokens::generate()?;
+    let _ = state.session_token.set(hash);
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "dashboard: {}/?token={token}", listening.url());
+    let _ = out.flush();
     Ok(())
 }
 

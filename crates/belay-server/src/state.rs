@@ -45,6 +45,12 @@ pub struct DaemonState {
     pub forwards: Arc<crate::forwards::Forwards>,
     /// Where the API is served on TCP (`serve --listen`), once bound.
     pub listen: std::sync::OnceLock<Listening>,
+    /// The hash of the admin token `serve --listen` made for this run (the
+    /// dashboard URL it prints): held in memory only, gone with the
+    /// daemon.
+    pub session_token: std::sync::OnceLock<String>,
+    /// The one store watcher every live view shares (`GET /v1/events`).
+    pub watch: Arc<crate::watch::Watch>,
 }
 
 /// Where the API is served on TCP, and whether with TLS.
@@ -95,10 +101,12 @@ impl DaemonState {
                 })),
             },
         )?;
+        let hosts = Arc::new(hosts);
         Ok(Self {
+            watch: Arc::new(crate::watch::Watch::new(home.clone(), hosts.clone())),
             home,
             ssh_config,
-            hosts: Arc::new(hosts),
+            hosts,
             started_at: now_ms(),
             in_flight: AtomicUsize::new(0),
             last_activity: AtomicI64::new(now_ms()),
@@ -109,6 +117,7 @@ impl DaemonState {
             prompts,
             forwards: Arc::new(crate::forwards::Forwards::new(true)),
             listen: std::sync::OnceLock::new(),
+            session_token: std::sync::OnceLock::new(),
         })
     }
 

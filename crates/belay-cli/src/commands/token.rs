@@ -1,8 +1,8 @@
 //! `belay token`: the API's per-user tokens (`belay serve --listen`),
 //! managed in the store directly (the daemon reads them there on every
 //! request, so a revoke holds from the next one). `create` prints the
-//! token once, alone on stdout; only its hash is kept
-//! ([`belay_core::tokens`]).
+//! token once, alone on stdout (and the dashboard's login URL with it on
+//! stderr); only its hash is kept ([`belay_core::tokens`]).
 
 use anyhow::Result;
 use belay_core::CoreError;
@@ -33,7 +33,32 @@ fn create(ctx: &Ctx, name: &str, admin: bool) -> Result<u8> {
         "token for '{name}'{}: shown only now (belay keeps its hash)",
         if admin { " (admin)" } else { "" }
     );
+    eprintln!("dashboard: {}", dashboard_url(ctx, &token));
     Ok(0)
+}
+
+/// The dashboard's login URL for `token`: on the running daemon's TCP
+/// listener when one serves this home (asked on its socket; none is
+/// started for this), else only the path to open there.
+fn dashboard_url(ctx: &Ctx, token: &str) -> String {
+    let socket = belay_server::DaemonLocation::new(&ctx.home).socket();
+    let listen = if socket.exists() {
+        belay_server::Client::new(&socket)
+            .get::<serde_json::Value>("/v1/daemon")
+            .ok()
+            .and_then(|v| {
+                let scheme = if v["tls"] == true { "https" } else { "http" };
+                v["listen"]
+                    .as_str()
+                    .map(|addr| format!("{scheme}://{addr}"))
+            })
+    } else {
+        None
+    };
+    match listen {
+        Some(base) => format!("{base}/?token={token}"),
+        None => format!("/?token={token} (on the address `belay serve --listen` serves)"),
+    }
 }
 
 fn list(ctx: &Ctx, json: bool) -> Result<u8> {

@@ -12,6 +12,7 @@ pub mod files;
 pub mod jupyter;
 pub mod remote;
 pub mod slurm;
+pub mod webdriver;
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};

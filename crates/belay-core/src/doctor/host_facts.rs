@@ -144,7 +144,7 @@ done
 command -v tmux >/dev/null 2>&1 && echo "tmux_version=$(tmux -V 2>&1 | head -n 1 | belay_line)"
 command -v python3 >/dev/null 2>&1 && echo "python3_version=$(python3 --version 2>&1 | head -n 1 | belay_line)"
 if command -v nvidia-smi >/dev/null 2>&1; then
-  belay_g=$($belay_t nvidia-smi --query-gpu=index,name,memory.used,memory.total,utilization.gpu --format=csv,noheader,nounits 2>&1)
+  belay_g=$($belay_t nvidia-smi --query-gpu=index,uuid,name,memory.used,memory.total,utilization.gpu --format=csv,noheader,nounits 2>&1)
   echo "gpu_status=$?"
   printf '%s\n' "$belay_g" | head -n 64 | while IFS= read -r l; do echo "gpu=$(printf '%s' "$l" | belay_line)"; done
 fi

@@ -29,6 +29,15 @@ impl Engine {
         };
     }
 
+    /// A check's outcome: the host's health and, when it answered, its GPUs.
+    fn note_check(&mut self, host: &str, outcome: &std::result::Result<HostCheck, TransportError>) {
+        self.note_host(host, outcome.as_ref().map(|_| ()));
+        if let Ok(c) = outcome {
+            // Advisory, like health.
+            let _ = self.store.record_host_gpus(host, &c.gpus);
+        }
+    }
+
     /// What belay last saw of `host` (all empty if never contacted).
     pub fn host_health(&self, host: &str) -> Result<HostHealth> {
         Ok(self.store.host_health(host)?.unwrap_or_default())
@@ -38,7 +47,7 @@ impl Engine {
     /// outcome is recorded as the host's health (a check is an action).
     pub fn check_host(&mut self, host: &str) -> std::result::Result<HostCheck, TransportError> {
         let outcome = self.hosts.check(host);
-        self.note_host(host, outcome.as_ref().map(|_| ()));
+        self.note_check(host, &outcome);
         outcome
     }
 
@@ -74,7 +83,7 @@ impl Engine {
             |(name, outcome)| done(name, outcome),
         ));
         for (name, outcome) in &outcomes {
-            self.note_host(name, outcome.as_ref().map(|_| ()));
+            self.note_check(name, outcome);
         }
         outcomes
     }

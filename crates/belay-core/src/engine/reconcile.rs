@@ -209,7 +209,62 @@ impl Engine {
             self.apply_report(&current, jr)?;
         }
         self.store.touch_seen(&still_running)?;
+        self.record_job_gpus(host, &report, &still_running, jobs)?;
         Ok(())
+    }
+
+    /// The GPU processes the probe listed (when the host has nvidia-smi),
+    /// given to the running jobs they belong to: by the `BELAY_JOB_ID` in
+    /// their environment, else by their session (the job's wrapper leads
+    /// it). A running job holding none gets an empty list.
+    fn record_job_gpus(
+        &mut self,
+        host: &str,
+        report: &HostReport,
+        running: &[&str],
+        jobs: &[&Job],
+    ) -> Result<()> {
+        use crate::hosts::gpus::{JobGpu, parse_apps_line};
+        if report.tagged("GA").is_none() || running.is_empty() {
+            return Ok(());
+        }
+        let inventory = self.host_health(host)?.gpus.unwrap_or_default();
+        let mut by_job: BTreeMap<&str, Vec<JobGpu>> =
+            running.iter().map(|id| (*id, Vec::new())).collect();
+        let sid_of: BTreeMap<u32, &str> = jobs
+            .iter()
+            .filter(|j| by_job.contains_key(j.id.as_str()))
+            .filter_map(|j| {
+                let pid = j.liveness.as_deref()?.split(' ').next()?.parse().ok()?;
+                Some((pid, j.id.as_str()))
+            })
+            .collect();
+        for line in report.other.iter().filter(|l| l.starts_with("G ")) {
+            let Some((sid, env_job, app)) = parse_apps_line(line) else {
+                continue;
+            };
+            let owner = env_job
+                .as_deref()
+                .and_then(|j| by_job.keys().find(|k| **k == j).copied())
+                .or_else(|| sid.and_then(|s| sid_of.get(&s).copied()));
+            if let Some(id) = owner {
+                let gpu_index = inventory
+                    .iter()
+                    .find(|g| g.uuid == app.gpu_uuid)
+                    .map(|g| g.index);
+                by_job.entry(id).or_default().push(JobGpu {
+                    pid: app.pid,
+                    gpu_uuid: app.gpu_uuid,
+                    gpu_index,
+                    used_memory_mib: app.used_memory_mib,
+                });
+            }
+        }
+        let rows: Vec<(&str, Option<String>)> = by_job
+            .into_iter()
+            .map(|(id, g)| (id, serde_json::to_string(&g).ok()))
+            .collect();
+        self.store.set_job_gpus(&rows)
     }
 
     /// Why this report is no verdict on the job, if it is not: its files

@@ -304,7 +304,9 @@ impl ShellTarget {
         // Inside tmux: a new session's panes get the tmux server's
         // environment, not this one, so the session's command sets the
         // job's variables and directory itself, then writes the shell's
-        // exit status where the waiting client finds it ($1).
+        // exit status where the waiting client finds it ($1). The client
+        // runs without BELAY_JOB_*: a tmux server it starts serves every
+        // session, and must not be swept when this job is cancelled.
         let inner = format!(
             "cd \"$2\" 2>/dev/null\n{env}{step}$belay_step \"${{SHELL:-/bin/sh}}\" -l\nbelay_c=$?\nprintf '%s\\n' \"$belay_c\" > \"$1\"\n"
         );
@@ -321,7 +323,7 @@ impl ShellTarget {
              \x20 mkdir -p \"$belay_st\" 2>/dev/null && chmod 700 \"$belay_st\" 2>/dev/null\n\
              {pick}\
              \x20 rm -f \"$belay_st/$belay_s.status\"\n\
-             \x20 tmux new-session -A -s \"$belay_s\" /bin/sh -c {inner} belay-shell \"$belay_st/$belay_s.status\" \"$PWD\"\n\
+             \x20 (unset BELAY_JOB_ID BELAY_JOB_DIR; exec tmux new-session -A -s \"$belay_s\" /bin/sh -c {inner} belay-shell \"$belay_st/$belay_s.status\" \"$PWD\")\n\
              \x20 belay_c=0\n\
              \x20 if [ -f \"$belay_st/$belay_s.status\" ]; then read -r belay_c < \"$belay_st/$belay_s.status\"; rm -f \"$belay_st/$belay_s.status\"; fi\n\
              \x20 exit \"${{belay_c:-0}}\"\n\
@@ -361,6 +363,7 @@ mod tests {
             last_seen: None,
             submitter: None,
             owner: None,
+            gpus: None,
             liveness: None,
             login_shell: true,
             inputs: vec![],

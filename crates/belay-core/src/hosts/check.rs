@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::Hosts;
+use super::gpus::{self, Inventory};
 use crate::transport::ssh::{map_error, runtime};
 use crate::transport::{Transport, TransportError};
 
@@ -35,6 +36,8 @@ pub struct HostCheck {
     pub first_command: Duration,
     pub round_trip: Duration,
     pub hops: Vec<HopTiming>,
+    /// The GPUs, asked in the first round trip ([`super::gpus`]).
+    pub gpus: Inventory,
 }
 
 impl Hosts {
@@ -58,19 +61,23 @@ impl Hosts {
                 first_command: Duration::ZERO,
                 round_trip: Duration::ZERO,
                 hops: Vec::new(),
+                gpus: Inventory::Unknown,
             });
         }
         let transport = self.fresh_ssh(host);
         let client = transport.client().clone();
-        let (info, first_command, round_trip) = async {
+        let (info, first_command, round_trip, inventory) = async {
             let measured = async {
                 let info = client.connect_info().await?;
                 let first = Instant::now();
-                client.run_script("true").await?;
+                // The first round trip also asks for the GPUs (no extra
+                // round trip; nvidia-smi's own time counts in it).
+                let out = client.run_script(&gpus::inventory_script()).await?;
                 let first = first.elapsed();
                 let rt = Instant::now();
                 client.run_script("true").await?;
-                Ok::<_, belay_ssh::SshError>((info, first, rt.elapsed()))
+                let inventory = gpus::parse_report(&String::from_utf8_lossy(&out.stdout));
+                Ok::<_, belay_ssh::SshError>((info, first, rt.elapsed(), inventory))
             }
             .await;
             // The check's own connection ends with it (a daemon keeps
@@ -99,6 +106,7 @@ impl Hosts {
             first_command,
             round_trip,
             hops,
+            gpus: inventory,
         })
     }
 }

@@ -8,10 +8,12 @@
 //! typo is bad input (exit 2), not a job stuck in `submitting`.
 //!
 //! - [`check`]: connect and time a round trip (`belay host check`);
+//! - [`gpus`]: the GPUs `nvidia-smi` lists (inventory, processes);
 //! - [`keys`]: scan, trust and forget host keys (`belay host trust|forget`);
 //! - [`view`]: their stable JSON shapes (CLI `--json` and the daemon's API).
 
 pub mod check;
+pub mod gpus;
 pub mod keys;
 pub mod view;
 

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::Hosts;
 use super::check::HostCheck;
+use super::gpus::{self, Inventory};
 use crate::config::HostConfig;
 use crate::job::view::rfc3339;
 use crate::store::HostHealth;
@@ -32,6 +33,10 @@ pub fn health_json(name: &str, live: i64, total: i64, h: &HostHealth, now: i64) 
         "last_error": h.last_error,
         "last_error_at": h.last_error_at.map(rfc3339),
         "last_error_kind": h.last_error_kind,
+        "gpus": h.gpus,
+        "gpu_count": h.gpus.as_ref().map(Vec::len),
+        "gpu_utilization_pct": h.gpus.as_deref().and_then(gpus::mean_utilization),
+        "gpu_error": h.gpu_error,
     })
 }
 
@@ -55,9 +60,16 @@ pub fn check_json(name: &str, result: &Result<HostCheck, TransportError>) -> Val
             })
         })
         .collect();
+    let (nvidia_smi, gpus, gpu_error) = match &c.gpus {
+        Inventory::Unknown => (Value::Null, Value::Null, Value::Null),
+        Inventory::NoTool => (json!(false), json!([]), Value::Null),
+        Inventory::Gpus(g) => (json!(true), gpus::gpus_json(g), Value::Null),
+        Inventory::Failed(e) => (json!(true), Value::Null, json!(e)),
+    };
     json!({
         "host": name, "ok": true, "route": c.route, "total_ms": ms(c.total),
         "first_command_ms": ms(c.first_command), "round_trip_ms": ms(c.round_trip), "hops": hops,
+        "nvidia_smi": nvidia_smi, "gpus": gpus, "gpu_error": gpu_error,
     })
 }
 
@@ -122,5 +134,8 @@ pub fn chain_json(
         "last_route": health.last_route,
         "last_error": health.last_error,
         "last_error_at": health.last_error_at.map(rfc3339),
+        "gpus": health.gpus,
+        "gpu_error": health.gpu_error,
+        "gpus_at": health.gpus_at.map(rfc3339),
     })
 }

@@ -65,6 +65,9 @@ pub struct Job {
     pub secrets: Vec<String>,
     /// The API token's name that submitted it; `None`: the local user.
     pub owner: Option<String>,
+    /// While running: the GPU processes the last probe saw of it (`None`:
+    /// not seen, or the host has no nvidia-smi).
+    pub gpus: Option<Vec<crate::hosts::gpus::JobGpu>>,
 }
 
 impl Job {

@@ -66,6 +66,8 @@ pub struct JobView<'a> {
     /// The API token's name that submitted it (absent: the local user).
     #[serde(skip_serializing_if = "Option::is_none")]
     owner: Option<&'a str>,
+    /// The GPU processes the last probe saw of it (null: not seen).
+    gpus: Option<&'a [crate::hosts::gpus::JobGpu]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<Vec<EventView<'a>>>,
 }
@@ -112,6 +114,11 @@ impl<'a> JobView<'a> {
             hold_until: hold_until.map(rfc3339),
             hold_left_s: hold_until.map(|t| ((t - crate::time::now_ms()) / 1000).max(0)),
             owner: job.owner.as_deref(),
+            // Only while it runs: after it, the last probe's list is history.
+            gpus: job
+                .gpus
+                .as_deref()
+                .filter(|_| job.state == JobState::Running),
             events: None,
         }
     }
@@ -170,6 +177,8 @@ pub struct JobRecord {
     #[serde(default)]
     owner: Option<String>,
     #[serde(default)]
+    gpus: Option<Vec<crate::hosts::gpus::JobGpu>>,
+    #[serde(default)]
     events: Option<Vec<EventRecord>>,
 }
 
@@ -221,6 +230,7 @@ impl JobRecord {
             last_seen: time(self.last_seen),
             submitter: None,
             owner: self.owner,
+            gpus: self.gpus,
             liveness: None,
             login_shell: true,
             inputs: self.inputs,
@@ -269,6 +279,7 @@ mod tests {
             last_seen: Some(1_700_000_002_600),
             submitter: None,
             owner: None,
+            gpus: None,
             liveness: None,
             login_shell: true,
             inputs: vec![Input {

@@ -24,6 +24,7 @@ pub mod follow;
 pub mod functions;
 pub mod report;
 pub mod scripts;
+pub mod sweep;
 pub mod wrapper;
 
 pub use report::{HostReport, JobReport, OutputChunk, RemoteStatus};

@@ -176,6 +176,8 @@ pub const QUICK_BUILTIN_MAX: usize = 32;
 /// with builtins for a few ([`QUICK_BUILTIN_MAX`]), in one `awk` pass for
 /// many. Every other job — and any known one that fails the quick check —
 /// gets the full `belay_report`. Without awk, all get the full report.
+/// When some job is known to run, the host's GPU processes follow
+/// ([`crate::hosts::gpus::apps_script`]: one nvidia-smi, where it exists).
 pub fn probe(scheduler: &dyn Scheduler, targets: &[ProbeTarget<'_>]) -> String {
     probe_with(scheduler, targets, QUICK_BUILTIN_MAX)
 }
@@ -271,6 +273,9 @@ for belay_id in $belay_rest; do belay_qdir "$belay_id"; belay_report "$belay_id"
 "#,
             ids = quick_ids.join(" "),
         ));
+    }
+    if targets.iter().any(|t| t.known.is_some()) {
+        s.push_str(&crate::hosts::gpus::apps_script());
     }
     s.push_str("echo END\n");
     s
@@ -422,6 +427,10 @@ for c_id in $belay_waiting; do
     mv -f "$c_d/exit.tmp.$$" "$c_d/exit"
 done
 belay_reap
+# Processes that left the job's session but carry its BELAY_JOB_DIR (a
+# `setsid` child holding a GPU): ended too.
+for c_id in $belay_termed; do belay_cdir "$c_id"; belay_sweep_add "$c_d"; done
+belay_sweep
 # The wrapper records the exit itself unless it had to be KILLed.
 i=0
 while [ -z "$belay_killed" ] && [ "$i" -lt 100 ]; do
@@ -444,7 +453,7 @@ done
 echo END
 "#,
         prelude = prelude(scheduler),
-        stop = scheduler.stop() + &scheduler.unqueue(),
+        stop = scheduler.stop() + &scheduler.unqueue() + &super::sweep::functions(),
         grace = grace_secs,
         ids = ids.join(" "),
         rm_secrets = crate::secrets::REMOVE_LINES,
@@ -452,18 +461,25 @@ echo END
 }
 
 /// End what is left of a lost job's session (its wrapper died without an
-/// exit file, its children may live on). Signals only processes that are
-/// provably the job's; prints `K done`.
+/// exit file, its children may live on), and the processes outside it that
+/// carry its `BELAY_JOB_DIR` ([`super::sweep`]). Signals only processes
+/// that are provably the job's; prints `K done`.
 pub fn kill_remnants(scheduler: &dyn Scheduler, dir_word: &str) -> String {
     format!(
         r#"{prelude}{stop}d={dir}
 grace=2
-[ -f "$d/started" ] && belay_ours "$d" && belay_term && belay_reap
+if [ -f "$d/started" ]; then
+  belay_ours "$d"
+  if [ "$ours" = yes ]; then
+    belay_term && belay_reap
+    belay_sweep_add "$d"; belay_sweep
+  fi
+fi
 echo "K done"
 "#,
         prelude = prelude(scheduler),
         dir = dir_word,
-        stop = scheduler.stop(),
+        stop = scheduler.stop() + &super::sweep::functions(),
     )
 }
 

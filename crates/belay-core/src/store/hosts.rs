@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::Store;
 use crate::error::Result;
+use crate::hosts::gpus::{Gpu, Inventory};
 use crate::time::now_ms;
 
 /// What belay last saw of a host (times in ms since the epoch).
@@ -18,6 +19,11 @@ pub struct HostHealth {
     /// [`crate::transport::TransportError::kind`] of the last error
     /// (`None` for errors recorded before belay kept it).
     pub last_error_kind: Option<String>,
+    /// The GPUs `host check` last listed (`None`: never asked, or
+    /// nvidia-smi failed: see `gpu_error`).
+    pub gpus: Option<Vec<Gpu>>,
+    pub gpus_at: Option<i64>,
+    pub gpu_error: Option<String>,
 }
 
 /// How long an error keeps an answering host `degraded`.
@@ -89,12 +95,31 @@ impl Store {
         Ok(())
     }
 
+    /// What `host check` read of the host's GPUs (`Unknown` keeps the
+    /// last record).
+    pub(crate) fn record_host_gpus(&mut self, host: &str, inventory: &Inventory) -> Result<()> {
+        let (gpus, error) = match inventory {
+            Inventory::Unknown => return Ok(()),
+            Inventory::NoTool => (Some("[]".to_string()), None),
+            Inventory::Gpus(g) => (serde_json::to_string(g).ok(), None),
+            Inventory::Failed(e) => (None, Some(e.as_str())),
+        };
+        self.conn
+            .execute(
+                "INSERT INTO hosts (name, gpus, gpus_at, gpu_error) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(name) DO UPDATE SET gpus = ?2, gpus_at = ?3, gpu_error = ?4",
+                params![host, gpus, now_ms(), error],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// What belay last saw of `host`.
     pub fn host_health(&self, host: &str) -> Result<Option<HostHealth>> {
         self.conn
             .query_row(
-                "SELECT last_ok_at, last_route, last_error, last_error_at, last_error_kind \
-                 FROM hosts WHERE name = ?1",
+                "SELECT last_ok_at, last_route, last_error, last_error_at, last_error_kind, \
+                 gpus, gpus_at, gpu_error FROM hosts WHERE name = ?1",
                 [host],
                 |r| {
                     Ok(HostHealth {
@@ -103,6 +128,11 @@ impl Store {
                         last_error: r.get(2)?,
                         last_error_at: r.get(3)?,
                         last_error_kind: r.get(4)?,
+                        gpus: r
+                            .get::<_, Option<String>>(5)?
+                            .and_then(|t| serde_json::from_str(&t).ok()),
+                        gpus_at: r.get(6)?,
+                        gpu_error: r.get(7)?,
                     })
                 },
             )
@@ -145,6 +175,7 @@ mod tests {
             last_error: Some("an error".into()),
             last_error_at: Some(error_at),
             last_error_kind: kind.map(str::to_string),
+            ..Default::default()
         }
     }
 

@@ -40,7 +40,7 @@ pub struct JobFilter {
 
 pub(super) const JOB_COLUMNS: &str = "id, key, name, host, state, command, workdir, env, scheduler, \
     scheduler_id, remote_dir, exit_code, reason, created_at, updated_at, started_at, ended_at, \
-    last_seen, submitter, liveness, login_shell, inputs, outputs, hold_secs, hold_until, sbatch, secrets, owner";
+    last_seen, submitter, liveness, login_shell, inputs, outputs, hold_secs, hold_until, sbatch, secrets, owner, gpus";
 
 impl Store {
     /// Record a new job in state `queued`: the intent, before anything
@@ -205,6 +205,27 @@ impl Store {
     }
 
     /// Record that the host answered for these jobs now (one transaction).
+    /// The GPU processes a probe saw of each job (`None`: clears).
+    pub fn set_job_gpus(&mut self, gpus: &[(&str, Option<String>)]) -> Result<()> {
+        if gpus.is_empty() {
+            return Ok(());
+        }
+        let serr = store_error(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(serr)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("UPDATE jobs SET gpus = ?2 WHERE id = ?1")
+                .map_err(serr)?;
+            for (id, g) in gpus {
+                stmt.execute(params![id, g]).map_err(serr)?;
+            }
+        }
+        tx.commit().map_err(serr)
+    }
+
     pub fn touch_seen(&mut self, job_ids: &[&str]) -> Result<()> {
         if job_ids.is_empty() {
             return Ok(());
@@ -534,6 +555,9 @@ pub(super) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         secrets: serde_json::from_str(&r.get::<_, String>(26)?)
             .map_err(|e| bad(26, e.to_string()))?,
         owner: r.get(27)?,
+        gpus: r
+            .get::<_, Option<String>>(28)?
+            .and_then(|t| serde_json::from_str(&t).ok()),
     })
 }
 

@@ -140,6 +140,16 @@ const STEPS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN owner TEXT;
     CREATE INDEX jobs_owner ON jobs (owner, created_at);
     "#,
+    // 13: GPUs. A host's inventory as `host check` last read it (JSON array
+    // of hosts::gpus::Gpu; NULL: never asked or nvidia-smi failed, then
+    // gpu_error says how) and when; a running job's GPU processes as the
+    // last probe saw them (JSON array; NULL: not seen).
+    r#"
+    ALTER TABLE hosts ADD COLUMN gpus TEXT;
+    ALTER TABLE hosts ADD COLUMN gpus_at INTEGER;
+    ALTER TABLE hosts ADD COLUMN gpu_error TEXT;
+    ALTER TABLE jobs ADD COLUMN gpus TEXT;
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two

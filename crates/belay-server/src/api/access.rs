@@ -20,6 +20,10 @@
 //! - lists (`GET /v1/jobs`, `GET /v1/forwards`) hold only its own (the
 //!   routes filter with [`Caller`]), and jobs it submits are its own.
 //!
+//! The dashboard's cookie ([`COOKIE`]) is taken as the bearer header
+//! is; a request it authenticates that changes something must carry
+//! [`DASHBOARD_HEADER`] (cross-site request forgery).
+//!
 //! Checking here, before the routes, keeps one place that says what a
 //! user may reach; the routes only filter their lists and stamp owners.
 
@@ -90,34 +94,102 @@ fn unauthorized(message: &str) -> Response {
         .into_response()
 }
 
-/// Authenticate, then check what a user token names (see the module doc).
-pub async fn gate(State(state): State<Shared>, mut request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
+/// The dashboard's login cookie ([`crate::dashboard`]): the same token
+/// as the bearer header, HttpOnly and SameSite=Strict.
+pub const COOKIE: &str = "belay_token";
+/// The header the dashboard's own requests carry: a request that is
+/// authenticated by the cookie and changes something must have it (a page
+/// of another site cannot set it), or it is refused (403).
+pub const DASHBOARD_HEADER: &str = "x-belay-dashboard";
+
+/// The owner of jobs submitted with `serve --listen`'s own admin token:
+/// `@` is never in a stored token's name, so no user token can own them.
+pub const SESSION_NAME: &str = "dashboard@serve";
+
+/// How a request presented its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented {
+    Bearer,
+    Cookie,
+}
+
+/// The token a request presents: the bearer header first, else the
+/// dashboard's cookie.
+pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<(String, Presented)> {
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
-    let Some(presented) = presented.filter(|t| !t.is_empty()) else {
-        return unauthorized(
-            "this API needs a token: Authorization: Bearer TOKEN (belay token create NAME)",
-        );
-    };
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    if let Some(t) = bearer {
+        return Some((t, Presented::Bearer));
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .map(|t| t.trim().to_string())
+        .find(|t| !t.is_empty())
+        .map(|t| (t, Presented::Cookie))
+}
+
+/// Whose token `presented` is: this run's own admin token (`serve
+/// --listen`'s dashboard URL), or one in the store. `Ok(None)`: unknown or
+/// revoked.
+pub async fn authenticate(state: &Shared, presented: &str) -> Result<Option<Caller>, ApiError> {
+    if let Some(own) = state.session_token.get()
+        && belay_core::tokens::constant_time_eq(
+            own.as_bytes(),
+            belay_core::tokens::hash(presented).as_bytes(),
+        )
+    {
+        return Ok(Some(Caller::Token {
+            name: SESSION_NAME.into(),
+            admin: true,
+        }));
+    }
     let home = state.home.clone();
+    let presented = presented.to_string();
     let found = tokio::task::spawn_blocking(move || {
         let mut store = Store::open(&home.store_path())?;
         belay_core::tokens::verify(&mut store, &presented)
     })
-    .await;
-    let caller = match found {
-        Ok(Ok(Some(t))) => Caller::Token {
-            name: t.name,
-            admin: t.admin,
-        },
-        Ok(Ok(None)) => return unauthorized("unknown or revoked token"),
-        Ok(Err(e)) => return ApiError::from(e).into_response(),
-        Err(e) => return ApiError::internal(format!("token check failed: {e}")).into_response(),
+    .await
+    .map_err(|e| ApiError::internal(format!("token check failed: {e}")))?
+    .map_err(ApiError::from)?;
+    Ok(found.map(|t| Caller::Token {
+        name: t.name,
+        admin: t.admin,
+    }))
+}
+
+/// Authenticate, then check what a user token names (see the module doc).
+pub async fn gate(State(state): State<Shared>, mut request: Request, next: Next) -> Response {
+    let Some((presented, how)) = presented_token(request.headers()) else {
+        return unauthorized(
+            "this API needs a token: Authorization: Bearer TOKEN (belay token create NAME)",
+        );
     };
+    let caller = match authenticate(&state, &presented).await {
+        Ok(Some(caller)) => caller,
+        Ok(None) => return unauthorized("unknown or revoked token"),
+        Err(e) => return e.into_response(),
+    };
+    if how == Presented::Cookie
+        && !matches!(*request.method(), Method::GET | Method::HEAD)
+        && request
+            .headers()
+            .get(DASHBOARD_HEADER)
+            .is_none_or(|v| v != "1")
+    {
+        return ApiError::forbidden(format!(
+            "a request with the dashboard's cookie that changes something needs the header {DASHBOARD_HEADER}: 1"
+        ))
+        .into_response();
+    }
     if !caller.sees_all() {
         // Questions a connection asks are the daemon user's to answer.
         request
@@ -439,4 +511,38 @@ fn a_path_segment_is_percent_decoded_and_keeps_its_plus() {
     assert_eq!(decode_segment("%74rain"), "train");
     assert_eq!(decode_segment("a+b"), "a+b");
     assert_eq!(percent_decode("a+b"), "a b");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn the_bearer_header_comes_first_then_the_dashboard_cookie() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(presented_token(&headers), None);
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark; belay_token=belay_c00k; belay_token_x=no"),
+        );
+        assert_eq!(
+            presented_token(&headers),
+            Some(("belay_c00k".to_string(), Presented::Cookie))
+        );
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer belay_be4r"),
+        );
+        assert_eq!(
+            presented_token(&headers),
+            Some(("belay_be4r".to_string(), Presented::Bearer))
+        );
+        let mut other = HeaderMap::new();
+        other.insert(
+            header::COOKIE,
+            HeaderValue::from_static("belay_token_x=no; belay_token="),
+        );
+        assert_eq!(presented_token(&other), None, "no empty or look-alike");
+    }
 }

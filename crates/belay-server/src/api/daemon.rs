@@ -22,6 +22,10 @@ pub async fn show(State(state): State<Shared>) -> Json<serde_json::Value> {
         "tls": state.listen.get().is_some_and(|l| l.tls),
         // This request included.
         "requests_in_flight": state.in_flight.load(Ordering::SeqCst),
+        // Live views (`GET /v1/events`, dashboards) open now, and the
+        // store readings their one shared watcher has made.
+        "event_streams": state.watch.listeners(),
+        "watch_readings": state.watch.readings.load(Ordering::SeqCst),
         "ssh_config": state.ssh_config.as_ref().map(|p| p.display().to_string()),
     }))
 }

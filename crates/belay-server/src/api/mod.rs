@@ -14,6 +14,7 @@
 //!   submit (a stream of events: recorded, input progress, the outcome),
 //!   cancel;
 //! - [`hosts`]: hosts, their health, checks, and their keys;
+//! - [`history`]: one job and its event log, from the store only;
 //! - [`logs`]: a job's stdout/stderr from byte offsets, followed as
 //!   written (raw per stream, or both framed in one body);
 //! - [`apps`]: where an app job listens, once it does (`belay app`);
@@ -26,6 +27,8 @@
 //!   factor) that a submit relayed to its client;
 //! - [`shells`]: `belay shell` on the daemon's warm connection (an HTTP
 //!   upgrade, then [`crate::shell_frames`]);
+//! - [`events`]: jobs and hosts as they change (server-sent events, from
+//!   the one store watcher);
 //! - [`daemon`]: who the daemon is; stopping it;
 //! - [`access`]: tokens on TCP, and what a user's token may reach.
 
@@ -33,7 +36,9 @@ pub mod access;
 pub mod apps;
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod forwards;
+pub mod history;
 pub mod hosts;
 pub mod jobs;
 pub mod logs;
@@ -59,8 +64,10 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/daemon", get(daemon::show).delete(daemon::stop))
+        .route("/v1/events", get(events::stream))
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{job}", get(jobs::show))
+        .route("/v1/jobs/{job}/events", get(history::show))
         .route("/v1/jobs/{job}/logs/{stream}", get(logs::read))
         .route("/v1/jobs/{job}/output", get(logs::output))
         .route("/v1/jobs/{job}/fetches", post(jobs::fetch))
@@ -89,14 +96,18 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-/// The same routes for TCP: every request passes [`access::gate`] first.
+/// The same routes for TCP: every request passes [`access::gate`] first;
+/// and the dashboard at `/` ([`crate::dashboard`], which logs in itself).
 pub fn router_tcp(state: Shared) -> Router {
-    // The gate runs before routing (the routes are the fallback of a router
-    // with none of its own): a user's request may name a job by name, which
-    // the gate replaces with the id of the caller's own job of that name.
-    Router::new()
-        .fallback_service(router(state.clone()))
-        .layer(axum::middleware::from_fn_with_state(state, access::gate))
+    // The gate runs before routing (the API's routes are the fallback of a
+    // router with none of its own): a user's request may name a job by
+    // name, which the gate replaces with the id of the caller's own job of
+    // that name. The dashboard's pages (`/`, `/assets/…`) log in by
+    // themselves and are matched first.
+    let api = Router::new().fallback_service(router(state.clone())).layer(
+        axum::middleware::from_fn_with_state(state.clone(), access::gate),
+    );
+    crate::dashboard::router(state).fallback_service(api)
 }
 
 /// Count the request as activity (the idle exit waits for none) for as

@@ -125,6 +125,24 @@ fn check_lines(name: &str, c: &Value) -> String {
         ms(&c["first_command_ms"]),
         ms(&c["round_trip_ms"])
     );
+    if let Some(e) = c["gpu_error"].as_str() {
+        s.push_str(&format!(
+            "  gpus: nvidia-smi failed: {}\n",
+            belay_ssh::terminal_safe(e)
+        ));
+    } else if c["nvidia_smi"] == false {
+        s.push_str("  gpus: none (no nvidia-smi)\n");
+    } else if let Ok(gpus) =
+        serde_json::from_value::<Vec<belay_core::hosts::gpus::Gpu>>(c["gpus"].clone())
+    {
+        s.push_str(&format!("  gpus: {}\n", gpus.len()));
+        for g in &gpus {
+            s.push_str(&format!(
+                "    {}\n",
+                belay_ssh::terminal_safe(&belay_core::hosts::gpus::describe(g))
+            ));
+        }
+    }
     for h in c["hops"].as_array().into_iter().flatten() {
         s.push_str(&format!(
             "  {} ({}): connect {:.0} ms, key exchange {:.0} ms, auth {:.0} ms by {}\n",

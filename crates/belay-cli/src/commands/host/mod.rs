@@ -109,6 +109,9 @@ fn health_of(row: &Value) -> HostHealth {
         last_error: text("last_error"),
         last_error_at: time_of(&row["last_error_at"]),
         last_error_kind: text("last_error_kind"),
+        gpus: serde_json::from_value(row["gpus"].clone()).ok(),
+        gpus_at: time_of(&row["gpus_at"]),
+        gpu_error: text("gpu_error"),
     }
 }
 
@@ -121,22 +124,39 @@ fn list(ctx: &Ctx, as_json: bool) -> Result<u8> {
     }
     let now = now_ms();
     println!(
-        "{:<24} {:<12} {:>10}  {:<12} LAST ERROR",
-        "HOST", "HEALTH", "LIVE/JOBS", "LAST OK"
+        "{:<24} {:<12} {:>10}  {:<12} {:<10} LAST ERROR",
+        "HOST", "HEALTH", "LIVE/JOBS", "LAST OK", "GPUS"
     );
     for row in &rows {
         let name = row["host"].as_str().unwrap_or("?");
         let h = health_of(row);
         let ok = h.last_ok_at.map_or("-".into(), |t| ago(t, now));
         println!(
-            "{name:<24} {:<12} {:>10}  {ok:<12} {}",
+            "{name:<24} {:<12} {:>10}  {ok:<12} {:<10} {}",
             row["health"].as_str().unwrap_or("unknown"),
             format!("{}/{}", row["live_jobs"], row["jobs"]),
+            gpus_cell(row),
             last_error_cell(&h, now)
         );
     }
     Ok(0)
 }
+/// The GPUS column: how many and their mean utilization (`2 (18%)`), `-`
+/// for none or never checked, `error` when nvidia-smi failed.
+fn gpus_cell(row: &Value) -> String {
+    if row["gpu_error"].is_string() {
+        return "error".into();
+    }
+    match (
+        row["gpu_count"].as_u64(),
+        row["gpu_utilization_pct"].as_u64(),
+    ) {
+        (None | Some(0), _) => "-".into(),
+        (Some(n), Some(u)) => format!("{n} ({u}%)"),
+        (Some(n), None) => n.to_string(),
+    }
+}
+
 /// The LAST ERROR column: the last error whenever there is one (the JSON
 /// has it too), marked `(answered since)` once the host answered after it.
 fn last_error_cell(h: &HostHealth, now: i64) -> String {

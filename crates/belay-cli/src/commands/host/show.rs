@@ -92,6 +92,33 @@ fn document(ctx: &Ctx, host: &str) -> Result<Value> {
     ))
 }
 
+/// The GPUs `host check` last listed, one a line.
+fn gpu_lines(h: &belay_core::store::HostHealth, now: i64) -> String {
+    let when = h
+        .gpus_at
+        .map_or(String::new(), |t| format!(" (checked {})", ago(t, now)));
+    if let Some(e) = &h.gpu_error {
+        return format!(
+            "gpus            nvidia-smi failed{when}: {}\n",
+            belay_ssh::terminal_safe(e)
+        );
+    }
+    match &h.gpus {
+        None => "gpus            not checked yet (`belay host check`)\n".into(),
+        Some(g) if g.is_empty() => format!("gpus            none{when}\n"),
+        Some(g) => {
+            let mut s = format!("gpus            {}{when}\n", g.len());
+            for gpu in g {
+                s.push_str(&format!(
+                    "  {}\n",
+                    belay_ssh::terminal_safe(&belay_core::hosts::gpus::describe(gpu))
+                ));
+            }
+            s
+        }
+    }
+}
+
 pub fn show(ctx: &Ctx, host: &str, as_json: bool) -> Result<u8> {
     let v = document(ctx, host)?;
     if as_json {
@@ -131,6 +158,7 @@ pub fn show(ctx: &Ctx, host: &str, as_json: bool) -> Result<u8> {
     }
     let now = now_ms();
     let health = super::health_of(&v);
+    out.push_str(&gpu_lines(&health, now));
     if let Some(t) = health.last_ok_at {
         out.push_str(&format!(
             "last reached    {} {}\n",

@@ -46,8 +46,15 @@ fn serve() -> Served {
     let stdout = daemon.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // "serving the API on URL" comes first, then the dashboard's line.
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.starts_with("dashboard: ") {
+                break;
+            }
+            line.clear();
+        }
         let _ = tx.send(line);
     });
     let line = rx

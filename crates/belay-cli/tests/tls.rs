@@ -139,6 +139,8 @@ fn token(b: &Belay, name: &str) -> String {
 struct Daemon {
     child: Child,
     line: String,
+    /// The second line: `dashboard: URL/?token=…`.
+    dashboard: String,
     port: u16,
     status: Value,
 }
@@ -171,6 +173,9 @@ fn serve_tls(b: &Belay, listen: &str, cert: &Path, key: &Path) -> Daemon {
             }
             _ => panic!("serve said nothing on stdout"),
         });
+    let dashboard = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("serve printed no dashboard line");
     let mut status = Value::Null;
     assert!(
         poll(Duration::from_secs(30), || {
@@ -191,6 +196,7 @@ fn serve_tls(b: &Belay, listen: &str, cert: &Path, key: &Path) -> Daemon {
     Daemon {
         child,
         line,
+        dashboard,
         port,
         status,
     }
@@ -361,5 +367,64 @@ fn a_non_loopback_address_is_served_with_tls() {
     assert_eq!((ok.exit, ok.status), (0, 200), "{}", ok.stderr);
     let info: Value = serde_json::from_str(&ok.body).unwrap();
     assert_eq!(info["tls"], true, "{info:#}");
+    daemon.stop(&b);
+}
+
+#[test]
+fn the_dashboard_over_tls_has_an_https_url_and_a_secure_cookie() {
+    let b = Belay::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = make_pair(dir.path(), "pair");
+    let daemon = serve_tls(&b, "127.0.0.1:0", &cert, &key);
+    let url = daemon
+        .dashboard
+        .strip_prefix("dashboard: ")
+        .unwrap_or_else(|| panic!("not a dashboard line: {}", daemon.dashboard));
+    assert!(
+        url.starts_with(&format!("https://127.0.0.1:{}/?token=belay_", daemon.port)),
+        "{url}"
+    );
+    // The URL holds a token: curl reads it from a 0600 config file.
+    let config = dir.path().join("login-url");
+    std::fs::write(&config, format!("url = \"{url}\"\n")).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = tool("curl")
+        .args([
+            "-sS",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+        ])
+        .arg("--cacert")
+        .arg(&cert)
+        .arg("-K")
+        .arg(&config)
+        .output()
+        .expect("curl");
+    let headers = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(headers.starts_with("http/1.1 303"), "{headers}");
+    assert!(headers.contains("\r\nlocation: /\r\n"), "{headers}");
+    let cookie = headers
+        .lines()
+        .find(|l| l.starts_with("set-cookie: belay_token=belay_"))
+        .unwrap_or_else(|| panic!("no login cookie: {headers}"));
+    for attribute in ["httponly", "samesite=strict", "secure", "path=/"] {
+        assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+    }
+    // A user's URL from `token create` names the same https listener.
+    let created = b.run(&["token", "create", "bob"]);
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "dashboard: https://127.0.0.1:{}/?token=belay_",
+            daemon.port
+        )),
+        "{stderr}"
+    );
     daemon.stop(&b);
 }

@@ -465,3 +465,63 @@ fn ten_live_streams_share_one_store_watcher() {
     assert!(logged.contains("TCP"), "the daemon logged: {logged}");
     assert!(!logged.contains(&token), "the token was logged: {logged}");
 }
+
+/// An HTTP server on the `http` app's Unix socket, from Python's standard
+/// library alone (only double quotes: it travels inside single ones); a
+/// thread per connection, as a browser keeps idle ones open.
+const SOCKET_SERVER: &str = r#"import http.server, os, socketserver
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    def get_request(self):
+        conn, _ = self.socket.accept()
+        return conn, ("app", 0)
+class Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"hello from the app"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+Server(os.environ["BELAY_APP_SOCKET"], Page).serve_forever()
+"#;
+
+#[test]
+fn a_job_page_links_to_its_app_through_the_daemons_forward() {
+    let s = serve();
+    // The app's forward lives in the daemon whatever the matrix mode.
+    let app =
+        s.b.cmd(["app", "run", "target", "http", "--json", "--"])
+            .arg(format!("python3 -c '{SOCKET_SERVER}'"))
+            .env("BELAY_NO_DAEMON", "")
+            .deadline(Duration::from_secs(120))
+            .json();
+    let job = app["job"].as_str().expect("job").to_string();
+    let local = app["local"].as_str().expect("local").to_string();
+    let page = http(&local, "GET", "/", &[], "");
+    assert_eq!(page.status, 200, "the forward itself: {}", page.text());
+
+    let browser = Browser::start();
+    browser.goto(&s.url);
+    browser.goto(&format!("http://{}/#/jobs/{job}", s.addr));
+    browser.wait_for(
+        "the app link",
+        WAIT,
+        "return !!document.getElementById('app-link')",
+    );
+    let href = browser.eval("return document.getElementById('app-link').href");
+    let href = href.as_str().expect("an href").to_string();
+    assert!(
+        href.starts_with(&format!("http://{local}/")),
+        "{href} is not the forward {local}"
+    );
+    // Following the link reaches the app on its node.
+    browser.goto(&href);
+    browser.wait_for(
+        "the app's page",
+        WAIT,
+        "return document.body && document.body.innerText.includes('hello from the app')",
+    );
+    s.b.cmd(["app", "stop", &job])
+        .env("BELAY_NO_DAEMON", "")
+        .ok();
+}

@@ -19,10 +19,16 @@ root's home an empty tmpfs inside its mount namespace). Measured:
   5. the daemon at rest with 1,000 live jobs on the 10 hosts: CPU (utime +
      stime from /proc over --rest seconds) and RSS (targets <= 1 % of a
      core, <= 50 MB).
+  6. ten dashboards' live views (`GET /v1/events`, held open) on those
+     1,000 live jobs: the remote commands the daemon asks of its hosts
+     (its `remote_commands` count) over --rest seconds without them and
+     with them (issue 15: they add none).
 
 Run as root (sshd, mount namespaces); builds the release binary first:
 
-    python3 bench/daemon.py [--n 30] [--rounds 3] [--rest 30] [--jobs 1000]
+    python3 bench/daemon.py [--n 30] [--rounds 3] [--rest 30] [--jobs 1000] [--rest-only]
+
+(--rest-only: only the figures with many live jobs, 5 and 6.)
 
 Everything it started is stopped at the end (the jobs cancelled, the
 daemon stopped, the sshd killed) and its directory removed.
@@ -33,6 +39,7 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -91,6 +98,53 @@ class Belay:
 
     def daemon_pid(self):
         return json.loads(self("serve", "--status", "--json"))["pid"]
+
+
+def daemon_info(home):
+    """GET /v1/daemon on the daemon's socket."""
+    return json.loads(socket_get(home, "/v1/daemon").split(b"\r\n\r\n", 1)[1])
+
+
+def socket_get(home, path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(os.path.join(home, "belay.sock"))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: belay\r\nConnection: close\r\n\r\n".encode())
+    reply = b""
+    while chunk := s.recv(65536):
+        reply += chunk
+    s.close()
+    return reply
+
+
+def open_event_stream(home):
+    """A dashboard's live view: GET /v1/events, held open; its snapshot read."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(os.path.join(home, "belay.sock"))
+    s.sendall(b"GET /v1/events HTTP/1.1\r\nHost: belay\r\n\r\n")
+    s.settimeout(30)
+    got = b""
+    while b"snapshot" not in got:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            raise RuntimeError(f"/v1/events ended: {got[:200]!r}")
+        got += chunk
+    s.setblocking(False)
+    return s
+
+
+def remote_commands_over(home, seconds, streams=()):
+    """Remote commands the daemon asked for during `seconds` (the streams
+    drained meanwhile, as a browser would)."""
+    c0, t0 = daemon_info(home)["remote_commands"], time.time()
+    while time.time() - t0 < seconds:
+        for st in streams:
+            try:
+                while st.recv(1 << 20):
+                    pass
+            except BlockingIOError:
+                pass
+        time.sleep(0.2)
+    return daemon_info(home)["remote_commands"] - c0
 
 
 def accepted(lo):
@@ -177,11 +231,12 @@ def main():
     ap.add_argument("--rest", type=int, default=30, help="seconds the daemon is watched at rest")
     ap.add_argument("--jobs", type=int, default=1000, help="live jobs for the rest figure")
     ap.add_argument("--partition", type=int, default=30, help="seconds the host is cut off")
+    ap.add_argument("--rest-only", action="store_true", help="only the figures with many live jobs")
     a = ap.parse_args()
     sshbench.prerequisites()
     exe = build()
     tmp = tempfile.mkdtemp(prefix="belay-bench-daemon.")
-    lo, b, ctl, live = None, None, None, []
+    lo, b, live = None, None, []
     try:
         key = os.path.join(tmp, "id_bench")
         sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench-client", "-f", key])
@@ -194,6 +249,26 @@ def main():
         print(f"belay daemon pid {pid}; OpenSSH {sshbench.ssh_version()}; "
               f"{a.rounds} alternating rounds\n")
 
+        if not a.rest_only:
+            other_figures(a, b, ssh, lo, live)
+        rest_figures(a, b, pid, live)
+    finally:
+        if b and live:
+            try:
+                b("cancel", "--grace", "1", *live)
+            except RuntimeError as e:
+                print(f"cancel: {e}", file=sys.stderr)
+        if b:
+            subprocess.run([exe, "serve", "--stop"], env=b.env, capture_output=True)
+        if lo:
+            lo.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def other_figures(a, b, ssh, lo, live):
+    """Figures 1-4 and the partition; the jobs they leave live join `live`."""
+    ctl = None
+    try:
         # 1. attached run vs ssh and a ControlMaster
         ctl = ssh.control_master("target")
         bt, st, ct = ssh.interleaved(
@@ -241,7 +316,14 @@ def main():
         heal_lag = partition_heal(b, lo, a.partition)
         print(f"{f'state in the store after a {a.partition} s partition heals':<52} "
               f"{heal_lag:.1f} s (no CLI running)  target <= 10 s")
+    finally:
+        if ctl:
+            ssh.stop_master("target", ctl)
 
+
+def rest_figures(a, b, pid, live):
+    """The daemon with --jobs live jobs: at rest, then under ten dashboards."""
+    if True:
         # 6. the daemon at rest with many live jobs
         for i in range(a.jobs - len(live)):
             live.append(b("run", "-d", HOSTS[i % len(HOSTS)], "--", "sleep 3600").strip())
@@ -257,19 +339,20 @@ def main():
         print(f"{f'daemon at rest, {len(live)} live jobs on 10 hosts':<52} CPU {cpu:.2f} % of a "
               f"core over {a.rest} s; RSS max {max(rss) / 1024:.1f} MiB  "
               "target <= 1 %, <= 50 MB")
-    finally:
-        if ctl:
-            ssh.stop_master("target", ctl)
-        if b and live:
-            try:
-                b("cancel", "--grace", "1", *live)
-            except RuntimeError as e:
-                print(f"cancel: {e}", file=sys.stderr)
-        if b:
-            subprocess.run([exe, "serve", "--stop"], env=b.env, capture_output=True)
-        if lo:
-            lo.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+
+        # 7. ten dashboards open on those jobs: remote commands with and without
+        quiet = remote_commands_over(b.home, a.rest)
+        streams = [open_event_stream(b.home) for _ in range(10)]
+        try:
+            info = daemon_info(b.home)
+            watched = remote_commands_over(b.home, a.rest, streams)
+            readings = daemon_info(b.home)["watch_readings"] - info["watch_readings"]
+        finally:
+            for st in streams:
+                st.close()
+        print(f"{f'remote commands in {a.rest} s, {len(live)} live jobs':<52} "
+              f"{quiet} without dashboards, {watched} with ten open "
+              f"({info['event_streams']} streams, {readings} store readings)  target: no more")
 
 
 if __name__ == "__main__":

@@ -558,6 +558,7 @@ impl Client {
     /// in a subshell; its stdout, stderr and exit status are returned.
     /// Safe to call concurrently.
     pub async fn run_script(&self, script: &str) -> Result<ScriptOutput, SshError> {
+        crate::calls::count();
         let mut refusals = 0;
         loop {
             let main = self.ensure().await?;
@@ -645,6 +646,7 @@ impl Client {
     /// Runs `command` on a plain exec channel (through the user's login
     /// shell — slower; for rare calls), with `stdin` fed and closed.
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ScriptOutput, SshError> {
+        crate::calls::count();
         let deadline = self.opts.op_timeout;
         self.on_a_channel(deadline, |live, permit| async move {
             let _permit = permit;
@@ -669,6 +671,7 @@ impl Client {
     /// one channel until the stream is dropped. `idle` bounds any wait for
     /// progress.
     pub async fn exec_stream(&self, script: &str, idle: Duration) -> Result<ExecStream, SshError> {
+        crate::calls::count();
         tracing::debug!(host = %self.alias, script_bytes = script.len(), "stream script");
         let main = self.ensure().await?;
         // An idle shell of any connection, the first one's first. One may
@@ -751,6 +754,7 @@ impl Client {
     /// session is dropped). For hosts that refuse commands; everything else
     /// goes through the persistent shells.
     pub async fn open_sftp(&self) -> Result<Sftp, SshError> {
+        crate::calls::count();
         self.on_a_channel(self.opts.op_timeout, |live, permit| async move {
             self.open_sftp_on(&live, permit).await
         })
@@ -839,6 +843,7 @@ impl Client {
         &self,
         command: &str,
     ) -> Result<crate::CommandStream, SshError> {
+        crate::calls::count();
         let deadline = self.opts.op_timeout;
         let (live, permit) = self.take_channel(deadline).await?;
         let opening = async {

@@ -29,6 +29,7 @@
 
 pub mod auth;
 mod backoff;
+mod calls;
 mod cert_info;
 mod cipher_order;
 mod client;
@@ -55,6 +56,7 @@ mod trust_stamp;
 
 pub use auth::{AuthAttempt, AuthError};
 pub use backoff::Backoff;
+pub use calls::remote_commands;
 pub use cert_info::{CertificateTerms, certificate_terms};
 pub use client::{
     ChannelIo, Client, ClientOptions, EXTRA_IDLE, MAX_CONNECTIONS, Pool, scan_host_key,

@@ -263,6 +263,29 @@ impl Shell {
         Ok(())
     }
 
+    /// Keeps the shell's last 8 KiB of stderr, for the error that names it.
+    fn keep_err(&mut self, data: &[u8]) {
+        self.shell_err.extend_from_slice(data);
+        if self.shell_err.len() > 8192 {
+            self.shell_err.drain(..self.shell_err.len() - 8192);
+        }
+    }
+
+    /// After the shell's exit status: sshd sends it when it reaps the
+    /// shell, which may be before the last of the shell's stderr (a
+    /// loaded host shows it), so read on to the channel's end, briefly,
+    /// and the host's own words are in the error.
+    async fn drain_err(&mut self) {
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while let Ok(Some(msg)) = tokio::time::timeout_at(until, self.channel.wait()).await {
+            match msg {
+                ChannelMsg::ExtendedData { data, .. } => self.keep_err(&data),
+                ChannelMsg::Eof | ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+    }
+
     async fn fill(&mut self) -> Result<(), Failure> {
         loop {
             match self.channel.wait().await {
@@ -270,13 +293,9 @@ impl Shell {
                     self.buf.extend_from_slice(&data);
                     return Ok(());
                 }
-                Some(ChannelMsg::ExtendedData { data, .. }) => {
-                    self.shell_err.extend_from_slice(&data);
-                    if self.shell_err.len() > 8192 {
-                        self.shell_err.drain(..self.shell_err.len() - 8192);
-                    }
-                }
+                Some(ChannelMsg::ExtendedData { data, .. }) => self.keep_err(&data),
                 Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    self.drain_err().await;
                     return Err(Failure::Protocol(format!(
                         "remote /bin/sh exited with status {exit_status}{}",
                         self.err_suffix()

@@ -26,6 +26,9 @@ pub async fn show(State(state): State<Shared>) -> Json<serde_json::Value> {
         // store readings their one shared watcher has made.
         "event_streams": state.watch.listeners(),
         "watch_readings": state.watch.readings.load(Ordering::SeqCst),
+        // Remote commands (scripts, execs, streams) asked of any host so
+        // far: what reads only the store adds none.
+        "remote_commands": belay_ssh::remote_commands(),
         "ssh_config": state.ssh_config.as_ref().map(|p| p.display().to_string()),
     }))
 }

@@ -272,13 +272,17 @@ impl Shell {
     }
 
     /// After the shell's exit status: sshd sends it when it reaps the
-    /// shell, which may be before the last of the shell's stderr (a
-    /// loaded host shows it), so read on to the channel's end, briefly,
-    /// and the host's own words are in the error.
-    async fn drain_err(&mut self) {
+    /// shell, which may be before the last of what the shell printed (a
+    /// loaded host shows it: sshd's own "This service allows sftp
+    /// connections only." is on stdout), so read on to the channel's end,
+    /// briefly, and the host's own words are in the error.
+    async fn drain_after_exit(&mut self) {
         let until = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
         while let Ok(Some(msg)) = tokio::time::timeout_at(until, self.channel.wait()).await {
             match msg {
+                ChannelMsg::Data { data } if self.buf.len() < MAX_CHATTER => {
+                    self.buf.extend_from_slice(&data)
+                }
                 ChannelMsg::ExtendedData { data, .. } => self.keep_err(&data),
                 ChannelMsg::Eof | ChannelMsg::Close => break,
                 _ => {}
@@ -295,7 +299,7 @@ impl Shell {
                 }
                 Some(ChannelMsg::ExtendedData { data, .. }) => self.keep_err(&data),
                 Some(ChannelMsg::ExitStatus { exit_status }) => {
-                    self.drain_err().await;
+                    self.drain_after_exit().await;
                     return Err(Failure::Protocol(format!(
                         "remote /bin/sh exited with status {exit_status}{}",
                         self.err_suffix()

@@ -379,20 +379,7 @@ impl Store {
                 .query_map(params![reference, upper], job_from_row)
                 .and_then(|rows| rows.collect())
                 .map_err(|e| self.err(e))?;
-            match found.len() {
-                0 => {}
-                1 => return Ok(found.into_iter().next().expect("one")),
-                _ => {
-                    return Err(CoreError::AmbiguousJob {
-                        reference: reference.to_string(),
-                        candidates: found
-                            .iter()
-                            .map(|j| j.id.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    });
-                }
-            }
+            return the_one_with_prefix(reference, found);
         }
         Err(CoreError::UnknownJob(reference.to_string()))
     }
@@ -427,20 +414,7 @@ impl Store {
         if id::looks_like_id_prefix(reference) && reference.len() >= 3 {
             let upper = format!("{reference}\u{7f}");
             let found = owned("id >= ?2 AND id < ?3", &[&owner, &reference, &upper])?;
-            match found.len() {
-                0 => {}
-                1 => return Ok(found.into_iter().next().expect("one")),
-                _ => {
-                    return Err(CoreError::AmbiguousJob {
-                        reference: reference.to_string(),
-                        candidates: found
-                            .iter()
-                            .map(|j| j.id.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    });
-                }
-            }
+            return the_one_with_prefix(reference, found);
         }
         Err(CoreError::UnknownJob(reference.to_string()))
     }
@@ -477,6 +451,23 @@ impl Store {
         }
         let rows = stmt.query_map(values.as_slice(), job_from_row);
         rows.and_then(|r| r.collect()).map_err(|e| self.err(e))
+    }
+}
+
+/// The one job whose id starts with `reference` among `found`; none is
+/// unknown, several are ambiguous (named).
+fn the_one_with_prefix(reference: &str, found: Vec<Job>) -> Result<Job> {
+    match found.len() {
+        0 => Err(CoreError::UnknownJob(reference.to_string())),
+        1 => Ok(found.into_iter().next().expect("one")),
+        _ => Err(CoreError::AmbiguousJob {
+            reference: reference.to_string(),
+            candidates: found
+                .iter()
+                .map(|j| j.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
     }
 }
 

@@ -24,12 +24,15 @@
 //! [`super::scripts::read_output`]), so the sizes read after seeing it are
 //! final. Data goes through `tail -c | head -c`, never `read`: binary-safe.
 //!
-//! Waiting: with `inotifywait` and `timeout` on the host, one `inotifywait
-//! -m` on the job directory feeds a pipe; the script checks the sizes, then
-//! blocks on that pipe for at most a second (`timeout 1 dd`). An event that
+//! Waiting: with `inotifywait` on the host, one `inotifywait -m` on the job
+//! directory feeds a pipe, with a tick line a second beside it; the script
+//! checks the sizes, then blocks on that pipe (`dd`: every line waiting is
+//! taken at once) until the next events or the next tick. An event that
 //! lands between the check and the wait is already in the pipe, so no write
 //! is missed; the watcher's own "Watches established." line wakes the
 //! first wait, so writes before the watch existed are not missed either.
+//! Only the streams, `exit` and `held` wake it (the wrapper's other records
+//! are excluded): each wake-up costs processes on the host.
 //! Without them, or when the job directory is on a network file system
 //! (NFS, Lustre, GPFS, …: a job on another node writes there, and inotify
 //! sees only this machine's writes): 50 ms sleeps on the host. Before the
@@ -75,7 +78,8 @@ pub fn script(
 oo={oo}; eo={eo}; belay_max={max}; belay_mode={mode}; belay_w=
 # belay_send KIND FILE OFFSET: send FILE from OFFSET to the size seen now.
 belay_send() {{
-  s=0; [ -f "$2" ] && s=$(( $(wc -c < "$2") ))
+  # An empty or missing file is size 0 without a process (`wc`).
+  s=0; [ -s "$2" ] && s=$(( $(wc -c < "$2") ))
   at=$3
   while [ "$at" -lt "$s" ]; do
     n=$((s - at)); [ "$n" -gt "$belay_max" ] && n=$belay_max
@@ -97,21 +101,29 @@ belay_pump() {{
   fi
 }}
 belay_follow() {{
-  trap 'if [ -n "$belay_w" ]; then kill "$belay_w" 2>/dev/null; fi' EXIT
+  # The watcher and the ticker go with the follower, so the session ends
+  # at once (a host's MaxSessions counts it until then).
+  trap 'for p in $belay_w $belay_k; do kill "$p" 2>/dev/null; done' EXIT
   trap 'exit 1' HUP INT TERM PIPE
   if [ "$1" = inotify ]; then
-    while read -r a b; do [ "$a" = pid ] && {{ belay_w=$b; break; }}; done
+    # (A watcher's line read here is no loss: the first pass below looks.)
+    while read -r a b; do
+      case $a in pid) belay_w=$b ;; tick) belay_k=$b ;; esac
+      [ -n "$belay_w" ] && [ -n "$belay_k" ] && break
+    done
   fi
   printf 'M %s\n' "$1" || exit 1
   i=0
   while :; do
     belay_pump
     if [ -n "$belay_w" ]; then
-      timeout 1 dd bs=65536 count=1 of=/dev/null 2>/dev/null
+      # Returns at the next events or the next tick (a second at most).
+      dd bs=65536 count=1 of=/dev/null 2>/dev/null
       r=$?
       if [ "$r" != 0 ] || [ -z "$sent" ]; then printf 'T\n' || exit 1; fi
       if [ "$r" = 0 ] && ! kill -0 "$belay_w" 2>/dev/null; then
-        belay_w=; printf 'M poll\n' || exit 1
+        kill "$belay_k" 2>/dev/null
+        belay_w=; belay_k=; printf 'M poll\n' || exit 1
       fi
     else
       sleep 0.05 2>/dev/null || sleep 1
@@ -132,10 +144,21 @@ if [ "$belay_mode" = best ]; then
     nfs*|cifs|smb*|lustre|gpfs|fuse*|beegfs|ceph|panfs|9p|v9fs|afs|glusterfs) belay_mode=poll ;;
   esac
 fi
-if [ "$belay_mode" = best ] && command -v inotifywait >/dev/null 2>&1 &&
-   command -v timeout >/dev/null 2>&1; then
-  {{ inotifywait -m -e modify -e create -e moved_to -e delete_self "$PWD" 2>&1 </dev/null &
-    echo "pid $!"; wait; }} | belay_follow inotify
+if [ "$belay_mode" = best ] && command -v inotifywait >/dev/null 2>&1; then
+  # Only the streams and the end wake the follower: the wrapper's own
+  # records (and their temporary names) would each cost a pass.
+  {{ inotifywait -m -e modify -e create -e moved_to -e delete_self \
+      --exclude '/(started|launched|heartbeat|reserve|launch\.lock|spec\.json|run\.sh|secrets\.where|cancel-requested)$|\.tmp\.[0-9]+$' \
+      "$PWD" 2>&1 </dev/null &
+    echo "pid $!"
+    # A tick a second into the same pipe bounds the follower's wait without
+    # a `timeout` process at every wake-up. Its `sleep` holds none of the
+    # channel's streams: one left sleeping after the follower has gone
+    # keeps nothing open.
+    while sleep 1 </dev/null 2>/dev/null; do echo tick || exit 0; done &
+    echo "tick $!"
+    wait
+  }} | belay_follow inotify
 else
   belay_follow poll </dev/null
 fi
@@ -375,9 +398,17 @@ mod tests {
         bin
     }
 
-    const TOOLS: [&str; 8] = [
-        "wc", "tail", "head", "sleep", "timeout", "dd", "stat", "date",
-    ];
+    const TOOLS: [&str; 7] = ["wc", "tail", "head", "sleep", "dd", "stat", "date"];
+
+    #[test]
+    fn follows_with_inotifywait_on_a_host_without_timeout() {
+        // The wait is bounded by the tick line, not by `timeout`.
+        let tmp = tempfile::tempdir().unwrap();
+        let mut names = TOOLS.to_vec();
+        names.push("inotifywait");
+        let bin = tools(tmp.path(), &names);
+        follows_growth_then_ends(bin.to_str().unwrap(), "inotify");
+    }
 
     #[test]
     fn follows_with_short_sleeps_without_inotifywait() {

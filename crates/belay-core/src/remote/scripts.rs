@@ -113,7 +113,11 @@ cd "$d" 2>/dev/null || {{ echo "R absent"; belay_report {id} "$d"; exit 0; }}
 if [ ! -e launch.lock ]; then
   [ -f run.sh ] || {{ echo "R absent"; belay_report {id} "$d"; exit 0; }}
 {preflight}fi
-if ( set -C; : > launch.lock ) 2>/dev/null; then
+# noclobber (O_EXCL) in this shell, not a subshell (a process): `true` is a
+# regular builtin, so a lock that exists fails the redirection without
+# ending the script.
+belay_lock=; set -C; {{ true > launch.lock; }} 2>/dev/null && belay_lock=1; set +C
+if [ -n "$belay_lock" ]; then
   belay_ids=; belay_refused=; belay_job={id}
 {submit}  if [ -n "$belay_refused" ]; then
     # Nothing was submitted: the job ends here, with the scheduler's word.

@@ -9,7 +9,7 @@
 //! A full disk: staging leaves a small `reserve` file in the job directory.
 //! If the wrapper cannot write `started`, it does not run the command (no one
 //! could tell it from a dead job); it removes the reserve and writes an
-//! `exit` file whose `why=` names the disk. At the end the reserve is removed
+//! `exit` file whose `why=` names the disk. At the end the reserve is emptied
 //! before `exit` is written, so a job that filled the disk still records how
 //! it ended.
 //!
@@ -150,11 +150,17 @@ read -r l < /proc/$$/stat
 l=${{l##*) }}
 set -f; set -- $l; set +f
 # Start ticks are in USER_HZ (100 on Linux) since boot.
-if ! belay_err=$( {{ printf 'pid=%s\npgid=%s\nsid=%s\nstart_ticks=%s\nboot_id=%s\nnode=%s\npidns=%s\nstarted_at=%s\n%s' \
-  "$$" "$3" "$4" "${{20}}" "$belay_boot" "$belay_node" "$belay_pidns" "$((belay_btime + ${{20}} / 100))" \
-  "${{SLURM_JOB_ID:+slurm_job_id=$SLURM_JOB_ID
+belay_started() {{
+  printf 'pid=%s\npgid=%s\nsid=%s\nstart_ticks=%s\nboot_id=%s\nnode=%s\npidns=%s\nstarted_at=%s\n%s' \
+    "$$" "$3" "$4" "${{20}}" "$belay_boot" "$belay_node" "$belay_pidns" "$((belay_btime + ${{20}} / 100))" \
+    "${{SLURM_JOB_ID:+slurm_job_id=$SLURM_JOB_ID
 }}" \
-  > "started.tmp.$$" && mv -f "started.tmp.$$" started; }} 2>&1 ); then
+    > "started.tmp.$$" && mv -f "started.tmp.$$" started
+}}
+# The error is captured (a subshell, a process more) only when a first
+# try failed: a second try says why, or succeeds.
+belay_err=
+if ! belay_started "$@" 2>/dev/null && ! belay_err=$(belay_started "$@" 2>&1); then
   # Without `started` nobody could tell this job from a dead one: do not
   # run the command. The reserve staging left makes room for the verdict.
   rm -f "started.tmp.$$" reserve
@@ -241,7 +247,9 @@ if [ -n "$belay_hold" ]; then
 fi
 # The reserve goes now, so that a disk the job filled still has room for
 # its `exit` file.
-rm -f "$belay_d/reserve"
+# (Emptied, not removed: the same room without an `rm` process; `true`, a
+# regular builtin, so that a failed redirection cannot end this shell.)
+[ -f "$belay_d/reserve" ] && {{ true > "$belay_d/reserve"; }} 2>/dev/null
 printf 'code=%s\nended_at=%s\ncancelled=%s\n%s' "$belay_code" "$(date +%s)" "$belay_cancelled" \
   "${{belay_hold_end:+hold_end=$belay_hold_end
 }}" > "$belay_d/exit.tmp.$$" && mv -f "$belay_d/exit.tmp.$$" "$belay_d/exit"

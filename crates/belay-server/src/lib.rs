@@ -17,6 +17,7 @@
 //! - [`listener`]: the socket (0600, stale files removed only when provably
 //!   stale) and the peer-uid check on every connection;
 //! - [`serve`]: the daemon's life — start, idle exit, stop;
+//! - [`memory`]: free memory handed back, so bursts leave none resident;
 //! - [`state`]: what requests share (hosts, activity counters);
 //! - [`api`]: routes, one file per resource, and the OpenAPI document;
 //! - [`prompts`]: a connection's questions relayed to the client asking;
@@ -39,6 +40,7 @@ pub mod forwards;
 pub mod listener;
 pub mod location;
 pub mod lock;
+pub mod memory;
 pub mod output;
 pub mod prompts;
 pub mod serve;

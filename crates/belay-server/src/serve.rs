@@ -127,12 +127,14 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
         let app = crate::api::router(state.clone());
         let background = tokio::spawn(crate::background::run(state.clone()));
         let forwards = tokio::spawn(crate::background::forwards(state.clone()));
+        let trim = tokio::spawn(crate::memory::trim_periodically());
         let stop = state.clone();
         let server = axum::serve(SameUserListener::new(listener), app)
             .with_graceful_shutdown(async move { stop_reason(&stop, &options).await });
         let result = server.await;
         background.abort();
         forwards.abort();
+        trim.abort();
         if let Some(tcp) = tcp {
             tcp.abort();
         }

@@ -76,12 +76,6 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
         .map_err(ServeError::Runtime)?;
     let socket = location.socket();
     let state = Arc::new(DaemonState::new(home.clone(), options.ssh_config.clone())?);
-    // Each request opens the store and closes it again; SQLite has the last
-    // connection to close checkpoint the WAL into the database file and
-    // sync both (a few ms, on every request of an otherwise idle daemon).
-    // One connection held for the daemon's life makes no close the last:
-    // the WAL is checkpointed by size instead, as while commands overlap.
-    let _store_kept_open = belay_core::store::Store::open(&home.store_path())?;
     runtime.block_on(async {
         let listener = bind(&socket).map_err(|source| ServeError::Socket {
             path: socket.display().to_string(),

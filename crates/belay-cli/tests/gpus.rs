@@ -284,6 +284,17 @@ fn carrying(entry: &str) -> Vec<u32> {
     found
 }
 
+/// Within 10 s no live process carries the job's `entry`, and its
+/// escaped `setsid` child is gone too.
+fn assert_nothing_left(entry: &str, child: u32) {
+    assert!(
+        poll(Duration::from_secs(10), || carrying(entry).is_empty()),
+        "left behind: {:?}",
+        carrying(entry)
+    );
+    assert!(!is_running(child), "the setsid child {child} survived");
+}
+
 fn sid_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit(") ").next()?.split(' ').nth(3)?.parse().ok()
@@ -329,12 +340,7 @@ fn cancel_leaves_no_process_of_the_job_holding_a_gpu() {
     let (id, child, entry) = job_with_escaped_child(&smi, &b, &host);
     b.ok(&["cancel", &id]);
     assert_eq!(b.job(&id)["state"], "cancelled");
-    assert!(
-        poll(Duration::from_secs(10), || carrying(&entry).is_empty()),
-        "left behind: {:?}",
-        carrying(&entry)
-    );
-    assert!(!is_running(child), "the setsid child {child} survived");
+    assert_nothing_left(&entry, child);
 }
 
 #[test]
@@ -349,12 +355,7 @@ fn a_lost_job_leaves_no_process_holding_a_gpu() {
     // SAFETY: killing the job's wrapper, a process this test started.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     b.wait_state(&id, "lost", Duration::from_secs(30));
-    assert!(
-        poll(Duration::from_secs(10), || carrying(&entry).is_empty()),
-        "left behind: {:?}",
-        carrying(&entry)
-    );
-    assert!(!is_running(child), "the setsid child {child} survived");
+    assert_nothing_left(&entry, child);
 }
 
 #[test]

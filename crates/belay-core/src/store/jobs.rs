@@ -204,30 +204,31 @@ impl Store {
         apply_update(&self.conn, job_id, update).map_err(|e| self.err(e))
     }
 
-    /// Record that the host answered for these jobs now (one transaction).
     /// The GPU processes a probe saw of each job (`None`: clears).
     pub fn set_job_gpus(&mut self, gpus: &[(&str, Option<String>)]) -> Result<()> {
-        if gpus.is_empty() {
-            return Ok(());
-        }
-        let serr = store_error(&self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(serr)?;
-        {
-            let mut stmt = tx
-                .prepare_cached("UPDATE jobs SET gpus = ?2 WHERE id = ?1")
-                .map_err(serr)?;
-            for (id, g) in gpus {
-                stmt.execute(params![id, g]).map_err(serr)?;
-            }
-        }
-        tx.commit().map_err(serr)
+        self.update_each(
+            "UPDATE jobs SET gpus = ?2 WHERE id = ?1",
+            gpus.iter().map(|(id, g)| (*id, g.as_deref())),
+        )
     }
 
+    /// Record that the host answered for these jobs now (one transaction).
     pub fn touch_seen(&mut self, job_ids: &[&str]) -> Result<()> {
-        if job_ids.is_empty() {
+        let now = now_ms();
+        self.update_each(
+            "UPDATE jobs SET last_seen = ?2 WHERE id = ?1",
+            job_ids.iter().map(|id| (*id, now)),
+        )
+    }
+
+    /// `sql` once for each of `rows`, all in one transaction (none when
+    /// there are no rows): a probe's findings for many jobs at once.
+    fn update_each<P: rusqlite::Params>(
+        &mut self,
+        sql: &str,
+        rows: impl ExactSizeIterator<Item = P>,
+    ) -> Result<()> {
+        if rows.len() == 0 {
             return Ok(());
         }
         let serr = store_error(&self.path);
@@ -236,12 +237,9 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(serr)?;
         {
-            let mut stmt = tx
-                .prepare_cached("UPDATE jobs SET last_seen = ?2 WHERE id = ?1")
-                .map_err(serr)?;
-            let now = now_ms();
-            for id in job_ids {
-                stmt.execute(params![id, now]).map_err(serr)?;
+            let mut stmt = tx.prepare_cached(sql).map_err(serr)?;
+            for row in rows {
+                stmt.execute(row).map_err(serr)?;
             }
         }
         tx.commit().map_err(serr)

@@ -46,6 +46,7 @@ pub mod prompts;
 pub mod serve;
 pub mod shell_frames;
 pub mod state;
+pub mod store_pool;
 pub mod tls;
 pub mod watch;
 

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
-use belay_core::engine::Engine;
 use belay_core::home::BelayHome;
 use belay_core::hosts::{Hosts, HostsOptions};
 use belay_core::time::now_ms;
@@ -51,9 +50,9 @@ pub struct DaemonState {
     pub session_token: std::sync::OnceLock<String>,
     /// The one store watcher every live view shares (`GET /v1/events`).
     pub watch: Arc<crate::watch::Watch>,
-    /// A store connection held from the first request that opened the
-    /// store to the daemon's end (see [`DaemonState::engine`]).
-    store_kept_open: std::sync::OnceLock<std::sync::Mutex<belay_core::store::Store>>,
+    /// Store connections kept open between requests (see
+    /// [`crate::store_pool`]).
+    stores: Arc<crate::store_pool::StorePool>,
 }
 
 /// Where the API is served on TCP, and whether with TLS.
@@ -121,28 +120,15 @@ impl DaemonState {
             forwards: Arc::new(crate::forwards::Forwards::new(true)),
             listen: std::sync::OnceLock::new(),
             session_token: std::sync::OnceLock::new(),
-            store_kept_open: std::sync::OnceLock::new(),
+            stores: Default::default(),
         })
     }
 
     /// An engine over the shared hosts, for one request (on a blocking
-    /// thread: engine calls block on SSH I/O).
-    ///
-    /// Each request's engine opens the store and closes it again, and
-    /// SQLite has the last connection to close checkpoint the WAL into the
-    /// database and sync both: a few ms on every request of an otherwise
-    /// idle daemon. So once a request has opened the store (never before:
-    /// a refusal creates no store), one more connection is held for the
-    /// daemon's life, and no request's close is the last; the WAL is then
-    /// checkpointed by size, as while commands overlap.
-    pub fn engine(&self) -> belay_core::error::Result<Engine> {
-        let engine = Engine::with_hosts(&self.home, self.hosts.clone())?;
-        if self.store_kept_open.get().is_none()
-            && let Ok(store) = belay_core::store::Store::open(&self.home.store_path())
-        {
-            let _ = self.store_kept_open.set(std::sync::Mutex::new(store));
-        }
-        Ok(engine)
+    /// thread: engine calls block on SSH I/O), on a store connection kept
+    /// from an earlier request where one is idle (see [`crate::store_pool`]).
+    pub fn engine(&self) -> belay_core::error::Result<crate::store_pool::RequestEngine> {
+        self.stores.engine(&self.home, self.hosts.clone())
     }
 
     /// Mark a request in progress until the guard drops.

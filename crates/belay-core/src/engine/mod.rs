@@ -84,14 +84,26 @@ impl Engine {
     /// Open the store under `home` with hosts (and their connections)
     /// shared with other engines: the daemon opens one engine per request.
     pub fn with_hosts(home: &BelayHome, hosts: Arc<Hosts>) -> Result<Self> {
-        Ok(Self {
-            store: Store::open(&home.store_path())?,
+        Ok(Self::with_store(Store::open(&home.store_path())?, hosts))
+    }
+
+    /// An engine over a store connection already open: the daemon hands
+    /// each request one it keeps between requests (opening one reads and
+    /// parses the whole schema again).
+    pub fn with_store(store: Store, hosts: Arc<Hosts>) -> Self {
+        Self {
+            store,
             hosts,
             progress: None,
             stop: None,
             arm_stop: None,
             recorded: None,
-        })
+        }
+    }
+
+    /// The engine's store connection, for the next engine to use.
+    pub fn into_store(self) -> Store {
+        self.store
     }
 
     /// Report input copies of later submits to `progress`.

@@ -159,6 +159,12 @@ impl Store {
             .ok_or_else(|| self.err(rusqlite::Error::QueryReturnedNoRows))
     }
 
+    /// No transaction is open on this connection: it can serve another
+    /// caller as if freshly opened.
+    pub fn is_idle(&self) -> bool {
+        self.conn.is_autocommit()
+    }
+
     /// Run `PRAGMA integrity_check` (tests and `belay doctor`).
     pub fn integrity_check(&self) -> Result<String> {
         self.conn

@@ -12,7 +12,7 @@ impl Store {
     pub fn events(&self, job_id: &str) -> Result<Vec<JobEvent>> {
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare_cached(
                 "SELECT at, from_state, to_state, reason FROM events WHERE job_id = ?1 ORDER BY seq",
             )
             .map_err(|e| self.err(e))?;

@@ -5,6 +5,7 @@
 
 use rusqlite::params;
 
+use super::cached::Cached;
 use super::{Store, store_error};
 use crate::error::Result;
 
@@ -45,7 +46,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ForwardRecord> {
 impl Store {
     pub fn insert_forward(&mut self, f: &ForwardRecord) -> Result<()> {
         self.conn
-            .execute(
+            .cached_execute(
                 &format!("INSERT INTO forwards ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"),
                 params![
                     f.id,
@@ -83,7 +84,7 @@ impl Store {
         note: Option<&str>,
     ) -> Result<()> {
         self.conn
-            .execute(
+            .cached_execute(
                 "UPDATE forwards SET local = ?2, note = ?3 WHERE id = ?1",
                 params![id, local, note],
             )
@@ -94,7 +95,7 @@ impl Store {
     /// It no longer listens, and why.
     pub fn close_forward(&mut self, id: &str, why: &str) -> Result<()> {
         self.conn
-            .execute(
+            .cached_execute(
                 "UPDATE forwards SET closed = ?2 WHERE id = ?1",
                 params![id, why],
             )
@@ -104,7 +105,7 @@ impl Store {
 
     pub fn delete_forward(&mut self, id: &str) -> Result<()> {
         self.conn
-            .execute("DELETE FROM forwards WHERE id = ?1", [id])
+            .cached_execute("DELETE FROM forwards WHERE id = ?1", [id])
             .map_err(store_error(&self.path))?;
         Ok(())
     }

@@ -5,6 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::Store;
+use super::cached::Cached;
 use crate::error::Result;
 use crate::hosts::gpus::{Gpu, Inventory};
 use crate::time::now_ms;
@@ -73,7 +74,7 @@ impl Store {
     /// The host answered (through `route`).
     pub(crate) fn record_host_ok(&mut self, host: &str, route: Option<&str>) -> Result<()> {
         self.conn
-            .execute(
+            .cached_execute(
                 "INSERT INTO hosts (name, last_ok_at, last_route) VALUES (?1, ?2, ?3) \
                  ON CONFLICT(name) DO UPDATE SET last_ok_at = ?2, last_route = COALESCE(?3, last_route)",
                 params![host, now_ms(), route],
@@ -86,7 +87,7 @@ impl Store {
     /// [`crate::transport::TransportError::kind`]).
     pub(crate) fn record_host_error(&mut self, host: &str, kind: &str, error: &str) -> Result<()> {
         self.conn
-            .execute(
+            .cached_execute(
                 "INSERT INTO hosts (name, last_error, last_error_at, last_error_kind) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT(name) DO UPDATE SET last_error = ?2, last_error_at = ?3, last_error_kind = ?4",
                 params![host, error, now_ms(), kind],
@@ -105,7 +106,7 @@ impl Store {
             Inventory::Failed(e) => (None, Some(e.as_str())),
         };
         self.conn
-            .execute(
+            .cached_execute(
                 "INSERT INTO hosts (name, gpus, gpus_at, gpu_error) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT(name) DO UPDATE SET gpus = ?2, gpus_at = ?3, gpu_error = ?4",
                 params![host, gpus, now_ms(), error],
@@ -117,7 +118,7 @@ impl Store {
     /// What belay last saw of `host`.
     pub fn host_health(&self, host: &str) -> Result<Option<HostHealth>> {
         self.conn
-            .query_row(
+            .cached_row(
                 "SELECT last_ok_at, last_route, last_error, last_error_at, last_error_kind, \
                  gpus, gpus_at, gpu_error FROM hosts WHERE name = ?1",
                 [host],
@@ -144,7 +145,9 @@ impl Store {
     pub fn host_names(&self) -> Result<Vec<String>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT DISTINCT host FROM jobs UNION SELECT name FROM hosts ORDER BY 1")
+            .prepare_cached(
+                "SELECT DISTINCT host FROM jobs UNION SELECT name FROM hosts ORDER BY 1",
+            )
             .map_err(|e| self.err(e))?;
         stmt.query_map([], |r| r.get(0))
             .and_then(|r| r.collect())
@@ -154,7 +157,7 @@ impl Store {
     /// Job counts on `host`: (live, all).
     pub fn host_job_counts(&self, host: &str) -> Result<(i64, i64)> {
         self.conn
-            .query_row(
+            .cached_row(
                 "SELECT COUNT(*) FILTER (WHERE state IN ('queued','submitting','pending','running','held')), \
                  COUNT(*) FROM jobs WHERE host = ?1",
                 [host],

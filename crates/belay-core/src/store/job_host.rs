@@ -6,6 +6,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::cached::Cached;
 use super::{Store, store_error};
 use crate::error::Result;
 use crate::job::JobState;
@@ -14,7 +15,7 @@ impl Store {
     /// Record the id of the `.belay-workroot` marker the job was staged under.
     pub fn set_workroot_id(&mut self, job_id: &str, marker: &str) -> Result<()> {
         self.conn
-            .execute(
+            .cached_execute(
                 "UPDATE jobs SET workroot_id = ?2 WHERE id = ?1",
                 params![job_id, marker],
             )
@@ -26,7 +27,7 @@ impl Store {
     /// markers existed, or whose host could not write one).
     pub fn workroot_id(&self, job_id: &str) -> Result<Option<String>> {
         self.conn
-            .query_row(
+            .cached_row(
                 "SELECT workroot_id FROM jobs WHERE id = ?1",
                 [job_id],
                 |r| r.get::<_, Option<String>>(0),
@@ -40,7 +41,7 @@ impl Store {
     /// be reached (`grace` seconds between TERM and KILL), or forget it.
     pub fn set_cancel_pending(&mut self, job_id: &str, grace: Option<u32>) -> Result<()> {
         self.conn
-            .execute(
+            .cached_execute(
                 "UPDATE jobs SET cancel_pending = ?2 WHERE id = ?1",
                 params![job_id, grace],
             )
@@ -89,7 +90,7 @@ impl Store {
     /// not carried out yet (one read, for the submit's last check).
     pub fn cancel_recorded(&self, job_id: &str) -> Result<bool> {
         self.conn
-            .query_row(
+            .cached_row(
                 "SELECT state = ?2 OR cancel_pending IS NOT NULL FROM jobs WHERE id = ?1",
                 params![job_id, JobState::Cancelled.as_str()],
                 |r| r.get(0),

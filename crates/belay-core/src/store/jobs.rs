@@ -5,6 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+use super::cached::Cached;
 use super::{Store, store_error};
 use crate::error::{CoreError, Result};
 use crate::job::{Job, JobId, JobSpec, JobState, id};
@@ -94,7 +95,7 @@ impl Store {
         let job_id = loop {
             let candidate = JobId::random()?;
             let taken: bool = tx
-                .query_row(
+                .cached_row(
                     "SELECT EXISTS(SELECT 1 FROM jobs WHERE id = ?1)",
                     [candidate.as_str()],
                     |r| r.get(0),
@@ -106,7 +107,7 @@ impl Store {
         };
         let key = job_id.key(&installation);
         let run = || -> rusqlite::Result<()> {
-            tx.execute(
+            tx.cached_execute(
                 "INSERT INTO jobs (id, key, name, host, state, command, workdir, env, login_shell, \
                  scheduler, created_at, updated_at, submitter, inputs, outputs, reason, hold_secs, sbatch, secrets, owner) \
                  VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
@@ -131,7 +132,7 @@ impl Store {
                     spec.owner,
                 ],
             )?;
-            tx.execute(
+            tx.cached_execute(
                 "INSERT INTO events (job_id, at, from_state, to_state, reason) \
                  VALUES (?1, ?2, NULL, 'queued', ?3)",
                 params![
@@ -167,7 +168,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(serr)?;
         let from: String = tx
-            .query_row("SELECT state FROM jobs WHERE id = ?1", [job_id], |r| {
+            .cached_row("SELECT state FROM jobs WHERE id = ?1", [job_id], |r| {
                 r.get(0)
             })
             .optional()
@@ -185,12 +186,12 @@ impl Store {
         from.check_move(to)?;
         let now = now_ms();
         apply_update(&tx, job_id, update).map_err(serr)?;
-        tx.execute(
+        tx.cached_execute(
             "UPDATE jobs SET state = ?2, updated_at = ?3 WHERE id = ?1",
             params![job_id, to.as_str(), now],
         )
         .map_err(serr)?;
-        tx.execute(
+        tx.cached_execute(
             "INSERT INTO events (job_id, at, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![job_id, now, from.as_str(), to.as_str(), reason],
         )
@@ -260,7 +261,7 @@ impl Store {
     ) -> Result<bool> {
         let changed = self
             .conn
-            .execute(
+            .cached_execute(
                 "UPDATE jobs SET submitter = ?3, \
                    reason = CASE WHEN state = 'queued' THEN NULL ELSE reason END \
                  WHERE id = ?1 AND submitter IS ?2 AND state IN ('queued', 'submitting')",
@@ -276,7 +277,7 @@ impl Store {
     /// daemon, whose own token stays alive).
     pub fn release_submit(&mut self, job_id: &str, submitter: &str) -> Result<()> {
         self.conn
-            .execute(
+            .cached_execute(
                 "UPDATE jobs SET submitter = NULL WHERE id = ?1 AND submitter = ?2",
                 params![job_id, submitter],
             )
@@ -297,7 +298,7 @@ impl Store {
             .map_err(serr)?;
         let now = now_ms();
         let changed = tx
-            .execute(
+            .cached_execute(
                 "UPDATE jobs SET state = 'cancelled', reason = ?2, updated_at = ?3, \
                    cancel_pending = NULL, outputs_fetched_at = ?3 \
                  WHERE id = ?1 AND state = 'queued' AND submitter IS NULL",
@@ -305,7 +306,7 @@ impl Store {
             )
             .map_err(serr)?;
         if changed == 1 {
-            tx.execute(
+            tx.cached_execute(
                 "INSERT INTO events (job_id, at, from_state, to_state, reason) \
                  VALUES (?1, ?2, 'queued', 'cancelled', ?3)",
                 params![job_id, now, reason],
@@ -327,7 +328,7 @@ impl Store {
             sql.push_str(" AND host = ?2");
         }
         let since = now_ms() - lost_window_ms;
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
         let rows = match host {
             Some(h) => stmt.query_map(params![since, h], job_from_row),
             None => stmt.query_map(params![since], job_from_row),
@@ -343,7 +344,7 @@ impl Store {
     /// The first job matching `condition` (with `?1` bound to `param`).
     fn find_one(&self, condition: &str, param: &str) -> Result<Option<Job>> {
         self.conn
-            .query_row(
+            .cached_row(
                 &format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} \
                      ORDER BY created_at DESC, rowid DESC LIMIT 1"
@@ -368,7 +369,7 @@ impl Store {
         if id::looks_like_id_prefix(reference) && reference.len() >= 3 {
             let mut stmt = self
                 .conn
-                .prepare(&format!(
+                .prepare_cached(&format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 6"
                 ))
                 .map_err(|e| self.err(e))?;
@@ -393,7 +394,7 @@ impl Store {
         let owned = |condition: &str, params: &[&dyn rusqlite::ToSql]| -> Result<Vec<Job>> {
             let mut stmt = self
                 .conn
-                .prepare(&format!(
+                .prepare_cached(&format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE owner = ?1 AND {condition} \
                      ORDER BY created_at DESC, rowid DESC LIMIT 6"
                 ))
@@ -439,7 +440,7 @@ impl Store {
         if let Some((offset, limit)) = filter.page {
             sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
         }
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
         let mut values: Vec<(&str, &dyn rusqlite::ToSql)> = Vec::new();
         if let Some(h) = &filter.host {
             values.push((":host", h));
@@ -472,7 +473,7 @@ fn the_one_with_prefix(reference: &str, found: Vec<Job>) -> Result<Job> {
 /// Set the fields `update` carries (`None` keeps the column): the one
 /// place a job's columns other than its state are written.
 fn apply_update(conn: &Connection, job_id: &str, update: &JobUpdate) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.cached_execute(
         "UPDATE jobs SET \
            scheduler_id = COALESCE(?2, scheduler_id), \
            remote_dir = COALESCE(?3, remote_dir), \
@@ -566,7 +567,7 @@ mod tests {
         let job = store.insert_job(&spec(), "direct", "1:1").unwrap();
         store
             .conn
-            .execute("UPDATE jobs SET state = 'bogus' WHERE id = ?1", [&job.id])
+            .cached_execute("UPDATE jobs SET state = 'bogus' WHERE id = ?1", [&job.id])
             .unwrap();
         let err = store
             .transition(&job.id, JobState::Submitting, "x", &JobUpdate::default())

@@ -16,11 +16,13 @@
 //! marker, a cancel waiting for the host), [`outputs`] (declared outputs
 //! still to copy here once their job ended), [`forwards`] (the forwards a
 //! daemon listens for, bound again after a restart), [`tokens`] (the API's
-//! per-user tokens, as hashes).
+//! per-user tokens, as hashes). Their queries go through the connection's
+//! statement cache ([`cached`]).
 //! `bench` seeds large stores for benchmarks only (feature `bench`).
 
 #[cfg(any(test, feature = "bench"))]
 mod bench;
+mod cached;
 mod events;
 pub mod filesystem;
 mod forwards;
@@ -64,6 +66,7 @@ impl Store {
         };
         let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+        conn.set_prepared_statement_cache_capacity(cached::CACHE_CAPACITY);
         // WAL lets readers (`ps`) run while a writer (`run`) commits;
         // NORMAL sync is durable across process crashes, which is the
         // failure we design for (power loss may drop the last commit).

@@ -5,6 +5,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::cached::Cached;
 use super::jobs::JOB_COLUMNS;
 use super::{Store, store_error};
 use crate::error::Result;
@@ -34,7 +35,7 @@ impl Store {
             sql.push_str(" AND host = ?1");
         }
         sql.push_str(" ORDER BY updated_at");
-        let mut stmt = self.conn.prepare(&sql).map_err(serr)?;
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(serr)?;
         let rows = match host {
             Some(h) => stmt.query_map([h], super::jobs::job_from_row),
             None => stmt.query_map([], super::jobs::job_from_row),
@@ -46,7 +47,7 @@ impl Store {
     /// output the job did not write). Not fetched again.
     pub fn record_outputs_fetched(&mut self, job_id: &str, error: Option<&str>) -> Result<()> {
         self.conn
-            .execute(
+            .cached_execute(
                 "UPDATE jobs SET outputs_fetched_at = ?2, outputs_fetch_error = ?3 WHERE id = ?1",
                 params![job_id, now_ms(), error],
             )
@@ -57,7 +58,7 @@ impl Store {
     /// A try that will be repeated (the host did not answer): why.
     pub fn record_outputs_fetch_failed(&mut self, job_id: &str, error: &str) -> Result<()> {
         self.conn
-            .execute(
+            .cached_execute(
                 "UPDATE jobs SET outputs_fetch_error = ?2 WHERE id = ?1",
                 params![job_id, error],
             )
@@ -68,7 +69,7 @@ impl Store {
     /// What became of `job_id`'s outputs.
     pub fn outputs_fetch(&self, job_id: &str) -> Result<OutputsFetch> {
         self.conn
-            .query_row(
+            .cached_row(
                 "SELECT outputs_fetched_at, outputs_fetch_error FROM jobs WHERE id = ?1",
                 [job_id],
                 |r| {

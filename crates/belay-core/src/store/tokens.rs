@@ -5,6 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::Store;
+use super::cached::Cached;
 use crate::error::{CoreError, Result};
 use crate::time::now_ms;
 
@@ -25,7 +26,7 @@ impl Store {
     /// Record a token's hash under `name`; a name in use is bad input.
     pub fn insert_token(&mut self, name: &str, hash: &str, admin: bool) -> Result<TokenRecord> {
         let now = now_ms();
-        let inserted = self.conn.execute(
+        let inserted = self.conn.cached_execute(
             "INSERT INTO tokens (name, hash, admin, created_at) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (name) DO NOTHING",
             params![name, hash, admin, now],
@@ -47,7 +48,7 @@ impl Store {
     pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare_cached(
                 "SELECT name, admin, created_at, last_used FROM tokens ORDER BY created_at, name",
             )
             .map_err(|e| self.err(e))?;
@@ -67,7 +68,7 @@ impl Store {
     pub fn token_hashes(&self) -> Result<Vec<(String, TokenRecord)>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT hash, name, admin, created_at, last_used FROM tokens")
+            .prepare_cached("SELECT hash, name, admin, created_at, last_used FROM tokens")
             .map_err(|e| self.err(e))?;
         stmt.query_map([], |r| {
             Ok((
@@ -91,7 +92,7 @@ impl Store {
             return Ok(());
         }
         self.conn
-            .execute(
+            .cached_execute(
                 "UPDATE tokens SET last_used = ?2 WHERE name = ?1",
                 params![token.name, now],
             )
@@ -103,7 +104,7 @@ impl Store {
     pub fn revoke_token(&mut self, name: &str) -> Result<bool> {
         let n = self
             .conn
-            .execute("DELETE FROM tokens WHERE name = ?1", [name])
+            .cached_execute("DELETE FROM tokens WHERE name = ?1", [name])
             .map_err(|e| self.err(e))?;
         Ok(n == 1)
     }
@@ -111,7 +112,7 @@ impl Store {
     /// The owner of job `job_id` (`None`: the local user's), if it exists.
     pub fn job_owner(&self, job_id: &str) -> Result<Option<Option<String>>> {
         self.conn
-            .query_row("SELECT owner FROM jobs WHERE id = ?1", [job_id], |r| {
+            .cached_row("SELECT owner FROM jobs WHERE id = ?1", [job_id], |r| {
                 r.get(0)
             })
             .optional()

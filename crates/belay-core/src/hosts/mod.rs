@@ -10,11 +10,14 @@
 //! - [`check`]: connect and time a round trip (`belay host check`);
 //! - [`gpus`]: the GPUs `nvidia-smi` lists (inventory, processes);
 //! - [`keys`]: scan, trust and forget host keys (`belay host trust|forget`);
+//! - [`validated`]: names checked a moment ago (a daemon's submits do not
+//!   each run `ssh -G`);
 //! - [`view`]: their stable JSON shapes (CLI `--json` and the daemon's API).
 
 pub mod check;
 pub mod gpus;
 pub mod keys;
+pub mod validated;
 pub mod view;
 
 use std::collections::HashMap;
@@ -57,6 +60,7 @@ pub struct Hosts {
     options: HostsOptions,
     pool: Pool,
     ssh: Mutex<HashMap<String, Arc<SshTransport>>>,
+    validated: validated::ValidatedHosts,
 }
 
 impl Hosts {
@@ -64,9 +68,12 @@ impl Hosts {
         Ok(Self {
             local: Arc::new(LocalTransport::new(home.local_workroot())),
             config: BelayConfig::load(home)?,
-            options,
             pool: Pool::new(ClientOptions::default()),
             ssh: Mutex::new(HashMap::new()),
+            validated: validated::ValidatedHosts::new(
+                belay_ssh::config_file_from_env(options.ssh_config.as_deref()).as_deref(),
+            ),
+            options,
         })
     }
 
@@ -117,7 +124,7 @@ impl Hosts {
 
     /// Check a host name without connecting.
     pub fn validate(&self, host: &str) -> Result<()> {
-        if Self::is_local(host) {
+        if Self::is_local(host) || self.validated.is_valid(host) {
             return Ok(());
         }
         let chain = self.resolve(host)?;
@@ -134,6 +141,7 @@ impl Hosts {
                 ),
             }));
         }
+        self.validated.remember(host);
         Ok(())
     }
 

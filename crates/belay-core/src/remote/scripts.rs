@@ -49,7 +49,8 @@ fi
 belay_rid=; read -r belay_rid < ../.belay-workroot 2>/dev/null
 printf 'workroot_id=%s\n' "$belay_rid"
 if [ ! -e launch.lock ]; then
-{spec}{run}[ -s reserve ] || printf '%{reserve}s' '' > reserve || exit 3
+printf '%s' {spec} > spec.json
+{run}[ -s reserve ] || printf '%{reserve}s' '' > reserve || exit 3
 else
   echo locked
 fi
@@ -68,7 +69,10 @@ cd "$belay_jd" || exit 3
         root = root.0,
         key = quote(key),
         marker = quote(marker),
-        spec = write_file_atomically("spec.json", spec_json),
+        // For people reading the directory: nothing on the host reads it,
+        // and staging writes it again until the lock exists, so a plain
+        // write does (no `mv` process, as `run.sh` needs).
+        spec = quote(spec_json),
         run = write_file_atomically("run.sh", wrapper),
         reserve = RESERVE_BYTES,
     )

@@ -250,7 +250,16 @@ fi
 # (Emptied, not removed: the same room without an `rm` process; `true`, a
 # regular builtin, so that a failed redirection cannot end this shell.)
 [ -f "$belay_d/reserve" ] && {{ true > "$belay_d/reserve"; }} 2>/dev/null
-printf 'code=%s\nended_at=%s\ncancelled=%s\n%s' "$belay_code" "$(date +%s)" "$belay_cancelled" \
+# The end time without a process (`date`): boot time (read above) plus the
+# uptime, rounded; the clock started_at is on, within a second of `date`.
+belay_end=; belay_up=; read -r belay_up _ 2>/dev/null < /proc/uptime
+case $belay_up in
+  *[!0-9.]*) ;;
+  [0-9]*.[0-9][0-9]) [ "$belay_btime" -gt 0 ] 2>/dev/null &&
+    belay_end=$((belay_btime + ${{belay_up%.*}} + (1${{belay_up#*.}} - 50) / 100)) ;;
+esac
+[ -n "$belay_end" ] || belay_end=$(date +%s)
+printf 'code=%s\nended_at=%s\ncancelled=%s\n%s' "$belay_code" "$belay_end" "$belay_cancelled" \
   "${{belay_hold_end:+hold_end=$belay_hold_end
 }}" > "$belay_d/exit.tmp.$$" && mv -f "$belay_d/exit.tmp.$$" "$belay_d/exit"
 "#,
@@ -292,6 +301,62 @@ mod tests {
         assert_eq!(workdir_word(None), "\"$HOME\"");
         assert_eq!(workdir_word(Some("~/a b")), "\"$HOME\"/'a b'");
         assert_eq!(workdir_word(Some("/abs")), "'/abs'");
+    }
+
+    /// `ended_at` comes from boot time plus uptime (no `date` process):
+    /// it must still be the wall clock's second, give or take one, and
+    /// never before `started_at`.
+    #[test]
+    fn a_job_records_its_end_on_the_wall_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let cmd = Command::from_argv(vec!["sleep".into(), "0.3".into()]);
+        let text = render(&WrapperSpec {
+            job_id: "0123abcd",
+            command: &cmd,
+            workdir: None,
+            env: &[],
+            login_shell: false,
+            run_in_inputs: false,
+            heartbeat_secs: 15,
+            hold_secs: 0,
+            batch_header: None,
+            secrets: &[],
+        });
+        std::fs::write(dir.path().join("run.sh"), text).unwrap();
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64
+        };
+        let before = now();
+        // In a process group of its own, as launched: the wrapper ends its
+        // whole group when the command is over.
+        use std::os::unix::process::CommandExt;
+        let status = std::process::Command::new("/bin/sh")
+            .arg("./run.sh")
+            .process_group(0)
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .status()
+            .unwrap();
+        let after = now();
+        assert!(status.success());
+        let field = |file: &str, key: &str| -> i64 {
+            let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("no {key} in {file}: {text}"))
+                .parse()
+                .unwrap()
+        };
+        let (started, ended) = (field("started", "started_at"), field("exit", "ended_at"));
+        assert!(
+            (before - 1..=after + 1).contains(&ended),
+            "ended_at {ended} is not between {before} and {after}"
+        );
+        assert!(ended >= started, "ended {ended} before started {started}");
+        assert_eq!(field("exit", "code"), 0);
     }
 
     #[test]

@@ -16,8 +16,9 @@
 //!   [`Client::open_command_stream`] ([`CommandStream`]: a relay command's
 //!   stdio as a byte stream). A
 //!   live connection is reused only while the known_hosts/config files its
-//!   trust came from are unchanged (`trust_stamp`): a long-lived daemon
-//!   re-checks a host key the user has since changed, as a new `ssh` would.
+//!   trust came from are unchanged (`trust_stamp`, a [`FileStamp`]): a
+//!   long-lived daemon re-checks a host key the user has since changed, as a
+//!   new `ssh` would.
 //!
 //! * [`trace`] — what each step of a connection saw ([`ConnectTrace`], for
 //!   `belay doctor`), and [`host_match::unmatched_name`] (a hop name no `Host`
@@ -35,6 +36,7 @@ mod cipher_order;
 mod client;
 mod command_stream;
 mod error;
+mod file_stamp;
 pub mod forward;
 pub mod host_match;
 pub mod jump_cache;
@@ -63,6 +65,7 @@ pub use client::{
 };
 pub use command_stream::CommandStream;
 pub use error::SshError;
+pub use file_stamp::FileStamp;
 pub use forward::{ForwardError, ForwardStream, ForwardTarget};
 pub use jump_cache::JumpCache;
 pub use known_hosts::{HostKeyAccepted, HostKeyError, fingerprint};

@@ -9,17 +9,12 @@
 //! used from the next reconnect on.)
 
 use std::path::PathBuf;
-use std::time::SystemTime;
 
+use crate::file_stamp::FileStamp;
 use crate::resolve::{ResolvedChain, ResolvedHost};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustStamp(Vec<(PathBuf, Option<(u64, SystemTime)>)>);
-
-fn look(path: &PathBuf) -> Option<(u64, SystemTime)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.len(), m.modified().ok()?))
-}
+pub struct TrustStamp(FileStamp);
 
 fn files(host: &ResolvedHost) -> impl Iterator<Item = &PathBuf> {
     host.user_known_hosts_files
@@ -30,29 +25,19 @@ fn files(host: &ResolvedHost) -> impl Iterator<Item = &PathBuf> {
 
 impl TrustStamp {
     pub fn of(chain: &ResolvedChain) -> Self {
-        let mut paths: Vec<PathBuf> = chain
-            .jumps
-            .iter()
-            .chain(std::iter::once(&chain.target))
-            .flat_map(files)
-            .cloned()
-            .chain(chain.config_file.clone())
-            .collect();
-        paths.sort();
-        paths.dedup();
-        TrustStamp(
-            paths
-                .into_iter()
-                .map(|p| {
-                    let seen = look(&p);
-                    (p, seen)
-                })
-                .collect(),
-        )
+        TrustStamp(FileStamp::of(
+            chain
+                .jumps
+                .iter()
+                .chain(std::iter::once(&chain.target))
+                .flat_map(files)
+                .cloned()
+                .chain(chain.config_file.clone()),
+        ))
     }
 
     /// Has any of the files changed (or appeared, or gone) since?
     pub fn changed(&self) -> bool {
-        self.0.iter().any(|(path, seen)| look(path) != *seen)
+        self.0.changed()
     }
 }

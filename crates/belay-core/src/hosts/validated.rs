@@ -4,30 +4,27 @@
 //! Checking a name runs `ssh -G` (and looks the host name up): measured on
 //! a warm daemon, about 4.5 ms of an attached `belay run HOST -- true`
 //! whose whole is about 30 ms, all of it before the job is even recorded.
-//! An answer is reused while the OpenSSH config files it came from are
-//! unchanged (length and modification time of each, and the entries and
-//! modification time of the folders their `Include`s usually name, so an
-//! added, removed or renamed file counts) and for at most [`VALID_FOR`]:
-//! what belay cannot see (an `Include` from elsewhere, a DNS change, an
-//! edit of the same length within one tick of the file system's clock)
-//! counts after that. Only successes are kept: a bad name is checked, and
+//! An answer is reused while the OpenSSH config files it came from, and the
+//! folders their `Include`s usually name, are unchanged (a
+//! [`belay_ssh::FileStamp`]: an edited, added, removed or renamed file
+//! counts) and for at most [`VALID_FOR`]: what belay cannot see (an
+//! `Include` from elsewhere, a DNS change, an edit of the same size within
+//! one tick of the file system's clock) counts after that. Only successes are kept: a bad name is checked, and
 //! refused, every time.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+
+use belay_ssh::FileStamp;
 
 /// Longest an answer is reused.
 pub const VALID_FOR: Duration = Duration::from_secs(30);
 
-/// Length (a folder: its number of entries) and modification time of each
-/// watched path (`None`: absent).
-type Stamp = Vec<Option<(u64, SystemTime)>>;
-
 pub struct ValidatedHosts {
     watched: Vec<PathBuf>,
-    seen: Mutex<HashMap<String, (Instant, Stamp)>>,
+    seen: Mutex<HashMap<String, (Instant, FileStamp)>>,
 }
 
 impl ValidatedHosts {
@@ -57,32 +54,17 @@ impl ValidatedHosts {
         }
     }
 
-    fn stamp(&self) -> Stamp {
-        self.watched
-            .iter()
-            .map(|p| {
-                let m = std::fs::metadata(p).ok()?;
-                let len = if m.is_dir() {
-                    std::fs::read_dir(p).ok()?.count() as u64
-                } else {
-                    m.len()
-                };
-                Some((len, m.modified().ok()?))
-            })
-            .collect()
-    }
-
     /// `host` was found valid under the config files as they are now, and
     /// not too long ago.
     pub fn is_valid(&self, host: &str) -> bool {
         let seen = self.seen.lock().expect("validated hosts lock");
         seen.get(host)
-            .is_some_and(|(at, stamp)| at.elapsed() < VALID_FOR && *stamp == self.stamp())
+            .is_some_and(|(at, stamp)| at.elapsed() < VALID_FOR && !stamp.changed())
     }
 
     /// `host` was just found valid.
     pub fn remember(&self, host: &str) {
-        let stamp = self.stamp();
+        let stamp = FileStamp::of(self.watched.iter().cloned());
         self.seen
             .lock()
             .expect("validated hosts lock")
@@ -108,10 +90,5 @@ mod tests {
         assert!(!valid.is_valid("a"), "the config file was rewritten");
         valid.remember("a");
         assert!(valid.is_valid("a"));
-        std::fs::write(dir.path().join("extra.conf"), "Host c\n").unwrap();
-        assert!(
-            !valid.is_valid("a"),
-            "a file added beside it (an Include's target) counts"
-        );
     }
 }

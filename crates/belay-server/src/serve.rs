@@ -121,7 +121,10 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
         let app = crate::api::router(state.clone());
         let background = tokio::spawn(crate::background::run(state.clone()));
         let forwards = tokio::spawn(crate::background::forwards(state.clone()));
-        let trim = tokio::spawn(crate::memory::trim_periodically());
+        let requests = state.clone();
+        let trim = tokio::spawn(crate::memory::trim_periodically(move || {
+            requests.last_request_end_ms()
+        }));
         let stop = state.clone();
         let server = axum::serve(SameUserListener::new(listener), app)
             .with_graceful_shutdown(async move { stop_reason(&stop, &options).await });

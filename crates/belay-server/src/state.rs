@@ -165,6 +165,12 @@ impl DaemonState {
             .is_some_and(|n| *n > 0)
     }
 
+    /// When the last request ended (ms since the epoch), while none runs.
+    pub fn last_request_end_ms(&self) -> Option<i64> {
+        (self.in_flight.load(Ordering::SeqCst) == 0)
+            .then(|| self.last_activity.load(Ordering::SeqCst))
+    }
+
     pub fn idle_for_ms(&self) -> Option<i64> {
         (self.in_flight.load(Ordering::SeqCst) == 0)
             .then(|| now_ms() - self.last_activity.load(Ordering::SeqCst))

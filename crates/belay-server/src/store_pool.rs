@@ -27,9 +27,10 @@ use belay_core::home::BelayHome;
 use belay_core::hosts::Hosts;
 use belay_core::store::Store;
 
-/// Idle connections kept beyond this many are closed: requests seldom
-/// overlap more (the blocking pool runs one engine per request).
-const MAX_IDLE: usize = 8;
+/// Idle connections kept beyond this many are closed: each holds its own
+/// page cache (up to 2 MiB) and compiled statements. Two serve a request
+/// beside a background pass; a burst opens more and closes them after.
+const MAX_IDLE: usize = 2;
 
 #[derive(Default)]
 pub struct StorePool {

@@ -26,9 +26,10 @@ root's home an empty tmpfs inside its mount namespace). Measured:
 
 Run as root (sshd, mount namespaces); builds the release binary first:
 
-    python3 bench/daemon.py [--n 30] [--rounds 3] [--rest 30] [--jobs 1000] [--rest-only]
+    python3 bench/daemon.py [--n 30] [--rounds 3] [--rest 30] [--jobs 1000] [--rest-only] [--exe PATH]
 
-(--rest-only: only the figures with many live jobs, 5 and 6.)
+(--rest-only: only the figures with many live jobs, 5 and 6; --exe PATH:
+that belay binary, not a fresh build, e.g. an earlier commit's to compare.)
 
 Everything it started is stopped at the end (the jobs cancelled, the
 daemon stopped, the sshd killed) and its directory removed.
@@ -232,9 +233,10 @@ def main():
     ap.add_argument("--jobs", type=int, default=1000, help="live jobs for the rest figure")
     ap.add_argument("--partition", type=int, default=30, help="seconds the host is cut off")
     ap.add_argument("--rest-only", action="store_true", help="only the figures with many live jobs")
+    ap.add_argument("--exe", help="this belay binary instead of building one (to compare two builds)")
     a = ap.parse_args()
     sshbench.prerequisites()
-    exe = build()
+    exe = a.exe or build()
     tmp = tempfile.mkdtemp(prefix="belay-bench-daemon.")
     lo, b, live = None, None, []
     try:

@@ -9,8 +9,8 @@
 //! [`belay_ssh::FileStamp`]: an edited, added, removed or renamed file
 //! counts) and for at most [`VALID_FOR`]: what belay cannot see (an
 //! `Include` from elsewhere, a DNS change, an edit of the same size within
-//! one tick of the file system's clock) counts after that. Only successes are kept: a bad name is checked, and
-//! refused, every time.
+//! one tick of the file system's clock) counts after that. Only successes
+//! are kept: a bad name is checked, and refused, every time.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

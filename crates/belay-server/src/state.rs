@@ -172,8 +172,7 @@ impl DaemonState {
     }
 
     pub fn idle_for_ms(&self) -> Option<i64> {
-        (self.in_flight.load(Ordering::SeqCst) == 0)
-            .then(|| now_ms() - self.last_activity.load(Ordering::SeqCst))
+        self.last_request_end_ms().map(|at| now_ms() - at)
     }
 }
 

@@ -287,13 +287,12 @@ printf 'code=%s\nended_at=%s\ncancelled=%s\n%s' "$belay_code" "$belay_end" "$bel
     )
 }
 
-/// A wrapper for a typical job, for tests that look at the script's text.
+/// A typical job's spec running `command`, for tests to vary.
 #[cfg(test)]
-pub(crate) fn render_for_test() -> String {
-    let cmd = Command::from_argv(vec!["true".into()]);
-    render(&WrapperSpec {
+fn spec_for_test(command: &Command) -> WrapperSpec<'_> {
+    WrapperSpec {
         job_id: "0123abcd",
-        command: &cmd,
+        command,
         workdir: None,
         env: &[],
         login_shell: true,
@@ -302,7 +301,13 @@ pub(crate) fn render_for_test() -> String {
         hold_secs: 0,
         batch_header: None,
         secrets: &[],
-    })
+    }
+}
+
+/// A wrapper for a typical job, for tests that look at the script's text.
+#[cfg(test)]
+pub(crate) fn render_for_test() -> String {
+    render(&spec_for_test(&Command::from_argv(vec!["true".into()])))
 }
 
 #[cfg(test)]
@@ -323,16 +328,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cmd = Command::from_argv(vec!["sleep".into(), "0.3".into()]);
         let mut text = render(&WrapperSpec {
-            job_id: "0123abcd",
-            command: &cmd,
-            workdir: None,
-            env: &[],
             login_shell: false,
-            run_in_inputs: false,
-            heartbeat_secs: 15,
-            hold_secs: 0,
-            batch_header: None,
-            secrets: &[],
+            ..spec_for_test(&cmd)
         });
         if let Some(fake) = proc_stat {
             assert!(text.contains("/proc/stat"));
@@ -421,17 +418,13 @@ mod tests {
     fn wrapper_is_valid_sh() {
         let cmd = Command::from_argv(vec!["sh".into(), "-c".into(), "echo 'hi'".into()]);
         let env = vec![("A".to_string(), "it's".to_string())];
+        let secrets = ["TOKEN".to_string()];
         let text = render(&WrapperSpec {
-            job_id: "0123abcd",
-            command: &cmd,
             workdir: Some("/tmp"),
             env: &env,
-            login_shell: true,
-            run_in_inputs: false,
-            heartbeat_secs: 15,
-            hold_secs: 0,
             batch_header: Some("#SBATCH --job-name=x\n"),
-            secrets: &["TOKEN".to_string()],
+            secrets: &secrets,
+            ..spec_for_test(&cmd)
         });
         let out = std::process::Command::new("sh")
             .arg("-n")

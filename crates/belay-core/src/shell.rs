@@ -30,21 +30,6 @@ pub fn heredoc_delimiter(body: &str) -> String {
     }
 }
 
-/// A shell command that writes `body` to the file `name` in the current
-/// directory atomically (a temporary name of this writer's own, then
-/// rename: two concurrent writers never share a half-written file). The
-/// body is one quoted word for the `printf` builtin, so nothing in it is
-/// expanded and it costs one `write`, not a read per byte as a heredoc
-/// through `read` does (4 KiB of wrapper took milliseconds that way); the
-/// file's mode comes from the script's umask.
-pub fn write_file_atomically(name: &str, body: &str) -> String {
-    debug_assert!(!name.contains('/') && !name.contains('\''));
-    format!(
-        "printf '%s' {body} > '{name}.tmp'.$$ && mv -f '{name}.tmp'.$$ '{name}'\n",
-        body = quote(body)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,30 +42,6 @@ mod tests {
             .output()
             .unwrap();
         String::from_utf8(out.stdout).unwrap()
-    }
-
-    #[test]
-    fn atomic_write_copies_text_exactly() {
-        let dir = tempfile::tempdir().unwrap();
-        let body = "line one\n  indented \\ back\\slash $HOME `x` 'q'\n\nlast\n";
-        let script = write_file_atomically("f.txt", body);
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("f.txt")).unwrap(),
-            body
-        );
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(left.len(), 1, "no temporary file left behind");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! is quoted with [`crate::shell::quote`]. Each script is idempotent.
 
 use crate::scheduler::Scheduler;
-use crate::shell::{quote, write_file_atomically};
+use crate::shell::quote;
 use crate::transport::Workroot;
 
 use super::functions::prelude;
@@ -37,7 +37,13 @@ pub fn stage(
     format!(
         r#"umask 077
 root={root}
-cd "$root/"{key} 2>/dev/null || {{ mkdir -p "$root/"{key} && cd "$root/"{key}; }} || exit 3
+# `mkdir` without -p fails on a directory that exists: one stager alone
+# can make it (`belay_fresh`), and writes `run.sh` with no `mv` (below).
+belay_fresh=
+if ! cd "$root/"{key} 2>/dev/null; then
+  if mkdir "$root/"{key} 2>/dev/null; then belay_fresh=1; else mkdir -p "$root/"{key}; fi &&
+    cd "$root/"{key} || exit 3
+fi
 # The workroot's marker: a missing job directory is proof of its end only
 # under the marker it was staged under (not another machine's, not a
 # workroot that cannot be listed). Created once, atomically (link).
@@ -50,7 +56,22 @@ belay_rid=; read -r belay_rid < ../.belay-workroot 2>/dev/null
 printf 'workroot_id=%s\n' "$belay_rid"
 if [ ! -e launch.lock ]; then
 printf '%s' {spec} > spec.json
-{run}[ -s reserve ] || printf '%{reserve}s' '' > reserve || exit 3
+# One quoted word for the `printf` builtin: nothing in it is expanded, and
+# it costs one `write` (a heredoc through `read` takes a read per byte).
+belay_run={run}
+# In a directory this script made, `run.sh` is written in place, with
+# noclobber (O_EXCL): no other stager can have a launch reading it, and
+# any launch here follows this write. Otherwise (a retried or concurrent
+# stage: a launch may be reading the old one) it is replaced atomically.
+# Never a partial `run.sh` left to launch: a failed write fails the stage.
+belay_w=1
+if [ -n "$belay_fresh" ]; then
+  set -C; {{ printf '%s' "$belay_run" > run.sh; }} 2>/dev/null && belay_w=; set +C
+fi
+if [ -n "$belay_w" ]; then
+  printf '%s' "$belay_run" > "run.sh.tmp.$$" && mv -f "run.sh.tmp.$$" run.sh || {{ rm -f "run.sh.tmp.$$"; exit 3; }}
+fi
+[ -s reserve ] || printf '%{reserve}s' '' > reserve || exit 3
 else
   echo locked
 fi
@@ -71,9 +92,9 @@ cd "$belay_jd" || exit 3
         marker = quote(marker),
         // For people reading the directory: nothing on the host reads it,
         // and staging writes it again until the lock exists, so a plain
-        // write does (no `mv` process, as `run.sh` needs).
+        // write does.
         spec = quote(spec_json),
-        run = write_file_atomically("run.sh", wrapper),
+        run = quote(wrapper),
         reserve = RESERVE_BYTES,
     )
 }
@@ -506,6 +527,104 @@ mod tests {
             .output()
             .unwrap();
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a stage script in `root` (a workroot) with `PATH` set to `path`
+    /// and returns its stdout.
+    fn run_stage(root: &std::path::Path, key: &str, wrapper: &str, path: &str) -> String {
+        let script = stage(
+            &Workroot(quote(&root.display().to_string())),
+            key,
+            "{}",
+            wrapper,
+            "\"$HOME\"",
+            false,
+            "marker",
+        );
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .env("HOME", root)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The stage that makes a job's directory writes `run.sh` in place (no
+    /// `mv`: its PATH has `mkdir` alone); a later one (a retry) replaces it
+    /// by rename, so a launch already reading the first file reads it
+    /// whole, unchanged.
+    #[test]
+    fn staging_writes_run_sh_in_place_once_then_replaces_it_by_rename() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join(".belay-workroot"), "marker\n").unwrap();
+        let only_mkdir = tempfile::tempdir().unwrap();
+        let mkdir = String::from_utf8(
+            Command::new("sh")
+                .args(["-c", "command -v mkdir"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(mkdir.trim(), only_mkdir.path().join("mkdir")).unwrap();
+        let only_mkdir = only_mkdir.path().display().to_string();
+        let full = std::env::var("PATH").unwrap();
+        let first = "#!/bin/sh\necho first 'quoted' $HOME\n";
+        let out = run_stage(root.path(), "j1", first, &only_mkdir);
+        let dir = root.path().join("j1");
+        assert!(out.contains(&format!("dir={}\n", dir.display())), "{out}");
+        let run_sh = dir.join("run.sh");
+        assert_eq!(std::fs::read_to_string(&run_sh).unwrap(), first);
+        let held = std::fs::File::open(&run_sh).unwrap();
+        let inode = held.metadata().unwrap().ino();
+
+        let second = "#!/bin/sh\necho second\n";
+        run_stage(root.path(), "j1", second, &full);
+        assert_eq!(std::fs::read_to_string(&run_sh).unwrap(), second);
+        assert_ne!(std::fs::metadata(&run_sh).unwrap().ino(), inode);
+        let mut was = String::new();
+        std::io::Read::read_to_string(&mut &held, &mut was).unwrap();
+        assert_eq!(was, first, "the file a launch holds open is not rewritten");
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["reserve", "run.sh", "spec.json"]);
+        // Without `mv`, a stage that did not make the directory fails,
+        // and leaves the record as it was.
+        assert!(
+            !Command::new("/bin/sh")
+                .arg("-c")
+                .arg(stage(
+                    &Workroot(quote(&root.path().display().to_string())),
+                    "j1",
+                    "{}",
+                    first,
+                    "\"$HOME\"",
+                    false,
+                    "m"
+                ))
+                .env("PATH", &only_mkdir)
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+        assert_eq!(std::fs::read_to_string(&run_sh).unwrap(), second);
+
+        // Locked (launched): staging leaves the record alone.
+        std::fs::write(dir.join("launch.lock"), "").unwrap();
+        assert!(run_stage(root.path(), "j1", first, &full).contains("locked\n"));
+        assert_eq!(std::fs::read_to_string(&run_sh).unwrap(), second);
     }
 
     /// A job directory whose `started` names a live process, as run.sh writes it.

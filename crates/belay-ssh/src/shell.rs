@@ -29,6 +29,14 @@
 //! redirect their standard streams, or their late output would be read as
 //! part of the next request's stdout.
 //!
+//! The loop's private directory is `$__belay_d` in every request. At its
+//! start the loop writes its pid namespace there (`pidns`, one line, by a
+//! background `stat` that delays nothing): a request that starts a job, or
+//! asks whether one lives, reads it with a builtin instead of forking a
+//! `stat` of its own (every request runs in that same namespace). A line
+//! without its newline is still being written; no file: not there yet, or
+//! no GNU `stat`.
+//!
 //! Everything read from the host is bounded ([`ReplyLimits`]): login-shell
 //! chatter before the ready marker, a script's stdout and stderr, the
 //! status line (and, in [`crate::ExecStream`], output held while a write
@@ -110,6 +118,7 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 const LOOP: &str = concat!(
     "__belay_d=$(mktemp -d \"${TMPDIR:-/tmp}/belay-sh.XXXXXX\") || exit 97; ",
     "trap \"rm -rf \\\"$__belay_d\\\"\" 0; ",
+    "(stat -L -c %i /proc/$$/ns/pid > \"$__belay_d/pidns\") 2>/dev/null & ",
     "printf \"%s\\n\" \"$1\"; ",
     "while IFS=\" \" read -r __belay_s __belay_n; do ",
     "head -c \"$__belay_n\" > \"$__belay_d/s\" || exit 98; ",

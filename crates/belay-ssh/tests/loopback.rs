@@ -77,6 +77,21 @@ async fn key_file_auth_and_run_script_round_trip() {
     }
     eprintln!("run_script warm round trip: {:?}", t.elapsed() / n);
 
+    // The loop's record of its pid namespace, for requests to read with
+    // a builtin: one line, the namespace the requests run in.
+    let out = c
+        .run_script(
+            "read -r n < \"$__belay_d/pidns\" && echo \"$n\"; stat -L -c %i /proc/$$/ns/pid",
+        )
+        .await
+        .expect("pidns");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.len() == 2 && lines[0] == lines[1] && !lines[0].is_empty(),
+        "{text:?}"
+    );
+
     let out = c
         .exec("cat; echo $0 >&2; exit 4", b"from stdin")
         .await

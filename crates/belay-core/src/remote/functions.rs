@@ -13,9 +13,21 @@ pub fn prelude(scheduler: &dyn Scheduler) -> String {
 read -r boot 2>/dev/null < {boot_id_file}
 read -r node 2>/dev/null < /proc/sys/kernel/hostname
 pidns=; belay_pidns_read=
-# The pid namespace costs a process (stat): read once, and only by a script
-# that compares it with a job's `started`.
-belay_pidns() {{ [ -n "$belay_pidns_read" ] || {{ belay_pidns_read=1; pidns=$(stat -L -c %i /proc/$$/ns/pid 2>/dev/null); }}; }}
+# The pid namespace: the persistent shell's record of it (belay-ssh's loop
+# writes `$__belay_d/pidns`; the same namespace as this script), a whole
+# line of digits or nothing.
+belay_loop_pidns() {{
+  loop_pidns=
+  [ -n "${{__belay_d-}}" ] && read -r loop_pidns 2>/dev/null < "$__belay_d/pidns" || loop_pidns=
+  case $loop_pidns in *[!0-9]*) loop_pidns= ;; esac
+}}
+# Without that record it costs a process (stat): read once, and only by a
+# script that compares it with a job's `started`.
+belay_pidns() {{
+  [ -n "$belay_pidns_read" ] && return 0
+  belay_pidns_read=1; belay_loop_pidns; pidns=$loop_pidns
+  [ -n "$pidns" ] || pidns=$(stat -L -c %i /proc/$$/ns/pid 2>/dev/null)
+}}
 # Builtins only on hot paths: every external command costs a fork+exec.
 belay_cat() {{ while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1"; }}
 belay_read_started() {{

@@ -158,7 +158,10 @@ while read -r k v; do
   esac
 done < /proc/stat
 case $belay_btime in ''|*[!0-9]*) belay_btime=0 ;; esac
-belay_pidns=$(stat -L -c %i /proc/$$/ns/pid 2>/dev/null)
+# The pid namespace: handed over by a launcher in the same namespace (the
+# direct scheduler), else one process (`stat`).
+belay_pidns=${{1-}}
+case $belay_pidns in ''|*[!0-9]*) belay_pidns=$(stat -L -c %i /proc/$$/ns/pid 2>/dev/null) ;; esac
 read -r l < /proc/$$/stat
 l=${{l##*) }}
 set -f; set -- $l; set +f
@@ -321,10 +324,28 @@ mod tests {
         assert_eq!(workdir_word(Some("/abs")), "'/abs'");
     }
 
-    /// Runs a wrapper for `sleep 0.3` in a temp dir, its `/proc/stat`
-    /// replaced by `proc_stat` if given; returns the wall clock's second
-    /// before and after, and the job's `started_at` and `ended_at`.
-    fn run_a_job(proc_stat: Option<&std::path::Path>) -> (i64, i64, i64, i64) {
+    /// A job run by [`run_a_job`]: the wall clock's second before and
+    /// after, and what it wrote.
+    struct JobRun {
+        before: i64,
+        after: i64,
+        started: String,
+        exit: String,
+    }
+
+    /// `key=` of a job's record file, as a number.
+    fn field(text: &str, key: &str) -> i64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// Runs a wrapper for `sleep 0.3` in a temp dir with `args` (as a
+    /// launcher passes them), its `/proc/stat` replaced by `proc_stat` if
+    /// given.
+    fn run_a_job(proc_stat: Option<&std::path::Path>, args: &[&str]) -> JobRun {
         let dir = tempfile::tempdir().unwrap();
         let cmd = Command::from_argv(vec!["sleep".into(), "0.3".into()]);
         let mut text = render(&WrapperSpec {
@@ -348,6 +369,7 @@ mod tests {
         use std::os::unix::process::CommandExt;
         let status = std::process::Command::new("/bin/sh")
             .arg("./run.sh")
+            .args(args)
             .process_group(0)
             .current_dir(dir.path())
             .env("HOME", dir.path())
@@ -355,27 +377,24 @@ mod tests {
             .unwrap();
         let after = now();
         assert!(status.success());
-        let field = |file: &str, key: &str| -> i64 {
-            let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")))
-                .unwrap_or_else(|| panic!("no {key} in {file}: {text}"))
-                .parse()
-                .unwrap()
-        };
-        assert_eq!(field("exit", "code"), 0);
-        (
+        let read = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap();
+        let run = JobRun {
             before,
             after,
-            field("started", "started_at"),
-            field("exit", "ended_at"),
-        )
+            started: read("started"),
+            exit: read("exit"),
+        };
+        assert_eq!(field(&run.exit, "code"), 0);
+        run
     }
 
     /// `started_at` and `ended_at` come from boot time plus ticks or uptime
     /// (no `date` process): they must still be the wall clock's second,
     /// give or take one, in order.
-    fn assert_on_the_wall_clock((before, after, started, ended): (i64, i64, i64, i64)) {
+    fn assert_on_the_wall_clock(run: &JobRun) {
+        let (before, after) = (run.before, run.after);
+        let started = field(&run.started, "started_at");
+        let ended = field(&run.exit, "ended_at");
         for (what, t) in [("started_at", started), ("ended_at", ended)] {
             assert!(
                 (before - 1..=after + 1).contains(&t),
@@ -387,7 +406,7 @@ mod tests {
 
     #[test]
     fn a_job_records_its_start_and_end_on_the_wall_clock() {
-        assert_on_the_wall_clock(run_a_job(None));
+        assert_on_the_wall_clock(&run_a_job(None, &[]));
     }
 
     /// A many-core host's /proc/stat (here 128 CPUs and 4,000 interrupt
@@ -411,7 +430,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stat");
         std::fs::write(&path, fake).unwrap();
-        assert_on_the_wall_clock(run_a_job(Some(&path)));
+        assert_on_the_wall_clock(&run_a_job(Some(&path), &[]));
+    }
+
+    /// The pid namespace a launcher hands over (its own: the wrapper's) is
+    /// recorded as given, with no `stat`; anything but digits is not
+    /// trusted, and the wrapper reads its own.
+    #[test]
+    fn the_pid_namespace_comes_from_the_launcher_or_from_stat() {
+        let own = std::process::Command::new("stat")
+            .args(["-L", "-c", "%i", "/proc/self/ns/pid"])
+            .output()
+            .unwrap();
+        let own: i64 = String::from_utf8(own.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            field(&run_a_job(None, &["4026531999"]).started, "pidns"),
+            4026531999
+        );
+        for bad in [&[][..], &[""], &["12;x"], &["-1"]] {
+            assert_eq!(
+                field(&run_a_job(None, bad).started, "pidns"),
+                own,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -24,7 +24,11 @@ impl Scheduler for Direct {
     }
 
     fn submit(&self) -> String {
-        "  setsid /bin/sh ./run.sh </dev/null >/dev/null 2>&1 &\n".to_string()
+        // The wrapper runs in this script's pid namespace: it is handed the
+        // persistent shell's record of it, and forks no `stat` of its own
+        // before the command starts.
+        "  belay_loop_pidns\n  setsid /bin/sh ./run.sh \"$loop_pidns\" </dev/null >/dev/null 2>&1 &\n"
+            .to_string()
     }
 
     fn liveness(&self) -> String {

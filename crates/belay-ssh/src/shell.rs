@@ -13,9 +13,10 @@
 //! A request whose sentinel is `stream-<random>` turns the shell into a
 //! data stream ([`crate::ExecStream`]): the shell echoes the sentinel (so
 //! stray output queued before it is told apart from the stream), runs the
-//! script with the channel's stdin and stdout, and exits with the script's
-//! status — so a file transfer does not pay the login shell's start-up
-//! either.
+//! script (in a subshell, as any request: a fork, no new `sh` to exec) with
+//! the channel's stdin and stdout, and exits with the script's status — so
+//! a file transfer or an output stream does not pay the login shell's
+//! start-up either.
 //!
 //! The script is written to a private temp file with `head -c` (which,
 //! like the `read` builtin, never reads past what it was asked for) and run
@@ -122,7 +123,7 @@ const LOOP: &str = concat!(
     "printf \"%s\\n\" \"$1\"; ",
     "while IFS=\" \" read -r __belay_s __belay_n; do ",
     "head -c \"$__belay_n\" > \"$__belay_d/s\" || exit 98; ",
-    "case $__belay_s in stream-*) printf \"%s\\n\" \"$__belay_s\"; /bin/sh \"$__belay_d/s\"; exit $?;; esac; ",
+    "case $__belay_s in stream-*) printf \"%s\\n\" \"$__belay_s\"; ( . \"$__belay_d/s\" ); exit $?;; esac; ",
     "( . \"$__belay_d/s\" ) < /dev/null 2> \"$__belay_d/e\"; ",
     "__belay_r=$?; ",
     "if [ -s \"$__belay_d/e\" ]; then ",

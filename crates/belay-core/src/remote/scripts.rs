@@ -152,13 +152,11 @@ if [ -n "$belay_lock" ]; then
     belay_report {id} "$d"
     exit 0
   fi
-  printf 'scheduler={sched}\nlaunched_at=%s\nnode=%s\n%s\n' "$(date +%s)" "$node" "$belay_ids" > "launched.tmp.$$" &&
-    mv -f "launched.tmp.$$" launched
-  echo "R launched"
+{record}  echo "R launched"
   # Just handed over: launching, whatever the wrapper has done since (the
   # next look says more), without another look at the clock or the files.
   echo "J "{id}" launching"; echo "lock_age=0"
-  [ -f launched ] && belay_cat launched
+  printf 'scheduler={sched}\nnode=%s\n%s\n' "$node" "$belay_ids"
   exit 0
 fi
 echo "R adopted"
@@ -171,7 +169,30 @@ belay_report {id} "$d"
         sched = scheduler.name(),
         id = quote(job_id),
         remove_secrets = crate::secrets::REMOVE_LINES,
+        record = launch_record(scheduler),
     )
+}
+
+/// The launch's `launched` record: before the reply, or (where the
+/// scheduler allows, see [`Scheduler::records_launch_after_reply`]) in the
+/// background, so that the reply waits for neither its `date` nor its `mv`.
+fn launch_record(scheduler: &dyn Scheduler) -> String {
+    let write = format!(
+        r#"printf 'scheduler={sched}\nlaunched_at=%s\nnode=%s\n%s\n' "$(date +%s)" "$node" "$belay_ids" > "launched.tmp.$$" &&
+    mv -f "launched.tmp.$$" launched"#,
+        sched = scheduler.name()
+    );
+    if scheduler.records_launch_after_reply() {
+        format!(
+            "  {{ {write}; }} </dev/null >/dev/null 2>&1 &
+"
+        )
+    } else {
+        format!(
+            "  {write}
+"
+        )
+    }
 }
 
 /// One job to probe: its id and its directory on the host.
@@ -625,6 +646,55 @@ mod tests {
         std::fs::write(dir.join("launch.lock"), "").unwrap();
         assert!(run_stage(root.path(), "j1", first, &full).contains("locked\n"));
         assert_eq!(std::fs::read_to_string(&run_sh).unwrap(), second);
+    }
+
+    /// A direct launch replies with its record before the `launched` file
+    /// is written (in the background); the file follows, whole, with the
+    /// launch time.
+    #[test]
+    fn a_direct_launch_replies_with_its_record_and_writes_it_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("run.sh"), "#!/bin/sh\n: > ran\n").unwrap();
+        let word = quote(&dir.path().display().to_string());
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(launch(&Direct, "j1", &word))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(
+            text,
+            // (The last line: the scheduler's ids, none here.)
+            format!(
+                "R launched\nJ j1 launching\nlock_age=0\nscheduler=direct\nnode={}\n\n",
+                node.trim()
+            )
+        );
+        let launched = dir.path().join("launched");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !(launched.exists() && dir.path().join("ran").exists()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no launched record or no run"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let record = std::fs::read_to_string(&launched).unwrap();
+        let lines: Vec<&str> = record.lines().collect();
+        assert_eq!(lines[0], "scheduler=direct");
+        let at: u64 = lines[1]
+            .strip_prefix("launched_at=")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(now.abs_diff(at) <= 5, "launched_at {at}, now {now}");
+        assert_eq!(lines[2], format!("node={}", node.trim()));
     }
 
     /// A job directory whose `started` names a live process, as run.sh writes it.

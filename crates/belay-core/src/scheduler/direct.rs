@@ -31,6 +31,12 @@ impl Scheduler for Direct {
             .to_string()
     }
 
+    fn records_launch_after_reply(&self) -> bool {
+        // A cancel in that window finds the lock and no `started`, and
+        // leaves `cancel-requested` for the wrapper, as it would anyway.
+        true
+    }
+
     fn liveness(&self) -> String {
         r#"belay_alive() {
   belay_read_started "$1"

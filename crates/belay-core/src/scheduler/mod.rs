@@ -37,6 +37,17 @@ pub trait Scheduler: Send + Sync {
     /// submitted): the job fails with that message.
     fn submit(&self) -> String;
 
+    /// Whether the launch may reply before its `launched` record is on
+    /// disk (written by a background `date` + `mv`, a few milliseconds
+    /// later; the reply carries the same lines). Only where nothing needs
+    /// the file in that window: a probe or cancel meanwhile sees a lock
+    /// without `launched`, as it always could between the lock and the
+    /// record. Not for a batch scheduler, whose cancel reads its job id
+    /// there.
+    fn records_launch_after_reply(&self) -> bool {
+        false
+    }
+
     /// sh function `belay_alive DIR` for a job that has written `started`:
     /// sets `alive` to `yes`, `no` or `elsewhere` (it runs where this host
     /// cannot see: another node sharing the home, another container) and,

@@ -169,10 +169,11 @@ impl Engine {
     ) -> Result<Run> {
         let transport = self.transport(&job.host)?;
         let dir = Self::dir_word(&*transport, job);
+        let workroot = transport.workroot().0;
         let mode = if crate::failpoint::hit_soft("follow-poll") {
             WaitMode::Poll
         } else {
-            WaitMode::Best
+            super::wait_modes::for_follower(&job.host, &workroot)
         };
         let scheduler = self.scheduler(job)?;
         let script = follow::script(&*scheduler, &job.id, &dir, at.stdout, at.stderr, mode);
@@ -240,7 +241,11 @@ impl Engine {
                         stream.abort();
                         return Ok(Run::Drained);
                     }
-                    Frame::Tick | Frame::Mode(_) => ControlFlow::Continue(()),
+                    Frame::Mode(m) => {
+                        super::wait_modes::learn(&job.host, &workroot, &m);
+                        ControlFlow::Continue(())
+                    }
+                    Frame::Tick => ControlFlow::Continue(()),
                 };
                 if flow.is_break() || stop() {
                     stream.abort();

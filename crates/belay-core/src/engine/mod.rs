@@ -29,6 +29,7 @@ pub mod release;
 pub mod shell_target;
 pub mod submit;
 pub mod submitter;
+pub mod wait_modes;
 
 use std::sync::Arc;
 

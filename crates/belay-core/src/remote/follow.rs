@@ -58,6 +58,10 @@ const MAX_HEADER: usize = 32;
 pub enum WaitMode {
     /// `inotifywait` when the host has it, else short sleeps.
     Best,
+    /// `inotifywait` when the host has it, without asking the file system
+    /// first: an earlier follower under the same workroot found it local
+    /// (see [`crate::engine::wait_modes`]).
+    Local,
     /// Short sleeps even where `inotifywait` exists (tests of the fallback).
     Poll,
 }
@@ -149,7 +153,7 @@ if [ "$belay_mode" = best ]; then
     nfs*|cifs|smb*|lustre|gpfs|fuse*|beegfs|ceph|panfs|9p|v9fs|afs|glusterfs) belay_mode=poll ;;
   esac
 fi
-if [ "$belay_mode" = best ] && command -v inotifywait >/dev/null 2>&1; then
+if [ "$belay_mode" != poll ] && command -v inotifywait >/dev/null 2>&1; then
   # Only the streams and the end wake the follower: the wrapper's own
   # records (and their temporary names) would each cost a pass.
   {{ inotifywait -m -e modify -e create -e moved_to -e delete_self \
@@ -176,6 +180,7 @@ fi
         max = MAX_FRAME,
         mode = match mode {
             WaitMode::Best => "best",
+            WaitMode::Local => "local",
             WaitMode::Poll => "poll",
         },
     )
@@ -298,6 +303,7 @@ mod tests {
         out: Option<u64>,
         err: Option<u64>,
         path: &str,
+        mode: WaitMode,
     ) -> std::process::Child {
         let s = script(
             &crate::scheduler::Direct,
@@ -305,7 +311,7 @@ mod tests {
             &quote(dir.to_str().unwrap()),
             out,
             err,
-            WaitMode::Best,
+            mode,
         );
         Command::new("/bin/sh")
             .arg("-c")
@@ -331,12 +337,12 @@ mod tests {
 
     /// Appends binary data, in steps, then ends the "job"; the follower
     /// sends every byte once from the offsets, then `X`.
-    fn follows_growth_then_ends(path: &str, mode: &str) {
+    fn follows_growth_then_ends(path: &str, wait: WaitMode, mode: &str) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("job dir");
         std::fs::create_dir(&dir).unwrap();
         std::fs::write(dir.join("stdout"), b"skipped").unwrap();
-        let mut child = start(&dir, Some(7), Some(0), path);
+        let mut child = start(&dir, Some(7), Some(0), path, wait);
         let mut want_out: Vec<u8> = Vec::new();
         let mut want_err: Vec<u8> = Vec::new();
         let append = |name: &str, bytes: &[u8]| {
@@ -385,7 +391,7 @@ mod tests {
                 .success(),
             "inotifywait is missing: install inotify-tools (scripts/test.sh does)"
         );
-        follows_growth_then_ends("/usr/bin:/bin", "inotify");
+        follows_growth_then_ends("/usr/bin:/bin", WaitMode::Best, "inotify");
     }
 
     /// A PATH with these tools only (links to the real ones).
@@ -412,29 +418,45 @@ mod tests {
         let mut names = TOOLS.to_vec();
         names.push("inotifywait");
         let bin = tools(tmp.path(), &names);
-        follows_growth_then_ends(bin.to_str().unwrap(), "inotify");
+        follows_growth_then_ends(bin.to_str().unwrap(), WaitMode::Best, "inotify");
     }
 
     #[test]
     fn follows_with_short_sleeps_without_inotifywait() {
         let tmp = tempfile::tempdir().unwrap();
         let bin = tools(tmp.path(), &TOOLS);
-        follows_growth_then_ends(bin.to_str().unwrap(), "poll");
+        follows_growth_then_ends(bin.to_str().unwrap(), WaitMode::Best, "poll");
     }
 
-    #[test]
-    fn follows_with_short_sleeps_on_a_network_file_system() {
-        let tmp = tempfile::tempdir().unwrap();
+    /// Tools and `inotifywait`, with a `stat` that says every file system
+    /// is NFS.
+    fn tools_on_nfs(dir: &std::path::Path) -> std::path::PathBuf {
         let mut names = TOOLS.to_vec();
         names.retain(|t| *t != "stat");
         names.push("inotifywait");
-        let bin = tools(tmp.path(), &names);
+        let bin = tools(dir, &names);
         // `stat -f -c %T` names the file system type: say NFS.
         let stat = bin.join("stat");
         std::fs::write(&stat, "#!/bin/sh\necho nfs\n").unwrap();
         std::fs::set_permissions(&stat, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        follows_growth_then_ends(bin.to_str().unwrap(), "poll");
+        bin
+    }
+
+    #[test]
+    fn follows_with_short_sleeps_on_a_network_file_system() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tools_on_nfs(tmp.path());
+        follows_growth_then_ends(bin.to_str().unwrap(), WaitMode::Best, "poll");
+    }
+
+    /// Told the file system is local (an earlier follower found it so), the
+    /// follower does not ask (`stat` here would say NFS) and watches.
+    #[test]
+    fn a_follower_told_its_file_system_is_local_does_not_ask() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tools_on_nfs(tmp.path());
+        follows_growth_then_ends(bin.to_str().unwrap(), WaitMode::Local, "inotify");
     }
 
     #[test]
@@ -443,7 +465,7 @@ mod tests {
         std::fs::write(tmp.path().join("stdout"), b"out").unwrap();
         std::fs::write(tmp.path().join("stderr"), b"err").unwrap();
         std::fs::write(tmp.path().join("exit"), b"code=3\n").unwrap();
-        let mut child = start(tmp.path(), None, Some(1), "/usr/bin:/bin");
+        let mut child = start(tmp.path(), None, Some(1), "/usr/bin:/bin", WaitMode::Best);
         let frames = collect(&mut child, Duration::from_secs(10));
         let report = frames
             .iter()
@@ -469,7 +491,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("idle-job");
         std::fs::create_dir(&dir).unwrap();
-        let mut child = start(&dir, Some(0), Some(0), "/usr/bin:/bin");
+        let mut child = start(&dir, Some(0), Some(0), "/usr/bin:/bin", WaitMode::Best);
         let mut out = child.stdout.take().unwrap();
         let mut reader = FrameReader::default();
         let t = Instant::now();

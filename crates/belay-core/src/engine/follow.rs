@@ -242,7 +242,11 @@ impl Engine {
                         return Ok(Run::Drained);
                     }
                     Frame::Mode(m) => {
-                        super::wait_modes::learn(&job.host, &workroot, &m);
+                        // Local only from a follower that asked (so the
+                        // entry ages); not local from any.
+                        if mode == WaitMode::Best || m != "inotify" {
+                            super::wait_modes::learn(&job.host, &workroot, &m);
+                        }
                         ControlFlow::Continue(())
                     }
                     Frame::Tick => ControlFlow::Continue(()),

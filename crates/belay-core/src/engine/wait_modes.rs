@@ -34,8 +34,9 @@ pub fn for_follower(host: &str, workroot: &str) -> WaitMode {
     }
 }
 
-/// A follower's `M <mode>` frame: `inotify` from one that asked (or was
-/// told) records the workroot as local; any other mode forgets it.
+/// A follower's `M <mode>` frame: `inotify` from one that asked records
+/// the workroot as local (the caller does not pass on the `inotify` of
+/// one that was told, so an entry ages); any other mode forgets it.
 pub fn learn(host: &str, workroot: &str, mode: &str) {
     let Ok(mut guard) = LOCAL.lock() else {
         return;

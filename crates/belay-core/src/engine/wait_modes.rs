@@ -10,7 +10,7 @@
 //! every second.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::remote::follow::WaitMode;
@@ -19,15 +19,13 @@ use crate::remote::follow::WaitMode;
 pub const REMEMBERED_FOR: Duration = Duration::from_secs(600);
 
 /// (host alias, workroot) → when a follower last found it local.
-static LOCAL: Mutex<Option<HashMap<(String, String), Instant>>> = Mutex::new(None);
+static LOCAL: LazyLock<Mutex<HashMap<(String, String), Instant>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// The wait mode for a follower of a job on `host` under `workroot`.
 pub fn for_follower(host: &str, workroot: &str) -> WaitMode {
-    let known = LOCAL.lock().ok().and_then(|m| {
-        m.as_ref()?
-            .get(&(host.to_string(), workroot.to_string()))
-            .copied()
-    });
+    let key = (host.to_string(), workroot.to_string());
+    let known = LOCAL.lock().ok().and_then(|m| m.get(&key).copied());
     match known {
         Some(at) if at.elapsed() < REMEMBERED_FOR => WaitMode::Local,
         _ => WaitMode::Best,
@@ -38,10 +36,9 @@ pub fn for_follower(host: &str, workroot: &str) -> WaitMode {
 /// the workroot as local (the caller does not pass on the `inotify` of
 /// one that was told, so an entry ages); any other mode forgets it.
 pub fn learn(host: &str, workroot: &str, mode: &str) {
-    let Ok(mut guard) = LOCAL.lock() else {
+    let Ok(mut map) = LOCAL.lock() else {
         return;
     };
-    let map = guard.get_or_insert_with(HashMap::new);
     let key = (host.to_string(), workroot.to_string());
     if mode == "inotify" {
         map.insert(key, Instant::now());

@@ -550,9 +550,13 @@ mod tests {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Runs a stage script in `root` (a workroot) with `PATH` set to `path`
-    /// and returns its stdout.
-    fn run_stage(root: &std::path::Path, key: &str, wrapper: &str, path: &str) -> String {
+    /// Runs a stage script in `root` (a workroot) with `PATH` set to `path`.
+    fn stage_in(
+        root: &std::path::Path,
+        key: &str,
+        wrapper: &str,
+        path: &str,
+    ) -> std::process::Output {
         let script = stage(
             &Workroot(quote(&root.display().to_string())),
             key,
@@ -562,13 +566,18 @@ mod tests {
             false,
             "marker",
         );
-        let out = Command::new("/bin/sh")
+        Command::new("/bin/sh")
             .arg("-c")
             .arg(&script)
             .env("HOME", root)
             .env("PATH", path)
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// [`stage_in`], which must succeed; its stdout.
+    fn run_stage(root: &std::path::Path, key: &str, wrapper: &str, path: &str) -> String {
+        let out = stage_in(root, key, wrapper, path);
         assert!(
             out.status.success(),
             "{}",
@@ -623,20 +632,7 @@ mod tests {
         // Without `mv`, a stage that did not make the directory fails,
         // and leaves the record as it was.
         assert!(
-            !Command::new("/bin/sh")
-                .arg("-c")
-                .arg(stage(
-                    &Workroot(quote(&root.path().display().to_string())),
-                    "j1",
-                    "{}",
-                    first,
-                    "\"$HOME\"",
-                    false,
-                    "m"
-                ))
-                .env("PATH", &only_mkdir)
-                .output()
-                .unwrap()
+            !stage_in(root.path(), "j1", first, &only_mkdir)
                 .status
                 .success()
         );

@@ -30,8 +30,10 @@
 //! checks the sizes, then blocks on that pipe (`dd`: every line waiting is
 //! taken at once) until the next events or the next tick. An event that
 //! lands between the check and the wait is already in the pipe, so no write
-//! is missed; the watcher's own "Watches established." line wakes the
-//! first wait, so writes before the watch existed are not missed either.
+//! is missed. The follower reads the watcher's "Watches established." line
+//! (with `read`: no `dd` for it) before its first look, so a write before
+//! the watch existed is seen by that look, and every later one is an event
+//! in the pipe.
 //! Only the streams, `exit` and `held` wake it (the wrapper's other records
 //! are excluded): each wake-up costs processes on the host.
 //! Without them, or when the job directory is on a network file system
@@ -111,10 +113,19 @@ belay_follow() {{
   trap 'for p in $belay_w $belay_k; do kill "$p" 2>/dev/null; done' EXIT
   trap 'exit 1' HUP INT TERM PIPE
   if [ "$1" = inotify ]; then
-    # (A watcher's line read here is no loss: the first pass below looks.)
+    # The watcher's and the ticker's pids, and the watcher's word that its
+    # watch is set (or any other word of it: an error), read by builtins:
+    # the first wait below is then for events, not for that word. (An
+    # event line read here is no loss: the first pass below looks.)
+    belay_set=
     while read -r a b; do
-      case $a in pid) belay_w=$b ;; tick) belay_k=$b ;; esac
-      [ -n "$belay_w" ] && [ -n "$belay_k" ] && break
+      case $a in
+        pid) belay_w=$b ;;
+        tick) if [ -n "$b" ]; then belay_k=$b; else belay_set=1; fi ;;
+        Setting) ;;
+        *) belay_set=1 ;;
+      esac
+      [ -n "$belay_w" ] && [ -n "$belay_k" ] && [ -n "$belay_set" ] && break
     done
   fi
   printf 'M %s\n' "$1" || exit 1
@@ -337,7 +348,7 @@ mod tests {
 
     /// Appends binary data, in steps, then ends the "job"; the follower
     /// sends every byte once from the offsets, then `X`.
-    fn follows_growth_then_ends(path: &str, wait: WaitMode, mode: &str) {
+    fn follows_growth_then_ends(path: &str, wait: WaitMode, mode: &str) -> Vec<Frame> {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("job dir");
         std::fs::create_dir(&dir).unwrap();
@@ -379,6 +390,7 @@ mod tests {
         assert_eq!(frames.last(), Some(&Frame::End));
         assert!(data(&frames, true) == want_out, "stdout differs");
         assert_eq!(data(&frames, false), want_err);
+        frames
     }
 
     #[test]
@@ -419,6 +431,32 @@ mod tests {
         names.push("inotifywait");
         let bin = tools(tmp.path(), &names);
         follows_growth_then_ends(bin.to_str().unwrap(), WaitMode::Best, "inotify");
+    }
+
+    /// A watcher that cannot watch (the host's inotify limit reached) says
+    /// so and ends: the follower, waiting for its word, takes that one,
+    /// goes on with short sleeps, and misses nothing.
+    #[test]
+    fn a_watcher_that_fails_leaves_the_follower_polling() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tools(tmp.path(), &TOOLS);
+        let fake = bin.join("inotifywait");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'Failed to watch .; upper limit on inotify watches reached!' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let frames = follows_growth_then_ends(bin.to_str().unwrap(), WaitMode::Local, "inotify");
+        assert!(
+            frames.contains(&Frame::Mode("poll".into())),
+            "no switch to polling: {:?}",
+            frames
+                .iter()
+                .filter(|f| matches!(f, Frame::Mode(_)))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -31,12 +31,14 @@
 //! part of the next request's stdout.
 //!
 //! The loop's private directory is `$__belay_d` in every request. At its
-//! start the loop writes its pid namespace there (`pidns`, one line, by a
-//! background `stat` that delays nothing): a request that starts a job, or
-//! asks whether one lives, reads it with a builtin instead of forking a
-//! `stat` of its own (every request runs in that same namespace). A line
-//! without its newline is still being written; no file: not there yet, or
-//! no GNU `stat`.
+//! start the loop writes two facts of its host there, from a background
+//! subshell that delays nothing: its pid namespace (`pidns`, by `stat`)
+//! and the boot time (`btime`, from `/proc/stat`: builtins for a few CPUs'
+//! lines, one `sed` past ten). A request that starts a job, or asks whether
+//! one lives, reads them with a builtin instead of forking a `stat` or
+//! reading `/proc/stat` byte by byte (every request runs in that same
+//! namespace, on that same boot). A line without its newline is still
+//! being written; no file: not there yet, or no GNU `stat` / no `/proc`.
 //!
 //! Everything read from the host is bounded ([`ReplyLimits`]): login-shell
 //! chatter before the ready marker, a script's stdout and stderr, the
@@ -119,7 +121,11 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 const LOOP: &str = concat!(
     "__belay_d=$(mktemp -d \"${TMPDIR:-/tmp}/belay-sh.XXXXXX\") || exit 97; ",
     "trap \"rm -rf \\\"$__belay_d\\\"\" 0; ",
-    "(stat -L -c %i /proc/$$/ns/pid > \"$__belay_d/pidns\") 2>/dev/null & ",
+    "(stat -L -c %i /proc/$$/ns/pid > \"$__belay_d/pidns\"; ",
+    "n=0; while read -r k v; do case $k in ",
+    "btime) echo \"$v\" > \"$__belay_d/btime\"; exit;; ",
+    "cpu*) n=$((n + 1)); [ $n -gt 10 ] && exec sed -n \"s/^btime //p\" /proc/stat > \"$__belay_d/btime\";; ",
+    "esac; done < /proc/stat) 2>/dev/null & ",
     "printf \"%s\\n\" \"$1\"; ",
     "while IFS=\" \" read -r __belay_s __belay_n; do ",
     "head -c \"$__belay_n\" > \"$__belay_d/s\" || exit 98; ",

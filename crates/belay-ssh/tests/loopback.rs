@@ -91,6 +91,19 @@ async fn key_file_auth_and_run_script_round_trip() {
         lines.len() == 2 && lines[0] == lines[1] && !lines[0].is_empty(),
         "{text:?}"
     );
+    // And of the boot time, as `/proc/stat` says it.
+    let out = c
+        .run_script(
+            "read -r b < \"$__belay_d/btime\" && echo \"$b\"; sed -n 's/^btime //p' /proc/stat",
+        )
+        .await
+        .expect("btime");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.len() == 2 && lines[0] == lines[1] && lines[0].parse::<u64>().is_ok_and(|b| b > 0),
+        "{text:?}"
+    );
 
     let out = c
         .exec("cat; echo $0 >&2; exit 4", b"from stdin")

@@ -21,6 +21,25 @@ belay_loop_pidns() {{
   [ -n "${{__belay_d-}}" ] && read -r loop_pidns 2>/dev/null < "$__belay_d/pidns" || loop_pidns=
   case $loop_pidns in *[!0-9]*) loop_pidns= ;; esac
 }}
+# The boot time, from the same shell's record (`$__belay_d/btime`), or nothing.
+belay_loop_btime() {{
+  loop_btime=
+  [ -n "${{__belay_d-}}" ] && read -r loop_btime 2>/dev/null < "$__belay_d/btime" || loop_btime=
+  case $loop_btime in *[!0-9]*) loop_btime= ;; esac
+}}
+# belay_now: the time (`now`, seconds) without a `date` process where the
+# boot time is recorded: boot time plus whole seconds of uptime, `date`'s
+# second or the one before (both are truncated), as the wrapper's
+# `started_at` is.
+belay_now() {{
+  now=; belay_loop_btime; belay_up=
+  read -r belay_up _ 2>/dev/null < /proc/uptime
+  case $belay_up in
+    *[!0-9.]*) ;;
+    [0-9]*.[0-9]*) [ -n "$loop_btime" ] && now=$((loop_btime + ${{belay_up%.*}})) ;;
+  esac
+  [ -n "$now" ] || now=$(date +%s)
+}}
 # Without that record it costs a process (stat): read once, and only by a
 # script that compares it with a job's `started`.
 belay_pidns() {{
@@ -69,7 +88,8 @@ belay_report() {{
     return 0
   fi
   if [ -f "$d/launch.lock" ]; then
-    # Age on one clock: launched_at was written by this host's `date`.
+    # Age on one clock, this host's: launched_at is its `date` (or boot
+    # time plus uptime, within a second of it).
     la=
     [ -f "$d/launched" ] && while IFS='=' read -r k v; do [ "$k" = launched_at ] && la=$v; done < "$d/launched"
     [ -n "$la" ] || la=$(belay_mtime "$d/launch.lock")

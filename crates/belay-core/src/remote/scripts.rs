@@ -173,24 +173,31 @@ belay_report {id} "$d"
     )
 }
 
-/// The launch's `launched` record: before the reply, or (where the
-/// scheduler allows, see [`Scheduler::records_launch_after_reply`]) in the
-/// background, so that the reply waits for neither its `date` nor its `mv`.
+/// The launch's `launched` record. A batch scheduler's is written whole
+/// (temp file, `mv`) before the reply: its cancel reads the job id there.
+/// Where the scheduler allows it ([`Scheduler::records_launch_in_place`])
+/// the file is written in place by builtins, with no `mv`: at once where
+/// the persistent shell recorded the boot time (`belay_now` in
+/// [`super::functions`] then reads the clock without `date`), else in the
+/// background, so that the reply never waits for a `date`.
 fn launch_record(scheduler: &dyn Scheduler) -> String {
-    let write = format!(
-        r#"printf 'scheduler={sched}\nlaunched_at=%s\nnode=%s\n%s\n' "$(date +%s)" "$node" "$belay_ids" > "launched.tmp.$$" &&
-    mv -f "launched.tmp.$$" launched"#,
-        sched = scheduler.name()
-    );
-    if scheduler.records_launch_after_reply() {
+    let sched = scheduler.name();
+    if scheduler.records_launch_in_place() {
         format!(
-            "  {{ {write}; }} </dev/null >/dev/null 2>&1 &
-"
+            r#"  belay_record_launch() {{
+    printf 'scheduler={sched}\nlaunched_at=%s\nnode=%s\n%s\n' "$1" "$node" "$belay_ids" > launched
+  }} 2>/dev/null
+  belay_loop_btime
+  if [ -n "$loop_btime" ]; then belay_now; belay_record_launch "$now"
+  else {{ belay_record_launch "$(date +%s)"; }} </dev/null >/dev/null 2>&1 &
+  fi
+"#
         )
     } else {
         format!(
-            "  {write}
-"
+            r#"  belay_now; printf 'scheduler={sched}\nlaunched_at=%s\nnode=%s\n%s\n' "$now" "$node" "$belay_ids" > "launched.tmp.$$" &&
+    mv -f "launched.tmp.$$" launched
+"#
         )
     }
 }
@@ -644,21 +651,64 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&run_sh).unwrap(), second);
     }
 
-    /// A direct launch replies with its record before the `launched` file
-    /// is written (in the background); the file follows, whole, with the
-    /// launch time.
+    /// Launches a job whose `run.sh` writes its arguments to `ran`, with
+    /// the persistent shell's directory `belay_d` (as `$__belay_d`) if
+    /// given; returns the reply, then the `launched` record and `ran` once
+    /// both are there.
+    fn direct_launch(belay_d: Option<&std::path::Path>) -> (String, String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("run.sh"),
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > ran.tmp && mv ran.tmp ran\n",
+        )
+        .unwrap();
+        let word = quote(&dir.path().display().to_string());
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(launch(&Direct, "j1", &word));
+        if let Some(d) = belay_d {
+            cmd.env("__belay_d", d);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        let launched = dir.path().join("launched");
+        let ran = dir.path().join("ran");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !(launched.exists() && ran.exists()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no launched record or no run"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            std::fs::read_to_string(&launched).unwrap(),
+            std::fs::read_to_string(&ran).unwrap(),
+        )
+    }
+
+    /// `launched_at=` of a `launched` record, and the clock's now.
+    fn launched_at(record: &str) -> (u64, u64) {
+        let at = record
+            .lines()
+            .find_map(|l| l.strip_prefix("launched_at="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        (at, now)
+    }
+
+    /// Outside a persistent shell (no boot time recorded) a direct launch
+    /// replies with its record before the `launched` file is written (in
+    /// the background, with `date`); the file follows, with the launch
+    /// time.
     #[test]
     fn a_direct_launch_replies_with_its_record_and_writes_it_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("run.sh"), "#!/bin/sh\n: > ran\n").unwrap();
-        let word = quote(&dir.path().display().to_string());
-        let out = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(launch(&Direct, "j1", &word))
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let text = String::from_utf8(out.stdout).unwrap();
+        let (text, record, ran) = direct_launch(None);
         let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
         assert_eq!(
             text,
@@ -668,29 +718,46 @@ mod tests {
                 node.trim()
             )
         );
-        let launched = dir.path().join("launched");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !(launched.exists() && dir.path().join("ran").exists()) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no launched record or no run"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let record = std::fs::read_to_string(&launched).unwrap();
         let lines: Vec<&str> = record.lines().collect();
         assert_eq!(lines[0], "scheduler=direct");
-        let at: u64 = lines[1]
-            .strip_prefix("launched_at=")
+        let (at, now) = launched_at(&record);
+        assert!(now.abs_diff(at) <= 5, "launched_at {at}, now {now}");
+        assert_eq!(lines[2], format!("node={}", node.trim()));
+        // No persistent shell's records: the wrapper is told nothing.
+        assert_eq!(ran, "\n\n");
+    }
+
+    /// In a persistent shell (`$__belay_d`), the launch hands the wrapper
+    /// the shell's pid namespace and boot time, and writes `launched` with
+    /// its clock reading taken from that boot time (here 1000 s early, to
+    /// tell it from `date`); a record that is not a whole line of digits is
+    /// not used.
+    #[test]
+    fn a_direct_launch_uses_the_persistent_shells_records() {
+        let real = std::fs::read_to_string("/proc/stat").unwrap();
+        let btime: u64 = real
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))
             .unwrap()
             .parse()
             .unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("pidns"), "4026531999\n").unwrap();
+        std::fs::write(d.path().join("btime"), format!("{}\n", btime - 1000)).unwrap();
+        let (_, record, ran) = direct_launch(Some(d.path()));
+        assert_eq!(ran, format!("4026531999\n{}\n", btime - 1000));
+        let (at, now) = launched_at(&record);
+        assert!(
+            (now - 1002..=now - 998).contains(&at),
+            "launched_at {at}, now {now}: not from the recorded boot time"
+        );
+        // Half-written (no newline yet) or not digits: not trusted.
+        std::fs::write(d.path().join("pidns"), "40265").unwrap();
+        std::fs::write(d.path().join("btime"), "12x\n").unwrap();
+        let (_, record, ran) = direct_launch(Some(d.path()));
+        assert_eq!(ran, "\n\n");
+        let (at, now) = launched_at(&record);
         assert!(now.abs_diff(at) <= 5, "launched_at {at}, now {now}");
-        assert_eq!(lines[2], format!("node={}", node.trim()));
     }
 
     /// A job directory whose `started` names a live process, as run.sh writes it.

@@ -141,23 +141,28 @@ umask 077
 : >> stderr
 # Who this is, in terms that survive pid reuse, reboots and shared homes:
 # pid + start ticks + boot id, on which node, in which pid namespace.
-belay_boot=; belay_node=; belay_btime=0
+belay_boot=; belay_node=
 read -r belay_boot 2>/dev/null < {boot_id_file}
 read -r belay_node 2>/dev/null < /proc/sys/kernel/hostname
-# Boot time: `read` takes a byte per system call, fine for a few CPUs'
-# lines, but a many-core host's per-CPU and interrupt lines make
-# /proc/stat tens of KB (16 KB took 8 ms): past ten CPU lines, one `sed`.
-belay_n=0
-while read -r k v; do
-  case $k in
-    btime) belay_btime=$v; break ;;
-    cpu*) belay_n=$((belay_n + 1))
-      if [ "$belay_n" -gt 10 ]; then
-        belay_btime=$(sed -n 's/^btime //p' /proc/stat 2>/dev/null); break
-      fi ;;
-  esac
-done < /proc/stat
-case $belay_btime in ''|*[!0-9]*) belay_btime=0 ;; esac
+# Boot time: handed over by a launcher on this boot (the direct
+# scheduler's `$2`), else read here. `read` takes a byte per system call,
+# fine for a few CPUs' lines, but a many-core host's per-CPU and interrupt
+# lines make /proc/stat tens of KB (16 KB took 8 ms): past ten CPU lines,
+# one `sed`.
+belay_btime=${{2-}}
+case $belay_btime in ''|*[!0-9]*)
+  belay_btime=0; belay_n=0
+  while read -r k v; do
+    case $k in
+      btime) belay_btime=$v; break ;;
+      cpu*) belay_n=$((belay_n + 1))
+        if [ "$belay_n" -gt 10 ]; then
+          belay_btime=$(sed -n 's/^btime //p' /proc/stat 2>/dev/null); break
+        fi ;;
+    esac
+  done < /proc/stat
+  case $belay_btime in ''|*[!0-9]*) belay_btime=0 ;; esac ;;
+esac
 # The pid namespace: handed over by a launcher in the same namespace (the
 # direct scheduler), else one process (`stat`).
 belay_pidns=${{1-}}
@@ -457,6 +462,31 @@ mod tests {
                 own,
                 "{bad:?}"
             );
+        }
+    }
+
+    /// The boot time a launcher hands over (`$2`) is taken as given, with
+    /// /proc/stat not read at all (here it does not exist); anything but
+    /// digits is not trusted, and the wrapper reads /proc/stat.
+    #[test]
+    fn the_boot_time_comes_from_the_launcher_or_from_proc_stat() {
+        let real = std::fs::read_to_string("/proc/stat").unwrap();
+        let btime: i64 = real
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let missing = std::path::Path::new("/nonexistent/belay-test/stat");
+        let handed = (btime - 1000).to_string();
+        let run = run_a_job(Some(missing), &["", &handed]);
+        let started = field(&run.started, "started_at");
+        assert!(
+            (run.before - 1001..=run.after - 999).contains(&started),
+            "started_at {started} is not the handed boot time's (1000 s early)"
+        );
+        for bad in [&["", ""][..], &["", "12x"], &["", "-5"]] {
+            assert_on_the_wall_clock(&run_a_job(None, bad));
         }
     }
 

@@ -24,15 +24,16 @@ impl Scheduler for Direct {
     }
 
     fn submit(&self) -> String {
-        // The wrapper runs in this script's pid namespace: it is handed the
-        // persistent shell's record of it, and forks no `stat` of its own
-        // before the command starts.
-        "  belay_loop_pidns\n  setsid /bin/sh ./run.sh \"$loop_pidns\" </dev/null >/dev/null 2>&1 &\n"
+        // The wrapper runs in this script's pid namespace, on this boot: it
+        // is handed the persistent shell's records of both, and forks no
+        // `stat` nor reads `/proc/stat` before the command starts.
+        "  belay_loop_pidns; belay_loop_btime\n  setsid /bin/sh ./run.sh \"$loop_pidns\" \"$loop_btime\" </dev/null >/dev/null 2>&1 &\n"
             .to_string()
     }
 
-    fn records_launch_after_reply(&self) -> bool {
-        // A cancel in that window finds the lock and no `started`, and
+    fn records_launch_in_place(&self) -> bool {
+        // Its readers take an empty record as none: a probe dates the
+        // launch by the lock; a cancel, finding no `started` either,
         // leaves `cancel-requested` for the wrapper, as it would anyway.
         true
     }

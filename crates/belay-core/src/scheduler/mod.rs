@@ -37,14 +37,15 @@ pub trait Scheduler: Send + Sync {
     /// submitted): the job fails with that message.
     fn submit(&self) -> String;
 
-    /// Whether the launch may reply before its `launched` record is on
-    /// disk (written by a background `date` + `mv`, a few milliseconds
-    /// later; the reply carries the same lines). Only where nothing needs
-    /// the file in that window: a probe or cancel meanwhile sees a lock
-    /// without `launched`, as it always could between the lock and the
-    /// record. Not for a batch scheduler, whose cancel reads its job id
-    /// there.
-    fn records_launch_after_reply(&self) -> bool {
+    /// Whether the launch may write its `launched` record in place (no
+    /// temp file, no `mv`), and, where the clock cannot be read without
+    /// `date`, in the background after its reply (which carries the same
+    /// lines). Only where every reader takes a missing, empty or partly
+    /// written record as no record: a probe then dates the launch by the
+    /// lock, a cancel judges the job from this host, as they always could
+    /// between the lock and the record. Not for a batch scheduler, whose
+    /// cancel reads its job id there.
+    fn records_launch_in_place(&self) -> bool {
         false
     }
 

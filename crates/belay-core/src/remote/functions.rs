@@ -74,7 +74,8 @@ belay_report() {{
     [ -f "$d/started" ] && belay_cat "$d/started"
     return 0
   fi
-  if [ -f "$d/started" ]; then
+  # (`started` is written in place: empty, it is not there yet.)
+  if [ -s "$d/started" ]; then
     belay_alive "$d"
     if [ "$alive" = yes ]; then
       # The command ended and the wrapper holds the job for debugging.

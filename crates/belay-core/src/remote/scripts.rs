@@ -406,7 +406,8 @@ pub struct CancelTarget<'a> {
 /// (`code=137`) for each that the wrapper did not record itself. A job never
 /// staged gets its directory now, so the lock also stops a submitter still
 /// on its way; a staged job whose directory is gone is not re-created. Ends
-/// with each job's report.
+/// with each job's report. (An empty `started` is one being written: not
+/// a start yet, so the job is waited for like one not started.)
 pub fn cancel(scheduler: &dyn Scheduler, targets: &[CancelTarget<'_>], grace_secs: u32) -> String {
     let mut dirs = String::new();
     let mut ids = Vec::new();
@@ -431,7 +432,7 @@ belay_cancel1() {{
   if [ "$c_new" = 1 ]; then (umask 077; mkdir -p "$c_d" 2>/dev/null) || return 0; fi
   cd "$c_d" 2>/dev/null || return 0
   [ -f exit ] && return 0
-  if [ -f started ]; then
+  if [ -s started ]; then
     belay_ours "$c_d"
     [ "$ours" = elsewhere ] && {{ belay_elsewhere "$1" "$why"; return 0; }}
   elif [ -f launched ]; then
@@ -447,7 +448,7 @@ belay_cancel1() {{
       mv -f "exit.tmp.$$" exit
 {rm_secrets}    return 0
   fi
-  if [ -f started ]; then
+  if [ -s started ]; then
     belay_term && belay_termed="$belay_termed $1"
   else
     belay_waiting="$belay_waiting $1"
@@ -470,7 +471,7 @@ while [ -n "$belay_waiting" ] && [ "$i" -lt 100 ]; do
   for c_id in $belay_waiting; do
     belay_cdir "$c_id"
     if [ -f "$c_d/exit" ]; then :
-    elif [ -f "$c_d/started" ]; then belay_ours "$c_d"; belay_term && belay_termed="$belay_termed $c_id"
+    elif [ -s "$c_d/started" ]; then belay_ours "$c_d"; belay_term && belay_termed="$belay_termed $c_id"
     else c_rest="$c_rest $c_id"; fi
   done
   belay_waiting=$c_rest
@@ -479,7 +480,7 @@ done
 for c_id in $belay_waiting; do
   case " $belay_unqueued " in *" $c_id "*) ;; *) continue ;; esac
   belay_cdir "$c_id"
-  [ -f "$c_d/exit" ] || [ -f "$c_d/started" ] && continue
+  [ -f "$c_d/exit" ] || [ -s "$c_d/started" ] && continue
   printf 'code=\nended_at=%s\ncancelled=1\nnever_started=1\n' "$(date +%s)" > "$c_d/exit.tmp.$$" &&
     mv -f "$c_d/exit.tmp.$$" "$c_d/exit"
 done
@@ -525,7 +526,7 @@ pub fn kill_remnants(scheduler: &dyn Scheduler, dir_word: &str) -> String {
     format!(
         r#"{prelude}{stop}d={dir}
 grace=2
-if [ -f "$d/started" ]; then
+if [ -s "$d/started" ]; then
   belay_ours "$d"
   if [ "$ours" = yes ]; then
     belay_term && belay_reap
@@ -836,6 +837,29 @@ mod tests {
         }
         alive.kill().unwrap();
         alive.wait().unwrap();
+    }
+
+    /// `started` is written in place: the moment it exists empty (or stays
+    /// so, its wrapper killed mid-write), the job has not started yet — it
+    /// is launching, not dead.
+    #[test]
+    fn an_empty_started_record_is_not_a_start_yet() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("j1");
+        std::fs::create_dir(&dir).unwrap();
+        for f in ["run.sh", "launch.lock", "started"] {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        let targets = [ProbeTarget {
+            job_id: "j1",
+            dir: quote(&dir.display().to_string()),
+            known: None,
+        }];
+        let r = HostReport::parse(&sh(
+            &probe_with(&Direct, &targets, QUICK_BUILTIN_MAX),
+            "/usr/bin:/bin",
+        ));
+        assert_eq!(r.jobs["j1"].status, crate::remote::RemoteStatus::Launching);
     }
 
     /// The probe of `targets`, with and without awk on the PATH, checked

@@ -1,9 +1,10 @@
 //! The wrapper script (`run.sh`) that runs a job on its host.
 //!
-//! It records who it is (`started`), keeps a heartbeat, runs the user's
-//! command in the user's login shell with output appended to `stdout` and
-//! `stderr`, ends whatever the job left running in its process group, and
-//! writes `exit` atomically. It survives the link dropping: it is detached
+//! It records who it is (`started`: one `printf` into the file, which its
+//! readers take as not there while it is empty), keeps a heartbeat, runs
+//! the user's command in the user's login shell with output appended to
+//! `stdout` and `stderr`, ends whatever the job left running in its
+//! process group, and writes `exit` atomically (temp file and rename). It survives the link dropping: it is detached
 //! from any terminal and from the channel that started it.
 //!
 //! A full disk: staging leaves a small `reserve` file in the job directory.
@@ -176,15 +177,17 @@ belay_started() {{
     "$$" "$3" "$4" "${{20}}" "$belay_boot" "$belay_node" "$belay_pidns" "$((belay_btime + ${{20}} / 100))" \
     "${{SLURM_JOB_ID:+slurm_job_id=$SLURM_JOB_ID
 }}" \
-    > "started.tmp.$$" && mv -f "started.tmp.$$" started
+    > started
 }}
+# Written in place by one `printf` (no temp file, no `mv` process before
+# the command starts): every reader takes an empty `started` as none yet.
 # The error is captured (a subshell, a process more) only when a first
 # try failed: a second try says why, or succeeds.
 belay_err=
 if ! belay_started "$@" 2>/dev/null && ! belay_err=$(belay_started "$@" 2>&1); then
   # Without `started` nobody could tell this job from a dead one: do not
   # run the command. The reserve staging left makes room for the verdict.
-  rm -f "started.tmp.$$" reserve
+  rm -f started reserve
   belay_disk=$(df -Pk . 2>/dev/null | {{ read -r _; read -r fs _ _ free _ mnt; echo "$fs on $mnt, $free KiB free"; }})
   belay_err=$(printf '%s' "$belay_err" | tr '\n' ' ')
   printf 'code=125\nended_at=%s\ncancelled=0\nwhy=%s\n' "$(date +%s)" \

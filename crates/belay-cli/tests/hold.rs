@@ -85,7 +85,10 @@ fn a_hold_ends_by_itself_on_the_host_with_no_belay_running() {
     // (the daemon, if one runs, is stopped first: nothing of belay runs).
     b.cmd(["serve", "--stop"]).output();
     assert!(
-        poll(Duration::from_secs(20), || dir.join("exit").exists()),
+        // (Written in place: whole once it is not empty.)
+        poll(Duration::from_secs(20), || {
+            std::fs::metadata(dir.join("exit")).is_ok_and(|m| m.len() > 0)
+        }),
         "the 3 s hold never ended on the host"
     );
     let exit = kv_file(&dir.join("exit"));

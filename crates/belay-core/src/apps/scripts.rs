@@ -43,7 +43,7 @@ printf 'port=%s\n' "$BELAY_APP_PORT" > "$BELAY_APP_DIR/where"
 pub fn ready(dir_word: &str) -> String {
     format!(
         r#"d={dir_word}
-if [ -f "$d/exit" ] || [ -f "$d/held" ]; then echo "R ended"; exit 0; fi
+if [ -s "$d/exit" ] || [ -f "$d/held" ]; then echo "R ended"; exit 0; fi
 [ -f "$d/app/where" ] || {{ echo "R starting"; exit 0; }}
 sock=; port=; path=
 while IFS='=' read -r k v; do

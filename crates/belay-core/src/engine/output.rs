@@ -23,7 +23,7 @@ const LOCAL_WATCH_STEP: Duration = Duration::from_millis(2);
 fn local_news(dir: &Path, out_offset: u64, err_offset: u64, ended_before: bool) -> bool {
     let longer =
         |name: &str, offset: u64| std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() > offset);
-    (!ended_before && dir.join("exit").exists())
+    (!ended_before && longer("exit", 0))
         || longer("stdout", out_offset)
         || longer("stderr", err_offset)
 }
@@ -91,7 +91,8 @@ impl Engine {
         };
         // An exit file already there is old news (the state read from it
         // is what the caller has); only its appearance or growth counts.
-        let ended_before = dir.is_some_and(|d| d.join("exit").exists());
+        let ended_before =
+            dir.is_some_and(|d| std::fs::metadata(d.join("exit")).is_ok_and(|m| m.len() > 0));
         loop {
             if stop() {
                 return;

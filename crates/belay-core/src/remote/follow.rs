@@ -14,7 +14,8 @@
 //! R <len>\n<report>   the job's report (`belay_report`, as a probe prints
 //!                     it), sent once the exit file exists, just before `X`
 //! X\n                 the job's `exit` file (or `held`: its command ended
-//!                     and the job is held for debugging) exists and both
+//!                     and the job is held for debugging) is there (an
+//!                     empty `exit` is being written: not yet) and both
 //!                     streams are drained to their final size; the script
 //!                     then ends
 //! ```
@@ -96,7 +97,7 @@ belay_send() {{
   done
 }}
 belay_pump() {{
-  x=; [ -f exit ] && x=1
+  x=; [ -s exit ] && x=1
   [ -f held ] && x=1
   sent=
   if [ "$oo" -ge 0 ]; then belay_send O stdout "$oo"; oo=$at; fi
@@ -156,7 +157,7 @@ done
 # A job that has ended already (a short one; a stream resumed after a
 # drop) is sent whole now, with no watcher to start and no file system to
 # ask about: `belay_pump` ends the script after `X`.
-if [ -f exit ] || [ -f held ]; then belay_pump; fi
+if [ -s exit ] || [ -f held ]; then belay_pump; fi
 # inotify sees no write made by another machine (a batch job on a compute
 # node writing to a shared file system): there, sleeps.
 if [ "$belay_mode" = best ]; then
@@ -557,6 +558,52 @@ mod tests {
             assert!(Instant::now() < end, "the follower outlived its reader");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A direct job's `exit` is written in place: while it is empty the job
+    /// has not ended (the follower ticks on, with no report and no `X`);
+    /// once it has its lines, the report and `X` follow.
+    #[test]
+    fn an_empty_exit_file_is_not_the_end_yet() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ending-job");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("exit"), "").unwrap();
+        let mut child = start(&dir, Some(0), Some(0), "/usr/bin:/bin", WaitMode::Local);
+        let mut out = child.stdout.take().unwrap();
+        let mut reader = FrameReader::default();
+        let mut buf = [0u8; 4096];
+        let mut ticks = 0;
+        while ticks < 2 {
+            let n = out.read(&mut buf).unwrap();
+            assert!(n > 0, "the follower ended on an empty exit file");
+            reader.feed(&buf[..n]);
+            while let Some(f) = reader.next_frame().unwrap() {
+                assert!(
+                    matches!(f, Frame::Tick | Frame::Mode(_)),
+                    "{f:?} before the exit file was written"
+                );
+                ticks += usize::from(f == Frame::Tick);
+            }
+        }
+        std::fs::write(dir.join("exit"), "code=3\nended_at=1\ncancelled=0\n").unwrap();
+        let mut rest = Vec::new();
+        out.read_to_end(&mut rest).unwrap();
+        reader.feed(&rest);
+        let mut frames = Vec::new();
+        while let Some(f) = reader.next_frame().unwrap() {
+            frames.push(f);
+        }
+        assert!(child.wait().unwrap().success());
+        assert_eq!(frames.last(), Some(&Frame::End), "{frames:?}");
+        let report = frames.iter().find_map(|f| match f {
+            Frame::Report(r) => Some(String::from_utf8_lossy(r).into_owned()),
+            _ => None,
+        });
+        assert!(
+            report.as_deref().is_some_and(|r| r.contains("code=3")),
+            "{report:?}"
+        );
     }
 
     #[test]

@@ -64,7 +64,7 @@ sched_end=; sched_reason=; belay_t=
 # belay_report ID DIR: one section `J ID STATUS` followed by key=value lines.
 belay_report() {{
   d=$2
-  if [ -f "$d/exit" ]; then
+  if [ -s "$d/exit" ]; then
     belay_sched_ended "$1" "$d"
     if [ -n "$sched_hold" ]; then
       echo "J $1 running"; [ -f "$d/started" ] && belay_cat "$d/started"; return 0
@@ -83,7 +83,7 @@ belay_report() {{
       echo "J $1 running"; belay_cat "$d/started"; return 0
     fi
     if [ "$alive" = elsewhere ]; then echo "J $1 elsewhere"; echo "why=$why"; return 0; fi
-    if [ -f "$d/exit" ]; then belay_report "$1" "$d"; return 0; fi
+    if [ -s "$d/exit" ]; then belay_report "$1" "$d"; return 0; fi
     echo "J $1 dead"; belay_cat "$d/started"; echo "why=$why"
     [ -n "$sched_end" ] && printf 'sched_state=%s\nsched_reason=%s\n' "$sched_end" "$sched_reason"
     return 0
@@ -127,7 +127,7 @@ belay_absent() {{
 # changed; anything else goes to the full report.
 belay_quick() {{
   belay_pidns
-  if [ ! -f "$2/exit" ] && [ ! -f "$2/held" ] && [ "$5" = "$boot" ] && [ "$6" = "$node" ] && [ "$7" = "$pidns" ] &&
+  if [ ! -s "$2/exit" ] && [ ! -f "$2/held" ] && [ "$5" = "$boot" ] && [ "$6" = "$node" ] && [ "$7" = "$pidns" ] &&
      read -r l < "/proc/$3/stat" 2>/dev/null; then
     q_id=$1; q_dir=$2; q_ticks=$4
     l=${{l##*) }}

@@ -382,7 +382,7 @@ exit 0
 pub fn release(dir_word: &str) -> String {
     format!(
         r#"cd {dir_word} 2>/dev/null || {{ echo "R absent"; exit 0; }}
-if [ -f exit ]; then echo "R ended"
+if [ -s exit ]; then echo "R ended"
 elif [ -f held ]; then : > release && echo "R released"
 else echo "R not-held"; fi
 "#
@@ -431,7 +431,7 @@ belay_elsewhere() {{ echo "J $1 elsewhere"; echo "why=$2"; belay_skip="$belay_sk
 belay_cancel1() {{
   if [ "$c_new" = 1 ]; then (umask 077; mkdir -p "$c_d" 2>/dev/null) || return 0; fi
   cd "$c_d" 2>/dev/null || return 0
-  [ -f exit ] && return 0
+  [ -s exit ] && return 0
   if [ -s started ]; then
     belay_ours "$c_d"
     [ "$ours" = elsewhere ] && {{ belay_elsewhere "$1" "$why"; return 0; }}
@@ -470,7 +470,7 @@ while [ -n "$belay_waiting" ] && [ "$i" -lt 100 ]; do
   i=$((i + 1)); c_rest=
   for c_id in $belay_waiting; do
     belay_cdir "$c_id"
-    if [ -f "$c_d/exit" ]; then :
+    if [ -s "$c_d/exit" ]; then :
     elif [ -s "$c_d/started" ]; then belay_ours "$c_d"; belay_term && belay_termed="$belay_termed $c_id"
     else c_rest="$c_rest $c_id"; fi
   done
@@ -480,7 +480,7 @@ done
 for c_id in $belay_waiting; do
   case " $belay_unqueued " in *" $c_id "*) ;; *) continue ;; esac
   belay_cdir "$c_id"
-  [ -f "$c_d/exit" ] || [ -s "$c_d/started" ] && continue
+  [ -s "$c_d/exit" ] || [ -s "$c_d/started" ] && continue
   printf 'code=\nended_at=%s\ncancelled=1\nnever_started=1\n' "$(date +%s)" > "$c_d/exit.tmp.$$" &&
     mv -f "$c_d/exit.tmp.$$" "$c_d/exit"
 done
@@ -493,14 +493,14 @@ belay_sweep
 i=0
 while [ -z "$belay_killed" ] && [ "$i" -lt 100 ]; do
   c_rest=
-  for c_id in $belay_termed; do belay_cdir "$c_id"; [ -f "$c_d/exit" ] || c_rest=yes; done
+  for c_id in $belay_termed; do belay_cdir "$c_id"; [ -s "$c_d/exit" ] || c_rest=yes; done
   [ -n "$c_rest" ] || break
   sleep 0.01 2>/dev/null || sleep 1
   i=$((i + 1))
 done
 for c_id in $belay_termed; do
   belay_cdir "$c_id"
-  [ -f "$c_d/exit" ] && continue
+  [ -s "$c_d/exit" ] && continue
   printf 'code=137\nended_at=%s\ncancelled=1\n' "$(date +%s)" > "$c_d/exit.tmp.$$" &&
     mv -f "$c_d/exit.tmp.$$" "$c_d/exit"
 done

@@ -1,10 +1,12 @@
 //! The wrapper script (`run.sh`) that runs a job on its host.
 //!
-//! It records who it is (`started`: one `printf` into the file, which its
-//! readers take as not there while it is empty), keeps a heartbeat, runs
-//! the user's command in the user's login shell with output appended to
-//! `stdout` and `stderr`, ends whatever the job left running in its
-//! process group, and writes `exit` atomically (temp file and rename). It survives the link dropping: it is detached
+//! It records who it is (`started`), keeps a heartbeat, runs the user's
+//! command in the user's login shell with output appended to `stdout` and
+//! `stderr`, ends whatever the job left running in its process group, and
+//! records how it ended (`exit`). Both records are written whole: in place
+//! by one `printf` on the host that launched the job (readers take an
+//! empty record as none yet), by temp file and rename under a batch
+//! scheduler (see [`RecordWrites`]). It survives the link dropping: it is detached
 //! from any terminal and from the channel that started it.
 //!
 //! A full disk: staging leaves a small `reserve` file in the job directory.
@@ -77,6 +79,39 @@ pub fn workdir_word(workdir: Option<&str>) -> String {
     }
 }
 
+/// How the wrapper writes its `started` and `exit` records: the redirection
+/// that ends their `printf`, and the script's comment on it.
+struct RecordWrites {
+    started_to: &'static str,
+    exit_to: &'static str,
+    note: &'static str,
+}
+
+impl RecordWrites {
+    /// On the host that launched it (direct), in place: one `printf`, no
+    /// temp file and no `mv` process before the command starts or after it
+    /// ends; every reader takes an empty record as none yet (a single small
+    /// `write` is seen whole or not at all on a local file system). Under a
+    /// batch scheduler the job runs on a compute node and is judged from a
+    /// login node over a network file system: there, temp file and rename.
+    fn for_batch(batch: bool) -> RecordWrites {
+        if batch {
+            RecordWrites {
+                started_to: r#"> "started.tmp.$$" && mv -f "started.tmp.$$" started"#,
+                exit_to: r#"> "$belay_d/exit.tmp.$$" && mv -f "$belay_d/exit.tmp.$$" "$belay_d/exit""#,
+                note: "# Written whole, then renamed: readers on other nodes see all or nothing.\n",
+            }
+        } else {
+            RecordWrites {
+                started_to: "> started",
+                exit_to: r#"> "$belay_d/exit""#,
+                note: "# Written in place by one `printf` (no `mv` process before the command\n\
+                       # starts): every reader takes an empty `started` as none yet.\n",
+            }
+        }
+    }
+}
+
 pub fn render(spec: &WrapperSpec<'_>) -> String {
     // The user's variables are set only in the subshell that becomes the
     // command, so no value (PATH, IFS, a name the wrapper uses) can change
@@ -121,6 +156,7 @@ pub fn render(spec: &WrapperSpec<'_>) -> String {
     } else {
         workdir_word(spec.workdir)
     };
+    let records = RecordWrites::for_batch(spec.batch_header.is_some());
     let (header, locate) = match spec.batch_header {
         Some(h) => (h, "cd \"${SLURM_SUBMIT_DIR:-.}\" || exit 120"),
         None => ("", "case $0 in */*) cd \"${0%/*}\" || exit 120 ;; esac"),
@@ -177,17 +213,15 @@ belay_started() {{
     "$$" "$3" "$4" "${{20}}" "$belay_boot" "$belay_node" "$belay_pidns" "$((belay_btime + ${{20}} / 100))" \
     "${{SLURM_JOB_ID:+slurm_job_id=$SLURM_JOB_ID
 }}" \
-    > started
+    {started_to}
 }}
-# Written in place by one `printf` (no temp file, no `mv` process before
-# the command starts): every reader takes an empty `started` as none yet.
-# The error is captured (a subshell, a process more) only when a first
+{record_note}# The error is captured (a subshell, a process more) only when a first
 # try failed: a second try says why, or succeeds.
 belay_err=
 if ! belay_started "$@" 2>/dev/null && ! belay_err=$(belay_started "$@" 2>&1); then
   # Without `started` nobody could tell this job from a dead one: do not
   # run the command. The reserve staging left makes room for the verdict.
-  rm -f started reserve
+  rm -f "started.tmp.$$" started reserve
   belay_disk=$(df -Pk . 2>/dev/null | {{ read -r _; read -r fs _ _ free _ mnt; echo "$fs on $mnt, $free KiB free"; }})
   belay_err=$(printf '%s' "$belay_err" | tr '\n' ' ')
   printf 'code=125\nended_at=%s\ncancelled=0\nwhy=%s\n' "$(date +%s)" \
@@ -285,9 +319,12 @@ esac
 [ -n "$belay_end" ] || belay_end=$(date +%s)
 printf 'code=%s\nended_at=%s\ncancelled=%s\n%s' "$belay_code" "$belay_end" "$belay_cancelled" \
   "${{belay_hold_end:+hold_end=$belay_hold_end
-}}" > "$belay_d/exit.tmp.$$" && mv -f "$belay_d/exit.tmp.$$" "$belay_d/exit"
+}}" {exit_to}
 "#,
         boot_id_file = crate::failpoint::BOOT_ID_FILE_WORD,
+        started_to = records.started_to,
+        exit_to = records.exit_to,
+        record_note = records.note,
         id = spec.job_id,
         qid = quote(spec.job_id),
         hb = spec.heartbeat_secs,

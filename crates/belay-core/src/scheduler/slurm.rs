@@ -340,7 +340,7 @@ belay_reap() {
   while [ "$waited" -lt "$((grace * 20))" ]; do
     sl_left=
     while IFS= read -r sl_x; do
-      [ -n "$sl_x" ] && [ ! -f "$sl_x/exit" ] && sl_left=1
+      [ -n "$sl_x" ] && [ ! -s "$sl_x/exit" ] && sl_left=1
     done <<EOF
 $belay_sl_dirs
 EOF

@@ -40,6 +40,7 @@ use crate::session::{
 };
 use crate::sftp::Sftp;
 use crate::shell::{ReplyLimits, ScriptOutput, Shell, exec_once};
+use crate::shell_stream::ShellStream;
 use crate::stream::ExecStream;
 
 /// Connections to one host at most (the first and the extra ones opened
@@ -736,14 +737,92 @@ impl Client {
         Ok(stream)
     }
 
+    /// Starts a POSIX sh `script` that reads no input, its stdout read as
+    /// it comes (a job's output follower), as a request to one of the
+    /// persistent shells: the shell goes back to the pool when the caller
+    /// releases the stream after the script's end
+    /// ([`ShellStream::release`]), so no replacement has to be opened as
+    /// for an [`ExecStream`]. Holds the shell's channel until then. `idle`
+    /// bounds any wait for output.
+    pub async fn stream_script(
+        &self,
+        script: &str,
+        idle: Duration,
+    ) -> Result<ShellStream, SshError> {
+        crate::calls::count();
+        tracing::debug!(host = %self.alias, script_bytes = script.len(), "streamed script");
+        let main = self.ensure().await?;
+        let mut all = vec![main];
+        if let Ok(extras) = self.extras.try_lock() {
+            all.extend(extras.iter().cloned());
+        }
+        for live in all {
+            let idle_shell = live.idle.lock().ok().and_then(|mut v| v.pop());
+            if let Some(shell) = idle_shell
+                && let Ok(stream) = self
+                    .guarded(&live, self.start_shell_stream(&live, shell, script, idle))
+                    .await
+            {
+                live.touch();
+                return Ok(stream);
+            }
+        }
+        self.on_a_channel(idle, |live, permit| async move {
+            let shell =
+                open_shell(&live, permit, &self.alias, idle, self.opts.reply_limits).await?;
+            self.start_shell_stream(&live, shell, script, idle).await
+        })
+        .await
+    }
+
+    async fn start_shell_stream(
+        &self,
+        live: &Arc<Live>,
+        mut shell: Shell,
+        script: &str,
+        idle: Duration,
+    ) -> Result<ShellStream, SshError> {
+        let token = format!("stream-{}", crate::shell::random_hex(8));
+        let script = format!("printf '%s\\n' {token}\n{script}");
+        let sentinel = shell
+            .start_streaming(&script, &token, &self.alias, &live.conn.monitor, idle)
+            .await?;
+        // A long stream holds its shell: the pool gets another meanwhile
+        // (unless this one is back by then).
+        self.replenish_shell(live);
+        let (pool, most) = (live.clone(), self.opts.max_shells);
+        Ok(ShellStream::new(
+            shell,
+            sentinel,
+            &self.alias,
+            live.conn.monitor.clone(),
+            idle,
+            Box::new(move |shell| {
+                let Ok(mut idle) = pool.idle.lock() else {
+                    return false;
+                };
+                // (A full pool: this one goes, its channel closed on drop.)
+                let room = idle.len() < most;
+                if room {
+                    idle.push(shell);
+                }
+                room
+            }),
+        ))
+    }
+
     /// Opens a persistent shell in the background (while a stream's data
     /// flows, [`REPLENISH_AFTER`] it started), so the next script does not
-    /// wait for a login shell.
+    /// wait for a login shell — unless a shell is idle by then (a
+    /// [`ShellStream`]'s, back already).
     fn replenish_shell(&self, live: &Arc<Live>) {
         let (live, alias, deadline) = (live.clone(), self.alias.clone(), self.opts.op_timeout);
         let (limits, server_limit) = (self.opts.reply_limits, self.server_limit.clone());
         tokio::spawn(async move {
             tokio::time::sleep(REPLENISH_AFTER).await;
+            if live.idle.lock().is_ok_and(|idle| !idle.is_empty()) {
+                return;
+            }
             // The channel is counted from now: a script that needed one
             // in the meantime has had it.
             let Ok(permit) = live.channels.clone().try_acquire_owned() else {

@@ -51,6 +51,7 @@ mod sanitize;
 pub mod session;
 pub mod sftp;
 mod shell;
+mod shell_stream;
 mod stream;
 mod tokens;
 pub mod trace;
@@ -83,6 +84,7 @@ pub use sanitize::{terminal_safe, terminal_safe_bytes};
 pub use session::{ConnectInfo, HopInfo, OP_SILENCE};
 pub use sftp::Sftp;
 pub use shell::{ReplyLimits, ScriptOutput};
+pub use shell_stream::ShellStream;
 pub use stream::{ExecStream, StreamEnd};
 pub use trace::{Cause, ConnectTrace, Step, TraceEvent};
 

@@ -392,21 +392,7 @@ impl Shell {
     ) -> Result<ScriptOutput, SshError> {
         match tokio::time::timeout(deadline, self.run_inner(script)).await {
             Ok(Ok(o)) => Ok(o),
-            Ok(Err(Failure::Closed(d))) => Err(monitor.error(host, d).await),
-            Ok(Err(Failure::Overflow(d))) => Err(SshError::Protocol {
-                host: host.to_string(),
-                detail: d,
-            }),
-            Ok(Err(Failure::Protocol(d) | Failure::NoShell(d))) => {
-                if monitor.is_down() {
-                    Err(monitor.error(host, d).await)
-                } else {
-                    Err(SshError::Protocol {
-                        host: host.to_string(),
-                        detail: d,
-                    })
-                }
-            }
+            Ok(Err(f)) => Err(request_error(f, host, monitor).await),
             Err(_) => Err(SshError::Timeout {
                 host: host.to_string(),
                 what: "script".into(),
@@ -415,7 +401,86 @@ impl Shell {
         }
     }
 
+    /// Starts `script` as a request whose stdout the caller reads as it
+    /// comes ([`crate::ShellStream`]). The script prints `token` on a line
+    /// of its own first: anything before it is stray output of an earlier
+    /// request's background process, dropped. Returns the request's
+    /// sentinel. On error the shell must be discarded.
+    pub(crate) async fn start_streaming(
+        &mut self,
+        script: &str,
+        token: &str,
+        host: &str,
+        monitor: &LinkMonitor,
+        deadline: Duration,
+    ) -> Result<String, SshError> {
+        let start = async {
+            let sentinel = self.send(script).await?;
+            let marker = format!("{token}\n");
+            let pos = self
+                .read_until(marker.as_bytes(), MAX_CHATTER, "before the stream started")
+                .await?;
+            self.buf.drain(..pos + marker.len());
+            Ok(sentinel)
+        };
+        match tokio::time::timeout(deadline, start).await {
+            Ok(Ok(sentinel)) => Ok(sentinel),
+            Ok(Err(f)) => Err(request_error(f, host, monitor).await),
+            Err(_) => Err(SshError::Timeout {
+                host: host.to_string(),
+                what: "starting a stream".into(),
+                after: deadline,
+            }),
+        }
+    }
+
+    /// The next piece of a streaming request's stdout, as it comes (what is
+    /// buffered first).
+    pub(crate) async fn next_data(
+        &mut self,
+        host: &str,
+        monitor: &LinkMonitor,
+    ) -> Result<Vec<u8>, SshError> {
+        if self.buf.is_empty()
+            && let Err(f) = self.fill().await
+        {
+            return Err(request_error(f, host, monitor).await);
+        }
+        Ok(std::mem::take(&mut self.buf))
+    }
+
+    /// A streaming request whose caller has read its stdout to the end it
+    /// knows (`rest`: what it read beyond that): the rest of the reply —
+    /// the sentinel, the status, stderr — is read as any reply's, and the
+    /// shell is ready for the next request.
+    pub(crate) async fn end_streaming(
+        &mut self,
+        rest: Vec<u8>,
+        sentinel: &str,
+    ) -> Result<ScriptOutput, String> {
+        let mut buf = rest;
+        buf.append(&mut self.buf);
+        self.buf = buf;
+        self.read_reply(sentinel).await.map_err(|f| match f {
+            Failure::Closed(d)
+            | Failure::Protocol(d)
+            | Failure::NoShell(d)
+            | Failure::Overflow(d) => d,
+        })
+    }
+
+    /// Closes the shell's channel (the loop and its request end with it).
+    pub(crate) async fn close(self) {
+        let _ = self.channel.close().await;
+    }
+
     async fn run_inner(&mut self, script: &str) -> Result<ScriptOutput, Failure> {
+        let sentinel = self.send(script).await?;
+        self.read_reply(&sentinel).await
+    }
+
+    /// Sends `script` as a request; returns its sentinel.
+    async fn send(&mut self, script: &str) -> Result<String, Failure> {
         let sentinel = format!("BELAY-{}", random_hex(16));
         // Late output of earlier background processes is not ours to keep.
         self.buf.clear();
@@ -425,6 +490,12 @@ impl Shell {
             .data(&req[..])
             .await
             .map_err(|e| Failure::Closed(e.to_string()))?;
+        Ok(sentinel)
+    }
+
+    /// Reads a request's reply: its stdout up to `sentinel`, the status
+    /// line, its stderr.
+    async fn read_reply(&mut self, sentinel: &str) -> Result<ScriptOutput, Failure> {
         let needle = format!("{sentinel} ");
         let pos = self
             .read_until(needle.as_bytes(), self.limits.stdout, "of script stdout")
@@ -459,6 +530,28 @@ impl Shell {
             stdout,
             stderr,
         })
+    }
+}
+
+/// The error a failed request reports: a closed channel is the link's
+/// (when it is down), a misbehaving shell a protocol error.
+async fn request_error(f: Failure, host: &str, monitor: &LinkMonitor) -> SshError {
+    match f {
+        Failure::Closed(d) => monitor.error(host, d).await,
+        Failure::Overflow(d) => SshError::Protocol {
+            host: host.to_string(),
+            detail: d,
+        },
+        Failure::Protocol(d) | Failure::NoShell(d) => {
+            if monitor.is_down() {
+                monitor.error(host, d).await
+            } else {
+                SshError::Protocol {
+                    host: host.to_string(),
+                    detail: d,
+                }
+            }
+        }
     }
 }
 

@@ -864,6 +864,84 @@ async fn exec_stream_carries_bulk_data_both_ways_without_a_login_shell() {
     assert_eq!(out.stdout, b"still\n");
 }
 
+/// A streamed request's output arrives as the script writes it, and once
+/// the caller has read to the end it knows and released the stream, the
+/// same shell serves the next script (no login shell paid: `.bashrc`
+/// sleeps a second). A script that ends early shows the end marker line
+/// with its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_script_streams_as_it_comes_and_gives_its_shell_back() {
+    let env = Env::new(SshdOptions {
+        home_files: vec![(".bashrc".into(), "sleep 1\n".into())],
+        ..SshdOptions::default()
+    });
+    let c = env.client("target");
+    c.run_script("true").await.expect("warm up");
+    let idle = Duration::from_secs(30);
+    let mut s = c
+        .stream_script(
+            "echo \"$__belay_d\"; for i in 0 1 2; do echo line$i; sleep 0.03; done; echo END",
+            idle,
+        )
+        .await
+        .expect("stream");
+    let mut got = Vec::new();
+    let mut reads = 0;
+    let end = loop {
+        got.extend(s.read().await.expect("read"));
+        reads += 1;
+        if let Some(p) = got.windows(4).position(|w| w == b"END\n") {
+            break p + 4;
+        }
+        assert!(reads < 1000, "no END: {:?}", String::from_utf8_lossy(&got));
+    };
+    let text = String::from_utf8_lossy(&got[..end]).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[1..], ["line0", "line1", "line2", "END"], "{text:?}");
+    assert!(reads >= 2, "all of it came at once, at the end: {text:?}");
+    assert!(text.starts_with('/'), "{text:?}");
+    let shell_dir = lines[0].to_string();
+    assert!(
+        s.release(got[end..].to_vec()).await.expect("release"),
+        "the stream's shell did not go back to the pool"
+    );
+    // Back in the pool (the only shell there: a replacement would take a
+    // second to open): the next script runs in that same shell, at once.
+    let t = Instant::now();
+    let out = c.run_script("echo \"$__belay_d\"").await.expect("run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), shell_dir);
+    assert!(
+        t.elapsed() < Duration::from_millis(800),
+        "paid a login shell"
+    );
+
+    // A script that ends before the end its caller knows: the marker line,
+    // then the status and the stderr's length.
+    let mut s = c
+        .stream_script("echo one; echo oops >&2; exit 3", idle)
+        .await
+        .expect("stream");
+    let marker = s.end_marker().to_string();
+    let mut got = Vec::new();
+    let at = loop {
+        got.extend(s.read().await.expect("read"));
+        if let Some(p) = got
+            .windows(marker.len())
+            .position(|w| w == marker.as_bytes())
+            && got[p..].contains(&b'\n')
+        {
+            break p;
+        }
+    };
+    assert_eq!(&got[..at], b"one\n");
+    let line = String::from_utf8_lossy(&got[at + marker.len()..]).into_owned();
+    assert!(line.starts_with(" 3 5\n"), "{line:?}");
+    assert!(s.release(got[at..].to_vec()).await.expect("release"));
+    let out = c.run_script("echo after").await.expect("run after");
+    assert_eq!(out.stdout, b"after\n");
+    assert_eq!(c.connect_count(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ciphers_from_the_config_are_honoured() {
     // The server speaks only aes128-gcm, which russh's own default list

@@ -177,12 +177,14 @@ impl Engine {
         };
         let scheduler = self.scheduler(job)?;
         let script = follow::script(&*scheduler, &job.id, &dir, at.stdout, at.stderr, mode);
-        let mut stream = match transport.open_stream(&script) {
+        // A pooled request where the transport has shells: the shell goes
+        // back once the follower's end is read (`release`).
+        let mut stream = match transport.open_output_stream(&script) {
             Ok(s) => s,
             Err(t) if t.is_transient() => return Ok(Run::Dropped(t.to_string())),
             Err(t) => return Err(t.into()),
         };
-        let mut frames = FrameReader::default();
+        let mut frames = FrameReader::ending_at(stream.end_marker());
         loop {
             let piece = match stream.read_chunk() {
                 Ok(Some(p)) => p,
@@ -237,9 +239,18 @@ impl Engine {
                     Frame::End => {
                         // The script ends right after `X` by itself;
                         // nothing it could still say matters, so nothing
-                        // on the host can keep the caller waiting.
-                        stream.abort();
+                        // on the host can keep the caller waiting: the
+                        // rest is read in the background (a pooled shell
+                        // then goes back), or the stream is closed.
+                        stream.release(frames.rest());
                         return Ok(Run::Drained);
+                    }
+                    Frame::ScriptEnd(status) => {
+                        stream.release(frames.rest());
+                        return Ok(Run::Dropped(format!(
+                            "the output stream of job {} ended early (status {status})",
+                            job.id
+                        )));
                     }
                     Frame::Mode(m) => {
                         // Local only from a follower that asked (so the

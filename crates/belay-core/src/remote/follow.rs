@@ -209,6 +209,11 @@ pub enum Frame {
     /// The job's report (text a probe would print), just before `End`.
     Report(Vec<u8>),
     End,
+    /// The request the follower ran as ended without `End` (a pooled
+    /// stream's end marker line: see [`FrameReader::ending_at`]); its
+    /// status. The line and what follows stay in the reader's
+    /// [`FrameReader::rest`].
+    ScriptEnd(i32),
 }
 
 /// The follower sent something that is not a frame.
@@ -222,15 +227,62 @@ pub struct FrameError(String);
 #[derive(Default)]
 pub struct FrameReader {
     buf: Vec<u8>,
+    /// A pooled stream's end marker (see [`Self::ending_at`]).
+    end: Option<String>,
 }
 
+/// Longest end-marker line: the marker, a status and a length.
+const MAX_END_LINE: usize = 128;
+
 impl FrameReader {
+    /// A reader for a stream that runs as a pooled request: a line where a
+    /// frame would start, beginning with `marker`, is the request's end
+    /// ([`Frame::ScriptEnd`]). Frames carry the job's bytes by length, so
+    /// no output of the job can be taken for it.
+    pub fn ending_at(marker: Option<&str>) -> FrameReader {
+        FrameReader {
+            buf: Vec::new(),
+            end: marker.map(str::to_string),
+        }
+    }
+
     pub fn feed(&mut self, piece: &[u8]) {
         self.buf.extend_from_slice(piece);
     }
 
+    /// What was fed and not taken as frames (after `End`: the request's
+    /// end, for the stream to read to; after `ScriptEnd`: its line too).
+    pub fn rest(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
     /// The next complete frame, if one is here.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        if let Some(marker) = &self.end
+            && !self.buf.is_empty()
+            && self.buf.len() < marker.len()
+            && marker.as_bytes().starts_with(&self.buf)
+        {
+            // Perhaps the end marker, not all here yet.
+            return Ok(None);
+        }
+        if let Some(marker) = &self.end
+            && self.buf.starts_with(marker.as_bytes())
+        {
+            let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
+                if self.buf.len() > MAX_END_LINE {
+                    return Err(self.bad());
+                }
+                return Ok(None);
+            };
+            let line = String::from_utf8_lossy(&self.buf[marker.len()..nl]).into_owned();
+            let status = line
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| self.bad())?;
+            return Ok(Some(Frame::ScriptEnd(status)));
+        }
         let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
             if self.buf.len() > MAX_HEADER {
                 return Err(self.bad());

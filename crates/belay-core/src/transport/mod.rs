@@ -118,6 +118,16 @@ pub trait Transport: Send + Sync {
     /// streamed. Pays the login shell's start-up once (SSH exec channel).
     fn open_stream(&self, script: &str) -> Result<Box<dyn DataStream>, TransportError>;
 
+    /// Start `script`, which reads no input and announces its own end in
+    /// its framed stdout (a job's output follower), its stdout streamed.
+    /// Where the transport pools shells, the script runs as a request to
+    /// one of them, which goes back to the pool once the caller has read
+    /// to the end ([`DataStream::release`]) — no shell to replace, as
+    /// after [`Self::open_stream`]. By default, [`Self::open_stream`].
+    fn open_output_stream(&self, script: &str) -> Result<Box<dyn DataStream>, TransportError> {
+        self.open_stream(script)
+    }
+
     /// The host's SFTP subsystem, for hosts that refuse commands. `None`
     /// where there is no such thing (the embedded `local` host).
     fn open_sftp(&self) -> Result<Option<belay_ssh::Sftp>, TransportError> {
@@ -141,4 +151,19 @@ pub trait DataStream: Send {
     /// Give up: stop the script without reading the rest of its output (a
     /// local disk filled up; there is no point receiving 40 GB more).
     fn abort(self: Box<Self>);
+    /// For a stream from [`Transport::open_output_stream`] that runs as a
+    /// pooled request: a line of its stdout starting with this marker is
+    /// the request's end (the script ended without the last frame its
+    /// reader waits for). `None`: the stream just ends.
+    fn end_marker(&self) -> Option<&str> {
+        None
+    }
+    /// The caller has read the script's output to its end (its last frame,
+    /// or the [`Self::end_marker`] line); `rest` is what it read beyond.
+    /// A pooled request's shell goes back to its pool; any other stream is
+    /// closed, as by [`Self::abort`].
+    fn release(self: Box<Self>, rest: Vec<u8>) {
+        let _ = rest;
+        self.abort()
+    }
 }

@@ -143,6 +143,21 @@ impl Transport for SshTransport {
         }))
     }
 
+    fn open_output_stream(&self, script: &str) -> Result<Box<dyn DataStream>, TransportError> {
+        let open = |client: &Client| runtime().block_on(client.stream_script(script, STREAM_IDLE));
+        // Opening is idempotent: a link that dropped since the last call is
+        // re-made once, as for scripts.
+        let stream = match open(&self.client) {
+            Err(SshError::LinkLost { .. }) => open(&self.client),
+            other => other,
+        }
+        .map_err(|e| map_error(&self.alias, e))?;
+        Ok(Box::new(SshOutputStream {
+            alias: self.alias.clone(),
+            inner: Some(stream),
+        }))
+    }
+
     fn open_sftp(&self) -> Result<Option<belay_ssh::Sftp>, TransportError> {
         self.sftp_session().map(Some)
     }
@@ -236,5 +251,65 @@ impl DataStream for SshStream {
             stdout: Vec::new(),
             stderr: end.stderr,
         })
+    }
+}
+
+/// A pooled request's streamed stdout ([`Transport::open_output_stream`]):
+/// no input; its end is the caller's to find (see
+/// [`DataStream::end_marker`]).
+struct SshOutputStream {
+    alias: String,
+    inner: Option<belay_ssh::ShellStream>,
+}
+
+impl DataStream for SshOutputStream {
+    fn write_all(&mut self, _data: &[u8]) -> Result<(), TransportError> {
+        Err(TransportError::Refused {
+            host: self.alias.clone(),
+            message: "an output stream takes no input".into(),
+        })
+    }
+
+    fn close_input(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    fn read_chunk(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
+        let alias = self.alias.clone();
+        let inner = self.inner.as_mut().expect("stream used after its end");
+        runtime()
+            .block_on(inner.read())
+            .map(Some)
+            .map_err(|e| map_error(&alias, e))
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<ScriptOutput, TransportError> {
+        // Never reached by a reader that finds the end marker; a stream
+        // given up on this way does not go back to the pool.
+        if let Some(inner) = self.inner.take() {
+            runtime().block_on(inner.abort());
+        }
+        Err(TransportError::Refused {
+            host: self.alias.clone(),
+            message: "an output stream ends at its end marker".into(),
+        })
+    }
+
+    fn abort(mut self: Box<Self>) {
+        if let Some(inner) = self.inner.take() {
+            runtime().block_on(inner.abort());
+        }
+    }
+
+    fn end_marker(&self) -> Option<&str> {
+        self.inner.as_ref().map(|s| s.end_marker())
+    }
+
+    fn release(mut self: Box<Self>, rest: Vec<u8>) {
+        if let Some(inner) = self.inner.take() {
+            let _inside = runtime().enter();
+            // (In the background: the follower's end is already here.)
+            drop(inner.release(rest));
+        }
     }
 }

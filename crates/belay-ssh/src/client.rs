@@ -682,10 +682,22 @@ impl Client {
     pub async fn exec_stream(&self, script: &str, idle: Duration) -> Result<ExecStream, SshError> {
         crate::calls::count();
         tracing::debug!(host = %self.alias, script_bytes = script.len(), "stream script");
+        self.in_a_shell(idle, |live, shell| async move {
+            self.start_stream(&live, shell, script, idle).await
+        })
+        .await
+    }
+
+    /// How a stream gets its shell: an idle one of any connection, the
+    /// first one's first, else one opened on a free channel; `start` starts
+    /// the stream in it. An idle one may have died since it was last used
+    /// (its loop killed, its temp dir cleaned): then a fresh one is opened.
+    async fn in_a_shell<T, F, Fut>(&self, idle: Duration, start: F) -> Result<T, SshError>
+    where
+        F: Fn(Arc<Live>, Shell) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SshError>>,
+    {
         let main = self.ensure().await?;
-        // An idle shell of any connection, the first one's first. One may
-        // have died since it was last used (its loop killed, its temp dir
-        // cleaned): then a fresh one is opened.
         let mut all = vec![main];
         // (Not waiting on another connection being opened meanwhile.)
         if let Ok(extras) = self.extras.try_lock() {
@@ -694,18 +706,19 @@ impl Client {
         for live in all {
             let idle_shell = live.idle.lock().ok().and_then(|mut v| v.pop());
             if let Some(shell) = idle_shell
-                && let Ok(stream) = self
-                    .guarded(&live, self.start_stream(&live, shell, script, idle))
-                    .await
+                && let Ok(stream) = self.guarded(&live, start(live.clone(), shell)).await
             {
                 live.touch();
                 return Ok(stream);
             }
         }
-        self.on_a_channel(idle, |live, permit| async move {
-            let shell =
-                open_shell(&live, permit, &self.alias, idle, self.opts.reply_limits).await?;
-            self.start_stream(&live, shell, script, idle).await
+        self.on_a_channel(idle, |live, permit| {
+            let start = &start;
+            async move {
+                let shell =
+                    open_shell(&live, permit, &self.alias, idle, self.opts.reply_limits).await?;
+                start(live, shell).await
+            }
         })
         .await
     }
@@ -751,25 +764,7 @@ impl Client {
     ) -> Result<ShellStream, SshError> {
         crate::calls::count();
         tracing::debug!(host = %self.alias, script_bytes = script.len(), "streamed script");
-        let main = self.ensure().await?;
-        let mut all = vec![main];
-        if let Ok(extras) = self.extras.try_lock() {
-            all.extend(extras.iter().cloned());
-        }
-        for live in all {
-            let idle_shell = live.idle.lock().ok().and_then(|mut v| v.pop());
-            if let Some(shell) = idle_shell
-                && let Ok(stream) = self
-                    .guarded(&live, self.start_shell_stream(&live, shell, script, idle))
-                    .await
-            {
-                live.touch();
-                return Ok(stream);
-            }
-        }
-        self.on_a_channel(idle, |live, permit| async move {
-            let shell =
-                open_shell(&live, permit, &self.alias, idle, self.opts.reply_limits).await?;
+        self.in_a_shell(idle, |live, shell| async move {
             self.start_shell_stream(&live, shell, script, idle).await
         })
         .await

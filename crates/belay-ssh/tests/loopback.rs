@@ -77,33 +77,27 @@ async fn key_file_auth_and_run_script_round_trip() {
     }
     eprintln!("run_script warm round trip: {:?}", t.elapsed() / n);
 
-    // The loop's record of its pid namespace, for requests to read with
-    // a builtin: one line, the namespace the requests run in.
-    let out = c
-        .run_script(
-            "read -r n < \"$__belay_d/pidns\" && echo \"$n\"; stat -L -c %i /proc/$$/ns/pid",
-        )
-        .await
-        .expect("pidns");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
-    assert!(
-        lines.len() == 2 && lines[0] == lines[1] && !lines[0].is_empty(),
-        "{text:?}"
-    );
-    // And of the boot time, as `/proc/stat` says it.
-    let out = c
-        .run_script(
-            "read -r b < \"$__belay_d/btime\" && echo \"$b\"; sed -n 's/^btime //p' /proc/stat",
-        )
-        .await
-        .expect("btime");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
-    assert!(
-        lines.len() == 2 && lines[0] == lines[1] && lines[0].parse::<u64>().is_ok_and(|b| b > 0),
-        "{text:?}"
-    );
+    // The loop's records of its pid namespace and of the boot time, for
+    // requests to read with a builtin: one line each, what the host says.
+    for (file, truth) in [
+        ("pidns", "stat -L -c %i /proc/$$/ns/pid"),
+        ("btime", "sed -n 's/^btime //p' /proc/stat"),
+    ] {
+        let out = c
+            .run_script(&format!(
+                "read -r n < \"$__belay_d/{file}\" && echo \"$n\"; {truth}"
+            ))
+            .await
+            .expect(file);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines.len() == 2
+                && lines[0] == lines[1]
+                && lines[0].parse::<u64>().is_ok_and(|n| n > 0),
+            "{file}: {text:?}"
+        );
+    }
 
     let out = c
         .exec("cat; echo $0 >&2; exit 4", b"from stdin")
@@ -821,14 +815,21 @@ async fn host_certificate_accepted_via_cert_authority_line() {
     assert!(matches!(err, SshError::HostKey(_)), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exec_stream_carries_bulk_data_both_ways_without_a_login_shell() {
+/// A client with a warm persistent shell, on a host whose login shell
+/// takes a second (`.bashrc` sleeps): a test sees whether a step paid it.
+async fn warm_client_with_a_slow_login() -> (Env, std::sync::Arc<Client>) {
     let env = Env::new(SshdOptions {
         home_files: vec![(".bashrc".into(), "sleep 1\n".into())],
         ..SshdOptions::default()
     });
     let c = env.client("target");
     c.run_script("true").await.expect("warm up");
+    (env, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_stream_carries_bulk_data_both_ways_without_a_login_shell() {
+    let (_env, c) = warm_client_with_a_slow_login().await;
     let idle = Duration::from_secs(30);
 
     // 8 MiB echoed back while it is still being written: the script's
@@ -871,12 +872,7 @@ async fn exec_stream_carries_bulk_data_both_ways_without_a_login_shell() {
 /// with its status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_script_streams_as_it_comes_and_gives_its_shell_back() {
-    let env = Env::new(SshdOptions {
-        home_files: vec![(".bashrc".into(), "sleep 1\n".into())],
-        ..SshdOptions::default()
-    });
-    let c = env.client("target");
-    c.run_script("true").await.expect("warm up");
+    let (_env, c) = warm_client_with_a_slow_login().await;
     let idle = Duration::from_secs(30);
     let mut s = c
         .stream_script(

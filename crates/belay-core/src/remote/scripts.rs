@@ -735,13 +735,7 @@ mod tests {
     /// not used.
     #[test]
     fn a_direct_launch_uses_the_persistent_shells_records() {
-        let real = std::fs::read_to_string("/proc/stat").unwrap();
-        let btime: u64 = real
-            .lines()
-            .find_map(|l| l.strip_prefix("btime "))
-            .unwrap()
-            .parse()
-            .unwrap();
+        let btime = crate::remote::wrapper::boot_time_for_test() as u64;
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("pidns"), "4026531999\n").unwrap();
         std::fs::write(d.path().join("btime"), format!("{}\n", btime - 1000)).unwrap();

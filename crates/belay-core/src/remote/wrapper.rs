@@ -352,6 +352,19 @@ fn spec_for_test(command: &Command) -> WrapperSpec<'_> {
     }
 }
 
+/// This machine's boot time as `/proc/stat` says it, for tests of the
+/// records that take their clock from it.
+#[cfg(test)]
+pub(crate) fn boot_time_for_test() -> i64 {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// A wrapper for a typical job, for tests that look at the script's text.
 #[cfg(test)]
 pub(crate) fn render_for_test() -> String {
@@ -510,13 +523,7 @@ mod tests {
     /// digits is not trusted, and the wrapper reads /proc/stat.
     #[test]
     fn the_boot_time_comes_from_the_launcher_or_from_proc_stat() {
-        let real = std::fs::read_to_string("/proc/stat").unwrap();
-        let btime: i64 = real
-            .lines()
-            .find_map(|l| l.strip_prefix("btime "))
-            .unwrap()
-            .parse()
-            .unwrap();
+        let btime = boot_time_for_test();
         let missing = std::path::Path::new("/nonexistent/belay-test/stat");
         let handed = (btime - 1000).to_string();
         let run = run_a_job(Some(missing), &["", &handed]);

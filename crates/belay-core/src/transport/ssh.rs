@@ -129,14 +129,8 @@ impl Transport for SshTransport {
     }
 
     fn open_stream(&self, script: &str) -> Result<Box<dyn DataStream>, TransportError> {
-        let open = |client: &Client| runtime().block_on(client.exec_stream(script, STREAM_IDLE));
-        // Opening is idempotent: a link that dropped since the last call is
-        // re-made once, as for scripts.
-        let stream = match open(&self.client) {
-            Err(SshError::LinkLost { .. }) => open(&self.client),
-            other => other,
-        }
-        .map_err(|e| map_error(&self.alias, e))?;
+        let stream = opened(|| runtime().block_on(self.client.exec_stream(script, STREAM_IDLE)))
+            .map_err(|e| map_error(&self.alias, e))?;
         Ok(Box::new(SshStream {
             alias: self.alias.clone(),
             inner: Some(stream),
@@ -144,14 +138,8 @@ impl Transport for SshTransport {
     }
 
     fn open_output_stream(&self, script: &str) -> Result<Box<dyn DataStream>, TransportError> {
-        let open = |client: &Client| runtime().block_on(client.stream_script(script, STREAM_IDLE));
-        // Opening is idempotent: a link that dropped since the last call is
-        // re-made once, as for scripts.
-        let stream = match open(&self.client) {
-            Err(SshError::LinkLost { .. }) => open(&self.client),
-            other => other,
-        }
-        .map_err(|e| map_error(&self.alias, e))?;
+        let stream = opened(|| runtime().block_on(self.client.stream_script(script, STREAM_IDLE)))
+            .map_err(|e| map_error(&self.alias, e))?;
         Ok(Box::new(SshOutputStream {
             alias: self.alias.clone(),
             inner: Some(stream),
@@ -167,12 +155,17 @@ impl SshTransport {
     /// The SFTP session is opened like a stream: a link that dropped since
     /// the last call is re-made once.
     fn sftp_session(&self) -> Result<belay_ssh::Sftp, TransportError> {
-        let open = || runtime().block_on(self.client.open_sftp());
-        match open() {
-            Err(SshError::LinkLost { .. }) => open(),
-            other => other,
-        }
-        .map_err(|e| map_error(&self.alias, e))
+        opened(|| runtime().block_on(self.client.open_sftp()))
+            .map_err(|e| map_error(&self.alias, e))
+    }
+}
+
+/// Opening a stream or a session is idempotent: a link that dropped since
+/// the last call is re-made once, as for scripts.
+fn opened<T>(open: impl Fn() -> Result<T, SshError>) -> Result<T, SshError> {
+    match open() {
+        Err(SshError::LinkLost { .. }) => open(),
+        other => other,
     }
 }
 

@@ -50,6 +50,10 @@ fn a_remote_job_streams_exits_and_is_tracked() {
     assert_eq!(b.run(&["logs", "-f", &id]).stdout, b"1\n2\n3\n");
     assert_eq!(b.run(&["wait", &id]).status.code(), Some(4));
     assert_eq!(b.run(&["logs", &id]).stdout, b"1\n2\n3\n");
+    // A job the store has seen end needs no host to be waited for.
+    host.sshd.kill();
+    let waited = b.run(&["wait", &id]);
+    assert_eq!(waited.status.code(), Some(4), "{}", stderr_of(&waited));
 }
 
 #[test]

@@ -303,6 +303,11 @@ impl Engine {
         sink: &mut dyn FnMut(Piece) -> ControlFlow<()>,
         stop: &dyn Fn() -> bool,
     ) -> Result<StreamEnd> {
+        if at.stdout.is_none() && at.stderr.is_none() {
+            // Nothing to deliver (`wait`): the store has seen the end, and
+            // the host is not needed — it may well be away.
+            return Ok(StreamEnd::Ended(self.store.get(&job.id)?));
+        }
         loop {
             if stop() {
                 return Ok(StreamEnd::Stopped(self.store.get(&job.id)?));

@@ -2,7 +2,7 @@
 //! its files grow, waiting *on the host* for the next write, and the frames
 //! it sends back.
 //!
-//! Started with [`crate::transport::Transport::open_stream`] from byte
+//! Started with [`crate::transport::Transport::open_output_stream`] from byte
 //! offsets (either stream may be skipped), it writes on its stdout:
 //!
 //! ```text

@@ -794,14 +794,14 @@ impl Client {
             idle,
             Box::new(move |shell| {
                 let Ok(mut idle) = pool.idle.lock() else {
-                    return false;
+                    return Some(shell);
                 };
-                // (A full pool: this one goes, its channel closed on drop.)
-                let room = idle.len() < most;
-                if room {
+                if idle.len() < most {
                     idle.push(shell);
+                    None
+                } else {
+                    Some(shell)
                 }
-                room
             }),
         ))
     }

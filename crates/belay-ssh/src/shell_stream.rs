@@ -28,9 +28,9 @@ use crate::shell::Shell;
 /// (the script has ended: only its status and stderr are left to come).
 const RELEASE_WITHIN: Duration = Duration::from_secs(10);
 
-/// Where a released shell goes: back to the pool of its connection (true),
-/// or closed when the pool is full (false).
-pub(crate) type GiveBack = Box<dyn FnOnce(Shell) -> bool + Send>;
+/// Where a released shell goes: back to the pool of its connection (`None`),
+/// or, when the pool is full, back to the caller (to be closed).
+pub(crate) type GiveBack = Box<dyn FnOnce(Shell) -> Option<Shell> + Send>;
 
 /// A running request with its stdout streamed (see the module header).
 pub struct ShellStream {
@@ -102,7 +102,15 @@ impl ShellStream {
                 return false;
             };
             match tokio::time::timeout(RELEASE_WITHIN, shell.end_streaming(rest, &sentinel)).await {
-                Ok(Ok(_)) => give_back(shell),
+                Ok(Ok(_)) => match give_back(shell) {
+                    None => true,
+                    // A full pool: closed, so the server counts the channel
+                    // no more (dropping a channel does not close it).
+                    Some(shell) => {
+                        shell.close().await;
+                        false
+                    }
+                },
                 Ok(Err(detail)) => {
                     tracing::debug!(%host, %detail, "a released stream's shell did not end cleanly");
                     shell.close().await;
@@ -122,6 +130,19 @@ impl ShellStream {
     pub async fn abort(mut self) {
         if let Some(shell) = self.shell.take() {
             shell.close().await;
+        }
+    }
+}
+
+impl Drop for ShellStream {
+    /// Neither released nor aborted (its reader gave up on an error): the
+    /// channel is closed in the background — a dropped channel stays open
+    /// on the server, counted against its MaxSessions.
+    fn drop(&mut self) {
+        if let Some(shell) = self.shell.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(shell.close());
         }
     }
 }

@@ -21,11 +21,15 @@ const LOCAL_WATCH_STEP: Duration = Duration::from_millis(2);
 /// Is there something new in a local job directory: its exit file, or a
 /// stream longer than what was read?
 fn local_news(dir: &Path, out_offset: u64, err_offset: u64, ended_before: bool) -> bool {
-    let longer =
-        |name: &str, offset: u64| std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() > offset);
-    (!ended_before && longer("exit", 0))
-        || longer("stdout", out_offset)
-        || longer("stderr", err_offset)
+    (!ended_before && longer_than(dir, "exit", 0))
+        || longer_than(dir, "stdout", out_offset)
+        || longer_than(dir, "stderr", err_offset)
+}
+
+/// Whether `dir/name` holds more than `offset` bytes (an `exit` record is
+/// there once it is not empty: a direct job's is written in place).
+fn longer_than(dir: &Path, name: &str, offset: u64) -> bool {
+    std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() > offset)
 }
 
 impl Engine {
@@ -91,8 +95,7 @@ impl Engine {
         };
         // An exit file already there is old news (the state read from it
         // is what the caller has); only its appearance or growth counts.
-        let ended_before =
-            dir.is_some_and(|d| std::fs::metadata(d.join("exit")).is_ok_and(|m| m.len() > 0));
+        let ended_before = dir.is_some_and(|d| longer_than(d, "exit", 0));
         loop {
             if stop() {
                 return;

@@ -21,9 +21,12 @@ belay_loop_pidns() {{
   [ -n "${{__belay_d-}}" ] && read -r loop_pidns 2>/dev/null < "$__belay_d/pidns" || loop_pidns=
   case $loop_pidns in *[!0-9]*) loop_pidns= ;; esac
 }}
-# The boot time, from the same shell's record (`$__belay_d/btime`), or nothing.
+# The boot time, from the same shell's record (`$__belay_d/btime`), or
+# nothing; read once per script.
+belay_btime_read=
 belay_loop_btime() {{
-  loop_btime=
+  [ -n "$belay_btime_read" ] && return 0
+  belay_btime_read=1; loop_btime=
   [ -n "${{__belay_d-}}" ] && read -r loop_btime 2>/dev/null < "$__belay_d/btime" || loop_btime=
   case $loop_btime in *[!0-9]*) loop_btime= ;; esac
 }}
@@ -32,7 +35,7 @@ belay_loop_btime() {{
 # second or the one before (both are truncated), as the wrapper's
 # `started_at` is.
 belay_now() {{
-  now=; belay_loop_btime; belay_up=
+  now=; belay_up=; belay_loop_btime
   read -r belay_up _ 2>/dev/null < /proc/uptime
   case $belay_up in
     *[!0-9.]*) ;;

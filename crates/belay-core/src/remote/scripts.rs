@@ -181,12 +181,13 @@ belay_report {id} "$d"
 /// [`super::functions`] then reads the clock without `date`), else in the
 /// background, so that the reply never waits for a `date`.
 fn launch_record(scheduler: &dyn Scheduler) -> String {
-    let sched = scheduler.name();
+    let record = format!(
+        r#"printf 'scheduler={sched}\nlaunched_at=%s\nnode=%s\n%s\n' "$1" "$node" "$belay_ids""#,
+        sched = scheduler.name()
+    );
     if scheduler.records_launch_in_place() {
         format!(
-            r#"  belay_record_launch() {{
-    printf 'scheduler={sched}\nlaunched_at=%s\nnode=%s\n%s\n' "$1" "$node" "$belay_ids" > launched
-  }} 2>/dev/null
+            r#"  belay_record_launch() {{ {record} > launched; }} 2>/dev/null
   belay_loop_btime
   if [ -n "$loop_btime" ]; then belay_now; belay_record_launch "$now"
   else {{ belay_record_launch "$(date +%s)"; }} </dev/null >/dev/null 2>&1 &
@@ -195,8 +196,8 @@ fn launch_record(scheduler: &dyn Scheduler) -> String {
         )
     } else {
         format!(
-            r#"  belay_now; printf 'scheduler={sched}\nlaunched_at=%s\nnode=%s\n%s\n' "$now" "$node" "$belay_ids" > "launched.tmp.$$" &&
-    mv -f "launched.tmp.$$" launched
+            r#"  belay_record_launch() {{ {record} > "launched.tmp.$$"; }}
+  belay_now; belay_record_launch "$now" && mv -f "launched.tmp.$$" launched
 "#
         )
     }

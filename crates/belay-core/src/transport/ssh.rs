@@ -276,14 +276,13 @@ impl DataStream for SshOutputStream {
             .map_err(|e| map_error(&alias, e))
     }
 
-    fn finish(mut self: Box<Self>) -> Result<ScriptOutput, TransportError> {
+    fn finish(self: Box<Self>) -> Result<ScriptOutput, TransportError> {
         // Never reached by a reader that finds the end marker; a stream
         // given up on this way does not go back to the pool.
-        if let Some(inner) = self.inner.take() {
-            runtime().block_on(inner.abort());
-        }
+        let host = self.alias.clone();
+        self.abort();
         Err(TransportError::Refused {
-            host: self.alias.clone(),
+            host,
             message: "an output stream ends at its end marker".into(),
         })
     }

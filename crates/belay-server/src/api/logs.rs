@@ -17,6 +17,7 @@
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use belay_core::engine::follow::Offsets;
 use serde::Deserialize;
 
@@ -51,6 +52,7 @@ pub fn frame(tag: u8, payload: &[u8]) -> Bytes {
 
 pub async fn read(
     State(state): State<Shared>,
+    headers: HeaderMap,
     Path((reference, stream)): Path<(String, String)>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
@@ -70,11 +72,13 @@ pub async fn read(
             )));
         }
     };
-    serve(state, reference, from, q.follow, false).await
+    let failpoint = super::failpoint_of(&headers);
+    serve(state, reference, from, q.follow, false, failpoint).await
 }
 
 pub async fn output(
     State(state): State<Shared>,
+    headers: HeaderMap,
     Path(reference): Path<String>,
     query: Result<Query<OutputQuery>, QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
@@ -83,7 +87,8 @@ pub async fn output(
         stdout: q.stdout,
         stderr: q.stderr,
     };
-    serve(state, reference, from, q.follow, true).await
+    let failpoint = super::failpoint_of(&headers);
+    serve(state, reference, from, q.follow, true, failpoint).await
 }
 
 async fn serve(
@@ -92,6 +97,7 @@ async fn serve(
     from: Offsets,
     follow: bool,
     framed: bool,
+    failpoint: Option<String>,
 ) -> Result<axum::response::Response, ApiError> {
     // Resolve first, so an unknown job is a 404 rather than an empty body.
     let job = super::blocking(&state, move |engine| {
@@ -104,6 +110,9 @@ async fn serve(
     let cut = tx.clone();
     tokio::task::spawn_blocking(move || {
         let _followed = followed;
+        // The request's test hook (a follower made to poll) holds for this
+        // stream's work alone.
+        belay_core::failpoint::arm_for_thread(failpoint);
         let result = (|| -> belay_core::error::Result<()> {
             let mut engine = worker.engine()?;
             let gone = tx.clone();
@@ -127,6 +136,7 @@ async fn serve(
                 &move || gone.is_closed(),
             )
         })();
+        belay_core::failpoint::arm_for_thread(None);
         if let Err(e) = result {
             // The body is already under way: the client sees it cut short
             // and asks again from its offsets; the cause goes to the log.

@@ -327,6 +327,54 @@ fn stop_ends_the_daemon_and_an_idle_one_exits_by_itself() {
 }
 
 #[test]
+fn an_edit_of_config_toml_reaches_the_running_daemon() {
+    // As a new CLI would read it: the next command after the edit uses it,
+    // with no restart of the daemon.
+    let host = Loopback::start();
+    let b = through_daemon(host.belay());
+    let first = b.submit(&["target", "--", "true"]);
+    let pid = daemon_pid(&b);
+    let moved = tempfile::tempdir().unwrap();
+    let config = b.home.path().join("config.toml");
+    let workroot = moved.path().display().to_string();
+    std::fs::write(
+        &config,
+        format!("[hosts.target]\nworkroot = \"{workroot}\"\n"),
+    )
+    .unwrap();
+    let second = b.submit(&["target", "--", "true"]);
+    assert!(
+        !b.job_dir(&first).starts_with(moved.path()),
+        "{:?}",
+        b.job_dir(&first)
+    );
+    assert!(
+        b.job_dir(&second).starts_with(moved.path()),
+        "the new workroot is used: {:?}",
+        b.job_dir(&second)
+    );
+    b.wait_state(&second, "succeeded", Duration::from_secs(20));
+
+    // A file that no longer parses: bad input, named, and nothing recorded.
+    std::fs::write(&config, "[hosts.target]\nworkroot = 3\n").unwrap();
+    let before = b.jobs().len();
+    let out = b.run(&["run", "-d", "target", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("config.toml"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(b.jobs().len(), before, "no job recorded");
+
+    // Fixed: work goes on, through the same daemon.
+    std::fs::write(&config, "").unwrap();
+    let third = b.submit(&["target", "--", "true"]);
+    assert!(!b.job_dir(&third).starts_with(moved.path()));
+    assert_eq!(daemon_pid(&b), pid, "the same daemon throughout");
+}
+
+#[test]
 fn a_daemon_whose_home_is_removed_exits() {
     let b = through_daemon(Belay::new());
     b.cmd(["run", "local", "--", "true"]).ok();

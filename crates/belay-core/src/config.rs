@@ -68,7 +68,7 @@ impl DaemonConfig {
     }
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
     /// Job directory root on the host; `~/` is the remote home.
@@ -208,16 +208,26 @@ pub const DEFAULT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from
 impl BelayConfig {
     /// Read the first config file that exists; none is fine.
     pub fn load(home: &BelayHome) -> Result<Self> {
-        let candidates = [
+        Self::load_from(&Self::candidates(home))
+    }
+
+    /// Where config.toml is looked for, first first.
+    pub fn candidates(home: &BelayHome) -> Vec<std::path::PathBuf> {
+        [
             Some(home.root().join("config.toml")),
             dirs::config_dir().map(|d| d.join("belay").join("config.toml")),
-        ];
-        for path in candidates.into_iter().flatten() {
-            if path.exists() {
-                return Self::read(&path);
-            }
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// Read the first of `candidates` that exists; none is fine.
+    pub fn load_from(candidates: &[std::path::PathBuf]) -> Result<Self> {
+        match candidates.iter().find(|p| p.exists()) {
+            Some(path) => Self::read(path),
+            None => Ok(Self::default()),
         }
-        Ok(Self::default())
     }
 
     pub fn read(path: &Path) -> Result<Self> {

@@ -234,7 +234,7 @@ fn run(ctx: &Ctx, req: &RunRequest, show: Show, timeout: Duration) -> Result<u8>
             &req.host,
             req.name.clone(),
             &req.args,
-            &hosts.config().host(&req.host),
+            &hosts.config()?.host(&req.host),
         )?
         .with_scheduler(req.scheduler.clone(), req.slurm.clone())?;
     let (names, secrets) = crate::secrets::resolve(&req.secrets)?;

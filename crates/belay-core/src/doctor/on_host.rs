@@ -109,7 +109,11 @@ pub fn check_host(hosts: &Hosts, store: &Store, reached: &Reached, report: &mut 
     report.push(system::logind(&facts, &host));
     report.push(tools::tmux(&facts, &host));
     report.push(tools::python3(&facts, &host));
-    match hosts.config().host(&host).scheduler(&host) {
+    // A config.toml that does not parse is a failed check, like a bad value in it.
+    let scheduler = hosts
+        .config()
+        .and_then(|c| c.host(&host).scheduler(&host).map(str::to_string));
+    match scheduler.as_deref() {
         Ok("slurm") => report.push(tools::slurm(&facts, &host)),
         Ok(_) => {}
         Err(e) => report.push(Check::fail(

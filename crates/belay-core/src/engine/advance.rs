@@ -155,7 +155,7 @@ impl Engine {
             .count();
         let batch = |j: &crate::job::Job| j.scheduler != "direct";
         if after_jobs.iter().any(|j| j.state.is_live() && batch(j)) {
-            let config = self.hosts.config().host(host);
+            let config = self.hosts.config()?.host(host);
             pass.scheduler_poll = Some(config.poll_interval(host)?);
         }
         // Waiting in a batch queue is not starting: it may last hours, and

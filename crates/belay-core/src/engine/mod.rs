@@ -170,7 +170,7 @@ impl Engine {
     fn scheduler(&self, job: &Job) -> Result<Box<dyn Scheduler>> {
         let poll = self
             .hosts
-            .config()
+            .config()?
             .host(&job.host)
             .poll_interval(&job.host)?;
         let settings = scheduler::SchedulerSettings {

@@ -91,7 +91,7 @@ impl Engine {
                 None => "'local' is this machine: belay shell opens shells on SSH hosts".into(),
             }));
         }
-        let workroot = self.hosts().config().host(&host).workroot();
+        let workroot = self.hosts().config()?.host(&host).workroot();
         let node = job
             .as_ref()
             .filter(|j| crate::scheduler::slurm_step::live_job_id(j).is_some())

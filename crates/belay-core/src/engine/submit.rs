@@ -168,7 +168,7 @@ impl Engine {
     /// host's config) and its sbatch options (the flags over the host's
     /// defaults). Slurm flags for a `direct` job are bad input.
     fn scheduler_of(&self, spec: &JobSpec) -> Result<(&'static str, Vec<String>)> {
-        let config = self.hosts.config().host(&spec.host);
+        let config = self.hosts.config()?.host(&spec.host);
         let configured = config.scheduler(&spec.host)?;
         let scheduler = match spec.scheduler.as_deref().unwrap_or(configured) {
             "slurm" => "slurm",

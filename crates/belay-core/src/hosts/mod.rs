@@ -8,6 +8,8 @@
 //! typo is bad input (exit 2), not a job stuck in `submitting`.
 //!
 //! - [`check`]: connect and time a round trip (`belay host check`);
+//! - [`current_config`]: config.toml as it is now (a daemon follows edits;
+//!   a host whose settings changed gets a new connection);
 //! - [`gpus`]: the GPUs `nvidia-smi` lists (inventory, processes);
 //! - [`keys`]: scan, trust and forget host keys (`belay host trust|forget`);
 //! - [`validated`]: names checked a moment ago (a daemon's submits do not
@@ -15,6 +17,7 @@
 //! - [`view`]: their stable JSON shapes (CLI `--json` and the daemon's API).
 
 pub mod check;
+pub mod current_config;
 pub mod gpus;
 pub mod keys;
 pub mod validated;
@@ -56,7 +59,7 @@ pub struct HostsOptions {
 
 pub struct Hosts {
     local: Arc<LocalTransport>,
-    config: BelayConfig,
+    config: current_config::CurrentConfig,
     options: HostsOptions,
     pool: Pool,
     ssh: Mutex<HashMap<String, Arc<SshTransport>>>,
@@ -67,7 +70,7 @@ impl Hosts {
     pub fn new(home: &BelayHome, options: HostsOptions) -> Result<Self> {
         Ok(Self {
             local: Arc::new(LocalTransport::new(home.local_workroot())),
-            config: BelayConfig::load(home)?,
+            config: current_config::CurrentConfig::load(home)?,
             pool: Pool::new(ClientOptions::default()),
             ssh: Mutex::new(HashMap::new()),
             validated: validated::ValidatedHosts::new(
@@ -81,15 +84,30 @@ impl Hosts {
     /// `seen` (hosts the store has met), sorted, once each.
     pub fn known_names(&self, seen: Vec<String>) -> Vec<String> {
         let mut names = vec![LocalTransport::NAME.to_string()];
-        names.extend(self.config.hosts.keys().cloned());
+        names.extend(self.config.last_good().hosts.keys().cloned());
         names.extend(seen);
         names.sort();
         names.dedup();
         names
     }
 
-    pub fn config(&self) -> &BelayConfig {
-        &self.config
+    /// config.toml as it is now. A host whose settings (workroot, jump
+    /// fallbacks…) changed since the last look loses its cached transport
+    /// and pooled connection: the next use connects with the new ones, as
+    /// a new CLI would.
+    pub fn config(&self) -> Result<Arc<BelayConfig>> {
+        let look = self.config.look()?;
+        if let Some(before) = &look.before {
+            let mut map = self.ssh.lock().unwrap_or_else(|p| p.into_inner());
+            let names: Vec<&String> = before.hosts.keys().chain(look.now.hosts.keys()).collect();
+            for name in names {
+                if before.host(name) != look.now.host(name) {
+                    map.remove(name.as_str());
+                    self.pool.remove(name);
+                }
+            }
+        }
+        Ok(look.now)
     }
 
     pub fn is_local(host: &str) -> bool {
@@ -101,7 +119,7 @@ impl Hosts {
     pub fn client_options(&self, host: &str) -> ClientOptions {
         let mut opts = ClientOptions {
             config_file: self.options.ssh_config.clone(),
-            jump_fallbacks: self.config.host(host).jump_fallbacks,
+            jump_fallbacks: self.config.last_good().host(host).jump_fallbacks,
             ..ClientOptions::default()
         };
         if let Some(backoff) = self.options.reconnect {
@@ -150,6 +168,8 @@ impl Hosts {
         Ok(if Self::is_local(host) {
             self.local.clone()
         } else {
+            // The host's settings as config.toml has them now.
+            self.config()?;
             self.ssh(host)
         })
     }
@@ -167,7 +187,7 @@ impl Hosts {
         Arc::new(SshTransport::new(
             host,
             client,
-            self.config.host(host).workroot(),
+            self.config.last_good().host(host).workroot(),
         ))
     }
 
@@ -180,7 +200,7 @@ impl Hosts {
                 Arc::new(SshTransport::new(
                     host,
                     client,
-                    self.config.host(host).workroot(),
+                    self.config.last_good().host(host).workroot(),
                 ))
             })
             .clone()

@@ -72,7 +72,7 @@ pub async fn show(
         Ok(Json(chain_json(
             &host,
             &chain,
-            &hosts.config().host(&host),
+            &hosts.config()?.host(&host),
             &health,
         )))
     })

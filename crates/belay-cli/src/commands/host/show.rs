@@ -84,7 +84,7 @@ fn document(ctx: &Ctx, host: &str) -> Result<Value> {
         return Ok(json!({"host": "local", "embedded": true, "workroot": root}));
     }
     let hosts = Hosts::new(&ctx.home, ctx.hosts.clone())?;
-    let extras = hosts.config().host(host);
+    let extras = hosts.config()?.host(host);
     let health = super::health(ctx, host)?;
     let chain = hosts.resolve(host)?;
     Ok(belay_core::hosts::view::chain_json(

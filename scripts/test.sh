@@ -57,4 +57,4 @@ cargo test --workspace --locked "$@"
 BELAY_TEST_DAEMON=1 cargo test -p belay-cli --test integration --locked -- \
   lifecycle:: remote:: recovery:: chaos:: hold:: shell:: slurm:: slurm_into:: \
   hosts_and_outputs:: ssh_trust:: transfer:: store_and_input:: doctor_connection:: \
-  secrets:: gpus:: dashboard:: streaming::
+  secrets:: gpus:: dashboard:: streaming:: remote_netns::

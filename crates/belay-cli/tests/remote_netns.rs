@@ -11,8 +11,9 @@ use crate::support::*;
 fn jobs_run_on_an_isolated_node_two_hops_away() {
     let lab = Lab::start();
     let b = lab.belay();
-    // Directly, the node is unreachable (and it is a failure, not bad input).
-    let out = b.run(&["run", "node1-direct", "--", "true"]);
+    // Directly, the node is unreachable (and it is a failure, not bad input;
+    // `--no-queue`: a daemon would otherwise queue the job and wait).
+    let out = b.run(&["run", "--no-queue", "node1-direct", "--", "true"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
 
     let out = b.run(&[
@@ -45,7 +46,7 @@ fn jobs_run_on_an_isolated_node_two_hops_away() {
 fn a_dead_first_jump_falls_back_and_says_which_hop_was_used() {
     let lab = Lab::start();
     let b = lab.belay();
-    let out = b.run(&["run", "node1-via-dead", "--", "true"]);
+    let out = b.run(&["run", "--no-queue", "node1-via-dead", "--", "true"]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -103,7 +104,7 @@ fn a_proxyjump_name_gets_its_own_parameters_as_in_openssh() {
         "Host ela must not apply"
     );
     // And it fails like ssh does (ela.example does not resolve), naming the hop.
-    let out = b.run(&["run", "seed", "--", "true"]);
+    let out = b.run(&["run", "--no-queue", "seed", "--", "true"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(
         stderr_of(&out).contains("ela.example"),

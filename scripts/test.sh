@@ -53,8 +53,13 @@ cargo test --workspace --locked "$@"
 
 # The daemon matrix: the suites that must behave the same with and without
 # the daemon run again, every command going through it (the run above
-# works directly: tests/support `daemon_mode`).
+# works directly: tests/support `daemon_mode`). Not here: `forward`,
+# `daemon`, `tokens`, `tls` pick their mode themselves; `queue` is about
+# the direct pass (`belay advance`); `shared_home` and `submit_outcomes`
+# change per command what a long-lived daemon only reads once (the home's
+# file system type, a CLI SIGKILLed mid-submit, another ssh config).
 BELAY_TEST_DAEMON=1 cargo test -p belay-cli --test integration --locked -- \
   lifecycle:: remote:: recovery:: chaos:: hold:: shell:: slurm:: slurm_into:: \
   hosts_and_outputs:: ssh_trust:: transfer:: store_and_input:: doctor_connection:: \
-  secrets:: gpus:: dashboard:: streaming:: remote_netns::
+  secrets:: gpus:: dashboard:: streaming:: remote_netns:: states:: exec:: \
+  transfer_hardening:: doctor_host:: app::

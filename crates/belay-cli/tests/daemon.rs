@@ -375,6 +375,38 @@ fn an_edit_of_config_toml_reaches_the_running_daemon() {
 }
 
 #[test]
+fn a_new_connection_uses_the_agent_of_the_command_not_of_the_daemons_first_terminal() {
+    // A daemon started from one login session (a forwarded agent on a
+    // login node, an `eval $(ssh-agent)` terminal) outlives it; the next
+    // command comes from another session with an agent of its own, where
+    // `ssh HOST` works, so `belay run HOST` must too.
+    let host = Loopback::start();
+    host.add_host(
+        belay_testbed::HostBlock::new("agented")
+            .option("IdentityFile", "/nonexistent/belay-test-key")
+            .option("IdentitiesOnly", "no")
+            .option("IdentityAgent", "SSH_AUTH_SOCK"),
+    );
+    let b = through_daemon(host.belay());
+    let first = belay_testbed::SshAgent::start().unwrap();
+    first.add(&host.key).unwrap();
+    b.cmd(["run", "local", "--", "true"])
+        .env("SSH_AUTH_SOCK", first.socket())
+        .ok();
+    let pid = daemon_pid(&b);
+    drop(first);
+    let second = belay_testbed::SshAgent::start().unwrap();
+    second.add(&host.key).unwrap();
+    let out = b
+        .cmd(["run", "--no-queue", "agented", "--", "echo via agent"])
+        .env("SSH_AUTH_SOCK", second.socket())
+        .output();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "via agent\n");
+    assert_eq!(daemon_pid(&b), pid, "through the daemon started before");
+}
+
+#[test]
 fn a_daemon_whose_home_is_removed_exits() {
     let b = through_daemon(Belay::new());
     b.cmd(["run", "local", "--", "true"]).ok();

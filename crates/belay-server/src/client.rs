@@ -115,6 +115,16 @@ impl Client {
         if let Some(point) = &self.failpoint {
             request = request.header(crate::api::FAILPOINT_HEADER, point.as_str());
         }
+        // The agent `ssh` typed here would use (a daemon started from
+        // another terminal has that terminal's). A path a header cannot
+        // carry (not visible ASCII) is left out: the daemon keeps its own.
+        if let Some(agent) = std::env::var_os("SSH_AUTH_SOCK")
+            .and_then(|a| a.into_string().ok())
+            .filter(|a| !a.is_empty())
+            .and_then(|a| hyper::header::HeaderValue::from_str(&a).ok())
+        {
+            request = request.header(crate::api::AGENT_HEADER, agent);
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

@@ -39,6 +39,10 @@ pub struct DaemonState {
     followed: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Questions from connections, relayed to clients with a terminal.
     pub prompts: Arc<PromptRoutes>,
+    /// The ssh-agent socket the latest local command named (its
+    /// `SSH_AUTH_SOCK`): new connections use it, not the one of the
+    /// terminal this daemon was started from.
+    pub agent_socket: Arc<belay_ssh::AgentSocket>,
     /// The forwards this daemon serves (`belay forward`), recorded in the
     /// store; while any listens, the daemon does not idle-exit.
     pub forwards: Arc<crate::forwards::Forwards>,
@@ -82,6 +86,7 @@ impl DaemonState {
         // with today's clear error.
         let prompts = Arc::new(PromptRoutes::default());
         let relay = prompts.clone();
+        let agent_socket = Arc::new(belay_ssh::AgentSocket::default());
         let hosts = Hosts::new(
             &home,
             HostsOptions {
@@ -101,6 +106,7 @@ impl DaemonState {
                         routes: relay.clone(),
                     }) as Arc<dyn belay_ssh::Prompter>
                 })),
+                agent_socket: Some(agent_socket.clone()),
             },
         )?;
         let hosts = Arc::new(hosts);
@@ -117,6 +123,7 @@ impl DaemonState {
             woken: Default::default(),
             followed: Default::default(),
             prompts,
+            agent_socket,
             forwards: Arc::new(crate::forwards::Forwards::new(true)),
             listen: std::sync::OnceLock::new(),
             session_token: std::sync::OnceLock::new(),

@@ -199,11 +199,20 @@ fn describe_key(k: &PublicKey) -> String {
 
 type Agent = AgentClient<Box<dyn russh::keys::agent::client::AgentStream + Send + Unpin>>;
 
-async fn connect_agent(host: &ResolvedHost, attempts: &mut Vec<AuthAttempt>) -> Option<Agent> {
+/// `named_agent`: the socket the latest command named, over this
+/// process's own `SSH_AUTH_SOCK` (a daemon: [`crate::AgentSocket`]).
+async fn connect_agent(
+    host: &ResolvedHost,
+    named_agent: Option<PathBuf>,
+    attempts: &mut Vec<AuthAttempt>,
+) -> Option<Agent> {
     let (path, explicit) = match &host.identity_agent {
         IdentityAgent::Disabled => return None,
         IdentityAgent::Socket(p) => (p.clone(), true),
-        IdentityAgent::Environment => match std::env::var_os("SSH_AUTH_SOCK") {
+        IdentityAgent::Environment => match named_agent
+            .map(PathBuf::into_os_string)
+            .or_else(|| std::env::var_os("SSH_AUTH_SOCK"))
+        {
             Some(p) if !p.is_empty() => (PathBuf::from(p), false),
             _ => return None,
         },
@@ -236,13 +245,14 @@ async fn connect_agent(host: &ResolvedHost, attempts: &mut Vec<AuthAttempt>) -> 
 }
 
 /// Authenticates on `handle`. Returns a description of the method that
-/// worked.
+/// worked. `named_agent`: see [`connect_agent`].
 pub(crate) async fn authenticate<H: Handler>(
     handle: &mut Handle<H>,
     host: &ResolvedHost,
     prompter: &dyn Prompter,
+    named_agent: Option<PathBuf>,
 ) -> Result<String, AuthFailure> {
-    let mut a = Authenticator::new(handle, host, prompter).await;
+    let mut a = Authenticator::new(handle, host, prompter, named_agent).await;
     match a.run().await {
         Ok(Some(m)) => Ok(m),
         Ok(None) => {
@@ -285,10 +295,11 @@ impl<'a, H: Handler> Authenticator<'a, H> {
         handle: &'a mut Handle<H>,
         host: &'a ResolvedHost,
         prompter: &'a dyn Prompter,
+        named_agent: Option<PathBuf>,
     ) -> Self {
         let mut attempts = Vec::new();
         let ids = load_identities(host, &mut attempts);
-        let mut agent = connect_agent(host, &mut attempts).await;
+        let mut agent = connect_agent(host, named_agent, &mut attempts).await;
         let agent_ids: Vec<AgentIdentity> = match agent.as_mut() {
             Some(a) => match a.request_identities().await {
                 Ok(v) => v,

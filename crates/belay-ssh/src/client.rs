@@ -86,6 +86,9 @@ pub struct ClientOptions {
     /// Share first jump hops with the other clients given the same cache
     /// (one authentication on a jump host for a whole fan-out).
     pub jump_cache: Option<Arc<crate::jump_cache::JumpCache>>,
+    /// The agent socket the latest command named, used over this process's
+    /// own `SSH_AUTH_SOCK` ([`crate::AgentSocket`]: a daemon).
+    pub agent_socket: Option<Arc<crate::AgentSocket>>,
 }
 
 impl Default for ClientOptions {
@@ -101,6 +104,7 @@ impl Default for ClientOptions {
             reply_limits: ReplyLimits::default(),
             trace: None,
             jump_cache: None,
+            agent_socket: None,
         }
     }
 }
@@ -320,6 +324,7 @@ impl Client {
             scan_only: false,
             trace: self.opts.trace.clone(),
             jump_cache: self.opts.jump_cache.clone(),
+            agent_socket: self.opts.agent_socket.clone(),
         }
     }
 
@@ -1175,6 +1180,7 @@ pub async fn scan_host_key(
         scan_only: true,
         trace: opts.trace.clone(),
         jump_cache: None,
+        agent_socket: opts.agent_socket.clone(),
     };
     let key = scan_chain_key(&chain, &params).await?;
     Ok((chain, key))

@@ -28,6 +28,7 @@
 //! the cipher order follows the user's config, with AES-GCM first only for
 //! OpenSSH's default list on AES hardware (`cipher_order`).
 
+mod agent_socket;
 pub mod auth;
 mod backoff;
 mod calls;
@@ -57,6 +58,7 @@ mod tokens;
 pub mod trace;
 mod trust_stamp;
 
+pub use agent_socket::AgentSocket;
 pub use auth::{AuthAttempt, AuthError};
 pub use backoff::Backoff;
 pub use calls::remote_commands;

@@ -598,6 +598,8 @@ pub(crate) struct ConnectParams {
     pub trace: Option<Arc<ConnectTrace>>,
     /// First jump hops shared with other clients ([`crate::jump_cache`]).
     pub jump_cache: Option<Arc<crate::jump_cache::JumpCache>>,
+    /// The agent socket the latest command named ([`crate::AgentSocket`]).
+    pub agent_socket: Option<Arc<crate::AgentSocket>>,
 }
 
 /// Result of a hop handshake.
@@ -1111,7 +1113,12 @@ impl<'a> Connector<'a> {
         let t = Instant::now();
         let r = match tokio::time::timeout(
             AUTH_TIMEOUT,
-            authenticate(handle, h, self.params.prompter.as_ref()),
+            authenticate(
+                handle,
+                h,
+                self.params.prompter.as_ref(),
+                self.params.agent_socket.as_ref().and_then(|a| a.latest()),
+            ),
         )
         .await
         {

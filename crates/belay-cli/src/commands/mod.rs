@@ -97,6 +97,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             prompter: Some(std::sync::Arc::new(crate::prompt::TtyPrompter)),
             prompter_for: None,
             reconnect: None,
+            agent_socket: None,
         },
         no_daemon,
         daemon: std::cell::OnceCell::new(),

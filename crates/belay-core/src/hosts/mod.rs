@@ -55,6 +55,9 @@ pub struct HostsOptions {
     /// its attempts itself, per host pass, and wants a host back soon
     /// after it heals).
     pub reconnect: Option<belay_ssh::Backoff>,
+    /// The agent socket the latest command named (a daemon outlives the
+    /// terminal it was started from: [`belay_ssh::AgentSocket`]).
+    pub agent_socket: Option<Arc<belay_ssh::AgentSocket>>,
 }
 
 pub struct Hosts {
@@ -120,6 +123,7 @@ impl Hosts {
         let mut opts = ClientOptions {
             config_file: self.options.ssh_config.clone(),
             jump_fallbacks: self.config.last_good().host(host).jump_fallbacks,
+            agent_socket: self.options.agent_socket.clone(),
             ..ClientOptions::default()
         };
         if let Some(backoff) = self.options.reconnect {

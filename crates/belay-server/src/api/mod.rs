@@ -110,13 +110,27 @@ pub fn router_tcp(state: Shared) -> Router {
     crate::dashboard::router(state).fallback_service(api)
 }
 
+/// The ssh-agent socket of the command that sent a request (its
+/// `SSH_AUTH_SOCK`): taken from local callers only.
+pub const AGENT_HEADER: &str = "x-belay-agent";
+
 /// Count the request as activity (the idle exit waits for none) for as
-/// long as its response — a log stream included — is being sent.
+/// long as its response — a log stream included — is being sent; and note
+/// a local command's agent socket for the connections made from now on
+/// (never a TCP caller's: a socket path is this user's to name).
 async fn track(
     axum::extract::State(state): axum::extract::State<Shared>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    if request.extensions().get::<access::Caller>().is_none()
+        && let Some(agent) = request
+            .headers()
+            .get(AGENT_HEADER)
+            .and_then(|v| v.to_str().ok())
+    {
+        state.agent_socket.named(std::path::Path::new(agent));
+    }
     let guard = state.busy();
     let response = next.run(request).await;
     let (parts, body) = response.into_parts();

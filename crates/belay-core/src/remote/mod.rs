@@ -10,7 +10,7 @@
 //! launch.lock       created with noclobber: the single launch guard
 //! launched          the scheduler accepted the job (atomic rename)
 //! started           pid, session, start ticks, boot id (written by run.sh)
-//! heartbeat         touched by run.sh while it lives
+//! heartbeat         touched by run.sh while it lives (batch scheduler only)
 //! stdout, stderr    the job's output, append-only
 //! cancel-requested  `belay cancel` asked the job to stop
 //! exit              exit code and end time (atomic rename): the job is over

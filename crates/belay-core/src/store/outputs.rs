@@ -22,20 +22,29 @@ pub struct OutputsFetch {
     pub error: Option<String>,
 }
 
+/// [`Store::outputs_due`]'s query. Its partial index holds only the jobs
+/// that declared outputs not copied yet: a handful, however long the
+/// history. Without `INDEXED BY` SQLite preferred `jobs_live` (state and
+/// host, two equalities) and read every ended job of the host — 0.5 ms
+/// at 1,600 jobs, once per pass of a followed job, growing with the store.
+fn outputs_due_sql(by_host: bool) -> String {
+    format!(
+        "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_outputs_due \
+         WHERE outputs_fetched_at IS NULL AND outputs <> '[]' \
+         AND state IN ('succeeded','failed','cancelled'){} ORDER BY updated_at",
+        if by_host { " AND host = ?1" } else { "" }
+    )
+}
+
 impl Store {
     /// Jobs that ended (succeeded, failed or cancelled) with declared
     /// outputs not copied yet, oldest first; only `host`'s if given.
     pub fn outputs_due(&self, host: Option<&str>) -> Result<Vec<Job>> {
         let serr = store_error(&self.path);
-        let mut sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE outputs_fetched_at IS NULL AND outputs <> '[]' \
-             AND state IN ('succeeded','failed','cancelled')"
-        );
-        if host.is_some() {
-            sql.push_str(" AND host = ?1");
-        }
-        sql.push_str(" ORDER BY updated_at");
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(serr)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&outputs_due_sql(host.is_some()))
+            .map_err(serr)?;
         let rows = match host {
             Some(h) => stmt.query_map([h], super::jobs::job_from_row),
             None => stmt.query_map([], super::jobs::job_from_row),
@@ -103,6 +112,32 @@ mod tests {
             .transition(id, JobState::Submitting, "x", &none)
             .unwrap();
         store.transition(id, to, "x", &none).unwrap();
+    }
+
+    /// However many jobs ended with nothing to fetch, the question reads
+    /// only those with outputs owed (the partial index), not every ended
+    /// job of the host.
+    #[test]
+    fn the_outputs_owed_are_found_through_their_own_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        for by_host in [true, false] {
+            let plan: Vec<String> = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", outputs_due_sql(by_host)))
+                .unwrap()
+                .query_map(
+                    rusqlite::params_from_iter(["h"].iter().take(usize::from(by_host))),
+                    |r| r.get(3),
+                )
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|p| p.contains("jobs_outputs_due")),
+                "{plan:?}"
+            );
+        }
     }
 
     #[test]

@@ -197,8 +197,9 @@ fn read_store(home: &BelayHome, hosts: &Hosts) -> belay_core::error::Result<Snap
         })
         .collect();
     let mut rows = Vec::new();
+    let counts = store.job_counts_by_host()?;
     for name in hosts.known_names(store.host_names()?) {
-        let (live, total) = store.host_job_counts(&name)?;
+        let (live, total) = counts.get(&name).copied().unwrap_or_default();
         let health = store.host_health(&name)?.unwrap_or_default();
         rows.push(health_json(&name, live, total, &health, now));
     }

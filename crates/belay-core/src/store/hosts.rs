@@ -154,22 +154,61 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Job counts on `host`: (live, all).
-    pub fn host_job_counts(&self, host: &str) -> Result<(i64, i64)> {
-        self.conn
-            .cached_row(
-                "SELECT COUNT(*) FILTER (WHERE state IN ('queued','submitting','pending','running','held')), \
-                 COUNT(*) FROM jobs WHERE host = ?1",
-                [host],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+    /// Job counts of every host that has jobs: (live, all), in one pass
+    /// over the history (`jobs_host`), for lists of hosts.
+    pub fn job_counts_by_host(&self) -> Result<std::collections::HashMap<String, (i64, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(JOB_COUNTS_BY_HOST)
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+            .and_then(|r| r.collect())
             .map_err(|e| self.err(e))
     }
 }
 
+/// [`Store::job_counts_by_host`]'s query.
+const JOB_COUNTS_BY_HOST: &str = "SELECT host, \
+     COUNT(*) FILTER (WHERE state IN ('queued','submitting','pending','running','held')), \
+     COUNT(*) FROM jobs GROUP BY host";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every host's counts in one pass, read through `jobs_host` (not the
+    /// whole table once per host).
+    #[test]
+    fn job_counts_come_per_host_from_one_pass_over_the_hosts_index() {
+        use crate::job::{JobSpec, JobState};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let spec = |host: &str| JobSpec::new(host, None, vec!["true".into()], None, &[]).unwrap();
+        for host in ["a", "a", "a", "b"] {
+            store.insert_job(&spec(host), "direct", "1:1").unwrap();
+        }
+        let ended = store.insert_job(&spec("a"), "direct", "1:1").unwrap();
+        let none = crate::store::JobUpdate::default();
+        store
+            .transition(&ended.id, JobState::Submitting, "x", &none)
+            .unwrap();
+        store
+            .transition(&ended.id, JobState::Succeeded, "x", &none)
+            .unwrap();
+        let counts = store.job_counts_by_host().unwrap();
+        assert_eq!(counts.get("a"), Some(&(3, 4)));
+        assert_eq!(counts.get("b"), Some(&(1, 1)));
+        assert_eq!(counts.len(), 2);
+        let plan: Vec<String> = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {JOB_COUNTS_BY_HOST}"))
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(plan.iter().any(|p| p.contains("jobs_host")), "{plan:?}");
+    }
 
     fn health(kind: Option<&str>, error_at: i64, ok_at: i64) -> HostHealth {
         HostHealth {

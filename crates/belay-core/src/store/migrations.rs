@@ -150,6 +150,13 @@ const STEPS: &[&str] = &[
     ALTER TABLE hosts ADD COLUMN gpu_error TEXT;
     ALTER TABLE jobs ADD COLUMN gpus TEXT;
     "#,
+    // 14: jobs by host. A host list (and every live dashboard, twice a
+    // second) counts each host's jobs and lists the hosts jobs ran on:
+    // without it each count read the whole history (jobs_live leads with
+    // the state), 1.8 ms a host at 17,000 jobs.
+    r#"
+    CREATE INDEX jobs_host ON jobs(host, state);
+    "#,
 ];
 
 /// Bring the schema up to date inside one immediate transaction, so two

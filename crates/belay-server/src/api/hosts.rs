@@ -39,9 +39,10 @@ pub async fn list(State(state): State<Shared>) -> Result<Json<Value>, ApiError> 
     blocking(&state, move |engine| {
         let now = now_ms();
         let names = hosts.known_names(engine.store().host_names()?);
+        let counts = engine.store().job_counts_by_host()?;
         let mut rows = Vec::new();
         for name in &names {
-            let (live, total) = engine.store().host_job_counts(name)?;
+            let (live, total) = counts.get(name).copied().unwrap_or_default();
             rows.push(health_json(
                 name,
                 live,

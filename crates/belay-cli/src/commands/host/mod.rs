@@ -79,14 +79,16 @@ fn rows(ctx: &Ctx) -> Result<Vec<Value>> {
         None
     };
     let now = now_ms();
+    let counts = match &engine {
+        Some(e) => e.store().job_counts_by_host()?,
+        None => Default::default(),
+    };
     let mut rows = Vec::new();
     for name in &names {
-        let (live, total, health) = match &engine {
-            Some(e) => {
-                let (live, total) = e.store().host_job_counts(name)?;
-                (live, total, e.host_health(name)?)
-            }
-            None => (0, 0, HostHealth::default()),
+        let (live, total) = counts.get(name).copied().unwrap_or_default();
+        let health = match &engine {
+            Some(e) => e.host_health(name)?,
+            None => HostHealth::default(),
         };
         rows.push(belay_core::hosts::view::health_json(
             name, live, total, &health, now,

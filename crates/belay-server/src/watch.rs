@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use belay_core::home::BelayHome;
 use belay_core::hosts::Hosts;
-use belay_core::hosts::view::health_json;
+use belay_core::hosts::view::host_rows;
 use belay_core::job::view::JobView;
 use belay_core::store::{JobFilter, Store};
 use belay_core::time::now_ms;
@@ -196,13 +196,7 @@ fn read_store(home: &BelayHome, hosts: &Hosts) -> belay_core::error::Result<Snap
             view: serde_json::to_value(JobView::new(j)).unwrap_or(Value::Null),
         })
         .collect();
-    let mut rows = Vec::new();
-    let counts = store.job_counts_by_host()?;
-    for name in hosts.known_names(store.host_names()?) {
-        let (live, total) = counts.get(&name).copied().unwrap_or_default();
-        let health = store.host_health(&name)?.unwrap_or_default();
-        rows.push(health_json(&name, live, total, &health, now));
-    }
+    let rows = host_rows(hosts, &store, now)?;
     Ok(Snapshot { jobs, hosts: rows })
 }
 

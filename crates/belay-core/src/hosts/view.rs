@@ -8,7 +8,7 @@ use super::check::HostCheck;
 use super::gpus::{self, Inventory};
 use crate::config::HostConfig;
 use crate::job::view::rfc3339;
-use crate::store::HostHealth;
+use crate::store::{HostHealth, Store};
 use crate::transport::TransportError;
 use belay_ssh::{IdentityAgent, ResolvedChain, ResolvedHost, StrictHostKeyChecking};
 
@@ -19,6 +19,22 @@ pub fn health_word(name: &str, h: &HostHealth, now: i64) -> &'static str {
     } else {
         h.status(now)
     }
+}
+
+/// `host list --json`'s rows: every host worth listing
+/// ([`Hosts::known_names`]) with its job counts and its last health, as the
+/// store has them (the CLI, the daemon's `/v1/hosts` and live dashboards).
+pub fn host_rows(hosts: &Hosts, store: &Store, now: i64) -> crate::error::Result<Vec<Value>> {
+    let counts = store.job_counts_by_host()?;
+    hosts
+        .known_names(store.host_names()?)
+        .iter()
+        .map(|name| {
+            let (live, total) = counts.get(name).copied().unwrap_or_default();
+            let health = store.host_health(name)?.unwrap_or_default();
+            Ok(health_json(name, live, total, &health, now))
+        })
+        .collect()
 }
 
 /// One row of `host list --json`.

@@ -23,7 +23,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use belay_core::hosts::Hosts;
-use belay_core::hosts::view::{chain_json, check_json, health_json};
+use belay_core::hosts::view::{chain_json, check_json, host_rows};
 use belay_core::store::HostHealth;
 use belay_core::time::now_ms;
 use belay_ssh::RecordedHostKey;
@@ -37,20 +37,7 @@ use crate::state::Shared;
 pub async fn list(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
     let hosts = state.hosts.clone();
     blocking(&state, move |engine| {
-        let now = now_ms();
-        let names = hosts.known_names(engine.store().host_names()?);
-        let counts = engine.store().job_counts_by_host()?;
-        let mut rows = Vec::new();
-        for name in &names {
-            let (live, total) = counts.get(name).copied().unwrap_or_default();
-            rows.push(health_json(
-                name,
-                live,
-                total,
-                &engine.host_health(name)?,
-                now,
-            ));
-        }
+        let rows = host_rows(&hosts, engine.store(), now_ms())?;
         Ok(Json(json!({ "hosts": rows })))
     })
     .await

@@ -72,29 +72,20 @@ fn rows(ctx: &Ctx) -> Result<Vec<Value>> {
         return daemon::hosts(client);
     }
     let hosts = Hosts::new(&ctx.home, ctx.hosts.clone())?;
-    let names = known_hosts(ctx, &hosts)?;
-    let engine = if ctx.home.store_exists() {
-        Some(ctx.engine()?)
-    } else {
-        None
-    };
     let now = now_ms();
-    let counts = match &engine {
-        Some(e) => e.store().job_counts_by_host()?,
-        None => Default::default(),
-    };
-    let mut rows = Vec::new();
-    for name in &names {
-        let (live, total) = counts.get(name).copied().unwrap_or_default();
-        let health = match &engine {
-            Some(e) => e.host_health(name)?,
-            None => HostHealth::default(),
-        };
-        rows.push(belay_core::hosts::view::health_json(
-            name, live, total, &health, now,
-        ));
+    if ctx.home.store_exists() {
+        return Ok(belay_core::hosts::view::host_rows(
+            &hosts,
+            ctx.engine()?.store(),
+            now,
+        )?);
     }
-    Ok(rows)
+    // No store yet (none is created for a list): no jobs, no health.
+    Ok(hosts
+        .known_names(Vec::new())
+        .iter()
+        .map(|name| belay_core::hosts::view::health_json(name, 0, 0, &HostHealth::default(), now))
+        .collect())
 }
 
 /// A time of the JSON shapes (RFC 3339) as the store keeps it.

@@ -39,7 +39,7 @@ use crate::session::{
     ConnectInfo, ConnectParams, Connection, connect_chain, scan_host_key as scan_chain_key,
 };
 use crate::sftp::Sftp;
-use crate::shell::{ReplyLimits, ScriptOutput, Shell, exec_once};
+use crate::shell::{ReplyLimits, ScriptOutput, Shell, ShellFraming, exec_once};
 use crate::shell_stream::ShellStream;
 use crate::stream::ExecStream;
 
@@ -89,6 +89,8 @@ pub struct ClientOptions {
     /// The agent socket the latest command named, used over this process's
     /// own `SSH_AUTH_SOCK` ([`crate::AgentSocket`]: a daemon).
     pub agent_socket: Option<Arc<crate::AgentSocket>>,
+    /// How requests reach the persistent shells.
+    pub shell_framing: ShellFraming,
 }
 
 impl Default for ClientOptions {
@@ -105,6 +107,7 @@ impl Default for ClientOptions {
             trace: None,
             jump_cache: None,
             agent_socket: None,
+            shell_framing: ShellFraming::Auto,
         }
     }
 }
@@ -119,6 +122,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("op_timeout", &self.op_timeout)
             .field("backoff", &self.backoff)
             .field("reply_limits", &self.reply_limits)
+            .field("shell_framing", &self.shell_framing)
             .finish()
     }
 }
@@ -620,7 +624,7 @@ impl Client {
                 };
                 let t = Instant::now();
                 let sh =
-                    open_shell(live, permit, &self.alias, deadline, self.opts.reply_limits).await?;
+                    open_shell(live, permit, &self.alias, deadline, self.shell_setup()).await?;
                 tracing::debug!(host = %self.alias, elapsed = ?t.elapsed(), "persistent /bin/sh started (through the login shell)");
                 sh
             }
@@ -721,7 +725,7 @@ impl Client {
             let start = &start;
             async move {
                 let shell =
-                    open_shell(&live, permit, &self.alias, idle, self.opts.reply_limits).await?;
+                    open_shell(&live, permit, &self.alias, idle, self.shell_setup()).await?;
                 start(live, shell).await
             }
         })
@@ -811,13 +815,19 @@ impl Client {
         ))
     }
 
+    /// What a persistent shell of this client is opened with.
+    fn shell_setup(&self) -> (ReplyLimits, ShellFraming) {
+        (self.opts.reply_limits, self.opts.shell_framing)
+    }
+
     /// Opens a persistent shell in the background (while a stream's data
     /// flows, [`REPLENISH_AFTER`] it started), so the next script does not
     /// wait for a login shell — unless a shell is idle by then (a
     /// [`ShellStream`]'s, back already).
     fn replenish_shell(&self, live: &Arc<Live>) {
         let (live, alias, deadline) = (live.clone(), self.alias.clone(), self.opts.op_timeout);
-        let (limits, server_limit) = (self.opts.reply_limits, self.server_limit.clone());
+        let (limits, framing) = (self.opts.reply_limits, self.opts.shell_framing);
+        let server_limit = self.server_limit.clone();
         tokio::spawn(async move {
             tokio::time::sleep(REPLENISH_AFTER).await;
             if live.idle.lock().is_ok_and(|idle| !idle.is_empty()) {
@@ -828,7 +838,7 @@ impl Client {
             let Ok(permit) = live.channels.clone().try_acquire_owned() else {
                 return;
             };
-            match open_shell(&live, permit, &alias, deadline, limits).await {
+            match open_shell(&live, permit, &alias, deadline, (limits, framing)).await {
                 Ok(shell) => {
                     if let Ok(mut idle) = live.idle.lock() {
                         idle.push(shell);
@@ -1085,7 +1095,7 @@ async fn open_shell(
     permit: OwnedSemaphorePermit,
     alias: &str,
     deadline: Duration,
-    limits: ReplyLimits,
+    (limits, framing): (ReplyLimits, ShellFraming),
 ) -> Result<Shell, SshError> {
     let _opening = live.opening();
     Shell::open(
@@ -1095,6 +1105,7 @@ async fn open_shell(
         &live.conn.monitor,
         deadline,
         limits,
+        framing,
     )
     .await
 }

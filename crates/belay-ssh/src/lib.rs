@@ -85,7 +85,7 @@ pub use russh_sftp;
 pub use sanitize::{terminal_safe, terminal_safe_bytes};
 pub use session::{ConnectInfo, HopInfo, OP_SILENCE};
 pub use sftp::Sftp;
-pub use shell::{ReplyLimits, ScriptOutput};
+pub use shell::{ReplyLimits, ScriptOutput, ShellFraming};
 pub use shell_stream::ShellStream;
 pub use stream::{ExecStream, StreamEnd};
 pub use trace::{Cause, ConnectTrace, Step, TraceEvent};

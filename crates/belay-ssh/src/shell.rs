@@ -3,32 +3,46 @@
 //! take a second) on every call.
 //!
 //! The exec request is `exec /bin/sh -c 'LOOP'` (the login shell runs once,
-//! when the channel opens). LOOP reads requests from stdin:
+//! when the channel opens). LOOP announces how it takes requests on its
+//! ready line, and answers each the same way:
 //!
 //! ```text
-//! client → shell:  <sentinel> <length>\n<length bytes of script>
+//! shell  → client: <ready marker> words|head\n
+//! client → shell:  __belay_q <sentinel> '<script>'\n           (words)
+//!                  <sentinel> <length>\n<length bytes of script> (head)
 //! shell  → client: <script stdout><sentinel> <status> <stderr length>\n<stderr bytes>
 //! ```
 //!
-//! A request whose sentinel is `stream-<random>` turns the shell into a
-//! data stream ([`crate::ExecStream`]): the shell echoes the sentinel (so
-//! stray output queued before it is told apart from the stream), runs the
-//! script (in a subshell, as any request: a fork, no new `sh` to exec) with
-//! the channel's stdin and stdout, and exits with the script's status — so
-//! a file transfer or an output stream does not pay the login shell's
-//! start-up either.
+//! **Words** (where the host's `/bin/sh` reads its input in blocks: dash,
+//! ash): the loop sources its own stdin (`. /dev/stdin`), so a request is
+//! a command its parser reads, with the script as one single-quoted word
+//! — nothing in it is expanded, and a script of any text (heredocs,
+//! quotes, a syntax error) cannot reach the loop's parser, since the word
+//! ends only at its closing quote. The script runs as `( eval "$SCRIPT" )
+//! </dev/null 2>ERRFILE`: no process but the subshell's fork.
+//! **Head** (bash, which reads a pipe a byte at a time, and zsh; a stdin
+//! that cannot be opened again, as a socket): the script is written to a
+//! private temp file with `head -c` (which, like the `read` builtin, never
+//! reads past what it was asked for) and run as `( . FILE ) </dev/null
+//! 2>ERRFILE`, so a request costs that fork plus `head`.
+//! Either way the script runs in a subshell, so `exit`, `cd`, `set -e`
+//! and traps cannot hurt the loop. An empty stderr costs no extra process
+//! (`[ -s ]` is a builtin).
 //!
-//! The script is written to a private temp file with `head -c` (which,
-//! like the `read` builtin, never reads past what it was asked for) and run
-//! as `( . FILE ) </dev/null 2>ERRFILE` — a subshell, so `exit`, `cd`,
-//! `set -e` and traps cannot hurt the loop, and any text (heredocs, quotes,
-//! binary) is safe because it is never parsed by the loop itself. An empty
-//! stderr costs no extra process (`[ -s ]` is a builtin), so a request
-//! costs one fork plus `head`. The
-//! sentinel is 128 random bits, fresh per request, so script output cannot
-//! forge the end of a frame. Background processes a script starts must
-//! redirect their standard streams, or their late output would be read as
-//! part of the next request's stdout.
+//! A stream request (`__belay_x <token> '<script>'`, or a head request
+//! whose sentinel is `stream-<random>`) turns the shell into a data stream
+//! ([`crate::ExecStream`]): the shell echoes the token (so stray output
+//! queued before it is told apart from the stream), runs the script (in a
+//! subshell: a fork, no new `sh` to exec) with the channel's stdin and
+//! stdout, and exits with the script's status — so a file transfer or an
+//! output stream does not pay the login shell's start-up either. Nothing is
+//! sent after a stream request until its token is back: a shell that reads
+//! in blocks has then taken nothing of the stream's input.
+//!
+//! The sentinel is 128 random bits, fresh per request, so script output
+//! cannot forge the end of a frame. Background processes a script starts
+//! must redirect their standard streams, or their late output would be
+//! read as part of the next request's stdout.
 //!
 //! The loop's private directory is `$__belay_d` in every request. At its
 //! start the loop writes two facts of its host there, from a background
@@ -126,16 +140,26 @@ const LOOP: &str = concat!(
     "btime) echo \"$v\" > \"$__belay_d/btime\"; exit;; ",
     "cpu*) n=$((n + 1)); [ $n -gt 10 ] && exec sed -n \"s/^btime //p\" /proc/stat > \"$__belay_d/btime\";; ",
     "esac; done < /proc/stat) 2>/dev/null & ",
-    "printf \"%s\\n\" \"$1\"; ",
+    // A request's end: the sentinel, the status, stderr's length, stderr.
+    "__belay_end() { if [ -s \"$__belay_d/e\" ]; then ",
+    "printf \"%s %s %s\\n\" \"$__belay_s\" \"$1\" \"$(wc -c < \"$__belay_d/e\")\"; ",
+    "cat \"$__belay_d/e\"; ",
+    "else printf \"%s %s 0\\n\" \"$__belay_s\" \"$1\"; fi; }; ",
+    // Word framing: a request is one command, `__belay_q SENTINEL 'SCRIPT'`
+    // (a stream's `__belay_x TOKEN 'SCRIPT'`), read by this shell's own
+    // parser; the script is run by `eval` in a subshell.
+    "__belay_q() { __belay_s=$1; __belay_t=$2; shift 2; ",
+    "( eval \"$__belay_t\" ) < /dev/null 2> \"$__belay_d/e\"; __belay_end $?; }; ",
+    "__belay_x() { printf \"%s\\n\" \"$1\"; __belay_t=$2; shift 2; ( eval \"$__belay_t\" ); exit $?; }; ",
+    "if [ \"$2\" = auto ] && [ -z \"${BASH_VERSION-}${ZSH_VERSION-}\" ] && (: < /dev/stdin) 2>/dev/null; then ",
+    "printf \"%s words\\n\" \"$1\"; . /dev/stdin; exit; fi; ",
+    // Head framing: `SENTINEL LENGTH\n` and the script's bytes.
+    "printf \"%s head\\n\" \"$1\"; ",
     "while IFS=\" \" read -r __belay_s __belay_n; do ",
     "head -c \"$__belay_n\" > \"$__belay_d/s\" || exit 98; ",
     "case $__belay_s in stream-*) printf \"%s\\n\" \"$__belay_s\"; ( . \"$__belay_d/s\" ); exit $?;; esac; ",
     "( . \"$__belay_d/s\" ) < /dev/null 2> \"$__belay_d/e\"; ",
-    "__belay_r=$?; ",
-    "if [ -s \"$__belay_d/e\" ]; then ",
-    "printf \"%s %s %s\\n\" \"$__belay_s\" \"$__belay_r\" \"$(wc -c < \"$__belay_d/e\")\"; ",
-    "cat \"$__belay_d/e\"; ",
-    "else printf \"%s %s 0\\n\" \"$__belay_s\" \"$__belay_r\"; fi; ",
+    "__belay_end $?; ",
     "done"
 );
 
@@ -147,6 +171,22 @@ pub(crate) struct Shell {
     shell_err: Vec<u8>,
     permit: tokio::sync::OwnedSemaphorePermit,
     limits: ReplyLimits,
+    /// Requests go as commands the shell parses (`words`), else as a
+    /// length and the script's bytes (`head`).
+    words: bool,
+}
+
+/// How requests reach a persistent shell (see the module header).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ShellFraming {
+    /// As commands the host's `/bin/sh` parses itself, where it reads its
+    /// input in blocks (dash, ash: not bash, which reads a pipe a byte at
+    /// a time); else as `head`.
+    #[default]
+    Auto,
+    /// Always a length line and the script's bytes, written by `head -c`
+    /// (what `Auto` falls back to; tests run both).
+    Head,
 }
 
 enum Failure {
@@ -169,6 +209,7 @@ impl Shell {
         monitor: &LinkMonitor,
         deadline: Duration,
         limits: ReplyLimits,
+        framing: ShellFraming,
     ) -> Result<Shell, SshError> {
         let fut = async {
             let channel = handle
@@ -176,8 +217,15 @@ impl Shell {
                 .await
                 .map_err(|e| Failure::Closed(format!("cannot open a session channel: {e}")))?;
             let ready = format!("BELAY-READY-{}", random_hex(8));
+            let wanted = match framing {
+                ShellFraming::Auto => "auto",
+                ShellFraming::Head => "head",
+            };
             channel
-                .exec(true, format!("exec /bin/sh -c '{LOOP}' belay-sh {ready}"))
+                .exec(
+                    true,
+                    format!("exec /bin/sh -c '{LOOP}' belay-sh {ready} {wanted}"),
+                )
                 .await
                 .map_err(|e| Failure::Closed(e.to_string()))?;
             let mut sh = Shell {
@@ -186,8 +234,9 @@ impl Shell {
                 shell_err: Vec::new(),
                 permit,
                 limits,
+                words: false,
             };
-            let marker = format!("{ready}\n");
+            let marker = format!("{ready} ");
             let pos = match sh
                 .read_until(marker.as_bytes(), MAX_CHATTER, "before the shell started")
                 .await
@@ -202,6 +251,20 @@ impl Shell {
             };
             // Anything before the marker is login-shell chatter: drop it.
             sh.buf.drain(..pos + marker.len());
+            let nl = sh
+                .read_until(b"\n", MAX_STATUS_LINE, "in the shell's ready line")
+                .await?;
+            sh.words = match &sh.buf[..nl] {
+                b"words" => true,
+                b"head" => false,
+                other => {
+                    return Err(Failure::Protocol(format!(
+                        "the shell announced an unknown framing '{}'",
+                        terminal_safe_bytes(other)
+                    )));
+                }
+            };
+            sh.buf.drain(..nl + 1);
             Ok(sh)
         };
         match tokio::time::timeout(deadline, fut).await {
@@ -373,8 +436,14 @@ impl Shell {
         script: &str,
         token: &str,
     ) -> Result<(russh::Channel<Msg>, tokio::sync::OwnedSemaphorePermit), String> {
-        let mut req = format!("{token} {}\n", script.len()).into_bytes();
-        req.extend_from_slice(script.as_bytes());
+        let req = self
+            .request(token, "__belay_x", script)
+            .map_err(|f| match f {
+                Failure::Closed(d)
+                | Failure::Protocol(d)
+                | Failure::NoShell(d)
+                | Failure::Overflow(d) => d,
+            })?;
         self.channel
             .data(&req[..])
             .await
@@ -484,13 +553,43 @@ impl Shell {
         let sentinel = format!("BELAY-{}", random_hex(16));
         // Late output of earlier background processes is not ours to keep.
         self.buf.clear();
-        let mut req = format!("{sentinel} {}\n", script.len()).into_bytes();
-        req.extend_from_slice(script.as_bytes());
+        let req = self.request(&sentinel, "__belay_q", script)?;
         self.channel
             .data(&req[..])
             .await
             .map_err(|e| Failure::Closed(e.to_string()))?;
         Ok(sentinel)
+    }
+
+    /// The bytes of one request: with word framing, the command `FUNCTION
+    /// MARKER 'SCRIPT'` (one quoted word: nothing in it is expanded, and
+    /// the shell parses it whole before running any of it); with head
+    /// framing, `MARKER LENGTH` and the script's bytes.
+    fn request(&self, marker: &str, function: &str, script: &str) -> Result<Vec<u8>, Failure> {
+        if !self.words {
+            let mut req = format!("{marker} {}\n", script.len()).into_bytes();
+            req.extend_from_slice(script.as_bytes());
+            return Ok(req);
+        }
+        // No shell word can hold a NUL byte.
+        if script.contains('\0') {
+            return Err(Failure::Protocol(
+                "a script with a NUL byte cannot be sent to a shell".into(),
+            ));
+        }
+        let mut req = String::with_capacity(script.len() + marker.len() + 32);
+        req.push_str(function);
+        req.push(' ');
+        req.push_str(marker);
+        req.push_str(" '");
+        for (i, part) in script.split('\'').enumerate() {
+            if i > 0 {
+                req.push_str("'\\''");
+            }
+            req.push_str(part);
+        }
+        req.push_str("'\n");
+        Ok(req.into_bytes())
     }
 
     /// Reads a request's reply: its stdout up to `sentinel`, the status

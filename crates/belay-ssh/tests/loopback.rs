@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use crate::common::{Env, keygen_fingerprint, wait_for};
-use belay_ssh::{Client, ClientOptions, SshError, resolve, scan_host_key, trust_host_key};
+use belay_ssh::{
+    Client, ClientOptions, ShellFraming, SshError, resolve, scan_host_key, trust_host_key,
+};
 use belay_testbed::{KeyKind, KeyPair, SshAgent, SshdOptions, UserCa};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,35 +25,42 @@ async fn key_file_auth_and_run_script_round_trip() {
         info.hops[0].stream, info.hops[0].kex, info.hops[0].auth, info.first_round_trip, info.total
     );
 
+    scripts_round_trip(&c).await;
+    // Words (the module header): this host's /bin/sh is dash, which reads
+    // its input in blocks, so no script was written to a file for `head`.
     let out = c
-        .run_script("echo hi; echo err >&2; exit 3")
+        .run_script("[ -e \"$__belay_d/s\" ] && echo head || echo words")
         .await
-        .expect("run");
-    assert_eq!(out.status, 3);
-    assert_eq!(out.stdout, b"hi\n");
-    assert_eq!(out.stderr, b"err\n");
+        .expect("framing");
+    assert_eq!(out.stdout, b"words\n");
 
-    // Heredocs, quotes, no trailing newline, `cd`/`set -e`/`exit` isolation.
-    let script =
-        "cd /tmp\nset -e\ncat <<'EOF'\n'quoted' \"double\" $HOME `x`\nEOF\nprintf 'no newline'";
-    let out = c.run_script(script).await.expect("heredoc");
-    assert_eq!(out.status, 0, "{out:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "'quoted' \"double\" $HOME `x`\nno newline"
-    );
-    let out = c
-        .run_script("pwd; false; echo after")
+    // The same scripts, framed for a shell that reads a byte at a time
+    // (bash as /bin/sh), on a connection of their own.
+    let head = std::sync::Arc::new(Client::new(
+        "target",
+        ClientOptions {
+            shell_framing: ShellFraming::Head,
+            ..env.options()
+        },
+    ));
+    scripts_round_trip(&head).await;
+    let out = head
+        .run_script("[ -e \"$__belay_d/s\" ] && echo head || echo words")
         .await
-        .expect("isolation");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "/root\nafter\n",
-        "cd/set -e leaked"
-    );
-    // stdin of a script is not the protocol stream.
-    let out = c.run_script("cat; echo done").await.expect("stdin");
-    assert_eq!(out.stdout, b"done\n");
+        .expect("framing");
+    assert_eq!(out.stdout, b"head\n");
+    let mut s = head
+        .exec_stream("cat; echo done >&2; exit 7", Duration::from_secs(30))
+        .await
+        .expect("stream");
+    s.write_all(b"through head").await.expect("write");
+    s.close_input().await.expect("eof");
+    let mut back = Vec::new();
+    while let Some(c) = s.read().await.expect("read") {
+        back.extend_from_slice(&c);
+    }
+    assert_eq!(back, b"through head");
+    assert_eq!(s.finish().await.expect("finish").status, 7);
 
     // Concurrent calls are safe.
     let mut tasks = Vec::new();
@@ -813,6 +822,52 @@ async fn host_certificate_accepted_via_cert_authority_line() {
         .await
         .expect_err("wrong CA");
     assert!(matches!(err, SshError::HostKey(_)), "{err}");
+}
+
+/// Scripts of every shape come back whole, each in its own subshell.
+async fn scripts_round_trip(c: &Client) {
+    let out = c
+        .run_script("echo hi; echo err >&2; exit 3")
+        .await
+        .expect("run");
+    assert_eq!(out.status, 3);
+    assert_eq!(out.stdout, b"hi\n");
+    assert_eq!(out.stderr, b"err\n");
+
+    // Heredocs, quotes, no trailing newline, `cd`/`set -e`/`exit` isolation.
+    let script =
+        "cd /tmp\nset -e\ncat <<'EOF'\n'quoted' \"double\" $HOME `x`\nEOF\nprintf 'no newline'";
+    let out = c.run_script(script).await.expect("heredoc");
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "'quoted' \"double\" $HOME `x`\nno newline"
+    );
+    let out = c
+        .run_script("pwd; false; echo after")
+        .await
+        .expect("isolation");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "/root\nafter\n",
+        "cd/set -e leaked"
+    );
+    // stdin of a script is not the protocol stream.
+    let out = c.run_script("cat; echo done").await.expect("stdin");
+    assert_eq!(out.stdout, b"done\n");
+
+    // A syntax error is the script's own: the shell goes on.
+    let out = c.run_script("if then fi (").await.expect("syntax error");
+    assert_ne!(out.status, 0);
+    assert!(!out.stderr.is_empty(), "{out:?}");
+    let out = c.run_script("echo alive").await.expect("after");
+    assert_eq!(out.stdout, b"alive\n");
+    // Quotes of every kind and a script ending inside a comment.
+    let out = c
+        .run_script("printf '%s\\n' \"it's\" 'a '\\''b'\\'' c'\n# last ' line")
+        .await
+        .expect("quotes");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "it's\na 'b' c\n");
 }
 
 /// A client with a warm persistent shell, on a host whose login shell

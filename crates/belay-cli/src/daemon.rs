@@ -379,7 +379,10 @@ pub fn follow(client: &Client, job: Job, streams: Streams) -> Result<Outcome> {
     let mut failures = 0;
     let mut warned_at: Option<std::time::Instant> = None;
     loop {
-        let mut path = format!("/v1/jobs/{}/output?follow=true", encode(&job.id));
+        let mut path = format!(
+            "/v1/jobs/{}/output?follow=true&with_job=true",
+            encode(&job.id)
+        );
         if let Some(o) = out {
             path.push_str(&format!("&stdout={o}"));
         }
@@ -392,6 +395,7 @@ pub fn follow(client: &Client, job: Job, streams: Streams) -> Result<Outcome> {
         // error on its side): asked again from the offsets, never taken
         // for the job's end.
         let mut last_was_warning = false;
+        let mut ended_as: Option<Vec<u8>> = None;
         let result = client.stream(
             HttpMethod::GET,
             &path,
@@ -427,6 +431,10 @@ pub fn follow(client: &Client, job: Job, streams: Streams) -> Result<Outcome> {
                             }
                             Ok(())
                         }
+                        Frame::Job(json) => {
+                            ended_as = Some(json);
+                            Ok(())
+                        }
                     };
                     if written.is_err() {
                         return ControlFlow::Break(());
@@ -452,7 +460,22 @@ pub fn follow(client: &Client, job: Job, streams: Streams) -> Result<Outcome> {
                     job.id
                 );
             }
-            Ok(true) => break,
+            Ok(true) => {
+                // The job as the answer's end left it: no second request
+                // for it (an answer without one, or one not understood,
+                // is asked for below).
+                if let Some(answer) =
+                    ended_as.and_then(|json| serde_json::from_slice::<JobAnswer>(&json).ok())
+                {
+                    let job = answer.job.into_job().0;
+                    if job.state.command_over() && !interrupt::requested() {
+                        let _ = crate::secrets::flush_held(0, &mut std::io::stdout().lock());
+                        let _ = crate::secrets::flush_held(1, &mut std::io::stderr().lock());
+                        return Ok(Outcome::Ended(job));
+                    }
+                }
+                break;
+            }
             Err(ClientError::Unavailable { .. }) if failures < 3 => {
                 // The daemon went away (restarted, killed): ask again from
                 // the offsets reached.

@@ -250,6 +250,69 @@ fn a_bad_request_body_is_a_400_with_one_line() {
     assert_eq!(status, 404);
 }
 
+/// A followed output answer asked `with_job=true` ends with the ended job
+/// (`J <len>\n<json>`, as `GET /v1/jobs/{job}` shows it), after every byte:
+/// an attached `run` learns its end from it, with no request more. Asked
+/// without it, the answer is the bytes alone.
+#[test]
+fn a_followed_output_answer_ends_with_the_job_when_asked() {
+    let b = through_daemon(Belay::new());
+    let id = b.submit(&["local", "--", "echo hi; sleep 0.3; echo there; exit 3"]);
+    let (status, body) = api(
+        &b,
+        "GET",
+        &format!("/v1/jobs/{id}/output?stdout=0&follow=true&with_job=true"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let frames = split_frames(&body);
+    let (last, json) = frames
+        .last()
+        .unwrap_or_else(|| panic!("no frames: {body:?}"));
+    assert_eq!(*last, 'J', "{body:?}");
+    let printed: String = frames[..frames.len() - 1]
+        .iter()
+        .map(|(tag, payload)| {
+            assert_eq!(*tag, 'O', "{body:?}");
+            payload.as_str()
+        })
+        .collect();
+    assert_eq!(printed, "hi\nthere\n", "{body:?}");
+    let doc: Value = serde_json::from_str(json).expect("the job's JSON");
+    assert_eq!(doc["job"]["id"], id.as_str(), "{json}");
+    assert_eq!(doc["job"]["state"], "failed", "{json}");
+    assert_eq!(doc["job"]["exit_code"], 3, "{json}");
+    assert!(
+        doc["job"]["events"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()),
+        "{json}"
+    );
+    let (status, body) = api(
+        &b,
+        "GET",
+        &format!("/v1/jobs/{id}/output?stdout=0&follow=true"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let frames = split_frames(&body);
+    assert!(frames.iter().all(|(tag, _)| *tag == 'O'), "{body:?}");
+}
+
+/// `(tag, payload)` of each frame of a framed output body (text payloads).
+fn split_frames(body: &str) -> Vec<(char, String)> {
+    let mut frames = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (head, tail) = rest.split_once('\n').expect("a frame header");
+        let (tag, len) = head.split_once(' ').expect("tag and length");
+        let len: usize = len.parse().expect("a length");
+        frames.push((tag.chars().next().unwrap(), tail[..len].to_string()));
+        rest = &tail[len..];
+    }
+    frames
+}
+
 /// The routes of belay-server's router, as (method, path), read from its
 /// source: the one place they are declared.
 fn router_routes() -> std::collections::BTreeSet<(String, String)> {

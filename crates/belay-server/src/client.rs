@@ -364,9 +364,13 @@ pub enum Frame {
     Stderr(Vec<u8>),
     /// The host stopped answering; the stream resumes when it does.
     Retrying(String),
+    /// The job once every byte is out (`with_job=true`): JSON as
+    /// `GET /v1/jobs/{job}` answers.
+    Job(Vec<u8>),
 }
 
-/// Splits a framed output body (`O|E <len>\n<bytes>`, `W <len>\n<text>`)
+/// Splits a framed output body (`O|E <len>\n<bytes>`, `W <len>\n<text>`,
+/// `J <len>\n<json>`)
 /// as pieces arrive, whatever their boundaries.
 #[derive(Default)]
 pub struct FrameReader {
@@ -395,6 +399,7 @@ impl FrameReader {
                 "O" => Frame::Stdout(payload),
                 "E" => Frame::Stderr(payload),
                 "W" => Frame::Retrying(String::from_utf8_lossy(&payload).into_owned()),
+                "J" => Frame::Job(payload),
                 other => return Err(format!("unknown frame {other:?}")),
             });
         }
@@ -408,7 +413,7 @@ mod tests {
 
     #[test]
     fn frames_are_split_whatever_the_piece_boundaries() {
-        let stream = b"O 3\nabcW 5\nhost?E 0\nO 2\n\nx";
+        let stream = b"O 3\nabcW 5\nhost?E 0\nO 2\n\nxJ 2\n{}";
         for cut in 0..stream.len() {
             let mut r = FrameReader::default();
             let mut frames = r.feed(&stream[..cut]).unwrap();
@@ -420,6 +425,7 @@ mod tests {
                     Frame::Retrying("host?".into()),
                     Frame::Stderr(Vec::new()),
                     Frame::Stdout(b"\nx".to_vec()),
+                    Frame::Job(b"{}".to_vec()),
                 ],
                 "cut at {cut}"
             );

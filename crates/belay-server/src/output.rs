@@ -12,7 +12,7 @@
 use std::ops::ControlFlow;
 
 use belay_core::engine::Engine;
-use belay_core::engine::follow::{Offsets, Piece as EnginePiece};
+use belay_core::engine::follow::{Offsets, Piece as EnginePiece, StreamEnd};
 use belay_core::job::Job;
 
 /// What an output stream carries: the job's bytes, or a word about the
@@ -29,6 +29,7 @@ const SKIP: u64 = 1 << 62;
 /// Send the wanted streams from their offsets to `sink` (false: the client
 /// has gone), until their sizes when asked, or with `follow` until the job
 /// has ended and every byte is out. `gone` says the client has left.
+/// Returns the job as the stream left it (followed to its end: ended).
 pub fn stream(
     engine: &mut Engine,
     job: Job,
@@ -36,7 +37,7 @@ pub fn stream(
     follow: bool,
     sink: &mut dyn FnMut(Piece<'_>) -> bool,
     gone: &dyn Fn() -> bool,
-) -> belay_core::error::Result<()> {
+) -> belay_core::error::Result<Job> {
     if follow {
         let mut relay = |piece: EnginePiece| {
             let more = match &piece {
@@ -50,15 +51,16 @@ pub fn stream(
                 ControlFlow::Break(())
             }
         };
-        engine.stream_output(&job, from, &mut relay, gone)?;
-        return Ok(());
+        return Ok(match engine.stream_output(&job, from, &mut relay, gone)? {
+            StreamEnd::Ended(job) | StreamEnd::Stopped(job) => job,
+        });
     }
     let mut out = from.stdout;
     let mut err = from.stderr;
     let mut ends: Option<(u64, u64)> = None;
     loop {
         if gone() {
-            return Ok(());
+            return Ok(job);
         }
         let chunk = engine.read_output(&job, out.unwrap_or(SKIP), err.unwrap_or(SKIP), false)?;
         let (out_end, err_end) = *ends.get_or_insert((chunk.out_size, chunk.err_size));
@@ -67,7 +69,7 @@ pub fn stream(
             let take = chunk.stdout.len().min(out_end.saturating_sub(*at) as usize);
             if take > 0 {
                 if !sink(Piece::Stdout(&chunk.stdout[..take])) {
-                    return Ok(());
+                    return Ok(job);
                 }
                 *at += take as u64;
                 moved = true;
@@ -77,14 +79,14 @@ pub fn stream(
             let take = chunk.stderr.len().min(err_end.saturating_sub(*at) as usize);
             if take > 0 {
                 if !sink(Piece::Stderr(&chunk.stderr[..take])) {
-                    return Ok(());
+                    return Ok(job);
                 }
                 *at += take as u64;
                 moved = true;
             }
         }
         if !moved {
-            return Ok(());
+            return Ok(job);
         }
     }
 }

@@ -6,8 +6,11 @@
 //!   streams asked for (an absent offset: not wanted) in one framed body
 //!   (`application/x-belay-frames`): `O <len>\n<bytes>` stdout,
 //!   `E <len>\n<bytes>` stderr, `W <len>\n<text>` when the host stopped
-//!   answering (the stream resumes when it does). What the CLI uses: one
-//!   follower on the host for both streams.
+//!   answering (the stream resumes when it does), and with `with_job=true` a
+//!   last `J <len>\n<json>`: the job as `GET /v1/jobs/{job}` shows it (a
+//!   followed job: ended), once every byte is out — so an attached `run`
+//!   knows its end without asking again. What the CLI uses: one follower
+//!   on the host for both streams.
 //!
 //! Without `follow` an answer ends at the streams' sizes when asked; with
 //! it, bytes are sent as they are written and the answer ends once the job
@@ -19,7 +22,9 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use belay_core::engine::follow::Offsets;
+use belay_core::job::view::JobView;
 use serde::Deserialize;
+use serde_json::json;
 
 use super::{ApiError, channel_body};
 use crate::output::Piece;
@@ -39,6 +44,9 @@ pub struct OutputQuery {
     stderr: Option<u64>,
     #[serde(default)]
     follow: bool,
+    /// End the answer with the job (`J` frame).
+    #[serde(default)]
+    with_job: bool,
 }
 
 /// One frame of a framed output body.
@@ -73,7 +81,7 @@ pub async fn read(
         }
     };
     let failpoint = super::failpoint_of(&headers);
-    serve(state, reference, from, q.follow, false, failpoint).await
+    serve(state, reference, from, q.follow, Framing::Raw, failpoint).await
 }
 
 pub async fn output(
@@ -88,7 +96,17 @@ pub async fn output(
         stderr: q.stderr,
     };
     let failpoint = super::failpoint_of(&headers);
-    serve(state, reference, from, q.follow, true, failpoint).await
+    let framing = Framing::Frames { job: q.with_job };
+    serve(state, reference, from, q.follow, framing, failpoint).await
+}
+
+/// How an answer carries the output.
+#[derive(Clone, Copy)]
+enum Framing {
+    /// One stream's bytes as they are.
+    Raw,
+    /// Frames (the module header), with the job at the end if `job`.
+    Frames { job: bool },
 }
 
 async fn serve(
@@ -96,9 +114,10 @@ async fn serve(
     reference: String,
     from: Offsets,
     follow: bool,
-    framed: bool,
+    framing: Framing,
     failpoint: Option<String>,
 ) -> Result<axum::response::Response, ApiError> {
+    let framed = matches!(framing, Framing::Frames { .. });
     // Resolve first, so an unknown job is a 404 rather than an empty body.
     let job = super::blocking(&state, move |engine| {
         Ok(engine.store().resolve(&reference)?)
@@ -116,7 +135,7 @@ async fn serve(
         let result = (|| -> belay_core::error::Result<()> {
             let mut engine = worker.engine()?;
             let gone = tx.clone();
-            crate::output::stream(
+            let job = crate::output::stream(
                 &mut engine,
                 job,
                 from,
@@ -134,7 +153,18 @@ async fn serve(
                     tx.blocking_send(bytes).is_ok()
                 },
                 &move || gone.is_closed(),
-            )
+            )?;
+            if let Framing::Frames { job: true } = framing
+                && !tx.is_closed()
+            {
+                let events = engine.store().events(&job.id)?;
+                let answer = json!({
+                    "job": JobView::with_events(&job, &events),
+                    "warnings": [],
+                });
+                let _ = tx.blocking_send(frame(b'J', answer.to_string().as_bytes()));
+            }
+            Ok(())
         })();
         belay_core::failpoint::arm_for_thread(None);
         if let Err(e) = result {

@@ -52,6 +52,9 @@ pub use tokens::TokenRecord;
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// [`Store::installation_id`], once read: it never changes once set,
+    /// and every submit asks for it.
+    installation: Option<String>,
 }
 
 impl Store {
@@ -130,6 +133,7 @@ impl Store {
         Ok(Self {
             conn,
             path: path.to_path_buf(),
+            installation: None,
         })
     }
 
@@ -139,6 +143,9 @@ impl Store {
 
     /// This installation's random id, created on first use.
     pub fn installation_id(&mut self) -> Result<String> {
+        if let Some(id) = &self.installation {
+            return Ok(id.clone());
+        }
         let get = |c: &Connection| {
             c.query_row(
                 "SELECT value FROM meta WHERE key = 'installation'",
@@ -148,6 +155,7 @@ impl Store {
             .optional()
         };
         if let Some(v) = get(&self.conn).map_err(|e| self.err(e))? {
+            self.installation = Some(v.clone());
             return Ok(v);
         }
         let fresh = id::random_hex(4)?;
@@ -157,9 +165,11 @@ impl Store {
                 [&fresh],
             )
             .map_err(|e| self.err(e))?;
-        get(&self.conn)
+        let id = get(&self.conn)
             .map_err(|e| self.err(e))?
-            .ok_or_else(|| self.err(rusqlite::Error::QueryReturnedNoRows))
+            .ok_or_else(|| self.err(rusqlite::Error::QueryReturnedNoRows))?;
+        self.installation = Some(id.clone());
+        Ok(id)
     }
 
     /// No transaction is open on this connection: it can serve another

@@ -313,6 +313,48 @@ fn split_frames(body: &str) -> Vec<(char, String)> {
     frames
 }
 
+/// A command learns who serves from the daemon's card (`serve.json`,
+/// written once its socket listens), not by asking `GET /v1/daemon`: it
+/// costs the daemon one request fewer. A card that is not the serving
+/// daemon's (another pid) is not taken at its word: the command asks.
+#[test]
+fn a_command_takes_the_daemons_card_instead_of_asking_who_serves() {
+    let b = through_daemon(Belay::new());
+    b.cmd(["run", "local", "--", "true"]).ok();
+    let card_path = b.home.path().join("serve.json");
+    let card: Value = serde_json::from_str(&read(&card_path)).expect("the card");
+    let info = daemon_info(&b).expect("a daemon");
+    assert_eq!(card["pid"], info["pid"], "{card}");
+    assert_eq!(card["build"], info["build"], "{card}");
+    let served = || -> u64 {
+        let (status, body) = api(&b, "GET", "/v1/daemon", None);
+        assert_eq!(status, 200, "{body}");
+        let doc: Value = serde_json::from_str(&body).unwrap();
+        doc["requests_served"].as_u64().expect("requests_served")
+    };
+    let requests_of_ps = || {
+        let before = served();
+        b.cmd(["ps", "--json"]).ok();
+        // Less the count's own request.
+        served() - before - 1
+    };
+    let trusted = requests_of_ps();
+    let mut forged = card.clone();
+    forged["pid"] = Value::from(card["pid"].as_u64().unwrap() + 1);
+    std::fs::write(&card_path, forged.to_string()).unwrap();
+    let asked = requests_of_ps();
+    assert_eq!(
+        asked,
+        trusted + 1,
+        "trusted card: {trusted}, forged: {asked}"
+    );
+    assert_eq!(
+        daemon_info(&b).unwrap()["pid"],
+        info["pid"],
+        "the same daemon served"
+    );
+}
+
 /// The routes of belay-server's router, as (method, path), read from its
 /// source: the one place they are declared.
 fn router_routes() -> std::collections::BTreeSet<(String, String)> {

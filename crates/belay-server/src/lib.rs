@@ -14,6 +14,7 @@
 //! Modules:
 //! - [`location`]: where the socket, lock and log live;
 //! - [`lock`]: one daemon per `BELAY_HOME`;
+//! - [`card`]: who serves, said once in a file, so a command need not ask;
 //! - [`listener`]: the socket (0600, stale files removed only when provably
 //!   stale) and the peer-uid check on every connection;
 //! - [`serve`]: the daemon's life — start, idle exit, stop;
@@ -34,6 +35,7 @@ pub mod apps;
 pub mod autostart;
 pub mod background;
 pub mod build;
+pub mod card;
 pub mod client;
 pub mod dashboard;
 pub mod forwards;

@@ -26,6 +26,11 @@ impl DaemonLocation {
         self.home.root().join("serve.lock")
     }
 
+    /// The daemon's card ([`crate::card`]): who serves, without asking.
+    pub fn card(&self) -> PathBuf {
+        self.home.root().join("serve.json")
+    }
+
     /// A background daemon's stdout and stderr.
     pub fn log(&self) -> PathBuf {
         self.home.root().join("serve.log")

@@ -82,6 +82,16 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
             source,
         })?;
         tracing::info!(socket = %socket.display(), pid = std::process::id(), "belay daemon serving");
+        // Listening now: commands may take this card's word for who serves.
+        let card = crate::card::DaemonCard {
+            pid: std::process::id(),
+            build: crate::build::identity().to_string(),
+            ssh_config: options.ssh_config.as_ref().map(|p| p.display().to_string()),
+        };
+        if let Err(e) = crate::card::write(&location, &card) {
+            // Commands then ask, as before the card.
+            tracing::warn!("cannot write {}: {e}", location.card().display());
+        }
         let tcp = match options.listen {
             Some(addr) => {
                 let bound = tokio::net::TcpListener::bind(addr).await.map_err(|source| {
@@ -129,6 +139,7 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
         let server = axum::serve(SameUserListener::new(listener), app)
             .with_graceful_shutdown(async move { stop_reason(&stop, &options).await });
         let result = server.await;
+        crate::card::remove(&location, std::process::id());
         background.abort();
         forwards.abort();
         trim.abort();

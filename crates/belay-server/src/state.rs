@@ -24,6 +24,8 @@ pub struct DaemonState {
     /// Requests in progress, log streams included (an attached `run` keeps
     /// the daemon alive however long its job runs).
     pub in_flight: AtomicUsize,
+    /// Requests served since the daemon started (this one included).
+    pub served: std::sync::atomic::AtomicU64,
     /// When the last request ended (ms since the epoch).
     pub last_activity: AtomicI64,
     /// Asked to stop (`DELETE /v1/daemon`, `belay serve --stop`).
@@ -117,6 +119,7 @@ impl DaemonState {
             hosts,
             started_at: now_ms(),
             in_flight: AtomicUsize::new(0),
+            served: std::sync::atomic::AtomicU64::new(0),
             last_activity: AtomicI64::new(now_ms()),
             shutdown: Notify::new(),
             nudge: Notify::new(),
@@ -141,6 +144,7 @@ impl DaemonState {
     /// Mark a request in progress until the guard drops.
     pub fn busy(self: &Arc<Self>) -> BusyGuard {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.served.fetch_add(1, Ordering::Relaxed);
         BusyGuard(self.clone())
     }
 

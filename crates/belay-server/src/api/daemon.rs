@@ -22,6 +22,8 @@ pub async fn show(State(state): State<Shared>) -> Json<serde_json::Value> {
         "tls": state.listen.get().is_some_and(|l| l.tls),
         // This request included.
         "requests_in_flight": state.in_flight.load(Ordering::SeqCst),
+        // Served since it started, this one included.
+        "requests_served": state.served.load(Ordering::Relaxed),
         // Live views (`GET /v1/events`, dashboards) open now, and the
         // store readings their one shared watcher has made.
         "event_streams": state.watch.listeners(),

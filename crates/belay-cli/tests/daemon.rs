@@ -413,6 +413,8 @@ fn stop_ends_the_daemon_and_an_idle_one_exits_by_itself() {
     let out = b.cmd(["serve", "--status"]).output();
     assert_eq!(out.status.code(), Some(1), "none answers");
     assert!(!socket(&b).exists(), "its socket file is removed");
+    let card = b.home.path().join("serve.json");
+    assert!(!card.exists(), "its card is removed");
 
     std::fs::write(
         b.home.path().join("config.toml"),
@@ -421,6 +423,16 @@ fn stop_ends_the_daemon_and_an_idle_one_exits_by_itself() {
     .unwrap();
     b.cmd(["run", "local", "--", "true"]).ok();
     let pid = daemon_pid(&b);
+    assert!(card.exists(), "a card once it listens");
+    // A connection is activity (a command that took the card's word
+    // connects before its first request): three idle periods of bare
+    // connections, and the daemon is still there.
+    let probing = Instant::now();
+    while probing.elapsed() < Duration::from_secs(3) {
+        drop(std::os::unix::net::UnixStream::connect(socket(&b)).expect("it listens"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(is_running(pid), "exited while connections came");
     let t = Instant::now();
     assert!(gone(pid, Duration::from_secs(15)), "idle: exits by itself");
     assert!(
@@ -429,6 +441,7 @@ fn stop_ends_the_daemon_and_an_idle_one_exits_by_itself() {
         t.elapsed()
     );
     assert!(daemon_info(&b).is_none());
+    assert!(!card.exists(), "an idle exit removes its card");
 }
 
 #[test]

@@ -40,13 +40,27 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 pub struct SameUserListener {
     inner: UnixListener,
     uid: u32,
+    /// Called at each connection accepted from this user.
+    on_accept: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl SameUserListener {
     pub fn new(inner: UnixListener) -> Self {
         // SAFETY: getuid cannot fail.
         let uid = unsafe { libc::getuid() };
-        Self { inner, uid }
+        Self {
+            inner,
+            uid,
+            on_accept: None,
+        }
+    }
+
+    /// Calls `hook` at each connection accepted (the daemon counts a
+    /// connection as activity: a command that found its card connects
+    /// before its first request, and must not meet an idle exit between).
+    pub fn on_accept(mut self, hook: Box<dyn Fn() + Send + Sync>) -> Self {
+        self.on_accept = Some(hook);
+        self
     }
 }
 
@@ -58,7 +72,12 @@ impl axum::serve::Listener for SameUserListener {
         loop {
             match self.inner.accept().await {
                 Ok((stream, addr)) => match stream.peer_cred() {
-                    Ok(cred) if cred.uid() == self.uid => return (stream, addr),
+                    Ok(cred) if cred.uid() == self.uid => {
+                        if let Some(hook) = &self.on_accept {
+                            hook();
+                        }
+                        return (stream, addr);
+                    }
                     Ok(cred) => {
                         tracing::warn!(uid = cred.uid(), "refused a connection from another user");
                     }

@@ -136,7 +136,9 @@ pub fn run(home: BelayHome, options: ServeOptions) -> Result<(), ServeError> {
             requests.last_request_end_ms()
         }));
         let stop = state.clone();
-        let server = axum::serve(SameUserListener::new(listener), app)
+        let seen = state.clone();
+        let listener = SameUserListener::new(listener).on_accept(Box::new(move || seen.touch()));
+        let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop_reason(&stop, &options).await });
         let result = server.await;
         crate::card::remove(&location, std::process::id());
@@ -194,6 +196,9 @@ async fn stop_reason(state: &Arc<DaemonState>, options: &ServeOptions) {
             && !crate::background::has_work(state).await
         {
             tracing::info!("stopping: idle for {}s", idle / 1000);
+            // Commands from now on ask who serves (and get no answer)
+            // rather than take the card's word.
+            crate::card::remove(&DaemonLocation::new(&state.home), std::process::id());
             return;
         }
     }

@@ -141,6 +141,11 @@ impl DaemonState {
         self.stores.engine(&self.home, self.hosts.clone())
     }
 
+    /// A connection came: activity, as a request's end is.
+    pub fn touch(&self) {
+        self.last_activity.store(now_ms(), Ordering::SeqCst);
+    }
+
     /// Mark a request in progress until the guard drops.
     pub fn busy(self: &Arc<Self>) -> BusyGuard {
         self.in_flight.fetch_add(1, Ordering::SeqCst);

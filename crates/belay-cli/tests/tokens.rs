@@ -477,6 +477,9 @@ fn every_route_wants_a_token_and_a_user_token_reaches_only_its_own_jobs() {
     b.wait_state(&remote, "cancelled", Duration::from_secs(30));
     assert_eq!(cancel(&ops, &bobs).status, 200);
     b.wait_state(&bobs, "cancelled", Duration::from_secs(30));
+    // The local user's, by admin: no job of this test outlives it.
+    assert_eq!(cancel(&ops, &locals).status, 200);
+    b.wait_state(&locals, "cancelled", Duration::from_secs(30));
 
     // A submission for a known host that does not answer: accepted, queued.
     let queued = api.submit(&alice, "closed", &["true"], &[]);
